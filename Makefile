@@ -1,0 +1,51 @@
+# Ebbtide — `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+WITH_STACK := deploy/local/with-stack.sh
+PYTEST_ARGS ?=
+
+.PHONY: help install stack-up stack-down stack-status demo test test-unit lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v pg_config >/dev/null || { echo "installing libpq-dev (psycopg2 builds against it)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpq-dev; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install Ebbtide with its dev tools
+
+stack-up: ## start the local Kafka (KRaft) and PostgreSQL on 127.0.0.1
+	deploy/local/stack.sh up
+
+stack-down: ## stop the local stack (only what the project started)
+	deploy/local/stack.sh down
+
+stack-status: ## show whether the local stack is running
+	deploy/local/stack.sh status
+
+demo: $(STAMP) ## run the scripted demo on the local stack and print the summary
+	$(WITH_STACK) $(PY) -m ebbtide demo $(DEMO_ARGS)
+
+test: $(STAMP) ## lint, then the whole suite against the real servers (started and stopped as needed)
+	$(MAKE) --no-print-directory lint
+	$(WITH_STACK) $(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## only the unit tests (no servers)
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+clean: ## remove the venv and caches (not .state: stop the stack first)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

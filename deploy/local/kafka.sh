@@ -1,0 +1,488 @@
+#!/usr/bin/env bash
+# Single-node KRaft Kafka broker for local development (no Docker).
+# The broker jars are resolved from Maven Central via kafka-pom.xml and cached
+# outside the repository; all runtime state lives under $EBBTIDE_STATE_DIR/kafka.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
+REPO_ROOT=$(cd -- "$SCRIPT_DIR/../.." && pwd -P)
+PROG=$(basename -- "$0")
+
+usage() {
+    cat <<EOF
+Usage: $PROG <fetch|start|stop|status>
+
+Runs a single-node Apache Kafka broker (KRaft mode, broker+controller) bound
+to 127.0.0.1 only.
+
+Commands:
+  fetch    Download the broker jars (Maven) into the cache, unless already cached.
+  start    Fetch if needed, format storage on first use, start the broker in the
+           background and wait until it is ready (timeout \${EBBTIDE_KAFKA_START_TIMEOUT:-90}s).
+           Succeeds without doing anything if our broker is already running.
+  stop     Stop our broker (SIGTERM, SIGKILL after 60 s). Succeeds if not running.
+  status   Print running/stopped and the bootstrap address.
+           Exit status: 0 running, 3 stopped.
+
+Environment (defaults in brackets):
+  EBBTIDE_STATE_DIR              [<repo>/.state]  runtime state; Kafka uses ./kafka
+  EBBTIDE_KAFKA_PORT             [9092]           client (PLAINTEXT) listener port
+  EBBTIDE_KAFKA_CONTROLLER_PORT  [9093]           KRaft controller listener port
+  EBBTIDE_KAFKA_HEAP             [384m]           JVM -Xmx
+  EBBTIDE_CACHE_DIR              [\${XDG_CACHE_HOME:-\$HOME/.cache}/ebbtide]  jar cache
+  EBBTIDE_KAFKA_START_TIMEOUT    [90]             seconds to wait for readiness
+  JAVA_HOME                      [unset]          java from \$JAVA_HOME/bin if set
+
+Files:
+  \$EBBTIDE_STATE_DIR/kafka/server.properties  generated on every start
+  \$EBBTIDE_STATE_DIR/kafka/kafka.log          broker log (stdout/stderr)
+  \$EBBTIDE_STATE_DIR/kafka/kafka.pid          pid of the running broker
+  \$EBBTIDE_STATE_DIR/env                      EBBTIDE_KAFKA_BOOTSTRAP=... line
+EOF
+}
+
+die() {
+    printf '%s: error: %s\n' "$PROG" "$*" >&2
+    exit 1
+}
+info() { printf 'kafka: %s\n' "$*"; }
+
+abspath() {
+    case $1 in
+        /*) printf '%s\n' "$1" ;;
+        *) printf '%s/%s\n' "$PWD" "$1" ;;
+    esac
+}
+
+# ---------------------------------------------------------------- settings
+STATE_DIR=$(abspath "${EBBTIDE_STATE_DIR:-$REPO_ROOT/.state}")
+KAFKA_PORT=${EBBTIDE_KAFKA_PORT:-9092}
+CONTROLLER_PORT=${EBBTIDE_KAFKA_CONTROLLER_PORT:-9093}
+HEAP=${EBBTIDE_KAFKA_HEAP:-384m}
+START_TIMEOUT=${EBBTIDE_KAFKA_START_TIMEOUT:-90}
+STOP_TIMEOUT=60
+HOST=127.0.0.1
+POM=$SCRIPT_DIR/kafka-pom.xml
+LOG4J_CONFIG=$SCRIPT_DIR/log4j2.yaml
+JAVA=${JAVA_HOME:+$JAVA_HOME/bin/}java
+
+KAFKA_DIR=$STATE_DIR/kafka
+DATA_DIR=$KAFKA_DIR/data
+PROPS=$KAFKA_DIR/server.properties
+LOG_FILE=$KAFKA_DIR/kafka.log
+PID_FILE=$KAFKA_DIR/kafka.pid
+ENV_FILE=$STATE_DIR/env
+READY_MSG='Kafka Server started'
+
+validate_port() { # name value
+    if ! [[ $2 =~ ^[0-9]+$ ]] || ((10#$2 < 1 || 10#$2 > 65535)); then
+        die "$1 must be a TCP port number (1-65535), got '$2'"
+    fi
+}
+
+validate_settings() {
+    validate_port EBBTIDE_KAFKA_PORT "$KAFKA_PORT"
+    validate_port EBBTIDE_KAFKA_CONTROLLER_PORT "$CONTROLLER_PORT"
+    ((10#$KAFKA_PORT != 10#$CONTROLLER_PORT)) ||
+        die "EBBTIDE_KAFKA_PORT and EBBTIDE_KAFKA_CONTROLLER_PORT must differ (both are $KAFKA_PORT)"
+    [[ $HEAP =~ ^[0-9]+[kKmMgG]$ ]] ||
+        die "EBBTIDE_KAFKA_HEAP must look like 384m or 1g, got '$HEAP'"
+    if ! [[ $START_TIMEOUT =~ ^[0-9]+$ ]] || ((10#$START_TIMEOUT == 0)); then
+        die "EBBTIDE_KAFKA_START_TIMEOUT must be a positive number of seconds, got '$START_TIMEOUT'"
+    fi
+    START_TIMEOUT=$((10#$START_TIMEOUT))
+}
+
+kafka_version() {
+    [[ -r $POM ]] || die "cannot read $POM"
+    local v
+    v=$(sed -n 's:.*<kafka\.version>[[:space:]]*\([^<[:space:]]*\)[[:space:]]*</kafka\.version>.*:\1:p' "$POM" | head -n 1)
+    [[ -n $v ]] || die "no <kafka.version> property found in $POM"
+    printf '%s\n' "$v"
+}
+
+cache_paths() {
+    local cache_root
+    cache_root=$(abspath "${EBBTIDE_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:?HOME is not set; set EBBTIDE_CACHE_DIR}/.cache}/ebbtide}")
+    VERSION=$(kafka_version)
+    KAFKA_HOME=$cache_root/kafka-$VERSION
+    LIBS=$KAFKA_HOME/libs
+    MARKER=$KAFKA_HOME/libs.complete
+}
+
+# ---------------------------------------------------------------- helpers
+ensure_state_dir() {
+    mkdir -p -- "$STATE_DIR"
+    # Keep runtime state out of git even if the repo's .gitignore does not list it.
+    [[ -e $STATE_DIR/.gitignore ]] || printf '*\n' >"$STATE_DIR/.gitignore"
+}
+
+# env_update KEY VALUE [KEY VALUE ...]: replace only these keys in $ENV_FILE.
+# The file is plain KEY=value lines so both bash `source` and make `include` read it.
+env_update() {
+    ensure_state_dir
+    local tmp args=("$@")
+    (
+        flock -w 30 9 || die "timed out waiting for lock $ENV_FILE.lock"
+        tmp=$(mktemp "$ENV_FILE.XXXXXX")
+        {
+            local i keep
+            keep=$(
+                [[ -f $ENV_FILE ]] || exit 0
+                pattern='^#'
+                for ((i = 0; i < ${#args[@]}; i += 2)); do pattern+="|^${args[i]}="; done
+                grep -Ev -- "$pattern" "$ENV_FILE" || true
+            )
+            for ((i = 0; i < ${#args[@]}; i += 2)); do
+                keep+=${keep:+$'\n'}${args[i]}=${args[i + 1]}
+            done
+            printf '# Generated by deploy/local/{postgres,kafka,stack}.sh; plain KEY=value lines\n'
+            printf '# (readable by bash "source" and GNU make "include"). Do not edit.\n'
+            sort <<<"$keep"
+        } >"$tmp"
+        chmod 600 "$tmp"
+        mv -f -- "$tmp" "$ENV_FILE"
+    ) 9>"$ENV_FILE.lock"
+}
+
+# Alive and not a zombie (PID 1 in some containers never reaps orphans).
+pid_alive() {
+    local state
+    kill -0 "$1" 2>/dev/null || return 1
+    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ ${state:0:1} != Z ]]
+}
+
+# True if pid runs kafka.Kafka with exactly our properties file.
+is_our_broker() {
+    local pid=$1 arg has_main=0 has_props=0
+    local -a argv
+    mapfile -d '' argv 2>/dev/null <"/proc/$pid/cmdline" || return 1
+    for arg in "${argv[@]}"; do
+        [[ $arg == kafka.Kafka ]] && has_main=1
+        [[ $arg == "$PROPS" ]] && has_props=1
+    done
+    ((has_main && has_props))
+}
+
+# Prints the pid of our running broker, or fails. Re-adopts our broker if the
+# pid file was lost (only a process whose command line names our own
+# server.properties can match, so this never touches anyone else's broker).
+running_pid() {
+    local pid="" p
+    if [[ -f $PID_FILE ]]; then
+        pid=$(<"$PID_FILE")
+        if [[ $pid =~ ^[0-9]+$ ]] && pid_alive "$pid" && is_our_broker "$pid"; then
+            printf '%s\n' "$pid"
+            return 0
+        fi
+    fi
+    for p in /proc/[0-9]*; do
+        p=${p#/proc/}
+        if is_our_broker "$p" && pid_alive "$p"; then
+            printf '%s\n' "$p" >"$PID_FILE"
+            printf 'kafka: re-adopted running broker pid %s (pid file was missing or stale)\n' "$p" >&2
+            printf '%s\n' "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# Milliseconds since the epoch (bash 5 builtin clock; no fork). Strip the
+# decimal separator whatever the locale uses.
+now_ms() {
+    local t=${EPOCHREALTIME//[!0-9]/}
+    echo $((10#$t / 1000))
+}
+
+port_open() { # port
+    # shellcheck disable=SC2016 # $0/$1 are expanded by the inner bash
+    timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$HOST" "$1" 2>/dev/null
+}
+
+# Port configured in the server.properties the running broker was started with.
+configured_port() {
+    sed -n "s#^listeners=PLAINTEXT://$HOST:\([0-9]*\),.*#\1#p" "$PROPS" 2>/dev/null | head -n 1
+}
+
+heap_mib() { # 384m -> 384, 1g -> 1024, 512k -> 0
+    local n=${HEAP%?} u=${HEAP: -1}
+    case $u in
+        k | K) echo $((10#$n / 1024)) ;;
+        m | M) echo $((10#$n)) ;;
+        g | G) echo $((10#$n * 1024)) ;;
+    esac
+}
+
+check_java() {
+    command -v "$JAVA" >/dev/null 2>&1 ||
+        die "java not found (need Java 17+; install e.g. openjdk-17-jre-headless or set JAVA_HOME)"
+    local spec
+    spec=$("$JAVA" -XshowSettings:properties -version 2>&1 |
+        sed -n 's/^ *java\.specification\.version = //p' | head -n 1)
+    if ! [[ $spec =~ ^[0-9]+$ ]] || ((spec < 17)); then
+        die "Kafka 4.x needs Java 17 or newer; '$JAVA' reports specification version '${spec:-unknown}'"
+    fi
+}
+
+# ---------------------------------------------------------------- commands
+is_fetched() {
+    local want
+    want=$(sha256sum "$POM" | cut -d ' ' -f 1)
+    [[ -f $MARKER && -d $LIBS && $(<"$MARKER") == "$want" ]]
+}
+
+cmd_fetch() {
+    cache_paths
+    if is_fetched; then
+        info "jars for Kafka $VERSION already cached in $LIBS"
+        return 0
+    fi
+    command -v mvn >/dev/null 2>&1 || die "mvn (Maven) not found; install it (apt-get install maven)"
+    mkdir -p -- "$KAFKA_HOME"
+    (
+        flock -w 900 8 || die "timed out waiting for another fetch (lock $KAFKA_HOME/.lock)"
+        if is_fetched; then # another process finished the fetch while we waited
+            exit 0
+        fi
+        # Leftovers of interrupted fetches; we hold the lock, so none is in progress.
+        rm -rf -- "$KAFKA_HOME"/libs.tmp.* "$MARKER"
+        tmp=$(mktemp -d "$KAFKA_HOME/libs.tmp.XXXXXX")
+        trap 'rm -rf -- "$tmp"' EXIT
+        info "fetching Kafka $VERSION jars from Maven into $LIBS ..."
+        if ! mvn -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
+            -DoutputDirectory="$tmp" -DincludeScope=runtime >"$KAFKA_HOME/fetch.log" 2>&1; then
+            echo "---- last lines of $KAFKA_HOME/fetch.log ----" >&2
+            grep -E '\[(ERROR|WARNING)\]' "$KAFKA_HOME/fetch.log" | tail -n 30 >&2 || true
+            die "maven could not fetch the Kafka jars; nothing was cached. Full output: $KAFKA_HOME/fetch.log"
+        fi
+        [[ -f $tmp/kafka_2.13-$VERSION.jar ]] ||
+            die "maven finished but kafka_2.13-$VERSION.jar is missing from the result; nothing was cached"
+        chmod 755 "$tmp"
+        rm -rf -- "$LIBS"
+        mv -- "$tmp" "$LIBS"
+        sha256sum "$POM" | cut -d ' ' -f 1 >"$MARKER.tmp"
+        mv -f -- "$MARKER.tmp" "$MARKER"
+        info "cached $(find "$LIBS" -maxdepth 1 -name '*.jar' | wc -l) jars for Kafka $VERSION"
+    ) 8>"$KAFKA_HOME/.lock"
+}
+
+write_properties() {
+    local tmp
+    tmp=$(mktemp "$PROPS.XXXXXX")
+    cat >"$tmp" <<EOF
+# Generated by deploy/local/kafka.sh on every start; edits will be overwritten.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$DATA_DIR
+num.partitions=4
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+EOF
+    chmod 644 "$tmp"
+    mv -f -- "$tmp" "$PROPS"
+}
+
+format_storage() {
+    [[ -f $DATA_DIR/meta.properties ]] && return 0
+    local cluster_id out
+    cluster_id=$("$JAVA" -cp "$LIBS/*" kafka.tools.StorageTool random-uuid 2>&1 | tail -n 1) ||
+        die "kafka.tools.StorageTool random-uuid failed: $cluster_id"
+    info "formatting storage in $DATA_DIR (cluster id $cluster_id)"
+    out=$("$JAVA" -Dlog4j2.configurationFile="$LOG4J_CONFIG" -cp "$LIBS/*" \
+        kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS" 2>&1) ||
+        die "formatting Kafka storage in $DATA_DIR failed:"$'\n'"$out"
+}
+
+wait_ready() { # pid log_offset
+    local pid=$1 offset=$2 deadline
+    deadline=$(($(now_ms) + START_TIMEOUT * 1000))
+    while :; do
+        if ! pid_alive "$pid"; then
+            rm -f -- "$PID_FILE"
+            echo "---- last lines of $LOG_FILE ----" >&2
+            tail -c +"$((offset + 1))" "$LOG_FILE" | tail -n 30 >&2 || true
+            die "Kafka broker (pid $pid) exited during startup; see $LOG_FILE"
+        fi
+        if grep -qF -- "$READY_MSG" <(tail -c +"$((offset + 1))" "$LOG_FILE") &&
+            port_open "$KAFKA_PORT"; then
+            return 0
+        fi
+        if (($(now_ms) >= deadline)); then
+            echo "---- last lines of $LOG_FILE ----" >&2
+            tail -c +"$((offset + 1))" "$LOG_FILE" | tail -n 30 >&2 || true
+            stop_pid "$pid" >&2 || true
+            die "Kafka broker did not become ready on $HOST:$KAFKA_PORT within ${START_TIMEOUT}s" \
+                "(no '$READY_MSG' line and/or port closed); it was stopped. See $LOG_FILE"
+        fi
+        sleep 0.25 # poll interval, not a readiness guess
+    done
+}
+
+cmd_start() {
+    validate_settings
+    ensure_state_dir
+    mkdir -p -- "$KAFKA_DIR"
+    (
+        # Serialise concurrent start/stop invocations on the same state dir.
+        flock -w 120 7 || die "timed out waiting for lock $KAFKA_DIR/.lock"
+        start_locked
+    ) 7>"$KAFKA_DIR/.lock"
+}
+
+start_locked() {
+    local pid running_port
+    if pid=$(running_pid); then
+        running_port=$(configured_port)
+        if [[ -n $running_port && $running_port != "$KAFKA_PORT" ]]; then
+            die "our broker (pid $pid) is already running on $HOST:$running_port, but EBBTIDE_KAFKA_PORT=$KAFKA_PORT; run '$PROG stop' first"
+        fi
+        port_open "$KAFKA_PORT" ||
+            die "our broker (pid $pid) is running but $HOST:$KAFKA_PORT does not accept connections; see $LOG_FILE"
+        info "already running (pid $pid), bootstrap $HOST:$KAFKA_PORT"
+        env_update EBBTIDE_KAFKA_BOOTSTRAP "$HOST:$KAFKA_PORT"
+        return 0
+    fi
+    rm -f -- "$PID_FILE"
+
+    local p
+    for p in "$KAFKA_PORT" "$CONTROLLER_PORT"; do
+        if port_open "$p"; then
+            die "port $HOST:$p is already in use by another process (not our broker);" \
+                "stop it or choose other ports via EBBTIDE_KAFKA_PORT / EBBTIDE_KAFKA_CONTROLLER_PORT"
+        fi
+    done
+    [[ -r $LOG4J_CONFIG ]] || die "missing log4j config $LOG4J_CONFIG"
+
+    cache_paths
+    is_fetched || cmd_fetch
+    is_fetched || die "Kafka jars are not cached in $LIBS after fetch"
+    check_java
+
+    mkdir -p -- "$DATA_DIR"
+    write_properties
+    format_storage
+
+    # Keep the log from growing without bound across restarts.
+    if [[ -f $LOG_FILE ]] && (($(stat -c %s "$LOG_FILE") > 20 * 1024 * 1024)); then
+        mv -f -- "$LOG_FILE" "$LOG_FILE.1"
+    fi
+    local offset xmx_mib xms
+    xmx_mib=$(heap_mib)
+    xms=128m
+    ((xmx_mib < 128)) && xms=$HEAP
+
+    local start=$SECONDS
+    printf '\n==== %s kafka.sh start (port %s, controller %s) ====\n' \
+        "$(date '+%F %T')" "$KAFKA_PORT" "$CONTROLLER_PORT" >>"$LOG_FILE"
+    offset=$(stat -c %s "$LOG_FILE")
+    rm -f -- "$PID_FILE.new"
+    # setsid -f: new session, no controlling terminal, reparented to init, so the
+    # broker survives the calling shell. The inner shell records its own pid and
+    # then execs java, so the recorded pid is the JVM's. fd 7 (our start/stop
+    # lock) is closed so the broker does not hold the lock for its lifetime.
+    # shellcheck disable=SC2016 # $$, $0 and $@ are expanded by the inner bash
+    (
+        cd -- "$KAFKA_DIR"
+        setsid -f bash -c 'echo $$ >"$0.new" && mv -f "$0.new" "$0" && exec "$@"' "$PID_FILE" \
+            "$JAVA" "-Xmx$HEAP" "-Xms$xms" -XX:+UseSerialGC -XX:+ExitOnOutOfMemoryError \
+            -Djava.awt.headless=true "-Dlog4j2.configurationFile=$LOG4J_CONFIG" \
+            -cp "$LIBS/*" kafka.Kafka "$PROPS" \
+            </dev/null >>"$LOG_FILE" 2>&1 7>&-
+    )
+    local deadline
+    deadline=$(($(now_ms) + 10000))
+    until [[ -s $PID_FILE ]]; do
+        (($(now_ms) < deadline)) || die "broker process did not record its pid in $PID_FILE; see $LOG_FILE"
+        sleep 0.05
+    done
+    pid=$(<"$PID_FILE")
+    info "starting (pid $pid), waiting up to ${START_TIMEOUT}s for readiness; log: $LOG_FILE"
+    wait_ready "$pid" "$offset"
+    info "started (pid $pid) in $((SECONDS - start))s, bootstrap $HOST:$KAFKA_PORT"
+    env_update EBBTIDE_KAFKA_BOOTSTRAP "$HOST:$KAFKA_PORT"
+}
+
+stop_pid() { # pid
+    local pid=$1 deadline
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$(($(now_ms) + STOP_TIMEOUT * 1000))
+    while pid_alive "$pid"; do
+        if (($(now_ms) >= deadline)); then
+            info "pid $pid did not exit within ${STOP_TIMEOUT}s after SIGTERM; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            deadline=$(($(now_ms) + 10000))
+            while pid_alive "$pid"; do
+                (($(now_ms) < deadline)) || die "pid $pid survived SIGKILL"
+                sleep 0.1
+            done
+            break
+        fi
+        sleep 0.1
+    done
+    rm -f -- "$PID_FILE"
+}
+
+cmd_stop() {
+    [[ -d $KAFKA_DIR ]] || return 0
+    (
+        flock -w 120 7 || die "timed out waiting for lock $KAFKA_DIR/.lock"
+        local pid
+        if ! pid=$(running_pid); then
+            rm -f -- "$PID_FILE"
+            exit 0
+        fi
+        info "stopping (pid $pid) ..."
+        stop_pid "$pid"
+        info "stopped"
+    ) 7>"$KAFKA_DIR/.lock"
+}
+
+cmd_status() {
+    local pid port
+    if [[ -d $KAFKA_DIR ]] && pid=$(running_pid); then
+        port=$(configured_port)
+        port=${port:-$KAFKA_PORT}
+        if port_open "$port"; then
+            echo "kafka: running (pid $pid), bootstrap $HOST:$port"
+        else
+            echo "kafka: running (pid $pid) but $HOST:$port is not accepting connections yet; log: $LOG_FILE"
+        fi
+        return 0
+    fi
+    echo "kafka: stopped (bootstrap would be $HOST:$KAFKA_PORT)"
+    return 3
+}
+
+main() {
+    if (($# != 1)); then
+        usage >&2
+        exit 2
+    fi
+    case $1 in
+        -h | --help | help) usage ;;
+        fetch) cmd_fetch ;;
+        start) cmd_start ;;
+        stop) cmd_stop ;;
+        status) cmd_status ;;
+        *)
+            printf '%s: unknown command: %s\n\n' "$PROG" "$1" >&2
+            usage >&2
+            exit 2
+            ;;
+    esac
+}
+
+main "$@"

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Local Ebbtide stack: private PostgreSQL cluster + single-node Kafka broker,
+# both bound to 127.0.0.1. Thin wrapper around postgres.sh and kafka.sh.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
+REPO_ROOT=$(cd -- "$SCRIPT_DIR/../.." && pwd -P)
+PROG=$(basename -- "$0")
+
+usage() {
+    cat <<EOF
+Usage: $PROG <up|down|status>
+
+Commands:
+  up      Start PostgreSQL, then Kafka (each is a no-op if already running),
+          and write \$EBBTIDE_STATE_DIR/env with the connection settings:
+            EBBTIDE_KAFKA_BOOTSTRAP, EBBTIDE_PG_DSN, EBBTIDE_PG_TEST_DSN
+          (plain KEY=value lines: 'source' it in bash, 'include' it in make).
+  down    Stop Kafka and PostgreSQL (only the processes this project started).
+  status  Show both. Exit 0 if both are running, 3 otherwise.
+
+Environment (defaults in brackets):
+  EBBTIDE_STATE_DIR              [<repo>/.state]
+  EBBTIDE_KAFKA_PORT             [9092]
+  EBBTIDE_KAFKA_CONTROLLER_PORT  [9093]
+  EBBTIDE_PG_PORT                [5433]
+  EBBTIDE_KAFKA_HEAP             [384m]
+  EBBTIDE_CACHE_DIR              [\${XDG_CACHE_HOME:-\$HOME/.cache}/ebbtide]
+
+See '$SCRIPT_DIR/kafka.sh --help' and '$SCRIPT_DIR/postgres.sh --help'.
+EOF
+}
+
+die() {
+    printf '%s: error: %s\n' "$PROG" "$*" >&2
+    exit 1
+}
+
+STATE_DIR=${EBBTIDE_STATE_DIR:-$REPO_ROOT/.state}
+case $STATE_DIR in
+    /*) ;;
+    *) STATE_DIR=$PWD/$STATE_DIR ;;
+esac
+# Resolve once so both sub-scripts see the same absolute state dir.
+export EBBTIDE_STATE_DIR=$STATE_DIR
+ENV_FILE=$STATE_DIR/env
+
+cmd_up() {
+    local start=$SECONDS
+    "$SCRIPT_DIR/postgres.sh" start || die "PostgreSQL failed to start (see messages above)"
+    "$SCRIPT_DIR/kafka.sh" start || die "Kafka failed to start (see messages above); PostgreSQL was left running"
+    local key
+    for key in EBBTIDE_KAFKA_BOOTSTRAP EBBTIDE_PG_DSN EBBTIDE_PG_TEST_DSN; do
+        grep -q "^$key=" "$ENV_FILE" 2>/dev/null || die "$ENV_FILE lacks $key; this is a bug in deploy/local"
+    done
+    echo
+    echo "Ebbtide local stack is up ($((SECONDS - start))s):"
+    # Show the settings with the password masked.
+    sed -n 's#^\(EBBTIDE_[A-Z_]*\)=\(postgresql://[^:]*:\)[^@]*@#\1=\2****@#; /^EBBTIDE_/s/^/  /p' "$ENV_FILE"
+    echo "Settings (with password) in $ENV_FILE; use: set -a; . $ENV_FILE; set +a"
+}
+
+cmd_down() {
+    local rc=0
+    "$SCRIPT_DIR/kafka.sh" stop || rc=1
+    "$SCRIPT_DIR/postgres.sh" stop || rc=1
+    ((rc == 0)) || die "could not stop everything (see messages above)"
+    echo "Ebbtide local stack is down."
+}
+
+cmd_status() {
+    local rc=0
+    "$SCRIPT_DIR/postgres.sh" status || rc=3
+    "$SCRIPT_DIR/kafka.sh" status || rc=3
+    return "$rc"
+}
+
+main() {
+    if (($# != 1)); then
+        usage >&2
+        exit 2
+    fi
+    case $1 in
+        -h | --help | help) usage ;;
+        up) cmd_up ;;
+        down) cmd_down ;;
+        status) cmd_status ;;
+        *)
+            printf '%s: unknown command: %s\n\n' "$PROG" "$1" >&2
+            usage >&2
+            exit 2
+            ;;
+    esac
+}
+
+main "$@"

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Run a command with the local stack up and its settings in the environment.
+# Starts Kafka and PostgreSQL only if they are not already running, and stops afterwards
+# only what it started, whatever the command's outcome. The command's exit code is kept.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
+REPO_ROOT=$(cd -- "$SCRIPT_DIR/../.." && pwd -P)
+export EBBTIDE_STATE_DIR=${EBBTIDE_STATE_DIR:-$REPO_ROOT/.state}
+
+if [ "$#" -eq 0 ] || [ "$1" = "--help" ] || [ "$1" = "-h" ]; then
+    echo "Usage: $(basename -- "$0") COMMAND [ARGS...]"
+    echo "Runs COMMAND with the local stack up (starting it if needed, stopping it after"
+    echo "if this script started it) and with \$EBBTIDE_STATE_DIR/env exported."
+    exit 0
+fi
+
+started=0
+if ! "$SCRIPT_DIR/stack.sh" status >/dev/null 2>&1; then
+    "$SCRIPT_DIR/stack.sh" up
+    started=1
+fi
+cleanup() {
+    if [ "$started" -eq 1 ]; then
+        "$SCRIPT_DIR/stack.sh" down || echo "with-stack: stack-down failed" >&2
+    fi
+}
+trap cleanup EXIT
+
+set -a
+# shellcheck disable=SC1091
+. "$EBBTIDE_STATE_DIR/env"
+set +a
+
+rc=0
+"$@" || rc=$?
+exit "$rc"

@@ -1,0 +1,3 @@
+from ebbtide.cli import main
+
+raise SystemExit(main())

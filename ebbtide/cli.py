@@ -1,0 +1,199 @@
+"""``ebbtide``: the one command-line entry point. Every command has ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ebbtide.settings import Settings, SettingsError, Topics
+
+DESCRIPTION = """Ebbtide stamps personal-data records with retention deadlines from a versioned
+policy and, when a deadline passes, orders and proves their deletion in every store.
+Settings come from EBBTIDE_* environment variables (see README)."""
+
+
+def _time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from ebbtide.kafka_io import create_topics, pipeline_topics
+
+    names = pipeline_topics(Topics(settings.topic_prefix), args.store)
+    created = create_topics(settings, names)
+    for name in names:
+        print(f"{'created' if name in created else 'exists '} {name}")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
+    from ebbtide.client import EventPublisher, LineError, read_jsonl
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"ebbtide publish: no such file: {path}", file=sys.stderr)
+        return 2
+    records, errors = [], []
+    for _, item in read_jsonl(path):
+        (errors if isinstance(item, LineError) else records).append(item)
+    for error in errors:
+        print(f"{path}: {error}", file=sys.stderr)
+    if errors and not args.skip_invalid:
+        print(f"ebbtide publish: {len(errors)} invalid event(s); nothing was published "
+              "(fix them, or pass --skip-invalid)", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        print(f"{len(records)} valid event(s); --dry-run: nothing published")
+        return 0
+    with EventPublisher(settings) as publisher:
+        sent = publisher.publish_all(records)  # type: ignore[arg-type]
+    print(f"published {sent} event(s) to {Topics(settings.topic_prefix).events}"
+          + (f"; skipped {len(errors)} invalid" if errors else ""))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from faust.worker import Worker
+
+    from ebbtide import metrics
+    from streams.app import create_app
+    from streams.policy.rules import default_policy, load_policy
+
+    policy = load_policy(Path(args.policy)) if args.policy else default_policy()
+    metrics.serve(settings.worker_metrics_port)
+    app = create_app(settings, policy)
+    logging.getLogger(__name__).warning(
+        "lifecycle worker %s: policy %s, metrics on 127.0.0.1:%d",
+        settings.app_id, policy.label, settings.worker_metrics_port,
+    )
+    Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
+    return 0
+
+
+def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+    import threading
+
+    from ebbtide import metrics
+    from sinks.mapping import DEFAULT_MAP, load_store_map
+    from sinks.runner import PostgresSink
+
+    logging.basicConfig(level=args.loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store_map = load_store_map(Path(args.map) if args.map else DEFAULT_MAP)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    metrics.serve(settings.sink_metrics_port)
+    logging.getLogger(__name__).warning(
+        "postgres sink for store %s: metrics on 127.0.0.1:%d", store_map.store, settings.sink_metrics_port
+    )
+    PostgresSink(settings, store_map, settings.require_pg_dsn(), stop=stop).run()
+    return 0
+
+
+def cmd_clock(args: argparse.Namespace, settings: Settings) -> int:
+    from ebbtide.clock import ClockPublisher, steps, wall_ticks
+
+    if args.mode == "tick":
+        clock = ClockPublisher(settings, "scripted")
+        clock.tick(args.at)
+        print(f"ticked {args.at.isoformat()}")
+    elif args.mode == "run":
+        clock = ClockPublisher(settings, "accelerated")
+        for moment in steps(args.start, args.until, args.step_days):
+            clock.tick(moment)
+        print(f"ticked {args.start.date()} .. {args.until.date()} every {args.step_days} day(s)")
+    else:
+        clock = ClockPublisher(settings, "wall")
+        for moment in wall_ticks(args.interval, args.count):
+            clock.tick(moment)
+    clock.close()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from ebbtide.demo.run import run_demo
+
+    return run_demo(settings, customers=args.customers, seed=args.seed,
+                    until=datetime(args.until_year, 1, 1, tzinfo=UTC), step_days=args.step_days)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ebbtide", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    topics = sub.add_parser("topics", help="create the pipeline's Kafka topics",
+                            description="Create missing topics (EBBTIDE_PARTITIONS partitions each).")
+    topics.add_argument("action", choices=["create"])
+    topics.add_argument("--store", action="append", default=None,
+                        help="a store whose command topic to create (repeatable; default customer_db)")
+    topics.set_defaults(func=cmd_topics)
+
+    publish = sub.add_parser("publish", help="validate and publish lifecycle events from a JSONL file",
+                             description="Validate every line against the lifecycle event schema, "
+                             "then publish all of them keyed by subject. Any invalid line refuses "
+                             "the whole file unless --skip-invalid.")
+    publish.add_argument("file", help="JSON Lines file, one event per line (see README)")
+    publish.add_argument("--dry-run", action="store_true", help="validate only")
+    publish.add_argument("--skip-invalid", action="store_true", help="publish the valid lines anyway")
+    publish.set_defaults(func=cmd_publish)
+
+    worker = sub.add_parser("worker", help="run the lifecycle agent (Faust worker)",
+                            description="Consume events, clock ticks and receipts; stamp deadlines; "
+                            "send deletion commands. Serves /metrics on EBBTIDE_WORKER_METRICS_PORT.")
+    worker.add_argument("--policy", help="policy TOML file (default: the shipped policy)")
+    worker.add_argument("--loglevel", default="WARNING", help="default WARNING")
+    worker.set_defaults(func=cmd_worker)
+
+    sink = sub.add_parser("sink", help="run a deletion sink",
+                          description="Execute deletion commands for one store and publish receipts.")
+    sink.add_argument("kind", choices=["postgres"])
+    sink.add_argument("--map", help="store map TOML (default: sinks/customer_db.toml)")
+    sink.add_argument("--loglevel", default="WARNING")
+    sink.set_defaults(func=cmd_sink)
+
+    clock = sub.add_parser("clock", help="publish clock ticks",
+                           description="Ticks move the pipeline's time; deadlines fire when it passes them.")
+    modes = clock.add_subparsers(dest="mode", required=True, metavar="MODE")
+    tick = modes.add_parser("tick", help="one tick at a given time")
+    tick.add_argument("at", type=_time, help="ISO-8601 time, e.g. 2030-01-01T00:00:00Z")
+    run = modes.add_parser("run", help="ticks from START to UNTIL, as fast as possible")
+    run.add_argument("start", type=_time)
+    run.add_argument("until", type=_time)
+    run.add_argument("--step-days", type=int, default=7)
+    wall = modes.add_parser("wall", help="tick wall-clock time every INTERVAL seconds")
+    wall.add_argument("--interval", type=float, default=60.0)
+    wall.add_argument("--count", type=int, default=None, help="stop after this many ticks")
+    clock.set_defaults(func=cmd_clock)
+
+    demo = sub.add_parser("demo", help="run the scripted demo on the local stack",
+                          description="Load a synthetic customer database, publish its lifecycle, "
+                          "run worker and sink, drive the clock across years and print a summary.")
+    demo.add_argument("--customers", type=int, default=300)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--until-year", type=int, default=2032, help="run the clock up to 1 Jan of this year")
+    demo.add_argument("--step-days", type=int, default=14, help="clock step")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "store", "unset") is None:
+        args.store = ["customer_db"]
+    try:
+        settings = Settings.from_env()
+        return int(args.func(args, settings))
+    except SettingsError as exc:
+        print(f"ebbtide: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,1 @@
+"""The demo: a scripted ISP customer base run through the real pipeline."""

@@ -1,0 +1,138 @@
+"""A deterministic, synthetic ISP customer base and its lifecycle events.
+
+Same seed, same customers, rows and events. Names and addresses are made up from syllables;
+nothing here is real personal data.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+STORE = "customer_db"
+PRODUCER = "ebbtide-demo"
+START = datetime(2018, 1, 1, tzinfo=UTC)
+LAST_EVENT = datetime(2025, 12, 31, tzinfo=UTC)
+_SYLLABLES = ("ka", "ri", "no", "ol", "se", "ing", "vik", "hei", "dal", "mo", "ra", "lund", "bø", "tor")
+_KINDS = ("DOMAIN", "SSL", "HOSTING", "EMAIL")
+
+
+@dataclass
+class Scenario:
+    customers: list[dict[str, Any]] = field(default_factory=list)
+    services: list[dict[str, Any]] = field(default_factory=list)
+    invoices: list[dict[str, Any]] = field(default_factory=list)
+    tickets: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)  # JSON form, sorted by time
+    closed: int = 0
+    reactivated: int = 0
+
+    @property
+    def rows(self) -> int:
+        return len(self.customers) + len(self.services) + len(self.invoices) + len(self.tickets)
+
+
+def _name(rng: random.Random) -> str:
+    def word() -> str:
+        return "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize()
+
+    return f"{word()} {word()}"
+
+
+def _day(rng: random.Random, start: datetime, end: datetime) -> datetime:
+    span = max(1, (end - start).days)
+    return start + timedelta(days=rng.randrange(span), hours=rng.randrange(8, 18))
+
+
+def build(customers: int = 300, seed: int = 7) -> Scenario:
+    """Generate ``customers`` customers with services, invoices, tickets and their events."""
+    rng = random.Random(seed)
+    sc = Scenario()
+    ids = {"svc": 0, "inv": 0, "tkt": 0, "evt": 0}
+
+    def event(event_type: str, subject: str, when: datetime, **payload: Any) -> None:
+        ids["evt"] += 1
+        sc.events.append({
+            "event_id": f"demo-{seed}-{ids['evt']:07d}", "type": event_type, "subject_id": subject,
+            "event_time": when.isoformat().replace("+00:00", "Z"), "producer": PRODUCER,
+            "payload": payload,
+        })
+
+    for number in range(1, customers + 1):
+        subject = f"cust-{number:05d}"
+        registered = _day(rng, START, datetime(2023, 12, 31, tzinfo=UTC))
+        name = _name(rng)
+        sc.customers.append({
+            "customer_id": number, "subject_id": subject, "name": name,
+            "email": f"{name.split()[0].lower()}.{number}@example.invalid",
+            "phone": f"+47 9{rng.randrange(1000000, 9999999)}",
+            "address": f"{_name(rng).split()[1]}veien {rng.randint(1, 120)}, {rng.randint(1000, 9990)} Oslo",
+            "registered_at": registered,
+        })
+        event("CustomerRegistered", subject, registered)
+        event("RecordWritten", subject, registered, store=STORE, category="client",
+              record_key=str(number))
+        active: list[int] = []
+
+        def order(when: datetime) -> None:
+            ids["svc"] += 1
+            sid = ids["svc"]
+            kind = rng.choice(_KINDS)
+            sc.services.append({"service_id": sid, "customer_id": number, "kind": kind,
+                                "ordered_at": when, "cancelled_at": None})
+            event("ServiceOrdered", subject, when, service_id=f"svc-{sid}", kind=kind)
+            active.append(sid)
+
+        def cancel_all(when: datetime) -> None:
+            for sid in active:
+                sc.services[sid - 1]["cancelled_at"] = when
+                event("ServiceCancelled", subject, when, service_id=f"svc-{sid}")
+            active.clear()
+
+        for _ in range(rng.randint(1, 3)):
+            order(registered + timedelta(minutes=rng.randint(1, 600)))
+        # Life of the account: churn at some point, or stay.
+        churn_at = _day(rng, registered + timedelta(days=180), LAST_EVENT) if rng.random() < 0.55 else None
+        reactivate_at = None
+        if churn_at is not None and rng.random() < 0.25:
+            reactivate_at = churn_at + timedelta(days=rng.randint(60, 900))
+            if reactivate_at > LAST_EVENT:
+                reactivate_at = None
+        end_of_life = churn_at or LAST_EVENT
+        # Yearly invoices while active; a support ticket now and then.
+        year = registered
+        while year < end_of_life:
+            ids["inv"] += 1
+            iid = ids["inv"]
+            sc.invoices.append({"invoice_id": iid, "customer_id": number, "billing_name": name,
+                                "billing_address": sc.customers[-1]["address"],
+                                "amount_nok": rng.randint(99, 4999), "issued_at": year})
+            event("InvoiceIssued", subject, year, invoice_id=f"inv-{iid}")
+            event("RecordWritten", subject, year, store=STORE, category="invoice",
+                  record_key=str(iid), ref=f"inv-{iid}")
+            year += timedelta(days=365)
+        for _ in range(rng.randint(0, 3)):
+            ids["tkt"] += 1
+            tid = ids["tkt"]
+            created = _day(rng, registered, end_of_life)
+            sc.tickets.append({"ticket_id": tid, "customer_id": number,
+                               "subject": "Question about my services",
+                               "body": f"Hello, this is {name}.", "created_at": created})
+            event("RecordWritten", subject, created, store=STORE, category="correspondence",
+                  record_key=str(tid))
+        if churn_at is not None:
+            cancel_all(churn_at)
+            event("AccountClosed", subject, churn_at + timedelta(days=rng.randint(0, 30)))
+            sc.closed += 1
+        if reactivate_at is not None:
+            order(reactivate_at)  # a new order before the deadline stops the account clock
+            sc.reactivated += 1
+            if rng.random() < 0.4:
+                again = reactivate_at + timedelta(days=rng.randint(30, 400))
+                if again < LAST_EVENT:
+                    cancel_all(again)
+                    event("AccountClosed", subject, again + timedelta(days=1))
+    sc.events.sort(key=lambda e: (e["event_time"], e["event_id"]))
+    return sc

@@ -1,0 +1,57 @@
+"""Every Prometheus metric of Ebbtide, declared once.
+
+Labels are bounded: event type, category, store, outcome, kind, partition. Never a subject,
+record key or anything personal.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+EVENTS_CONSUMED = Counter(
+    "ebbtide_events_consumed_total", "Lifecycle events consumed, by event type.", ["type"]
+)
+RECORDS_STAMPED = Counter(
+    "ebbtide_records_stamped_total", "Records first stamped by the policy engine.", ["category"]
+)
+DECISIONS = Counter("ebbtide_decisions_total", "Policy decisions published, by kind.", ["kind"])
+PENDING_DEADLINES = Gauge(
+    "ebbtide_pending_deadlines", "Records waiting for a deadline, by partition.", ["partition"]
+)
+CLOCK_TIME = Gauge(
+    "ebbtide_clock_time_seconds",
+    "Pipeline clock of the last tick applied, by partition (unix seconds).",
+    ["partition"],
+)
+TICKS_DEFERRED = Gauge(
+    "ebbtide_ticks_deferred",
+    "Ticks waiting for the events published before them, by partition.",
+    ["partition"],
+)
+COMMANDS_SENT = Counter(
+    "ebbtide_commands_sent_total", "Deletion commands sent, by store and category.",
+    ["store", "category"],
+)
+RECEIPTS = Counter(
+    "ebbtide_receipts_total", "Deletion receipts consumed by the lifecycle agent.",
+    ["store", "outcome"],
+)
+DLQ_MESSAGES = Counter(
+    "ebbtide_dlq_messages_total", "Messages sent to the dead-letter topic, by source.", ["source"]
+)
+SINK_COMMANDS = Counter(
+    "ebbtide_sink_commands_total", "Deletion commands executed by a sink, by store and outcome.",
+    ["store", "outcome"],
+)
+ROWS_DELETED = Counter(
+    "ebbtide_rows_deleted_total", "Rows deleted by a sink, by store and category.",
+    ["store", "category"],
+)
+SINK_BATCH_SECONDS = Histogram(
+    "ebbtide_sink_batch_seconds", "Time to execute and commit one batch of commands.", ["store"]
+)
+
+
+def serve(port: int) -> None:
+    """Serve /metrics on 127.0.0.1:``port`` (0 picks a free port)."""
+    start_http_server(port, addr="127.0.0.1")

@@ -1,0 +1,102 @@
+"""Start and stop Ebbtide's own processes (worker, sink) as children, and read their metrics."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from ebbtide.settings import Settings
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process these settings."""
+    env = dict(os.environ)
+    env.update({
+        "EBBTIDE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "EBBTIDE_TOPIC_PREFIX": settings.topic_prefix,
+        "EBBTIDE_PARTITIONS": str(settings.partitions),
+        "EBBTIDE_APP_ID": settings.app_id,
+        "EBBTIDE_STATE_DIR": str(settings.state_dir),
+        "EBBTIDE_WORKER_METRICS_PORT": str(settings.worker_metrics_port),
+        "EBBTIDE_SINK_METRICS_PORT": str(settings.sink_metrics_port),
+    })
+    if settings.pg_dsn:
+        env["EBBTIDE_PG_DSN"] = settings.pg_dsn
+    return env
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, then SIGKILL if it does not exit within ``timeout`` seconds."""
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, for restart tests."""
+        if self.alive():
+            self.process.kill()
+            self.process.wait()
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def start(name: str, args: list[str], settings: Settings, log_dir: Path) -> Child:
+    """Run ``python -m ebbtide ARGS`` with ``settings``, output to ``log_dir/NAME.log``."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"{name}.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ebbtide", *args],
+            env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    return Child(name, process, log)
+
+
+Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
+
+
+def scrape(port: int, timeout: float = 2.0) -> Samples:
+    """Samples of a process's /metrics: name -> labels -> value. Empty if it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    out: Samples = defaultdict(dict)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[sample.name][tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    """Sum of a metric's samples whose labels include ``labels``."""
+    return sum(value for key, value in samples.get(name, {}).items()
+               if all((k, v) in key for k, v in labels.items()))

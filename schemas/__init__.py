@@ -1,0 +1,30 @@
+"""Avro schemas of Ebbtide's topics and their wire codec.
+
+Every message is framed with Avro single-object encoding (two marker bytes and the
+writer schema's CRC-64-AVRO fingerprint), so a reader always knows which versioned
+``.avsc`` file wrote it and can resolve it to its own schema.
+"""
+
+from schemas.codec import (
+    CLOCK_TICK,
+    DECISION,
+    DELETION_COMMAND,
+    DELETION_RECEIPT,
+    LIFECYCLE_EVENT,
+    Codec,
+    InvalidMessage,
+    SchemaFile,
+    codec_for,
+)
+
+__all__ = [
+    "CLOCK_TICK",
+    "DECISION",
+    "DELETION_COMMAND",
+    "DELETION_RECEIPT",
+    "LIFECYCLE_EVENT",
+    "Codec",
+    "InvalidMessage",
+    "SchemaFile",
+    "codec_for",
+]

@@ -1,0 +1,1 @@
+"""Deletion executors: one module per kind of store."""

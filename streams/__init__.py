@@ -1,0 +1,1 @@
+"""Ebbtide's stream processing: the pure policy core (``streams.policy``) and the Faust shell."""

@@ -1,0 +1,43 @@
+"""Calendar-aware time arithmetic on UTC epoch milliseconds.
+
+Retention law counts in calendar units ("3 years after", "5 years from the end of the
+financial year"). Where a date does not exist in the target year (29 February) we round
+*forward*, because every retention period is a minimum.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+MS_PER_DAY = 86_400_000
+
+
+def to_datetime(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def to_ms(moment: datetime) -> int:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: event times must carry a time zone")
+    return int(moment.timestamp() * 1000)
+
+
+def iso(ms: int) -> str:
+    """ISO-8601 UTC with a Z, to the second: the form used in decisions and summaries."""
+    return to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def add_years(ms: int, years: int) -> int:
+    """The same instant ``years`` calendar years later; 29 Feb rolls forward to 1 Mar."""
+    start = to_datetime(ms)
+    try:
+        moved = start.replace(year=start.year + years)
+    except ValueError:  # 29 February into a non-leap year
+        moved = start.replace(year=start.year + years, month=2, day=28) + timedelta(days=1)
+    return to_ms(moved)
+
+
+def end_of_financial_year(ms: int) -> int:
+    """Start of the next calendar year (Norwegian financial years default to calendar years)."""
+    year = to_datetime(ms).year
+    return to_ms(datetime(year + 1, 1, 1, tzinfo=UTC))

@@ -1,0 +1,56 @@
+"""What the engine decides: explainable decisions and imperative deletion commands."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+DecisionKind = Literal[
+    "STAMPED",
+    "DEADLINE_MOVED",
+    "CLOCK_STOPPED",
+    "DELETION_ORDERED",
+    "DELETION_CONFIRMED",
+    "DELETION_FAILED",
+]
+
+
+def stable_id(*parts: object) -> str:
+    """A deterministic id from the parts that make a thing what it is."""
+    blob = json.dumps(parts, separators=(",", ":"), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One step of the engine, with everything an auditor needs to check it."""
+
+    decision_id: str
+    subject_id: str
+    record: str
+    category: str
+    kind: DecisionKind
+    rule_id: str | None
+    clause: str | None
+    basis: str | None
+    deadline: int | None
+    reason: str
+    policy_version: str
+    caused_by: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DeleteRecord:
+    """Command to one store: delete this record. Keys only, no personal data."""
+
+    command_id: str
+    subject_id: str
+    store: str
+    category: str
+    record_key: str
+    rule_id: str
+    policy_version: str
+    deadline: int
+    issued_at: int
