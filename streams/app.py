@@ -33,8 +33,8 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
     )
 
     def table(name: str) -> Any:
-        return app.Table(name, partitions=settings.partitions,
-                         key_serializer="json", value_serializer="json")
+        # Keys are str, values plain JSON-able dicts and lists (Faust's default json codec).
+        return app.Table(name, partitions=settings.partitions)
 
     processor = LifecycleProcessor(
         policy, topics, subjects=table("subjects"), due=table("due"), progress=table("progress")
