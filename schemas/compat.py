@@ -1,0 +1,51 @@
+"""Schema evolution check: every version of a schema must stay readable both ways.
+
+Backward: a new reader reads data written with any older version. Forward: readers already
+deployed (older versions) read data written with the new version. The check itself is
+Apache Avro's ``ReaderWriterCompatibilityChecker``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import avro.schema
+from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
+
+from schemas.codec import SCHEMA_DIR, SchemaFile, schema_files
+
+
+def _avro(path: Path) -> avro.schema.Schema:
+    return avro.schema.parse(path.read_text())
+
+
+def incompatibilities(reader: Path | str, writer: Path | str) -> list[str]:
+    """Why ``reader`` cannot read what ``writer`` wrote (empty when it can)."""
+    parse = (lambda s: avro.schema.parse(json.dumps(s) if not isinstance(s, str) else s))
+    r = _avro(reader) if isinstance(reader, Path) else parse(reader)
+    w = _avro(writer) if isinstance(writer, Path) else parse(writer)
+    result = ReaderWriterCompatibilityChecker().get_compatibility(r, w)
+    if result.compatibility is SchemaCompatibilityType.compatible:
+        return []
+    kinds = [k.name for k in result.incompatibilities]
+    found = zip(kinds, result.messages, result.locations, strict=False)
+    return sorted({f"{kind} ({message}) at {where}" for kind, message, where in found} or {"incompatible"})
+
+
+def check_directory(directory: Path = SCHEMA_DIR) -> list[str]:
+    """Problems across every pair of versions of each schema in ``directory``."""
+    problems = []
+    by_name: dict[str, list[SchemaFile]] = {}
+    for schema in schema_files(directory):
+        by_name.setdefault(schema.name, []).append(schema)
+    for name, versions in by_name.items():
+        for old in versions:
+            for new in versions:
+                if old.version >= new.version:
+                    continue
+                for why in incompatibilities(new.path, old.path):
+                    problems.append(f"{name}: v{new.version} cannot read v{old.version} data: {why}")
+                for why in incompatibilities(old.path, new.path):
+                    problems.append(f"{name}: v{old.version} readers cannot read v{new.version} data: {why}")
+    return problems

@@ -1,0 +1,124 @@
+"""Properties of the engine over generated event histories (hypothesis)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.policy import calendar
+from streams.policy.engine import SubjectState, apply_event, fire_due, new_subject
+from streams.policy.events import (
+    AccountClosed,
+    Event,
+    InvoiceIssued,
+    RecordWritten,
+    ServiceCancelled,
+    ServiceOrdered,
+)
+from streams.policy.rules import default_policy
+
+POLICY = default_policy()
+SUBJECT = "cust-p"
+START = calendar.to_ms(calendar.to_datetime(1_514_764_800_000))  # 2018-01-01
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> list[Event]:
+    days = st.integers(min_value=0, max_value=3000).map(lambda d: START + d * calendar.MS_PER_DAY)
+    count = draw(st.integers(min_value=1, max_value=25))
+    out: list[Event] = []
+    for n in range(count):
+        kind = draw(st.sampled_from(["order", "cancel", "close", "client", "invoice", "ticket"]))
+        when = draw(days)
+        eid = f"e{n}"
+        svc = f"svc-{draw(st.integers(0, 2))}"
+        inv = f"inv-{draw(st.integers(0, 3))}"
+        if kind == "order":
+            out.append(ServiceOrdered(eid, SUBJECT, when, service_id=svc, kind="DOMAIN"))
+        elif kind == "cancel":
+            out.append(ServiceCancelled(eid, SUBJECT, when, service_id=svc))
+        elif kind == "close":
+            out.append(AccountClosed(eid, SUBJECT, when))
+        elif kind == "client":
+            out.append(RecordWritten(eid, SUBJECT, when, "customer_db", "client", "1"))
+        elif kind == "invoice":
+            out.append(InvoiceIssued(eid, SUBJECT, when, invoice_id=inv))
+            out.append(RecordWritten(f"{eid}w", SUBJECT, when, "customer_db", "invoice", inv, ref=inv))
+        else:
+            out.append(RecordWritten(eid, SUBJECT, when, "customer_db", "correspondence", f"t{n}"))
+    return out
+
+
+def fold(events: list[Event]) -> SubjectState:
+    state = new_subject(SUBJECT)
+    for event in events:
+        state = apply_event(state, event, POLICY).state
+    return state
+
+
+def deadlines(state: SubjectState) -> dict[str, tuple[str | None, int | None]]:
+    return {rid: (r.rule_id, r.deadline) for rid, r in state.records.items()}
+
+
+@settings(max_examples=200, deadline=None)
+@given(histories(), st.randoms(use_true_random=False))
+def test_any_permutation_or_duplication_gives_the_same_deadlines(events: list[Event], rng: object) -> None:
+    shuffled = list(events) + [events[i] for i in range(0, len(events), 2)]  # duplicates
+    rng.shuffle(shuffled)  # type: ignore[attr-defined]
+    assert deadlines(fold(shuffled)) == deadlines(fold(events))
+
+
+@settings(max_examples=200, deadline=None)
+@given(histories())
+def test_replaying_the_same_events_again_changes_nothing(events: list[Event]) -> None:
+    once = fold(events)
+    again = once
+    for event in events:
+        outcome = apply_event(again, event, POLICY)
+        assert outcome.decisions == ()
+        again = outcome.state
+    assert again == once
+
+
+@settings(max_examples=200, deadline=None)
+@given(histories())
+def test_no_deadline_is_earlier_than_its_legal_minimum(events: list[Event]) -> None:
+    state = fold(events)
+    for record in state.records.values():
+        if record.deadline is None:
+            continue
+        if record.rule_id == "bookkeeping":
+            issued = max(e.time for e in events if isinstance(e, InvoiceIssued) and e.invoice_id == record.ref)
+            assert record.deadline >= calendar.add_years(issued, 5)
+        else:
+            closure = max(e.time for e in events if isinstance(e, AccountClosed))
+            assert record.deadline >= calendar.add_years(closure, 3)
+
+
+@settings(max_examples=100, deadline=None)
+@given(histories(), st.integers(min_value=0, max_value=6000))
+def test_deletions_are_ordered_exactly_for_passed_deadlines(events: list[Event], day: int) -> None:
+    state = fold(events)
+    now = START + day * calendar.MS_PER_DAY
+    outcome = fire_due(state, now, POLICY)
+    ordered = {f"{c.store}/{c.category}/{c.record_key}" for c in outcome.commands}
+    expected = {rid for rid, r in state.records.items() if r.deadline is not None and r.deadline <= now}
+    assert ordered == expected
+    assert fire_due(outcome.state, now, POLICY).commands == ()
+
+
+def test_same_events_give_byte_identical_decisions() -> None:
+    events = [
+        RecordWritten("w1", SUBJECT, START, "customer_db", "client", "1"),
+        AccountClosed("c1", SUBJECT, START + 10 * calendar.MS_PER_DAY),
+    ]
+    runs = []
+    for _ in range(2):
+        state, decided = new_subject(SUBJECT), []
+        for event in events:
+            outcome = apply_event(state, event, POLICY)
+            state, decided = outcome.state, decided + list(outcome.decisions)
+        decided += list(fire_due(state, START + 4000 * calendar.MS_PER_DAY, POLICY).decisions)
+        runs.append(repr(decided).encode())
+    assert runs[0] == runs[1]
+    assert b"DELETION_ORDERED" in runs[0]

@@ -1,0 +1,131 @@
+"""The lifecycle processor with in-memory tables: ticks, receipts and the dead-letter path."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from ebbtide.client import to_record
+from ebbtide.settings import Topics
+from schemas import CLOCK_TICK, DECISION, DELETION_COMMAND, DELETION_RECEIPT, LIFECYCLE_EVENT, codec_for
+from streams.policy.rules import default_policy
+from streams.processor import LifecycleProcessor, Out
+
+TOPICS = Topics("t")
+
+
+def event(event_id: str, event_type: str, when: str, subject: str = "cust-1", **payload: Any) -> dict[str, Any]:
+    return {"event_id": event_id, "type": event_type, "subject_id": subject, "event_time": when,
+            "producer": "test", "payload": payload}
+
+
+def tick(now: str, events_end: int) -> bytes:
+    moment = datetime.fromisoformat(now.replace("Z", "+00:00"))
+    return codec_for(CLOCK_TICK).encode({"now": moment, "events_end": events_end, "source": "test"})
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.processor = LifecycleProcessor(default_policy(), TOPICS, {}, {}, {})
+        self.offset = 0
+        self.sent: list[Out] = []
+
+    def publish(self, raw: dict[str, Any]) -> list[Out]:
+        value = codec_for(LIFECYCLE_EVENT).encode(to_record(raw))
+        return self.publish_bytes(raw["subject_id"].encode(), value)
+
+    def publish_bytes(self, key: bytes, value: bytes) -> list[Out]:
+        out = self.processor.on_event(0, self.offset, key, value)
+        self.offset += 1
+        self.sent += out
+        return out
+
+    def tick(self, now: str, events_end: int | None = None) -> list[Out]:
+        out = self.processor.on_tick(0, 0, b"tick", tick(now, self.offset if events_end is None else events_end))
+        self.sent += out
+        return out
+
+    def commands(self) -> list[dict[str, Any]]:
+        return [codec_for(DELETION_COMMAND).decode(o.value) for o in self.sent if o.topic == TOPICS.commands("customer_db")]
+
+    def decisions(self) -> list[dict[str, Any]]:
+        return [codec_for(DECISION).decode(o.value) for o in self.sent if o.topic == TOPICS.decisions]
+
+
+@pytest.fixture
+def closed_account() -> Harness:
+    h = Harness()
+    h.publish(event("w1", "RecordWritten", "2019-01-01T00:00:00Z", store="customer_db",
+                    category="client", record_key="1"))
+    h.publish(event("c1", "AccountClosed", "2021-03-15T00:00:00Z"))
+    return h
+
+
+def test_a_tick_past_the_deadline_sends_one_deletion_command(closed_account: Harness) -> None:
+    assert closed_account.tick("2024-03-14T00:00:00Z") == []
+    closed_account.tick("2024-03-16T00:00:00Z")
+    (command,) = closed_account.commands()
+    assert (command["category"], command["record_key"], command["rule_id"]) == ("client", "1", "account")
+    closed_account.tick("2025-01-01T00:00:00Z")
+    assert len(closed_account.commands()) == 1
+
+
+def test_a_tick_waits_for_the_events_published_before_it() -> None:
+    h = Harness()
+    h.publish(event("w1", "RecordWritten", "2019-01-01T00:00:00Z", store="customer_db",
+                    category="client", record_key="1"))
+    h.publish(event("c1", "AccountClosed", "2020-01-01T00:00:00Z"))
+    # The tick was sent after 3 events, but the third (a new order) has not arrived yet.
+    assert h.tick("2030-01-01T00:00:00Z", events_end=3) == []
+    h.publish(event("o1", "ServiceOrdered", "2021-06-01T00:00:00Z", service_id="s", kind="HOSTING"))
+    assert h.commands() == []  # the reactivation came first, as it was published
+    assert [d["kind"] for d in h.decisions()][-1] == "CLOCK_STOPPED"
+
+
+def test_a_receipt_confirms_the_deletion(closed_account: Harness) -> None:
+    closed_account.tick("2025-01-01T00:00:00Z")
+    (command,) = closed_account.commands()
+    receipt = {**{k: command[k] for k in ("command_id", "subject_id", "store", "category", "record_key")},
+               "outcome": "DELETED", "rows": 1, "reason": None, "executed_at": datetime(2025, 1, 1, tzinfo=UTC)}
+    value = codec_for(DELETION_RECEIPT).encode(receipt)
+    out = closed_account.processor.on_receipt(0, 0, b"cust-1", value)
+    (decision,) = [codec_for(DECISION).decode(o.value) for o in out]
+    assert decision["kind"] == "DELETION_CONFIRMED"
+    assert closed_account.processor.on_receipt(0, 1, b"cust-1", value) == []  # duplicate receipt
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"not avro at all", "not Avro single-object encoded"),
+        (b"\xc3\x01" + b"\x00" * 8 + b"x", "unknown writer schema fingerprint"),
+        (b"", "too short"),
+    ],
+)
+def test_malformed_events_go_to_the_dead_letter_topic_with_the_reason(value: bytes, reason: str) -> None:
+    h = Harness()
+    (out,) = h.publish_bytes(b"cust-1", value)
+    headers = dict(out.headers)
+    assert out.topic == TOPICS.dlq and out.value == value
+    assert reason in headers["reason"].decode()
+    assert headers["source_offset"] == b"0"
+
+
+def test_an_event_keyed_by_another_subject_is_dead_lettered() -> None:
+    h = Harness()
+    value = codec_for(LIFECYCLE_EVENT).encode(to_record(event("x", "AccountClosed", "2020-01-01T00:00:00Z")))
+    (out,) = h.publish_bytes(b"cust-2", value)
+    assert out.topic == TOPICS.dlq
+    assert b"subject_id" in dict(out.headers)["reason"]
+
+
+def test_the_pipeline_goes_on_after_a_dead_letter(closed_account: Harness) -> None:
+    closed_account.publish_bytes(b"cust-1", b"garbage")
+    closed_account.tick("2025-01-01T00:00:00Z")
+    assert len(closed_account.commands()) == 1
+
+
+def test_a_duplicated_event_changes_nothing(closed_account: Harness) -> None:
+    assert closed_account.publish(event("c1", "AccountClosed", "2021-03-15T00:00:00Z")) == []
