@@ -40,9 +40,13 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     if not path.is_file():
         print(f"ebbtide publish: no such file: {path}", file=sys.stderr)
         return 2
-    records, errors = [], []
+    records: list[dict[str, object]] = []
+    errors: list[LineError] = []
     for _, item in read_jsonl(path):
-        (errors if isinstance(item, LineError) else records).append(item)
+        if isinstance(item, LineError):
+            errors.append(item)
+        else:
+            records.append(item)
     for error in errors:
         print(f"{path}: {error}", file=sys.stderr)
     if errors and not args.skip_invalid:
@@ -53,7 +57,7 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{len(records)} valid event(s); --dry-run: nothing published")
         return 0
     with EventPublisher(settings) as publisher:
-        sent = publisher.publish_all(records)  # type: ignore[arg-type]
+        sent = publisher.publish_all(records)
     print(f"published {sent} event(s) to {Topics(settings.topic_prefix).events}"
           + (f"; skipped {len(errors)} invalid" if errors else ""))
     return 0

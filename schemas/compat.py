@@ -7,7 +7,6 @@ Apache Avro's ``ReaderWriterCompatibilityChecker``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import avro.schema
@@ -22,10 +21,10 @@ def _avro(path: Path) -> avro.schema.Schema:
 
 def incompatibilities(reader: Path | str, writer: Path | str) -> list[str]:
     """Why ``reader`` cannot read what ``writer`` wrote (empty when it can)."""
-    parse = (lambda s: avro.schema.parse(json.dumps(s) if not isinstance(s, str) else s))
-    r = _avro(reader) if isinstance(reader, Path) else parse(reader)
-    w = _avro(writer) if isinstance(writer, Path) else parse(writer)
-    result = ReaderWriterCompatibilityChecker().get_compatibility(r, w)
+    r = _avro(reader) if isinstance(reader, Path) else avro.schema.parse(reader)
+    w = _avro(writer) if isinstance(writer, Path) else avro.schema.parse(writer)
+    checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
+    result = checker.get_compatibility(r, w)
     if result.compatibility is SchemaCompatibilityType.compatible:
         return []
     kinds = [k.name for k in result.incompatibilities]

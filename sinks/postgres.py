@@ -73,10 +73,12 @@ class PostgresExecutor:
             encoded = bytes(row[0])
             return Executed(self._receipts.decode(encoded), encoded, repeated=True)
         mapping = self.store_map.for_category(command["category"])
-        if command["store"] != self.store_map.store:
-            return self._failed(command, f"command for store {command['store']} sent to {self.store_map.store}")
+        store = self.store_map.store
+        if command["store"] != store:
+            return self._failed(command, f"command for store {command['store']} sent to {store}")
         if mapping is None:
-            return self._failed(command, f"store map of {self.store_map.store} has no table for category {command['category']}")
+            category = command["category"]
+            return self._failed(command, f"store map of {store} has no table for category {category}")
         cur.execute("SAVEPOINT ebbtide_command")
         try:
             cur.execute(
@@ -106,7 +108,9 @@ class PostgresExecutor:
         receipt = self._receipt(command, "FAILED", 0, reason)
         return Executed(receipt, self._receipts.encode(receipt), repeated=False)
 
-    def _receipt(self, command: dict[str, Any], outcome: str, rows: int, reason: str | None) -> dict[str, Any]:
+    def _receipt(
+        self, command: dict[str, Any], outcome: str, rows: int, reason: str | None
+    ) -> dict[str, Any]:
         return {
             "command_id": command["command_id"],
             "subject_id": command["subject_id"],

@@ -8,6 +8,7 @@ that re-sends the same receipts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -121,10 +122,8 @@ class PostgresSink:
         return conn
 
     def _reconnect(self, conn: psycopg2.extensions.connection) -> psycopg2.extensions.connection:
-        try:
+        with contextlib.suppress(psycopg2.Error):
             conn.close()
-        except psycopg2.Error:
-            pass
         while not self.stop.is_set():
             try:
                 return self._connect()

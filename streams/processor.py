@@ -16,8 +16,15 @@ from typing import Any
 
 from ebbtide import metrics
 from ebbtide.settings import Topics
-from schemas import CLOCK_TICK, DECISION, DELETION_COMMAND, DELETION_RECEIPT, LIFECYCLE_EVENT
-from schemas import InvalidMessage, codec_for
+from schemas import (
+    CLOCK_TICK,
+    DECISION,
+    DELETION_COMMAND,
+    DELETION_RECEIPT,
+    LIFECYCLE_EVENT,
+    InvalidMessage,
+    codec_for,
+)
 from streams.policy import snapshot
 from streams.policy.due import PartitionProgress, schedule, take_due
 from streams.policy.engine import Outcome, SubjectState, apply_event, apply_receipt, fire_due, new_subject

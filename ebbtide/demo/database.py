@@ -8,9 +8,9 @@ from psycopg2.extras import execute_values
 from ebbtide.demo.scenario import Scenario
 from sinks.postgres import TRACKING_SCHEMA
 
-SCHEMA = """
+SCHEMA = f"""
 DROP TABLE IF EXISTS services, invoices, support_tickets, customers CASCADE;
-DROP SCHEMA IF EXISTS {tracking} CASCADE;
+DROP SCHEMA IF EXISTS {TRACKING_SCHEMA} CASCADE;
 CREATE TABLE customers (
     customer_id   bigint PRIMARY KEY,
     name          text NOT NULL,
@@ -43,7 +43,7 @@ CREATE TABLE support_tickets (
     body        text NOT NULL,
     created_at  timestamptz NOT NULL
 );
-""".format(tracking=TRACKING_SCHEMA)
+"""
 
 TABLES = ("customers", "services", "invoices", "support_tickets")
 

@@ -174,7 +174,7 @@ def _summarise(console: Console, settings: Settings, dsn: str, sc: scenario.Scen
 
 def _why(decision: dict[str, Any]) -> str:
     if decision["deadline"] is None:
-        return decision["reason"].split(";")[0]
+        return str(decision["reason"]).split(";")[0]
     deadline = decision["deadline"]
     when = deadline.date() if isinstance(deadline, datetime) else deadline
     if decision["kind"] == "DELETION_ORDERED":

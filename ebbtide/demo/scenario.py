@@ -46,53 +46,57 @@ def _day(rng: random.Random, start: datetime, end: datetime) -> datetime:
     return start + timedelta(days=rng.randrange(span), hours=rng.randrange(8, 18))
 
 
-def build(customers: int = 300, seed: int = 7) -> Scenario:
-    """Generate ``customers`` customers with services, invoices, tickets and their events."""
-    rng = random.Random(seed)
-    sc = Scenario()
-    ids = {"svc": 0, "inv": 0, "tkt": 0, "evt": 0}
+class _Generator:
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.sc = Scenario()
+        self.ids = {"svc": 0, "inv": 0, "tkt": 0, "evt": 0}
 
-    def event(event_type: str, subject: str, when: datetime, **payload: Any) -> None:
-        ids["evt"] += 1
-        sc.events.append({
-            "event_id": f"demo-{seed}-{ids['evt']:07d}", "type": event_type, "subject_id": subject,
-            "event_time": when.isoformat().replace("+00:00", "Z"), "producer": PRODUCER,
-            "payload": payload,
+    def next_id(self, kind: str) -> int:
+        self.ids[kind] += 1
+        return self.ids[kind]
+
+    def event(self, event_type: str, subject: str, when: datetime, **payload: Any) -> None:
+        self.sc.events.append({
+            "event_id": f"demo-{self.seed}-{self.next_id('evt'):07d}", "type": event_type,
+            "subject_id": subject, "event_time": when.isoformat().replace("+00:00", "Z"),
+            "producer": PRODUCER, "payload": payload,
         })
 
-    for number in range(1, customers + 1):
+    def order(self, customer: dict[str, Any], active: list[int], when: datetime) -> None:
+        sid = self.next_id("svc")
+        kind = self.rng.choice(_KINDS)
+        self.sc.services.append({"service_id": sid, "customer_id": customer["customer_id"], "kind": kind,
+                                 "ordered_at": when, "cancelled_at": None})
+        self.event("ServiceOrdered", customer["subject_id"], when, service_id=f"svc-{sid}", kind=kind)
+        active.append(sid)
+
+    def cancel_all(self, customer: dict[str, Any], active: list[int], when: datetime) -> None:
+        for sid in active:
+            self.sc.services[sid - 1]["cancelled_at"] = when
+            self.event("ServiceCancelled", customer["subject_id"], when, service_id=f"svc-{sid}")
+        active.clear()
+
+    def customer(self, number: int) -> None:
+        rng, sc = self.rng, self.sc
         subject = f"cust-{number:05d}"
         registered = _day(rng, START, datetime(2023, 12, 31, tzinfo=UTC))
         name = _name(rng)
-        sc.customers.append({
+        customer = {
             "customer_id": number, "subject_id": subject, "name": name,
             "email": f"{name.split()[0].lower()}.{number}@example.invalid",
             "phone": f"+47 9{rng.randrange(1000000, 9999999)}",
             "address": f"{_name(rng).split()[1]}veien {rng.randint(1, 120)}, {rng.randint(1000, 9990)} Oslo",
             "registered_at": registered,
-        })
-        event("CustomerRegistered", subject, registered)
-        event("RecordWritten", subject, registered, store=STORE, category="client",
-              record_key=str(number))
+        }
+        sc.customers.append(customer)
+        self.event("CustomerRegistered", subject, registered)
+        self.event("RecordWritten", subject, registered, store=STORE, category="client",
+                   record_key=str(number))
         active: list[int] = []
-
-        def order(when: datetime) -> None:
-            ids["svc"] += 1
-            sid = ids["svc"]
-            kind = rng.choice(_KINDS)
-            sc.services.append({"service_id": sid, "customer_id": number, "kind": kind,
-                                "ordered_at": when, "cancelled_at": None})
-            event("ServiceOrdered", subject, when, service_id=f"svc-{sid}", kind=kind)
-            active.append(sid)
-
-        def cancel_all(when: datetime) -> None:
-            for sid in active:
-                sc.services[sid - 1]["cancelled_at"] = when
-                event("ServiceCancelled", subject, when, service_id=f"svc-{sid}")
-            active.clear()
-
         for _ in range(rng.randint(1, 3)):
-            order(registered + timedelta(minutes=rng.randint(1, 600)))
+            self.order(customer, active, registered + timedelta(minutes=rng.randint(1, 600)))
         # Life of the account: churn at some point, or stay.
         churn_at = _day(rng, registered + timedelta(days=180), LAST_EVENT) if rng.random() < 0.55 else None
         reactivate_at = None
@@ -102,37 +106,42 @@ def build(customers: int = 300, seed: int = 7) -> Scenario:
                 reactivate_at = None
         end_of_life = churn_at or LAST_EVENT
         # Yearly invoices while active; a support ticket now and then.
-        year = registered
-        while year < end_of_life:
-            ids["inv"] += 1
-            iid = ids["inv"]
+        issued = registered
+        while issued < end_of_life:
+            iid = self.next_id("inv")
             sc.invoices.append({"invoice_id": iid, "customer_id": number, "billing_name": name,
-                                "billing_address": sc.customers[-1]["address"],
-                                "amount_nok": rng.randint(99, 4999), "issued_at": year})
-            event("InvoiceIssued", subject, year, invoice_id=f"inv-{iid}")
-            event("RecordWritten", subject, year, store=STORE, category="invoice",
-                  record_key=str(iid), ref=f"inv-{iid}")
-            year += timedelta(days=365)
+                                "billing_address": customer["address"],
+                                "amount_nok": rng.randint(99, 4999), "issued_at": issued})
+            self.event("InvoiceIssued", subject, issued, invoice_id=f"inv-{iid}")
+            self.event("RecordWritten", subject, issued, store=STORE, category="invoice",
+                       record_key=str(iid), ref=f"inv-{iid}")
+            issued += timedelta(days=365)
         for _ in range(rng.randint(0, 3)):
-            ids["tkt"] += 1
-            tid = ids["tkt"]
+            tid = self.next_id("tkt")
             created = _day(rng, registered, end_of_life)
             sc.tickets.append({"ticket_id": tid, "customer_id": number,
                                "subject": "Question about my services",
                                "body": f"Hello, this is {name}.", "created_at": created})
-            event("RecordWritten", subject, created, store=STORE, category="correspondence",
-                  record_key=str(tid))
+            self.event("RecordWritten", subject, created, store=STORE, category="correspondence",
+                       record_key=str(tid))
         if churn_at is not None:
-            cancel_all(churn_at)
-            event("AccountClosed", subject, churn_at + timedelta(days=rng.randint(0, 30)))
+            self.cancel_all(customer, active, churn_at)
+            self.event("AccountClosed", subject, churn_at + timedelta(days=rng.randint(0, 30)))
             sc.closed += 1
         if reactivate_at is not None:
-            order(reactivate_at)  # a new order before the deadline stops the account clock
+            self.order(customer, active, reactivate_at)  # a new order stops the account clock
             sc.reactivated += 1
             if rng.random() < 0.4:
                 again = reactivate_at + timedelta(days=rng.randint(30, 400))
                 if again < LAST_EVENT:
-                    cancel_all(again)
-                    event("AccountClosed", subject, again + timedelta(days=1))
-    sc.events.sort(key=lambda e: (e["event_time"], e["event_id"]))
-    return sc
+                    self.cancel_all(customer, active, again)
+                    self.event("AccountClosed", subject, again + timedelta(days=1))
+
+
+def build(customers: int = 300, seed: int = 7) -> Scenario:
+    """Generate ``customers`` customers with services, invoices, tickets and their events."""
+    generator = _Generator(seed)
+    for number in range(1, customers + 1):
+        generator.customer(number)
+    generator.sc.events.sort(key=lambda e: (e["event_time"], e["event_id"]))
+    return generator.sc

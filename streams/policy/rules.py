@@ -8,7 +8,7 @@ import tomllib
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal
 
 CATEGORIES = (
     "client",
@@ -115,7 +115,7 @@ def _rule(origin: str, index: int, raw: dict[str, object]) -> Rule:
     return Rule(
         id=str(raw["id"]),
         categories=tuple(str(c) for c in categories),
-        clock=cast(Clock, raw["clock"]),
+        clock=raw["clock"],
         keep_years=keep,
         source=str(raw["source"]),
         basis=str(raw["basis"]),

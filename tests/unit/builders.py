@@ -42,7 +42,14 @@ def invoiced(invoice: str, at: str, event_id: str | None = None) -> ev.InvoiceIs
     return ev.InvoiceIssued(_id(event_id), SUBJECT, t(at), invoice_id=invoice)
 
 
-def written(category: str, key: str, at: str, ref: str | None = None,
-            event_id: str | None = None, store: str = "customer_db") -> ev.RecordWritten:
-    return ev.RecordWritten(_id(event_id), SUBJECT, t(at), store=store, category=category,
-                            record_key=key, ref=ref)
+def written(
+    category: str,
+    key: str,
+    at: str,
+    ref: str | None = None,
+    event_id: str | None = None,
+    store: str = "customer_db",
+) -> ev.RecordWritten:
+    return ev.RecordWritten(
+        _id(event_id), SUBJECT, t(at), store=store, category=category, record_key=key, ref=ref
+    )

@@ -10,9 +10,14 @@ import pytest
 from ebbtide.cli import main
 from ebbtide.client import InvalidEvent, to_record
 
-GOOD = {"event_id": "e1", "type": "ServiceOrdered", "subject_id": "cust-1",
-        "event_time": "2024-03-01T12:00:00Z", "producer": "billing",
-        "payload": {"service_id": "svc-7", "kind": "HOSTING"}}
+GOOD = {
+    "event_id": "e1",
+    "type": "ServiceOrdered",
+    "subject_id": "cust-1",
+    "event_time": "2024-03-01T12:00:00Z",
+    "producer": "billing",
+    "payload": {"service_id": "svc-7", "kind": "HOSTING"},
+}
 
 
 @pytest.mark.parametrize(
@@ -39,7 +44,9 @@ def test_error_messages_never_echo_the_value() -> None:
     assert "12345678" not in str(err.value)
 
 
-def test_publish_refuses_a_file_with_an_invalid_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_publish_refuses_a_file_with_an_invalid_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import json
 
     path = tmp_path / "events.jsonl"

@@ -60,6 +60,7 @@ def test_partitions_do_not_share_buckets() -> None:
 
 
 def test_progress_survives_a_round_trip_through_json_form() -> None:
-    progress = PartitionProgress(cursor=bucket_of(BASE), low=3, now=BASE, events_done=42,
-                                 deferred=[(BASE + DAY, 50)], pending=7)
+    progress = PartitionProgress(
+        cursor=bucket_of(BASE), low=3, now=BASE, events_done=42, deferred=[(BASE + DAY, 50)], pending=7
+    )
     assert PartitionProgress.load(progress.dump()) == progress

@@ -88,7 +88,9 @@ def test_no_deadline_is_earlier_than_its_legal_minimum(events: list[Event]) -> N
         if record.deadline is None:
             continue
         if record.rule_id == "bookkeeping":
-            issued = max(e.time for e in events if isinstance(e, InvoiceIssued) and e.invoice_id == record.ref)
+            issued = max(
+                e.time for e in events if isinstance(e, InvoiceIssued) and e.invoice_id == record.ref
+            )
             assert record.deadline >= calendar.add_years(issued, 5)
         else:
             closure = max(e.time for e in events if isinstance(e, AccountClosed))

@@ -16,9 +16,17 @@ from streams.processor import LifecycleProcessor, Out
 TOPICS = Topics("t")
 
 
-def event(event_id: str, event_type: str, when: str, subject: str = "cust-1", **payload: Any) -> dict[str, Any]:
-    return {"event_id": event_id, "type": event_type, "subject_id": subject, "event_time": when,
-            "producer": "test", "payload": payload}
+def event(
+    event_id: str, event_type: str, when: str, subject: str = "cust-1", **payload: Any
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "type": event_type,
+        "subject_id": subject,
+        "event_time": when,
+        "producer": "test",
+        "payload": payload,
+    }
 
 
 def tick(now: str, events_end: int) -> bytes:
@@ -43,12 +51,18 @@ class Harness:
         return out
 
     def tick(self, now: str, events_end: int | None = None) -> list[Out]:
-        out = self.processor.on_tick(0, 0, b"tick", tick(now, self.offset if events_end is None else events_end))
+        out = self.processor.on_tick(
+            0, 0, b"tick", tick(now, self.offset if events_end is None else events_end)
+        )
         self.sent += out
         return out
 
     def commands(self) -> list[dict[str, Any]]:
-        return [codec_for(DELETION_COMMAND).decode(o.value) for o in self.sent if o.topic == TOPICS.commands("customer_db")]
+        return [
+            codec_for(DELETION_COMMAND).decode(o.value)
+            for o in self.sent
+            if o.topic == TOPICS.commands("customer_db")
+        ]
 
     def decisions(self) -> list[dict[str, Any]]:
         return [codec_for(DECISION).decode(o.value) for o in self.sent if o.topic == TOPICS.decisions]
@@ -57,8 +71,16 @@ class Harness:
 @pytest.fixture
 def closed_account() -> Harness:
     h = Harness()
-    h.publish(event("w1", "RecordWritten", "2019-01-01T00:00:00Z", store="customer_db",
-                    category="client", record_key="1"))
+    h.publish(
+        event(
+            "w1",
+            "RecordWritten",
+            "2019-01-01T00:00:00Z",
+            store="customer_db",
+            category="client",
+            record_key="1",
+        )
+    )
     h.publish(event("c1", "AccountClosed", "2021-03-15T00:00:00Z"))
     return h
 
@@ -74,8 +96,16 @@ def test_a_tick_past_the_deadline_sends_one_deletion_command(closed_account: Har
 
 def test_a_tick_waits_for_the_events_published_before_it() -> None:
     h = Harness()
-    h.publish(event("w1", "RecordWritten", "2019-01-01T00:00:00Z", store="customer_db",
-                    category="client", record_key="1"))
+    h.publish(
+        event(
+            "w1",
+            "RecordWritten",
+            "2019-01-01T00:00:00Z",
+            store="customer_db",
+            category="client",
+            record_key="1",
+        )
+    )
     h.publish(event("c1", "AccountClosed", "2020-01-01T00:00:00Z"))
     # The tick was sent after 3 events, but the third (a new order) has not arrived yet.
     assert h.tick("2030-01-01T00:00:00Z", events_end=3) == []
@@ -87,8 +117,13 @@ def test_a_tick_waits_for_the_events_published_before_it() -> None:
 def test_a_receipt_confirms_the_deletion(closed_account: Harness) -> None:
     closed_account.tick("2025-01-01T00:00:00Z")
     (command,) = closed_account.commands()
-    receipt = {**{k: command[k] for k in ("command_id", "subject_id", "store", "category", "record_key")},
-               "outcome": "DELETED", "rows": 1, "reason": None, "executed_at": datetime(2025, 1, 1, tzinfo=UTC)}
+    receipt = {
+        **{k: command[k] for k in ("command_id", "subject_id", "store", "category", "record_key")},
+        "outcome": "DELETED",
+        "rows": 1,
+        "reason": None,
+        "executed_at": datetime(2025, 1, 1, tzinfo=UTC),
+    }
     value = codec_for(DELETION_RECEIPT).encode(receipt)
     out = closed_account.processor.on_receipt(0, 0, b"cust-1", value)
     (decision,) = [codec_for(DECISION).decode(o.value) for o in out]

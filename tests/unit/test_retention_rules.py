@@ -25,33 +25,39 @@ def deadline(state: SubjectState, category: str, key: str) -> int | None:
 
 class TestSeed001ClientAccountKeptThreeYearsAfterCancellation:
     def test_deadline_is_three_years_after_account_and_services_are_cancelled(self) -> None:
-        state = fold([
-            written("client", "1", "2019-01-10"),
-            ordered("svc-1", "2019-01-10"),
-            cancelled("svc-1", "2021-03-01"),
-            closed("2021-03-15"),
-        ])
+        state = fold(
+            [
+                written("client", "1", "2019-01-10"),
+                ordered("svc-1", "2019-01-10"),
+                cancelled("svc-1", "2021-03-01"),
+                closed("2021-03-15"),
+            ]
+        )
         assert deadline(state, "client", "1") == t("2024-03-15")
 
     def test_clock_starts_at_the_later_of_closure_and_last_cancellation(self) -> None:
-        state = fold([
-            written("client", "1", "2019-01-10"),
-            ordered("svc-1", "2019-01-10"),
-            ordered("svc-2", "2019-02-10"),
-            closed("2021-03-15"),
-            cancelled("svc-1", "2021-03-01"),
-            cancelled("svc-2", "2021-06-30"),
-        ])
+        state = fold(
+            [
+                written("client", "1", "2019-01-10"),
+                ordered("svc-1", "2019-01-10"),
+                ordered("svc-2", "2019-02-10"),
+                closed("2021-03-15"),
+                cancelled("svc-1", "2021-03-01"),
+                cancelled("svc-2", "2021-06-30"),
+            ]
+        )
         assert deadline(state, "client", "1") == t("2024-06-30")
 
     def test_no_deadline_while_a_service_is_active(self) -> None:
-        state = fold([
-            written("client", "1", "2019-01-10"),
-            ordered("svc-1", "2019-01-10"),
-            ordered("svc-2", "2019-01-10"),
-            cancelled("svc-1", "2021-03-01"),
-            closed("2021-03-15"),
-        ])
+        state = fold(
+            [
+                written("client", "1", "2019-01-10"),
+                ordered("svc-1", "2019-01-10"),
+                ordered("svc-2", "2019-01-10"),
+                cancelled("svc-1", "2021-03-01"),
+                closed("2021-03-15"),
+            ]
+        )
         assert deadline(state, "client", "1") is None
 
     def test_a_new_order_before_the_deadline_stops_the_clock(self) -> None:
@@ -69,26 +75,30 @@ class TestSeed001ClientAccountKeptThreeYearsAfterCancellation:
         assert fire_due(outcome.state, t("2030-01-01"), POLICY).commands == ()
 
     def test_a_reactivated_account_stays_open_after_its_new_service_is_cancelled(self) -> None:
-        state = fold([
-            written("client", "1", "2019-01-10"),
-            ordered("svc-1", "2019-01-10"),
-            cancelled("svc-1", "2021-03-01"),
-            closed("2021-03-01"),
-            ordered("svc-2", "2022-01-05"),
-            cancelled("svc-2", "2022-06-01"),
-        ])
+        state = fold(
+            [
+                written("client", "1", "2019-01-10"),
+                ordered("svc-1", "2019-01-10"),
+                cancelled("svc-1", "2021-03-01"),
+                closed("2021-03-01"),
+                ordered("svc-2", "2022-01-05"),
+                cancelled("svc-2", "2022-06-01"),
+            ]
+        )
         assert deadline(state, "client", "1") is None  # still a client: no closure since the order
 
     def test_closing_again_restarts_the_clock_from_the_second_closure(self) -> None:
-        state = fold([
-            written("client", "1", "2019-01-10"),
-            ordered("svc-1", "2019-01-10"),
-            cancelled("svc-1", "2021-03-01"),
-            closed("2021-03-01"),
-            ordered("svc-2", "2023-01-05"),
-            cancelled("svc-2", "2024-02-01"),
-            closed("2024-02-02"),
-        ])
+        state = fold(
+            [
+                written("client", "1", "2019-01-10"),
+                ordered("svc-1", "2019-01-10"),
+                cancelled("svc-1", "2021-03-01"),
+                closed("2021-03-01"),
+                ordered("svc-2", "2023-01-05"),
+                cancelled("svc-2", "2024-02-01"),
+                closed("2024-02-02"),
+            ]
+        )
         assert deadline(state, "client", "1") == t("2027-02-02")
 
     def test_29_february_rolls_forward_never_earlier(self) -> None:
@@ -110,8 +120,12 @@ class TestSeed001InvoicesKeptFiveYearsFromEndOfFinancialYear:
         assert deadline(state, "invoice", "7") == t("2026-01-01")
 
     def test_an_invoice_issued_on_new_years_eve_belongs_to_that_year(self) -> None:
-        state = fold([written("invoice", "8", "2020-12-31T23:00:00Z", ref="inv-8"),
-                      invoiced("inv-8", "2020-12-31T23:00:00Z")])
+        state = fold(
+            [
+                written("invoice", "8", "2020-12-31T23:00:00Z", ref="inv-8"),
+                invoiced("inv-8", "2020-12-31T23:00:00Z"),
+            ]
+        )
         assert deadline(state, "invoice", "8") == t("2026-01-01")
 
     def test_no_deadline_until_the_invoice_event_is_seen(self) -> None:
@@ -119,8 +133,13 @@ class TestSeed001InvoicesKeptFiveYearsFromEndOfFinancialYear:
         assert deadline(state, "invoice", "9") is None
 
     def test_closing_the_account_does_not_shorten_bookkeeping(self) -> None:
-        state = fold([invoiced("inv-7", "2022-05-01"), written("invoice", "7", "2022-05-01", ref="inv-7"),
-                      closed("2022-06-01")])
+        state = fold(
+            [
+                invoiced("inv-7", "2022-05-01"),
+                written("invoice", "7", "2022-05-01", ref="inv-7"),
+                closed("2022-06-01"),
+            ]
+        )
         assert deadline(state, "invoice", "7") == t("2028-01-01")
 
 

@@ -18,22 +18,43 @@ text = st.text(min_size=1, max_size=20).filter(lambda s: s.strip() != "")
 times = st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))
 payloads = st.one_of(
     st.tuples(st.just("CustomerRegistered"), st.just({})),
-    st.tuples(st.just("ServiceOrdered"), st.fixed_dictionaries(
-        {"service_id": text, "kind": st.sampled_from(["DOMAIN", "SSL", "HOSTING", "EMAIL", "OTHER"])})),
+    st.tuples(
+        st.just("ServiceOrdered"),
+        st.fixed_dictionaries(
+            {"service_id": text, "kind": st.sampled_from(["DOMAIN", "SSL", "HOSTING", "EMAIL", "OTHER"])}
+        ),
+    ),
     st.tuples(st.just("InvoiceIssued"), st.fixed_dictionaries({"invoice_id": text})),
-    st.tuples(st.just("RecordWritten"), st.fixed_dictionaries({
-        "store": text, "category": st.sampled_from(["client", "invoice", "correspondence", "hosted"]),
-        "record_key": text, "ref": st.none() | text})),
+    st.tuples(
+        st.just("RecordWritten"),
+        st.fixed_dictionaries(
+            {
+                "store": text,
+                "category": st.sampled_from(["client", "invoice", "correspondence", "hosted"]),
+                "record_key": text,
+                "ref": st.none() | text,
+            }
+        ),
+    ),
 )
 
 
 @settings(max_examples=150, deadline=None)
 @given(text, text, times, payloads)
-def test_every_event_survives_encode_then_decode(event_id: str, subject: str, when: datetime,
-                                                 payload: tuple[str, dict[str, object]]) -> None:
+def test_every_event_survives_encode_then_decode(
+    event_id: str, subject: str, when: datetime, payload: tuple[str, dict[str, object]]
+) -> None:
     kind, body = payload
-    record = to_record({"event_id": event_id, "type": kind, "subject_id": subject,
-                        "event_time": when.isoformat(), "producer": "p", "payload": body})
+    record = to_record(
+        {
+            "event_id": event_id,
+            "type": kind,
+            "subject_id": subject,
+            "event_time": when.isoformat(),
+            "producer": "p",
+            "payload": body,
+        }
+    )
     codec = codec_for(LIFECYCLE_EVENT)
     decoded = codec.decode(codec.encode(record))
     assert decoded["subject_id"] == subject and decoded["event_id"] == event_id
@@ -47,8 +68,10 @@ def test_shipped_schema_versions_are_compatible_both_ways() -> None:
 
 def test_adding_a_field_without_default_is_reported_as_breaking(tmp_path: Path) -> None:
     old = (SCHEMA_DIR / "deletion_receipt.v1.avsc").read_text()
-    new = old.replace('{"name": "rows", "type": "int",', '{"name": "region", "type": "string"},\n'
-                      '    {"name": "rows", "type": "int",')
+    new = old.replace(
+        '{"name": "rows", "type": "int",',
+        '{"name": "region", "type": "string"},\n    {"name": "rows", "type": "int",',
+    )
     (tmp_path / "deletion_receipt.v1.avsc").write_text(old)
     (tmp_path / "deletion_receipt.v2.avsc").write_text(new)
     problems = check_directory(tmp_path)
@@ -57,14 +80,25 @@ def test_adding_a_field_without_default_is_reported_as_breaking(tmp_path: Path) 
 
 def test_adding_an_optional_field_is_compatible() -> None:
     old = '{"type":"record","name":"R","fields":[{"name":"a","type":"string"}]}'
-    new = '{"type":"record","name":"R","fields":[{"name":"a","type":"string"},' \
-          '{"name":"b","type":["null","string"],"default":null}]}'
+    new = (
+        '{"type":"record","name":"R","fields":[{"name":"a","type":"string"},'
+        '{"name":"b","type":["null","string"],"default":null}]}'
+    )
     assert incompatibilities(new, old) == [] and incompatibilities(old, new) == []
 
 
 def test_a_corrupt_body_is_an_invalid_message_not_a_crash() -> None:
     codec = codec_for(LIFECYCLE_EVENT)
-    good = codec.encode(to_record({"event_id": "e", "type": "AccountClosed", "subject_id": "s",
-                                   "event_time": "2020-01-01T00:00:00Z", "producer": "p"}))
+    good = codec.encode(
+        to_record(
+            {
+                "event_id": "e",
+                "type": "AccountClosed",
+                "subject_id": "s",
+                "event_time": "2020-01-01T00:00:00Z",
+                "producer": "p",
+            }
+        )
+    )
     with pytest.raises(InvalidMessage, match="corrupt body"):
         codec.decode(good[:11] + b"\xff\xff\xff\xff\xff")
