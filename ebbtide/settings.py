@@ -21,6 +21,7 @@ class Settings:
     state_dir: Path = Path(".state")
     worker_metrics_port: int = 9308
     sink_metrics_port: int = 9309
+    session_timeout: float = 30.0  # seconds before a dead worker's partitions move on
     pg_dsn: str | None = None  # no default: there is no default password
 
     @classmethod
@@ -31,7 +32,12 @@ class Settings:
             raw = env.get(f"EBBTIDE_{f.name.upper()}")
             if raw is None or raw == "":
                 continue
-            if f.type in ("int", int):
+            if f.type in ("float", float):
+                try:
+                    values[f.name] = float(raw)
+                except ValueError:
+                    raise SettingsError(f"EBBTIDE_{f.name.upper()} must be a number") from None
+            elif f.type in ("int", int):
                 try:
                     values[f.name] = int(raw)
                 except ValueError:

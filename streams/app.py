@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import faust
@@ -25,30 +26,32 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
         producer_acks=-1,
         broker_commit_every=1000,
         broker_commit_interval=1.0,
-        table_cleanup_interval=3600.0,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
+        consumer_auto_offset_reset="earliest",
     )
     source = app.topic(
         topics.events, topics.clock, topics.receipts,
         key_serializer="raw", value_serializer="raw", partitions=settings.partitions,
     )
-
-    def table(name: str) -> Any:
-        # Keys are str, values plain JSON-able dicts and lists (Faust's default json codec).
-        return app.Table(name, partitions=settings.partitions)
-
-    processor = LifecycleProcessor(
-        policy, topics, subjects=table("subjects"), due=table("due"), progress=table("progress")
-    )
+    # Keys are str, values JSON-able dicts (Faust's default json codec); see streams.processor.
+    table = app.Table("state", partitions=settings.partitions)
+    processor = LifecycleProcessor(policy, topics, table)
 
     @app.agent(source, name="lifecycle")
     async def lifecycle(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
             message = event.message
-            for out in processor.on_message(
+            outs = processor.on_message(
                 message.topic, message.partition, message.offset, message.key, message.value
-            ):
-                await app.producer.send(
-                    out.topic, out.key, out.value, None, None, list(out.headers) or None
-                )
+            )
+            if outs:
+                # Output first, acknowledged by the broker; only then the state that says it was sent.
+                pending = [
+                    await app.producer.send(o.topic, o.key, o.value, None, None, list(o.headers) or None)
+                    for o in outs
+                ]
+                await asyncio.gather(*pending)
+            processor.flush()
 
     return app

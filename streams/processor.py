@@ -1,10 +1,13 @@
-"""The lifecycle processor: decode, call the pure engine, keep tables, say what to send.
+"""The lifecycle processor: decode, call the pure engine, keep state, say what to send.
 
-No Faust here: the agent in ``streams.app`` feeds it messages and sends what it returns.
-Tables are plain mutable mappings (Faust tables in production, dicts in unit tests).
-All events of a subject share a partition, and every table write happens while a message
-of that partition is processed, so each partition's state lives in that partition's
-changelog and a restarted worker recovers exactly what it owned.
+No Faust here: the agent in ``streams.app`` feeds it messages, sends what it returns, waits
+for the broker, then calls :meth:`LifecycleProcessor.flush` to apply the staged state writes.
+
+State is one table. Keys: ``s:<partition>:<subject>`` for a subject's state and
+``p:<partition>`` for the partition's progress (clock, events processed, deferred ticks).
+All events of a subject share a partition, and every write happens while a message of that
+partition is processed, so each partition's state lives, in order, in that partition of the
+changelog, and a restarted worker recovers exactly what it owned.
 """
 
 from __future__ import annotations
@@ -26,10 +29,18 @@ from schemas import (
     codec_for,
 )
 from streams.policy import snapshot
-from streams.policy.due import PartitionProgress, schedule, take_due
-from streams.policy.engine import Outcome, SubjectState, apply_event, apply_receipt, fire_due, new_subject
+from streams.policy.due import DueIndex, PartitionProgress
+from streams.policy.engine import (
+    Outcome,
+    SubjectState,
+    apply_event,
+    apply_receipt,
+    fire_due,
+    new_subject,
+)
 from streams.policy.events import RecordWritten
 from streams.policy.rules import Policy
+from streams.staging import StagedTable
 from streams.translate import command_record, decision_record, tick_time, to_event, to_report
 
 log = logging.getLogger(__name__)
@@ -45,27 +56,24 @@ class Out:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
+def subject_key(partition: int, subject_id: str) -> str:
+    return f"s:{partition}:{subject_id}"
+
+
 class LifecycleProcessor:
-    def __init__(
-        self,
-        policy: Policy,
-        topics: Topics,
-        subjects: MutableMapping[str, Any],
-        due: MutableMapping[str, Any],
-        progress: MutableMapping[str, Any],
-    ) -> None:
+    def __init__(self, policy: Policy, topics: Topics, table: MutableMapping[str, Any]) -> None:
         self.policy = policy
         self.topics = topics
-        self.subjects = subjects
-        self.due = due
-        self.progress = progress
+        self.state = StagedTable(table)
+        self._due: dict[int, DueIndex] = {}
+        self._pending: dict[int, int] = {}
         self._events = codec_for(LIFECYCLE_EVENT)
         self._ticks = codec_for(CLOCK_TICK)
         self._receipts = codec_for(DELETION_RECEIPT)
         self._commands = codec_for(DELETION_COMMAND)
         self._decisions = codec_for(DECISION)
 
-    # -- entry points, one per input topic -------------------------------------------------
+    # -- entry points -----------------------------------------------------------------------
 
     def on_message(self, topic: str, partition: int, offset: int, key: bytes | None,
                    value: bytes | None) -> list[Out]:
@@ -76,6 +84,10 @@ class LifecycleProcessor:
         if topic == self.topics.receipts:
             return self.on_receipt(partition, offset, key, value)
         raise ValueError(f"lifecycle processor does not read topic {topic}")
+
+    def flush(self) -> int:
+        """Apply this message's state writes (after its output is on the broker)."""
+        return self.state.flush()
 
     def on_event(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Out]:
         progress = self._progress(partition)
@@ -88,10 +100,10 @@ class LifecycleProcessor:
             out.append(self._dead_letter("events", self.topics.events, partition, offset, key, value, exc))
         else:
             metrics.EVENTS_CONSUMED.labels(type(event).__name__).inc()
-            state = self._subject(event.subject_id)
+            state = self._subject(partition, event.subject_id)
             outcome = apply_event(state, event, self.policy)
-            out += self._settle(partition, progress, state, outcome)
-            if isinstance(event, RecordWritten) and outcome.decisions:
+            out += self._settle(partition, state, outcome)
+            if isinstance(event, RecordWritten) and any(d.kind == "STAMPED" for d in outcome.decisions):
                 metrics.RECORDS_STAMPED.labels(event.category).inc()
         progress.events_done = max(progress.events_done, offset + 1)
         out += self._release_deferred(partition, progress)
@@ -104,27 +116,22 @@ class LifecycleProcessor:
         except InvalidMessage as exc:
             return [self._dead_letter("clock", self.topics.clock, partition, offset, key, value, exc)]
         progress = self._progress(partition)
-        now = tick_time(tick)
-        progress.deferred.append((now, int(tick["events_end"])))
+        progress.deferred.append((tick_time(tick), int(tick["events_end"])))
         out = self._release_deferred(partition, progress)
-        metrics.TICKS_DEFERRED.labels(str(partition)).set(len(progress.deferred))
         self._save_progress(partition, progress)
         return out
 
     def on_receipt(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Out]:
         try:
             report = to_report(self._receipts.decode(value))
+            raw = self.state.get(subject_key(partition, report.subject_id))
+            if raw is None:
+                raise InvalidMessage("deletion_receipt: no subject with this id on this partition")
         except InvalidMessage as exc:
             return [self._dead_letter("receipts", self.topics.receipts, partition, offset, key, value, exc)]
         metrics.RECEIPTS.labels(report.store, report.outcome).inc()
-        raw = self.subjects.get(report.subject_id)
-        if raw is None:
-            return []
-        progress = self._progress(partition)
         state = snapshot.load(raw)
-        out = self._settle(partition, progress, state, apply_receipt(state, report, self.policy))
-        self._save_progress(partition, progress)
-        return out
+        return self._settle(partition, state, apply_receipt(state, report, self.policy))
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -136,51 +143,72 @@ class LifecycleProcessor:
             if progress.now is not None and now <= progress.now:
                 continue  # the clock never goes back; a replayed tick is a no-op
             progress.now = now
-            for subject_id in take_due(self.due, progress, partition, now):
-                raw = self.subjects.get(subject_id)
+            for subject_id in self._index(partition).take(now):
+                raw = self.state.get(subject_key(partition, subject_id))
                 if raw is not None:
                     state = snapshot.load(raw)
-                    outcome = fire_due(state, now, self.policy)
-                    out += self._settle(partition, progress, state, outcome, refile=True)
+                    out += self._settle(partition, state, fire_due(state, now, self.policy), refile=True)
             metrics.CLOCK_TIME.labels(str(partition)).set(now / 1000)
         metrics.TICKS_DEFERRED.labels(str(partition)).set(len(progress.deferred))
         return out
 
-    def _settle(self, partition: int, progress: PartitionProgress, before: SubjectState,
-                outcome: Outcome, refile: bool = False) -> list[Out]:
-        """Store the new state, file its next deadline and turn decisions into messages.
+    def _settle(self, partition: int, before: SubjectState, outcome: Outcome,
+                refile: bool = False) -> list[Out]:
+        """Stage the new state, file its next deadline and turn decisions into messages.
 
         ``refile``: the subject was just taken out of the due index by a tick, so its next
         deadline must be filed again even if nothing changed.
         """
         state = outcome.state
-        key = state.subject_id.encode()
         if state is not before:
-            self.subjects[state.subject_id] = snapshot.dump(state)
-            progress.pending += state.pending_deadlines() - before.pending_deadlines()
-            metrics.PENDING_DEADLINES.labels(str(partition)).set(progress.pending)
+            self.state[subject_key(partition, state.subject_id)] = snapshot.dump(state)
+            self._count_pending(partition, state.pending_deadlines() - before.pending_deadlines())
         next_deadline = state.next_deadline()
         if next_deadline is not None and (refile or state is not before):
-            schedule(self.due, progress, partition, state.subject_id, next_deadline)
-        out = [Out(self.topics.decisions, key, self._decisions.encode(decision_record(d)))
-               for d in outcome.decisions]
+            self._index(partition).file(state.subject_id, next_deadline)
+        key = state.subject_id.encode()
+        out = [Out(self.topics.commands(c.store), key, self._commands.encode(command_record(c)))
+               for c in outcome.commands]
+        out += [Out(self.topics.decisions, key, self._decisions.encode(decision_record(d)))
+                for d in outcome.decisions]
+        for command in outcome.commands:
+            metrics.COMMANDS_SENT.labels(command.store, command.category).inc()
         for decision in outcome.decisions:
             metrics.DECISIONS.labels(decision.kind).inc()
-        for command in outcome.commands:
-            out.append(Out(self.topics.commands(command.store), key,
-                           self._commands.encode(command_record(command))))
-            metrics.COMMANDS_SENT.labels(command.store, command.category).inc()
         return out
 
-    def _subject(self, subject_id: str) -> SubjectState:
-        raw = self.subjects.get(subject_id)
+    def _index(self, partition: int) -> DueIndex:
+        """The partition's due index; after a restart, rebuilt from the recovered states."""
+        index = self._due.get(partition)
+        if index is None:
+            index = self._due[partition] = DueIndex()
+            prefix = f"s:{partition}:"
+            pending = 0
+            for key in self.state.keys_in_table():
+                if key.startswith(prefix):
+                    state = snapshot.load(self.state.table[key])
+                    deadline = state.next_deadline()
+                    if deadline is not None:
+                        index.file(state.subject_id, deadline)
+                    pending += state.pending_deadlines()
+            self._pending[partition] = 0
+            self._count_pending(partition, pending)
+        return index
+
+    def _count_pending(self, partition: int, delta: int) -> None:
+        self._index(partition)  # make sure the count starts from the recovered states
+        self._pending[partition] = self._pending.get(partition, 0) + delta
+        metrics.PENDING_DEADLINES.labels(str(partition)).set(self._pending[partition])
+
+    def _subject(self, partition: int, subject_id: str) -> SubjectState:
+        raw = self.state.get(subject_key(partition, subject_id))
         return new_subject(subject_id) if raw is None else snapshot.load(raw)
 
     def _progress(self, partition: int) -> PartitionProgress:
-        return PartitionProgress.load(self.progress.get(str(partition)))
+        return PartitionProgress.load(self.state.get(f"p:{partition}"))
 
     def _save_progress(self, partition: int, progress: PartitionProgress) -> None:
-        self.progress[str(partition)] = progress.dump()
+        self.state[f"p:{partition}"] = progress.dump()
 
     def _dead_letter(self, source: str, topic: str, partition: int, offset: int,
                      key: bytes | None, value: bytes | None, exc: InvalidMessage) -> Out:

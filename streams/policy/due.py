@@ -4,11 +4,13 @@ Deadlines are filed in day buckets. A tick scans only the buckets between the la
 scanned and the tick's own day, so its cost grows with the deadlines that are due (and the
 days that passed), never with all pending deadlines. Entries are hints: the engine decides
 what is really due, and a subject with a later deadline is filed again.
+
+The index lives in memory only. It holds nothing that the subject states do not: after a
+restart it is rebuilt from them, so it never has to be written in step with them.
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
 from streams.policy.calendar import MS_PER_DAY
@@ -16,83 +18,57 @@ from streams.policy.calendar import MS_PER_DAY
 BUCKET_MS = MS_PER_DAY
 
 
+def bucket_of(ms: int) -> int:
+    return ms // BUCKET_MS
+
+
+@dataclass
+class DueIndex:
+    buckets: dict[int, set[str]] = field(default_factory=dict)
+    cursor: int | None = None  # last bucket a tick scanned
+
+    def file(self, subject_id: str, deadline: int) -> None:
+        """File ``subject_id`` under ``deadline``'s day, or the next day a tick scans."""
+        bucket = bucket_of(deadline)
+        if self.cursor is not None:
+            bucket = max(bucket, self.cursor)
+        self.buckets.setdefault(bucket, set()).add(subject_id)
+
+    def take(self, now: int) -> list[str]:
+        """Remove and return, sorted, the subjects filed in every bucket up to ``now``'s day."""
+        end = bucket_of(now)
+        start = self.cursor if self.cursor is not None else min(self.buckets, default=end)
+        self.cursor = end if self.cursor is None else max(self.cursor, end)
+        found: set[str] = set()
+        for bucket in range(start, end + 1):
+            subjects = self.buckets.pop(bucket, None)
+            if subjects:
+                found |= subjects
+        return sorted(found)
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.buckets.values())
+
+
 @dataclass
 class PartitionProgress:
-    """Per-partition position of the lifecycle agent, kept in a changelogged table."""
+    """Per-partition position of the lifecycle agent, kept in the changelogged state table."""
 
-    cursor: int | None = None  # last bucket scanned by a tick
-    low: int | None = None  # lowest bucket filed before the first tick
-    now: int | None = None  # the clock time of the last tick applied
+    now: int | None = None  # clock time of the last tick applied
     events_done: int = 0  # events of this partition processed (next offset)
     deferred: list[tuple[int, int]] = field(default_factory=list)  # (now, events_end)
-    pending: int = 0  # records waiting for a deadline
 
     def dump(self) -> dict[str, object]:
-        return {
-            "cursor": self.cursor, "low": self.low, "now": self.now,
-            "events_done": self.events_done, "deferred": [list(d) for d in self.deferred],
-            "pending": self.pending,
-        }
+        return {"now": self.now, "events_done": self.events_done,
+                "deferred": [list(d) for d in self.deferred]}
 
     @classmethod
     def load(cls, raw: dict[str, object] | None) -> PartitionProgress:
         if not raw:
             return cls()
-        deferred = raw.get("deferred") or []
-        assert isinstance(deferred, list)
+        now, done, deferred = raw.get("now"), raw.get("events_done"), raw.get("deferred")
         return cls(
-            cursor=raw.get("cursor"),  # type: ignore[arg-type]
-            low=raw.get("low"),  # type: ignore[arg-type]
-            now=raw.get("now"),  # type: ignore[arg-type]
-            events_done=int(raw.get("events_done") or 0),  # type: ignore[call-overload]
-            deferred=[(int(n), int(e)) for n, e in deferred],
-            pending=int(raw.get("pending") or 0),  # type: ignore[call-overload]
+            now=int(now) if isinstance(now, int) else None,
+            events_done=int(done) if isinstance(done, int) else 0,
+            deferred=[(int(n), int(e)) for n, e in deferred] if isinstance(deferred, list) else [],
         )
-
-
-def bucket_of(ms: int) -> int:
-    return ms // BUCKET_MS
-
-
-def _key(partition: int, bucket: int) -> str:
-    return f"{partition}:{bucket}"
-
-
-def schedule(
-    index: MutableMapping[str, list[str]],
-    progress: PartitionProgress,
-    partition: int,
-    subject_id: str,
-    deadline: int,
-) -> None:
-    """File ``subject_id`` under the bucket of ``deadline`` (or the next one a tick scans)."""
-    bucket = bucket_of(deadline)
-    if progress.cursor is not None:
-        bucket = max(bucket, progress.cursor)
-    else:
-        progress.low = bucket if progress.low is None else min(progress.low, bucket)
-    key = _key(partition, bucket)
-    subjects = index.get(key) or []
-    if subject_id not in subjects:
-        index[key] = [*subjects, subject_id]
-
-
-def take_due(
-    index: MutableMapping[str, list[str]],
-    progress: PartitionProgress,
-    partition: int,
-    now: int,
-) -> list[str]:
-    """Remove and return the subjects filed in every bucket up to ``now``'s day, in order."""
-    end = bucket_of(now)
-    start = progress.cursor if progress.cursor is not None else progress.low
-    progress.cursor = end if progress.cursor is None else max(progress.cursor, end)
-    if start is None:
-        return []
-    found: dict[str, None] = {}
-    for bucket in range(start, end + 1):
-        key = _key(partition, bucket)
-        if key in index:
-            for subject_id in index.pop(key):
-                found[subject_id] = None
-    return list(found)

@@ -36,7 +36,8 @@ def tick(now: str, events_end: int) -> bytes:
 
 class Harness:
     def __init__(self) -> None:
-        self.processor = LifecycleProcessor(default_policy(), TOPICS, {}, {}, {})
+        self.table: dict[str, Any] = {}
+        self.processor = LifecycleProcessor(default_policy(), TOPICS, self.table)
         self.offset = 0
         self.sent: list[Out] = []
 
@@ -46,6 +47,7 @@ class Harness:
 
     def publish_bytes(self, key: bytes, value: bytes) -> list[Out]:
         out = self.processor.on_event(0, self.offset, key, value)
+        self.processor.flush()
         self.offset += 1
         self.sent += out
         return out
@@ -54,6 +56,7 @@ class Harness:
         out = self.processor.on_tick(
             0, 0, b"tick", tick(now, self.offset if events_end is None else events_end)
         )
+        self.processor.flush()
         self.sent += out
         return out
 
@@ -164,3 +167,30 @@ def test_the_pipeline_goes_on_after_a_dead_letter(closed_account: Harness) -> No
 
 def test_a_duplicated_event_changes_nothing(closed_account: Harness) -> None:
     assert closed_account.publish(event("c1", "AccountClosed", "2021-03-15T00:00:00Z")) == []
+
+
+def test_state_is_written_only_on_flush(closed_account: Harness) -> None:
+    before = dict(closed_account.table)
+    closed_account.processor.on_tick(0, 0, b"tick", tick("2025-01-01T00:00:00Z", closed_account.offset))
+    assert closed_account.table == before  # nothing durable until the output is acknowledged
+    closed_account.processor.flush()
+    assert closed_account.table != before
+
+
+def test_a_restarted_processor_rebuilds_its_due_index_from_the_recovered_state(
+    closed_account: Harness,
+) -> None:
+    restarted = LifecycleProcessor(default_policy(), TOPICS, closed_account.table)
+    out = restarted.on_tick(0, 0, b"tick", tick("2025-01-01T00:00:00Z", closed_account.offset))
+    assert [o.topic for o in out].count(TOPICS.commands("customer_db")) == 1
+
+
+def test_a_tick_replayed_after_a_crash_before_flush_orders_the_same_command(closed_account: Harness) -> None:
+    first = closed_account.processor.on_tick(
+        0, 0, b"tick", tick("2025-01-01T00:00:00Z", closed_account.offset)
+    )
+    # crash: the staged writes are lost, the tick is consumed again by a new process
+    restarted = LifecycleProcessor(default_policy(), TOPICS, closed_account.table)
+    again = restarted.on_tick(0, 0, b"tick", tick("2025-01-01T00:00:00Z", closed_account.offset))
+    commands = TOPICS.commands("customer_db")
+    assert [o.value for o in first if o.topic == commands] == [o.value for o in again if o.topic == commands]
