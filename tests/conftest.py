@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from ebbtide.settings import Settings
 
 HERE = Path(__file__).parent
 
@@ -14,3 +17,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         kind = Path(str(item.fspath)).relative_to(HERE).parts[0]
         if kind in ("unit", "integration", "e2e"):
             item.add_marker(getattr(pytest.mark, kind))
+
+
+@pytest.fixture(scope="session")
+def stack() -> tuple[str, str]:
+    """(Kafka bootstrap, admin test DSN) of the running local stack."""
+    from tests.support import servers
+
+    return servers()
+
+
+@pytest.fixture
+def database(stack: tuple[str, str]) -> Iterator[str]:
+    """DSN of a fresh PostgreSQL database for this test."""
+    from tests.support import scratch_database
+
+    with scratch_database(stack[1]) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def settings(stack: tuple[str, str], database: str, tmp_path: Path) -> Settings:
+    """Settings with unique topics, app id and metrics ports for this test."""
+    from tests.support import make_topics, unique_settings
+
+    made = unique_settings(stack[0], tmp_path, database)
+    make_topics(made)
+    return made

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -64,15 +65,13 @@ def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_da
         sink.stop()
 
 
-def _drive(console: Console, settings: Settings, sc: scenario.Scenario, until: datetime,
-           step_days: int) -> datetime:
-    """Publish the events in time order, ticking the clock as scenario time passes."""
-    records = [to_record(e) for e in sc.events]
-    ticks = list(steps(scenario.START, until, step_days))
+def publish_timeline(settings: Settings, records: list[dict[str, Any]], ticks: list[datetime],
+                     on_tick: Callable[[datetime, int], None] | None = None) -> None:
+    """Publish events (Avro records, sorted by time) and tick the clock as their time passes:
+    every event up to a tick's time is published before that tick."""
     publisher = EventPublisher(settings)
     clock = ClockPublisher(settings, "accelerated")
-    with _progress(console) as progress:
-        task = progress.add_task("publishing events and ticking the clock", total=len(ticks))
+    try:
         index = 0
         for moment in ticks:
             while index < len(records) and records[index]["event_time"] <= moment:
@@ -80,9 +79,25 @@ def _drive(console: Console, settings: Settings, sc: scenario.Scenario, until: d
                 index += 1
             publisher.flush()
             clock.tick(moment)
-            progress.update(task, advance=1, description=f"clock at {moment.date()}, {index} events sent")
-    publisher.close()
-    clock.close()
+            if on_tick is not None:
+                on_tick(moment, index)
+    finally:
+        publisher.close()
+        clock.close()
+
+
+def _drive(console: Console, settings: Settings, sc: scenario.Scenario, until: datetime,
+           step_days: int) -> datetime:
+    """Publish the events in time order, ticking the clock as scenario time passes."""
+    records = [to_record(e) for e in sc.events]
+    ticks = list(steps(scenario.START, until, step_days))
+    with _progress(console) as progress:
+        task = progress.add_task("publishing events and ticking the clock", total=len(ticks))
+
+        def advance(moment: datetime, sent: int) -> None:
+            progress.update(task, advance=1, description=f"clock at {moment.date()}, {sent} events sent")
+
+        publish_timeline(settings, records, ticks, advance)
     return ticks[-1]
 
 
@@ -208,5 +223,3 @@ def _progress(console: Console) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=console, transient=False)
 
-
-__all__ = ["run_demo", "timedelta"]

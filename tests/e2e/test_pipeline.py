@@ -1,0 +1,256 @@
+"""The whole pipeline as separate processes on the real broker and database:
+publish -> stamp -> tick past the deadline -> command -> row deleted -> receipt -> confirmed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+
+from ebbtide import processes
+from ebbtide.client import EventPublisher, to_record
+from ebbtide.clock import ClockPublisher, steps
+from ebbtide.demo import database as demo_db
+from ebbtide.demo.run import publish_timeline
+from ebbtide.demo.scenario import START, build
+from ebbtide.kafka_io import producer
+from ebbtide.settings import Settings, Topics
+from schemas import CLOCK_TICK, DECISION, codec_for
+from streams.policy.rules import default_policy
+from streams.processor import LifecycleProcessor
+from tests.support import TopicReader, wait_until
+
+WORKER_READY = 90.0  # a Faust worker joins its group and recovers its tables within this
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.log_dir = log_dir
+        self.worker = processes.start("worker", ["worker"], settings, log_dir)
+        self.sink = processes.start("sink", ["sink", "postgres"], settings, log_dir)
+        self.decisions = TopicReader(settings, self.topics.decisions, codec_for(DECISION))
+
+    def restart(self, child: processes.Child) -> processes.Child:
+        args = ["worker"] if child.name == "worker" else ["sink", "postgres"]
+        return processes.start(child.name, args, self.settings, self.log_dir)
+
+    def confirmed(self) -> set[str]:
+        return {
+            r.value["record"]
+            for r in self.decisions.poll()
+            if r.value and r.value["kind"] == "DELETION_CONFIRMED"
+        }
+
+    def wait_confirmed(self, records: set[str], timeout: float = WORKER_READY) -> None:
+        for child in (self.worker, self.sink):
+            assert child.alive(), f"{child.name} died:\n{child.tail()}"
+        wait_until(lambda: records <= self.confirmed(), timeout, f"deletions of {sorted(records)} confirmed")
+
+    def stop(self) -> None:
+        self.decisions.close()
+        for child in (self.worker, self.sink):
+            child.stop()
+
+
+@pytest.fixture
+def pipeline(settings: Settings, tmp_path: Path) -> Iterator[Pipeline]:
+    running = Pipeline(settings, tmp_path / "logs")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def customer_db(database: str) -> str:
+    """The demo schema with two customers: 1 with an invoice and a ticket, 2 still active."""
+    demo_db.load(database, build(customers=0))
+    with psycopg2.connect(database) as conn, conn.cursor() as cur:
+        cur.execute("""
+            INSERT INTO customers VALUES (1, 'A', 'a@example.invalid', '1', 'x', '2019-01-10'),
+                                         (2, 'B', 'b@example.invalid', '2', 'y', '2019-01-10');
+            INSERT INTO services VALUES (1, 1, 'HOSTING', '2019-01-10', '2020-02-01'),
+                                        (2, 2, 'DOMAIN', '2019-01-10', NULL);
+            INSERT INTO invoices VALUES (10, 1, 'A', 'x', 100, '2019-05-01');
+            INSERT INTO support_tickets VALUES (20, 1, 's', 'b', '2019-06-01');
+        """)
+    conn.close()
+    return database
+
+
+def ev(event_id: str, event_type: str, subject: str, when: str, **payload: Any) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "type": event_type,
+        "subject_id": subject,
+        "event_time": when,
+        "producer": "test",
+        "payload": payload,
+    }
+
+
+def written(
+    event_id: str, subject: str, when: str, category: str, key: str, ref: str | None = None
+) -> dict[str, Any]:
+    return ev(
+        event_id,
+        "RecordWritten",
+        subject,
+        when,
+        store="customer_db",
+        category=category,
+        record_key=key,
+        ref=ref,
+    )
+
+
+CLOSED_ACCOUNT = [
+    written("w1", "cust-1", "2019-01-10T10:00:00Z", "client", "1"),
+    ev("o1", "ServiceOrdered", "cust-1", "2019-01-10T10:00:00Z", service_id="svc-1", kind="HOSTING"),
+    ev("i1", "InvoiceIssued", "cust-1", "2019-05-01T10:00:00Z", invoice_id="inv-10"),
+    written("w2", "cust-1", "2019-05-01T10:00:00Z", "invoice", "10", ref="inv-10"),
+    written("w3", "cust-1", "2019-06-01T10:00:00Z", "correspondence", "20"),
+    ev("x1", "ServiceCancelled", "cust-1", "2020-02-01T10:00:00Z", service_id="svc-1"),
+    ev("c1", "AccountClosed", "cust-1", "2020-02-01T10:00:00Z"),
+    written("w4", "cust-2", "2019-01-10T10:00:00Z", "client", "2"),
+    ev("o2", "ServiceOrdered", "cust-2", "2019-01-10T10:00:00Z", service_id="svc-2", kind="DOMAIN"),
+]
+
+
+def publish(settings: Settings, events: list[dict[str, Any]]) -> None:
+    with EventPublisher(settings) as publisher:
+        for event in events:
+            publisher.publish(event)
+
+
+def tick(settings: Settings, when: datetime) -> None:
+    clock = ClockPublisher(settings, "scripted")
+    clock.tick(when)
+    clock.close()
+
+
+def rows(dsn: str, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        found = cur.fetchall()
+    conn.close()
+    return found
+
+
+def test_a_closed_account_becomes_a_proven_deletion(
+    settings: Settings, pipeline: Pipeline, customer_db: str
+) -> None:
+    publish(settings, CLOSED_ACCOUNT)
+    tick(settings, datetime(2023, 6, 1, tzinfo=UTC))
+    pipeline.wait_confirmed({"customer_db/client/1", "customer_db/correspondence/20"})
+    assert rows(customer_db, "SELECT customer_id FROM customers") == [(2,)]
+    assert rows(customer_db, "SELECT count(*) FROM services WHERE customer_id = 1") == [(0,)]
+    assert rows(customer_db, "SELECT ticket_id FROM support_tickets") == []
+    assert rows(customer_db, "SELECT invoice_id FROM invoices") == [(10,)]  # bookkeeping: kept until 2025
+
+    receipts = TopicReader(settings, pipeline.topics.receipts, codec_for("deletion_receipt"))
+    got = receipts.wait_for(lambda seen: len(seen) >= 2, 30, "two receipts")
+    receipts.close()
+    assert sorted((r.value["category"], r.value["outcome"]) for r in got if r.value) == [
+        ("client", "DELETED"),
+        ("correspondence", "DELETED"),
+    ]
+
+    tick(settings, datetime(2025, 1, 2, tzinfo=UTC))
+    pipeline.wait_confirmed({"customer_db/invoice/10"})
+    assert rows(customer_db, "SELECT count(*) FROM invoices") == [(0,)]
+    assert "customer_db/client/2" not in pipeline.confirmed()
+    stamped = {
+        r.value["record"]: r.value
+        for r in pipeline.decisions.seen
+        if r.value and r.value["kind"] == "STAMPED"
+    }
+    assert stamped["customer_db/invoice/10"]["rule_id"] == "bookkeeping"
+    assert "seed 001" in stamped["customer_db/invoice/10"]["clause"]
+
+
+def test_bad_events_go_to_the_dlq_and_the_pipeline_goes_on(
+    settings: Settings, pipeline: Pipeline, customer_db: str
+) -> None:
+    out = producer(settings)
+    out.send(pipeline.topics.events, key=b"cust-1", value=b'{"not": "avro"}')
+    out.send(pipeline.topics.events, key=b"cust-1", value=b"\xc3\x01" + bytes(8) + b"\x00")
+    out.send(pipeline.topics.clock, key=b"tick", value=b"garbage tick", partition=0)
+    out.flush()
+    out.close()
+    publish(settings, CLOSED_ACCOUNT)
+    tick(settings, datetime(2023, 6, 1, tzinfo=UTC))
+    pipeline.wait_confirmed({"customer_db/client/1"})
+
+    dlq = TopicReader(settings, pipeline.topics.dlq)
+    dead = dlq.wait_for(lambda seen: len(seen) >= 3, 30, "three dead letters")
+    dlq.close()
+    reasons = sorted(r.headers["reason"].decode() for r in dead)
+    assert any("not Avro single-object encoded" in r for r in reasons)
+    assert any("unknown writer schema fingerprint" in r for r in reasons)
+    assert any(r.startswith("clock_tick:") for r in reasons)
+    assert all(r.headers["source_offset"].isdigit() for r in dead)
+    assert {r.raw for r in dead} >= {b'{"not": "avro"}', b"garbage tick"}  # nothing lost
+
+
+def expected_deletions(records: list[dict[str, Any]], ticks: list[datetime]) -> set[str]:
+    """The same timeline through the in-memory processor: what must be deleted."""
+    topics = Topics("oracle")
+    oracle = LifecycleProcessor(default_policy(), topics, {})
+    events, ticker = codec_for("lifecycle_event"), codec_for(CLOCK_TICK)
+    ordered: set[str] = set()
+    offset = index = 0
+    for moment in ticks:
+        while index < len(records) and records[index]["event_time"] <= moment:
+            oracle.on_event(0, offset, records[index]["subject_id"].encode(), events.encode(records[index]))
+            oracle.flush()
+            offset += 1
+            index += 1
+        for out in oracle.on_tick(
+            0, 0, b"t", ticker.encode({"now": moment, "events_end": offset, "source": "o"})
+        ):
+            if out.topic == topics.commands("customer_db"):
+                command = codec_for("deletion_command").decode(out.value)
+                ordered.add(f"customer_db/{command['category']}/{command['record_key']}")
+        oracle.flush()
+    return ordered
+
+
+def test_killing_worker_and_sink_mid_run_loses_no_deletion_and_repeats_none(
+    settings: Settings, pipeline: Pipeline, database: str
+) -> None:
+    scenario = build(customers=40, seed=11)
+    demo_db.load(database, scenario)
+    records = [to_record(e) for e in scenario.events]
+    ticks = list(steps(START, datetime(2032, 1, 1, tzinfo=UTC), 30))
+    expected = expected_deletions(records, ticks)
+    assert len(expected) > 100
+    half = len(ticks) // 2
+
+    publish_timeline(settings, records, ticks[:half])
+    wait_until(
+        lambda: (
+            processes.total(processes.scrape(settings.worker_metrics_port), "ebbtide_commands_sent_total") > 0
+        ),
+        WORKER_READY,
+        "first commands",
+    )
+    pipeline.worker.kill()  # SIGKILL mid-run: no clean shutdown, no final commit
+    publish_timeline(settings, records, ticks[half:])
+    pipeline.worker = pipeline.restart(pipeline.worker)
+    wait_until(lambda: len(pipeline.confirmed()) > len(expected) // 3, WORKER_READY, "a third confirmed")
+    pipeline.sink.kill()
+    pipeline.sink = pipeline.restart(pipeline.sink)
+    pipeline.wait_confirmed(expected, timeout=180)
+
+    assert pipeline.confirmed() == expected
+    tracking = rows(database, "SELECT category, outcome, rows FROM ebbtide_sink.applied_commands")
+    assert len(tracking) == len(expected)  # one command per record, even across restarts
+    assert {(outcome, n) for _, outcome, n in tracking} == {("DELETED", 1)}  # none executed twice
+    present = demo_db.present_keys(database)
+    still_there = {f"customer_db/{c}/{k}" for c, keys in present.items() for k in keys}
+    assert not (expected & still_there)

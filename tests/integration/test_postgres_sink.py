@@ -1,0 +1,145 @@
+"""The PostgreSQL sink against the real database and broker."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg2
+import pytest
+
+from ebbtide.demo import database as demo_db
+from ebbtide.demo.scenario import build
+from ebbtide.kafka_io import producer
+from ebbtide.settings import Settings, Topics
+from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
+from sinks.mapping import load_store_map
+from sinks.postgres import PostgresExecutor
+from sinks.runner import PostgresSink
+from tests.support import TopicReader
+
+
+def command(
+    category: str, key: str, command_id: str | None = None, subject: str = "cust-00001"
+) -> dict[str, Any]:
+    return {
+        "command_id": command_id or f"cmd-{category}-{key}",
+        "subject_id": subject,
+        "store": "customer_db",
+        "category": category,
+        "record_key": key,
+        "rule_id": "account",
+        "policy_version": "v1+test",
+        "deadline": datetime(2025, 1, 1, tzinfo=UTC),
+        "issued_at": datetime(2025, 1, 2, tzinfo=UTC),
+    }
+
+
+@pytest.fixture
+def loaded(database: str) -> str:
+    demo_db.load(database, build(customers=5, seed=3))
+    return database
+
+
+def count(dsn: str, sql: str) -> int:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(sql)
+        row = cur.fetchone()
+    conn.close()
+    assert row is not None
+    return int(row[0])
+
+
+def execute(dsn: str, executor: PostgresExecutor, cmd: dict[str, Any]) -> Any:
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        done = executor.execute(cur, cmd)
+    conn.close()
+    return done
+
+
+@pytest.fixture
+def executor(loaded: str) -> PostgresExecutor:
+    conn = psycopg2.connect(loaded)
+    PostgresExecutor.ensure_tracking(conn)
+    conn.close()
+    return PostgresExecutor(load_store_map())
+
+
+def test_a_command_deletes_the_mapped_row_and_its_cascade(loaded: str, executor: PostgresExecutor) -> None:
+    services = count(loaded, "SELECT count(*) FROM services WHERE customer_id = 1")
+    assert services >= 1
+    done = execute(loaded, executor, command("client", "1"))
+    assert (done.receipt["outcome"], done.receipt["rows"]) == ("DELETED", 1)
+    assert count(loaded, "SELECT count(*) FROM customers WHERE customer_id = 1") == 0
+    assert count(loaded, "SELECT count(*) FROM services WHERE customer_id = 1") == 0
+    assert count(loaded, "SELECT count(*) FROM customers") == 4
+
+
+def test_a_repeated_command_gets_the_same_receipt_and_deletes_nothing_more(
+    loaded: str, executor: PostgresExecutor
+) -> None:
+    first = execute(loaded, executor, command("invoice", "1"))
+    invoices = count(loaded, "SELECT count(*) FROM invoices")
+    again = execute(loaded, executor, command("invoice", "1"))
+    assert again.repeated and again.encoded == first.encoded
+    assert count(loaded, "SELECT count(*) FROM invoices") == invoices
+    assert count(loaded, "SELECT count(*) FROM ebbtide_sink.applied_commands") == 1
+
+
+def test_a_row_already_gone_is_a_success_receipt(loaded: str, executor: PostgresExecutor) -> None:
+    done = execute(loaded, executor, command("correspondence", "999999"))
+    assert (done.receipt["outcome"], done.receipt["rows"]) == ("NOT_FOUND", 0)
+
+
+def test_an_unmapped_category_fails_with_a_reason_and_stays_retryable(
+    loaded: str, executor: PostgresExecutor
+) -> None:
+    done = execute(loaded, executor, command("hosted", "1"))
+    assert done.receipt["outcome"] == "FAILED"
+    assert "no table for category hosted" in done.receipt["reason"]
+    assert count(loaded, "SELECT count(*) FROM ebbtide_sink.applied_commands") == 0
+
+
+@pytest.fixture
+def running_sink(settings: Settings, loaded: str) -> Iterator[threading.Event]:
+    stop = threading.Event()
+    sink = PostgresSink(settings, load_store_map(), loaded, stop=stop)
+    thread = threading.Thread(target=sink.run, daemon=True)
+    thread.start()
+    yield stop
+    stop.set()
+    thread.join(30)
+    assert not thread.is_alive()
+
+
+def test_the_sink_consumes_commands_and_publishes_receipts(
+    settings: Settings, loaded: str, running_sink: threading.Event
+) -> None:
+    topics = Topics(settings.topic_prefix)
+    out = producer(settings)
+    codec = codec_for(DELETION_COMMAND)
+    for cmd in (command("client", "2"), command("invoice", "3"), command("client", "2")):
+        out.send(topics.commands("customer_db"), key=cmd["subject_id"].encode(), value=codec.encode(cmd))
+    out.send(topics.commands("customer_db"), key=b"cust-00001", value=b"not a command")
+    out.flush()
+    receipts = TopicReader(settings, topics.receipts, codec_for(DELETION_RECEIPT))
+    dlq = TopicReader(settings, topics.dlq)
+    try:
+        got = receipts.wait_for(lambda seen: len(seen) >= 3, 60, "three receipts")
+        outcomes = sorted((r.value["command_id"], r.value["outcome"]) for r in got if r.value)
+        assert outcomes == [
+            ("cmd-client-2", "DELETED"),
+            ("cmd-client-2", "DELETED"),
+            ("cmd-invoice-3", "DELETED"),
+        ]
+        (dead,) = dlq.wait_for(lambda seen: len(seen) >= 1, 30, "the bad command in the DLQ")
+        assert dead.raw == b"not a command"
+        assert b"not Avro single-object encoded" in dead.headers["reason"]
+        assert dead.headers["source_topic"] == topics.commands("customer_db").encode()
+    finally:
+        receipts.close()
+        dlq.close()
+    assert count(loaded, "SELECT count(*) FROM customers WHERE customer_id = 2") == 0
+    assert count(loaded, "SELECT sum(rows) FROM ebbtide_sink.applied_commands") == 2

@@ -1,0 +1,135 @@
+"""Helpers for tests against the real Kafka and PostgreSQL started by the project's scripts."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse, urlunparse
+
+import psycopg2
+from kafka import KafkaConsumer, TopicPartition
+
+from ebbtide.kafka_io import create_topics, pipeline_topics
+from ebbtide.settings import Settings, Topics
+from schemas import Codec
+
+T = TypeVar("T")
+
+
+def servers() -> tuple[str, str]:
+    """Bootstrap address and test DSN from the environment `make test` provides."""
+    bootstrap = os.environ.get("EBBTIDE_KAFKA_BOOTSTRAP")
+    dsn = os.environ.get("EBBTIDE_PG_TEST_DSN")
+    if not bootstrap or not dsn:
+        raise RuntimeError(
+            "integration tests need the local stack: run `make test`, or `make stack-up` and "
+            "`set -a; . .state/env; set +a` before pytest"
+        )
+    return bootstrap, dsn
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
+    """Poll ``condition`` until it returns something truthy; fail naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)  # polling interval of a bounded wait, not a stand-in for one
+
+
+def unique_settings(bootstrap: str, state_dir: Path, dsn: str | None = None) -> Settings:
+    run = uuid.uuid4().hex[:10]
+    return Settings(
+        kafka_bootstrap=bootstrap,
+        topic_prefix=f"test.{run}",
+        partitions=4,
+        app_id=f"test-{run}",
+        state_dir=state_dir,
+        worker_metrics_port=free_port(),
+        sink_metrics_port=free_port(),
+        pg_dsn=dsn,
+        session_timeout=6.0,
+    )
+
+
+def make_topics(settings: Settings, stores: list[str] | None = None) -> Topics:
+    topics = Topics(settings.topic_prefix)
+    create_topics(settings, pipeline_topics(topics, stores or ["customer_db"]))
+    return topics
+
+
+@contextmanager
+def scratch_database(admin_dsn: str) -> Iterator[str]:
+    """A fresh database for one test, dropped afterwards; yields its DSN."""
+    name = f"ebbtide_t_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(admin_dsn)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    parts = urlparse(admin_dsn)
+    try:
+        yield urlunparse(parts._replace(path=f"/{name}"))
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@dataclass
+class Received:
+    value: dict[str, Any] | None
+    raw: bytes
+    key: bytes | None
+    headers: dict[str, bytes]
+
+
+@dataclass
+class TopicReader:
+    """Reads a topic from the beginning, across all partitions, without a consumer group."""
+
+    settings: Settings
+    topic: str
+    codec: Codec | None = None
+    seen: list[Received] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._consumer = KafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False
+        )
+        partitions = wait_until(
+            lambda: self._consumer.partitions_for_topic(self.topic), 30, f"topic {self.topic}"
+        )
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        self._consumer.seek_to_beginning(*tps)
+
+    def poll(self) -> list[Received]:
+        for messages in self._consumer.poll(timeout_ms=200).values():
+            for m in messages:
+                value = self.codec.decode(m.value) if self.codec else None
+                self.seen.append(Received(value, m.value, m.key, dict(m.headers or [])))
+        return self.seen
+
+    def wait_for(
+        self, predicate: Callable[[list[Received]], bool], timeout: float, what: str
+    ) -> list[Received]:
+        return wait_until(lambda: predicate(self.poll()) and self.seen, timeout, what)
+
+    def close(self) -> None:
+        self._consumer.close()
