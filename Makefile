@@ -8,8 +8,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WITH_STACK := deploy/local/with-stack.sh
 PYTEST_ARGS ?=
+SIZE ?= medium
 
-.PHONY: help install stack-up stack-down stack-status demo test test-unit lint clean
+.PHONY: help install stack-up stack-down stack-status demo test test-unit lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -42,6 +43,9 @@ test: $(STAMP) ## lint, then the whole suite against the real servers (started a
 
 test-unit: $(STAMP) ## only the unit tests (no servers)
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+bench: $(STAMP) ## benchmarks on the local stack, JSON in bench/results/ (SIZE=small|medium|large)
+	$(WITH_STACK) $(PY) -m bench --size $(SIZE) $(BENCH_ARGS)
 
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check .

@@ -61,7 +61,7 @@ class Figure:
     def ratio(self) -> float | None:
         if self.baseline_value in (None, 0) or self.value is None:
             return None
-        return self.value / self.baseline_value  # type: ignore[operator]
+        return self.value / self.baseline_value
 
     def as_json(self) -> dict[str, Any]:
         out = asdict(self)

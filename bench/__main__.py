@@ -1,0 +1,93 @@
+"""``python -m bench``: run the benchmarks, print a table, write JSON under bench/results/."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.common import SIZES, Context, Figure, env_dsn
+from ebbtide.settings import Settings
+
+BENCHMARKS = ("stamping", "deletion", "pending", "latency", "recovery")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make bench", description="Ebbtide benchmarks. Each figure "
+                                     "is reported with a baseline measured in the same run.")
+    parser.add_argument("--size", choices=sorted(SIZES), default="medium")
+    parser.add_argument("--only", action="append", choices=BENCHMARKS,
+                        help="run only this benchmark (repeatable)")
+    args = parser.parse_args(argv)
+    console = Console()
+    size = SIZES[args.size]
+    ctx = Context(size, Settings.from_env(), env_dsn(), Path(tempfile.mkdtemp(prefix="ebbtide-bench-")),
+                  lambda line: console.print(f"  [dim]{time.strftime('%H:%M:%S')}[/] {line}"))
+    figures: list[Figure] = []
+    failures: dict[str, str] = {}
+    for name in args.only or BENCHMARKS:
+        console.rule(f"{name} ({size.name})")
+        module = importlib.import_module(f"bench.{name}")
+        try:
+            figures += module.run(ctx)
+        except Exception as exc:  # a failing benchmark is reported, and the others still run
+            failures[name] = f"{type(exc).__name__}: {exc}"
+            console.print(f"[red]{name} failed: {failures[name]}")
+    console.print(_table(figures))
+    path = _write(size.name, figures, failures)
+    console.print(f"results written to {path}")
+    return 1 if failures else 0
+
+
+def _table(figures: list[Figure]) -> Table:
+    table = Table(title="Ebbtide benchmarks (ratio = figure / baseline, same run)")
+    for column in ("benchmark", "figure", "value", "baseline", "ratio", "goal met"):
+        table.add_column(column, justify="right" if column in ("value", "ratio") else "left")
+    for f in figures:
+        baseline = "" if f.baseline_value is None else f"{f.baseline_value:,.2f} ({f.baseline})"
+        ratio = "" if f.ratio is None else f"{f.ratio:.2f}"
+        met = {True: "yes", False: "no", None: ""}[f.meets_goal]
+        table.add_row(f.benchmark, f.name, f"{f.value:,.2f} {f.unit}", baseline, ratio, met)
+    return table
+
+
+def _write(size: str, figures: list[Figure], failures: dict[str, str]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = RESULTS / f"{stamp}-{size}.json"
+    payload: dict[str, Any] = {
+        "size": size,
+        "started": stamp,
+        "commit": _commit(),
+        "machine": {
+            "cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
+        },
+        "figures": [f.as_json() for f in figures],
+        "failures": failures,
+    }
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return path
+
+
+def _commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
