@@ -25,16 +25,24 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="make bench", description="Ebbtide benchmarks. Each figure "
-                                     "is reported with a baseline measured in the same run.")
+    parser = argparse.ArgumentParser(
+        prog="make bench",
+        description="Ebbtide benchmarks. Each figure is reported with a baseline measured in the same run.",
+    )
     parser.add_argument("--size", choices=sorted(SIZES), default="medium")
-    parser.add_argument("--only", action="append", choices=BENCHMARKS,
-                        help="run only this benchmark (repeatable)")
+    parser.add_argument(
+        "--only", action="append", choices=BENCHMARKS, help="run only this benchmark (repeatable)"
+    )
     args = parser.parse_args(argv)
     console = Console()
     size = SIZES[args.size]
-    ctx = Context(size, Settings.from_env(), env_dsn(), Path(tempfile.mkdtemp(prefix="ebbtide-bench-")),
-                  lambda line: console.print(f"  [dim]{time.strftime('%H:%M:%S')}[/] {line}"))
+    ctx = Context(
+        size,
+        Settings.from_env(),
+        env_dsn(),
+        Path(tempfile.mkdtemp(prefix="ebbtide-bench-")),
+        lambda line: console.print(f"  [dim]{time.strftime('%H:%M:%S')}[/] {line}"),
+    )
     figures: list[Figure] = []
     failures: dict[str, str] = {}
     for name in args.only or BENCHMARKS:
@@ -72,7 +80,9 @@ def _write(size: str, figures: list[Figure], failures: dict[str, str]) -> Path:
         "started": stamp,
         "commit": _commit(),
         "machine": {
-            "cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
         },
         "figures": [f.as_json() for f in figures],
         "failures": failures,

@@ -32,12 +32,30 @@ class Size:
 
 
 SIZES: dict[str, Size] = {
-    "small": Size("small", events=20_000, rows=20_000, pending=(10_000, 100_000),
-                  latency_seconds=20.0, recovery_pending=20_000),
-    "medium": Size("medium", events=200_000, rows=200_000, pending=(100_000, 1_000_000),
-                   latency_seconds=60.0, recovery_pending=200_000),
-    "large": Size("large", events=1_000_000, rows=1_000_000, pending=(100_000, 1_000_000, 10_000_000),
-                  latency_seconds=120.0, recovery_pending=1_000_000),
+    "small": Size(
+        "small",
+        events=20_000,
+        rows=20_000,
+        pending=(10_000, 100_000),
+        latency_seconds=20.0,
+        recovery_pending=20_000,
+    ),
+    "medium": Size(
+        "medium",
+        events=200_000,
+        rows=200_000,
+        pending=(100_000, 1_000_000),
+        latency_seconds=60.0,
+        recovery_pending=200_000,
+    ),
+    "large": Size(
+        "large",
+        events=1_000_000,
+        rows=1_000_000,
+        pending=(100_000, 1_000_000, 10_000_000),
+        latency_seconds=120.0,
+        recovery_pending=1_000_000,
+    ),
 }
 
 
@@ -80,8 +98,9 @@ class Context:
     def unique_settings(self, label: str) -> Settings:
         """Settings with fresh topic prefix and app id for one benchmark run."""
         run = f"{label}-{uuid.uuid4().hex[:8]}"
-        return replace(self.settings, topic_prefix=f"bench.{run}", app_id=f"bench-{run}",
-                       state_dir=self.work_dir / run)
+        return replace(
+            self.settings, topic_prefix=f"bench.{run}", app_id=f"bench-{run}", state_dir=self.work_dir / run
+        )
 
 
 @contextmanager

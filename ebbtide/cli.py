@@ -50,16 +50,21 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     for error in errors:
         print(f"{path}: {error}", file=sys.stderr)
     if errors and not args.skip_invalid:
-        print(f"ebbtide publish: {len(errors)} invalid event(s); nothing was published "
-              "(fix them, or pass --skip-invalid)", file=sys.stderr)
+        print(
+            f"ebbtide publish: {len(errors)} invalid event(s); nothing was published "
+            "(fix them, or pass --skip-invalid)",
+            file=sys.stderr,
+        )
         return 1
     if args.dry_run:
         print(f"{len(records)} valid event(s); --dry-run: nothing published")
         return 0
     with EventPublisher(settings) as publisher:
         sent = publisher.publish_all(records)
-    print(f"published {sent} event(s) to {Topics(settings.topic_prefix).events}"
-          + (f"; skipped {len(errors)} invalid" if errors else ""))
+    print(
+        f"published {sent} event(s) to {Topics(settings.topic_prefix).events}"
+        + (f"; skipped {len(errors)} invalid" if errors else "")
+    )
     return 0
 
 
@@ -75,7 +80,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings, policy)
     logging.getLogger(__name__).warning(
         "lifecycle worker %s: policy %s, metrics on 127.0.0.1:%d",
-        settings.app_id, policy.label, settings.worker_metrics_port,
+        settings.app_id,
+        policy.label,
+        settings.worker_metrics_port,
     )
     Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
     return 0
@@ -125,46 +132,70 @@ def cmd_clock(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from ebbtide.demo.run import run_demo
 
-    return run_demo(settings, customers=args.customers, seed=args.seed,
-                    until=datetime(args.until_year, 1, 1, tzinfo=UTC), step_days=args.step_days)
+    return run_demo(
+        settings,
+        customers=args.customers,
+        seed=args.seed,
+        until=datetime(args.until_year, 1, 1, tzinfo=UTC),
+        step_days=args.step_days,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ebbtide", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    topics = sub.add_parser("topics", help="create the pipeline's Kafka topics",
-                            description="Create missing topics (EBBTIDE_PARTITIONS partitions each).")
+    topics = sub.add_parser(
+        "topics",
+        help="create the pipeline's Kafka topics",
+        description="Create missing topics (EBBTIDE_PARTITIONS partitions each).",
+    )
     topics.add_argument("action", choices=["create"])
-    topics.add_argument("--store", action="append", default=None,
-                        help="a store whose command topic to create (repeatable; default customer_db)")
+    topics.add_argument(
+        "--store",
+        action="append",
+        default=None,
+        help="a store whose command topic to create (repeatable; default customer_db)",
+    )
     topics.set_defaults(func=cmd_topics)
 
-    publish = sub.add_parser("publish", help="validate and publish lifecycle events from a JSONL file",
-                             description="Validate every line against the lifecycle event schema, "
-                             "then publish all of them keyed by subject. Any invalid line refuses "
-                             "the whole file unless --skip-invalid.")
+    publish = sub.add_parser(
+        "publish",
+        help="validate and publish lifecycle events from a JSONL file",
+        description="Validate every line against the lifecycle event schema, "
+        "then publish all of them keyed by subject. Any invalid line refuses "
+        "the whole file unless --skip-invalid.",
+    )
     publish.add_argument("file", help="JSON Lines file, one event per line (see README)")
     publish.add_argument("--dry-run", action="store_true", help="validate only")
     publish.add_argument("--skip-invalid", action="store_true", help="publish the valid lines anyway")
     publish.set_defaults(func=cmd_publish)
 
-    worker = sub.add_parser("worker", help="run the lifecycle agent (Faust worker)",
-                            description="Consume events, clock ticks and receipts; stamp deadlines; "
-                            "send deletion commands. Serves /metrics on EBBTIDE_WORKER_METRICS_PORT.")
+    worker = sub.add_parser(
+        "worker",
+        help="run the lifecycle agent (Faust worker)",
+        description="Consume events, clock ticks and receipts; stamp deadlines; "
+        "send deletion commands. Serves /metrics on EBBTIDE_WORKER_METRICS_PORT.",
+    )
     worker.add_argument("--policy", help="policy TOML file (default: the shipped policy)")
     worker.add_argument("--loglevel", default="WARNING", help="default WARNING")
     worker.set_defaults(func=cmd_worker)
 
-    sink = sub.add_parser("sink", help="run a deletion sink",
-                          description="Execute deletion commands for one store and publish receipts.")
+    sink = sub.add_parser(
+        "sink",
+        help="run a deletion sink",
+        description="Execute deletion commands for one store and publish receipts.",
+    )
     sink.add_argument("kind", choices=["postgres"])
     sink.add_argument("--map", help="store map TOML (default: sinks/customer_db.toml)")
     sink.add_argument("--loglevel", default="WARNING")
     sink.set_defaults(func=cmd_sink)
 
-    clock = sub.add_parser("clock", help="publish clock ticks",
-                           description="Ticks move the pipeline's time; deadlines fire when it passes them.")
+    clock = sub.add_parser(
+        "clock",
+        help="publish clock ticks",
+        description="Ticks move the pipeline's time; deadlines fire when it passes them.",
+    )
     modes = clock.add_subparsers(dest="mode", required=True, metavar="MODE")
     tick = modes.add_parser("tick", help="one tick at a given time")
     tick.add_argument("at", type=_time, help="ISO-8601 time, e.g. 2030-01-01T00:00:00Z")
@@ -177,9 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     wall.add_argument("--count", type=int, default=None, help="stop after this many ticks")
     clock.set_defaults(func=cmd_clock)
 
-    demo = sub.add_parser("demo", help="run the scripted demo on the local stack",
-                          description="Load a synthetic customer database, publish its lifecycle, "
-                          "run worker and sink, drive the clock across years and print a summary.")
+    demo = sub.add_parser(
+        "demo",
+        help="run the scripted demo on the local stack",
+        description="Load a synthetic customer database, publish its lifecycle, "
+        "run worker and sink, drive the clock across years and print a summary.",
+    )
     demo.add_argument("--customers", type=int, default=300)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--until-year", type=int, default=2032, help="run the clock up to 1 Jan of this year")

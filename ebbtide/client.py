@@ -112,8 +112,7 @@ class EventPublisher:
         self.publish_record(to_record(event))
 
     def publish_record(self, record: dict[str, Any]) -> None:
-        self._producer.send(self._topic, key=record["subject_id"].encode(),
-                            value=self._codec.encode(record))
+        self._producer.send(self._topic, key=record["subject_id"].encode(), value=self._codec.encode(record))
 
     def publish_all(self, records: Iterable[dict[str, Any]]) -> int:
         count = 0

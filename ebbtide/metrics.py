@@ -29,22 +29,26 @@ TICKS_DEFERRED = Gauge(
     ["partition"],
 )
 COMMANDS_SENT = Counter(
-    "ebbtide_commands_sent_total", "Deletion commands sent, by store and category.",
+    "ebbtide_commands_sent_total",
+    "Deletion commands sent, by store and category.",
     ["store", "category"],
 )
 RECEIPTS = Counter(
-    "ebbtide_receipts_total", "Deletion receipts consumed by the lifecycle agent.",
+    "ebbtide_receipts_total",
+    "Deletion receipts consumed by the lifecycle agent.",
     ["store", "outcome"],
 )
 DLQ_MESSAGES = Counter(
     "ebbtide_dlq_messages_total", "Messages sent to the dead-letter topic, by source.", ["source"]
 )
 SINK_COMMANDS = Counter(
-    "ebbtide_sink_commands_total", "Deletion commands executed by a sink, by store and outcome.",
+    "ebbtide_sink_commands_total",
+    "Deletion commands executed by a sink, by store and outcome.",
     ["store", "outcome"],
 )
 ROWS_DELETED = Counter(
-    "ebbtide_rows_deleted_total", "Rows deleted by a sink, by store and category.",
+    "ebbtide_rows_deleted_total",
+    "Rows deleted by a sink, by store and category.",
     ["store", "category"],
 )
 SINK_BATCH_SECONDS = Histogram(

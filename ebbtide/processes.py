@@ -19,16 +19,18 @@ from ebbtide.settings import Settings
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a child process these settings."""
     env = dict(os.environ)
-    env.update({
-        "EBBTIDE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "EBBTIDE_TOPIC_PREFIX": settings.topic_prefix,
-        "EBBTIDE_PARTITIONS": str(settings.partitions),
-        "EBBTIDE_APP_ID": settings.app_id,
-        "EBBTIDE_STATE_DIR": str(settings.state_dir),
-        "EBBTIDE_WORKER_METRICS_PORT": str(settings.worker_metrics_port),
-        "EBBTIDE_SINK_METRICS_PORT": str(settings.sink_metrics_port),
-        "EBBTIDE_SESSION_TIMEOUT": str(settings.session_timeout),
-    })
+    env.update(
+        {
+            "EBBTIDE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "EBBTIDE_TOPIC_PREFIX": settings.topic_prefix,
+            "EBBTIDE_PARTITIONS": str(settings.partitions),
+            "EBBTIDE_APP_ID": settings.app_id,
+            "EBBTIDE_STATE_DIR": str(settings.state_dir),
+            "EBBTIDE_WORKER_METRICS_PORT": str(settings.worker_metrics_port),
+            "EBBTIDE_SINK_METRICS_PORT": str(settings.sink_metrics_port),
+            "EBBTIDE_SESSION_TIMEOUT": str(settings.session_timeout),
+        }
+    )
     if settings.pg_dsn:
         env["EBBTIDE_PG_DSN"] = settings.pg_dsn
     return env
@@ -74,7 +76,9 @@ def start(name: str, args: list[str], settings: Settings, log_dir: Path) -> Chil
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "ebbtide", *args],
-            env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT,
+            env=settings_env(settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
     return Child(name, process, log)
@@ -99,5 +103,6 @@ def scrape(port: int, timeout: float = 2.0) -> Samples:
 
 def total(samples: Samples, name: str, **labels: str) -> float:
     """Sum of a metric's samples whose labels include ``labels``."""
-    return sum(value for key, value in samples.get(name, {}).items()
-               if all((k, v) in key for k, v in labels.items()))
+    return sum(
+        value for key, value in samples.get(name, {}).items() if all((k, v) in key for k, v in labels.items())
+    )

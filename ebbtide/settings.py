@@ -83,6 +83,10 @@ class Topics:
         return f"{self.prefix}.decisions"
 
     @property
+    def answers(self) -> str:
+        return f"{self.prefix}.answers"
+
+    @property
     def dlq(self) -> str:
         return f"{self.prefix}.dlq"
 

@@ -23,6 +23,7 @@ CLOCK_TICK = "clock_tick"
 DELETION_COMMAND = "deletion_command"
 DELETION_RECEIPT = "deletion_receipt"
 DECISION = "decision"
+ERASURE_ANSWER = "erasure_answer"
 
 
 class InvalidMessage(ValueError):

@@ -41,8 +41,7 @@ def load_store_map(path: Path = DEFAULT_MAP) -> StoreMap:
         raise StoreMapError(f"{path}: 'store' must be a lower-case identifier")
     tables: dict[str, TableMapping] = {}
     for entry in doc.get("tables", []):
-        mapping = TableMapping(entry.get("category", ""), entry.get("table", ""),
-                               entry.get("key_column", ""))
+        mapping = TableMapping(entry.get("category", ""), entry.get("table", ""), entry.get("key_column", ""))
         for name in (mapping.table, mapping.key_column):
             if not _IDENT.match(name):
                 raise StoreMapError(f"{path}: {name!r} is not a plain SQL identifier")

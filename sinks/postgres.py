@@ -97,8 +97,15 @@ class PostgresExecutor:
             f"INSERT INTO {TRACKING_SCHEMA}.applied_commands "
             "(command_id, store, category, outcome, rows, receipt, applied_at) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (command["command_id"], command["store"], command["category"], receipt["outcome"],
-             rows, psycopg2.Binary(encoded), receipt["executed_at"]),
+            (
+                command["command_id"],
+                command["store"],
+                command["category"],
+                receipt["outcome"],
+                rows,
+                psycopg2.Binary(encoded),
+                receipt["executed_at"],
+            ),
         )
         cur.execute("RELEASE SAVEPOINT ebbtide_command")
         return Executed(receipt, encoded, repeated=False)

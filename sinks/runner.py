@@ -32,9 +32,14 @@ TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError)
 
 
 class PostgresSink:
-    def __init__(self, settings: Settings, store_map: StoreMap, dsn: str,
-                 stop: threading.Event | None = None,
-                 on_batch: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store_map: StoreMap,
+        dsn: str,
+        stop: threading.Event | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.store_map = store_map
         self.dsn = dsn
@@ -78,8 +83,13 @@ class PostgresSink:
             out.close()
             conn.close()
 
-    def _process(self, conn: psycopg2.extensions.connection, out: KafkaProducer,
-                 consumer: KafkaConsumer, batch: dict[TopicPartition, list[Any]]) -> None:
+    def _process(
+        self,
+        conn: psycopg2.extensions.connection,
+        out: KafkaProducer,
+        consumer: KafkaConsumer,
+        batch: dict[TopicPartition, list[Any]],
+    ) -> None:
         started = time.perf_counter()
         receipts: list[tuple[bytes, bytes]] = []
         dead: list[tuple[Any, str]] = []
@@ -103,13 +113,20 @@ class PostgresSink:
             out.send(self.topics.receipts, key=key, value=value)
         for message, reason in dead:
             metrics.DLQ_MESSAGES.labels("commands").inc()
-            log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition,
-                        message.offset, reason)
-            out.send(self.topics.dlq, key=message.key, value=message.value or b"",
-                     headers=[("reason", reason.encode()),
-                              ("source_topic", message.topic.encode()),
-                              ("source_partition", str(message.partition).encode()),
-                              ("source_offset", str(message.offset).encode())])
+            log.warning(
+                "dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason
+            )
+            out.send(
+                self.topics.dlq,
+                key=message.key,
+                value=message.value or b"",
+                headers=[
+                    ("reason", reason.encode()),
+                    ("source_topic", message.topic.encode()),
+                    ("source_partition", str(message.partition).encode()),
+                    ("source_offset", str(message.offset).encode()),
+                ],
+            )
         out.flush()
         consumer.commit({tp: OffsetAndMetadata(msgs[-1].offset + 1, "", -1) for tp, msgs in batch.items()})
         metrics.SINK_BATCH_SECONDS.labels(self.store_map.store).observe(time.perf_counter() - started)

@@ -31,8 +31,12 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
         consumer_auto_offset_reset="earliest",
     )
     source = app.topic(
-        topics.events, topics.clock, topics.receipts,
-        key_serializer="raw", value_serializer="raw", partitions=settings.partitions,
+        topics.events,
+        topics.clock,
+        topics.receipts,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
     )
     # Keys are str, values JSON-able dicts (Faust's default json codec); see streams.processor.
     table = app.Table("state", partitions=settings.partitions)

@@ -24,6 +24,7 @@ from schemas import (
     DECISION,
     DELETION_COMMAND,
     DELETION_RECEIPT,
+    ERASURE_ANSWER,
     LIFECYCLE_EVENT,
     InvalidMessage,
     codec_for,
@@ -41,7 +42,14 @@ from streams.policy.engine import (
 from streams.policy.events import RecordWritten
 from streams.policy.rules import Policy
 from streams.staging import StagedTable
-from streams.translate import command_record, decision_record, tick_time, to_event, to_report
+from streams.translate import (
+    answer_record,
+    command_record,
+    decision_record,
+    tick_time,
+    to_event,
+    to_report,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +80,13 @@ class LifecycleProcessor:
         self._receipts = codec_for(DELETION_RECEIPT)
         self._commands = codec_for(DELETION_COMMAND)
         self._decisions = codec_for(DECISION)
+        self._answers = codec_for(ERASURE_ANSWER)
 
     # -- entry points -----------------------------------------------------------------------
 
-    def on_message(self, topic: str, partition: int, offset: int, key: bytes | None,
-                   value: bytes | None) -> list[Out]:
+    def on_message(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> list[Out]:
         if topic == self.topics.events:
             return self.on_event(partition, offset, key, value)
         if topic == self.topics.clock:
@@ -152,8 +162,9 @@ class LifecycleProcessor:
         metrics.TICKS_DEFERRED.labels(str(partition)).set(len(progress.deferred))
         return out
 
-    def _settle(self, partition: int, before: SubjectState, outcome: Outcome,
-                refile: bool = False) -> list[Out]:
+    def _settle(
+        self, partition: int, before: SubjectState, outcome: Outcome, refile: bool = False
+    ) -> list[Out]:
         """Stage the new state, file its next deadline and turn decisions into messages.
 
         ``refile``: the subject was just taken out of the due index by a tick, so its next
@@ -167,10 +178,17 @@ class LifecycleProcessor:
         if next_deadline is not None and (refile or state is not before):
             self._index(partition).file(state.subject_id, next_deadline)
         key = state.subject_id.encode()
-        out = [Out(self.topics.commands(c.store), key, self._commands.encode(command_record(c)))
-               for c in outcome.commands]
-        out += [Out(self.topics.decisions, key, self._decisions.encode(decision_record(d)))
-                for d in outcome.decisions]
+        out = [
+            Out(self.topics.commands(c.store), key, self._commands.encode(command_record(c)))
+            for c in outcome.commands
+        ]
+        out += [
+            Out(self.topics.decisions, key, self._decisions.encode(decision_record(d)))
+            for d in outcome.decisions
+        ]
+        out += [
+            Out(self.topics.answers, key, self._answers.encode(answer_record(a))) for a in outcome.answers
+        ]
         for command in outcome.commands:
             metrics.COMMANDS_SENT.labels(command.store, command.category).inc()
         for decision in outcome.decisions:
@@ -210,8 +228,16 @@ class LifecycleProcessor:
     def _save_progress(self, partition: int, progress: PartitionProgress) -> None:
         self.state[f"p:{partition}"] = progress.dump()
 
-    def _dead_letter(self, source: str, topic: str, partition: int, offset: int,
-                     key: bytes | None, value: bytes | None, exc: InvalidMessage) -> Out:
+    def _dead_letter(
+        self,
+        source: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        exc: InvalidMessage,
+    ) -> Out:
         metrics.DLQ_MESSAGES.labels(source).inc()
         log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, exc.reason)
         headers = (

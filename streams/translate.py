@@ -7,7 +7,7 @@ from typing import Any
 
 from schemas import InvalidMessage
 from streams.policy.calendar import to_ms
-from streams.policy.decisions import Decision, DeleteRecord
+from streams.policy.decisions import Decision, DeleteRecord, ErasureAnswer
 from streams.policy.events import EVENT_TYPES, DeletionReported, Event, RecordWritten
 
 
@@ -37,7 +37,11 @@ def to_event(record: dict[str, Any]) -> Event:
             record_key=payload["record_key"],
             ref=payload.get("ref"),
         )
-    return cls(**common, **payload)
+    fields = {
+        k: (_ms(v) if isinstance(v, datetime) else tuple(v) if isinstance(v, list) else v)
+        for k, v in payload.items()
+    }
+    return cls(**common, **fields)  # type: ignore[arg-type]
 
 
 def tick_time(record: dict[str, Any]) -> int:
@@ -85,4 +89,26 @@ def decision_record(decision: Decision) -> dict[str, Any]:
         "reason": decision.reason,
         "policy_version": decision.policy_version,
         "caused_by": list(decision.caused_by),
+    }
+
+
+def answer_record(answer: ErasureAnswer) -> dict[str, Any]:
+    return {
+        "request_id": answer.request_id,
+        "subject_id": answer.subject_id,
+        "answered_at": answer.answered_at,
+        "due_by": answer.due_by,
+        "policy_version": answer.policy_version,
+        "items": [
+            {
+                "record": i.record,
+                "category": i.category,
+                "action": i.action,
+                "rule_id": i.rule_id,
+                "basis": i.basis,
+                "reason": i.reason,
+                "until": i.until,
+            }
+            for i in answer.items
+        ],
     }

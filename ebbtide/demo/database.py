@@ -52,18 +52,45 @@ def load(dsn: str, scenario: Scenario) -> None:
     """(Re)create the demo tables and fill them with the scenario's rows."""
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute(SCHEMA)
-        execute_values(cur, "INSERT INTO customers VALUES %s", [
-            (c["customer_id"], c["name"], c["email"], c["phone"], c["address"], c["registered_at"])
-            for c in scenario.customers])
-        execute_values(cur, "INSERT INTO services VALUES %s", [
-            (s["service_id"], s["customer_id"], s["kind"], s["ordered_at"], s["cancelled_at"])
-            for s in scenario.services])
-        execute_values(cur, "INSERT INTO invoices VALUES %s", [
-            (i["invoice_id"], i["customer_id"], i["billing_name"], i["billing_address"],
-             i["amount_nok"], i["issued_at"]) for i in scenario.invoices])
-        execute_values(cur, "INSERT INTO support_tickets VALUES %s", [
-            (t["ticket_id"], t["customer_id"], t["subject"], t["body"], t["created_at"])
-            for t in scenario.tickets])
+        execute_values(
+            cur,
+            "INSERT INTO customers VALUES %s",
+            [
+                (c["customer_id"], c["name"], c["email"], c["phone"], c["address"], c["registered_at"])
+                for c in scenario.customers
+            ],
+        )
+        execute_values(
+            cur,
+            "INSERT INTO services VALUES %s",
+            [
+                (s["service_id"], s["customer_id"], s["kind"], s["ordered_at"], s["cancelled_at"])
+                for s in scenario.services
+            ],
+        )
+        execute_values(
+            cur,
+            "INSERT INTO invoices VALUES %s",
+            [
+                (
+                    i["invoice_id"],
+                    i["customer_id"],
+                    i["billing_name"],
+                    i["billing_address"],
+                    i["amount_nok"],
+                    i["issued_at"],
+                )
+                for i in scenario.invoices
+            ],
+        )
+        execute_values(
+            cur,
+            "INSERT INTO support_tickets VALUES %s",
+            [
+                (t["ticket_id"], t["customer_id"], t["subject"], t["body"], t["created_at"])
+                for t in scenario.tickets
+            ],
+        )
     conn.close()
 
 

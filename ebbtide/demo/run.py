@@ -35,17 +35,23 @@ def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_da
     console = Console()
     dsn = base.require_pg_dsn()
     run_id = f"demo-{int(time.time())}"
-    settings = replace(base, topic_prefix=f"ebbtide.{run_id}", app_id=f"ebbtide-{run_id}",
-                       state_dir=base.state_dir / "demo" / run_id)
+    settings = replace(
+        base,
+        topic_prefix=f"ebbtide.{run_id}",
+        app_id=f"ebbtide-{run_id}",
+        state_dir=base.state_dir / "demo" / run_id,
+    )
     topics = Topics(settings.topic_prefix)
     console.rule("[bold]Ebbtide demo")
     sc = scenario.build(customers, seed)
     database.load(dsn, sc)
     before = database.counts(dsn)
-    console.print(f"Customer database loaded: {sc.rows} rows "
-                  f"({', '.join(f'{n} {t}' for t, n in before.items())}); "
-                  f"{len(sc.events)} lifecycle events, {sc.closed} accounts close, "
-                  f"{sc.reactivated} come back with a new order.")
+    console.print(
+        f"Customer database loaded: {sc.rows} rows "
+        f"({', '.join(f'{n} {t}' for t, n in before.items())}); "
+        f"{len(sc.events)} lifecycle events, {sc.closed} accounts close, "
+        f"{sc.reactivated} come back with a new order."
+    )
     create_topics(settings, pipeline_topics(topics, [scenario.STORE]))
     log_dir = settings.state_dir / "logs"
     worker = processes.start("worker", ["worker"], settings, log_dir)
@@ -65,8 +71,12 @@ def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_da
         sink.stop()
 
 
-def publish_timeline(settings: Settings, records: list[dict[str, Any]], ticks: list[datetime],
-                     on_tick: Callable[[datetime, int], None] | None = None) -> None:
+def publish_timeline(
+    settings: Settings,
+    records: list[dict[str, Any]],
+    ticks: list[datetime],
+    on_tick: Callable[[datetime, int], None] | None = None,
+) -> None:
     """Publish events (Avro records, sorted by time) and tick the clock as their time passes:
     every event up to a tick's time is published before that tick."""
     publisher = EventPublisher(settings)
@@ -86,8 +96,9 @@ def publish_timeline(settings: Settings, records: list[dict[str, Any]], ticks: l
         clock.close()
 
 
-def _drive(console: Console, settings: Settings, sc: scenario.Scenario, until: datetime,
-           step_days: int) -> datetime:
+def _drive(
+    console: Console, settings: Settings, sc: scenario.Scenario, until: datetime, step_days: int
+) -> datetime:
     """Publish the events in time order, ticking the clock as scenario time passes."""
     records = [to_record(e) for e in sc.events]
     ticks = list(steps(scenario.START, until, step_days))
@@ -101,8 +112,7 @@ def _drive(console: Console, settings: Settings, sc: scenario.Scenario, until: d
     return ticks[-1]
 
 
-def _catch_up(console: Console, settings: Settings, final: datetime,
-              children: list[processes.Child]) -> None:
+def _catch_up(console: Console, settings: Settings, final: datetime, children: list[processes.Child]) -> None:
     """Wait until the worker has applied the last tick and every command has its receipt."""
     goal = to_ms(final) / 1000
     deadline = time.monotonic() + CATCH_UP_SECONDS
@@ -120,8 +130,11 @@ def _catch_up(console: Console, settings: Settings, final: datetime,
             receipts = processes.total(worker, "ebbtide_receipts_total")
             executed = processes.total(sink, "ebbtide_sink_commands_total")
             clock_at = datetime.fromtimestamp(min(clocks), UTC).date() if clocks else "-"
-            progress.update(task, description=f"worker clock {clock_at}; commands {commands:.0f}, "
-                            f"executed {executed:.0f}, receipts {receipts:.0f}")
+            progress.update(
+                task,
+                description=f"worker clock {clock_at}; commands {commands:.0f}, "
+                f"executed {executed:.0f}, receipts {receipts:.0f}",
+            )
             if applied and receipts >= commands:
                 return
             if time.monotonic() > deadline:
@@ -129,8 +142,14 @@ def _catch_up(console: Console, settings: Settings, final: datetime,
             time.sleep(0.25)  # polling interval of a bounded wait on the condition above
 
 
-def _summarise(console: Console, settings: Settings, dsn: str, sc: scenario.Scenario,
-               before: dict[str, int], until: datetime) -> int:
+def _summarise(
+    console: Console,
+    settings: Settings,
+    dsn: str,
+    sc: scenario.Scenario,
+    before: dict[str, int],
+    until: datetime,
+) -> int:
     worker = processes.scrape(settings.worker_metrics_port)
     sink = processes.scrape(settings.sink_metrics_port)
     after = database.counts(dsn)
@@ -182,8 +201,10 @@ def _summarise(console: Console, settings: Settings, dsn: str, sc: scenario.Scen
             console.print(f"[red]{problem}")
         console.print(f"[red]{len(problems)} inconsistencies between decisions and the database")
         return 1
-    console.print(f"[green]Proven: {confirmed} deletions confirmed by receipts, each row really gone; "
-                  f"every remaining row is explained by a rule.")
+    console.print(
+        f"[green]Proven: {confirmed} deletions confirmed by receipts, each row really gone; "
+        f"every remaining row is explained by a rule."
+    )
     return 0
 
 
@@ -201,8 +222,9 @@ def _latest_decisions(settings: Settings) -> dict[str, dict[str, Any]]:
     """The last decision for each record, read from the decisions topic."""
     topic = Topics(settings.topic_prefix).decisions
     codec = codec_for(DECISION)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, client_id=CLIENT_ID,
-                             enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, client_id=CLIENT_ID, enable_auto_commit=False
+    )
     latest: dict[str, dict[str, Any]] = {}
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
@@ -220,6 +242,11 @@ def _latest_decisions(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=False)
-
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )

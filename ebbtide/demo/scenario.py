@@ -58,17 +58,29 @@ class _Generator:
         return self.ids[kind]
 
     def event(self, event_type: str, subject: str, when: datetime, **payload: Any) -> None:
-        self.sc.events.append({
-            "event_id": f"demo-{self.seed}-{self.next_id('evt'):07d}", "type": event_type,
-            "subject_id": subject, "event_time": when.isoformat().replace("+00:00", "Z"),
-            "producer": PRODUCER, "payload": payload,
-        })
+        self.sc.events.append(
+            {
+                "event_id": f"demo-{self.seed}-{self.next_id('evt'):07d}",
+                "type": event_type,
+                "subject_id": subject,
+                "event_time": when.isoformat().replace("+00:00", "Z"),
+                "producer": PRODUCER,
+                "payload": payload,
+            }
+        )
 
     def order(self, customer: dict[str, Any], active: list[int], when: datetime) -> None:
         sid = self.next_id("svc")
         kind = self.rng.choice(_KINDS)
-        self.sc.services.append({"service_id": sid, "customer_id": customer["customer_id"], "kind": kind,
-                                 "ordered_at": when, "cancelled_at": None})
+        self.sc.services.append(
+            {
+                "service_id": sid,
+                "customer_id": customer["customer_id"],
+                "kind": kind,
+                "ordered_at": when,
+                "cancelled_at": None,
+            }
+        )
         self.event("ServiceOrdered", customer["subject_id"], when, service_id=f"svc-{sid}", kind=kind)
         active.append(sid)
 
@@ -84,7 +96,9 @@ class _Generator:
         registered = _day(rng, START, datetime(2023, 12, 31, tzinfo=UTC))
         name = _name(rng)
         customer = {
-            "customer_id": number, "subject_id": subject, "name": name,
+            "customer_id": number,
+            "subject_id": subject,
+            "name": name,
             "email": f"{name.split()[0].lower()}.{number}@example.invalid",
             "phone": f"+47 9{rng.randrange(1000000, 9999999)}",
             "address": f"{_name(rng).split()[1]}veien {rng.randint(1, 120)}, {rng.randint(1000, 9990)} Oslo",
@@ -92,8 +106,9 @@ class _Generator:
         }
         sc.customers.append(customer)
         self.event("CustomerRegistered", subject, registered)
-        self.event("RecordWritten", subject, registered, store=STORE, category="client",
-                   record_key=str(number))
+        self.event(
+            "RecordWritten", subject, registered, store=STORE, category="client", record_key=str(number)
+        )
         active: list[int] = []
         for _ in range(rng.randint(1, 3)):
             self.order(customer, active, registered + timedelta(minutes=rng.randint(1, 600)))
@@ -109,21 +124,42 @@ class _Generator:
         issued = registered
         while issued < end_of_life:
             iid = self.next_id("inv")
-            sc.invoices.append({"invoice_id": iid, "customer_id": number, "billing_name": name,
-                                "billing_address": customer["address"],
-                                "amount_nok": rng.randint(99, 4999), "issued_at": issued})
+            sc.invoices.append(
+                {
+                    "invoice_id": iid,
+                    "customer_id": number,
+                    "billing_name": name,
+                    "billing_address": customer["address"],
+                    "amount_nok": rng.randint(99, 4999),
+                    "issued_at": issued,
+                }
+            )
             self.event("InvoiceIssued", subject, issued, invoice_id=f"inv-{iid}")
-            self.event("RecordWritten", subject, issued, store=STORE, category="invoice",
-                       record_key=str(iid), ref=f"inv-{iid}")
+            self.event(
+                "RecordWritten",
+                subject,
+                issued,
+                store=STORE,
+                category="invoice",
+                record_key=str(iid),
+                ref=f"inv-{iid}",
+            )
             issued += timedelta(days=365)
         for _ in range(rng.randint(0, 3)):
             tid = self.next_id("tkt")
             created = _day(rng, registered, end_of_life)
-            sc.tickets.append({"ticket_id": tid, "customer_id": number,
-                               "subject": "Question about my services",
-                               "body": f"Hello, this is {name}.", "created_at": created})
-            self.event("RecordWritten", subject, created, store=STORE, category="correspondence",
-                       record_key=str(tid))
+            sc.tickets.append(
+                {
+                    "ticket_id": tid,
+                    "customer_id": number,
+                    "subject": "Question about my services",
+                    "body": f"Hello, this is {name}.",
+                    "created_at": created,
+                }
+            )
+            self.event(
+                "RecordWritten", subject, created, store=STORE, category="correspondence", record_key=str(tid)
+            )
         if churn_at is not None:
             self.cancel_all(customer, active, churn_at)
             self.event("AccountClosed", subject, churn_at + timedelta(days=rng.randint(0, 30)))

@@ -37,6 +37,28 @@ def add_years(ms: int, years: int) -> int:
     return to_ms(moved)
 
 
+def add_months(ms: int, months: int) -> int:
+    """The same instant ``months`` calendar months later; a day the month lacks rolls forward
+    to the first of the next month (31 January + 1 month = 1 March)."""
+    start = to_datetime(ms)
+    total = start.month - 1 + months
+    year, month = start.year + total // 12, total % 12 + 1
+    try:
+        moved = start.replace(year=year, month=month)
+    except ValueError:
+        first_next = start.replace(year=year + month // 12, month=month % 12 + 1, day=1)
+        moved = first_next
+    return to_ms(moved)
+
+
+def add_days(ms: int, days: int) -> int:
+    return ms + days * MS_PER_DAY
+
+
+def add_hours(ms: int, hours: int) -> int:
+    return ms + hours * 3_600_000
+
+
 def end_of_financial_year(ms: int) -> int:
     """Start of the next calendar year (Norwegian financial years default to calendar years)."""
     year = to_datetime(ms).year

@@ -11,9 +11,18 @@ DecisionKind = Literal[
     "STAMPED",
     "DEADLINE_MOVED",
     "CLOCK_STOPPED",
+    "HELD",
+    "RELEASED",
+    "RESTRICTED",
+    "UNRESTRICTED",
     "DELETION_ORDERED",
     "DELETION_CONFIRMED",
     "DELETION_FAILED",
+    "ERASURE_HELD",
+    "ERASURE_ANSWERED",
+    "DUTY_OPENED",
+    "DUTY_DONE",
+    "DUTY_OVERDUE",
 ]
 
 
@@ -54,3 +63,26 @@ class DeleteRecord:
     policy_version: str
     deadline: int
     issued_at: int
+
+
+@dataclass(frozen=True)
+class AnswerItem:
+    record: str
+    category: str
+    action: Literal["DELETE", "KEEP"]
+    rule_id: str | None
+    basis: str | None
+    reason: str
+    until: str | None  # ISO date the kept record will be deleted, None while its clock is stopped
+
+
+@dataclass(frozen=True)
+class ErasureAnswer:
+    """The answer to an erasure request (GDPR art. 12, 17): what is deleted, what is kept, why."""
+
+    request_id: str
+    subject_id: str
+    answered_at: int
+    due_by: int
+    policy_version: str
+    items: tuple[AnswerItem, ...]

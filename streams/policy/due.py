@@ -59,8 +59,11 @@ class PartitionProgress:
     deferred: list[tuple[int, int]] = field(default_factory=list)  # (now, events_end)
 
     def dump(self) -> dict[str, object]:
-        return {"now": self.now, "events_done": self.events_done,
-                "deferred": [list(d) for d in self.deferred]}
+        return {
+            "now": self.now,
+            "events_done": self.events_done,
+            "deferred": [list(d) for d in self.deferred],
+        }
 
     @classmethod
     def load(cls, raw: dict[str, object] | None) -> PartitionProgress:

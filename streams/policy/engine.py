@@ -1,12 +1,13 @@
 """The policy engine: a pure fold of a subject's events into records, deadlines and decisions.
 
 ``apply_event`` folds one lifecycle event in, ``fire_due`` turns passed deadlines into
-deletion commands, ``apply_receipt`` records a store's answer. Each returns a new
-:class:`SubjectState` and what was decided; none reads the wall clock or does I/O.
+deletion commands (and passed duties into overdue decisions), ``apply_receipt`` records a
+store's answer. Each returns a new :class:`SubjectState` and what was decided; none reads the
+wall clock or does I/O.
 
-Clocks are recomputed from the subject's facts in event-time order (ties broken by event
-id), so late, duplicated and out-of-order events end in the same state as the same events
-in order.
+Everything a record's fate depends on (its clock, holds, restrictions, erasure) is derived
+again from the subject's facts in event-time order, so late, duplicated and out-of-order
+events end in the same state as the same events in order.
 """
 
 from __future__ import annotations
@@ -16,30 +17,19 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from streams.policy import calendar
-from streams.policy.decisions import Decision, DecisionKind, DeleteRecord, stable_id
-from streams.policy.events import (
-    AccountClosed,
-    DeletionReported,
-    Event,
-    InvoiceIssued,
-    PaymentRecorded,
-    RecordWritten,
-    ServiceCancelled,
-    ServiceOrdered,
-)
+from streams.policy.clocks import Stamp, account_clock, stamp
+from streams.policy.decisions import Decision, DecisionKind, DeleteRecord, ErasureAnswer, stable_id
+from streams.policy.events import DeletionReported, Event, RecordWritten
+from streams.policy.facts import Fact, fact_of
+from streams.policy.rights import Duty, Rights, duties_of, hold_blockers, rights_of
 from streams.policy.rules import Policy, Rule
 
 Status = Literal["pending", "ordered", "deleted"]
 
 
-@dataclass(frozen=True, order=True)
-class Fact:
-    """A clock-relevant event, ordered by event time then id."""
-
-    time: int
-    event_id: str
-    kind: str
-    ref: str | None = None
+def record_id(store: str, category: str, record_key: str) -> str:
+    """A record's identity: keys are unique per store and category (one table each)."""
+    return f"{store}/{category}/{record_key}"
 
 
 @dataclass(frozen=True)
@@ -49,15 +39,23 @@ class RecordState:
     record_key: str
     ref: str | None
     written_by: str
+    written_at: int
     status: Status = "pending"
     rule_id: str | None = None
     deadline: int | None = None
     caused_by: tuple[str, ...] = ()
     command_id: str | None = None
+    blockers: tuple[str, ...] = ()  # why deletion is suspended: hold:<id>, restriction:<id>, awaiting:<event>
+    restricted_by: str | None = None  # erasure request that limited processing to the rule's purpose
 
     @property
     def record_id(self) -> str:
         return record_id(self.store, self.category, self.record_key)
+
+    @property
+    def waiting(self) -> bool:
+        """Waiting for its deadline: pending, with a deadline, nothing suspending it."""
+        return self.status == "pending" and self.deadline is not None and not self.blockers
 
 
 @dataclass(frozen=True)
@@ -66,14 +64,17 @@ class SubjectState:
     seen: frozenset[str] = frozenset()
     facts: tuple[Fact, ...] = ()
     records: dict[str, RecordState] = field(default_factory=dict)
+    duties: dict[str, Duty] = field(default_factory=dict)
+    overdue: frozenset[str] = frozenset()  # duties already reported overdue
 
     def next_deadline(self) -> int | None:
-        """The earliest deadline of a record still waiting for it, if any."""
-        pending = [r.deadline for r in self.records.values() if _waiting(r)]
-        return min(pending, default=None)  # type: ignore[type-var]
+        """The earliest time a tick has something to do for this subject, if any."""
+        times = [r.deadline for r in self.records.values() if r.waiting and r.deadline is not None]
+        times += [d.due for d in self.duties.values() if d.done_at is None and d.duty_id not in self.overdue]
+        return min(times, default=None)
 
     def pending_deadlines(self) -> int:
-        return sum(1 for r in self.records.values() if _waiting(r))
+        return sum(1 for r in self.records.values() if r.waiting)
 
 
 @dataclass(frozen=True)
@@ -81,32 +82,7 @@ class Outcome:
     state: SubjectState
     decisions: tuple[Decision, ...] = ()
     commands: tuple[DeleteRecord, ...] = ()
-
-
-@dataclass(frozen=True)
-class Stamp:
-    rule: Rule | None
-    deadline: int | None
-    caused_by: tuple[str, ...]
-    reason: str
-
-
-def record_id(store: str, category: str, record_key: str) -> str:
-    """A record's identity: keys are unique per store and category (one table each)."""
-    return f"{store}/{category}/{record_key}"
-
-
-def _waiting(record: RecordState) -> bool:
-    return record.status == "pending" and record.deadline is not None
-
-
-_FACT_KINDS: dict[type[Event], str] = {
-    ServiceOrdered: "ServiceOrdered",
-    ServiceCancelled: "ServiceCancelled",
-    AccountClosed: "AccountClosed",
-    InvoiceIssued: "InvoiceIssued",
-    PaymentRecorded: "PaymentRecorded",
-}
+    answers: tuple[ErasureAnswer, ...] = ()
 
 
 def new_subject(subject_id: str) -> SubjectState:
@@ -118,56 +94,81 @@ def apply_event(state: SubjectState, event: Event, policy: Policy) -> Outcome:
     if event.event_id in state.seen:
         return Outcome(state)
     seen = state.seen | {event.event_id}
-    facts = state.facts
-    records = state.records
+    facts, records = state.facts, state.records
     if isinstance(event, RecordWritten):
         records = _written(records, event)
     else:
-        fact = _fact(event)
+        fact = fact_of(event)
         if fact is not None:
             facts_list = list(facts)
             insort(facts_list, fact)
             facts = tuple(facts_list)
-    return _restamp(replace(state, seen=seen, facts=facts, records=records), state, policy)
+    return restamp(replace(state, seen=seen, facts=facts, records=records), state, policy)
 
 
 def fire_due(state: SubjectState, now: int, policy: Policy) -> Outcome:
-    """Order the deletion of every record whose deadline is at or before ``now``."""
-    due = [r for r in state.records.values() if _waiting(r) and r.deadline <= now]  # type: ignore[operator]
-    if not due:
+    """Order the deletion of every unblocked record whose deadline is at or before ``now``,
+    and report every duty whose deadline passed undone."""
+    due = sorted(
+        (r for r in state.records.values() if r.waiting and r.deadline <= now),  # type: ignore[operator]
+        key=lambda r: r.record_id,
+    )
+    late = sorted(d for d in state.duties if _late(state, d, now))
+    if not due and not late:
         return Outcome(state)
     records = dict(state.records)
     decisions: list[Decision] = []
     commands: list[DeleteRecord] = []
-    for record in sorted(due, key=lambda r: r.record_id):
+    for record in due:
         assert record.rule_id is not None and record.deadline is not None
         command_id = stable_id(
-            "delete", state.subject_id, record.record_id, record.written_by,
-            record.rule_id, record.deadline, policy.label,
+            "delete",
+            state.subject_id,
+            record.record_id,
+            record.written_by,
+            record.rule_id,
+            record.deadline,
+            policy.label,
         )
         records[record.record_id] = replace(record, status="ordered", command_id=command_id)
         commands.append(
             DeleteRecord(
-                command_id=command_id,
-                subject_id=state.subject_id,
-                store=record.store,
-                category=record.category,
-                record_key=record.record_key,
-                rule_id=record.rule_id,
-                policy_version=policy.label,
-                deadline=record.deadline,
-                issued_at=now,
+                command_id,
+                state.subject_id,
+                record.store,
+                record.category,
+                record.record_key,
+                record.rule_id,
+                policy.label,
+                record.deadline,
+                now,
             )
         )
-        rule = _rule_by_id(policy, record.rule_id)
         decisions.append(
             _decision(
-                state.subject_id, record, "DELETION_ORDERED", rule, record.deadline,
+                state.subject_id,
+                record,
+                "DELETION_ORDERED",
+                policy.rule(record.rule_id),
+                record.deadline,
                 f"deadline {calendar.iso(record.deadline)} passed (clock at {calendar.iso(now)})",
-                policy, record.caused_by,
+                policy,
+                record.caused_by,
             )
         )
-    return Outcome(replace(state, records=records), tuple(decisions), tuple(commands))
+    for duty_id in late:
+        duty = state.duties[duty_id]
+        decisions.append(
+            _duty_decision(
+                state.subject_id,
+                duty,
+                "DUTY_OVERDUE",
+                f"{duty.kind} was due {calendar.iso(duty.due)} and is not done",
+                policy,
+            )
+        )
+    outcome_state = replace(state, records=records, overdue=state.overdue | set(late))
+    return Outcome(outcome_state, tuple(decisions), tuple(commands))
 
 
 def apply_receipt(state: SubjectState, report: DeletionReported, policy: Policy) -> Outcome:
@@ -175,22 +176,237 @@ def apply_receipt(state: SubjectState, report: DeletionReported, policy: Policy)
     record = state.records.get(record_id(report.store, report.category, report.record_key))
     if record is None or record.command_id != report.command_id or record.status != "ordered":
         return Outcome(state)
-    rule = _rule_by_id(policy, record.rule_id)
+    rule = policy.rule(record.rule_id)
     if report.outcome == "FAILED":
         decision = _decision(
-            state.subject_id, record, "DELETION_FAILED", rule, record.deadline,
+            state.subject_id,
+            record,
+            "DELETION_FAILED",
+            rule,
+            record.deadline,
             f"store reported failure: {report.reason or 'no reason given'}",
-            policy, (report.command_id,),
+            policy,
+            (report.command_id,),
         )
         return Outcome(state, (decision,))
     records = dict(state.records)
     records[record.record_id] = replace(record, status="deleted")
     what = "deleted" if report.outcome == "DELETED" else "already gone from the store"
     decision = _decision(
-        state.subject_id, record, "DELETION_CONFIRMED", rule, record.deadline,
-        f"store confirmed: {what}", policy, (report.command_id,),
+        state.subject_id,
+        record,
+        "DELETION_CONFIRMED",
+        rule,
+        record.deadline,
+        f"store confirmed: {what}",
+        policy,
+        (report.command_id,),
     )
     return Outcome(replace(state, records=records), (decision,))
+
+
+def restamp(state: SubjectState, before: SubjectState, policy: Policy) -> Outcome:
+    """Derive every pending record's deadline and blockers, and every duty, from the facts;
+    decide on what changed since ``before``."""
+    account = account_clock(state.facts)
+    rights = rights_of(state.facts)
+    records = dict(state.records)
+    decisions: list[Decision] = []
+    for rid in sorted(records):
+        record = records[rid]
+        if record.status != "pending":
+            continue
+        old = before.records.get(rid)
+        if old is not None and old.written_by != record.written_by:
+            old = None
+        new, reasons = _judge(record, state.facts, account, rights, policy)
+        records[rid] = new
+        decisions += _record_decisions(state.subject_id, old, new, reasons, policy)
+    duties = duties_of(state.facts, policy.duties)
+    decisions += _duty_decisions(state.subject_id, before.duties, duties, policy)
+    state = replace(state, records=records, duties=duties)
+    answers = tuple(
+        _answer(state, d, rights, policy)
+        for d in duties.values()
+        if d.kind == "erasure_response"
+        and d.done_at is not None
+        and (d.duty_id not in before.duties or before.duties[d.duty_id].done_at is None)
+    )
+    decisions += [
+        _duty_decision(
+            state.subject_id,
+            duties[f"erasure/{a.request_id}"],
+            "ERASURE_ANSWERED",
+            f"answered: {sum(i.action == 'DELETE' for i in a.items)} to delete, "
+            f"{sum(i.action == 'KEEP' for i in a.items)} kept",
+            policy,
+        )
+        for a in answers
+    ]
+    return Outcome(state, tuple(decisions), (), answers)
+
+
+def _judge(
+    record: RecordState,
+    facts: tuple[Fact, ...],
+    account: tuple[int, tuple[str, ...]] | None,
+    rights: Rights,
+    policy: Policy,
+) -> tuple[RecordState, dict[str, str]]:
+    """The record as the policy sees it now, and the reason for each blocker and the deadline."""
+    rule = policy.rule_for(record.category)
+    found = stamp(
+        rule, record.category, record.ref, record.written_at, record.written_by, facts, account, policy.label
+    )
+    restricted_by = None
+    if rights.erasure is not None and record.written_at <= rights.erasure[0]:
+        erased_at, request_id, event_id = rights.erasure
+        if rule is None or rule.on_erasure == "delete":
+            if found.deadline is None or found.deadline > erased_at:
+                found = Stamp(
+                    rule,
+                    erased_at,
+                    (*found.caused_by, event_id),
+                    f"erasure request {request_id}: no rule obliges us to keep it (GDPR art. 17)",
+                )
+        else:
+            restricted_by = request_id
+    reasons = {"deadline": found.reason}
+    blockers = list(hold_blockers(rights, record.record_id, record.category))
+    for hold in blockers:
+        reasons[hold] = f"legal hold {hold[5:]}: deletion suspended until released (seed 001 'How we share')"
+    for restriction in rights.restrictions:
+        blockers.append(f"restriction:{restriction}")
+        reasons[blockers[-1]] = (
+            f"restriction {restriction}: processing limited to storage until resolved "
+            "(GDPR art. 18, seed 004 'Begrensning')"
+        )
+    for needed in rule.requires if rule else ():
+        if not any(kind == needed for kind, _ in rights.present):
+            blockers.append(f"awaiting:{needed}")
+            reasons[blockers[-1]] = f"deletion waits for {needed} ({rule.source if rule else ''})"
+    if restricted_by:
+        reasons["restricted"] = (
+            f"erasure request {restricted_by}: kept under rule {rule.id if rule else '-'} "
+            f"({rule.basis if rule else ''}); processing restricted to that purpose"
+        )
+    judged = replace(
+        record,
+        rule_id=rule.id if rule else None,
+        deadline=found.deadline,
+        caused_by=found.caused_by,
+        blockers=tuple(blockers),
+        restricted_by=restricted_by,
+    )
+    return judged, reasons
+
+
+def _record_decisions(
+    subject_id: str, old: RecordState | None, new: RecordState, reasons: dict[str, str], policy: Policy
+) -> list[Decision]:
+    rule = policy.rule(new.rule_id)
+    out: list[Decision] = []
+
+    def add(kind: DecisionKind, reason: str) -> None:
+        out.append(_decision(subject_id, new, kind, rule, new.deadline, reason, policy, new.caused_by))
+
+    if old is None:
+        blocked = "; ".join(reasons[b] for b in new.blockers)
+        add("STAMPED", reasons["deadline"] + (f"; {blocked}" if blocked else ""))
+        if new.restricted_by:
+            add("RESTRICTED", reasons["restricted"])
+        return out
+    if (old.rule_id, old.deadline) != (new.rule_id, new.deadline):
+        add("CLOCK_STOPPED" if new.deadline is None else "DEADLINE_MOVED", reasons["deadline"])
+    for blocker in new.blockers:
+        if blocker not in old.blockers:
+            add("RESTRICTED" if blocker.startswith("restriction:") else "HELD", reasons[blocker])
+    for blocker in old.blockers:
+        if blocker not in new.blockers:
+            add(
+                "UNRESTRICTED" if blocker.startswith("restriction:") else "RELEASED",
+                f"{blocker} no longer applies",
+            )
+    if new.restricted_by and new.restricted_by != old.restricted_by:
+        add("RESTRICTED", reasons["restricted"])
+    return out
+
+
+def _duty_decisions(
+    subject_id: str, before: dict[str, Duty], after: dict[str, Duty], policy: Policy
+) -> list[Decision]:
+    out = []
+    for duty_id in sorted(after):
+        duty, old = after[duty_id], before.get(duty_id)
+        if old is None:
+            out.append(
+                _duty_decision(
+                    subject_id,
+                    duty,
+                    "DUTY_OPENED",
+                    f"{duty.kind} due by {calendar.iso(duty.due)} ({duty.source})",
+                    policy,
+                )
+            )
+            if duty.kind == "erasure_response" and duty.done_at is None:
+                out.append(
+                    _duty_decision(
+                        subject_id,
+                        duty,
+                        "ERASURE_HELD",
+                        "identity not verified yet: the request is held, not executed (seed 004 'Sletting')",
+                        policy,
+                    )
+                )
+        if duty.done_at is not None and (old is None or old.done_at is None):
+            out.append(
+                _duty_decision(
+                    subject_id, duty, "DUTY_DONE", f"{duty.kind} done at {calendar.iso(duty.done_at)}", policy
+                )
+            )
+    return out
+
+
+def _answer(state: SubjectState, duty: Duty, rights: Rights, policy: Policy) -> ErasureAnswer:
+    """What the person is told: what is deleted, what is kept, why and until when."""
+    from streams.policy.decisions import AnswerItem
+
+    request_id = duty.duty_id.split("/", 1)[1]
+    assert duty.done_at is not None
+    items = []
+    for rid in sorted(state.records):
+        record = state.records[rid]
+        if record.status != "pending" or record.written_at > duty.done_at:
+            continue
+        rule = policy.rule(record.rule_id)
+        if record.restricted_by == request_id or (record.deadline is None or record.deadline > duty.done_at):
+            until = calendar.iso(record.deadline) if record.deadline is not None else None
+            why = rule.reason if rule else "no rule covers it"
+            if record.deadline is None:
+                why += " (its clock has not started: kept while that lasts)"
+            items.append(
+                AnswerItem(
+                    rid, record.category, "KEEP", record.rule_id, rule.basis if rule else None, why, until
+                )
+            )
+        else:
+            items.append(
+                AnswerItem(
+                    rid,
+                    record.category,
+                    "DELETE",
+                    record.rule_id,
+                    None,
+                    "no rule obliges us to keep it",
+                    None,
+                )
+            )
+    return ErasureAnswer(request_id, state.subject_id, duty.done_at, duty.due, policy.label, tuple(items))
+
+
+def _late(state: SubjectState, duty_id: str, now: int) -> bool:
+    duty = state.duties[duty_id]
+    return duty.done_at is None and duty.due <= now and duty_id not in state.overdue
 
 
 def _written(records: dict[str, RecordState], event: RecordWritten) -> dict[str, RecordState]:
@@ -200,109 +416,9 @@ def _written(records: dict[str, RecordState], event: RecordWritten) -> dict[str,
         return records  # already known; a later write does not restart its life
     out = dict(records)
     out[key] = RecordState(
-        store=event.store,
-        category=event.category,
-        record_key=event.record_key,
-        ref=event.ref,
-        written_by=event.event_id,
+        event.store, event.category, event.record_key, event.ref, event.event_id, event.time
     )
     return out
-
-
-def _fact(event: Event) -> Fact | None:
-    kind = _FACT_KINDS.get(type(event))
-    if kind is None:
-        return None
-    ref = getattr(event, "service_id", None) or getattr(event, "invoice_id", None)
-    ref = ref or getattr(event, "payment_id", None)
-    return Fact(event.time, event.event_id, kind, ref)
-
-
-def _restamp(state: SubjectState, before: SubjectState, policy: Policy) -> Outcome:
-    decisions: list[Decision] = []
-    records = dict(state.records)
-    account = _account_clock(state.facts)
-    for rid in sorted(records):
-        record = records[rid]
-        if record.status != "pending":
-            continue
-        stamp = _stamp(record, state.facts, account, policy)
-        old = before.records.get(rid)
-        is_new = old is None or old.written_by != record.written_by
-        rule_id = stamp.rule.id if stamp.rule else None
-        if not is_new and (record.rule_id, record.deadline) == (rule_id, stamp.deadline):
-            continue
-        kind: DecisionKind
-        if is_new:
-            kind = "STAMPED"
-        elif stamp.deadline is None:
-            kind = "CLOCK_STOPPED"
-        else:
-            kind = "DEADLINE_MOVED"
-        record = replace(record, rule_id=rule_id, deadline=stamp.deadline, caused_by=stamp.caused_by)
-        records[rid] = record
-        decisions.append(
-            _decision(
-                state.subject_id, record, kind, stamp.rule, stamp.deadline,
-                stamp.reason, policy, stamp.caused_by,
-            )
-        )
-    return Outcome(replace(state, records=records), tuple(decisions))
-
-
-def _stamp(
-    record: RecordState,
-    facts: tuple[Fact, ...],
-    account: tuple[int, tuple[str, ...]] | None,
-    policy: Policy,
-) -> Stamp:
-    rule = policy.rule_for(record.category)
-    if rule is None:
-        return Stamp(None, None, (record.written_by,),
-                     f"no rule of policy {policy.label} covers category {record.category}: kept")
-    if rule.clock == "account":
-        if account is None:
-            return Stamp(rule, None, (record.written_by,),
-                         "clock not started: the account is open or a service is active")
-        start, causes = account
-        deadline = calendar.add_years(start, rule.keep_years)
-        return Stamp(rule, deadline, (record.written_by, *causes),
-                     f"{rule.reason}; clock started {calendar.iso(start)}")
-    # bookkeeping: the financial year of the invoice or payment the record belongs to
-    issued = [f for f in facts if f.ref == record.ref and f.kind in ("InvoiceIssued", "PaymentRecorded")]
-    if record.ref is None or not issued:
-        return Stamp(rule, None, (record.written_by,),
-                     "clock not started: no invoice or payment event names this record's ref yet")
-    last = issued[-1]
-    year_end = calendar.end_of_financial_year(last.time)
-    deadline = calendar.add_years(year_end, rule.keep_years)
-    return Stamp(rule, deadline, (record.written_by, last.event_id),
-                 f"{rule.reason}; financial year ended {calendar.iso(year_end)}")
-
-
-def _account_clock(facts: tuple[Fact, ...]) -> tuple[int, tuple[str, ...]] | None:
-    """When the account clock started, and by which events; None while it is not running."""
-    active: set[str | None] = set()
-    closed: Fact | None = None
-    last_cancel: Fact | None = None
-    for fact in facts:
-        if fact.kind == "ServiceOrdered":
-            active.add(fact.ref)
-            closed = None  # a new order stops the clock (reactivation)
-        elif fact.kind == "ServiceCancelled":
-            active.discard(fact.ref)
-            last_cancel = fact
-        elif fact.kind == "AccountClosed":
-            closed = fact
-    if closed is None or active:
-        return None
-    if last_cancel is not None and last_cancel.time > closed.time:
-        return last_cancel.time, (closed.event_id, last_cancel.event_id)
-    return closed.time, (closed.event_id,)
-
-
-def _rule_by_id(policy: Policy, rule_id: str | None) -> Rule | None:
-    return next((r for r in policy.rules if r.id == rule_id), None)
 
 
 def _decision(
@@ -317,7 +433,9 @@ def _decision(
 ) -> Decision:
     rule_id = rule.id if rule else None
     return Decision(
-        decision_id=stable_id(subject_id, record.record_id, kind, rule_id, deadline, caused_by, policy.label),
+        decision_id=stable_id(
+            subject_id, record.record_id, kind, rule_id, deadline, caused_by, record.blockers, policy.label
+        ),
         subject_id=subject_id,
         record=record.record_id,
         category=record.category,
@@ -326,6 +444,24 @@ def _decision(
         clause=rule.source if rule else None,
         basis=rule.basis if rule else None,
         deadline=deadline,
+        reason=reason,
+        policy_version=policy.label,
+        caused_by=caused_by,
+    )
+
+
+def _duty_decision(subject_id: str, duty: Duty, kind: DecisionKind, reason: str, policy: Policy) -> Decision:
+    caused_by = (duty.opened_by,) + ((duty.done_by,) if duty.done_by else ())
+    return Decision(
+        decision_id=stable_id(subject_id, duty.duty_id, kind, duty.due, caused_by, policy.label),
+        subject_id=subject_id,
+        record=f"duty/{duty.duty_id}",
+        category="duty",
+        kind=kind,
+        rule_id=None,
+        clause=duty.source,
+        basis=None,
+        deadline=duty.due,
         reason=reason,
         policy_version=policy.label,
         caused_by=caused_by,

@@ -46,6 +46,51 @@ class PaymentRecorded(Event):
 
 
 @dataclass(frozen=True)
+class DomainRegistered(Event):
+    domain: str
+
+
+@dataclass(frozen=True)
+class DomainReleased(Event):
+    """Expired, deleted or transferred out."""
+
+    domain: str
+    how: str = "EXPIRED"
+
+
+@dataclass(frozen=True)
+class CertificateIssued(Event):
+    certificate_id: str
+    valid_until: int
+
+
+@dataclass(frozen=True)
+class CertificateRevoked(Event):
+    certificate_id: str
+
+
+@dataclass(frozen=True)
+class HostingAgreementTerminated(Event):
+    agreement_id: str
+    paid_until: int
+
+
+@dataclass(frozen=True)
+class ExportOffered(Event):
+    agreement_id: str
+
+
+@dataclass(frozen=True)
+class ConsentGiven(Event):
+    purpose: str
+
+
+@dataclass(frozen=True)
+class ConsentWithdrawn(Event):
+    purpose: str
+
+
+@dataclass(frozen=True)
 class RecordWritten(Event):
     """A store announces it holds record ``record_key`` of ``category`` for this subject."""
 
@@ -56,10 +101,55 @@ class RecordWritten(Event):
 
 
 @dataclass(frozen=True)
-class ClockTicked:
-    """The pipeline's clock reached ``now``."""
+class ErasureRequested(Event):
+    """GDPR art. 17. Unverified requests are held until identity is verified (seed 004)."""
 
-    now: int
+    request_id: str
+    verified: bool
+
+
+@dataclass(frozen=True)
+class ErasureVerified(Event):
+    request_id: str
+
+
+@dataclass(frozen=True)
+class RestrictionRequested(Event):
+    """GDPR art. 18: processing limited to storage; nothing is deleted while it lasts."""
+
+    restriction_id: str
+
+
+@dataclass(frozen=True)
+class RestrictionLifted(Event):
+    restriction_id: str
+
+
+@dataclass(frozen=True)
+class LegalHoldPlaced(Event):
+    """A court order or authority demand (seed 001 'How we share'): suspends deletion.
+
+    Empty ``categories`` and ``records`` mean the whole subject."""
+
+    hold_id: str
+    categories: tuple[str, ...] = ()
+    records: tuple[str, ...] = ()  # record ids: store/category/key
+
+
+@dataclass(frozen=True)
+class LegalHoldReleased(Event):
+    hold_id: str
+
+
+@dataclass(frozen=True)
+class BreachDetected(Event):
+    breach_id: str
+
+
+@dataclass(frozen=True)
+class BreachNotified(Event):
+    breach_id: str
+    recipient: str  # AUTHORITY or CUSTOMER
 
 
 @dataclass(frozen=True)
@@ -84,6 +174,22 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AccountClosed,
         InvoiceIssued,
         PaymentRecorded,
+        DomainRegistered,
+        DomainReleased,
+        CertificateIssued,
+        CertificateRevoked,
+        HostingAgreementTerminated,
+        ExportOffered,
+        ConsentGiven,
+        ConsentWithdrawn,
         RecordWritten,
+        ErasureRequested,
+        ErasureVerified,
+        RestrictionRequested,
+        RestrictionLifted,
+        LegalHoldPlaced,
+        LegalHoldReleased,
+        BreachDetected,
+        BreachNotified,
     )
 }

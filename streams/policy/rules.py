@@ -1,4 +1,4 @@
-"""The retention policy: rules loaded from a versioned TOML file, with a content hash."""
+"""The retention policy: rules loaded from a versioned TOML file, checked, with a content hash."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import tomllib
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, cast
 
 CATEGORIES = (
     "client",
@@ -21,8 +21,31 @@ CATEGORIES = (
     "marketing",
     "hosted",
 )
-Clock = Literal["account", "bookkeeping"]
-CLOCKS: tuple[Clock, ...] = ("account", "bookkeeping")
+ClockKind = Literal["account", "event", "written"]
+Anchor = Literal["event_time", "end_of_financial_year", "until"]
+Scope = Literal["subject", "ref"]
+OnErasure = Literal["delete", "restrict"]
+CLOCK_KINDS: tuple[str, ...] = ("account", "event", "written")
+ANCHORS: tuple[str, ...] = ("event_time", "end_of_financial_year", "until")
+ACCOUNT_STARTS = ("AccountClosed", "ServiceCancelled")
+ACCOUNT_STOPS = ("ServiceOrdered",)
+# Events that carry an end date (`until`) usable as an anchor.
+UNTIL_EVENTS = ("CertificateIssued", "HostingAgreementTerminated")
+CLOCK_EVENTS = (
+    "ServiceOrdered",
+    "ServiceCancelled",
+    "AccountClosed",
+    "InvoiceIssued",
+    "PaymentRecorded",
+    "DomainRegistered",
+    "DomainReleased",
+    "CertificateIssued",
+    "CertificateRevoked",
+    "HostingAgreementTerminated",
+    "ExportOffered",
+    "ConsentGiven",
+    "ConsentWithdrawn",
+)
 DEFAULT_POLICY = Path(__file__).with_name("retention.v1.toml")
 
 
@@ -38,21 +61,58 @@ class PolicyWithoutSource(PolicyError):
     pass
 
 
+class UncoveredCategory(PolicyError):
+    pass
+
+
+@dataclass(frozen=True)
+class Keep:
+    years: int = 0
+    months: int = 0
+    days: int = 0
+
+    def describe(self) -> str:
+        parts = [
+            f"{n} {unit}{'s' if n != 1 else ''}"
+            for n, unit in ((self.years, "year"), (self.months, "month"), (self.days, "day"))
+            if n
+        ]
+        return ", ".join(parts) or "0 days"
+
+
 @dataclass(frozen=True)
 class Rule:
     id: str
     categories: tuple[str, ...]
-    clock: Clock
-    keep_years: int
+    clock: ClockKind
+    starts: tuple[str, ...]
+    stops: tuple[str, ...]
+    scope: Scope
+    anchor: Anchor
+    keep: Keep
+    grace_days: int
+    requires: tuple[str, ...]
+    on_erasure: OnErasure
     source: str
     basis: str
     reason: str
 
 
 @dataclass(frozen=True)
+class Duties:
+    erasure_response_months: int = 1
+    erasure_response_source: str = "GDPR art. 12(3)"
+    breach_authority_hours: int = 72
+    breach_authority_source: str = "GDPR art. 33"
+    breach_customer_hours: int = 72
+    breach_customer_source: str = "GDPR art. 34"
+
+
+@dataclass(frozen=True)
 class Policy:
     version: str
     rules: tuple[Rule, ...]
+    duties: Duties
     content_hash: str
 
     @property
@@ -66,8 +126,11 @@ class Policy:
                 return rule
         return None
 
+    def rule(self, rule_id: str | None) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
 
-def parse_policy(text: str, origin: str = "<policy>") -> Policy:
+
+def parse_policy(text: str, origin: str = "<policy>", require_all_categories: bool = True) -> Policy:
     """Parse and check a policy; raise :class:`PolicyError` naming the rule and field."""
     try:
         doc = tomllib.loads(text)
@@ -81,50 +144,138 @@ def parse_policy(text: str, origin: str = "<policy>") -> Policy:
         raise PolicyError(f"{origin}: no [[rules]]")
     seen: dict[str, str] = {}
     for rule in rules:
+        if rule.id in {r.id for r in rules if r is not rule}:
+            raise PolicyError(f"{origin}: two rules have the id {rule.id!r}")
         for category in rule.categories:
             if category in seen:
                 raise PolicyError(
-                    f"{origin}: category {category!r} is covered by both "
-                    f"{seen[category]!r} and {rule.id!r}"
+                    f"{origin}: category {category!r} is covered by both {seen[category]!r} and {rule.id!r}"
                 )
             seen[category] = rule.id
+    uncovered = [c for c in CATEGORIES if c not in seen]
+    if uncovered and require_all_categories:
+        raise UncoveredCategory(
+            f"{origin}: no rule covers categor{'y' if len(uncovered) == 1 else 'ies'} {', '.join(uncovered)}"
+        )
+    duties = _duties(origin, doc.get("duties", {}))
     canonical = json.dumps(
-        {"version": version, "rules": [asdict(r) for r in rules]}, sort_keys=True
+        {"version": version, "rules": [asdict(r) for r in rules], "duties": asdict(duties)}, sort_keys=True
     ).encode()
-    return Policy(version, rules, hashlib.sha256(canonical).hexdigest())
+    return Policy(version, rules, duties, hashlib.sha256(canonical).hexdigest())
 
 
-def _rule(origin: str, index: int, raw: dict[str, object]) -> Rule:
+def _text(where: str, raw: dict[str, Any], field: str) -> str:
+    value = raw.get(field)
+    if not isinstance(value, str) or not value.strip():
+        if field in ("source", "basis"):
+            raise PolicyWithoutSource(f"{where}: every rule must name its {field}")
+        raise PolicyError(f"{where}: '{field}' must be a non-empty string")
+    return value
+
+
+def _names(where: str, raw: dict[str, Any], field: str) -> tuple[str, ...]:
+    value = raw.get(field, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PolicyError(f"{where}: '{field}' must be a list of event names")
+    for name in value:
+        if name not in CLOCK_EVENTS:
+            raise PolicyError(
+                f"{where}: '{field}' names unknown event {name!r} (known: {', '.join(CLOCK_EVENTS)})"
+            )
+    return tuple(value)
+
+
+def _count(where: str, value: object, name: str, limit: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
+        raise PolicyError(f"{where}: '{name}' must be a whole number from 0 to {limit}")
+    return value
+
+
+def _rule(origin: str, index: int, raw: dict[str, Any]) -> Rule:
     where = f"{origin}: rule {raw.get('id', f'#{index + 1}')}"
-    for field in ("id", "clock", "source", "basis", "reason"):
-        if not isinstance(raw.get(field), str) or not str(raw[field]).strip():
-            if field in ("source", "basis"):
-                raise PolicyWithoutSource(f"{where}: every rule must name its {field}")
-            raise PolicyError(f"{where}: '{field}' must be a non-empty string")
+    rule_id, source, basis, reason = (_text(where, raw, f) for f in ("id", "source", "basis", "reason"))
     categories = raw.get("categories")
     if not isinstance(categories, list) or not categories:
         raise PolicyError(f"{where}: 'categories' must be a non-empty list")
     for category in categories:
         if category not in CATEGORIES:
             raise UnknownCategory(f"{where}: unknown category {category!r}")
-    if raw["clock"] not in CLOCKS:
-        raise PolicyError(f"{where}: unknown clock {raw['clock']!r} (known: {', '.join(CLOCKS)})")
-    keep = raw.get("keep_years")
-    if not isinstance(keep, int) or isinstance(keep, bool) or not 0 <= keep <= 100:
-        raise PolicyError(f"{where}: 'keep_years' must be a whole number from 0 to 100")
+    clock = raw.get("clock")
+    if clock not in CLOCK_KINDS:
+        raise PolicyError(f"{where}: unknown clock {clock!r} (known: {', '.join(CLOCK_KINDS)})")
+    anchor = raw.get("anchor", "event_time")
+    if anchor not in ANCHORS:
+        raise PolicyError(f"{where}: unknown anchor {anchor!r} (known: {', '.join(ANCHORS)})")
+    starts, stops, requires = (_names(where, raw, f) for f in ("starts", "stops", "requires"))
+    if clock == "account" and (set(starts) != set(ACCOUNT_STARTS) or set(stops) != set(ACCOUNT_STOPS)):
+        raise PolicyError(
+            f"{where}: the account clock starts on {', '.join(ACCOUNT_STARTS)} "
+            f"and stops on {', '.join(ACCOUNT_STOPS)}; list exactly those"
+        )
+    if clock == "event" and not starts:
+        raise PolicyError(f"{where}: an event clock needs at least one event in 'starts'")
+    if clock == "written" and (starts or stops):
+        raise PolicyError(
+            f"{where}: a written clock starts when the record is written; it takes no 'starts' or 'stops'"
+        )
+    if anchor == "until" and not set(starts) <= set(UNTIL_EVENTS) | {"CertificateRevoked"}:
+        raise PolicyError(
+            f"{where}: anchor 'until' needs start events that carry an end date ({', '.join(UNTIL_EVENTS)})"
+        )
+    scope = raw.get("scope", "subject")
+    if scope not in ("subject", "ref"):
+        raise PolicyError(f"{where}: 'scope' must be 'subject' or 'ref'")
+    keep_raw = raw.get("keep")
+    if not isinstance(keep_raw, dict) or not set(keep_raw) <= {"years", "months", "days"} or not keep_raw:
+        raise PolicyError(
+            f"{where}: 'keep' must be a table of years, months and/or days, e.g. {{ years = 3 }}"
+        )
+    keep = Keep(**{unit: _count(where, n, f"keep.{unit}", 36_500) for unit, n in keep_raw.items()})
+    if keep.years > 100 or keep.months > 1200:
+        raise PolicyError(f"{where}: 'keep' of {keep.describe()} is not a possible retention period")
+    on_erasure = raw.get("on_erasure", "restrict")
+    if on_erasure not in ("delete", "restrict"):
+        raise PolicyError(f"{where}: 'on_erasure' must be 'delete' or 'restrict'")
     return Rule(
-        id=str(raw["id"]),
-        categories=tuple(str(c) for c in categories),
-        clock=raw["clock"],
-        keep_years=keep,
-        source=str(raw["source"]),
-        basis=str(raw["basis"]),
-        reason=str(raw["reason"]),
+        id=rule_id,
+        categories=tuple(categories),
+        clock=cast(ClockKind, clock),
+        starts=starts,
+        stops=stops,
+        scope=cast(Scope, scope),
+        anchor=cast(Anchor, anchor),
+        keep=keep,
+        grace_days=_count(where, raw.get("grace_days", 0), "grace_days", 3650),
+        requires=requires,
+        on_erasure=cast(OnErasure, on_erasure),
+        source=source,
+        basis=basis,
+        reason=reason,
     )
 
 
+def _duties(origin: str, raw: dict[str, Any]) -> Duties:
+    where = f"{origin}: [duties]"
+    defaults = Duties()
+    values: dict[str, Any] = {}
+    for name, default in asdict(defaults).items():
+        value = raw.get(name, default)
+        if isinstance(default, int):
+            value = _count(where, value, name, 8760)
+            if value == 0:
+                raise PolicyError(f"{where}: '{name}' must be at least 1")
+        elif not isinstance(value, str) or not value.strip():
+            raise PolicyWithoutSource(f"{where}: '{name}' must name its source")
+        values[name] = value
+    return Duties(**values)
+
+
 def load_policy(path: Path) -> Policy:
-    return parse_policy(path.read_text(encoding="utf-8"), origin=path.name)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"{path}: {exc.strerror}") from None
+    return parse_policy(text, origin=path.name)
 
 
 @cache

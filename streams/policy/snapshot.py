@@ -4,31 +4,83 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.policy.engine import Fact, RecordState, SubjectState
+from streams.policy.engine import RecordState, SubjectState
+from streams.policy.facts import Fact
+from streams.policy.rights import Duty
 
 
 def dump(state: SubjectState) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "s": state.subject_id,
         "seen": sorted(state.seen),
-        "facts": [[f.time, f.event_id, f.kind, f.ref] for f in state.facts],
+        "facts": [[f.time, f.event_id, f.kind, f.ref, f.until, list(f.detail)] for f in state.facts],
         "records": [
-            [r.store, r.category, r.record_key, r.ref, r.written_by, r.status,
-             r.rule_id, r.deadline, list(r.caused_by), r.command_id]
+            [
+                r.store,
+                r.category,
+                r.record_key,
+                r.ref,
+                r.written_by,
+                r.written_at,
+                r.status,
+                r.rule_id,
+                r.deadline,
+                list(r.caused_by),
+                r.command_id,
+                list(r.blockers),
+                r.restricted_by,
+            ]
             for r in state.records.values()
         ],
     }
+    if state.duties:
+        out["duties"] = [
+            [d.duty_id, d.kind, d.due, d.opened_by, d.source, d.done_at, d.done_by]
+            for d in state.duties.values()
+        ]
+    if state.overdue:
+        out["overdue"] = sorted(state.overdue)
+    return out
 
 
 def load(raw: dict[str, Any]) -> SubjectState:
     records = {}
-    for store, category, key, ref, written_by, status, rule_id, deadline, caused, command in raw["records"]:
-        record = RecordState(store, category, key, ref, written_by, status, rule_id, deadline,
-                             tuple(caused), command)
+    for (
+        store,
+        category,
+        key,
+        ref,
+        written_by,
+        written_at,
+        status,
+        rule_id,
+        deadline,
+        caused,
+        command,
+        blockers,
+        restricted_by,
+    ) in raw["records"]:
+        record = RecordState(
+            store,
+            category,
+            key,
+            ref,
+            written_by,
+            written_at,
+            status,
+            rule_id,
+            deadline,
+            tuple(caused),
+            command,
+            tuple(blockers),
+            restricted_by,
+        )
         records[record.record_id] = record
     return SubjectState(
         subject_id=raw["s"],
         seen=frozenset(raw["seen"]),
-        facts=tuple(Fact(t, e, k, r) for t, e, k, r in raw["facts"]),
+        facts=tuple(Fact(t, e, k, r, u, tuple(d)) for t, e, k, r, u, d in raw["facts"]),
         records=records,
+        duties={d[0]: Duty(*d) for d in raw.get("duties", [])},
+        overdue=frozenset(raw.get("overdue", [])),
     )

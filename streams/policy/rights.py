@@ -1,0 +1,102 @@
+"""Rights and duties derived from a subject's facts: holds, restrictions, erasure, deadlines to answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streams.policy import calendar
+from streams.policy.facts import Fact
+from streams.policy.rules import Duties
+
+
+@dataclass(frozen=True)
+class Rights:
+    holds: dict[str, tuple[str, ...]]  # active hold id -> scope detail (empty: whole subject)
+    restrictions: tuple[str, ...]  # active art. 18 restriction ids
+    erasure: tuple[int, str, str] | None  # (verified at, request id, event id) of the first verified request
+    present: frozenset[tuple[str, str | None]]  # (kind, ref) of every fact, for `requires` gates
+
+
+@dataclass(frozen=True)
+class Duty:
+    """Something we owe by a deadline: an answer to an erasure request, a breach notification."""
+
+    duty_id: str
+    kind: str  # erasure_response, breach_authority, breach_customer
+    due: int
+    opened_by: str
+    source: str
+    done_at: int | None = None
+    done_by: str | None = None
+
+
+def rights_of(facts: tuple[Fact, ...]) -> Rights:
+    holds: dict[str, tuple[str, ...]] = {}
+    restrictions: dict[str, None] = {}
+    requested: set[str] = set()
+    verified: dict[str, tuple[int, str]] = {}
+    for fact in facts:
+        if fact.kind == "LegalHoldPlaced":
+            holds[fact.ref or ""] = fact.detail
+        elif fact.kind == "LegalHoldReleased":
+            holds.pop(fact.ref or "", None)
+        elif fact.kind == "RestrictionRequested":
+            restrictions[fact.ref or ""] = None
+        elif fact.kind == "RestrictionLifted":
+            restrictions.pop(fact.ref or "", None)
+        elif fact.kind == "ErasureRequested":
+            requested.add(fact.ref or "")
+            if "verified" in fact.detail:
+                verified.setdefault(fact.ref or "", (fact.time, fact.event_id))
+        elif fact.kind == "ErasureVerified":
+            verified.setdefault(fact.ref or "", (fact.time, fact.event_id))
+    done = sorted((t, rid, eid) for rid, (t, eid) in verified.items() if rid in requested)
+    return Rights(
+        holds, tuple(restrictions), done[0] if done else None, frozenset((f.kind, f.ref) for f in facts)
+    )
+
+
+def hold_blockers(rights: Rights, record_id: str, category: str) -> tuple[str, ...]:
+    out = []
+    for hold_id, scope in sorted(rights.holds.items()):
+        if not scope or f"category:{category}" in scope or f"record:{record_id}" in scope:
+            out.append(f"hold:{hold_id}")
+    return tuple(out)
+
+
+def duties_of(facts: tuple[Fact, ...], duties: Duties) -> dict[str, Duty]:
+    """Every duty the facts open, and when it was done."""
+    out: dict[str, Duty] = {}
+    for fact in facts:
+        ref = fact.ref or ""
+        if fact.kind == "ErasureRequested" and f"erasure/{ref}" not in out:
+            out[f"erasure/{ref}"] = Duty(
+                f"erasure/{ref}",
+                "erasure_response",
+                calendar.add_months(fact.time, duties.erasure_response_months),
+                fact.event_id,
+                duties.erasure_response_source,
+            )
+        elif fact.kind == "BreachDetected":
+            for kind, hours, source in (
+                ("authority", duties.breach_authority_hours, duties.breach_authority_source),
+                ("customer", duties.breach_customer_hours, duties.breach_customer_source),
+            ):
+                duty_id = f"breach/{ref}/{kind}"
+                out.setdefault(
+                    duty_id,
+                    Duty(duty_id, f"breach_{kind}", calendar.add_hours(fact.time, hours), fact.event_id, source),
+                )
+    for fact in facts:  # completions, once the duties are known
+        ref = fact.ref or ""
+        key: str | None = None
+        if (fact.kind == "ErasureRequested" and "verified" in fact.detail) or fact.kind == "ErasureVerified":
+            key = f"erasure/{ref}"
+        elif fact.kind == "BreachNotified":
+            key = f"breach/{ref}/{(fact.detail or ('',))[0].lower()}"
+        duty = out.get(key) if key else None
+        if duty is not None and duty.done_at is None:
+            out[duty.duty_id] = Duty(
+                duty.duty_id, duty.kind, duty.due, duty.opened_by, duty.source, fact.time, fact.event_id
+            )
+    return out
