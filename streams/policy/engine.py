@@ -413,7 +413,15 @@ def _written(records: dict[str, RecordState], event: RecordWritten) -> dict[str,
     key = record_id(event.store, event.category, event.record_key)
     current = records.get(key)
     if current is not None and current.status != "deleted":
-        return records  # already known; a later write does not restart its life
+        # Already known: its life starts at the earliest announcement, whatever the arrival order.
+        if current.status != "pending" or (current.written_at, current.written_by) <= (
+            event.time,
+            event.event_id,
+        ):
+            return records
+        out = dict(records)
+        out[key] = replace(current, ref=event.ref, written_by=event.event_id, written_at=event.time)
+        return out
     out = dict(records)
     out[key] = RecordState(
         event.store, event.category, event.record_key, event.ref, event.event_id, event.time

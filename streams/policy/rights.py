@@ -85,7 +85,9 @@ def duties_of(facts: tuple[Fact, ...], duties: Duties) -> dict[str, Duty]:
                 duty_id = f"breach/{ref}/{kind}"
                 out.setdefault(
                     duty_id,
-                    Duty(duty_id, f"breach_{kind}", calendar.add_hours(fact.time, hours), fact.event_id, source),
+                    Duty(
+                        duty_id, f"breach_{kind}", calendar.add_hours(fact.time, hours), fact.event_id, source
+                    ),
                 )
     for fact in facts:  # completions, once the duties are known
         ref = fact.ref or ""

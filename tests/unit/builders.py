@@ -53,3 +53,73 @@ def written(
     return ev.RecordWritten(
         _id(event_id), SUBJECT, t(at), store=store, category=category, record_key=key, ref=ref
     )
+
+
+def domain_registered(domain: str, at: str) -> ev.DomainRegistered:
+    return ev.DomainRegistered(_id(None), SUBJECT, t(at), domain=domain)
+
+
+def domain_released(domain: str, at: str) -> ev.DomainReleased:
+    return ev.DomainReleased(_id(None), SUBJECT, t(at), domain=domain)
+
+
+def cert_issued(cert: str, at: str, valid_until: str) -> ev.CertificateIssued:
+    return ev.CertificateIssued(_id(None), SUBJECT, t(at), certificate_id=cert, valid_until=t(valid_until))
+
+
+def cert_revoked(cert: str, at: str) -> ev.CertificateRevoked:
+    return ev.CertificateRevoked(_id(None), SUBJECT, t(at), certificate_id=cert)
+
+
+def terminated(agreement: str, at: str, paid_until: str) -> ev.HostingAgreementTerminated:
+    return ev.HostingAgreementTerminated(
+        _id(None), SUBJECT, t(at), agreement_id=agreement, paid_until=t(paid_until)
+    )
+
+
+def export_offered(agreement: str, at: str) -> ev.ExportOffered:
+    return ev.ExportOffered(_id(None), SUBJECT, t(at), agreement_id=agreement)
+
+
+def consent_withdrawn(at: str, purpose: str = "newsletter") -> ev.ConsentWithdrawn:
+    return ev.ConsentWithdrawn(_id(None), SUBJECT, t(at), purpose=purpose)
+
+
+def consent_given(at: str, purpose: str = "newsletter") -> ev.ConsentGiven:
+    return ev.ConsentGiven(_id(None), SUBJECT, t(at), purpose=purpose)
+
+
+def erasure(request: str, at: str, verified: bool = True, event_id: str | None = None) -> ev.ErasureRequested:
+    return ev.ErasureRequested(_id(event_id), SUBJECT, t(at), request_id=request, verified=verified)
+
+
+def verified(request: str, at: str) -> ev.ErasureVerified:
+    return ev.ErasureVerified(_id(None), SUBJECT, t(at), request_id=request)
+
+
+def hold(
+    hold_id: str, at: str, categories: tuple[str, ...] = (), records: tuple[str, ...] = ()
+) -> ev.LegalHoldPlaced:
+    return ev.LegalHoldPlaced(
+        _id(None), SUBJECT, t(at), hold_id=hold_id, categories=categories, records=records
+    )
+
+
+def released(hold_id: str, at: str) -> ev.LegalHoldReleased:
+    return ev.LegalHoldReleased(_id(None), SUBJECT, t(at), hold_id=hold_id)
+
+
+def restricted(restriction: str, at: str) -> ev.RestrictionRequested:
+    return ev.RestrictionRequested(_id(None), SUBJECT, t(at), restriction_id=restriction)
+
+
+def unrestricted(restriction: str, at: str) -> ev.RestrictionLifted:
+    return ev.RestrictionLifted(_id(None), SUBJECT, t(at), restriction_id=restriction)
+
+
+def breach(breach_id: str, at: str) -> ev.BreachDetected:
+    return ev.BreachDetected(_id(None), SUBJECT, t(at), breach_id=breach_id)
+
+
+def notified(breach_id: str, at: str, recipient: str) -> ev.BreachNotified:
+    return ev.BreachNotified(_id(None), SUBJECT, t(at), breach_id=breach_id, recipient=recipient)

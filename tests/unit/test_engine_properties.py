@@ -9,6 +9,10 @@ from streams.policy import calendar
 from streams.policy.engine import SubjectState, apply_event, fire_due, new_subject
 from streams.policy.events import (
     AccountClosed,
+    ConsentWithdrawn,
+    ErasureRequested,
+    LegalHoldPlaced,
+    LegalHoldReleased,
     Event,
     InvoiceIssued,
     RecordWritten,
@@ -28,7 +32,23 @@ def histories(draw: st.DrawFn) -> list[Event]:
     count = draw(st.integers(min_value=1, max_value=25))
     out: list[Event] = []
     for n in range(count):
-        kind = draw(st.sampled_from(["order", "cancel", "close", "client", "invoice", "ticket"]))
+        kind = draw(
+            st.sampled_from(
+                [
+                    "order",
+                    "cancel",
+                    "close",
+                    "client",
+                    "invoice",
+                    "ticket",
+                    "hold",
+                    "release",
+                    "erasure",
+                    "log",
+                    "withdraw",
+                ]
+            )
+        )
         when = draw(days)
         eid = f"e{n}"
         svc = f"svc-{draw(st.integers(0, 2))}"
@@ -44,6 +64,17 @@ def histories(draw: st.DrawFn) -> list[Event]:
         elif kind == "invoice":
             out.append(InvoiceIssued(eid, SUBJECT, when, invoice_id=inv))
             out.append(RecordWritten(f"{eid}w", SUBJECT, when, "customer_db", "invoice", inv, ref=inv))
+        elif kind == "hold":
+            out.append(LegalHoldPlaced(eid, SUBJECT, when, hold_id=f"h{draw(st.integers(0, 1))}"))
+        elif kind == "release":
+            out.append(LegalHoldReleased(eid, SUBJECT, when, hold_id=f"h{draw(st.integers(0, 1))}"))
+        elif kind == "erasure":
+            out.append(ErasureRequested(eid, SUBJECT, when, request_id=f"r{n}", verified=draw(st.booleans())))
+        elif kind == "log":
+            out.append(RecordWritten(eid, SUBJECT, when, "logstore", "auto_collected", f"l{n}"))
+        elif kind == "withdraw":
+            out.append(RecordWritten(f"{eid}m", SUBJECT, when, "mail", "marketing", "m"))
+            out.append(ConsentWithdrawn(eid, SUBJECT, when, purpose="newsletter"))
         else:
             out.append(RecordWritten(eid, SUBJECT, when, "customer_db", "correspondence", f"t{n}"))
     return out
@@ -56,8 +87,10 @@ def fold(events: list[Event]) -> SubjectState:
     return state
 
 
-def deadlines(state: SubjectState) -> dict[str, tuple[str | None, int | None]]:
-    return {rid: (r.rule_id, r.deadline) for rid, r in state.records.items()}
+def deadlines(state: SubjectState) -> dict[str, object]:
+    """Everything a record's fate depends on, plus the duties."""
+    records = {rid: (r.rule_id, r.deadline, r.blockers, r.restricted_by) for rid, r in state.records.items()}
+    return {"records": records, "duties": state.duties}
 
 
 @settings(max_examples=200, deadline=None)
@@ -65,7 +98,10 @@ def deadlines(state: SubjectState) -> dict[str, tuple[str | None, int | None]]:
 def test_any_permutation_or_duplication_gives_the_same_deadlines(events: list[Event], rng: object) -> None:
     shuffled = list(events) + [events[i] for i in range(0, len(events), 2)]  # duplicates
     rng.shuffle(shuffled)  # type: ignore[attr-defined]
-    assert deadlines(fold(shuffled)) == deadlines(fold(events))
+    in_order, permuted = fold(events), fold(shuffled)
+    assert deadlines(permuted) == deadlines(in_order)
+    later = START + 4000 * calendar.MS_PER_DAY
+    assert fire_due(permuted, later, POLICY).commands == fire_due(in_order, later, POLICY).commands
 
 
 @settings(max_examples=200, deadline=None)
@@ -85,7 +121,7 @@ def test_replaying_the_same_events_again_changes_nothing(events: list[Event]) ->
 def test_no_deadline_is_earlier_than_its_legal_minimum(events: list[Event]) -> None:
     state = fold(events)
     for record in state.records.values():
-        if record.deadline is None:
+        if record.deadline is None or record.rule_id not in ("bookkeeping", "account", "correspondence"):
             continue
         if record.rule_id == "bookkeeping":
             issued = max(
@@ -104,7 +140,11 @@ def test_deletions_are_ordered_exactly_for_passed_deadlines(events: list[Event],
     now = START + day * calendar.MS_PER_DAY
     outcome = fire_due(state, now, POLICY)
     ordered = {f"{c.store}/{c.category}/{c.record_key}" for c in outcome.commands}
-    expected = {rid for rid, r in state.records.items() if r.deadline is not None and r.deadline <= now}
+    expected = {
+        rid
+        for rid, r in state.records.items()
+        if r.deadline is not None and r.deadline <= now and not r.blockers
+    }
     assert ordered == expected
     assert fire_due(outcome.state, now, POLICY).commands == ()
 

@@ -1,0 +1,157 @@
+"""The rules for domains, certificates, logs, marketing and hosted data, named after their seed clauses."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from streams.policy.engine import SubjectState, apply_event, fire_due, new_subject
+from streams.policy.events import Event
+from streams.policy.rules import default_policy
+from tests.unit.builders import (
+    SUBJECT,
+    cert_issued,
+    cert_revoked,
+    consent_given,
+    consent_withdrawn,
+    domain_registered,
+    domain_released,
+    export_offered,
+    t,
+    terminated,
+    written,
+)
+
+POLICY = default_policy()
+
+
+def fold(events: Iterable[Event]) -> SubjectState:
+    state = new_subject(SUBJECT)
+    for event in events:
+        state = apply_event(state, event, POLICY).state
+    return state
+
+
+def deadline(state: SubjectState, category: str, key: str) -> int | None:
+    return state.records[f"customer_db/{category}/{key}"].deadline
+
+
+class TestSeed001DomainDataKeptWhileTheDomainIsRegistered:
+    def test_deleted_at_release_after_the_grace_period(self) -> None:
+        state = fold(
+            [
+                domain_registered("example.no", "2020-01-01"),
+                written("domain_contact", "d1", "2020-01-01", ref="example.no"),
+                domain_released("example.no", "2023-05-10"),
+            ]
+        )
+        assert deadline(state, "domain_contact", "d1") == t("2023-06-09")  # + 30 days grace
+
+    def test_no_deadline_while_registered(self) -> None:
+        state = fold(
+            [
+                written("domain_contact", "d1", "2020-01-01", ref="example.no"),
+                domain_registered("example.no", "2020-01-01"),
+            ]
+        )
+        assert deadline(state, "domain_contact", "d1") is None
+
+    def test_registering_again_stops_the_clock(self) -> None:
+        state = fold(
+            [
+                written("domain_contact", "d1", "2020-01-01", ref="example.no"),
+                domain_released("example.no", "2023-05-10"),
+                domain_registered("example.no", "2023-05-20"),
+            ]
+        )
+        assert deadline(state, "domain_contact", "d1") is None
+
+    def test_releasing_another_domain_does_not_touch_this_one(self) -> None:
+        state = fold(
+            [
+                written("domain_contact", "d1", "2020-01-01", ref="example.no"),
+                domain_released("other.no", "2023-05-10"),
+            ]
+        )
+        assert deadline(state, "domain_contact", "d1") is None
+
+
+class TestSeed001SslDataKeptWhileTheCertificateIsValid:
+    def test_deleted_at_expiry(self) -> None:
+        state = fold(
+            [
+                written("ssl_contact", "c1", "2024-01-01", ref="cert-1"),
+                cert_issued("cert-1", "2024-01-01", valid_until="2025-01-01"),
+            ]
+        )
+        assert deadline(state, "ssl_contact", "c1") == t("2025-01-01")
+
+    def test_revocation_before_expiry_deletes_earlier(self) -> None:
+        state = fold(
+            [
+                written("ssl_contact", "c1", "2024-01-01", ref="cert-1"),
+                cert_issued("cert-1", "2024-01-01", valid_until="2025-01-01"),
+                cert_revoked("cert-1", "2024-03-15"),
+            ]
+        )
+        assert deadline(state, "ssl_contact", "c1") == t("2024-03-15")
+
+    def test_revocation_after_expiry_changes_nothing(self) -> None:
+        state = fold(
+            [
+                written("ssl_contact", "c1", "2024-01-01", ref="cert-1"),
+                cert_issued("cert-1", "2024-01-01", valid_until="2025-01-01"),
+                cert_revoked("cert-1", "2025-06-01"),
+            ]
+        )
+        assert deadline(state, "ssl_contact", "c1") == t("2025-01-01")
+
+
+class TestSeed000LogsDeletedContinuouslyWhenNoLongerNeeded:
+    def test_kept_ninety_days_from_collection(self) -> None:
+        state = fold([written("auto_collected", "log-1", "2024-01-01")])
+        assert deadline(state, "auto_collected", "log-1") == t("2024-03-31")
+
+
+class TestSeed000TrustpilotYouCanUnsubscribeAtAnyTime:
+    def test_marketing_data_is_deleted_when_consent_is_withdrawn(self) -> None:
+        state = fold([written("marketing", "m1", "2024-01-01"), consent_withdrawn("2024-02-02T08:00:00Z")])
+        assert deadline(state, "marketing", "m1") == t("2024-02-02T08:00:00Z")
+
+    def test_consent_given_again_stops_the_clock(self) -> None:
+        state = fold(
+            [
+                written("marketing", "m1", "2024-01-01"),
+                consent_withdrawn("2024-02-02"),
+                consent_given("2024-02-03"),
+            ]
+        )
+        assert deadline(state, "marketing", "m1") is None
+
+
+class TestSeed003Section13DeleteEverythingIncludingBackupsAfterTheLastPeriod:
+    def test_hosted_data_and_its_backups_are_deleted_after_the_paid_period(self) -> None:
+        state = fold(
+            [
+                written("hosted", "site-1", "2022-01-01", store="hosting"),
+                written("hosted", "site-1", "2022-01-02", store="backups"),
+                terminated("agr-1", "2024-05-01", paid_until="2024-12-31"),
+                export_offered("agr-1", "2024-05-02"),
+            ]
+        )
+        due = fire_due(state, t("2024-12-31"), POLICY)
+        assert sorted(c.store for c in due.commands) == ["backups", "hosting"]
+        assert fire_due(state, t("2024-12-30"), POLICY).commands == ()
+
+    def test_nothing_is_deleted_before_export_has_been_offered(self) -> None:
+        state = fold(
+            [
+                written("hosted", "site-1", "2022-01-01", store="hosting"),
+                terminated("agr-1", "2024-05-01", paid_until="2024-12-31"),
+            ]
+        )
+        record = state.records["hosting/hosted/site-1"]
+        assert record.blockers == ("awaiting:ExportOffered",)
+        assert fire_due(state, t("2030-01-01"), POLICY).commands == ()
+        offered = apply_event(state, export_offered("agr-1", "2025-02-01"), POLICY)
+        assert [d.kind for d in offered.decisions] == ["RELEASED"]
+        assert len(fire_due(offered.state, t("2025-02-02"), POLICY).commands) == 1
