@@ -168,7 +168,7 @@ holds_and_times = st.lists(st.tuples(st.integers(0, 3000), st.booleans()), min_s
 @settings(max_examples=150, deadline=None)
 @given(holds_and_times, st.integers(0, 6000))
 def test_a_legal_hold_never_lets_a_deletion_through(toggles: list[tuple[int, bool]], day: int) -> None:
-    """Whatever sequence of placements and releases, a record under an active hold is never ordered deleted."""
+    """Whatever the placements and releases, nothing under an active hold is ordered deleted."""
     from streams.policy.calendar import MS_PER_DAY
     from streams.policy.events import LegalHoldPlaced, LegalHoldReleased
 
