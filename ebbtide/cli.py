@@ -129,6 +129,74 @@ def cmd_clock(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.policy.diff import deadline_moves, rule_changes
+    from streams.policy.rules import PolicyError, load_policy
+
+    try:
+        if args.action == "check":
+            policy = load_policy(Path(args.files[0]))
+            print(
+                f"ok: {args.files[0]}: policy {policy.label}, {len(policy.rules)} rules, "
+                f"every category covered, every rule cited"
+            )
+            return 0
+        if len(args.files) != 2:
+            print("ebbtide policy diff: give OLD and NEW policy files", file=sys.stderr)
+            return 2
+        old, new = (load_policy(Path(f)) for f in args.files)
+    except PolicyError as exc:
+        print(f"ebbtide policy: {exc}", file=sys.stderr)
+        return 1
+    print(f"policy {old.label} -> {new.label}")
+    for line in rule_changes(old, new) or ["no rule changed"]:
+        print(f"  {line}")
+    if args.state:
+        from ebbtide.state_reader import StateUnavailable, subjects_from_changelog
+
+        try:
+            moves = deadline_moves(subjects_from_changelog(settings), new)
+        except StateUnavailable as exc:
+            print(f"ebbtide policy diff: {exc}", file=sys.stderr)
+            return 1
+        print(f"against the state of {settings.app_id}: {sum(moves.values())} pending records")
+        for what in ("earlier", "later", "clock starts", "clock stops", "unchanged"):
+            print(f"  {what:>12}: {moves.get(what, 0)}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from ebbtide.state_reader import (
+        StateUnavailable,
+        clock_from_changelog,
+        subject_from_worker,
+        subjects_from_changelog,
+    )
+    from streams.policy.explain import explain, render
+    from streams.policy.rules import default_policy, load_policy
+
+    policy = load_policy(Path(args.policy)) if args.policy else default_policy()
+    try:
+        if args.source == "worker":
+            state, now = subject_from_worker(settings, args.subject)
+        else:
+            state = next(iter(subjects_from_changelog(settings, args.subject)), None)
+            now = clock_from_changelog(settings)
+    except StateUnavailable as exc:
+        print(f"ebbtide explain: {exc}", file=sys.stderr)
+        return 1
+    if state is None:
+        print(
+            f"ebbtide explain: no subject {args.subject!r} in the state of {settings.app_id}", file=sys.stderr
+        )
+        return 1
+    report = explain(state, policy, now)
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from ebbtide.demo.run import run_demo
 
@@ -207,6 +275,38 @@ def build_parser() -> argparse.ArgumentParser:
     wall.add_argument("--interval", type=float, default=60.0)
     wall.add_argument("--count", type=int, default=None, help="stop after this many ticks")
     clock.set_defaults(func=cmd_clock)
+
+    policy = sub.add_parser(
+        "policy",
+        help="check a policy file, or compare two",
+        description="check FILE: validate a policy (unknown category, rule without source, impossible "
+        "duration, uncovered category...). diff OLD NEW: which rules changed; with --state, how the "
+        "deadlines of the running pipeline's pending records move (read from the worker's changelog, "
+        "EBBTIDE_APP_ID).",
+    )
+    policy.add_argument("action", choices=["check", "diff"])
+    policy.add_argument("files", nargs="+", metavar="FILE")
+    policy.add_argument(
+        "--state", action="store_true", help="with diff: count deadline moves in the live state"
+    )
+    policy.set_defaults(func=cmd_policy)
+
+    explain = sub.add_parser(
+        "explain",
+        help="explain every record of a subject",
+        description="Each record's category, rule, clause, basis, deadline, status "
+        "(pending/held/restricted/due/deleted) and the events that set it; duties owed.",
+    )
+    explain.add_argument("subject", help="the subject id")
+    explain.add_argument("--json", action="store_true", help="machine-readable output")
+    explain.add_argument(
+        "--source",
+        choices=["worker", "changelog"],
+        default="worker",
+        help="ask the running worker (fast, default) or read its changelog from Kafka",
+    )
+    explain.add_argument("--policy", help="policy file the worker runs (default: the shipped policy)")
+    explain.set_defaults(func=cmd_explain)
 
     demo = sub.add_parser(
         "demo",

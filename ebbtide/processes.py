@@ -28,6 +28,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
             "EBBTIDE_STATE_DIR": str(settings.state_dir),
             "EBBTIDE_WORKER_METRICS_PORT": str(settings.worker_metrics_port),
             "EBBTIDE_SINK_METRICS_PORT": str(settings.sink_metrics_port),
+            "EBBTIDE_WORKER_WEB_PORT": str(settings.worker_web_port),
             "EBBTIDE_SESSION_TIMEOUT": str(settings.session_timeout),
         }
     )

@@ -21,6 +21,7 @@ class Settings:
     state_dir: Path = Path(".state")
     worker_metrics_port: int = 9308
     sink_metrics_port: int = 9309
+    worker_web_port: int = 9310  # the worker's state lookups (ebbtide explain), on 127.0.0.1
     session_timeout: float = 30.0  # seconds before a dead worker's partitions move on
     pg_dsn: str | None = None  # no default: there is no default password
 

@@ -20,7 +20,10 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
         datadir=str(settings.state_dir / "faust"),
-        web_enabled=False,
+        web_enabled=True,
+        web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+        web_port=settings.worker_web_port,
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         producer_acks=-1,
@@ -40,7 +43,7 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
     )
     # Keys are str, values JSON-able dicts (Faust's default json codec); see streams.processor.
     table = app.Table("state", partitions=settings.partitions)
-    processor = LifecycleProcessor(policy, topics, table)
+    processor = LifecycleProcessor(policy, topics, table, settings.partitions)
 
     @app.agent(source, name="lifecycle")
     async def lifecycle(stream: faust.StreamT[Any]) -> None:
@@ -57,5 +60,14 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
                 ]
                 await asyncio.gather(*pending)
             processor.flush()
+
+    @app.page("/subjects/{subject_id}/")
+    async def subject(web: Any, request: Any, subject_id: str) -> Any:
+        """One subject's state and its partition's clock: what `ebbtide explain` renders."""
+        found = processor.lookup(subject_id)
+        if found is None:
+            return web.json({"state": None, "now": None})
+        raw, now = found
+        return web.json({"state": raw, "now": now})
 
     return app

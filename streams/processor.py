@@ -69,8 +69,11 @@ def subject_key(partition: int, subject_id: str) -> str:
 
 
 class LifecycleProcessor:
-    def __init__(self, policy: Policy, topics: Topics, table: MutableMapping[str, Any]) -> None:
+    def __init__(
+        self, policy: Policy, topics: Topics, table: MutableMapping[str, Any], partitions: int = 1
+    ) -> None:
         self.policy = policy
+        self.partitions = partitions
         self.topics = topics
         self.state = StagedTable(table)
         self._due: dict[int, DueIndex] = {}
@@ -94,6 +97,14 @@ class LifecycleProcessor:
         if topic == self.topics.receipts:
             return self.on_receipt(partition, offset, key, value)
         raise ValueError(f"lifecycle processor does not read topic {topic}")
+
+    def lookup(self, subject_id: str) -> tuple[dict[str, Any], int | None] | None:
+        """A subject's stored state and its partition's clock (for state queries), if known here."""
+        for partition in range(self.partitions):
+            raw = self.state.table.get(subject_key(partition, subject_id))
+            if raw is not None:
+                return raw, self._progress(partition).now
+        return None
 
     def flush(self) -> int:
         """Apply this message's state writes (after its output is on the broker)."""

@@ -219,7 +219,7 @@ def restamp(state: SubjectState, before: SubjectState, policy: Policy) -> Outcom
         old = before.records.get(rid)
         if old is not None and old.written_by != record.written_by:
             old = None
-        new, reasons = _judge(record, state.facts, account, rights, policy)
+        new, reasons = judge(record, state.facts, account, rights, policy)
         records[rid] = new
         decisions += _record_decisions(state.subject_id, old, new, reasons, policy)
     duties = duties_of(state.facts, policy.duties)
@@ -246,7 +246,7 @@ def restamp(state: SubjectState, before: SubjectState, policy: Policy) -> Outcom
     return Outcome(state, tuple(decisions), (), answers)
 
 
-def _judge(
+def judge(
     record: RecordState,
     facts: tuple[Fact, ...],
     account: tuple[int, tuple[str, ...]] | None,

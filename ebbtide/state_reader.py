@@ -1,0 +1,91 @@
+"""Read the lifecycle worker's state from its changelog topic (no worker needed)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from ebbtide.kafka_io import CLIENT_ID
+from ebbtide.settings import Settings
+from streams.policy import snapshot
+from streams.policy.engine import SubjectState
+
+TABLE = "state"
+
+
+class StateUnavailable(RuntimeError):
+    pass
+
+
+def changelog_topic(settings: Settings) -> str:
+    """Faust names a table's changelog ``<app id>-<table>-changelog``."""
+    return f"{settings.app_id}-{TABLE}-changelog"
+
+
+def read_changelog(settings: Settings, subject_id: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The latest value of each key (or only ``subject_id``'s keys), read to the current end."""
+    topic = changelog_topic(settings)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, client_id=CLIENT_ID, enable_auto_commit=False
+    )
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise StateUnavailable(
+                f"no changelog topic {topic}: has a worker with app id {settings.app_id} run?"
+            )
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        latest: dict[str, dict[str, Any] | None] = {}
+        suffix = f":{subject_id}" if subject_id else None
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            for messages in consumer.poll(timeout_ms=1000).values():
+                for message in messages:
+                    key = json.loads(message.key)
+                    if suffix and not (key.startswith("s:") and key.endswith(suffix)):
+                        continue
+                    latest[key] = json.loads(message.value) if message.value is not None else None
+        for key, value in latest.items():
+            if value is not None:
+                yield key, value
+    finally:
+        consumer.close()
+
+
+def subjects_from_changelog(settings: Settings, subject_id: str | None = None) -> Iterator[SubjectState]:
+    for key, value in read_changelog(settings, subject_id):
+        if key.startswith("s:"):
+            state = snapshot.load(value)
+            if subject_id is None or state.subject_id == subject_id:
+                yield state
+
+
+def clock_from_changelog(settings: Settings) -> int | None:
+    clocks = [v.get("now") for k, v in read_changelog(settings) if k.startswith("p:")]
+    known = [c for c in clocks if isinstance(c, int)]
+    return min(known) if known else None
+
+
+def subject_from_worker(
+    settings: Settings, subject_id: str, timeout: float = 5.0
+) -> tuple[SubjectState | None, int | None]:
+    """Ask the running worker (fast: one table lookup). Raises StateUnavailable if it does not answer."""
+    url = f"http://127.0.0.1:{settings.worker_web_port}/subjects/{urllib.parse.quote(subject_id, safe='')}/"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = json.loads(response.read())
+    except (urllib.error.URLError, OSError) as exc:
+        raise StateUnavailable(
+            f"the worker does not answer on 127.0.0.1:{settings.worker_web_port} ({exc}); "
+            "use --source changelog to read its state from Kafka"
+        ) from None
+    state = snapshot.load(body["state"]) if body.get("state") else None
+    return state, body.get("now")

@@ -1,0 +1,104 @@
+"""Explain a subject: each record's category, rule, clause, basis, deadline, status and why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.policy import calendar
+from streams.policy.clocks import account_clock
+from streams.policy.engine import RecordState, SubjectState, judge
+from streams.policy.rights import rights_of
+from streams.policy.rules import Policy
+
+
+def record_status(record: RecordState, now: int | None) -> str:
+    """pending / held / restricted / due / deleted."""
+    if record.status == "deleted":
+        return "deleted"
+    if record.status == "ordered":
+        return "due"
+    if any(b.startswith(("hold:", "awaiting:")) for b in record.blockers):
+        return "held"
+    if record.restricted_by or any(b.startswith("restriction:") for b in record.blockers):
+        return "restricted"
+    if record.deadline is not None and now is not None and record.deadline <= now:
+        return "due"
+    return "pending"
+
+
+def explain(state: SubjectState, policy: Policy, now: int | None) -> dict[str, Any]:
+    """Everything an auditor or the data subject needs, as plain JSON-able data."""
+    account = account_clock(state.facts)
+    rights = rights_of(state.facts)
+    records = []
+    for rid in sorted(state.records):
+        record = state.records[rid]
+        rule = policy.rule(record.rule_id)
+        if record.status == "pending":
+            _, reasons = judge(record, state.facts, account, rights, policy)
+            why = [reasons["deadline"], *(reasons[b] for b in record.blockers)]
+            if record.restricted_by:
+                why.append(reasons["restricted"])
+        else:
+            why = [
+                f"deletion {'confirmed' if record.status == 'deleted' else 'ordered'} "
+                f"(command {record.command_id})"
+            ]
+        records.append(
+            {
+                "record": rid,
+                "store": record.store,
+                "category": record.category,
+                "rule": record.rule_id,
+                "clause": rule.source if rule else None,
+                "basis": rule.basis if rule else None,
+                "deadline": calendar.iso(record.deadline) if record.deadline is not None else None,
+                "status": record_status(record, now),
+                "why": why,
+                "blockers": list(record.blockers),
+                "set_by": list(record.caused_by),
+                "command_id": record.command_id,
+            }
+        )
+    duties = [
+        {
+            "duty": d.duty_id,
+            "kind": d.kind,
+            "due": calendar.iso(d.due),
+            "source": d.source,
+            "status": "done"
+            if d.done_at is not None
+            else ("overdue" if d.duty_id in state.overdue else "open"),
+            "done_at": calendar.iso(d.done_at) if d.done_at is not None else None,
+        }
+        for d in sorted(state.duties.values(), key=lambda d: d.duty_id)
+    ]
+    return {
+        "subject": state.subject_id,
+        "policy": policy.label,
+        "clock": calendar.iso(now) if now is not None else None,
+        "records": records,
+        "duties": duties,
+    }
+
+
+def render(report: dict[str, Any]) -> str:
+    """A readable text rendering of :func:`explain`'s report."""
+    lines = [
+        f"subject {report['subject']}  (policy {report['policy']}, pipeline clock {report['clock'] or '-'})"
+    ]
+    for r in report["records"]:
+        lines.append(
+            f"- {r['record']}  [{r['status']}]  category {r['category']}, rule {r['rule'] or '-'}, "
+            f"deadline {r['deadline'] or 'not set'}"
+        )
+        if r["clause"]:
+            lines.append(f"    clause: {r['clause']}")
+            lines.append(f"    basis:  {r['basis']}")
+        lines += [f"    why:    {w}" for w in r["why"]]
+        lines.append(f"    set by: {', '.join(r['set_by']) or '-'}")
+    for d in report["duties"]:
+        lines.append(f"- duty {d['duty']}  [{d['status']}]  due {d['due']} ({d['source']})")
+    if not report["records"] and not report["duties"]:
+        lines.append("(no records)")
+    return "\n".join(lines)
