@@ -9,7 +9,7 @@ from ebbtide.demo.scenario import Scenario
 from sinks.postgres import TRACKING_SCHEMA
 
 SCHEMA = f"""
-DROP TABLE IF EXISTS services, invoices, support_tickets, customers CASCADE;
+DROP TABLE IF EXISTS services, invoices, support_tickets, newsletter_subscriptions, customers CASCADE;
 DROP SCHEMA IF EXISTS {TRACKING_SCHEMA} CASCADE;
 CREATE TABLE customers (
     customer_id   bigint PRIMARY KEY,
@@ -36,6 +36,12 @@ CREATE TABLE invoices (
     amount_nok      integer NOT NULL,
     issued_at       timestamptz NOT NULL
 );
+CREATE TABLE newsletter_subscriptions (
+    subscription_id bigint PRIMARY KEY,
+    customer_id     bigint NOT NULL,
+    email           text NOT NULL,
+    subscribed_at   timestamptz NOT NULL
+);
 CREATE TABLE support_tickets (
     ticket_id   bigint PRIMARY KEY,
     customer_id bigint NOT NULL,
@@ -45,7 +51,7 @@ CREATE TABLE support_tickets (
 );
 """
 
-TABLES = ("customers", "services", "invoices", "support_tickets")
+TABLES = ("customers", "services", "invoices", "support_tickets", "newsletter_subscriptions")
 
 
 def load(dsn: str, scenario: Scenario) -> None:
@@ -91,6 +97,14 @@ def load(dsn: str, scenario: Scenario) -> None:
                 for t in scenario.tickets
             ],
         )
+        execute_values(
+            cur,
+            "INSERT INTO newsletter_subscriptions VALUES %s",
+            [
+                (n["subscription_id"], n["customer_id"], n["email"], n["subscribed_at"])
+                for n in scenario.subscriptions
+            ],
+        )
     conn.close()
 
 
@@ -111,6 +125,7 @@ def present_keys(dsn: str) -> dict[str, set[str]]:
         "client": "SELECT customer_id::text FROM customers",
         "invoice": "SELECT invoice_id::text FROM invoices",
         "correspondence": "SELECT ticket_id::text FROM support_tickets",
+        "marketing": "SELECT subscription_id::text FROM newsletter_subscriptions",
     }
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         out = {}

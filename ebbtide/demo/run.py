@@ -153,7 +153,8 @@ def _summarise(
     worker = processes.scrape(settings.worker_metrics_port)
     sink = processes.scrape(settings.sink_metrics_port)
     after = database.counts(dsn)
-    latest = _latest_decisions(settings)
+    decisions = _read_decisions(settings)
+    latest = {d["record"]: d for d in decisions}
     present = database.present_keys(dsn)
 
     flow = Table(title=f"Pipeline (clock ran {scenario.START.date()} .. {until.date()})")
@@ -177,6 +178,7 @@ def _summarise(
     for table, count in before.items():
         rows.add_row(table, str(count), str(after[table]), str(count - after[table]))
     console.print(rows)
+    console.print(_rights_table(decisions, sc))
 
     kept: Counter[tuple[str, str]] = Counter()
     problems = []
@@ -218,14 +220,14 @@ def _why(decision: dict[str, Any]) -> str:
     return f"rule {decision['rule_id']}: kept until {when}"
 
 
-def _latest_decisions(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The last decision for each record, read from the decisions topic."""
+def _read_decisions(settings: Settings) -> list[dict[str, Any]]:
+    """Every decision on the decisions topic, in partition order."""
     topic = Topics(settings.topic_prefix).decisions
     codec = codec_for(DECISION)
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, client_id=CLIENT_ID, enable_auto_commit=False
     )
-    latest: dict[str, dict[str, Any]] = {}
+    decisions: list[dict[str, Any]] = []
     try:
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(tps)
@@ -233,12 +235,38 @@ def _latest_decisions(settings: Settings) -> dict[str, dict[str, Any]]:
         ends = consumer.end_offsets(tps)
         while any(consumer.position(tp) < ends[tp] for tp in tps):
             for messages in consumer.poll(timeout_ms=1000).values():
-                for message in messages:
-                    decision = codec.decode(message.value)
-                    latest[decision["record"]] = decision
+                decisions += [codec.decode(m.value) for m in messages]
     finally:
         consumer.close()
-    return latest
+    return decisions
+
+
+def _rights_table(decisions: list[dict[str, Any]], sc: scenario.Scenario) -> Table:
+    kinds = Counter(d["kind"] for d in decisions)
+    erased = {
+        d["record"] for d in decisions if d["kind"] == "DEADLINE_MOVED" and "erasure request" in d["reason"]
+    }
+    after_hold = {d["record"] for d in decisions if d["kind"] == "RELEASED"}
+    confirmed = {d["record"] for d in decisions if d["kind"] == "DELETION_CONFIRMED"}
+    opened = sum(
+        1 for d in decisions if d["kind"] == "DUTY_OPENED" and d["record"].startswith("duty/erasure/")
+    )
+    table = Table(title="Rights and duties")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for label, value in (
+        ("records whose clock stopped (reactivation, new consent)", kinds["CLOCK_STOPPED"]),
+        ("consents withdrawn (marketing deleted at once)", sc.withdrawn),
+        ("erasure requests answered", kinds["ERASURE_ANSWERED"]),
+        ("erasure requests held: identity not verified", opened - kinds["ERASURE_ANSWERED"]),
+        ("records erased early on request", len(erased & confirmed)),
+        ("records kept, restricted (e.g. bookkeeping)", kinds["RESTRICTED"]),
+        ("records held by a legal hold", kinds["HELD"]),
+        ("records deleted after their hold was released", len(after_hold & confirmed)),
+        ("duties overdue (unanswered requests, late notices)", kinds["DUTY_OVERDUE"]),
+    ):
+        table.add_row(label, str(value))
+    return table
 
 
 def _progress(console: Console) -> Progress:

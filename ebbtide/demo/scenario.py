@@ -25,13 +25,26 @@ class Scenario:
     services: list[dict[str, Any]] = field(default_factory=list)
     invoices: list[dict[str, Any]] = field(default_factory=list)
     tickets: list[dict[str, Any]] = field(default_factory=list)
+    subscriptions: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)  # JSON form, sorted by time
     closed: int = 0
     reactivated: int = 0
+    withdrawn: int = 0
+    erasures: int = 0
+    unverified: int = 0
+    holds: int = 0
+    holds_released: int = 0
+    breaches: int = 0
 
     @property
     def rows(self) -> int:
-        return len(self.customers) + len(self.services) + len(self.invoices) + len(self.tickets)
+        return (
+            len(self.customers)
+            + len(self.services)
+            + len(self.invoices)
+            + len(self.tickets)
+            + len(self.subscriptions)
+        )
 
 
 def _name(rng: random.Random) -> str:
@@ -51,7 +64,7 @@ class _Generator:
         self.rng = random.Random(seed)
         self.seed = seed
         self.sc = Scenario()
-        self.ids = {"svc": 0, "inv": 0, "tkt": 0, "evt": 0}
+        self.ids = {"svc": 0, "inv": 0, "tkt": 0, "evt": 0, "sub": 0, "req": 0, "hold": 0}
 
     def next_id(self, kind: str) -> int:
         self.ids[kind] += 1
@@ -90,6 +103,67 @@ class _Generator:
             self.event("ServiceCancelled", customer["subject_id"], when, service_id=f"svc-{sid}")
         active.clear()
 
+    def subscribe(self, customer: dict[str, Any], when: datetime) -> None:
+        """Newsletter consent (seed 000 'Trustpilot'): a marketing record; sometimes withdrawn later."""
+        nid = self.next_id("sub")
+        self.sc.subscriptions.append(
+            {
+                "subscription_id": nid,
+                "customer_id": customer["customer_id"],
+                "email": customer["email"],
+                "subscribed_at": when,
+            }
+        )
+        self.event("ConsentGiven", customer["subject_id"], when, purpose="newsletter")
+        self.event(
+            "RecordWritten",
+            customer["subject_id"],
+            when,
+            store=STORE,
+            category="marketing",
+            record_key=str(nid),
+        )
+        withdrawn = _after(when, self.rng.randint(30, 2000)) if self.rng.random() < 0.25 else None
+        if withdrawn is not None:
+            self.event("ConsentWithdrawn", customer["subject_id"], withdrawn, purpose="newsletter")
+            self.sc.withdrawn += 1
+
+    def rights_after_closure(self, subject: str, closed_at: datetime) -> None:
+        """Some former customers ask for erasure; a few are under a legal hold; one had a breach."""
+        rng, sc = self.rng, self.sc
+        roll = rng.random()
+        if roll < 0.08:
+            asked = _after(closed_at, rng.randint(5, 120))
+            if asked is not None:
+                request = f"req-{self.next_id('req')}"
+                verified = rng.random() < 0.8
+                self.event("ErasureRequested", subject, asked, request_id=request, verified=verified)
+                sc.erasures += 1
+                sc.unverified += 0 if verified else 1
+        elif roll < 0.16:
+            placed = _after(closed_at, rng.randint(100, 700))
+            if placed is not None:
+                hold = f"hold-{self.next_id('hold')}"
+                self.event("LegalHoldPlaced", subject, placed, hold_id=hold, categories=[], records=[])
+                sc.holds += 1
+                # Court cases outlast the scripted event period: releases may come up to 2030.
+                lifted = placed + timedelta(days=rng.randint(400, 1800)) if rng.random() < 0.6 else None
+                if lifted is not None and lifted.year <= 2030:
+                    self.event("LegalHoldReleased", subject, lifted, hold_id=hold)
+                    sc.holds_released += 1
+        elif roll < 0.17:
+            detected = _after(closed_at, 10)
+            if detected is not None:
+                self.event("BreachDetected", subject, detected, breach_id=f"breach-{subject}")
+                self.event(
+                    "BreachNotified",
+                    subject,
+                    detected + timedelta(hours=30),
+                    breach_id=f"breach-{subject}",
+                    recipient="AUTHORITY",
+                )
+                sc.breaches += 1
+
     def customer(self, number: int) -> None:
         rng, sc = self.rng, self.sc
         subject = f"cust-{number:05d}"
@@ -109,6 +183,8 @@ class _Generator:
         self.event(
             "RecordWritten", subject, registered, store=STORE, category="client", record_key=str(number)
         )
+        if rng.random() < 0.4:
+            self.subscribe(customer, registered)
         active: list[int] = []
         for _ in range(rng.randint(1, 3)):
             self.order(customer, active, registered + timedelta(minutes=rng.randint(1, 600)))
@@ -162,8 +238,11 @@ class _Generator:
             )
         if churn_at is not None:
             self.cancel_all(customer, active, churn_at)
-            self.event("AccountClosed", subject, churn_at + timedelta(days=rng.randint(0, 30)))
+            closed_at = churn_at + timedelta(days=rng.randint(0, 30))
+            self.event("AccountClosed", subject, closed_at)
             sc.closed += 1
+            if reactivate_at is None:
+                self.rights_after_closure(subject, closed_at)
         if reactivate_at is not None:
             self.order(customer, active, reactivate_at)  # a new order stops the account clock
             sc.reactivated += 1
@@ -172,6 +251,11 @@ class _Generator:
                 if again < LAST_EVENT:
                     self.cancel_all(customer, active, again)
                     self.event("AccountClosed", subject, again + timedelta(days=1))
+
+
+def _after(moment: datetime, days: int) -> datetime | None:
+    later = moment + timedelta(days=days)
+    return later if later <= LAST_EVENT else None
 
 
 def build(customers: int = 300, seed: int = 7) -> Scenario:
