@@ -1,0 +1,133 @@
+"""One subject through erasure with a bookkeeping exception and a legal hold, on the real broker,
+explained by `ebbtide explain` from the running worker and from its changelog."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+
+from ebbtide import processes
+from ebbtide.demo import database as demo_db
+from ebbtide.demo.scenario import build
+from ebbtide.settings import Settings
+from schemas import ERASURE_ANSWER, codec_for
+from tests.e2e.test_pipeline import Pipeline, ev, publish, rows, tick, written
+from tests.support import TopicReader
+
+LIFE = [
+    written("w1", "cust-1", "2019-01-10T10:00:00Z", "client", "1"),
+    ev("o1", "ServiceOrdered", "cust-1", "2019-01-10T10:00:00Z", service_id="svc-1", kind="HOSTING"),
+    ev("i1", "InvoiceIssued", "cust-1", "2019-05-01T10:00:00Z", invoice_id="inv-10"),
+    written("w2", "cust-1", "2019-05-01T10:00:00Z", "invoice", "10", ref="inv-10"),
+    written("w3", "cust-1", "2019-06-01T10:00:00Z", "correspondence", "20"),
+    written("w4", "cust-1", "2019-01-10T10:00:00Z", "marketing", "30"),
+    ev("x1", "ServiceCancelled", "cust-1", "2020-02-01T10:00:00Z", service_id="svc-1"),
+    ev("c1", "AccountClosed", "cust-1", "2020-02-01T10:00:00Z"),
+    ev(
+        "h1",
+        "LegalHoldPlaced",
+        "cust-1",
+        "2020-06-01T10:00:00Z",
+        hold_id="court-7",
+        categories=["correspondence"],
+        records=[],
+    ),
+    ev("r1", "ErasureRequested", "cust-1", "2021-06-01T10:00:00Z", request_id="req-1", verified=True),
+]
+
+
+@pytest.fixture
+def pipeline(settings: Settings, tmp_path: Path) -> Iterator[Pipeline]:
+    running = Pipeline(settings, tmp_path / "logs")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def one_customer(database: str) -> str:
+    demo_db.load(database, build(customers=0))
+    with psycopg2.connect(database) as conn, conn.cursor() as cur:
+        cur.execute("""
+            INSERT INTO customers VALUES (1, 'A', 'a@example.invalid', '1', 'x', '2019-01-10');
+            INSERT INTO services VALUES (1, 1, 'HOSTING', '2019-01-10', '2020-02-01');
+            INSERT INTO invoices VALUES (10, 1, 'A', 'x', 100, '2019-05-01');
+            INSERT INTO support_tickets VALUES (20, 1, 's', 'b', '2019-06-01');
+            INSERT INTO newsletter_subscriptions VALUES (30, 1, 'a@example.invalid', '2019-01-10');
+        """)
+    conn.close()
+    return database
+
+
+def explain(settings: Settings, source: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "ebbtide", "explain", "cust-1", "--json", "--source", source],
+        env=processes.settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def statuses(report: dict[str, Any]) -> dict[str, str]:
+    return {r["record"]: r["status"] for r in report["records"]}
+
+
+def test_erasure_with_a_bookkeeping_exception_and_a_legal_hold(
+    settings: Settings, pipeline: Pipeline, one_customer: str
+) -> None:
+    publish(settings, LIFE)
+    tick(settings, datetime(2021, 6, 2, tzinfo=UTC))
+    pipeline.wait_confirmed({"customer_db/marketing/30"})  # erased now: nothing obliges us to keep it
+
+    answers = TopicReader(settings, pipeline.topics.answers, codec_for(ERASURE_ANSWER))
+    (answer,) = [r.value for r in answers.wait_for(lambda seen: len(seen) >= 1, 30, "the erasure answer")]
+    answers.close()
+    assert answer is not None
+    items = {i["record"]: i for i in answer["items"]}
+    assert items["customer_db/marketing/30"]["action"] == "DELETE"
+    invoice = items["customer_db/invoice/10"]
+    assert (invoice["action"], invoice["rule_id"], invoice["until"]) == (
+        "KEEP",
+        "bookkeeping",
+        "2025-01-01T00:00:00Z",
+    )
+    assert "17(3)(b)" in invoice["basis"]
+
+    report = explain(settings, "worker")
+    assert statuses(report) == {
+        "customer_db/client/1": "restricted",
+        "customer_db/correspondence/20": "held",
+        "customer_db/invoice/10": "restricted",
+        "customer_db/marketing/30": "deleted",
+    }
+    assert [d["status"] for d in report["duties"]] == ["done"]
+
+    tick(settings, datetime(2023, 3, 1, tzinfo=UTC))  # account deadline 2023-02-01 passes, hold in force
+    pipeline.wait_confirmed({"customer_db/client/1"})
+    assert rows(one_customer, "SELECT ticket_id FROM support_tickets") == [(20,)]
+
+    publish(settings, [ev("h2", "LegalHoldReleased", "cust-1", "2023-06-01T10:00:00Z", hold_id="court-7")])
+    tick(settings, datetime(2023, 6, 2, tzinfo=UTC))
+    pipeline.wait_confirmed({"customer_db/correspondence/20"})  # its deadline passed during the hold
+    assert rows(one_customer, "SELECT count(*) FROM invoices") == [(1,)]  # bookkeeping still runs
+
+    tick(settings, datetime(2025, 1, 2, tzinfo=UTC))
+    pipeline.wait_confirmed({"customer_db/invoice/10"})
+    for table in ("customers", "invoices", "support_tickets", "newsletter_subscriptions"):
+        assert rows(one_customer, f"SELECT count(*) FROM {table}") == [(0,)]
+
+    final = explain(settings, "changelog")  # the same answer without the worker, from Kafka
+    assert set(statuses(final).values()) == {"deleted"}
+    assert final["clock"] == "2025-01-02T00:00:00Z"
