@@ -65,7 +65,7 @@ def _table(figures: list[Figure]) -> Table:
         table.add_column(column, justify="right" if column in ("value", "ratio") else "left")
     for f in figures:
         baseline = "" if f.baseline_value is None else f"{f.baseline_value:,.2f} ({f.baseline})"
-        ratio = "" if f.ratio is None else f"{f.ratio:.2f}"
+        ratio = "" if f.ratio is None else f"{f.ratio:.3g}"
         met = {True: "yes", False: "no", None: ""}[f.meets_goal]
         table.add_row(f.benchmark, f.name, f"{f.value:,.2f} {f.unit}", baseline, ratio, met)
     return table
