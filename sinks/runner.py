@@ -93,22 +93,22 @@ class PostgresSink:
         started = time.perf_counter()
         receipts: list[tuple[bytes, bytes]] = []
         dead: list[tuple[Any, str]] = []
+        commands: list[dict[str, Any]] = []
+        for messages in batch.values():
+            for message in messages:
+                try:
+                    commands.append(self._commands.decode(message.value))
+                except InvalidMessage as exc:
+                    dead.append((message, exc.reason))
         with conn, conn.cursor() as cur:
-            for messages in batch.values():
-                for message in messages:
-                    try:
-                        command = self._commands.decode(message.value)
-                    except InvalidMessage as exc:
-                        dead.append((message, exc.reason))
-                        continue
-                    done = self.executor.execute(cur, command)
-                    receipts.append((command["subject_id"].encode(), done.encoded))
-                    outcome = done.receipt["outcome"]
-                    metrics.SINK_COMMANDS.labels(self.store_map.store, outcome).inc()
-                    if not done.repeated and done.receipt["rows"]:
-                        metrics.ROWS_DELETED.labels(self.store_map.store, command["category"]).inc(
-                            done.receipt["rows"]
-                        )
+            executed = self.executor.execute_batch(cur, commands)
+        for command, done in zip(commands, executed, strict=True):
+            receipts.append((command["subject_id"].encode(), done.encoded))
+            metrics.SINK_COMMANDS.labels(self.store_map.store, done.receipt["outcome"]).inc()
+            if not done.repeated and done.receipt["rows"]:
+                metrics.ROWS_DELETED.labels(self.store_map.store, command["category"]).inc(
+                    done.receipt["rows"]
+                )
         for key, value in receipts:
             out.send(self.topics.receipts, key=key, value=value)
         for message, reason in dead:

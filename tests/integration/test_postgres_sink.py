@@ -143,3 +143,48 @@ def test_the_sink_consumes_commands_and_publishes_receipts(
         dlq.close()
     assert count(loaded, "SELECT count(*) FROM customers WHERE customer_id = 2") == 0
     assert count(loaded, "SELECT sum(rows) FROM ebbtide_sink.applied_commands") == 2
+
+
+def test_a_batch_has_the_effect_and_receipts_of_one_command_at_a_time(
+    loaded: str, executor: PostgresExecutor
+) -> None:
+    execute(loaded, executor, command("invoice", "1", command_id="already-done"))
+    batch = [
+        command("client", "3"),
+        command("invoice", "2"),
+        command("invoice", "1", command_id="already-done"),  # applied in an earlier batch
+        command("client", "3"),  # the same command twice in one batch
+        command("client", "3", command_id="other-id-same-row"),  # another command for a deleted row
+        command("correspondence", "999999"),  # no such row
+        command("hosted", "1"),  # no table for the category
+    ]
+    conn = psycopg2.connect(loaded)
+    with conn, conn.cursor() as cur:
+        done = executor.execute_batch(cur, batch)
+    conn.close()
+    got = [(d.receipt["outcome"], d.receipt["rows"], d.repeated) for d in done]
+    assert got == [
+        ("DELETED", 1, False),
+        ("DELETED", 1, False),
+        ("DELETED", 1, True),
+        ("DELETED", 1, True),
+        ("NOT_FOUND", 0, False),
+        ("NOT_FOUND", 0, False),
+        ("FAILED", 0, False),
+    ]
+    assert done[3].encoded == done[0].encoded
+    assert count(loaded, "SELECT count(*) FROM customers WHERE customer_id = 3") == 0
+    assert count(loaded, "SELECT count(*) FROM ebbtide_sink.applied_commands") == 5
+
+
+def test_a_bad_key_in_a_batch_fails_alone_and_the_rest_is_executed(
+    loaded: str, executor: PostgresExecutor
+) -> None:
+    batch = [command("client", "4"), command("client", "not-a-number"), command("client", "5")]
+    conn = psycopg2.connect(loaded)
+    with conn, conn.cursor() as cur:
+        done = executor.execute_batch(cur, batch)
+    conn.close()
+    assert [d.receipt["outcome"] for d in done] == ["DELETED", "FAILED", "DELETED"]
+    assert "InvalidTextRepresentation deleting from customers" == done[1].receipt["reason"]
+    assert count(loaded, "SELECT count(*) FROM customers WHERE customer_id IN (4, 5)") == 0
