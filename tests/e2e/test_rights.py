@@ -131,3 +131,33 @@ def test_erasure_with_a_bookkeeping_exception_and_a_legal_hold(
     final = explain(settings, "changelog")  # the same answer without the worker, from Kafka
     assert set(statuses(final).values()) == {"deleted"}
     assert final["clock"] == "2025-01-02T00:00:00Z"
+
+
+def test_policy_diff_counts_how_the_live_deadlines_move(
+    settings: Settings, pipeline: Pipeline, one_customer: str, tmp_path: Path
+) -> None:
+    from streams.policy.rules import DEFAULT_POLICY
+    from tests.support import wait_until
+
+    publish(settings, LIFE[:8])  # a closed account: client, invoice, ticket, newsletter
+    longer = tmp_path / "longer.toml"
+    longer.write_text(DEFAULT_POLICY.read_text().replace("keep = { years = 5 }", "keep = { years = 7 }"))
+
+    def diff() -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "ebbtide", "policy", "diff", str(DEFAULT_POLICY), str(longer), "--state"],
+            env=processes.settings_env(settings),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return done.stdout if done.returncode == 0 else ""
+
+    out = wait_until(
+        lambda: (text := diff()) and "4 pending records" in text and text,
+        60,
+        "the worker's state in its changelog",
+    )
+    assert "rule bookkeeping: keep" in out
+    assert "later: 1" in out and "unchanged: 3" in out and "clock starts: 0" in out

@@ -186,5 +186,5 @@ def test_a_bad_key_in_a_batch_fails_alone_and_the_rest_is_executed(
         done = executor.execute_batch(cur, batch)
     conn.close()
     assert [d.receipt["outcome"] for d in done] == ["DELETED", "FAILED", "DELETED"]
-    assert "InvalidTextRepresentation deleting from customers" == done[1].receipt["reason"]
+    assert done[1].receipt["reason"] == "InvalidTextRepresentation deleting from customers"
     assert count(loaded, "SELECT count(*) FROM customers WHERE customer_id IN (4, 5)") == 0
