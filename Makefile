@@ -10,7 +10,7 @@ WITH_STACK := deploy/local/with-stack.sh
 PYTEST_ARGS ?=
 SIZE ?= medium
 
-.PHONY: help install stack-up stack-down stack-status demo test test-unit lint bench clean
+.PHONY: help install tools stack-up stack-down stack-status demo test test-unit lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install Ebbtide with its dev tools
 
+tools: ## Debian tools the tests use (promtool, from the prometheus package)
+	@command -v promtool >/dev/null || { echo "installing prometheus (promtool)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+
 stack-up: ## start the local Kafka (KRaft) and PostgreSQL on 127.0.0.1
 	deploy/local/stack.sh up
 
@@ -37,7 +41,7 @@ stack-status: ## show whether the local stack is running
 demo: $(STAMP) ## run the scripted demo on the local stack and print the summary
 	$(WITH_STACK) $(PY) -m ebbtide demo $(DEMO_ARGS)
 
-test: $(STAMP) ## lint, then the whole suite against the real servers (started and stopped as needed)
+test: $(STAMP) tools ## lint, then the whole suite against the real servers (started and stopped as needed)
 	$(MAKE) --no-print-directory lint
 	$(WITH_STACK) $(PY) -m pytest $(PYTEST_ARGS)
 
