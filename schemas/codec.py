@@ -51,8 +51,10 @@ class SchemaFile:
         if match is None:
             raise ValueError(f"{path.name}: schema files are named <name>.v<N>.avsc")
         raw = json.loads(path.read_text())
-        parsed = fastavro.parse_schema(raw, _write_hint=False)
-        canonical = to_parsing_canonical_form(parsed)
+        # Parsed once with fastavro's write hint, so readers and writers reuse it as is
+        # (without the hint, fastavro parses the schema again on every call).
+        parsed = fastavro.parse_schema(raw)
+        canonical = to_parsing_canonical_form(fastavro.parse_schema(raw, _write_hint=False))
         digest = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
         return cls(match["name"], int(match["version"]), path, parsed, digest)
 
@@ -109,11 +111,9 @@ class Codec:
         if writer is None:
             raise InvalidMessage(f"{self.name}: unknown writer schema fingerprint {data[2:10].hex()}")
         try:
+            reader = None if writer is self.current else self.current.parsed  # resolve older writers only
             record = fastavro.schemaless_reader(
-                io.BytesIO(data[10:]),
-                writer.parsed,
-                self.current.parsed,
-                return_record_name=True,
+                io.BytesIO(data[10:]), writer.parsed, reader, return_record_name=True
             )
         except Exception as exc:  # fastavro raises many types on corrupt input
             raise InvalidMessage(f"{self.name}: corrupt body ({type(exc).__name__})") from None
