@@ -95,15 +95,20 @@ def apply_event(state: SubjectState, event: Event, policy: Policy) -> Outcome:
         return Outcome(state)
     seen = state.seen | {event.event_id}
     facts, records = state.facts, state.records
+    fact: Fact | None = None
     if isinstance(event, RecordWritten):
         records = _written(records, event)
+        only: frozenset[str] | None = frozenset({record_id(event.store, event.category, event.record_key)})
     else:
         fact = fact_of(event)
-        if fact is not None:
-            facts_list = list(facts)
-            insort(facts_list, fact)
-            facts = tuple(facts_list)
-    return restamp(replace(state, seen=seen, facts=facts, records=records), state, policy)
+        if fact is None:
+            return Outcome(replace(state, seen=seen))
+        facts_list = list(facts)
+        insort(facts_list, fact)
+        facts = tuple(facts_list)
+        only = _affected(records, fact, policy)
+    duties = fact is not None and fact.kind in _DUTY_FACTS
+    return restamp(replace(state, seen=seen, facts=facts, records=records), state, policy, only, duties)
 
 
 def fire_due(state: SubjectState, now: int, policy: Policy) -> Outcome:
@@ -205,16 +210,53 @@ def apply_receipt(state: SubjectState, report: DeletionReported, policy: Policy)
     return Outcome(replace(state, records=records), (decision,))
 
 
-def restamp(state: SubjectState, before: SubjectState, policy: Policy) -> Outcome:
-    """Derive every pending record's deadline and blockers, and every duty, from the facts;
-    decide on what changed since ``before``."""
-    account = account_clock(state.facts)
-    rights = rights_of(state.facts)
+_RIGHTS_FACTS = frozenset(
+    {
+        "LegalHoldPlaced",
+        "LegalHoldReleased",
+        "RestrictionRequested",
+        "RestrictionLifted",
+        "ErasureRequested",
+        "ErasureVerified",
+    }
+)
+_DUTY_FACTS = frozenset({"ErasureRequested", "ErasureVerified", "BreachDetected", "BreachNotified"})
+
+
+def _affected(records: dict[str, RecordState], fact: Fact, policy: Policy) -> frozenset[str] | None:
+    """The records whose judgement a new fact can change (None: all of them)."""
+    if fact.kind in _RIGHTS_FACTS:
+        return None
+    out = set()
+    for rid, record in records.items():
+        rule = policy.rule_for(record.category)
+        if rule is None or record.status != "pending":
+            continue
+        moves_clock = fact.kind in rule.starts or fact.kind in rule.stops
+        in_scope = rule.clock == "account" or rule.scope == "subject" or record.ref == fact.ref
+        if fact.kind in rule.requires or (moves_clock and in_scope):
+            out.add(rid)
+    return frozenset(out)
+
+
+def restamp(
+    state: SubjectState,
+    before: SubjectState,
+    policy: Policy,
+    only: frozenset[str] | None = None,
+    duties_changed: bool = True,
+) -> Outcome:
+    """Derive the deadline and blockers of every pending record (or only those in ``only``) and,
+    if ``duties_changed``, every duty, from the facts; decide on what changed since ``before``."""
     records = dict(state.records)
     decisions: list[Decision] = []
-    for rid in sorted(records):
-        record = records[rid]
-        if record.status != "pending":
+    if only is not None and not only and not duties_changed:
+        return Outcome(state)
+    account = account_clock(state.facts)
+    rights = rights_of(state.facts)
+    for rid in sorted(records if only is None else only):
+        record = records.get(rid)
+        if record is None or record.status != "pending":
             continue
         old = before.records.get(rid)
         if old is not None and old.written_by != record.written_by:
@@ -222,6 +264,8 @@ def restamp(state: SubjectState, before: SubjectState, policy: Policy) -> Outcom
         new, reasons = judge(record, state.facts, account, rights, policy)
         records[rid] = new
         decisions += _record_decisions(state.subject_id, old, new, reasons, policy)
+    if not duties_changed:
+        return Outcome(replace(state, records=records), tuple(decisions))
     duties = duties_of(state.facts, policy.duties)
     decisions += _duty_decisions(state.subject_id, before.duties, duties, policy)
     state = replace(state, records=records, duties=duties)
