@@ -84,7 +84,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         policy.label,
         settings.worker_metrics_port,
     )
-    Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
+    worker = Worker(app, loglevel=args.loglevel, quiet=True)
+    worker.spinner = None  # the terminal spinner costs CPU on every log record, even unseen
+    worker.execute_from_commandline()
     return 0
 
 

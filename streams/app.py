@@ -9,7 +9,19 @@ import faust
 
 from ebbtide.settings import Settings, Topics
 from streams.policy.rules import Policy
-from streams.processor import LifecycleProcessor
+from streams.processor import LifecycleProcessor, partition_of_key
+
+BATCH = 500  # events per batch: one broker acknowledgement and one state write per key
+BATCH_WAIT = 0.05  # seconds to wait for a batch to fill
+
+
+class PartitionedTable(faust.Table[str, Any]):
+    """A table whose keys name their partition (``s:<p>:…``, ``p:<p>``), so every write goes to
+    the changelog partition of the source partition it belongs to, also when written after a
+    batch rather than while its event is the current one."""
+
+    def partition_for_key(self, key: Any) -> int | None:
+        return partition_of_key(key)
 
 
 def create_app(settings: Settings, policy: Policy) -> faust.App:
@@ -27,7 +39,8 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         producer_acks=-1,
-        broker_commit_every=1000,
+        producer_linger=0.005,
+        broker_commit_every=10_000,
         broker_commit_interval=1.0,
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
@@ -42,18 +55,23 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
         partitions=settings.partitions,
     )
     # Keys are str, values JSON-able dicts (Faust's default json codec); see streams.processor.
-    table = app.Table("state", partitions=settings.partitions)
+    table = PartitionedTable(app, name="state", partitions=settings.partitions, beacon=app.tables.beacon)
+    app.tables.add(table)
     processor = LifecycleProcessor(policy, topics, table, settings.partitions)
 
     @app.agent(source, name="lifecycle")
     async def lifecycle(stream: faust.StreamT[Any]) -> None:
-        async for event in stream.events():
-            message = event.message
-            outs = processor.on_message(
-                message.topic, message.partition, message.offset, message.key, message.value
-            )
+        assert isinstance(stream, faust.Stream)  # take_events is on the class, not the protocol
+        async for events in stream.take_events(BATCH, within=BATCH_WAIT):
+            outs = []
+            for event in events:
+                message = event.message
+                outs += processor.on_message(
+                    message.topic, message.partition, message.offset, message.key, message.value
+                )
             if outs:
-                # Output first, acknowledged by the broker; only then the state that says it was sent.
+                # Output first, acknowledged by the broker; only then the state that says it was
+                # sent; Faust commits the batch's offsets after that.
                 pending = [
                     await app.producer.send(o.topic, o.key, o.value, None, None, list(o.headers) or None)
                     for o in outs

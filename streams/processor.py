@@ -68,6 +68,11 @@ def subject_key(partition: int, subject_id: str) -> str:
     return f"s:{partition}:{subject_id}"
 
 
+def partition_of_key(key: str) -> int:
+    """The partition a state key belongs to: ``s:<p>:<subject>`` or ``p:<p>``."""
+    return int(key.split(":", 2)[1])
+
+
 class LifecycleProcessor:
     def __init__(
         self, policy: Policy, topics: Topics, table: MutableMapping[str, Any], partitions: int = 1
