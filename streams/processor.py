@@ -64,6 +64,9 @@ class Out:
     headers: tuple[tuple[str, bytes], ...] = ()
 
 
+DECODED_CACHE = 20_000  # subjects kept decoded in memory beside the table
+
+
 def subject_key(partition: int, subject_id: str) -> str:
     return f"s:{partition}:{subject_id}"
 
@@ -82,6 +85,8 @@ class LifecycleProcessor:
         self.topics = topics
         self.state = StagedTable(table)
         self._due: dict[int, DueIndex] = {}
+        # Decoded states, valid while the table still holds the very object they came from.
+        self._decoded: dict[str, tuple[Any, SubjectState]] = {}
         self._pending: dict[int, int] = {}
         self._events = codec_for(LIFECYCLE_EVENT)
         self._ticks = codec_for(CLOCK_TICK)
@@ -150,13 +155,12 @@ class LifecycleProcessor:
     def on_receipt(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Out]:
         try:
             report = to_report(self._receipts.decode(value))
-            raw = self.state.get(subject_key(partition, report.subject_id))
-            if raw is None:
+            state = self._load(partition, report.subject_id)
+            if state is None:
                 raise InvalidMessage("deletion_receipt: no subject with this id on this partition")
         except InvalidMessage as exc:
             return [self._dead_letter("receipts", self.topics.receipts, partition, offset, key, value, exc)]
         metrics.RECEIPTS.labels(report.store, report.outcome).inc()
-        state = snapshot.load(raw)
         return self._settle(partition, state, apply_receipt(state, report, self.policy))
 
     # -- internals ----------------------------------------------------------------------------
@@ -170,9 +174,8 @@ class LifecycleProcessor:
                 continue  # the clock never goes back; a replayed tick is a no-op
             progress.now = now
             for subject_id in self._index(partition).take(now):
-                raw = self.state.get(subject_key(partition, subject_id))
-                if raw is not None:
-                    state = snapshot.load(raw)
+                state = self._load(partition, subject_id)
+                if state is not None:
                     out += self._settle(partition, state, fire_due(state, now, self.policy), refile=True)
             metrics.CLOCK_TIME.labels(str(partition)).set(now / 1000)
         metrics.TICKS_DEFERRED.labels(str(partition)).set(len(progress.deferred))
@@ -188,22 +191,25 @@ class LifecycleProcessor:
         """
         state = outcome.state
         if state is not before:
-            self.state[subject_key(partition, state.subject_id)] = snapshot.dump(state)
+            key = subject_key(partition, state.subject_id)
+            raw = snapshot.dump(state)
+            self.state[key] = raw
+            self._remember(key, raw, state)
             self._count_pending(partition, state.pending_deadlines() - before.pending_deadlines())
         next_deadline = state.next_deadline()
         if next_deadline is not None and (refile or state is not before):
             self._index(partition).file(state.subject_id, next_deadline)
-        key = state.subject_id.encode()
+        message_key = state.subject_id.encode()
         out = [
-            Out(self.topics.commands(c.store), key, self._commands.encode(command_record(c)))
+            Out(self.topics.commands(c.store), message_key, self._commands.encode(command_record(c)))
             for c in outcome.commands
         ]
         out += [
-            Out(self.topics.decisions, key, self._decisions.encode(decision_record(d)))
+            Out(self.topics.decisions, message_key, self._decisions.encode(decision_record(d)))
             for d in outcome.decisions
         ]
         out += [
-            Out(self.topics.answers, key, self._answers.encode(answer_record(a))) for a in outcome.answers
+            Out(self.topics.answers, message_key, self._answers.encode(answer_record(a))) for a in outcome.answers
         ]
         for command in outcome.commands:
             metrics.COMMANDS_SENT.labels(command.store, command.category).inc()
@@ -235,8 +241,25 @@ class LifecycleProcessor:
         metrics.PENDING_DEADLINES.labels(str(partition)).set(self._pending[partition])
 
     def _subject(self, partition: int, subject_id: str) -> SubjectState:
-        raw = self.state.get(subject_key(partition, subject_id))
-        return new_subject(subject_id) if raw is None else snapshot.load(raw)
+        return self._load(partition, subject_id) or new_subject(subject_id)
+
+    def _load(self, partition: int, subject_id: str) -> SubjectState | None:
+        key = subject_key(partition, subject_id)
+        raw = self.state.get(key)
+        if raw is None:
+            return None
+        cached = self._decoded.get(key)
+        if cached is not None and cached[0] is raw:
+            return cached[1]
+        state = snapshot.load(raw)
+        self._remember(key, raw, state)
+        return state
+
+    def _remember(self, key: str, raw: Any, state: SubjectState) -> None:
+        self._decoded.pop(key, None)
+        self._decoded[key] = (raw, state)
+        if len(self._decoded) > DECODED_CACHE:
+            del self._decoded[next(iter(self._decoded))]  # the least recently written or read
 
     def _progress(self, partition: int) -> PartitionProgress:
         return PartitionProgress.load(self.state.get(f"p:{partition}"))

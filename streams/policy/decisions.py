@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,10 +25,12 @@ DecisionKind = Literal[
 ]
 
 
-def stable_id(*parts: object) -> str:
-    """A deterministic id from the parts that make a thing what it is."""
-    blob = json.dumps(parts, separators=(",", ":"), sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:32]
+def stable_id(*parts: str | int | tuple[str, ...] | None) -> str:
+    """A deterministic id from the parts that make a thing what it is.
+
+    The parts are strings, ints, None and tuples of strings, whose repr is stable across runs
+    and Python versions, so the same parts always give the same id."""
+    return hashlib.blake2b(repr(parts).encode(), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True)

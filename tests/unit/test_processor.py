@@ -194,3 +194,9 @@ def test_a_tick_replayed_after_a_crash_before_flush_orders_the_same_command(clos
     again = restarted.on_tick(0, 0, b"tick", tick("2025-01-01T00:00:00Z", closed_account.offset))
     commands = TOPICS.commands("customer_db")
     assert [o.value for o in first if o.topic == commands] == [o.value for o in again if o.topic == commands]
+
+
+def test_every_output_is_keyed_by_its_subject(closed_account: Harness) -> None:
+    closed_account.tick("2025-01-01T00:00:00Z")
+    assert closed_account.sent
+    assert {o.key for o in closed_account.sent} == {b"cust-1"}
