@@ -209,7 +209,8 @@ class LifecycleProcessor:
             for d in outcome.decisions
         ]
         out += [
-            Out(self.topics.answers, message_key, self._answers.encode(answer_record(a))) for a in outcome.answers
+            Out(self.topics.answers, message_key, self._answers.encode(answer_record(a)))
+            for a in outcome.answers
         ]
         for command in outcome.commands:
             metrics.COMMANDS_SENT.labels(command.store, command.category).inc()
