@@ -40,13 +40,22 @@ NAMESPACE = "io.ebbtide.events"
 WRITTEN = datetime(2024, 1, 10, tzinfo=UTC)
 CLOSED = datetime(2024, 6, 1, tzinfo=UTC)  # account clock: deadline 2027-06-01, never reached
 # Faust's INFO log lines that mark the phases of a start: group joined, changelog read, ready.
-PHASES = {"group_joined": "Joined group", "recovery_started": "Restoring state from changelog",
-          "recovery_done": "Recovery complete", "worker_ready": "Worker ready"}
+PHASES = {
+    "group_joined": "Joined group",
+    "recovery_started": "Restoring state from changelog",
+    "recovery_done": "Recovery complete",
+    "worker_ready": "Worker ready",
+}
 
 
 def _event(event_id: str, subject: str, when: datetime, kind: str, **payload: Any) -> dict[str, Any]:
-    return {"event_id": event_id, "subject_id": subject, "event_time": when,
-            "producer": "bench", "payload": (f"{NAMESPACE}.{kind}", payload)}
+    return {
+        "event_id": event_id,
+        "subject_id": subject,
+        "event_time": when,
+        "producer": "bench",
+        "payload": (f"{NAMESPACE}.{kind}", payload),
+    }
 
 
 def pending_events(subjects: int) -> list[Message]:
@@ -56,8 +65,16 @@ def pending_events(subjects: int) -> list[Message]:
     for n in range(subjects):
         subject = f"rec-{n:08d}"
         for event in (
-            _event(f"{subject}-w", subject, WRITTEN, "RecordWritten", store="customer_db",
-                   category="CLIENT", record_key=str(n), ref=None),
+            _event(
+                f"{subject}-w",
+                subject,
+                WRITTEN,
+                "RecordWritten",
+                store="customer_db",
+                category="CLIENT",
+                record_key=str(n),
+                ref=None,
+            ),
             _event(f"{subject}-c", subject, CLOSED, "AccountClosed"),
         ):
             out.append((subject.encode(), codec.encode(event)))
@@ -72,8 +89,10 @@ def probes(partitions: int, label: str) -> list[Message]:
     while len(found) < partitions:
         subject = f"probe-{label}-{n}"
         key = subject.encode()
-        found.setdefault(partition_of(key, partitions), (key, codec.encode(
-            _event(f"{subject}-r", subject, datetime.now(UTC), "CustomerRegistered"))))
+        found.setdefault(
+            partition_of(key, partitions),
+            (key, codec.encode(_event(f"{subject}-r", subject, datetime.now(UTC), "CustomerRegistered"))),
+        )
         n += 1
     return [found[p] for p in sorted(found)]
 
@@ -86,8 +105,9 @@ def wait_committed(settings: Settings, timeout: float) -> None:
     """Wait until the worker's group has committed every event (so nothing is replayed)."""
     topic = Topics(settings.topic_prefix).events
     reader = offsets_reader(settings)
-    group = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id,
-                          enable_auto_commit=False)  # never subscribes: only reads commits
+    group = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id, enable_auto_commit=False
+    )  # never subscribes: only reads commits
     try:
         ends = end_offsets(reader, topic)
         deadline = time.monotonic() + timeout
@@ -132,12 +152,14 @@ def start_and_probe(settings: Settings, label: str, target: int, timeout: float)
         port = settings.worker_metrics_port
         up, _ = wait_metrics(child, port, lambda s: True, timeout)
         first, _ = wait_metrics(
-            child, port, lambda s: processes.total(s, CONSUMED, type="CustomerRegistered") > 0, timeout)
+            child, port, lambda s: processes.total(s, CONSUMED, type="CustomerRegistered") > 0, timeout
+        )
         full = first
         if target:
             full, _ = wait_metrics(child, port, lambda s: _pending(s) >= target, timeout)
-    return Restart(up - started, first - started, full - started if target else 0.0,
-                   log_phases(child.log, wall))
+    return Restart(
+        up - started, first - started, full - started if target else 0.0, log_phases(child.log, wall)
+    )
 
 
 def load_and_kill(settings: Settings, target: int, timeout: float) -> float:
@@ -145,8 +167,9 @@ def load_and_kill(settings: Settings, target: int, timeout: float) -> float:
     publish(settings, Topics(settings.topic_prefix).events, pending_events(target))
     started = time.perf_counter()
     with running("worker-loaded", settings) as child:
-        done, _ = wait_metrics(child, settings.worker_metrics_port,
-                               lambda s: _pending(s) >= target, timeout, poll=SLOW_POLL)
+        done, _ = wait_metrics(
+            child, settings.worker_metrics_port, lambda s: _pending(s) >= target, timeout, poll=SLOW_POLL
+        )
         wait_committed(settings, 60.0)
         child.kill()
     return done - started
@@ -160,24 +183,50 @@ def run(ctx: Context) -> list[Figure]:
     with scratch(ctx, f"{NAME}-empty", session_timeout=SESSION_TIMEOUT) as settings:
         empty = start_and_probe(settings, "empty", 0, timeout)
     ctx.report(f"{NAME}: empty worker processed its first event after {empty.first_event:.2f}s")
-    with scratch(ctx, NAME, session_timeout=SESSION_TIMEOUT) as settings:
+    with scratch(ctx, NAME, session_timeout=SESSION_TIMEOUT, worker_instance_id="bench-recovery") as settings:
         ctx.report(f"{NAME}: loading {target:,} pending deadlines ({2 * target:,} events)")
         loaded = load_and_kill(settings, target, timeout)
         ctx.report(f"{NAME}: loaded in {loaded:.1f}s, killed (SIGKILL); restarting")
         back = start_and_probe(settings, "restart", target, timeout)
     ctx.report(f"{NAME}: back after {back.first_event:.2f}s, all pending after {back.all_pending:.2f}s")
     baseline = "a worker with an empty state (fresh app id): process start to first event processed"
-    notes = (f"{target:,} pending deadlines ({2 * target:,} events, changelog of the state table "
-             f"holds about {4 * target:,} writes), killed with SIGKILL after its offsets were "
-             f"committed; session_timeout={SESSION_TIMEOUT}s and --loglevel info for both workers; "
-             f"new worker's /metrics up after {back.metrics_up:.2f}s (empty: {empty.metrics_up:.2f}s); "
-             f"the loaded worker took {loaded:.1f}s to consume the {2 * target:,} events; "
-             f"restart phases (s from process start, Faust log): {back.phases}")
-    extra = {"pending": target, "session_timeout_s": SESSION_TIMEOUT, "load_seconds": loaded,
-             "restart": vars(back), "empty": vars(empty)}
+    notes = (
+        f"{target:,} pending deadlines ({2 * target:,} events, changelog of the state table "
+        f"holds about {4 * target:,} writes), killed with SIGKILL after its offsets were "
+        f"committed; session_timeout={SESSION_TIMEOUT}s, static membership "
+        f"(worker_instance_id) for the restarted worker, --loglevel info for both; "
+        f"new worker's /metrics up after {back.metrics_up:.2f}s (empty: {empty.metrics_up:.2f}s); "
+        f"the loaded worker took {loaded:.1f}s to consume the {2 * target:,} events; "
+        f"restart phases (s from process start, Faust log): {back.phases}"
+    )
+    extra = {
+        "pending": target,
+        "session_timeout_s": SESSION_TIMEOUT,
+        "load_seconds": loaded,
+        "restart": vars(back),
+        "empty": vars(empty),
+    }
     return [
-        Figure(NAME, "restart to a new event processed", back.first_event, "s", baseline,
-               empty.first_event, higher_is_better=False, notes=notes, extra=extra),
-        Figure(NAME, "restart to every pending deadline reported", back.all_pending, "s", baseline,
-               empty.first_event, higher_is_better=False, notes=notes, extra=extra),
+        Figure(
+            NAME,
+            "restart to a new event processed",
+            back.first_event,
+            "s",
+            baseline,
+            empty.first_event,
+            higher_is_better=False,
+            notes=notes,
+            extra=extra,
+        ),
+        Figure(
+            NAME,
+            "restart to every pending deadline reported",
+            back.all_pending,
+            "s",
+            baseline,
+            empty.first_event,
+            higher_is_better=False,
+            notes=notes,
+            extra=extra,
+        ),
     ]

@@ -32,6 +32,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             "EBBTIDE_SESSION_TIMEOUT": str(settings.session_timeout),
         }
     )
+    if settings.worker_instance_id:
+        env["EBBTIDE_WORKER_INSTANCE_ID"] = settings.worker_instance_id
     if settings.pg_dsn:
         env["EBBTIDE_PG_DSN"] = settings.pg_dsn
     return env

@@ -23,6 +23,9 @@ class Settings:
     sink_metrics_port: int = 9309
     worker_web_port: int = 9310  # the worker's state lookups (ebbtide explain), on 127.0.0.1
     session_timeout: float = 30.0  # seconds before a dead worker's partitions move on
+    # Static group membership: a restarted worker with the same id takes its partitions back at
+    # once. Give each worker process its own stable id (e.g. its host name); never share one.
+    worker_instance_id: str | None = None
     pg_dsn: str | None = None  # no default: there is no default password
 
     @classmethod

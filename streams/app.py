@@ -45,6 +45,7 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         consumer_auto_offset_reset="earliest",
+        consumer_group_instance_id=settings.worker_instance_id,
     )
     source = app.topic(
         topics.events,
