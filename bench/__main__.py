@@ -60,14 +60,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _table(figures: list[Figure]) -> Table:
+    """Figures with their baseline values; what each baseline is goes in numbered notes below."""
+    notes: list[str] = []
     table = Table(title="Ebbtide benchmarks (ratio = figure / baseline, same run)")
     for column in ("benchmark", "figure", "value", "baseline", "ratio", "goal met"):
-        table.add_column(column, justify="right" if column in ("value", "ratio") else "left")
+        table.add_column(column, justify="right" if column in ("value", "baseline", "ratio") else "left")
     for f in figures:
-        baseline = "" if f.baseline_value is None else f"{f.baseline_value:,.2f} ({f.baseline})"
+        baseline = ""
+        if f.baseline_value is not None and f.baseline:
+            if f.baseline not in notes:
+                notes.append(f.baseline)
+            baseline = f"{f.baseline_value:,.2f} [{notes.index(f.baseline) + 1}]"
         ratio = "" if f.ratio is None else f"{f.ratio:.3g}"
         met = {True: "yes", False: "no", None: ""}[f.meets_goal]
         table.add_row(f.benchmark, f.name, f"{f.value:,.2f} {f.unit}", baseline, ratio, met)
+    table.caption = "\n".join(f"[{n}] {text}" for n, text in enumerate(notes, start=1))
+    table.caption_justify = "left"
     return table
 
 

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from streams.policy import events as ev
 from streams.policy.calendar import to_ms
+from streams.policy.engine import SubjectState, apply_event, new_subject
+from streams.policy.rules import default_policy
 
 _ids = itertools.count(1)
 SUBJECT = "cust-1"
+POLICY = default_policy()
+
+
+def fold(events: Iterable[ev.Event]) -> SubjectState:
+    """The state of SUBJECT after ``events`` under the shipped policy."""
+    state = new_subject(SUBJECT)
+    for event in events:
+        state = apply_event(state, event, POLICY).state
+    return state
+
+
+def deadline(state: SubjectState, category: str, key: str, store: str = "customer_db") -> int | None:
+    return state.records[f"{store}/{category}/{key}"].deadline
 
 
 def t(day: str) -> int:

@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from streams.policy.engine import SubjectState, apply_event, fire_due, new_subject
-from streams.policy.events import Event
+from streams.policy.engine import apply_event, fire_due
 from streams.policy.rules import default_policy
-from tests.unit.builders import SUBJECT, cancelled, closed, invoiced, ordered, t, written
+from tests.unit.builders import cancelled, closed, deadline, fold, invoiced, ordered, t, written
 
 POLICY = default_policy()
-
-
-def fold(events: Iterable[Event]) -> SubjectState:
-    state = new_subject(SUBJECT)
-    for event in events:
-        state = apply_event(state, event, POLICY).state
-    return state
-
-
-def deadline(state: SubjectState, category: str, key: str) -> int | None:
-    return state.records[f"customer_db/{category}/{key}"].deadline
 
 
 class TestSeed001ClientAccountKeptThreeYearsAfterCancellation:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.policy.engine import Outcome, SubjectState, apply_event, fire_due, new_subject
+from streams.policy.engine import Outcome, SubjectState, apply_event, fire_due
 from streams.policy.events import Event
 from streams.policy.rules import default_policy
 from tests.unit.builders import (
@@ -16,6 +16,7 @@ from tests.unit.builders import (
     cancelled,
     closed,
     erasure,
+    fold,
     hold,
     invoiced,
     notified,
@@ -29,13 +30,6 @@ from tests.unit.builders import (
 )
 
 POLICY = default_policy()
-
-
-def fold(events: Iterable[Event]) -> SubjectState:
-    state = new_subject(SUBJECT)
-    for event in events:
-        state = apply_event(state, event, POLICY).state
-    return state
 
 
 def apply_all(state: SubjectState, events: Iterable[Event]) -> list[Outcome]:
