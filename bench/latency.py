@@ -235,7 +235,7 @@ def run(ctx: Context) -> list[Figure]:
     with scratch_database(ctx.pg_dsn, NAME) as dsn:
         prepare_database(dsn, customers)
         settings = replace(ctx.unique_settings(NAME), pg_dsn=dsn, worker_metrics_port=free_port(),
-                           sink_metrics_port=free_port())
+                           sink_metrics_port=free_port(), worker_web_port=free_port())
         create_topics(settings, pipeline_topics(Topics(settings.topic_prefix), ["customer_db"]))
         try:
             return measure(ctx, settings, dsn, settings.state_dir / "logs")

@@ -63,6 +63,7 @@ def unique_settings(bootstrap: str, state_dir: Path, dsn: str | None = None) -> 
         state_dir=state_dir,
         worker_metrics_port=free_port(),
         sink_metrics_port=free_port(),
+        worker_web_port=free_port(),
         pg_dsn=dsn,
         session_timeout=6.0,
     )
