@@ -60,6 +60,7 @@ def to_record(event: dict[str, Any]) -> dict[str, Any]:
         raise InvalidEvent("field payload: must be a JSON object")
     if "category" in payload and isinstance(payload["category"], str):
         payload = {**payload, "category": payload["category"].upper()}
+    payload = _payload_times(kind, payload)
     record = {
         "event_id": event["event_id"],
         "subject_id": event["subject_id"],
@@ -72,6 +73,34 @@ def to_record(event: dict[str, Any]) -> dict[str, Any]:
     except InvalidMessage as exc:
         raise InvalidEvent(exc.reason.removeprefix("lifecycle_event: ")) from None
     return record
+
+
+def _timestamp_fields(kind: str) -> set[str]:
+    """Payload fields of ``kind`` that are Avro timestamps."""
+    envelope = codec_for(LIFECYCLE_EVENT).current.parsed
+    payload = next(f for f in envelope["fields"] if f["name"] == "payload")
+    branch = next(b for b in payload["type"] if b["name"].rsplit(".", 1)[-1] == kind)
+    return {
+        f["name"]
+        for f in branch["fields"]
+        if isinstance(f["type"], dict) and f["type"].get("logicalType") == "timestamp-millis"
+    }
+
+
+def _payload_times(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """ISO-8601 strings in timestamp fields become aware datetimes, like ``event_time``."""
+    out = dict(payload)
+    for name in _timestamp_fields(kind) & set(payload):
+        value = payload[name]
+        if isinstance(value, str):
+            try:
+                moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise InvalidEvent(f"field payload.{name}: not an ISO-8601 time") from None
+            if moment.tzinfo is None:
+                raise InvalidEvent(f"field payload.{name}: must carry a time zone")
+            out[name] = moment
+    return out
 
 
 @dataclass(frozen=True)

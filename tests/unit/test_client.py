@@ -65,3 +65,22 @@ def test_publish_dry_run_accepts_a_valid_file(tmp_path: Path, capsys: pytest.Cap
     path.write_text(json.dumps(GOOD) + "\n\n" + json.dumps({**GOOD, "event_id": "e2"}) + "\n")
     assert main(["publish", str(path), "--dry-run"]) == 0
     assert "2 valid event(s)" in capsys.readouterr().out
+
+
+def test_payload_times_are_iso_8601_like_event_time() -> None:
+    record = to_record(
+        {
+            **GOOD,
+            "type": "CertificateIssued",
+            "payload": {"certificate_id": "c1", "valid_until": "2025-01-01T00:00:00Z"},
+        }
+    )
+    assert record["payload"][1]["valid_until"].year == 2025
+    with pytest.raises(InvalidEvent, match="field payload.valid_until: must carry a time zone"):
+        to_record(
+            {
+                **GOOD,
+                "type": "CertificateIssued",
+                "payload": {"certificate_id": "c1", "valid_until": "2025-01-01T00:00:00"},
+            }
+        )
