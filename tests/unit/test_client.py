@@ -76,7 +76,7 @@ def test_payload_times_are_iso_8601_like_event_time() -> None:
         }
     )
     assert record["payload"][1]["valid_until"].year == 2025
-    with pytest.raises(InvalidEvent, match="field payload.valid_until: must carry a time zone"):
+    with pytest.raises(InvalidEvent, match=r"field payload\.valid_until: must carry a time zone"):
         to_record(
             {
                 **GOOD,
