@@ -227,11 +227,10 @@ class LifecycleProcessor:
             pending = 0
             for key in self.state.keys_in_table():
                 if key.startswith(prefix):
-                    state = snapshot.load(self.state.table[key])
-                    deadline = state.next_deadline()
+                    subject_id, deadline, waiting = snapshot.summary(self.state.table[key])
                     if deadline is not None:
-                        index.file(state.subject_id, deadline)
-                    pending += state.pending_deadlines()
+                        index.file(subject_id, deadline)
+                    pending += waiting
             self._pending[partition] = 0
             self._count_pending(partition, pending)
         return index

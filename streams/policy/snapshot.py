@@ -40,7 +40,19 @@ def dump(state: SubjectState) -> dict[str, Any]:
         ]
     if state.overdue:
         out["overdue"] = sorted(state.overdue)
+    # Derived, kept beside the state so a restarted worker rebuilds its due index without
+    # decoding every subject.
+    out["next"] = state.next_deadline()
+    out["waiting"] = state.pending_deadlines()
     return out
+
+
+def summary(raw: dict[str, Any]) -> tuple[str, int | None, int]:
+    """(subject id, next deadline, records waiting) of a dumped state, cheaply."""
+    if "waiting" in raw:
+        return raw["s"], raw["next"], raw["waiting"]
+    state = load(raw)  # written by an older version
+    return state.subject_id, state.next_deadline(), state.pending_deadlines()
 
 
 def load(raw: dict[str, Any]) -> SubjectState:
