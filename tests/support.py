@@ -98,6 +98,7 @@ class Received:
     raw: bytes
     key: bytes | None
     headers: dict[str, bytes]
+    partition: int = 0
 
 
 @dataclass
@@ -124,7 +125,7 @@ class TopicReader:
         for messages in self._consumer.poll(timeout_ms=200).values():
             for m in messages:
                 value = self.codec.decode(m.value) if self.codec else None
-                self.seen.append(Received(value, m.value, m.key, dict(m.headers or [])))
+                self.seen.append(Received(value, m.value, m.key, dict(m.headers or []), m.partition))
         return self.seen
 
     def wait_for(

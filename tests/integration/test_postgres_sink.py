@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg2
 import pytest
+from kafka.partitioner.default import murmur2
 
 from ebbtide.demo import database as demo_db
 from ebbtide.demo.scenario import build
@@ -129,6 +130,8 @@ def test_the_sink_consumes_commands_and_publishes_receipts(
     try:
         got = receipts.wait_for(lambda seen: len(seen) >= 3, 60, "three receipts")
         outcomes = sorted((r.value["command_id"], r.value["outcome"]) for r in got if r.value)
+        # Receipts land on their subject's partition, as the Java-compatible murmur2 hash puts its events.
+        assert {r.partition for r in got} == {(murmur2(b"cust-00001") & 0x7FFFFFFF) % settings.partitions}
         assert outcomes == [
             ("cmd-client-2", "DELETED"),
             ("cmd-client-2", "DELETED"),
