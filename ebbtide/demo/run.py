@@ -211,8 +211,10 @@ def _summarise(
 
 
 def _why(decision: dict[str, Any]) -> str:
-    if decision["deadline"] is None:
-        return str(decision["reason"]).split(";")[0]
+    """Why a record is still there, from its latest decision."""
+    reason = str(decision["reason"]).split(";")[0]
+    if decision["kind"] in ("HELD", "RESTRICTED") or decision["deadline"] is None:
+        return reason  # a hold, a restriction or a stopped clock says it all
     deadline = decision["deadline"]
     when = deadline.date() if isinstance(deadline, datetime) else deadline
     if decision["kind"] == "DELETION_ORDERED":
