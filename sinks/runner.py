@@ -45,6 +45,16 @@ def _skip(message: Message) -> bool:
     return True
 
 
+def _next_batch(consumer: Consumer) -> list[Message]:
+    """Wait for one command, then take what has already been fetched, up to a batch: low latency
+    when it is quiet, big batches under load (librdkafka's consume() would wait for a full batch)."""
+    first = consumer.poll(0.5)
+    if first is None:
+        return []
+    batch = [first, *consumer.consume(num_messages=BATCH - 1, timeout=0)]
+    return [m for m in batch if not _skip(m)]
+
+
 def _position(message: Message) -> tuple[int, int]:
     """(partition, offset) of a consumed message, which always has both."""
     partition, offset = message.partition(), message.offset()
@@ -110,7 +120,7 @@ class PostgresSink:
         backoff = 0.5
         try:
             while not self.stop.is_set():
-                batch = [m for m in consumer.consume(num_messages=BATCH, timeout=0.5) if not _skip(m)]
+                batch = _next_batch(consumer)
                 if not batch:
                     continue
                 try:
