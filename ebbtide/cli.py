@@ -199,6 +199,60 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_certificate(args: argparse.Namespace, settings: Settings) -> int:
+    from ebbtide import certificates
+
+    if args.action == "keygen":
+        directory = Path(args.path)
+        directory.mkdir(parents=True, exist_ok=True)
+        private, public = certificates.generate_key()
+        secret = directory / "certificate-signing.key"
+        if secret.exists():
+            print(
+                f"ebbtide certificate keygen: {secret} exists; not overwriting a signing key", file=sys.stderr
+            )
+            return 1
+        secret.write_bytes(private)
+        secret.chmod(0o600)
+        (directory / "certificate-signing.pub").write_bytes(public)
+        print(
+            f"key {certificates.key_id(public)}: private {secret} (mode 600), "
+            f"public {directory / 'certificate-signing.pub'} (give this one to customers and auditors)"
+        )
+        return 0
+    try:
+        document = certificates.loads(Path(args.path).read_bytes())
+    except (OSError, ValueError) as exc:
+        print(f"ebbtide certificate: cannot read {args.path}: {exc}", file=sys.stderr)
+        return 2
+    if args.action == "html":
+        try:
+            print(certificates.render_html(document))
+        except ValueError as exc:
+            print(f"ebbtide certificate html: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if not args.public_key:
+        print("ebbtide certificate verify: give --public-key KEY.pem", file=sys.stderr)
+        return 2
+    try:
+        reasons = certificates.verify(document, Path(args.public_key).read_bytes())
+    except (OSError, ValueError) as exc:
+        print(f"ebbtide certificate verify: cannot use the public key: {exc}", file=sys.stderr)
+        return 2
+    if reasons:
+        print(f"INVALID: {args.path}")
+        for reason in reasons:
+            print(f"  - {reason}")
+        return 1
+    entries = len(document["certificate"]["entries"])
+    print(
+        f"VALID: {args.path}: subject {document['certificate']['subject_id']}, {entries} deletion(s), "
+        f"signed by key {document['signature']['key_id']}"
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from ebbtide.demo.run import run_demo
 
@@ -309,6 +363,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--policy", help="policy file the worker runs (default: the shipped policy)")
     explain.set_defaults(func=cmd_explain)
+
+    certificate = sub.add_parser(
+        "certificate",
+        help="deletion certificates: make a signing key, verify a certificate offline, render HTML",
+        description="keygen DIR: an Ed25519 signing key pair. verify FILE --public-key KEY.pem: check a "
+        "signed deletion certificate offline (exit 0 valid, 1 invalid with reasons). html FILE: a "
+        "readable rendering.",
+    )
+    certificate.add_argument("action", choices=["keygen", "verify", "html"])
+    certificate.add_argument("path", help="keygen: a directory; verify/html: a certificate JSON file")
+    certificate.add_argument("--public-key", help="the issuer's public key (PEM), for verify")
+    certificate.set_defaults(func=cmd_certificate)
 
     demo = sub.add_parser(
         "demo",

@@ -1,0 +1,605 @@
+"""Deletion certificates: the written confirmation of seed 003 § 13, signed with Ed25519.
+
+When every store has answered for a subject, a certificate lists each record: the store, the
+command, the rule, the deadline, when the deletion was ordered, when the store executed it, the
+outcome and the number of rows. It is signed with the operator's Ed25519 key so the customer or
+an auditor can check it offline with the public key alone (``ebbtide certificate verify``).
+
+The signed document is JSON::
+
+    {"certificate": {"format": "ebbtide-deletion-certificate/1", "subject_id": ..., "issued_at": ...,
+                     "policy_version": ..., "issuer": ..., "key_id": ..., "entries": [{...}, ...]},
+     "signature": {"algorithm": "Ed25519", "key_id": ..., "value": <base64 of 64 bytes>}}
+
+The signature covers :func:`canonical_bytes` of the certificate: JSON with sorted keys, no
+whitespace, UTF-8, entries sorted by (store, record). A verifier parses the certificate strictly
+(every field present with its type, no unknown field), rebuilds those bytes and checks the
+signature over them, so anything the verifier reads is signed.
+
+Pure functions: no wall clock (the caller passes ``issued_at``), no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import html
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+FORMAT = "ebbtide-deletion-certificate/1"
+ALGORITHM = "Ed25519"
+ANSWERED = ("DELETED", "NOT_FOUND")
+SIGNATURE_BYTES = 64
+
+ENTRY_FIELDS = (
+    "store",
+    "category",
+    "record",
+    "command_id",
+    "rule_id",
+    "deadline",
+    "ordered_at",
+    "outcome",
+    "rows",
+    "executed_at",
+)
+TIME_FIELDS = ("deadline", "ordered_at", "executed_at")
+CERTIFICATE_FIELDS = ("format", "subject_id", "issued_at", "policy_version", "issuer", "key_id", "entries")
+SIGNATURE_FIELDS = ("algorithm", "key_id", "value")
+
+
+@dataclass(frozen=True)
+class DeletionEntry:
+    """One record's deletion, as its store confirmed it. Timestamps are ISO-8601 in UTC."""
+
+    store: str
+    category: str
+    record: str
+    command_id: str
+    rule_id: str
+    deadline: str
+    ordered_at: str
+    outcome: str  # DELETED or NOT_FOUND
+    rows: int
+    executed_at: str
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """Everything that is signed. ``issued_at`` is given by the caller (pipeline time)."""
+
+    subject_id: str
+    issued_at: str
+    policy_version: str
+    entries: tuple[DeletionEntry, ...]
+    issuer: str
+    key_id: str
+
+
+# --- canonical form -----------------------------------------------------------------------------
+
+
+def _entry_order(entry: DeletionEntry) -> tuple[str, str, str, str, str, str, str, str, int, str]:
+    """(store, record) first; the other fields only break ties, so the order is always total."""
+    return (
+        entry.store,
+        entry.record,
+        entry.category,
+        entry.command_id,
+        entry.rule_id,
+        entry.deadline,
+        entry.ordered_at,
+        entry.outcome,
+        entry.rows,
+        entry.executed_at,
+    )
+
+
+def _certificate_dict(certificate: Certificate) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "subject_id": certificate.subject_id,
+        "issued_at": certificate.issued_at,
+        "policy_version": certificate.policy_version,
+        "issuer": certificate.issuer,
+        "key_id": certificate.key_id,
+        "entries": [asdict(entry) for entry in sorted(certificate.entries, key=_entry_order)],
+    }
+
+
+def _canonical_json(value: Any) -> bytes:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def canonical_bytes(certificate: Certificate) -> bytes:
+    """The bytes that are signed: canonical JSON of the certificate, entries sorted by (store, record).
+
+    The same certificate gives the same bytes whatever the order of its entries. Raises
+    ``UnicodeEncodeError`` for a string that is not valid Unicode (a lone surrogate);
+    :func:`build` refuses those.
+    """
+    return _canonical_json(_certificate_dict(certificate))
+
+
+# --- keys ---------------------------------------------------------------------------------------
+
+
+def generate_key() -> tuple[bytes, bytes]:
+    """A new Ed25519 key pair: (private key, unencrypted PKCS#8 PEM; public key, SubjectPublicKeyInfo PEM)."""
+    private = Ed25519PrivateKey.generate()
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private_pem, public_pem
+
+
+def load_private_key(pem: bytes) -> Ed25519PrivateKey:
+    """An unencrypted PEM Ed25519 private key; ValueError for anything else."""
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"not an unencrypted PEM private key: {error}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"not an Ed25519 private key but {type(key).__name__}")
+    return key
+
+
+def load_public_key(pem: bytes) -> Ed25519PublicKey:
+    """A PEM (SubjectPublicKeyInfo) Ed25519 public key; ValueError for anything else."""
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"not a PEM public key: {error}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"not an Ed25519 public key but {type(key).__name__}")
+    return key
+
+
+def _key_id_of(public: Ed25519PublicKey) -> str:
+    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def key_id(public_pem: bytes) -> str:
+    """First 16 hex characters of the SHA-256 of the raw 32-byte public key."""
+    return _key_id_of(load_public_key(public_pem))
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def _text_problem(value: str) -> str | None:
+    if not value:
+        return "empty"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "not valid Unicode"
+    return None
+
+
+def _utc_problem(value: str) -> str | None:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return "not an ISO-8601 timestamp"
+    if moment.utcoffset() != timedelta(0):
+        return "not in UTC"
+    return None
+
+
+def _entry_name(entry: DeletionEntry) -> str:
+    return f"entry {entry.store!r}/{entry.record!r}"
+
+
+def problems(certificate: Certificate) -> list[str]:
+    """Why this certificate must not be issued: [] when it can be.
+
+    It needs at least one entry; every entry answered (DELETED with at least one row, or
+    NOT_FOUND with none); one entry per (store, record); non-empty text; UTC timestamps.
+    """
+    found: list[str] = []
+    for name in ("subject_id", "policy_version", "issuer", "key_id"):
+        problem = _text_problem(getattr(certificate, name))
+        if problem:
+            found.append(f"{name}: {problem}")
+    problem = _text_problem(certificate.issued_at) or _utc_problem(certificate.issued_at)
+    if problem:
+        found.append(f"issued_at: {problem}")
+    if not certificate.entries:
+        found.append("entries: a certificate needs at least one entry")
+    seen: set[tuple[str, str]] = set()
+    for entry in certificate.entries:
+        where = _entry_name(entry)
+        for name in ENTRY_FIELDS:
+            if name == "rows":
+                continue
+            value = getattr(entry, name)
+            problem = _text_problem(value) or (_utc_problem(value) if name in TIME_FIELDS else None)
+            if problem:
+                found.append(f"{where}: {name}: {problem}")
+        rows_ok = isinstance(entry.rows, int) and not isinstance(entry.rows, bool) and entry.rows >= 0
+        if not rows_ok:
+            found.append(f"{where}: rows: must be a whole number, 0 or more")
+        if entry.outcome not in ANSWERED:
+            found.append(
+                f"{where}: not answered: outcome {entry.outcome!r} is neither DELETED nor NOT_FOUND; "
+                "a certificate is issued only when every store has confirmed"
+            )
+        elif not rows_ok:
+            pass
+        elif entry.outcome == "DELETED" and entry.rows == 0:
+            found.append(f"{where}: outcome DELETED with 0 rows")
+        elif entry.outcome == "NOT_FOUND" and entry.rows != 0:
+            found.append(f"{where}: outcome NOT_FOUND with {entry.rows} rows")
+        if (entry.store, entry.record) in seen:
+            found.append(f"{where}: more than one entry for this record")
+        seen.add((entry.store, entry.record))
+    return found
+
+
+def build(
+    subject_id: str,
+    entries: Iterable[DeletionEntry],
+    issued_at: str,
+    policy_version: str,
+    issuer: str,
+    key_id: str,
+) -> Certificate:
+    """A certificate for a subject whose stores have all answered; ValueError listing every problem."""
+    certificate = Certificate(
+        subject_id=subject_id,
+        issued_at=issued_at,
+        policy_version=policy_version,
+        entries=tuple(sorted(entries, key=_entry_order)),
+        issuer=issuer,
+        key_id=key_id,
+    )
+    found = problems(certificate)
+    if found:
+        raise ValueError("cannot issue a deletion certificate: " + "; ".join(found))
+    return certificate
+
+
+# --- signing ------------------------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def sign(certificate: Certificate, private_pem: bytes) -> dict[str, Any]:
+    """The signed JSON-able document. ValueError if the certificate is not issuable or its key_id
+    is not the signing key's."""
+    private = load_private_key(private_pem)
+    signer_id = _key_id_of(private.public_key())
+    if certificate.key_id != signer_id:
+        raise ValueError(f"certificate names key {certificate.key_id!r} but the signing key is {signer_id!r}")
+    found = problems(certificate)
+    if found:
+        raise ValueError("cannot sign this deletion certificate: " + "; ".join(found))
+    payload = canonical_bytes(certificate)
+    return {
+        "certificate": json.loads(payload),
+        "signature": {"algorithm": ALGORITHM, "key_id": signer_id, "value": _b64(private.sign(payload))},
+    }
+
+
+def _fields(
+    value: Any, where: str, names: tuple[str, ...], found: list[str], *, partial: bool = False
+) -> dict[str, Any] | None:
+    """``value`` as an object with exactly ``names``; otherwise None, with the reasons in ``found``.
+
+    With ``partial``, an object that lacks fields or has extra ones is still returned (after the
+    reasons are recorded), so the caller can go on checking the fields that are there.
+    """
+    if not isinstance(value, Mapping):
+        found.append(f"malformed document: {where}: expected an object, got {type(value).__name__}")
+        return None
+    ok = True
+    for name in names:
+        if name not in value:
+            found.append(f"malformed document: {where}: missing field {name!r}")
+            ok = False
+    for name in value:
+        if name not in names:
+            found.append(
+                f"malformed document: {where}: unexpected field {str(name)!r} (it would not be signed)"
+            )
+            ok = False
+    return dict(value) if ok or partial else None
+
+
+def _string(value: Any, where: str, found: list[str]) -> str | None:
+    if not isinstance(value, str):
+        found.append(f"malformed document: {where}: expected a string, got {type(value).__name__}")
+        return None
+    return value
+
+
+def _parse_entry(value: Any, where: str, found: list[str]) -> DeletionEntry | None:
+    data = _fields(value, where, ENTRY_FIELDS, found)
+    if data is None:
+        return None
+    before = len(found)
+    texts = {name: _string(data[name], f"{where}.{name}", found) for name in ENTRY_FIELDS if name != "rows"}
+    rows = data["rows"]
+    if isinstance(rows, bool) or not isinstance(rows, int):
+        found.append(f"malformed document: {where}.rows: expected an integer, got {type(rows).__name__}")
+    if len(found) > before:
+        return None
+    return DeletionEntry(rows=rows, **{name: str(text) for name, text in texts.items()})
+
+
+def _parse_certificate(value: Any, found: list[str]) -> Certificate | None:
+    data = _fields(value, "certificate", CERTIFICATE_FIELDS, found)
+    if data is None:
+        return None
+    before = len(found)
+    if data["format"] != FORMAT:
+        found.append(f"malformed document: certificate.format: expected {FORMAT!r}, got {data['format']!r}")
+    texts = {
+        name: _string(data[name], f"certificate.{name}", found)
+        for name in ("subject_id", "issued_at", "policy_version", "issuer", "key_id")
+    }
+    raw_entries = data["entries"]
+    entries: list[DeletionEntry] = []
+    if not isinstance(raw_entries, list):
+        found.append(
+            f"malformed document: certificate.entries: expected a list, got {type(raw_entries).__name__}"
+        )
+    else:
+        for index, raw in enumerate(raw_entries):
+            entry = _parse_entry(raw, f"certificate.entries[{index}]", found)
+            if entry is not None:
+                entries.append(entry)
+    if len(found) > before:
+        return None
+    return Certificate(
+        subject_id=str(texts["subject_id"]),
+        issued_at=str(texts["issued_at"]),
+        policy_version=str(texts["policy_version"]),
+        entries=tuple(entries),
+        issuer=str(texts["issuer"]),
+        key_id=str(texts["key_id"]),
+    )
+
+
+def _signature_bytes(value: str, found: list[str]) -> bytes | None:
+    try:
+        raw = base64.b64decode(value.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error):
+        found.append("bad signature: signature.value is not base64")
+        return None
+    if _b64(raw) != value:  # one value per signature: no alternative padding or stray low bits
+        found.append("bad signature: signature.value is not canonical base64")
+        return None
+    if len(raw) != SIGNATURE_BYTES:
+        found.append(f"bad signature: an Ed25519 signature has {SIGNATURE_BYTES} bytes, this one {len(raw)}")
+        return None
+    return raw
+
+
+def _check_signature(value: Any, found: list[str]) -> tuple[str | None, bytes | None]:
+    """(the signer's key id, the signature bytes), each None when unusable; reasons in ``found``."""
+    signature = _fields(value, "signature", SIGNATURE_FIELDS, found, partial=True)
+    if signature is None:
+        return None, None
+    texts = {
+        name: _string(signature[name], f"signature.{name}", found)
+        for name in SIGNATURE_FIELDS
+        if name in signature
+    }
+    algorithm = texts.get("algorithm")
+    if algorithm is not None and algorithm != ALGORITHM:
+        found.append(f"bad signature: algorithm {algorithm!r}, expected {ALGORITHM!r}")
+    encoded = texts.get("value")
+    return texts.get("key_id"), _signature_bytes(encoded, found) if encoded is not None else None
+
+
+def verify(document: Any, public_pem: bytes) -> list[str]:
+    """[] when ``document`` is a valid certificate signed by ``public_pem``; otherwise the reasons.
+
+    Never raises on a malformed document: it is reported. An unusable public key raises
+    ValueError, because then nothing could be checked.
+    """
+    public = load_public_key(public_pem)
+    expected_id = _key_id_of(public)
+    found: list[str] = []
+    top = _fields(document, "document", ("certificate", "signature"), found, partial=True)
+    if top is None:
+        return found
+    certificate = _parse_certificate(top["certificate"], found) if "certificate" in top else None
+    signed_by, raw = _check_signature(top["signature"], found) if "signature" in top else (None, None)
+    if signed_by is not None and signed_by != expected_id:
+        found.append(
+            f"key id mismatch: signed with key {signed_by!r} but the public key given is {expected_id!r}"
+        )
+    if certificate is None:
+        return found
+    if signed_by is not None and certificate.key_id != signed_by:
+        found.append(
+            f"key id mismatch: the certificate names key {certificate.key_id!r} "
+            f"but the signature says {signed_by!r}"
+        )
+    found.extend(problems(certificate))
+    if raw is None:
+        return found
+    try:
+        payload = canonical_bytes(certificate)
+    except UnicodeEncodeError:
+        found.append(
+            "bad signature: the certificate has text that cannot be encoded, so it cannot have been signed"
+        )
+        return found
+    try:
+        public.verify(raw, payload)
+    except InvalidSignature:
+        found.append(
+            "bad signature: the certificate's content does not match its signature "
+            "(it was changed after signing, or signed by another key)"
+        )
+    return found
+
+
+# --- files --------------------------------------------------------------------------------------
+
+
+def dumps(document: Mapping[str, Any]) -> str:
+    """The document as a JSON file: indented, keys sorted, UTF-8 text, trailing newline."""
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in result:
+            raise ValueError(f"duplicate field {name!r}")
+        result[name] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse a certificate file strictly: ValueError on invalid JSON, NaN/Infinity or a duplicate field
+    (which another JSON reader might resolve differently from the verifier)."""
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"not a JSON document: {error}") from None
+
+
+# --- HTML ---------------------------------------------------------------------------------------
+
+_STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #1b1f23; margin: 2rem auto;
+       max-width: 72rem; padding: 0 1rem; line-height: 1.45; }
+h1 { font-size: 1.6rem; margin-bottom: 0.2rem; }
+h2 { font-size: 1.15rem; margin-top: 2rem; }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 0.3rem 1.2rem; }
+dl.facts dt { font-weight: 600; }
+dl.facts dd { margin: 0; }
+table { border-collapse: collapse; width: 100%; font-size: 0.9rem; }
+th, td { border: 1px solid #d0d7de; padding: 0.35rem 0.5rem; text-align: left; vertical-align: top; }
+th { background: #f6f8fa; }
+td.num { text-align: right; }
+code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: 0.85rem;
+              overflow-wrap: anywhere; }
+.note { color: #57606a; font-size: 0.9rem; }
+@media print { body { margin: 0; max-width: none; } }
+"""
+
+
+def _table_cells(entry: DeletionEntry) -> tuple[str, ...]:
+    return (
+        entry.store,
+        entry.category,
+        entry.record,
+        entry.rule_id,
+        entry.deadline,
+        entry.ordered_at,
+        entry.executed_at,
+        entry.outcome,
+    )
+
+
+def render_html(document: Mapping[str, Any]) -> str:
+    """A readable, self-contained HTML page of a signed document (it does not check the signature).
+
+    ValueError if the document is malformed. Every value is HTML-escaped.
+    """
+    found: list[str] = []
+    top = _fields(document, "document", ("certificate", "signature"), found)
+    certificate = _parse_certificate(top["certificate"], found) if top is not None else None
+    signature = _fields(top["signature"], "signature", SIGNATURE_FIELDS, found) if top is not None else None
+    if certificate is None or signature is None:
+        raise ValueError("cannot render: " + "; ".join(found))
+
+    def e(value: object) -> str:
+        return html.escape(str(value), quote=True)
+
+    ordered = sorted(certificate.entries, key=_entry_order)
+    rows = "\n".join(
+        "<tr>"
+        + "".join(f"<td>{e(value)}</td>" for value in _table_cells(entry))
+        + f'<td class="num">{e(entry.rows)}</td></tr>'
+        for entry in ordered
+    )
+    commands = "\n".join(
+        f"<tr><td>{e(entry.store)}</td><td>{e(entry.record)}</td>"
+        f'<td class="mono">{e(entry.command_id)}</td></tr>'
+        for entry in ordered
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Deletion certificate</title>
+<style>{_STYLE}</style>
+</head>
+<body>
+<h1>Deletion certificate</h1>
+<p class="note">Written confirmation that each record listed below has been deleted by the store that
+held it, or was no longer held there.</p>
+<dl class="facts">
+<dt>Subject</dt><dd class="mono">{e(certificate.subject_id)}</dd>
+<dt>Issuer</dt><dd>{e(certificate.issuer)}</dd>
+<dt>Issued at</dt><dd>{e(certificate.issued_at)}</dd>
+<dt>Policy version</dt><dd class="mono">{e(certificate.policy_version)}</dd>
+<dt>Records</dt><dd>{len(certificate.entries)}</dd>
+</dl>
+
+<h2>Deletions</h2>
+<table>
+<thead><tr><th>Store</th><th>Category</th><th>Record</th><th>Rule</th><th>Deadline</th><th>Ordered</th>
+<th>Deleted at</th><th>Outcome</th><th>Rows</th></tr></thead>
+<tbody>
+{rows}
+</tbody>
+</table>
+<p class="note">DELETED: the store deleted the record. NOT_FOUND: the store no longer held it.
+Times are in UTC.</p>
+
+<h2>Deletion commands</h2>
+<table>
+<thead><tr><th>Store</th><th>Record</th><th>Command</th></tr></thead>
+<tbody>
+{commands}
+</tbody>
+</table>
+
+<h2>Signature</h2>
+<dl class="facts">
+<dt>Algorithm</dt><dd>{e(signature["algorithm"])}</dd>
+<dt>Key id</dt><dd class="mono">{e(signature["key_id"])}</dd>
+<dt>Signature</dt><dd class="mono">{e(signature["value"])}</dd>
+</dl>
+
+<h2>How to verify</h2>
+<p>This page is a readable copy. The signed certificate is the JSON file it was made from. Anyone holding
+that file and the issuer's public key can check it offline, without contacting the issuer:</p>
+<pre><code>ebbtide certificate verify FILE --public-key KEY.pem</code></pre>
+<p>The command checks the Ed25519 signature over the certificate's content and that the key id of the
+public key is {e(signature["key_id"])}. Any change to the file after signing makes verification fail.</p>
+</body>
+</html>
+"""
