@@ -16,10 +16,15 @@ def to_datetime(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def to_ms(moment: datetime) -> int:
+    """Exact epoch milliseconds (float timestamps would round some instants 1 ms early)."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime: event times must carry a time zone")
-    return int(moment.timestamp() * 1000)
+    return (moment - _EPOCH) // _MS
 
 
 def iso(ms: int) -> str:

@@ -21,7 +21,7 @@ from streams.policy.clocks import Stamp, account_clock, stamp
 from streams.policy.decisions import Decision, DecisionKind, DeleteRecord, ErasureAnswer, stable_id
 from streams.policy.events import DeletionReported, Event, RecordWritten
 from streams.policy.facts import Fact, fact_of
-from streams.policy.rights import Duty, Rights, duties_of, hold_blockers, rights_of
+from streams.policy.rights import Duty, Rights, duties_of, erasure_for, hold_blockers, rights_of
 from streams.policy.rules import Policy, Rule
 
 Status = Literal["pending", "ordered", "deleted"]
@@ -47,6 +47,7 @@ class RecordState:
     command_id: str | None = None
     blockers: tuple[str, ...] = ()  # why deletion is suspended: hold:<id>, restriction:<id>, awaiting:<event>
     restricted_by: str | None = None  # erasure request that limited processing to the rule's purpose
+    failures: int = 0  # failed deletion attempts so far
 
     @property
     def record_id(self) -> str:
@@ -108,7 +109,9 @@ def apply_event(state: SubjectState, event: Event, policy: Policy) -> Outcome:
         facts = tuple(facts_list)
         only = _affected(records, fact, policy)
     duties = fact is not None and fact.kind in _DUTY_FACTS
-    return restamp(replace(state, seen=seen, facts=facts, records=records), state, policy, only, duties)
+    return restamp(
+        replace(state, seen=seen, facts=facts, records=records), state, policy, only, duties, event.event_id
+    )
 
 
 def fire_due(state: SubjectState, now: int, policy: Policy) -> Outcome:
@@ -124,14 +127,16 @@ def fire_due(state: SubjectState, now: int, policy: Policy) -> Outcome:
     records = dict(state.records)
     decisions: list[Decision] = []
     commands: list[DeleteRecord] = []
+    tick = f"tick@{now}"
     for record in due:
-        assert record.rule_id is not None and record.deadline is not None
+        assert record.deadline is not None
+        rule_id = record.rule_id or "erasure"  # a category no rule covers, erased on request
         command_id = stable_id(
             "delete",
             state.subject_id,
             record.record_id,
             record.written_by,
-            record.rule_id,
+            rule_id,
             record.deadline,
             policy.label,
         )
@@ -143,7 +148,7 @@ def fire_due(state: SubjectState, now: int, policy: Policy) -> Outcome:
                 record.store,
                 record.category,
                 record.record_key,
-                record.rule_id,
+                rule_id,
                 policy.label,
                 record.deadline,
                 now,
@@ -159,6 +164,7 @@ def fire_due(state: SubjectState, now: int, policy: Policy) -> Outcome:
                 f"deadline {calendar.iso(record.deadline)} passed (clock at {calendar.iso(now)})",
                 policy,
                 record.caused_by,
+                tick,
             )
         )
     for duty_id in late:
@@ -168,8 +174,14 @@ def fire_due(state: SubjectState, now: int, policy: Policy) -> Outcome:
                 state.subject_id,
                 duty,
                 "DUTY_OVERDUE",
-                f"{duty.kind} was due {calendar.iso(duty.due)} and is not done",
+                f"{duty.kind} was due {calendar.iso(duty.due)} and "
+                + (
+                    "is not done"
+                    if duty.done_at is None
+                    else f"was done late, at {calendar.iso(duty.done_at)}"
+                ),
                 policy,
+                tick,
             )
         )
     outcome_state = replace(state, records=records, overdue=state.overdue | set(late))
@@ -177,24 +189,31 @@ def fire_due(state: SubjectState, now: int, policy: Policy) -> Outcome:
 
 
 def apply_receipt(state: SubjectState, report: DeletionReported, policy: Policy) -> Outcome:
-    """Record a store's answer; a receipt for an unknown or settled command changes nothing."""
+    """Record a store's answer; a receipt for an unknown or settled command changes nothing.
+
+    A failed deletion is never dropped: the record goes back to waiting with its passed
+    deadline, so the next tick orders it again (same command id) until a store confirms it."""
     record = state.records.get(record_id(report.store, report.category, report.record_key))
     if record is None or record.command_id != report.command_id or record.status != "ordered":
         return Outcome(state)
     rule = policy.rule(record.rule_id)
+    records = dict(state.records)
     if report.outcome == "FAILED":
+        retry = replace(record, status="pending", command_id=None, failures=record.failures + 1)
+        records[record.record_id] = retry
         decision = _decision(
             state.subject_id,
-            record,
+            retry,
             "DELETION_FAILED",
             rule,
             record.deadline,
-            f"store reported failure: {report.reason or 'no reason given'}",
+            f"store reported failure: {report.reason or 'no reason given'}; ordered again at the next tick "
+            f"(attempt {retry.failures})",
             policy,
             (report.command_id,),
+            f"{report.command_id}#{retry.failures}",
         )
-        return Outcome(state, (decision,))
-    records = dict(state.records)
+        return Outcome(replace(state, records=records), (decision,))
     records[record.record_id] = replace(record, status="deleted")
     what = "deleted" if report.outcome == "DELETED" else "already gone from the store"
     decision = _decision(
@@ -206,6 +225,7 @@ def apply_receipt(state: SubjectState, report: DeletionReported, policy: Policy)
         f"store confirmed: {what}",
         policy,
         (report.command_id,),
+        report.command_id,
     )
     return Outcome(replace(state, records=records), (decision,))
 
@@ -245,6 +265,7 @@ def restamp(
     policy: Policy,
     only: frozenset[str] | None = None,
     duties_changed: bool = True,
+    trigger: str = "",
 ) -> Outcome:
     """Derive the deadline and blockers of every pending record (or only those in ``only``) and,
     if ``duties_changed``, every duty, from the facts; decide on what changed since ``before``."""
@@ -263,11 +284,11 @@ def restamp(
             old = None
         new, reasons = judge(record, state.facts, account, rights, policy)
         records[rid] = new
-        decisions += _record_decisions(state.subject_id, old, new, reasons, policy)
+        decisions += _record_decisions(state.subject_id, old, new, reasons, policy, trigger)
     if not duties_changed:
         return Outcome(replace(state, records=records), tuple(decisions))
     duties = duties_of(state.facts, policy.duties)
-    decisions += _duty_decisions(state.subject_id, before.duties, duties, policy)
+    decisions += _duty_decisions(state.subject_id, before.duties, duties, policy, trigger)
     state = replace(state, records=records, duties=duties)
     answers = tuple(
         _answer(state, d, rights, policy)
@@ -284,6 +305,7 @@ def restamp(
             f"answered: {sum(i.action == 'DELETE' for i in a.items)} to delete, "
             f"{sum(i.action == 'KEEP' for i in a.items)} kept",
             policy,
+            trigger,
         )
         for a in answers
     ]
@@ -303,8 +325,9 @@ def judge(
         rule, record.category, record.ref, record.written_at, record.written_by, facts, account, policy.label
     )
     restricted_by = None
-    if rights.erasure is not None and record.written_at <= rights.erasure[0]:
-        erased_at, request_id, event_id = rights.erasure
+    erasure = erasure_for(rights, record.written_at)
+    if erasure is not None:
+        erased_at, request_id, event_id = erasure
         if rule is None or rule.on_erasure == "delete":
             if found.deadline is None or found.deadline > erased_at:
                 found = Stamp(
@@ -325,10 +348,12 @@ def judge(
             f"restriction {restriction}: processing limited to storage until resolved "
             "(GDPR art. 18, seed 004 'Begrensning')"
         )
-    for needed in rule.requires if rule else ():
-        if not any(kind == needed for kind, _ in rights.present):
-            blockers.append(f"awaiting:{needed}")
-            reasons[blockers[-1]] = f"deletion waits for {needed} ({rule.source if rule else ''})"
+    if rule is not None:
+        for needed in rule.requires:  # in the rule's scope: the subject's events, or its ref's
+            in_scope = rule.scope == "subject"
+            if not any(kind == needed and (in_scope or ref == record.ref) for kind, ref in rights.present):
+                blockers.append(f"awaiting:{needed}")
+                reasons[blockers[-1]] = f"deletion waits for {needed} ({rule.source})"
     if restricted_by:
         reasons["restricted"] = (
             f"erasure request {restricted_by}: kept under rule {rule.id if rule else '-'} "
@@ -346,13 +371,20 @@ def judge(
 
 
 def _record_decisions(
-    subject_id: str, old: RecordState | None, new: RecordState, reasons: dict[str, str], policy: Policy
+    subject_id: str,
+    old: RecordState | None,
+    new: RecordState,
+    reasons: dict[str, str],
+    policy: Policy,
+    trigger: str,
 ) -> list[Decision]:
     rule = policy.rule(new.rule_id)
     out: list[Decision] = []
 
     def add(kind: DecisionKind, reason: str) -> None:
-        out.append(_decision(subject_id, new, kind, rule, new.deadline, reason, policy, new.caused_by))
+        out.append(
+            _decision(subject_id, new, kind, rule, new.deadline, reason, policy, new.caused_by, trigger)
+        )
 
     if old is None:
         blocked = "; ".join(reasons[b] for b in new.blockers)
@@ -377,7 +409,7 @@ def _record_decisions(
 
 
 def _duty_decisions(
-    subject_id: str, before: dict[str, Duty], after: dict[str, Duty], policy: Policy
+    subject_id: str, before: dict[str, Duty], after: dict[str, Duty], policy: Policy, trigger: str
 ) -> list[Decision]:
     out = []
     for duty_id in sorted(after):
@@ -390,6 +422,7 @@ def _duty_decisions(
                     "DUTY_OPENED",
                     f"{duty.kind} due by {calendar.iso(duty.due)} ({duty.source})",
                     policy,
+                    trigger,
                 )
             )
             if duty.kind == "erasure_response" and duty.done_at is None:
@@ -400,12 +433,18 @@ def _duty_decisions(
                         "ERASURE_HELD",
                         "identity not verified yet: the request is held, not executed (seed 004 'Sletting')",
                         policy,
+                        trigger,
                     )
                 )
         if duty.done_at is not None and (old is None or old.done_at is None):
             out.append(
                 _duty_decision(
-                    subject_id, duty, "DUTY_DONE", f"{duty.kind} done at {calendar.iso(duty.done_at)}", policy
+                    subject_id,
+                    duty,
+                    "DUTY_DONE",
+                    f"{duty.kind} done at {calendar.iso(duty.done_at)}",
+                    policy,
+                    trigger,
                 )
             )
     return out
@@ -417,22 +456,24 @@ def _answer(state: SubjectState, duty: Duty, rights: Rights, policy: Policy) -> 
 
     request_id = duty.duty_id.split("/", 1)[1]
     assert duty.done_at is not None
+    account = account_clock(state.facts)
     items = []
     for rid in sorted(state.records):
         record = state.records[rid]
         if record.status != "pending" or record.written_at > duty.done_at:
             continue
         rule = policy.rule(record.rule_id)
-        if record.restricted_by == request_id or (record.deadline is None or record.deadline > duty.done_at):
-            until = calendar.iso(record.deadline) if record.deadline is not None else None
+        until = calendar.iso(record.deadline) if record.deadline is not None else None
+        basis = rule.basis if rule else None
+        if record.blockers:  # a legal hold, a restriction or a gate keeps it, whatever its rule says
+            _, reasons = judge(record, state.facts, account, rights, policy)
+            why = "; ".join(reasons[b] for b in record.blockers)
+            items.append(AnswerItem(rid, record.category, "KEEP", record.rule_id, basis, why, until))
+        elif record.restricted_by == request_id or record.deadline is None or record.deadline > duty.done_at:
             why = rule.reason if rule else "no rule covers it"
             if record.deadline is None:
                 why += " (its clock has not started: kept while that lasts)"
-            items.append(
-                AnswerItem(
-                    rid, record.category, "KEEP", record.rule_id, rule.basis if rule else None, why, until
-                )
-            )
+            items.append(AnswerItem(rid, record.category, "KEEP", record.rule_id, basis, why, until))
         else:
             items.append(
                 AnswerItem(
@@ -450,7 +491,8 @@ def _answer(state: SubjectState, duty: Duty, rights: Rights, policy: Policy) -> 
 
 def _late(state: SubjectState, duty_id: str, now: int) -> bool:
     duty = state.duties[duty_id]
-    return duty.done_at is None and duty.due <= now and duty_id not in state.overdue
+    late = duty.done_at is None or duty.done_at > duty.due  # undone, or done after its deadline
+    return late and duty.due <= now and duty_id not in state.overdue
 
 
 def _written(records: dict[str, RecordState], event: RecordWritten) -> dict[str, RecordState]:
@@ -482,11 +524,23 @@ def _decision(
     reason: str,
     policy: Policy,
     caused_by: tuple[str, ...],
+    trigger: str = "",
 ) -> Decision:
+    """``trigger`` (the event, tick or receipt that led here) keeps ids unique when the same
+    change happens twice, e.g. a hold placed, released, placed and released again."""
     rule_id = rule.id if rule else None
     return Decision(
         decision_id=stable_id(
-            subject_id, record.record_id, kind, rule_id, deadline, caused_by, record.blockers, policy.label
+            subject_id,
+            record.record_id,
+            kind,
+            rule_id,
+            deadline,
+            caused_by,
+            record.blockers,
+            policy.label,
+            trigger,
+            reason,
         ),
         subject_id=subject_id,
         record=record.record_id,
@@ -502,10 +556,12 @@ def _decision(
     )
 
 
-def _duty_decision(subject_id: str, duty: Duty, kind: DecisionKind, reason: str, policy: Policy) -> Decision:
+def _duty_decision(
+    subject_id: str, duty: Duty, kind: DecisionKind, reason: str, policy: Policy, trigger: str = ""
+) -> Decision:
     caused_by = (duty.opened_by,) + ((duty.done_by,) if duty.done_by else ())
     return Decision(
-        decision_id=stable_id(subject_id, duty.duty_id, kind, duty.due, caused_by, policy.label),
+        decision_id=stable_id(subject_id, duty.duty_id, kind, duty.due, caused_by, policy.label, trigger),
         subject_id=subject_id,
         record=f"duty/{duty.duty_id}",
         category="duty",

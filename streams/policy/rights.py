@@ -13,7 +13,7 @@ from streams.policy.rules import Duties
 class Rights:
     holds: dict[str, tuple[str, ...]]  # active hold id -> scope detail (empty: whole subject)
     restrictions: tuple[str, ...]  # active art. 18 restriction ids
-    erasure: tuple[int, str, str] | None  # (verified at, request id, event id) of the first verified request
+    erasures: tuple[tuple[int, str, str], ...]  # (verified at, request id, event id), earliest first
     present: frozenset[tuple[str, str | None]]  # (kind, ref) of every fact, for `requires` gates
 
 
@@ -50,10 +50,13 @@ def rights_of(facts: tuple[Fact, ...]) -> Rights:
                 verified.setdefault(fact.ref or "", (fact.time, fact.event_id))
         elif fact.kind == "ErasureVerified":
             verified.setdefault(fact.ref or "", (fact.time, fact.event_id))
-    done = sorted((t, rid, eid) for rid, (t, eid) in verified.items() if rid in requested)
-    return Rights(
-        holds, tuple(restrictions), done[0] if done else None, frozenset((f.kind, f.ref) for f in facts)
-    )
+    done = tuple(sorted((t, rid, eid) for rid, (t, eid) in verified.items() if rid in requested))
+    return Rights(holds, tuple(restrictions), done, frozenset((f.kind, f.ref) for f in facts))
+
+
+def erasure_for(rights: Rights, written_at: int) -> tuple[int, str, str] | None:
+    """The first verified erasure request that covers a record written at ``written_at``."""
+    return next((e for e in rights.erasures if e[0] >= written_at), None)
 
 
 def hold_blockers(rights: Rights, record_id: str, category: str) -> tuple[str, ...]:

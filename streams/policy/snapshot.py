@@ -29,6 +29,7 @@ def dump(state: SubjectState) -> dict[str, Any]:
                 r.command_id,
                 list(r.blockers),
                 r.restricted_by,
+                r.failures,
             ]
             for r in state.records.values()
         ],
@@ -57,21 +58,23 @@ def summary(raw: dict[str, Any]) -> tuple[str, int | None, int]:
 
 def load(raw: dict[str, Any]) -> SubjectState:
     records = {}
-    for (
-        store,
-        category,
-        key,
-        ref,
-        written_by,
-        written_at,
-        status,
-        rule_id,
-        deadline,
-        caused,
-        command,
-        blockers,
-        restricted_by,
-    ) in raw["records"]:
+    for fields in raw["records"]:
+        (
+            store,
+            category,
+            key,
+            ref,
+            written_by,
+            written_at,
+            status,
+            rule_id,
+            deadline,
+            caused,
+            command,
+            blockers,
+            restricted_by,
+        ) = fields[:13]
+        failures = fields[13] if len(fields) > 13 else 0  # written before failures were counted
         record = RecordState(
             store,
             category,
@@ -86,6 +89,7 @@ def load(raw: dict[str, Any]) -> SubjectState:
             command,
             tuple(blockers),
             restricted_by,
+            failures,
         )
         records[record.record_id] = record
     return SubjectState(

@@ -73,7 +73,7 @@ def histories(draw: st.DrawFn) -> list[Event]:
         elif kind == "log":
             out.append(RecordWritten(eid, SUBJECT, when, "logstore", "auto_collected", f"l{n}"))
         elif kind == "withdraw":
-            out.append(RecordWritten(f"{eid}m", SUBJECT, when, "mail", "marketing", "m"))
+            out.append(RecordWritten(f"{eid}m", SUBJECT, when, "mail", "marketing", "m", ref="newsletter"))
             out.append(ConsentWithdrawn(eid, SUBJECT, when, purpose="newsletter"))
         else:
             out.append(RecordWritten(eid, SUBJECT, when, "customer_db", "correspondence", f"t{n}"))

@@ -101,13 +101,18 @@ class TestSeed000LogsDeletedContinuouslyWhenNoLongerNeeded:
 
 class TestSeed000TrustpilotYouCanUnsubscribeAtAnyTime:
     def test_marketing_data_is_deleted_when_consent_is_withdrawn(self) -> None:
-        state = fold([written("marketing", "m1", "2024-01-01"), consent_withdrawn("2024-02-02T08:00:00Z")])
+        state = fold(
+            [
+                written("marketing", "m1", "2024-01-01", ref="newsletter"),
+                consent_withdrawn("2024-02-02T08:00:00Z"),
+            ]
+        )
         assert deadline(state, "marketing", "m1") == t("2024-02-02T08:00:00Z")
 
     def test_consent_given_again_stops_the_clock(self) -> None:
         state = fold(
             [
-                written("marketing", "m1", "2024-01-01"),
+                written("marketing", "m1", "2024-01-01", ref="newsletter"),
                 consent_withdrawn("2024-02-02"),
                 consent_given("2024-02-03"),
             ]
@@ -119,8 +124,8 @@ class TestSeed003Section13DeleteEverythingIncludingBackupsAfterTheLastPeriod:
     def test_hosted_data_and_its_backups_are_deleted_after_the_paid_period(self) -> None:
         state = fold(
             [
-                written("hosted", "site-1", "2022-01-01", store="hosting"),
-                written("hosted", "site-1", "2022-01-02", store="backups"),
+                written("hosted", "site-1", "2022-01-01", ref="agr-1", store="hosting"),
+                written("hosted", "site-1", "2022-01-02", ref="agr-1", store="backups"),
                 terminated("agr-1", "2024-05-01", paid_until="2024-12-31"),
                 export_offered("agr-1", "2024-05-02"),
             ]
@@ -132,7 +137,7 @@ class TestSeed003Section13DeleteEverythingIncludingBackupsAfterTheLastPeriod:
     def test_nothing_is_deleted_before_export_has_been_offered(self) -> None:
         state = fold(
             [
-                written("hosted", "site-1", "2022-01-01", store="hosting"),
+                written("hosted", "site-1", "2022-01-01", ref="agr-1", store="hosting"),
                 terminated("agr-1", "2024-05-01", paid_until="2024-12-31"),
             ]
         )
