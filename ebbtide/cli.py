@@ -279,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--store",
         action="append",
         default=None,
-        help="a store whose command topic to create (repeatable; default customer_db)",
+        help="a store whose command topic to create (repeatable; default: EBBTIDE_STORES)",
     )
     topics.set_defaults(func=cmd_topics)
 
@@ -393,10 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "store", "unset") is None:
-        args.store = ["customer_db"]
     try:
         settings = Settings.from_env()
+        if getattr(args, "store", "unset") is None:
+            args.store = list(settings.store_ids)
         return int(args.func(args, settings))
     except SettingsError as exc:
         print(f"ebbtide: {exc}", file=sys.stderr)

@@ -30,6 +30,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
             "EBBTIDE_SINK_METRICS_PORT": str(settings.sink_metrics_port),
             "EBBTIDE_WORKER_WEB_PORT": str(settings.worker_web_port),
             "EBBTIDE_SESSION_TIMEOUT": str(settings.session_timeout),
+            "EBBTIDE_STORES": settings.stores,
         }
     )
     if settings.worker_instance_id:

@@ -27,6 +27,7 @@ class Settings:
     # once. Give each worker process its own stable id (e.g. its host name); never share one.
     worker_instance_id: str | None = None
     pg_dsn: str | None = None  # no default: there is no default password
+    stores: str = "customer_db"  # comma-separated ids of the stores that have a command topic and a sink
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -54,6 +55,10 @@ class Settings:
         if settings.partitions < 1:
             raise SettingsError("EBBTIDE_PARTITIONS must be at least 1")
         return settings
+
+    @property
+    def store_ids(self) -> tuple[str, ...]:
+        return tuple(s.strip() for s in self.stores.split(",") if s.strip())
 
     def require_pg_dsn(self) -> str:
         if not self.pg_dsn:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from typing import Any
 
 import faust
@@ -13,6 +15,8 @@ from streams.processor import LifecycleProcessor, partition_of_key
 
 BATCH = 500  # events per batch: one broker acknowledgement and one state write per key
 BATCH_WAIT = 0.05  # seconds to wait for a batch to fill
+EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: restart me
+log = logging.getLogger(__name__)
 
 
 class PartitionedTable(faust.Table[str, Any]):
@@ -58,27 +62,51 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
     # Keys are str, values JSON-able dicts (Faust's default json codec); see streams.processor.
     table = PartitionedTable(app, name="state", partitions=settings.partitions, beacon=app.tables.beacon)
     app.tables.add(table)
-    processor = LifecycleProcessor(policy, topics, table, settings.partitions)
+    processor = LifecycleProcessor(policy, topics, table, settings.partitions, frozenset(settings.store_ids))
 
     @app.agent(source, name="lifecycle")
     async def lifecycle(stream: faust.StreamT[Any]) -> None:
         assert isinstance(stream, faust.Stream)  # take_events is on the class, not the protocol
         async for events in stream.take_events(BATCH, within=BATCH_WAIT):
-            outs = []
-            for event in events:
-                message = event.message
-                outs += processor.on_message(
-                    message.topic, message.partition, message.offset, message.key, message.value
-                )
-            if outs:
-                # Output first, acknowledged by the broker; only then the state that says it was
-                # sent; Faust commits the batch's offsets after that.
-                pending = [
-                    await app.producer.send(o.topic, o.key, o.value, None, None, list(o.headers) or None)
-                    for o in outs
-                ]
-                await asyncio.gather(*pending)
-            processor.flush()
+            try:
+                outs = []
+                for event in events:
+                    message = event.message
+                    outs += processor.on_message(
+                        message.topic, message.partition, message.offset, message.key, message.value
+                    )
+                if outs:
+                    # Output first, acknowledged by the broker; only then the state that says it
+                    # was sent; Faust commits the batch's offsets after that.
+                    pending = [
+                        await app.producer.send(o.topic, o.key, o.value, None, None, list(o.headers) or None)
+                        for o in outs
+                    ]
+                    await asyncio.gather(*pending)
+                processor.flush()
+            except BaseException as exc:
+                crash(processor, exc)
+
+    def crash(processor: LifecycleProcessor, exc: BaseException) -> None:
+        """Stop at once, before Faust acks and commits a batch whose output or state is not durable.
+
+        take_events acks a batch even when its body raised, and a stopping app commits acked
+        offsets: that would skip events whose effect was lost. Exiting here keeps the last
+        committed offsets, so the restarted worker replays the batch (idempotently)."""
+        processor.state.discard()
+        log.critical("lifecycle batch failed (%s); exiting so the batch is replayed", type(exc).__name__)
+        logging.shutdown()
+        os._exit(EXIT_BATCH_FAILED)
+
+    sources = {topics.events, topics.clock, topics.receipts}
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types signals loosely
+    async def on_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
+        processor.forget({tp.partition for tp in revoked if tp.topic in sources})
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(app: faust.App, assigned: set[Any], **kwargs: Any) -> None:
+        processor.forget({tp.partition for tp in assigned if tp.topic in sources})
 
     @app.page("/subjects/{subject_id}/")
     async def subject(web: Any, request: Any, subject_id: str) -> Any:

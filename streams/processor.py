@@ -78,9 +78,17 @@ def partition_of_key(key: str) -> int:
 
 class LifecycleProcessor:
     def __init__(
-        self, policy: Policy, topics: Topics, table: MutableMapping[str, Any], partitions: int = 1
+        self,
+        policy: Policy,
+        topics: Topics,
+        table: MutableMapping[str, Any],
+        partitions: int = 1,
+        stores: frozenset[str] | None = None,
     ) -> None:
+        """``stores``: the stores that have a command topic; a record announced by any other store
+        is dead-lettered (its deletion command would have nowhere to go). None accepts all."""
         self.policy = policy
+        self.stores = stores
         self.partitions = partitions
         self.topics = topics
         self.state = StagedTable(table)
@@ -116,6 +124,17 @@ class LifecycleProcessor:
                 return raw, self._progress(partition).now
         return None
 
+    def forget(self, partitions: set[int]) -> None:
+        """Drop what is held in memory for partitions this worker lost or (re)gained: their
+        state may have moved on elsewhere, so the due index is rebuilt from the table when next
+        needed."""
+        for partition in partitions:
+            self._due.pop(partition, None)
+            self._pending.pop(partition, None)
+            prefix = f"s:{partition}:"
+            for key in [k for k in self._decoded if k.startswith(prefix)]:
+                del self._decoded[key]
+
     def flush(self) -> int:
         """Apply this message's state writes (after its output is on the broker)."""
         return self.state.flush()
@@ -127,6 +146,15 @@ class LifecycleProcessor:
             event = to_event(self._events.decode(value))
             if key is not None and key != event.subject_id.encode():
                 raise InvalidMessage("lifecycle_event: message key is not the event's subject_id")
+            if (
+                isinstance(event, RecordWritten)
+                and self.stores is not None
+                and event.store not in self.stores
+            ):
+                raise InvalidMessage(
+                    f"lifecycle_event: RecordWritten names store {event.store!r}, which has no command topic "
+                    "(configure it in EBBTIDE_STORES and create its topic)"
+                )
         except InvalidMessage as exc:
             out.append(self._dead_letter("events", self.topics.events, partition, offset, key, value, exc))
         else:

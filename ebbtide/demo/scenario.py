@@ -115,8 +115,15 @@ class _Generator:
             }
         )
         self.event("ConsentGiven", customer["subject_id"], when, purpose="newsletter")
-        self.event("RecordWritten", customer["subject_id"], when, store=STORE, category="marketing",
-                   record_key=str(nid), ref="newsletter")
+        self.event(
+            "RecordWritten",
+            customer["subject_id"],
+            when,
+            store=STORE,
+            category="marketing",
+            record_key=str(nid),
+            ref="newsletter",
+        )
         withdrawn = _after(when, self.rng.randint(30, 2000)) if self.rng.random() < 0.25 else None
         if withdrawn is not None:
             self.event("ConsentWithdrawn", customer["subject_id"], withdrawn, purpose="newsletter")

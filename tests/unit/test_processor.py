@@ -200,3 +200,51 @@ def test_every_output_is_keyed_by_its_subject(closed_account: Harness) -> None:
     closed_account.tick("2025-01-01T00:00:00Z")
     assert closed_account.sent
     assert {o.key for o in closed_account.sent} == {b"cust-1"}
+
+
+def test_a_record_of_a_store_without_a_command_topic_is_dead_lettered() -> None:
+    h = Harness()
+    h.processor.stores = frozenset({"customer_db"})
+    (out,) = h.publish(
+        event(
+            "w9",
+            "RecordWritten",
+            "2019-01-01T00:00:00Z",
+            store="custmer_db",
+            category="client",
+            record_key="1",
+        )
+    )
+    assert out.topic == TOPICS.dlq
+    assert b"store 'custmer_db', which has no command topic" in dict(out.headers)["reason"]
+
+
+def test_a_partition_gained_again_rebuilds_its_due_index_from_the_table(closed_account: Harness) -> None:
+    processor = closed_account.processor
+    processor.on_tick(0, 0, b"tick", tick("2020-01-01T00:00:00Z", closed_account.offset))
+    processor.flush()
+    # Meanwhile another worker owned partition 0 and stamped a new subject into the table.
+    other = LifecycleProcessor(default_policy(), TOPICS, closed_account.table)
+    raw = event(
+        "w7",
+        "RecordWritten",
+        "2019-01-01T00:00:00Z",
+        subject="cust-7",
+        store="customer_db",
+        category="client",
+        record_key="7",
+    )
+    other.on_event(0, 99, b"cust-7", codec_for(LIFECYCLE_EVENT).encode(to_record(raw)))
+    other.on_event(
+        0,
+        100,
+        b"cust-7",
+        codec_for(LIFECYCLE_EVENT).encode(
+            to_record(event("c7", "AccountClosed", "2020-03-01T00:00:00Z", subject="cust-7"))
+        ),
+    )
+    other.flush()
+    processor.forget({0})
+    out = processor.on_tick(0, 0, b"tick", tick("2025-01-01T00:00:00Z", 101))
+    keys = {o.key for o in out if o.topic == TOPICS.commands("customer_db")}
+    assert keys == {b"cust-1", b"cust-7"}
