@@ -34,7 +34,7 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
-    from ebbtide.client import EventPublisher, LineError, read_jsonl
+    from ebbtide.client import EventPublisher, LineError, PublishFailed, read_jsonl
 
     path = Path(args.file)
     if not path.is_file():
@@ -59,8 +59,14 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         print(f"{len(records)} valid event(s); --dry-run: nothing published")
         return 0
-    with EventPublisher(settings) as publisher:
-        sent = publisher.publish_all(records)
+    try:
+        with EventPublisher(settings) as publisher:
+            sent = publisher.publish_all(records)
+    except PublishFailed as exc:
+        print(
+            f"ebbtide publish: {exc}; publish the file again (event ids make it idempotent)", file=sys.stderr
+        )
+        return 1
     print(
         f"published {sent} event(s) to {Topics(settings.topic_prefix).events}"
         + (f"; skipped {len(errors)} invalid" if errors else "")

@@ -14,7 +14,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from kafka.errors import KafkaError
 
 from ebbtide.settings import Settings, Topics
 from schemas import LIFECYCLE_EVENT, InvalidMessage, codec_for
@@ -25,6 +27,10 @@ ENVELOPE_FIELDS = ("event_id", "type", "subject_id", "event_time", "producer")
 
 class InvalidEvent(ValueError):
     """An event the client refuses to publish; the message names the field."""
+
+
+class PublishFailed(RuntimeError):
+    """The broker did not acknowledge some events: they may not have been published."""
 
 
 def event_types() -> list[str]:
@@ -135,13 +141,17 @@ class EventPublisher:
         self._producer = producer(settings)
         self._topic = Topics(settings.topic_prefix).events
         self._codec = codec_for(LIFECYCLE_EVENT)
+        self._pending: list[Any] = []
 
     def publish(self, event: dict[str, Any]) -> None:
         """Validate one event (JSON form) and send it; raises :class:`InvalidEvent`."""
         self.publish_record(to_record(event))
 
     def publish_record(self, record: dict[str, Any]) -> None:
-        self._producer.send(self._topic, key=record["subject_id"].encode(), value=self._codec.encode(record))
+        future = self._producer.send(
+            self._topic, key=record["subject_id"].encode(), value=self._codec.encode(record)
+        )
+        self._pending.append(future)
 
     def publish_all(self, records: Iterable[dict[str, Any]]) -> int:
         count = 0
@@ -151,14 +161,38 @@ class EventPublisher:
         return count
 
     def flush(self) -> None:
-        self._producer.flush()
+        """Wait until the broker has acknowledged every event sent; raise :class:`PublishFailed`
+        naming how many were not (kafka-python's flush alone only logs failed batches)."""
+        wait = 30.0
+        try:
+            self._producer.flush()
+        except KafkaError:  # e.g. a batch the broker refused: the futures say which events
+            wait = 0.0
+        pending, self._pending = self._pending, []
+        failed = [exc for exc in (_failure(f, wait) for f in pending) if exc is not None]
+        if failed:
+            raise PublishFailed(
+                f"{len(failed)} of {len(pending)} event(s) not acknowledged by the broker: "
+                f"{type(failed[0]).__name__}: {failed[0]}"
+            )
 
     def close(self) -> None:
-        self._producer.flush()
-        self._producer.close()
+        try:
+            self.flush()
+        finally:
+            self._producer.close()
 
     def __enter__(self) -> EventPublisher:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _failure(future: Any, wait: float) -> Exception | None:
+    """Why a kafka-python send future failed (or is still not done after ``wait`` s), if it did."""
+    try:
+        future.get(timeout=wait)
+    except KafkaError as exc:
+        return cast(Exception, exc)
+    return None

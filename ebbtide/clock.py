@@ -28,10 +28,15 @@ class ClockPublisher:
         """Send one tick for ``now`` to every partition and wait until the broker has them."""
         self._producer.flush()  # events sent through other producers are the caller's to flush
         ends = end_offsets(self._offsets, self.topics.events)
+        futures = []
         for partition, events_end in sorted(ends.items()):
             value = self._codec.encode({"now": now, "events_end": events_end, "source": self.source})
-            self._producer.send(self.topics.clock, key=b"tick", value=value, partition=partition)
+            futures.append(
+                self._producer.send(self.topics.clock, key=b"tick", value=value, partition=partition)
+            )
         self._producer.flush()
+        for future in futures:
+            future.get(timeout=30)  # raises if the broker did not take the tick
 
     def close(self) -> None:
         self._producer.close()

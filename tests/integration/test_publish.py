@@ -1,0 +1,35 @@
+"""Publishing never loses an event silently: what the broker refuses is reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+
+from ebbtide.client import EventPublisher, PublishFailed
+from ebbtide.settings import Topics
+from tests.support import unique_settings
+
+EVENT = {
+    "event_id": "e1",
+    "type": "CustomerRegistered",
+    "subject_id": "cust-1",
+    "event_time": "2024-03-01T12:00:00Z",
+    "producer": "test",
+}
+
+
+def test_events_the_broker_refuses_are_reported_not_dropped(stack: tuple[str, str], tmp_path: Path) -> None:
+    settings = unique_settings(stack[0], tmp_path)
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin.create_topics(
+        [NewTopic(Topics(settings.topic_prefix).events, 1, 1, topic_configs={"max.message.bytes": "200"})]
+    )
+    admin.close()
+    publisher = EventPublisher(settings)
+    publisher.publish(EVENT)  # small enough
+    publisher.publish({**EVENT, "event_id": "e2", "producer": "x" * 1000})  # too large for this topic
+    with pytest.raises(PublishFailed, match=r"of 2 event\(s\) not acknowledged by the broker"):
+        publisher.close()
