@@ -129,14 +129,35 @@ class PostgresExecutor:
             rows = deleted.pop(command["record_key"], 0)  # a key's rows count for its first command
             receipt = self._receipt(command, "DELETED" if rows else "NOT_FOUND", rows, None, executed_at)
             out.append(Executed(receipt, self._receipts.encode(receipt), repeated=False))
-        execute_values(
+        inserted = execute_values(
             cur,
             f"INSERT INTO {TRACKING_SCHEMA}.applied_commands "
-            "(command_id, store, category, outcome, rows, receipt, applied_at) VALUES %s",
+            "(command_id, store, category, outcome, rows, receipt, applied_at) VALUES %s "
+            "ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
             [self._tracking_row(c, done) for c, done in zip(commands, out, strict=True)],
-            page_size=1000,
+            page_size=len(commands) or 1,
+            fetch=True,
         )
+        if len(inserted) < len(commands):  # another sink applied some first (a rebalance race)
+            out = self._stored_receipts(cur, commands, out, {row[0] for row in inserted})
         return out
+
+    def _stored_receipts(
+        self, cur: Cursor, commands: list[dict[str, Any]], out: list[Executed], inserted: set[str]
+    ) -> list[Executed]:
+        """Replace our receipts by the stored ones where another sink's tracking row won."""
+        lost = [c["command_id"] for c in commands if c["command_id"] not in inserted]
+        cur.execute(
+            f"SELECT command_id, receipt FROM {TRACKING_SCHEMA}.applied_commands WHERE command_id = ANY(%s)",
+            (lost,),
+        )
+        stored = {command_id: bytes(receipt) for command_id, receipt in cur.fetchall()}
+        return [
+            Executed(self._receipts.decode(stored[c["command_id"]]), stored[c["command_id"]], True)
+            if c["command_id"] in stored and c["command_id"] not in inserted
+            else done
+            for c, done in zip(commands, out, strict=True)
+        ]
 
     def _key_type(self, cur: Cursor, table: str, column: str) -> str:
         """The SQL type of a key column, from the catalog (cached), to compare keys without casts on it."""
@@ -206,11 +227,12 @@ class PostgresExecutor:
         cur.execute(
             f"INSERT INTO {TRACKING_SCHEMA}.applied_commands "
             "(command_id, store, category, outcome, rows, receipt, applied_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
             self._tracking_row(command, done),
         )
+        won = cur.fetchone() is not None
         cur.execute("RELEASE SAVEPOINT ebbtide_command")
-        return done
+        return done if won else self._stored_receipts(cur, [command], [done], set())[0]
 
     def _failed(self, command: dict[str, Any], reason: str) -> Executed:
         # Not tracked: a failed command stays executable, so a re-issue can still succeed.

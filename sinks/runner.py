@@ -126,13 +126,16 @@ class PostgresSink:
                 try:
                     self._process(conn, out, consumer, batch)
                     backoff = 0.5
-                except TRANSIENT as exc:
-                    log.error("database unavailable (%s); retrying the batch", type(exc).__name__)
+                except (*TRANSIENT, KafkaException) as exc:
+                    # Nothing of the batch is committed to Kafka: take it again (the tracking rows
+                    # make re-execution a no-op that re-sends the same receipts).
+                    log.error("batch not completed (%s); retrying it", type(exc).__name__)
                     for partition, offset in _first_offsets(batch).items():
                         consumer.seek(TopicPartition(self.topic, partition, offset))
                     self.stop.wait(backoff * (1 + random.random()))
                     backoff = min(backoff * 2, 30.0)
-                    conn = self._reconnect(conn)
+                    if isinstance(exc, TRANSIENT):
+                        conn = self._reconnect(conn)
         finally:
             consumer.close()
             out.flush(30)

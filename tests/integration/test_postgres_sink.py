@@ -191,3 +191,29 @@ def test_a_bad_key_in_a_batch_fails_alone_and_the_rest_is_executed(
     assert [d.receipt["outcome"] for d in done] == ["DELETED", "FAILED", "DELETED"]
     assert done[1].receipt["reason"] == "InvalidTextRepresentation deleting from customers"
     assert count(loaded, "SELECT count(*) FROM customers WHERE customer_id IN (4, 5)") == 0
+
+
+def test_two_sinks_racing_on_the_same_commands_give_the_same_receipts(
+    loaded: str, executor: PostgresExecutor
+) -> None:
+    """In a rebalance two sinks can run one batch at once: one wins, the other answers with its receipts."""
+    batch = [command("client", "4"), command("invoice", "5")]
+    first = psycopg2.connect(loaded)
+    second = psycopg2.connect(loaded)
+    first_cur = first.cursor()
+    mine = executor.execute_batch(first_cur, batch)  # holds the row locks until commit
+    theirs: list[Any] = []
+    waiting = threading.Thread(target=lambda: theirs.extend(_run_batch(second, executor, batch)))
+    waiting.start()
+    first.commit()
+    waiting.join(30)
+    first.close()
+    second.close()
+    assert [t.repeated for t in theirs] == [True, True]
+    assert [t.encoded for t in theirs] == [m.encoded for m in mine]
+    assert count(loaded, "SELECT count(*) FROM ebbtide_sink.applied_commands") == 2
+
+
+def _run_batch(conn: Any, executor: PostgresExecutor, batch: list[dict[str, Any]]) -> list[Any]:
+    with conn, conn.cursor() as cur:
+        return executor.execute_batch(cur, batch)
