@@ -15,17 +15,23 @@ if [ "$#" -eq 0 ] || [ "$1" = "--help" ] || [ "$1" = "-h" ]; then
     exit 0
 fi
 
-started=0
-if ! "$SCRIPT_DIR/stack.sh" status >/dev/null 2>&1; then
-    "$SCRIPT_DIR/stack.sh" up
-    started=1
-fi
+# Start each server that is not running, and remember it *before* starting it, so that a
+# half-failed start is cleaned up too; stop only those, in reverse order, whatever happens.
+started=()
+# shellcheck disable=SC2317  # called by the trap
 cleanup() {
-    if [ "$started" -eq 1 ]; then
-        "$SCRIPT_DIR/stack.sh" down || echo "with-stack: stack-down failed" >&2
-    fi
+    local i
+    for ((i = ${#started[@]} - 1; i >= 0; i--)); do
+        "$SCRIPT_DIR/${started[i]}.sh" stop || echo "with-stack: stopping ${started[i]} failed" >&2
+    done
 }
 trap cleanup EXIT
+for service in postgres kafka; do
+    if ! "$SCRIPT_DIR/$service.sh" status >/dev/null 2>&1; then
+        started+=("$service")
+        "$SCRIPT_DIR/$service.sh" start
+    fi
+done
 
 set -a
 # shellcheck disable=SC1091
