@@ -33,6 +33,6 @@ def test_every_metric_passes_promtool_lint() -> None:
 
     from ebbtide import metrics
 
-    metrics.DLQ_MESSAGES.labels("events").inc(0)  # make every family emit a sample
+    metrics.DLQ_MESSAGES.labels("events").inc(0)  # a labelled sample too, not only HELP and TYPE lines
     done = promtool("check", "metrics", stdin=generate_latest().decode())
     assert done.returncode == 0, done.stdout + done.stderr
