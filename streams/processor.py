@@ -1,13 +1,14 @@
 """The lifecycle processor: decode, call the pure engine, keep state, say what to send.
 
-No Faust here: the agent in ``streams.app`` feeds it messages, sends what it returns, waits
-for the broker, then calls :meth:`LifecycleProcessor.flush` to apply the staged state writes.
+No Faust here: the agent in ``streams.app`` feeds it a batch of messages, sends what it
+returns, waits for the broker, then calls :meth:`LifecycleProcessor.flush` to apply the staged
+state writes.
 
 State is one table. Keys: ``s:<partition>:<subject>`` for a subject's state and
 ``p:<partition>`` for the partition's progress (clock, events processed, deferred ticks).
-All events of a subject share a partition, and every write happens while a message of that
-partition is processed, so each partition's state lives, in order, in that partition of the
-changelog, and a restarted worker recovers exactly what it owned.
+All events of a subject share a partition, and every key names its partition, so each
+partition's state lives, in order, in that partition of the changelog, and a restarted worker
+recovers exactly what it owned.
 """
 
 from __future__ import annotations
@@ -287,7 +288,7 @@ class LifecycleProcessor:
         self._decoded.pop(key, None)
         self._decoded[key] = (raw, state)
         if len(self._decoded) > DECODED_CACHE:
-            del self._decoded[next(iter(self._decoded))]  # the least recently written or read
+            del self._decoded[next(iter(self._decoded))]  # the oldest entry (first in, first out)
 
     def _progress(self, partition: int) -> PartitionProgress:
         return PartitionProgress.load(self.state.get(f"p:{partition}"))

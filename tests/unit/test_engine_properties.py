@@ -9,19 +9,32 @@ from streams.policy import calendar
 from streams.policy.engine import SubjectState, apply_event, fire_due, new_subject
 from streams.policy.events import (
     AccountClosed,
+    BreachDetected,
+    BreachNotified,
+    CertificateIssued,
+    CertificateRevoked,
+    ConsentGiven,
     ConsentWithdrawn,
+    DomainRegistered,
+    DomainReleased,
     ErasureRequested,
+    ErasureVerified,
     Event,
+    ExportOffered,
+    HostingAgreementTerminated,
     InvoiceIssued,
     LegalHoldPlaced,
     LegalHoldReleased,
     RecordWritten,
+    RestrictionLifted,
+    RestrictionRequested,
     ServiceCancelled,
     ServiceOrdered,
 )
 from streams.policy.rules import default_policy
 
 POLICY = default_policy()
+DAY = calendar.MS_PER_DAY
 SUBJECT = "cust-p"
 START = calendar.to_ms(calendar.to_datetime(1_514_764_800_000))  # 2018-01-01
 
@@ -46,6 +59,14 @@ def histories(draw: st.DrawFn) -> list[Event]:
                     "erasure",
                     "log",
                     "withdraw",
+                    "consent",
+                    "restrict",
+                    "lift",
+                    "verify",
+                    "domain",
+                    "certificate",
+                    "hosting",
+                    "breach",
                 ]
             )
         )
@@ -75,6 +96,54 @@ def histories(draw: st.DrawFn) -> list[Event]:
         elif kind == "withdraw":
             out.append(RecordWritten(f"{eid}m", SUBJECT, when, "mail", "marketing", "m", ref="newsletter"))
             out.append(ConsentWithdrawn(eid, SUBJECT, when, purpose="newsletter"))
+        elif kind == "consent":
+            out.append(ConsentGiven(eid, SUBJECT, when, purpose="newsletter"))
+        elif kind == "restrict":
+            out.append(RestrictionRequested(eid, SUBJECT, when, restriction_id="r"))
+        elif kind == "lift":
+            out.append(RestrictionLifted(eid, SUBJECT, when, restriction_id="r"))
+        elif kind == "verify":
+            out.append(ErasureVerified(eid, SUBJECT, when, request_id=f"r{draw(st.integers(0, 24))}"))
+        elif kind == "domain":
+            domain = f"d{draw(st.integers(0, 1))}.no"
+            out.append(
+                RecordWritten(f"{eid}w", SUBJECT, when, "registry", "domain_contact", domain, ref=domain)
+            )
+            event_type = draw(st.sampled_from([DomainRegistered, DomainReleased]))
+            out.append(event_type(eid, SUBJECT, when, domain=domain))
+        elif kind == "certificate":
+            out.append(RecordWritten(f"{eid}w", SUBJECT, when, "ssl", "ssl_contact", "c", ref="cert-1"))
+            if draw(st.booleans()):
+                out.append(
+                    CertificateIssued(
+                        eid, SUBJECT, when, certificate_id="cert-1", valid_until=when + 365 * DAY
+                    )
+                )
+            else:
+                out.append(CertificateRevoked(eid, SUBJECT, when, certificate_id="cert-1"))
+        elif kind == "hosting":
+            out.append(RecordWritten(f"{eid}w", SUBJECT, when, "hosting", "hosted", "site", ref="agr-1"))
+            if draw(st.booleans()):
+                out.append(
+                    HostingAgreementTerminated(
+                        eid, SUBJECT, when, agreement_id="agr-1", paid_until=when + 60 * DAY
+                    )
+                )
+            else:
+                out.append(ExportOffered(eid, SUBJECT, when, agreement_id="agr-1"))
+        elif kind == "breach":
+            if draw(st.booleans()):
+                out.append(BreachDetected(eid, SUBJECT, when, breach_id="b"))
+            else:
+                out.append(
+                    BreachNotified(
+                        eid,
+                        SUBJECT,
+                        when,
+                        breach_id="b",
+                        recipient=draw(st.sampled_from(["AUTHORITY", "CUSTOMER"])),
+                    )
+                )
         else:
             out.append(RecordWritten(eid, SUBJECT, when, "customer_db", "correspondence", f"t{n}"))
     return out
@@ -164,3 +233,46 @@ def test_same_events_give_byte_identical_decisions() -> None:
         runs.append(repr(decided).encode())
     assert runs[0] == runs[1]
     assert b"DELETION_ORDERED" in runs[0]
+
+
+def test_same_events_give_byte_identical_decisions_in_fresh_processes_with_other_hash_seeds() -> None:
+    """Determinism must not hang on Python's per-process hash randomisation (set and dict order)."""
+    import subprocess
+    import sys
+
+    program = (
+        "from tests.unit.test_engine_properties import decisions_of_a_fixed_history as d; "
+        "import sys; sys.stdout.write(d())"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", program],
+            env={**__import__("os").environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "12345")
+    }
+    assert len(outputs) == 1 and "DELETION_ORDERED" in outputs.pop()
+
+
+def decisions_of_a_fixed_history() -> str:
+    from streams.policy.events import LegalHoldPlaced as Placed
+
+    events = [
+        RecordWritten("w1", SUBJECT, START, "customer_db", "client", "1"),
+        RecordWritten("w2", SUBJECT, START, "logstore", "auto_collected", "l1"),
+        RecordWritten("w3", SUBJECT, START, "customer_db", "invoice", "inv-1", ref="inv-1"),
+        InvoiceIssued("i1", SUBJECT, START, invoice_id="inv-1"),
+        Placed("h1", SUBJECT, START + DAY, hold_id="a", categories=("invoice",)),
+        Placed("h2", SUBJECT, START + DAY, hold_id="b", categories=("auto_collected",)),
+        ErasureRequested("r1", SUBJECT, START + 2 * DAY, request_id="r", verified=True),
+        AccountClosed("c1", SUBJECT, START + 10 * DAY),
+    ]
+    state, decided = new_subject(SUBJECT), []
+    for event in events:
+        outcome = apply_event(state, event, POLICY)
+        state, decided = outcome.state, decided + list(outcome.decisions) + list(outcome.answers)
+    decided += list(fire_due(state, START + 4000 * DAY, POLICY).decisions)
+    return repr(decided)
