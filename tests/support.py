@@ -135,3 +135,15 @@ class TopicReader:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def demo_database(dsn: str, rows_sql: str) -> str:
+    """The demo customer schema in ``dsn``, with the rows ``rows_sql`` inserts; returns ``dsn``."""
+    from ebbtide.demo import database as demo_db
+    from ebbtide.demo.scenario import build
+
+    demo_db.load(dsn, build(customers=0))
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(rows_sql)
+    conn.close()
+    return dsn

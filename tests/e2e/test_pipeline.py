@@ -22,7 +22,7 @@ from ebbtide.settings import Settings, Topics
 from schemas import CLOCK_TICK, DECISION, codec_for
 from streams.policy.rules import default_policy
 from streams.processor import LifecycleProcessor
-from tests.support import TopicReader, wait_until
+from tests.support import TopicReader, demo_database, wait_until
 
 WORKER_READY = 90.0  # a Faust worker joins its group and recovers its tables within this
 
@@ -68,18 +68,17 @@ def pipeline(settings: Settings, tmp_path: Path) -> Iterator[Pipeline]:
 @pytest.fixture
 def customer_db(database: str) -> str:
     """The demo schema with two customers: 1 with an invoice and a ticket, 2 still active."""
-    demo_db.load(database, build(customers=0))
-    with psycopg2.connect(database) as conn, conn.cursor() as cur:
-        cur.execute("""
-            INSERT INTO customers VALUES (1, 'A', 'a@example.invalid', '1', 'x', '2019-01-10'),
-                                         (2, 'B', 'b@example.invalid', '2', 'y', '2019-01-10');
-            INSERT INTO services VALUES (1, 1, 'HOSTING', '2019-01-10', '2020-02-01'),
-                                        (2, 2, 'DOMAIN', '2019-01-10', NULL);
-            INSERT INTO invoices VALUES (10, 1, 'A', 'x', 100, '2019-05-01');
-            INSERT INTO support_tickets VALUES (20, 1, 's', 'b', '2019-06-01');
-        """)
-    conn.close()
-    return database
+    return demo_database(
+        database,
+        """
+        INSERT INTO customers VALUES (1, 'A', 'a@example.invalid', '1', 'x', '2019-01-10'),
+                                     (2, 'B', 'b@example.invalid', '2', 'y', '2019-01-10');
+        INSERT INTO services VALUES (1, 1, 'HOSTING', '2019-01-10', '2020-02-01'),
+                                    (2, 2, 'DOMAIN', '2019-01-10', NULL);
+        INSERT INTO invoices VALUES (10, 1, 'A', 'x', 100, '2019-05-01');
+        INSERT INTO support_tickets VALUES (20, 1, 's', 'b', '2019-06-01');
+    """,
+    )
 
 
 def ev(event_id: str, event_type: str, subject: str, when: str, **payload: Any) -> dict[str, Any]:

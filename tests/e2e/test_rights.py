@@ -11,16 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg2
 import pytest
 
 from ebbtide import processes
-from ebbtide.demo import database as demo_db
-from ebbtide.demo.scenario import build
 from ebbtide.settings import Settings
 from schemas import ERASURE_ANSWER, codec_for
 from tests.e2e.test_pipeline import Pipeline, ev, publish, rows, tick, written
-from tests.support import TopicReader
+from tests.support import TopicReader, demo_database
 
 LIFE = [
     written("w1", "cust-1", "2019-01-10T10:00:00Z", "client", "1"),
@@ -53,17 +50,16 @@ def pipeline(settings: Settings, tmp_path: Path) -> Iterator[Pipeline]:
 
 @pytest.fixture
 def one_customer(database: str) -> str:
-    demo_db.load(database, build(customers=0))
-    with psycopg2.connect(database) as conn, conn.cursor() as cur:
-        cur.execute("""
-            INSERT INTO customers VALUES (1, 'A', 'a@example.invalid', '1', 'x', '2019-01-10');
-            INSERT INTO services VALUES (1, 1, 'HOSTING', '2019-01-10', '2020-02-01');
-            INSERT INTO invoices VALUES (10, 1, 'A', 'x', 100, '2019-05-01');
-            INSERT INTO support_tickets VALUES (20, 1, 's', 'b', '2019-06-01');
-            INSERT INTO newsletter_subscriptions VALUES (30, 1, 'a@example.invalid', '2019-01-10');
-        """)
-    conn.close()
-    return database
+    return demo_database(
+        database,
+        """
+        INSERT INTO customers VALUES (1, 'A', 'a@example.invalid', '1', 'x', '2019-01-10');
+        INSERT INTO services VALUES (1, 1, 'HOSTING', '2019-01-10', '2020-02-01');
+        INSERT INTO invoices VALUES (10, 1, 'A', 'x', 100, '2019-05-01');
+        INSERT INTO support_tickets VALUES (20, 1, 's', 'b', '2019-06-01');
+        INSERT INTO newsletter_subscriptions VALUES (30, 1, 'a@example.invalid', '2019-01-10');
+    """,
+    )
 
 
 def explain(settings: Settings, source: str) -> dict[str, Any]:

@@ -71,19 +71,15 @@ class Harness:
         return [codec_for(DECISION).decode(o.value) for o in self.sent if o.topic == TOPICS.decisions]
 
 
+CLIENT_RECORD = event(
+    "w1", "RecordWritten", "2019-01-01T00:00:00Z", store="customer_db", category="client", record_key="1"
+)
+
+
 @pytest.fixture
 def closed_account() -> Harness:
     h = Harness()
-    h.publish(
-        event(
-            "w1",
-            "RecordWritten",
-            "2019-01-01T00:00:00Z",
-            store="customer_db",
-            category="client",
-            record_key="1",
-        )
-    )
+    h.publish(CLIENT_RECORD)
     h.publish(event("c1", "AccountClosed", "2021-03-15T00:00:00Z"))
     return h
 
@@ -99,16 +95,7 @@ def test_a_tick_past_the_deadline_sends_one_deletion_command(closed_account: Har
 
 def test_a_tick_waits_for_the_events_published_before_it() -> None:
     h = Harness()
-    h.publish(
-        event(
-            "w1",
-            "RecordWritten",
-            "2019-01-01T00:00:00Z",
-            store="customer_db",
-            category="client",
-            record_key="1",
-        )
-    )
+    h.publish(CLIENT_RECORD)
     h.publish(event("c1", "AccountClosed", "2020-01-01T00:00:00Z"))
     # The tick was sent after 3 events, but the third (a new order) has not arrived yet.
     assert h.tick("2030-01-01T00:00:00Z", events_end=3) == []
