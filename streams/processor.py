@@ -39,6 +39,7 @@ from streams.policy.engine import (
     apply_receipt,
     fire_due,
     new_subject,
+    restamp,
 )
 from streams.policy.events import RecordWritten
 from streams.policy.rules import Policy
@@ -96,6 +97,7 @@ class LifecycleProcessor:
         self._due: dict[int, DueIndex] = {}
         # Decoded states, valid while the table still holds the very object they came from.
         self._decoded: dict[str, tuple[Any, SubjectState]] = {}
+        self._backlog: list[Out] = []  # decisions of subjects judged again under a new policy
         self._pending: dict[int, int] = {}
         self._events = codec_for(LIFECYCLE_EVENT)
         self._ticks = codec_for(CLOCK_TICK)
@@ -125,6 +127,12 @@ class LifecycleProcessor:
                 return raw, self._progress(partition).now
         return None
 
+    def _with_backlog(self, out: list[Out]) -> list[Out]:
+        if not self._backlog:
+            return out
+        backlog, self._backlog = self._backlog, []
+        return backlog + out
+
     def forget(self, partitions: set[int]) -> None:
         """Drop what is held in memory for partitions this worker lost or (re)gained: their
         state may have moved on elsewhere, so the due index is rebuilt from the table when next
@@ -141,6 +149,9 @@ class LifecycleProcessor:
         return self.state.flush()
 
     def on_event(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Out]:
+        return self._with_backlog(self._on_event(partition, offset, key, value))
+
+    def _on_event(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Out]:
         progress = self._progress(partition)
         out: list[Out] = []
         try:
@@ -171,6 +182,9 @@ class LifecycleProcessor:
         return out
 
     def on_tick(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Out]:
+        return self._with_backlog(self._on_tick(partition, offset, key, value))
+
+    def _on_tick(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Out]:
         try:
             tick = self._ticks.decode(value)
         except InvalidMessage as exc:
@@ -182,6 +196,9 @@ class LifecycleProcessor:
         return out
 
     def on_receipt(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Out]:
+        return self._with_backlog(self._on_receipt(partition, offset, key, value))
+
+    def _on_receipt(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Out]:
         try:
             report = to_report(self._receipts.decode(value))
             state = self._load(partition, report.subject_id)
@@ -254,14 +271,19 @@ class LifecycleProcessor:
             index = self._due[partition] = DueIndex()
             prefix = f"s:{partition}:"
             pending = 0
+            judged_before: list[str] = []
             for key in self.state.keys_in_table():
                 if key.startswith(prefix):
-                    subject_id, deadline, waiting = snapshot.summary(self.state.table[key])
+                    subject_id, deadline, waiting, label = snapshot.summary(self.state.table[key])
                     if deadline is not None:
                         index.file(subject_id, deadline)
                     pending += waiting
+                    if label != self.policy.label:
+                        judged_before.append(subject_id)
             self._pending[partition] = 0
             self._count_pending(partition, pending)
+            for subject_id in judged_before:  # stamped under another policy: judge them again now
+                self._load(partition, subject_id)
         return index
 
     def _count_pending(self, partition: int, delta: int) -> None:
@@ -282,7 +304,16 @@ class LifecycleProcessor:
             return cached[1]
         state = snapshot.load(raw)
         self._remember(key, raw, state)
+        if state.policy != self.policy.label:
+            state = self._judge_again(partition, state)
         return state
+
+    def _judge_again(self, partition: int, state: SubjectState) -> SubjectState:
+        """Judge every record of a subject stamped under another policy version under this one;
+        the decisions go out with the current batch."""
+        outcome = restamp(state, state, self.policy, None, True, f"policy:{self.policy.label}")
+        self._backlog += self._settle(partition, state, outcome)
+        return outcome.state
 
     def _remember(self, key: str, raw: Any, state: SubjectState) -> None:
         self._decoded.pop(key, None)

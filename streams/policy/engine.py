@@ -67,6 +67,7 @@ class SubjectState:
     records: dict[str, RecordState] = field(default_factory=dict)
     duties: dict[str, Duty] = field(default_factory=dict)
     overdue: frozenset[str] = frozenset()  # duties already reported overdue
+    policy: str = ""  # label of the policy its records were last judged under
 
     def next_deadline(self) -> int | None:
         """The earliest time a tick has something to do for this subject, if any."""
@@ -286,10 +287,10 @@ def restamp(
         records[rid] = new
         decisions += _record_decisions(state.subject_id, old, new, reasons, policy, trigger)
     if not duties_changed:
-        return Outcome(replace(state, records=records), tuple(decisions))
+        return Outcome(replace(state, records=records, policy=policy.label), tuple(decisions))
     duties = duties_of(state.facts, policy.duties)
     decisions += _duty_decisions(state.subject_id, before.duties, duties, policy, trigger)
-    state = replace(state, records=records, duties=duties)
+    state = replace(state, records=records, duties=duties, policy=policy.label)
     answers = tuple(
         _answer(state, d, rights, policy)
         for d in duties.values()

@@ -43,17 +43,18 @@ def dump(state: SubjectState) -> dict[str, Any]:
         out["overdue"] = sorted(state.overdue)
     # Derived, kept beside the state so a restarted worker rebuilds its due index without
     # decoding every subject.
+    out["policy"] = state.policy
     out["next"] = state.next_deadline()
     out["waiting"] = state.pending_deadlines()
     return out
 
 
-def summary(raw: dict[str, Any]) -> tuple[str, int | None, int]:
-    """(subject id, next deadline, records waiting) of a dumped state, cheaply."""
+def summary(raw: dict[str, Any]) -> tuple[str, int | None, int, str]:
+    """(subject id, next deadline, records waiting, policy label) of a dumped state, cheaply."""
     if "waiting" in raw:
-        return raw["s"], raw["next"], raw["waiting"]
+        return raw["s"], raw["next"], raw["waiting"], raw.get("policy", "")
     state = load(raw)  # written by an older version
-    return state.subject_id, state.next_deadline(), state.pending_deadlines()
+    return state.subject_id, state.next_deadline(), state.pending_deadlines(), state.policy
 
 
 def load(raw: dict[str, Any]) -> SubjectState:
@@ -99,4 +100,5 @@ def load(raw: dict[str, Any]) -> SubjectState:
         records=records,
         duties={d[0]: Duty(*d) for d in raw.get("duties", [])},
         overdue=frozenset(raw.get("overdue", [])),
+        policy=raw.get("policy", ""),
     )

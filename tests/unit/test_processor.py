@@ -235,3 +235,26 @@ def test_a_partition_gained_again_rebuilds_its_due_index_from_the_table(closed_a
     out = processor.on_tick(0, 0, b"tick", tick("2025-01-01T00:00:00Z", 101))
     keys = {o.key for o in out if o.topic == TOPICS.commands("customer_db")}
     assert keys == {b"cust-1", b"cust-7"}
+
+
+def test_a_new_policy_judges_stamped_subjects_again_when_the_worker_restarts(closed_account: Harness) -> None:
+    from streams.policy.rules import DEFAULT_POLICY, parse_policy
+
+    longer = parse_policy(
+        DEFAULT_POLICY.read_text().replace("keep = { years = 3 }", "keep = { years = 5 }", 1)
+    )
+    restarted = LifecycleProcessor(longer, TOPICS, closed_account.table)
+    out = restarted.on_tick(0, 0, b"tick", tick("2024-03-16T00:00:00Z", closed_account.offset))
+    decisions = [codec_for(DECISION).decode(o.value) for o in out if o.topic == TOPICS.decisions]
+    assert [(d["kind"], d["policy_version"]) for d in decisions] == [("DEADLINE_MOVED", longer.label)]
+    assert not [
+        o for o in out if o.topic == TOPICS.commands("customer_db")
+    ]  # the old deadline no longer fires
+    restarted.flush()
+    later = restarted.on_tick(0, 0, b"tick", tick("2026-03-16T00:00:00Z", closed_account.offset))
+    (command,) = [
+        codec_for(DELETION_COMMAND).decode(o.value)
+        for o in later
+        if o.topic == TOPICS.commands("customer_db")
+    ]
+    assert command["policy_version"] == longer.label

@@ -32,6 +32,7 @@ def test_the_summary_gives_the_next_deadline_and_waiting_records_without_decodin
         ]
     )
     raw = snapshot.dump(state)
-    assert snapshot.summary(raw) == (state.subject_id, state.next_deadline(), 2)
+    assert snapshot.summary(raw) == (state.subject_id, state.next_deadline(), 2, state.policy)
+    assert state.policy.startswith("v1+")
     older = {k: v for k, v in raw.items() if k not in ("next", "waiting")}  # written before summaries
     assert snapshot.summary(older) == snapshot.summary(raw)
