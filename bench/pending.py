@@ -25,6 +25,7 @@ NAME = "pending"
 BASE = 20_000 * MS_PER_DAY  # 2024-10-04
 SPREAD_DAYS = 3650  # deadlines spread over ten years
 TICKS = 20
+LABEL = default_policy().label  # stamped under the running policy: no re-judging at rebuild
 
 
 def _state_table(count: int) -> dict[str, Any]:
@@ -44,7 +45,9 @@ def _state_table(count: int) -> dict[str, Any]:
             BASE + (n % SPREAD_DAYS) * MS_PER_DAY,
             (f"w{n}", f"c{n}"),
         )
-        state = SubjectState(subject, frozenset({f"w{n}", f"c{n}"}), (), {record.record_id: record})
+        state = SubjectState(
+            subject, frozenset({f"w{n}", f"c{n}"}), (), {record.record_id: record}, policy=LABEL
+        )
         table[subject_key(0, subject)] = snapshot.dump(state)
     return table
 
