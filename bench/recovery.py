@@ -170,7 +170,7 @@ def load_and_kill(settings: Settings, target: int, timeout: float) -> float:
         done, _ = wait_metrics(
             child, settings.worker_metrics_port, lambda s: _pending(s) >= target, timeout, poll=SLOW_POLL
         )
-        wait_committed(settings, 60.0)
+        wait_committed(settings, 60.0 + target / 2000)  # the tail of a big load takes a while to commit
         child.kill()
     return done - started
 
