@@ -3,7 +3,6 @@ publish -> stamp -> tick past the deadline -> command -> row deleted -> receipt 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,13 +55,6 @@ class Pipeline:
         self.decisions.close()
         for child in (self.worker, self.sink):
             child.stop()
-
-
-@pytest.fixture
-def pipeline(settings: Settings, tmp_path: Path) -> Iterator[Pipeline]:
-    running = Pipeline(settings, tmp_path / "logs")
-    yield running
-    running.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,13 +38,6 @@ LIFE = [
     ),
     ev("r1", "ErasureRequested", "cust-1", "2021-06-01T10:00:00Z", request_id="req-1", verified=True),
 ]
-
-
-@pytest.fixture
-def pipeline(settings: Settings, tmp_path: Path) -> Iterator[Pipeline]:
-    running = Pipeline(settings, tmp_path / "logs")
-    yield running
-    running.stop()
 
 
 @pytest.fixture
