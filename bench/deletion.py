@@ -30,7 +30,8 @@ from ebbtide.kafka_io import create_topics, producer
 from ebbtide.settings import Settings, Topics
 from schemas import DELETION_COMMAND, codec_for
 from sinks.mapping import StoreMap, TableMapping
-from sinks.postgres import Executed, PostgresExecutor
+from sinks.postgres import PostgresExecutor
+from sinks.receipts import Executed
 from sinks.runner import PostgresSink
 from streams.policy.decisions import stable_id
 
@@ -177,12 +178,12 @@ class TimedSink(PostgresSink):
 
     def __init__(self, settings: Settings, stores: StoreMap, dsn: str, expected: int) -> None:
         super().__init__(settings, stores, dsn, on_batch=self._done)
-        self.executor = self.timed = TimedExecutor(stores)
+        self.executor.executor = self.timed = TimedExecutor(stores)  # type: ignore[attr-defined]
         self.expected, self.receipts, self.batches, self.first, self.last = expected, 0, 0, 0.0, 0.0
 
-    def _process(self, conn: Any, out: Any, consumer: Any, batch: Any) -> None:
+    def _process(self, out: Any, consumer: Any, batch: Any) -> None:
         self.first = self.first or time.perf_counter()
-        super()._process(conn, out, consumer, batch)
+        super()._process(out, consumer, batch)
 
     def _done(self, receipts: int) -> None:
         self.receipts, self.batches = self.receipts + receipts, self.batches + 1

@@ -51,6 +51,11 @@ ROWS_DELETED = Counter(
     "Rows deleted by a sink, by store and category.",
     ["store", "category"],
 )
+SINK_GAVE_UP = Counter(
+    "ebbtide_sink_gave_up_total",
+    "Commands a sink stopped retrying (dead-lettered with the reason and answered FAILED), by store.",
+    ["store"],
+)
 SINK_BATCH_SECONDS = Histogram(
     "ebbtide_sink_batch_seconds", "Time to execute and commit one batch of commands.", ["store"]
 )

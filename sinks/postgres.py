@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +19,7 @@ from psycopg2.extras import execute_values
 
 from schemas import DELETION_RECEIPT, codec_for
 from sinks.mapping import StoreMap
+from sinks.receipts import Executed
 
 TRACKING_SCHEMA = "ebbtide_sink"
 
@@ -43,13 +43,6 @@ COMMAND_ERRORS = (psycopg2.DataError, psycopg2.IntegrityError, psycopg2.Programm
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class Executed:
-    receipt: dict[str, Any]
-    encoded: bytes
-    repeated: bool  # True when the command had already been applied
 
 
 class PostgresExecutor:

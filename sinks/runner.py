@@ -1,9 +1,12 @@
 """The sink process: consume a store's command topic, execute, publish receipts, then commit.
 
-Order of a batch: execute every command in one database transaction (with tracking rows),
-commit it, publish the receipts and wait for the broker, and only then commit the Kafka
-offsets. A crash anywhere replays the batch, and the tracking rows make the replay a no-op
-that re-sends the same receipts.
+One loop for every kind of store: a :class:`~sinks.receipts.BatchExecutor` answers a batch of
+commands (the PostgreSQL executor in one database transaction with tracking rows; the HTTP,
+log-store and backup executors their own way). The loop publishes the receipts and waits for the
+broker, and only then commits the Kafka offsets. A crash anywhere replays the batch, and
+idempotent executors make the replay a no-op that re-sends the same receipts. An executor that
+raises one of its ``transient`` errors (database down, vendor circuit open) gets the same batch
+again after a backoff: nothing is committed, nothing is dropped.
 
 Kafka I/O here is confluent-kafka (librdkafka): the sink moves one message in and one out per
 row, and kafka-python's per-message cost capped it at a fraction of what the database does.
@@ -16,11 +19,12 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg2
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from psycopg2.extensions import connection as Connection
 
 from ebbtide import metrics
 from ebbtide.kafka_io import CLIENT_ID
@@ -28,10 +32,11 @@ from ebbtide.settings import Settings, Topics
 from schemas import DELETION_COMMAND, InvalidMessage, codec_for
 from sinks.mapping import StoreMap
 from sinks.postgres import PostgresExecutor
+from sinks.receipts import BatchExecutor, Executed
 
 log = logging.getLogger(__name__)
 TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError)
-BATCH = 500  # commands per poll, per database transaction
+BATCH = 500  # commands per poll (per database transaction for PostgreSQL)
 
 
 def _skip(message: Message) -> bool:
@@ -45,13 +50,13 @@ def _skip(message: Message) -> bool:
     return True
 
 
-def _next_batch(consumer: Consumer) -> list[Message]:
+def _next_batch(consumer: Consumer, size: int = BATCH) -> list[Message]:
     """Wait for one command, then take what has already been fetched, up to a batch: low latency
     when it is quiet, big batches under load (librdkafka's consume() would wait for a full batch)."""
     first = consumer.poll(0.5)
     if first is None:
         return []
-    batch = [first, *consumer.consume(num_messages=BATCH - 1, timeout=0)]
+    batch = [first, *consumer.consume(num_messages=size - 1, timeout=0)]
     return [m for m in batch if not _skip(m)]
 
 
@@ -74,23 +79,25 @@ def _last_offsets(batch: list[Message]) -> dict[int, int]:
     return dict(_position(m) for m in batch)
 
 
-class PostgresSink:
+class CommandSink:
+    """Consume ``<prefix>.commands.<store>``, let the executor answer, publish receipts, commit."""
+
     def __init__(
         self,
         settings: Settings,
-        store_map: StoreMap,
-        dsn: str,
+        executor: BatchExecutor,
         stop: threading.Event | None = None,
         on_batch: Callable[[int], None] | None = None,
+        batch_size: int = BATCH,
     ) -> None:
         self.settings = settings
-        self.store_map = store_map
-        self.dsn = dsn
+        self.executor = executor
+        self.store = executor.store
         self.stop = stop or threading.Event()
         self.on_batch = on_batch
+        self.batch_size = batch_size
         self.topics = Topics(settings.topic_prefix)
-        self.topic = self.topics.commands(store_map.store)
-        self.executor = PostgresExecutor(store_map)
+        self.topic = self.topics.commands(self.store)
         self._commands = codec_for(DELETION_COMMAND)
 
     def run(self) -> None:
@@ -98,7 +105,7 @@ class PostgresSink:
             {
                 "bootstrap.servers": self.settings.kafka_bootstrap,
                 "client.id": CLIENT_ID,
-                "group.id": f"{self.settings.topic_prefix}-sink-{self.store_map.store}",
+                "group.id": f"{self.settings.topic_prefix}-sink-{self.store}",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
             }
@@ -116,56 +123,51 @@ class PostgresSink:
                 "partitioner": "murmur2_random",
             }
         )
-        conn = self._connect()
         backoff = 0.5
+        retry: tuple[type[BaseException], ...] = (*self.executor.transient, KafkaException)
         try:
             while not self.stop.is_set():
-                batch = _next_batch(consumer)
+                batch = _next_batch(consumer, self.batch_size)
                 if not batch:
                     continue
                 try:
-                    self._process(conn, out, consumer, batch)
+                    self._process(out, consumer, batch)
                     backoff = 0.5
-                except (*TRANSIENT, KafkaException) as exc:
-                    # Nothing of the batch is committed to Kafka: take it again (the tracking rows
-                    # make re-execution a no-op that re-sends the same receipts).
+                except retry as exc:
+                    # Nothing of the batch is committed to Kafka: take it again.
                     log.error("batch not completed (%s); retrying it", type(exc).__name__)
                     for partition, offset in _first_offsets(batch).items():
                         consumer.seek(TopicPartition(self.topic, partition, offset))
                     self.stop.wait(backoff * (1 + random.random()))
                     backoff = min(backoff * 2, 30.0)
-                    if isinstance(exc, TRANSIENT):
-                        conn = self._reconnect(conn)
+                    if isinstance(exc, self.executor.transient):
+                        self.executor.recover()
         finally:
             consumer.close()
             out.flush(30)
-            conn.close()
+            self.executor.close()
 
-    def _process(
-        self,
-        conn: psycopg2.extensions.connection,
-        out: Producer,
-        consumer: Consumer,
-        batch: list[Message],
-    ) -> None:
+    def _process(self, out: Producer, consumer: Consumer, batch: list[Message]) -> None:
         started = time.perf_counter()
-        receipts: list[tuple[bytes, bytes]] = []
         dead: list[tuple[Any, str]] = []
         commands: list[dict[str, Any]] = []
+        sources: list[Message] = []
         for message in batch:
             try:
                 commands.append(self._commands.decode(message.value()))
+                sources.append(message)
             except InvalidMessage as exc:
                 dead.append((message, exc.reason))
-        with conn, conn.cursor() as cur:
-            executed = self.executor.execute_batch(cur, commands)
-        for command, done in zip(commands, executed, strict=True):
+        executed = self.executor.execute(commands) if commands else []
+        receipts: list[tuple[bytes, bytes]] = []
+        for command, message, done in zip(commands, sources, executed, strict=True):
             receipts.append((command["subject_id"].encode(), done.encoded))
-            metrics.SINK_COMMANDS.labels(self.store_map.store, done.receipt["outcome"]).inc()
-            if not done.repeated and done.receipt["rows"]:
-                metrics.ROWS_DELETED.labels(self.store_map.store, command["category"]).inc(
-                    done.receipt["rows"]
-                )
+            metrics.SINK_COMMANDS.labels(self.store, done.receipt["outcome"]).inc()
+            if not done.repeated and done.receipt["rows"] and done.receipt["outcome"] != "EXPIRES":
+                metrics.ROWS_DELETED.labels(self.store, command["category"]).inc(done.receipt["rows"])
+            if done.dead_letter is not None:
+                metrics.SINK_GAVE_UP.labels(self.store).inc()
+                dead.append((message, done.dead_letter))
         failures: list[str] = []
 
         def delivered(error: Any, _message: Any) -> None:
@@ -198,21 +200,58 @@ class PostgresSink:
             offsets=[TopicPartition(self.topic, p, offset + 1) for p, offset in _last_offsets(batch).items()],
             asynchronous=False,
         )
-        metrics.SINK_BATCH_SECONDS.labels(self.store_map.store).observe(time.perf_counter() - started)
+        metrics.SINK_BATCH_SECONDS.labels(self.store).observe(time.perf_counter() - started)
         if self.on_batch is not None:
             self.on_batch(len(receipts))
 
-    def _connect(self) -> psycopg2.extensions.connection:
-        conn = psycopg2.connect(self.dsn, application_name=f"ebbtide-sink-{self.store_map.store}")
+
+class PostgresBatch:
+    """The PostgreSQL executor as a :class:`BatchExecutor`: one transaction per batch."""
+
+    transient: tuple[type[BaseException], ...] = TRANSIENT
+
+    def __init__(self, store_map: StoreMap, dsn: str, stop: threading.Event) -> None:
+        self.store = store_map.store
+        self.dsn = dsn
+        self.stop = stop
+        self.executor = PostgresExecutor(store_map)
+        self.conn = self._connect()
+
+    def execute(self, commands: Sequence[dict[str, Any]]) -> list[Executed]:
+        with self.conn, self.conn.cursor() as cur:
+            return self.executor.execute_batch(cur, list(commands))
+
+    def _connect(self) -> Connection:
+        conn = psycopg2.connect(self.dsn, application_name=f"ebbtide-sink-{self.store}")
         PostgresExecutor.ensure_tracking(conn)
         return conn
 
-    def _reconnect(self, conn: psycopg2.extensions.connection) -> psycopg2.extensions.connection:
+    def recover(self) -> None:
         with contextlib.suppress(psycopg2.Error):
-            conn.close()
+            self.conn.close()
         while not self.stop.is_set():
             try:
-                return self._connect()
+                self.conn = self._connect()
+                return
             except TRANSIENT:
                 self.stop.wait(1.0)
-        return conn
+
+    def close(self) -> None:
+        with contextlib.suppress(psycopg2.Error):
+            self.conn.close()
+
+
+class PostgresSink(CommandSink):
+    """The sink of a PostgreSQL store: :class:`CommandSink` driving a :class:`PostgresBatch`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store_map: StoreMap,
+        dsn: str,
+        stop: threading.Event | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        stop = stop or threading.Event()
+        self.store_map = store_map
+        super().__init__(settings, PostgresBatch(store_map, dsn, stop), stop, on_batch)

@@ -1,0 +1,80 @@
+"""What every sink answers: a receipt per command, encoded once, plus what the loop must do with it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from schemas import DELETION_RECEIPT, codec_for
+
+# Outcomes a store can report (deletion_receipt.v1 Outcome). ANONYMISED: the row stays with its
+# personal fields blanked; EXPIRES: the record is in immutable copies (backups) and is gone when
+# the last of them expires, at ``executed_at``.
+OUTCOMES = ("DELETED", "NOT_FOUND", "FAILED", "ANONYMISED", "EXPIRES")
+
+_RECEIPTS = codec_for(DELETION_RECEIPT)
+
+
+@dataclass(frozen=True)
+class Executed:
+    receipt: dict[str, Any]
+    encoded: bytes
+    repeated: bool  # True when the command had already been applied
+    dead_letter: str | None = None  # also dead-letter the command, with this reason (gave up on it)
+
+
+def receipt_for(
+    command: dict[str, Any], outcome: str, rows: int, reason: str | None, executed_at: datetime
+) -> dict[str, Any]:
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown receipt outcome {outcome!r}")
+    return {
+        "command_id": command["command_id"],
+        "subject_id": command["subject_id"],
+        "store": command["store"],
+        "category": command["category"],
+        "record_key": command["record_key"],
+        "outcome": outcome,
+        "rows": rows,
+        "reason": reason,
+        "executed_at": executed_at,
+    }
+
+
+def executed(
+    command: dict[str, Any],
+    outcome: str,
+    rows: int,
+    reason: str | None,
+    executed_at: datetime,
+    *,
+    repeated: bool = False,
+    dead_letter: str | None = None,
+) -> Executed:
+    receipt = receipt_for(command, outcome, rows, reason, executed_at)
+    return Executed(receipt, _RECEIPTS.encode(receipt), repeated, dead_letter)
+
+
+def decode_receipt(encoded: bytes) -> dict[str, Any]:
+    return _RECEIPTS.decode(encoded)
+
+
+class BatchExecutor(Protocol):
+    """A store's deletion executor as the sink loop drives it.
+
+    ``execute`` answers every command of a batch, in order (one :class:`Executed` each). Raising
+    one of ``transient`` means "the store cannot be reached now": nothing of the batch counts,
+    the loop calls ``recover`` and takes the same batch again later. Any receipt returned is
+    published before the offsets are committed, so a crash replays the batch; executors must be
+    idempotent (same command id, same effect)."""
+
+    store: str
+    transient: tuple[type[BaseException], ...]
+
+    def execute(self, commands: Sequence[dict[str, Any]]) -> list[Executed]: ...
+
+    def recover(self) -> None: ...
+
+    def close(self) -> None: ...
