@@ -37,7 +37,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 FORMAT = "ebbtide-deletion-certificate/1"
 ALGORITHM = "Ed25519"
-ANSWERED = ("DELETED", "NOT_FOUND")
+ANSWERED = ("DELETED", "NOT_FOUND", "ANONYMISED", "EXPIRES")
+# Outcomes that touched something: at least one row (EXPIRES: at least one backup holding it).
+TOUCHING = ("DELETED", "ANONYMISED", "EXPIRES")
 SIGNATURE_BYTES = 64
 
 ENTRY_FIELDS = (
@@ -68,7 +70,7 @@ class DeletionEntry:
     rule_id: str
     deadline: str
     ordered_at: str
-    outcome: str  # DELETED or NOT_FOUND
+    outcome: str  # DELETED, NOT_FOUND, ANONYMISED (row kept, personal fields blanked) or EXPIRES
     rows: int
     executed_at: str
 
@@ -209,8 +211,9 @@ def _entry_name(entry: DeletionEntry) -> str:
 def problems(certificate: Certificate) -> list[str]:
     """Why this certificate must not be issued: [] when it can be.
 
-    It needs at least one entry; every entry answered (DELETED with at least one row, or
-    NOT_FOUND with none); one entry per (store, record); non-empty text; UTC timestamps.
+    It needs at least one entry; every entry answered (DELETED, ANONYMISED or EXPIRES with at
+    least one row or backup, or NOT_FOUND with none); one entry per (store, record); non-empty
+    text; UTC timestamps.
     """
     found: list[str] = []
     for name in ("subject_id", "policy_version", "issuer", "key_id"):
@@ -237,13 +240,13 @@ def problems(certificate: Certificate) -> list[str]:
             found.append(f"{where}: rows: must be a whole number, 0 or more")
         if entry.outcome not in ANSWERED:
             found.append(
-                f"{where}: not answered: outcome {entry.outcome!r} is neither DELETED nor NOT_FOUND; "
+                f"{where}: not answered: outcome {entry.outcome!r} is not one of {', '.join(ANSWERED)}; "
                 "a certificate is issued only when every store has confirmed"
             )
         elif not rows_ok:
             pass
-        elif entry.outcome == "DELETED" and entry.rows == 0:
-            found.append(f"{where}: outcome DELETED with 0 rows")
+        elif entry.outcome in TOUCHING and entry.rows == 0:
+            found.append(f"{where}: outcome {entry.outcome} with 0 rows")
         elif entry.outcome == "NOT_FOUND" and entry.rows != 0:
             found.append(f"{where}: outcome NOT_FOUND with {entry.rows} rows")
         if (entry.store, entry.record) in seen:
@@ -577,7 +580,9 @@ held it, or was no longer held there.</p>
 </tbody>
 </table>
 <p class="note">DELETED: the store deleted the record. NOT_FOUND: the store no longer held it.
-Times are in UTC.</p>
+ANONYMISED: the row is kept (for bookkeeping) with its personal fields blanked. EXPIRES: the record
+remains only in immutable backups (the number under Rows) and is gone when the last of them expires,
+at the time under "Deleted at"; a restore of such a backup deletes it again. Times are in UTC.</p>
 
 <h2>Deletion commands</h2>
 <table>

@@ -79,9 +79,11 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
     from ebbtide import metrics
     from streams.app import create_app
-    from streams.policy.rules import default_policy, load_policy
+    from streams.policy.rules import load_policy, rules_policy
 
-    policy = load_policy(Path(args.policy)) if args.policy else default_policy()
+    policy = (load_policy(Path(args.policy)) if args.policy else rules_policy()).with_stores(
+        settings.stores()
+    )
     metrics.serve(settings.worker_metrics_port)
     app = create_app(settings, policy)
     logging.getLogger(__name__).warning(
@@ -105,15 +107,43 @@ def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.runner import PostgresSink
 
     logging.basicConfig(level=args.loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    store_map = load_store_map(Path(args.map) if args.map else DEFAULT_MAP)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if args.kind in ("logstore", "backups"):  # PostgreSQL-backed stores that are not plain rows
+        from sinks.backups import BackupsExecutor
+        from sinks.logstore import LogStoreExecutor
+        from sinks.runner import CommandSink
+
+        kind = LogStoreExecutor if args.kind == "logstore" else BackupsExecutor
+        executor = kind(settings.require_pg_dsn(), stop=stop)
+        metrics.serve(settings.sink_metrics_port)
+        logging.getLogger(__name__).warning(
+            "%s sink for store %s: metrics on 127.0.0.1:%d",
+            args.kind,
+            executor.store,
+            settings.sink_metrics_port,
+        )
+        CommandSink(settings, executor, stop=stop).run()
+        return 0
+    store_map = load_store_map(Path(args.map) if args.map else DEFAULT_MAP)
     metrics.serve(settings.sink_metrics_port)
     logging.getLogger(__name__).warning(
         "postgres sink for store %s: metrics on 127.0.0.1:%d", store_map.store, settings.sink_metrics_port
     )
     PostgresSink(settings, store_map, settings.require_pg_dsn(), stop=stop).run()
+    return 0
+
+
+def cmd_backups(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.backups import BackupError, admin
+
+    try:
+        lines = admin(settings.require_pg_dsn(), args.action, args.now or datetime.now(UTC))
+    except BackupError as exc:
+        print(f"ebbtide backups: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
     return 0
 
 
@@ -316,10 +346,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a deletion sink",
         description="Execute deletion commands for one store and publish receipts.",
     )
-    sink.add_argument("kind", choices=["postgres"])
+    sink.add_argument("kind", choices=["postgres", "logstore", "backups"])
     sink.add_argument("--map", help="store map TOML (default: sinks/customer_db.toml)")
     sink.add_argument("--loglevel", default="WARNING")
     sink.set_defaults(func=cmd_sink)
+
+    backups = sub.add_parser(
+        "backups",
+        help="the backup catalogue of hosted data: list backups, purge expired ones",
+        description="list: every backup with its expiry and the records it holds. purge: mark the "
+        "backups expired at --now purged and forget their contents (what the backup system does when "
+        "it destroys them). Uses EBBTIDE_PG_DSN.",
+    )
+    backups.add_argument("action", choices=["list", "purge"])
+    backups.add_argument("--now", type=_time, help="ISO-8601 time (default: the wall clock)")
+    backups.set_defaults(func=cmd_backups)
 
     clock = sub.add_parser(
         "clock",

@@ -27,7 +27,15 @@ def producer(settings: Settings) -> KafkaProducer:
 
 def pipeline_topics(topics: Topics, stores: Iterable[str]) -> list[str]:
     """Every topic the lifecycle agent and the given stores' sinks use."""
-    names = [topics.events, topics.clock, topics.receipts, topics.decisions, topics.answers, topics.dlq]
+    names = [
+        topics.events,
+        topics.clock,
+        topics.receipts,
+        topics.decisions,
+        topics.answers,
+        topics.certificates,
+        topics.dlq,
+    ]
     return names + [topics.commands(store) for store in stores]
 
 

@@ -51,6 +51,16 @@ ROWS_DELETED = Counter(
     "Rows deleted by a sink, by store and category.",
     ["store", "category"],
 )
+CERTIFICATES = Counter(
+    "ebbtide_certificates_total",
+    "Deletion certificates the worker found due: issued (signed and published) or unsigned (no signer).",
+    ["result"],
+)
+OVERDUE = Gauge(
+    "ebbtide_deletions_overdue",
+    "Deletion commands without a receipt past their store's service level, by store.",
+    ["store"],
+)
 SINK_GAVE_UP = Counter(
     "ebbtide_sink_gave_up_total",
     "Commands a sink stopped retrying (dead-lettered with the reason and answered FAILED), by store.",

@@ -30,9 +30,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
             "EBBTIDE_SINK_METRICS_PORT": str(settings.sink_metrics_port),
             "EBBTIDE_WORKER_WEB_PORT": str(settings.worker_web_port),
             "EBBTIDE_SESSION_TIMEOUT": str(settings.session_timeout),
-            "EBBTIDE_STORES": settings.stores,
         }
     )
+    for name, value in (
+        ("EBBTIDE_STORE_MAP", settings.store_map),
+        ("EBBTIDE_CERTIFICATE_KEY", settings.certificate_key),
+    ):
+        if value is not None:
+            env[name] = str(value)
     if settings.worker_instance_id:
         env["EBBTIDE_WORKER_INSTANCE_ID"] = settings.worker_instance_id
     if settings.pg_dsn:

@@ -6,6 +6,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streams.policy.stores import StoreMap
 
 
 class SettingsError(ValueError):
@@ -27,7 +31,11 @@ class Settings:
     # once. Give each worker process its own stable id (e.g. its host name); never share one.
     worker_instance_id: str | None = None
     pg_dsn: str | None = None  # no default: there is no default password
-    stores: str = "customer_db"  # comma-separated ids of the stores that have a command topic and a sink
+    # The store map (which stores hold which categories); default: the one shipped with the policy.
+    store_map: Path | None = None
+    # The worker's Ed25519 key for deletion certificates; made on first start if missing.
+    certificate_key: Path | None = None
+    certificate_issuer: str = "Ebbtide deletion pipeline"  # who signs, as the certificate names it
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -51,6 +59,8 @@ class Settings:
                 values[f.name] = Path(raw)
             else:
                 values[f.name] = raw
+        if "store_map" in values and not Path(str(values["store_map"])).is_file():
+            raise SettingsError(f"EBBTIDE_STORE_MAP: no such file: {values['store_map']}")
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.partitions < 1:
             raise SettingsError("EBBTIDE_PARTITIONS must be at least 1")
@@ -58,7 +68,17 @@ class Settings:
 
     @property
     def store_ids(self) -> tuple[str, ...]:
-        return tuple(s.strip() for s in self.stores.split(",") if s.strip())
+        """The stores of the store map: each has a command topic and a sink."""
+        return self.stores().ids
+
+    def stores(self) -> StoreMap:
+        from streams.policy.stores import DEFAULT_STORES, load_store_map
+
+        return load_store_map(self.store_map or DEFAULT_STORES)
+
+    @property
+    def signing_key(self) -> Path:
+        return self.certificate_key or self.state_dir / "keys" / "certificate-signing.key"
 
     def require_pg_dsn(self) -> str:
         if not self.pg_dsn:
@@ -98,6 +118,10 @@ class Topics:
     @property
     def dlq(self) -> str:
         return f"{self.prefix}.dlq"
+
+    @property
+    def certificates(self) -> str:
+        return f"{self.prefix}.certificates"
 
     def commands(self, store: str) -> str:
         return f"{self.prefix}.commands.{store}"

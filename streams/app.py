@@ -10,6 +10,7 @@ from typing import Any
 import faust
 
 from ebbtide.settings import Settings, Topics
+from ebbtide.signer import CertificateSigner
 from streams.policy.rules import Policy
 from streams.processor import LifecycleProcessor, partition_of_key
 
@@ -26,6 +27,11 @@ class PartitionedTable(faust.Table[str, Any]):
 
     def partition_for_key(self, key: Any) -> int | None:
         return partition_of_key(key)
+
+
+def certificate_signer(settings: Settings) -> CertificateSigner:
+    """The worker's signer; its key is made on first start if missing (and logged)."""
+    return CertificateSigner.from_file(settings.signing_key, settings.certificate_issuer)
 
 
 def create_app(settings: Settings, policy: Policy) -> faust.App:
@@ -62,7 +68,9 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
     # Keys are str, values JSON-able dicts (Faust's default json codec); see streams.processor.
     table = PartitionedTable(app, name="state", partitions=settings.partitions, beacon=app.tables.beacon)
     app.tables.add(table)
-    processor = LifecycleProcessor(policy, topics, table, settings.partitions, frozenset(settings.store_ids))
+    processor = LifecycleProcessor(
+        policy, topics, table, settings.partitions, signer=certificate_signer(settings)
+    )
 
     @app.agent(source, name="lifecycle")
     async def lifecycle(stream: faust.StreamT[Any]) -> None:

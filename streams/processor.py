@@ -20,6 +20,7 @@ from typing import Any
 
 from ebbtide import metrics
 from ebbtide.settings import Topics
+from ebbtide.signer import CertificateSigner
 from schemas import (
     CLOCK_TICK,
     DECISION,
@@ -85,12 +86,14 @@ class LifecycleProcessor:
         topics: Topics,
         table: MutableMapping[str, Any],
         partitions: int = 1,
-        stores: frozenset[str] | None = None,
+        signer: CertificateSigner | None = None,
     ) -> None:
-        """``stores``: the stores that have a command topic; a record announced by any other store
-        is dead-lettered (its deletion command would have nowhere to go). None accepts all."""
+        """A record announced by a store the policy's store map does not list as holding its
+        category is dead-lettered (its deletion commands would have nowhere to go).
+        ``signer`` signs the deletion certificates the engine issues (None: none are published,
+        which only tests of other things should do)."""
         self.policy = policy
-        self.stores = stores
+        self.signer = signer
         self.partitions = partitions
         self.topics = topics
         self.state = StagedTable(table)
@@ -158,14 +161,15 @@ class LifecycleProcessor:
             event = to_event(self._events.decode(value))
             if key is not None and key != event.subject_id.encode():
                 raise InvalidMessage("lifecycle_event: message key is not the event's subject_id")
+            stores = self.policy.stores
             if (
                 isinstance(event, RecordWritten)
-                and self.stores is not None
-                and event.store not in self.stores
+                and stores is not None
+                and not stores.holds(event.store, event.category)
             ):
                 raise InvalidMessage(
-                    f"lifecycle_event: RecordWritten names store {event.store!r}, which has no command topic "
-                    "(configure it in EBBTIDE_STORES and create its topic)"
+                    f"lifecycle_event: RecordWritten names store {event.store!r}, which the store map doesn't "
+                    f"list as holding {event.category!r} (add it to the store map, then create its topic)"
                 )
         except InvalidMessage as exc:
             out.append(self._dead_letter("events", self.topics.events, partition, offset, key, value, exc))
@@ -258,6 +262,12 @@ class LifecycleProcessor:
             Out(self.topics.answers, message_key, self._answers.encode(answer_record(a)))
             for a in outcome.answers
         ]
+        for certificate in outcome.certificates:
+            if self.signer is None:
+                metrics.CERTIFICATES.labels("unsigned").inc()
+                continue
+            out.append(Out(self.topics.certificates, message_key, self.signer.encode(certificate)))
+            metrics.CERTIFICATES.labels("issued").inc()
         for command in outcome.commands:
             metrics.COMMANDS_SENT.labels(command.store, command.category).inc()
         for decision in outcome.decisions:

@@ -58,6 +58,8 @@ def to_report(record: dict[str, Any]) -> DeletionReported:
         record_key=record["record_key"],
         outcome=record["outcome"],
         reason=record.get("reason"),
+        rows=int(record.get("rows", 0)),
+        executed_at=_ms(record["executed_at"]) if record.get("executed_at") is not None else 0,
     )
 
 

@@ -17,6 +17,7 @@ DecisionKind = Literal[
     "DELETION_ORDERED",
     "DELETION_CONFIRMED",
     "DELETION_FAILED",
+    "DELETION_OVERDUE",
     "ERASURE_HELD",
     "ERASURE_ANSWERED",
     "DUTY_OPENED",
@@ -87,3 +88,30 @@ class ErasureAnswer:
     due_by: int
     policy_version: str
     items: tuple[AnswerItem, ...]
+
+
+@dataclass(frozen=True)
+class CertifiedCopy:
+    """One store's answer for one copy of a record, as a deletion certificate lists it."""
+
+    store: str
+    category: str
+    record: str
+    command_id: str
+    rule_id: str
+    deadline: int
+    ordered_at: int
+    outcome: str  # DELETED, NOT_FOUND, ANONYMISED or EXPIRES
+    rows: int
+    executed_at: int  # for EXPIRES: when the last backup holding it expires
+
+
+@dataclass(frozen=True)
+class CertificateDue:
+    """Every store has answered for these copies: the shell signs and publishes the certificate
+    (seed 003 §13 "skriftlig bekrefte ... at sletting er foretatt")."""
+
+    subject_id: str
+    issued_at: int  # the latest order or execution time among the copies (replays give the same)
+    policy_version: str
+    copies: tuple[CertifiedCopy, ...]

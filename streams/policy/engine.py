@@ -18,7 +18,15 @@ from typing import Literal
 
 from streams.policy import calendar
 from streams.policy.clocks import Stamp, account_clock, stamp
-from streams.policy.decisions import Decision, DecisionKind, DeleteRecord, ErasureAnswer, stable_id
+from streams.policy.decisions import (
+    CertificateDue,
+    CertifiedCopy,
+    Decision,
+    DecisionKind,
+    DeleteRecord,
+    ErasureAnswer,
+    stable_id,
+)
 from streams.policy.events import DeletionReported, Event, RecordWritten
 from streams.policy.facts import Fact, fact_of
 from streams.policy.rights import Duty, Rights, duties_of, erasure_for, hold_blockers, rights_of
@@ -48,6 +56,11 @@ class RecordState:
     blockers: tuple[str, ...] = ()  # why deletion is suspended: hold:<id>, restriction:<id>, awaiting:<event>
     restricted_by: str | None = None  # erasure request that limited processing to the rule's purpose
     failures: int = 0  # failed deletion attempts so far
+    ordered_at: int | None = None  # pipeline time the current command was first sent
+    chase_at: int | None = None  # ordered, no receipt yet: send again and report overdue at this time
+    reissues: int = 0  # times the current command was sent again for want of a receipt
+    answer: tuple[str, int, int, str | None] | None = None  # (outcome, rows, executed_at, reason)
+    certified: bool = False  # listed in a deletion certificate already
 
     @property
     def record_id(self) -> str:
@@ -72,11 +85,24 @@ class SubjectState:
     def next_deadline(self) -> int | None:
         """The earliest time a tick has something to do for this subject, if any."""
         times = [r.deadline for r in self.records.values() if r.waiting and r.deadline is not None]
+        times += [
+            r.chase_at for r in self.records.values() if r.status == "ordered" and r.chase_at is not None
+        ]
         times += [d.due for d in self.duties.values() if d.done_at is None and d.duty_id not in self.overdue]
         return min(times, default=None)
 
     def pending_deadlines(self) -> int:
         return sum(1 for r in self.records.values() if r.waiting)
+
+    def overdue_copies(self, now: int | None = None) -> list[RecordState]:
+        """Copies ordered and not answered within their store's service level (chased at least
+        once), or, given ``now``, whose chase time has passed."""
+        return [
+            r
+            for r in self.records.values()
+            if r.status == "ordered"
+            and (r.reissues > 0 or (now is not None and r.chase_at is not None and r.chase_at <= now))
+        ]
 
 
 @dataclass(frozen=True)
@@ -85,6 +111,7 @@ class Outcome:
     decisions: tuple[Decision, ...] = ()
     commands: tuple[DeleteRecord, ...] = ()
     answers: tuple[ErasureAnswer, ...] = ()
+    certificates: tuple[CertificateDue, ...] = ()
 
 
 def new_subject(subject_id: str) -> SubjectState:
@@ -99,8 +126,11 @@ def apply_event(state: SubjectState, event: Event, policy: Policy) -> Outcome:
     facts, records = state.facts, state.records
     fact: Fact | None = None
     if isinstance(event, RecordWritten):
-        records = _written(records, event)
-        only: frozenset[str] | None = frozenset({record_id(event.store, event.category, event.record_key)})
+        records = _written(records, event, policy)
+        only: frozenset[str] | None = frozenset(
+            record_id(store, event.category, event.record_key)
+            for store in policy.copies_of(event.store, event.category, event.ref)
+        )
     else:
         fact = fact_of(event)
         if fact is None:
@@ -117,13 +147,22 @@ def apply_event(state: SubjectState, event: Event, policy: Policy) -> Outcome:
 
 def fire_due(state: SubjectState, now: int, policy: Policy) -> Outcome:
     """Order the deletion of every unblocked record whose deadline is at or before ``now``,
-    and report every duty whose deadline passed undone."""
+    send again every command its store has not answered within its service level (reporting it
+    overdue), and report every duty whose deadline passed undone."""
     due = sorted(
         (r for r in state.records.values() if r.waiting and r.deadline <= now),  # type: ignore[operator]
         key=lambda r: r.record_id,
     )
+    chase = sorted(
+        (
+            r
+            for r in state.records.values()
+            if r.status == "ordered" and r.chase_at is not None and r.chase_at <= now
+        ),
+        key=lambda r: r.record_id,
+    )
     late = sorted(d for d in state.duties if _late(state, d, now))
-    if not due and not late:
+    if not due and not late and not chase:
         return Outcome(state)
     records = dict(state.records)
     decisions: list[Decision] = []
@@ -141,7 +180,14 @@ def fire_due(state: SubjectState, now: int, policy: Policy) -> Outcome:
             record.deadline,
             policy.label,
         )
-        records[record.record_id] = replace(record, status="ordered", command_id=command_id)
+        records[record.record_id] = replace(
+            record,
+            status="ordered",
+            command_id=command_id,
+            ordered_at=now,
+            chase_at=now + policy.service_level(record.store),
+            reissues=0,
+        )
         commands.append(
             DeleteRecord(
                 command_id,
@@ -165,6 +211,38 @@ def fire_due(state: SubjectState, now: int, policy: Policy) -> Outcome:
                 f"deadline {calendar.iso(record.deadline)} passed (clock at {calendar.iso(now)})",
                 policy,
                 record.caused_by,
+                tick,
+            )
+        )
+    for record in chase:
+        assert record.command_id is not None and record.deadline is not None
+        level = policy.service_level(record.store)
+        records[record.record_id] = replace(record, chase_at=now + level, reissues=record.reissues + 1)
+        commands.append(
+            DeleteRecord(
+                record.command_id,
+                state.subject_id,
+                record.store,
+                record.category,
+                record.record_key,
+                record.rule_id or "erasure",
+                policy.label,
+                record.deadline,
+                now,
+            )
+        )
+        decisions.append(
+            _decision(
+                state.subject_id,
+                record,
+                "DELETION_OVERDUE",
+                policy.rule(record.rule_id),
+                record.deadline,
+                f"no receipt from {record.store} within its service level of {_span(level)} "
+                f"(ordered {calendar.iso(record.ordered_at or now)}); the same command is sent again "
+                f"(re-issue {record.reissues + 1})",
+                policy,
+                (record.command_id,),
                 tick,
             )
         )
@@ -200,7 +278,15 @@ def apply_receipt(state: SubjectState, report: DeletionReported, policy: Policy)
     rule = policy.rule(record.rule_id)
     records = dict(state.records)
     if report.outcome == "FAILED":
-        retry = replace(record, status="pending", command_id=None, failures=record.failures + 1)
+        retry = replace(
+            record,
+            status="pending",
+            command_id=None,
+            failures=record.failures + 1,
+            ordered_at=None,
+            chase_at=None,
+            reissues=0,
+        )
         records[record.record_id] = retry
         decision = _decision(
             state.subject_id,
@@ -215,20 +301,79 @@ def apply_receipt(state: SubjectState, report: DeletionReported, policy: Policy)
             f"{report.command_id}#{retry.failures}",
         )
         return Outcome(replace(state, records=records), (decision,))
-    records[record.record_id] = replace(record, status="deleted")
-    what = "deleted" if report.outcome == "DELETED" else "already gone from the store"
+    answered = replace(
+        record,
+        status="deleted",
+        chase_at=None,
+        answer=(report.outcome, report.rows, report.executed_at, report.reason),
+    )
+    records[record.record_id] = answered
+    what = {
+        "DELETED": "deleted",
+        "NOT_FOUND": "already gone from the store",
+        "ANONYMISED": "anonymised: the row stays with its personal fields blanked",
+        "EXPIRES": f"held only in backups, gone when the last expires at {calendar.iso(report.executed_at)}",
+    }.get(report.outcome, report.outcome)
+    if record.reissues:
+        what += f" (after {record.reissues} re-issue{'s' if record.reissues > 1 else ''}: it was overdue)"
     decision = _decision(
         state.subject_id,
         record,
         "DELETION_CONFIRMED",
         rule,
         record.deadline,
-        f"store confirmed: {what}",
+        f"{record.store} confirmed: {what}",
         policy,
         (report.command_id,),
         report.command_id,
     )
-    return Outcome(replace(state, records=records), (decision,))
+    state = replace(state, records=records)
+    certificate = _certificate_due(state, policy)
+    if certificate is not None:
+        records = dict(records)
+        for copy in certificate.copies:
+            records[copy.record] = replace(records[copy.record], certified=True)
+        state = replace(state, records=records)
+        return Outcome(state, (decision,), certificates=(certificate,))
+    return Outcome(state, (decision,))
+
+
+def _certificate_due(state: SubjectState, policy: Policy) -> CertificateDue | None:
+    """A certificate for the copies answered since the last one, once no store owes an answer."""
+    if any(r.status == "ordered" for r in state.records.values()):
+        return None
+    copies = []
+    for rid in sorted(state.records):
+        r = state.records[rid]
+        if r.status != "deleted" or r.certified or r.answer is None or r.command_id is None:
+            continue
+        outcome, rows, executed_at, _ = r.answer
+        copies.append(
+            CertifiedCopy(
+                r.store,
+                r.category,
+                rid,
+                r.command_id,
+                r.rule_id or "erasure",
+                r.deadline if r.deadline is not None else 0,
+                r.ordered_at if r.ordered_at is not None else 0,
+                outcome,
+                rows,
+                executed_at,
+            )
+        )
+    if not copies:
+        return None
+    issued_at = max(
+        max(c.ordered_at for c in copies),
+        max((c.executed_at for c in copies if c.outcome != "EXPIRES"), default=0),
+    )
+    return CertificateDue(state.subject_id, issued_at, policy.label, tuple(copies))
+
+
+def _span(ms: int) -> str:
+    hours = ms // 3_600_000
+    return f"{hours // 24} d" if hours % 24 == 0 else f"{hours} h"
 
 
 _RIGHTS_FACTS = frozenset(
@@ -496,23 +641,27 @@ def _late(state: SubjectState, duty_id: str, now: int) -> bool:
     return late and duty.due <= now and duty_id not in state.overdue
 
 
-def _written(records: dict[str, RecordState], event: RecordWritten) -> dict[str, RecordState]:
-    key = record_id(event.store, event.category, event.record_key)
-    current = records.get(key)
-    if current is not None and current.status != "deleted":
-        # Already known: its life starts at the earliest announcement, whatever the arrival order.
-        if current.status != "pending" or (current.written_at, current.written_by) <= (
-            event.time,
-            event.event_id,
-        ):
-            return records
-        out = dict(records)
-        out[key] = replace(current, ref=event.ref, written_by=event.event_id, written_at=event.time)
-        return out
-    out = dict(records)
-    out[key] = RecordState(
-        event.store, event.category, event.record_key, event.ref, event.event_id, event.time
-    )
+def _written(records: dict[str, RecordState], event: RecordWritten, policy: Policy) -> dict[str, RecordState]:
+    """One copy of the record in every store that holds its category (per the store map)."""
+    out = records
+    for store in policy.copies_of(event.store, event.category, event.ref):
+        key = record_id(store, event.category, event.record_key)
+        current = out.get(key)
+        if current is not None and current.status != "deleted":
+            # Already known: its life starts at the earliest announcement, whatever the arrival order.
+            if current.status != "pending" or (current.written_at, current.written_by) <= (
+                event.time,
+                event.event_id,
+            ):
+                continue
+            replacement = replace(current, ref=event.ref, written_by=event.event_id, written_at=event.time)
+        else:
+            replacement = RecordState(
+                store, event.category, event.record_key, event.ref, event.event_id, event.time
+            )
+        if out is records:
+            out = dict(records)
+        out[key] = replacement
     return out
 
 

@@ -161,8 +161,10 @@ class DeletionReported:
     store: str
     category: str
     record_key: str
-    outcome: str  # DELETED, NOT_FOUND or FAILED
+    outcome: str  # DELETED, NOT_FOUND, ANONYMISED, EXPIRES or FAILED
     reason: str | None = None
+    rows: int = 0
+    executed_at: int = 0  # ms; for EXPIRES, when the last copy holding the record expires
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -5,10 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+if TYPE_CHECKING:
+    from streams.policy.stores import StoreMap
 
 CATEGORIES = (
     "client",
@@ -114,6 +117,24 @@ class Policy:
     rules: tuple[Rule, ...]
     duties: Duties
     content_hash: str
+    # Where each category's records are held: every record is fanned out to one copy per store
+    # that holds it. None: a record lives only in the store that announced it.
+    stores: StoreMap | None = None
+
+    def with_stores(self, stores: StoreMap) -> Policy:
+        """This policy with a store map; the map's content is part of the label from now on."""
+        combined = hashlib.sha256(f"{self.content_hash}:{stores.content_hash}".encode()).hexdigest()
+        return replace(self, stores=stores, content_hash=combined)
+
+    def copies_of(self, store: str, category: str, ref: str | None) -> tuple[str, ...]:
+        """The stores holding a record of ``category`` announced by ``store``."""
+        if self.stores is None:
+            return (store,)
+        return self.stores.holders(category, ref) or (store,)
+
+    def service_level(self, store: str) -> int:
+        """Milliseconds a store may take to answer a command before it is chased (default 1 h)."""
+        return self.stores.service_level(store) if self.stores is not None else 3_600_000
 
     @property
     def label(self) -> str:
@@ -279,6 +300,15 @@ def load_policy(path: Path) -> Policy:
 
 
 @cache
-def default_policy() -> Policy:
-    """The policy shipped with this version of Ebbtide."""
+def rules_policy() -> Policy:
+    """The shipped retention rules without the store map: each record lives only in the store
+    that announced it (for tests of the rules themselves, and single-store deployments)."""
     return load_policy(DEFAULT_POLICY)
+
+
+@cache
+def default_policy() -> Policy:
+    """The policy shipped with this version of Ebbtide: retention rules and store map."""
+    from streams.policy.stores import load_store_map
+
+    return rules_policy().with_stores(load_store_map())

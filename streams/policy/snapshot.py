@@ -30,6 +30,11 @@ def dump(state: SubjectState) -> dict[str, Any]:
                 list(r.blockers),
                 r.restricted_by,
                 r.failures,
+                r.ordered_at,
+                r.chase_at,
+                r.reissues,
+                list(r.answer) if r.answer is not None else None,
+                r.certified,
             ]
             for r in state.records.values()
         ],
@@ -76,6 +81,18 @@ def load(raw: dict[str, Any]) -> SubjectState:
             restricted_by,
         ) = fields[:13]
         failures = fields[13] if len(fields) > 13 else 0  # written before failures were counted
+        # Written before receipts were kept (fields 14-18): no order time, nothing to chase.
+        ordered_at, chase_at, reissues, answer, certified = (
+            fields[14:19]
+            if len(fields) > 14
+            else (
+                None,
+                None,
+                0,
+                None,
+                False,
+            )
+        )
         record = RecordState(
             store,
             category,
@@ -91,6 +108,11 @@ def load(raw: dict[str, Any]) -> SubjectState:
             tuple(blockers),
             restricted_by,
             failures,
+            ordered_at,
+            chase_at,
+            reissues,
+            tuple(answer) if answer is not None else None,
+            certified,
         )
         records[record.record_id] = record
     return SubjectState(

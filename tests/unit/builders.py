@@ -9,15 +9,15 @@ from datetime import UTC, datetime
 from streams.policy import events as ev
 from streams.policy.calendar import to_ms
 from streams.policy.engine import SubjectState, apply_event, new_subject
-from streams.policy.rules import default_policy
+from streams.policy.rules import rules_policy
 
 _ids = itertools.count(1)
 SUBJECT = "cust-1"
-POLICY = default_policy()
+POLICY = rules_policy()
 
 
 def fold(events: Iterable[ev.Event]) -> SubjectState:
-    """The state of SUBJECT after ``events`` under the shipped policy."""
+    """The state of SUBJECT after ``events`` under the shipped retention rules (no store map: one copy per record)."""
     state = new_subject(SUBJECT)
     for event in events:
         state = apply_event(state, event, POLICY).state

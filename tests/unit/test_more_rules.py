@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streams.policy.engine import apply_event, fire_due
-from streams.policy.rules import default_policy
+from streams.policy.rules import rules_policy
 from tests.unit.builders import (
     cert_issued,
     cert_revoked,
@@ -19,7 +19,7 @@ from tests.unit.builders import (
     written,
 )
 
-POLICY = default_policy()
+POLICY = rules_policy()
 
 
 class TestSeed001DomainDataKeptWhileTheDomainIsRegistered:

@@ -11,7 +11,7 @@ from streams.policy.rules import (
     PolicyWithoutSource,
     UncoveredCategory,
     UnknownCategory,
-    default_policy,
+    rules_policy,
     parse_policy,
 )
 
@@ -19,7 +19,7 @@ SHIPPED = DEFAULT_POLICY.read_text()
 
 
 def test_the_shipped_policy_covers_every_category_with_a_cited_rule() -> None:
-    policy = default_policy()
+    policy = rules_policy()
     assert {c for r in policy.rules for c in r.categories} == set(CATEGORIES)
     for rule in policy.rules:
         assert rule.source.startswith("seed ")
@@ -28,8 +28,8 @@ def test_the_shipped_policy_covers_every_category_with_a_cited_rule() -> None:
 
 def test_the_content_hash_changes_with_any_rule_change() -> None:
     changed = parse_policy(SHIPPED.replace("keep = { years = 3 }", "keep = { years = 4 }", 1))
-    assert changed.content_hash != default_policy().content_hash
-    assert changed.label != default_policy().label
+    assert changed.content_hash != rules_policy().content_hash
+    assert changed.label != rules_policy().label
 
 
 def test_a_rule_without_source_is_refused() -> None:

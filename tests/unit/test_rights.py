@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from streams.policy.engine import Outcome, SubjectState, apply_event, fire_due
 from streams.policy.events import Event
-from streams.policy.rules import default_policy
+from streams.policy.rules import rules_policy
 from tests.unit.builders import (
     SUBJECT,
     breach,
@@ -29,7 +29,7 @@ from tests.unit.builders import (
     written,
 )
 
-POLICY = default_policy()
+POLICY = rules_policy()
 
 
 def apply_all(state: SubjectState, events: Iterable[Event]) -> list[Outcome]:

@@ -1,0 +1,185 @@
+"""The store map: which stores hold which categories (and fields), and how fast they answer.
+
+Pure data, loaded from a versioned TOML file beside the retention rules. It is part of the
+policy: the engine fans every announced record out to one copy per store that holds its
+category, so the map's content hash is part of the policy label every decision records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from streams.policy.rules import CATEGORIES, PolicyError
+
+DEFAULT_STORES = Path(__file__).with_name("stores.v1.toml")
+KINDS = ("postgres", "http", "logstore", "backups")
+_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_TLD = re.compile(r"^[a-z0-9-]{2,63}$")
+HOUR_MS = 3_600_000
+
+
+class StoreMapError(PolicyError):
+    """A store map that cannot be used as written."""
+
+
+@dataclass(frozen=True)
+class Holding:
+    category: str
+    fields: tuple[str, ...]
+    tlds: tuple[str, ...] | None = None  # only registrations under these top-level domains
+    tlds_except: tuple[str, ...] | None = None  # every top-level domain but these
+
+    def matches(self, ref: str | None) -> bool:
+        if self.tlds is None and self.tlds_except is None:
+            return True
+        tld = top_level_domain(ref)
+        if tld is None:
+            return False
+        if self.tlds is not None:
+            return tld in self.tlds
+        return tld not in (self.tlds_except or ())
+
+
+@dataclass(frozen=True)
+class Store:
+    id: str
+    name: str
+    kind: str
+    service_level_ms: int
+    source: str
+    holds: tuple[Holding, ...]
+
+    def holding(self, category: str, ref: str | None) -> Holding | None:
+        return next((h for h in self.holds if h.category == category and h.matches(ref)), None)
+
+
+@dataclass(frozen=True)
+class StoreMap:
+    version: str
+    stores: tuple[Store, ...]
+    content_hash: str
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(s.id for s in self.stores)
+
+    def store(self, store_id: str) -> Store | None:
+        return next((s for s in self.stores if s.id == store_id), None)
+
+    def holders(self, category: str, ref: str | None) -> tuple[str, ...]:
+        """The stores that hold a record of ``category`` (with ``ref``, for per-TLD registries)."""
+        return tuple(s.id for s in self.stores if s.holding(category, ref) is not None)
+
+    def holds(self, store_id: str, category: str) -> bool:
+        store = self.store(store_id)
+        return store is not None and any(h.category == category for h in store.holds)
+
+    def service_level(self, store_id: str) -> int:
+        """Milliseconds a command may wait for its receipt (a store not in the map: one hour)."""
+        store = self.store(store_id)
+        return store.service_level_ms if store is not None else HOUR_MS
+
+
+def top_level_domain(ref: str | None) -> str | None:
+    """``example.co.no`` → ``no``; None when the ref is not a domain name."""
+    if not ref or "." not in ref:
+        return None
+    tld = ref.rstrip(".").rsplit(".", 1)[1].lower()
+    return tld if _TLD.match(tld) else None
+
+
+def parse_store_map(text: str, origin: str = "<stores>") -> StoreMap:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StoreMapError(f"{origin}: not valid TOML: {exc}") from None
+    version = doc.get("version")
+    if not isinstance(version, str) or not version:
+        raise StoreMapError(f"{origin}: 'version' must be a non-empty string")
+    raw_stores = doc.get("stores")
+    if not isinstance(raw_stores, list) or not raw_stores:
+        raise StoreMapError(f"{origin}: no [[stores]]")
+    stores = tuple(_store(f"{origin}: stores[{i}]", raw) for i, raw in enumerate(raw_stores))
+    ids = [s.id for s in stores]
+    for store_id in ids:
+        if ids.count(store_id) > 1:
+            raise StoreMapError(f"{origin}: two stores have the id {store_id!r}")
+    canonical = json.dumps({"version": version, "stores": [asdict(s) for s in stores]}, sort_keys=True)
+    return StoreMap(version, stores, hashlib.sha256(canonical.encode()).hexdigest())
+
+
+def _store(where: str, raw: Any) -> Store:
+    if not isinstance(raw, dict):
+        raise StoreMapError(f"{where}: must be a table")
+    store_id = raw.get("id")
+    if not isinstance(store_id, str) or not _ID.match(store_id):
+        raise StoreMapError(f"{where}: 'id' must be a lower-case identifier (a-z, 0-9, _)")
+    where = f"{where} ({store_id})"
+    for name in ("name", "source"):
+        if not isinstance(raw.get(name), str) or not raw[name].strip():
+            raise StoreMapError(f"{where}: '{name}' must be a non-empty string")
+    kind = raw.get("kind")
+    if kind not in KINDS:
+        raise StoreMapError(f"{where}: 'kind' must be one of {', '.join(KINDS)}")
+    holds_raw = raw.get("holds")
+    if not isinstance(holds_raw, list) or not holds_raw:
+        raise StoreMapError(f"{where}: no [[stores.holds]]: say which categories it holds")
+    holds = tuple(_holding(f"{where}: holds[{i}]", h) for i, h in enumerate(holds_raw))
+    return Store(
+        store_id, raw["name"], kind, _service_level(where, raw.get("service_level")), raw["source"], holds
+    )
+
+
+def _holding(where: str, raw: Any) -> Holding:
+    if not isinstance(raw, dict):
+        raise StoreMapError(f"{where}: must be a table")
+    category = raw.get("category")
+    if category not in CATEGORIES:
+        raise StoreMapError(f"{where}: unknown category {category!r}; known: {', '.join(CATEGORIES)}")
+    fields = raw.get("fields")
+    if not isinstance(fields, list) or not fields or not all(isinstance(f, str) and f for f in fields):
+        raise StoreMapError(f"{where} ({category}): 'fields' must list the personal fields it holds")
+    tlds = _tlds(where, raw, "tlds")
+    tlds_except = _tlds(where, raw, "tlds_except")
+    if tlds is not None and tlds_except is not None:
+        raise StoreMapError(f"{where} ({category}): give 'tlds' or 'tlds_except', not both")
+    if (tlds is not None or tlds_except is not None) and category != "domain_contact":
+        raise StoreMapError(f"{where} ({category}): 'tlds' applies only to domain_contact")
+    return Holding(category, tuple(fields), tlds, tlds_except)
+
+
+def _tlds(where: str, raw: dict[str, Any], name: str) -> tuple[str, ...] | None:
+    value = raw.get(name)
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(t, str) and _TLD.match(t) for t in value)
+    ):
+        raise StoreMapError(f"{where}: '{name}' must list top-level domains without the dot, e.g. [\"no\"]")
+    return tuple(value)
+
+
+def _service_level(where: str, raw: Any) -> int:
+    if not isinstance(raw, dict) or len(raw) != 1:
+        raise StoreMapError(f"{where}: 'service_level' must be {{ hours = N }} or {{ days = N }}")
+    ((unit, amount),) = raw.items()
+    factor = {"hours": HOUR_MS, "days": 24 * HOUR_MS}.get(unit)
+    if factor is None or not isinstance(amount, int) or isinstance(amount, bool) or not 1 <= amount <= 8760:
+        raise StoreMapError(f"{where}: 'service_level' must be {{ hours = N }} or {{ days = N }}, N from 1")
+    return amount * factor
+
+
+def load_store_map(path: Path = DEFAULT_STORES) -> StoreMap:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise StoreMapError(f"{path}: {exc.strerror}") from None
+    return parse_store_map(text, origin=path.name)
