@@ -102,6 +102,7 @@ class LifecycleProcessor:
         self._decoded: dict[str, tuple[Any, SubjectState]] = {}
         self._backlog: list[Out] = []  # decisions of subjects judged again under a new policy
         self._pending: dict[int, int] = {}
+        self._overdue: dict[int, dict[str, int]] = {}  # per partition: unanswered chased copies per store
         self._events = codec_for(LIFECYCLE_EVENT)
         self._ticks = codec_for(CLOCK_TICK)
         self._receipts = codec_for(DELETION_RECEIPT)
@@ -143,6 +144,7 @@ class LifecycleProcessor:
         for partition in partitions:
             self._due.pop(partition, None)
             self._pending.pop(partition, None)
+            self._overdue.pop(partition, None)
             prefix = f"s:{partition}:"
             for key in [k for k in self._decoded if k.startswith(prefix)]:
                 del self._decoded[key]
@@ -246,6 +248,9 @@ class LifecycleProcessor:
             self.state[key] = raw
             self._remember(key, raw, state)
             self._count_pending(partition, state.pending_deadlines() - before.pending_deadlines())
+            if state.overdue_copies() or before.overdue_copies():
+                self._count_overdue(partition, snapshot.overdue_by_store(before), -1)
+                self._count_overdue(partition, snapshot.overdue_by_store(state), +1)
         next_deadline = state.next_deadline()
         if next_deadline is not None and (refile or state is not before):
             self._index(partition).file(state.subject_id, next_deadline)
@@ -282,9 +287,12 @@ class LifecycleProcessor:
             prefix = f"s:{partition}:"
             pending = 0
             judged_before: list[str] = []
+            self._overdue[partition] = {}
             for key in self.state.keys_in_table():
                 if key.startswith(prefix):
-                    subject_id, deadline, waiting, label = snapshot.summary(self.state.table[key])
+                    raw = self.state.table[key]
+                    self._count_overdue(partition, snapshot.overdue_summary(raw), +1)
+                    subject_id, deadline, waiting, label = snapshot.summary(raw)
                     if deadline is not None:
                         index.file(subject_id, deadline)
                     pending += waiting
@@ -295,6 +303,20 @@ class LifecycleProcessor:
             for subject_id in judged_before:  # stamped under another policy: judge them again now
                 self._load(partition, subject_id)
         return index
+
+    def _count_overdue(self, partition: int, by_store: dict[str, int], sign: int) -> None:
+        counts = self._overdue.setdefault(partition, {})
+        for store, n in by_store.items():
+            counts[store] = counts.get(store, 0) + sign * n
+            metrics.OVERDUE.labels(store).set(sum(c.get(store, 0) for c in self._overdue.values()))
+
+    def overdue(self) -> dict[str, int]:
+        """Unanswered chased copies per store, over the partitions this worker holds."""
+        total: dict[str, int] = {}
+        for counts in self._overdue.values():
+            for store, n in counts.items():
+                total[store] = total.get(store, 0) + n
+        return total
 
     def _count_pending(self, partition: int, delta: int) -> None:
         self._index(partition)  # make sure the count starts from the recovered states

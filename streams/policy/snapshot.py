@@ -51,7 +51,25 @@ def dump(state: SubjectState) -> dict[str, Any]:
     out["policy"] = state.policy
     out["next"] = state.next_deadline()
     out["waiting"] = state.pending_deadlines()
+    late = overdue_by_store(state)
+    if late:
+        out["late"] = late
     return out
+
+
+def overdue_by_store(state: SubjectState) -> dict[str, int]:
+    """Copies chased for want of a receipt and still unanswered, per store."""
+    late: dict[str, int] = {}
+    for record in state.overdue_copies():
+        late[record.store] = late.get(record.store, 0) + 1
+    return late
+
+
+def overdue_summary(raw: dict[str, Any]) -> dict[str, int]:
+    """:func:`overdue_by_store` of a dumped state, cheaply."""
+    if "waiting" in raw:
+        return dict(raw.get("late", {}))
+    return overdue_by_store(load(raw))
 
 
 def summary(raw: dict[str, Any]) -> tuple[str, int | None, int, str]:

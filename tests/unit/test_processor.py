@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ebbtide import certificates
 from ebbtide.client import to_record
 from ebbtide.settings import Topics
-from schemas import CLOCK_TICK, DECISION, DELETION_COMMAND, DELETION_RECEIPT, LIFECYCLE_EVENT, codec_for
 from ebbtide.signer import CertificateSigner
+from schemas import CLOCK_TICK, DECISION, DELETION_COMMAND, DELETION_RECEIPT, LIFECYCLE_EVENT, codec_for
 from streams.policy.rules import Policy, default_policy, rules_policy
 from streams.processor import LifecycleProcessor, Out
 
@@ -258,3 +260,69 @@ def test_a_new_policy_judges_stamped_subjects_again_when_the_worker_restarts(clo
         if o.topic == TOPICS.commands("customer_db")
     ]
     assert command["policy_version"] == longer.label
+
+
+def answer(command: dict[str, Any], outcome: str = "DELETED", rows: int = 1) -> bytes:
+    return codec_for(DELETION_RECEIPT).encode(
+        {
+            **{k: command[k] for k in ("command_id", "subject_id", "store", "category", "record_key")},
+            "outcome": outcome,
+            "rows": rows,
+            "reason": None,
+            "executed_at": datetime(2024, 3, 16, tzinfo=UTC),
+        }
+    )
+
+
+def fanned_out(signer: CertificateSigner | None = None) -> tuple[Harness, list[dict[str, Any]]]:
+    """A closed client account under the shipped store map, ticked past its deadline."""
+    h = Harness(default_policy(), signer)
+    h.publish(CLIENT_RECORD)
+    h.publish(event("c1", "AccountClosed", "2021-03-15T00:00:00Z"))
+    out = h.tick("2024-03-16T00:00:00Z")
+    commands = [codec_for(DELETION_COMMAND).decode(o.value) for o in out if ".commands." in o.topic]
+    return h, commands
+
+
+def test_each_store_gets_its_command_on_its_own_topic() -> None:
+    h, commands = fanned_out()
+    topics = sorted(o.topic for o in h.sent if ".commands." in o.topic)
+    assert topics == [TOPICS.commands(s) for s in ("chat_vendor", "customer_db", "support_desk")]
+    assert sorted(c["store"] for c in commands) == ["chat_vendor", "customer_db", "support_desk"]
+
+
+def test_the_certificate_is_signed_and_published_when_the_last_store_answers(tmp_path: Path) -> None:
+    signer = CertificateSigner.from_file(tmp_path / "k.key", "Test ISP")
+    h, commands = fanned_out(signer)
+    outs = [h.processor.on_receipt(0, i, b"cust-1", answer(c)) for i, c in enumerate(commands)]
+    assert [o.topic for o in outs[0] + outs[1]] == [TOPICS.decisions, TOPICS.decisions]
+    (certificate,) = [o for o in outs[2] if o.topic == TOPICS.certificates]
+    document = certificates.loads(certificate.value)
+    assert certificates.verify(document, (tmp_path / "k.pub").read_bytes()) == []
+    assert {e["store"] for e in document["certificate"]["entries"]} == {c["store"] for c in commands}
+    assert document["certificate"]["issuer"] == "Test ISP"
+
+
+def test_overdue_copies_are_counted_per_store_and_recover_with_the_receipt() -> None:
+    h, commands = fanned_out()
+    for i, command in enumerate(commands):
+        if command["store"] != "support_desk":
+            h.processor.on_receipt(0, i, b"cust-1", answer(command))
+    h.tick("2024-03-20T00:00:00Z")  # past the support desk's service level of 3 days
+    assert h.processor.overdue() == {"support_desk": 1}
+    first, again = [
+        codec_for(DELETION_COMMAND).decode(o.value)
+        for o in h.sent
+        if o.topic == TOPICS.commands("support_desk")
+    ]
+    assert again["command_id"] == first["command_id"] and again["issued_at"] > first["issued_at"]
+
+    restarted = Harness(default_policy())  # a new worker on the same table counts it again
+    restarted.table.update(h.table)
+    restarted.offset = h.offset
+    restarted.tick("2024-03-20T01:00:00Z")
+    assert restarted.processor.overdue() == {"support_desk": 1}
+
+    restarted.processor.on_receipt(0, 9, b"cust-1", answer(first))
+    restarted.processor.flush()
+    assert restarted.processor.overdue() == {"support_desk": 0}
