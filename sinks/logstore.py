@@ -1,0 +1,202 @@
+"""The log store: server logs in a PostgreSQL table partitioned by day; retention drops partitions.
+
+Collected logs (web and mail server access logs: times, IP addresses, e-mail addresses in the
+lines) live in ``logs.access_log``, partitioned by range of ``logged_at``, one partition per UTC
+day named ``logs.access_log_YYYYMMDD``. Deleting log lines one by one does not scale; dropping a
+whole day does, so the unit of retention is the partition: the log shipper announces each day
+as one record (:func:`announcements`; subject :data:`SUBJECT`, store :data:`STORE`, category
+:data:`CATEGORY`, record key the partition name), the policy stamps it (90 days after the end of
+the day) and the sink answers the deletion command by detaching and dropping that partition.
+
+The sink drops nothing but a partition of ``logs.access_log`` whose name is exactly
+``access_log_YYYYMMDD`` of a real date: any other key is answered FAILED and nothing is touched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from psycopg2 import sql
+from psycopg2.extensions import connection as Connection
+from psycopg2.extensions import cursor as Cursor
+from psycopg2.extras import execute_values
+
+from sinks.tracked import Outcome, Refused, TrackedExecutor, ensure_tables
+
+STORE = "log_store"
+CATEGORY = "auto_collected"
+SCHEMA = "logs"
+TABLE = "access_log"
+SUBJECT = f"{SCHEMA}:{TABLE}"  # the system subject the shipper announces the days under
+PRODUCER = "log-shipper"
+_PARTITION = re.compile(rf"{TABLE}_(\d{{8}})")
+
+TABLE_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+CREATE TABLE IF NOT EXISTS {SCHEMA}.{TABLE} (
+    logged_at  timestamptz NOT NULL,
+    host       text NOT NULL,
+    client_ip  inet,
+    line       text NOT NULL
+) PARTITION BY RANGE (logged_at);
+"""
+
+
+@dataclass(frozen=True)
+class LogPartition:
+    name: str  # e.g. access_log_20260301, in schema logs
+    day: date  # the UTC day it holds: [day 00:00Z, next day 00:00Z)
+    rows: int
+
+
+def partition_name(day: date) -> str:
+    return f"{TABLE}_{day:%Y%m%d}"
+
+
+def partition_day(name: str) -> date | None:
+    """The day of a partition name, or None unless it is exactly ``access_log_YYYYMMDD`` of a real date."""
+    match = _PARTITION.fullmatch(name)
+    if match is None:
+        return None
+    try:
+        day = datetime.strptime(match.group(1), "%Y%m%d").date()
+    except ValueError:
+        return None
+    return day if partition_name(day) == name else None
+
+
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """[start, end) of a UTC day, the range of its partition."""
+    start = datetime.combine(day, time(), tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def create_log_table(conn: Connection) -> None:
+    """Create ``logs.access_log`` (partitioned by day) if missing; commits."""
+    ensure_tables(conn, [f"{SCHEMA}.{TABLE}"], TABLE_DDL)
+
+
+def create_day_partition(conn: Connection, day: date) -> str:
+    """Create the partition of ``day`` if missing (and the table); commits; returns its name."""
+    name = partition_name(day)
+    start, end = day_bounds(day)
+    create_log_table(conn)
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM (%s) TO (%s)").format(
+                sql.Identifier(SCHEMA, name), sql.Identifier(SCHEMA, TABLE)
+            ),
+            (start, end),
+        )
+    return name
+
+
+def append_rows(conn: Connection, rows: Iterable[tuple[datetime, str, str | None, str]]) -> int:
+    """Append log lines ``(logged_at, host, client_ip, line)``; their days' partitions must exist
+    (:func:`create_day_partition`). Commits; returns the number of lines."""
+    batch = list(rows)
+    with conn, conn.cursor() as cur:
+        execute_values(
+            cur,
+            f"INSERT INTO {SCHEMA}.{TABLE} (logged_at, host, client_ip, line) VALUES %s",
+            batch,
+            template="(%s, %s, %s::inet, %s)",
+            page_size=1000,
+        )
+    return len(batch)
+
+
+def _attached(cur: Cursor) -> list[str]:
+    """Names of the partitions attached to ``logs.access_log`` (none if the table does not exist)."""
+    cur.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.{TABLE}",))
+    row = cur.fetchone()
+    if row is None or row[0] is None:
+        return []
+    cur.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = %s::regclass ORDER BY c.relname",
+        (f"{SCHEMA}.{TABLE}",),
+    )
+    return [str(name) for (name,) in cur.fetchall()]
+
+
+def list_partitions(conn: Connection) -> list[LogPartition]:
+    """The day partitions of ``logs.access_log``, oldest first, with their row counts."""
+    out: list[LogPartition] = []
+    with conn, conn.cursor() as cur:
+        for name in _attached(cur):
+            day = partition_day(name)
+            if day is None:  # a partition someone added by hand; not one of ours
+                continue
+            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(SCHEMA, name)))
+            counted = cur.fetchone()
+            out.append(LogPartition(name, day, int(counted[0]) if counted else 0))
+    return sorted(out, key=lambda p: p.day)
+
+
+def announcement(day: date, producer: str = PRODUCER) -> dict[str, Any]:
+    """The RecordWritten event (JSON form, as ``EventPublisher.publish`` takes it) announcing a
+    day's partition. Its event time is the end of the day, the last moment a line can be written
+    to it, so every line is kept at least as long as the policy says. The event id is
+    deterministic: announcing a day again is a no-op for the pipeline."""
+    name = partition_name(day)
+    _, end = day_bounds(day)
+    return {
+        "event_id": f"{SUBJECT}:{name}:written",
+        "type": "RecordWritten",
+        "subject_id": SUBJECT,
+        "event_time": end.isoformat().replace("+00:00", "Z"),
+        "producer": producer,
+        "payload": {"store": STORE, "category": CATEGORY, "record_key": name},
+    }
+
+
+def announcements(conn: Connection, producer: str = PRODUCER) -> list[dict[str, Any]]:
+    """The announcements of every existing day partition, oldest first (the caller publishes them)."""
+    return [announcement(p.day, producer) for p in list_partitions(conn)]
+
+
+class LogStoreExecutor(TrackedExecutor):
+    """Answers a command for a day of logs by detaching and dropping its partition.
+
+    DELETED with ``rows`` = the lines the partition held; NOT_FOUND if there is no such
+    partition (already dropped); FAILED, dropping nothing, if the key is not a partition name
+    of ``logs.access_log`` or a table of that name exists but is not attached to it."""
+
+    store = STORE
+
+    def setup(self, conn: Connection) -> None:
+        create_log_table(conn)
+
+    def check(self, command: dict[str, Any]) -> str | None:
+        problem = super().check(command)
+        if problem is None and command["category"] != CATEGORY:
+            problem = f"the log store holds only {CATEGORY} records, not {command['category']}"
+        if problem is None and partition_day(command["record_key"]) is None:
+            problem = f"record key is not a day partition of {SCHEMA}.{TABLE} (expected {TABLE}_YYYYMMDD)"
+        return problem
+
+    def apply(self, cur: Cursor, command: dict[str, Any]) -> Outcome | Refused:
+        name = command["record_key"]
+        partition = sql.Identifier(SCHEMA, name)
+        # Lock the parent first, as inserts do (parent, then partition): no deadlock with the shipper.
+        cur.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(SCHEMA, TABLE)))
+        if name not in _attached(cur):
+            cur.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.{name}",))
+            row = cur.fetchone()
+            if row is not None and row[0] is not None:
+                return Refused(
+                    f"{SCHEMA}.{name} exists but is not a partition of {SCHEMA}.{TABLE}; not dropped"
+                )
+            return Outcome("NOT_FOUND", 0, None, self.clock())
+        cur.execute(
+            sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(sql.Identifier(SCHEMA, TABLE), partition)
+        )
+        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(partition))
+        counted = cur.fetchone()
+        cur.execute(sql.SQL("DROP TABLE {}").format(partition))
+        return Outcome("DELETED", int(counted[0]) if counted else 0, None, self.clock())
