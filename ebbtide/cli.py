@@ -7,8 +7,12 @@ import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ebbtide.settings import Settings, SettingsError, Topics
+
+if TYPE_CHECKING:
+    from streams.policy.rules import Policy
 
 DESCRIPTION = """Ebbtide stamps personal-data records with retention deadlines from a versioned
 policy and, when a deadline passes, orders and proves their deletion in every store.
@@ -213,9 +217,8 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
         subjects_from_changelog,
     )
     from streams.policy.explain import explain, render
-    from streams.policy.rules import default_policy, load_policy
 
-    policy = load_policy(Path(args.policy)) if args.policy else default_policy()
+    policy = worker_policy(args, settings)
     try:
         if args.source == "worker":
             state, now = subject_from_worker(settings, args.subject)
@@ -233,6 +236,34 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     report = explain(state, policy, now)
     print(json.dumps(report, indent=2) if args.json else render(report))
     return 0
+
+
+def worker_policy(args: argparse.Namespace, settings: Settings) -> Policy:
+    """The policy a worker runs: ``--policy`` (or the shipped rules) with the settings' store map."""
+    from streams.policy.rules import load_policy, rules_policy
+
+    rules = load_policy(Path(args.policy)) if getattr(args, "policy", None) else rules_policy()
+    return rules.with_stores(settings.stores())
+
+
+def cmd_overdue(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from ebbtide.state_reader import StateUnavailable, clock_from_changelog, subjects_from_changelog
+    from streams.policy.overdue import overdue_report, render
+
+    policy = worker_policy(args, settings)
+    if args.store and policy.stores is not None and args.store not in policy.stores.ids:
+        print(f"ebbtide overdue: no store {args.store!r} in the store map", file=sys.stderr)
+        return 2
+    try:
+        now = clock_from_changelog(settings)
+        rows = overdue_report(subjects_from_changelog(settings), policy, now, args.store)
+    except StateUnavailable as exc:
+        print(f"ebbtide overdue: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(rows, indent=2) if args.json else render(rows, now))
+    return 1 if rows and args.fail else 0
 
 
 def cmd_certificate(args: argparse.Namespace, settings: Settings) -> int:
@@ -256,6 +287,8 @@ def cmd_certificate(args: argparse.Namespace, settings: Settings) -> int:
             f"public {directory / 'certificate-signing.pub'} (give this one to customers and auditors)"
         )
         return 0
+    if args.action == "get":
+        return _get_certificates(args, settings)
     try:
         document = certificates.loads(Path(args.path).read_bytes())
     except (OSError, ValueError) as exc:
@@ -286,6 +319,30 @@ def cmd_certificate(args: argparse.Namespace, settings: Settings) -> int:
         f"VALID: {args.path}: subject {document['certificate']['subject_id']}, {entries} deletion(s), "
         f"signed by key {document['signature']['key_id']}"
     )
+    return 0
+
+
+def _get_certificates(args: argparse.Namespace, settings: Settings) -> int:
+    """Write a subject's certificates from the certificates topic as JSON (signed) and HTML."""
+    from ebbtide import certificates
+    from ebbtide.state_reader import read_certificates
+
+    found = read_certificates(settings, args.path)
+    if not found:
+        print(f"ebbtide certificate get: no certificate for subject {args.path!r} yet", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for number, raw in enumerate(found, start=1):
+        document = certificates.loads(raw)
+        name = out / f"certificate-{number}"
+        name.with_suffix(".json").write_text(certificates.dumps(document), encoding="utf-8")
+        name.with_suffix(".html").write_text(certificates.render_html(document), encoding="utf-8")
+        body = document["certificate"]
+        print(
+            f"{name.with_suffix('.json')}: issued {body['issued_at']}, "
+            f"{len(body['entries'])} store answer(s), key {document['signature']['key_id']}"
+        )
     return 0
 
 
@@ -411,16 +468,35 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--policy", help="policy file the worker runs (default: the shipped policy)")
     explain.set_defaults(func=cmd_explain)
 
+    overdue = sub.add_parser(
+        "overdue",
+        help="deletions a store has not confirmed within its service level",
+        description="Every deletion command without a receipt past its store's service level (from "
+        "the store map), read from the worker's changelog: store, record, when it was ordered, when "
+        "the answer was due, how often it was sent again. The worker re-sends such commands at each "
+        "service-level interval and exports ebbtide_deletions_overdue{store}.",
+    )
+    overdue.add_argument("--store", help="only this store")
+    overdue.add_argument("--json", action="store_true", help="machine-readable output")
+    overdue.add_argument("--fail", action="store_true", help="exit 1 when anything is overdue (for scripts)")
+    overdue.add_argument("--policy", help="policy file the worker runs (default: the shipped policy)")
+    overdue.set_defaults(func=cmd_overdue)
+
     certificate = sub.add_parser(
         "certificate",
-        help="deletion certificates: make a signing key, verify a certificate offline, render HTML",
-        description="keygen DIR: an Ed25519 signing key pair. verify FILE --public-key KEY.pem: check a "
-        "signed deletion certificate offline (exit 0 valid, 1 invalid with reasons). html FILE: a "
-        "readable rendering.",
+        help="deletion certificates: fetch a subject's, verify one offline, render HTML, make a key",
+        description="get SUBJECT [--out DIR]: the subject's signed certificates from the pipeline (one "
+        "per deletion round, issued when every store has answered), as JSON and HTML. "
+        "verify FILE --public-key KEY.pem: check a signed deletion certificate offline (exit 0 valid, "
+        "1 invalid with reasons). html FILE: a readable rendering. keygen DIR: an Ed25519 signing key "
+        "pair (the worker makes one on first start if EBBTIDE_CERTIFICATE_KEY names no file).",
     )
-    certificate.add_argument("action", choices=["keygen", "verify", "html"])
-    certificate.add_argument("path", help="keygen: a directory; verify/html: a certificate JSON file")
+    certificate.add_argument("action", choices=["get", "verify", "html", "keygen"])
+    certificate.add_argument(
+        "path", help="get: a subject id; verify/html: a certificate JSON file; keygen: a directory"
+    )
     certificate.add_argument("--public-key", help="the issuer's public key (PEM), for verify")
+    certificate.add_argument("--out", default=".", help="get: directory to write the certificates to")
     certificate.set_defaults(func=cmd_certificate)
 
     demo = sub.add_parser(

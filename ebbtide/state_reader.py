@@ -12,7 +12,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from ebbtide.kafka_io import CLIENT_ID
-from ebbtide.settings import Settings
+from ebbtide.settings import Settings, Topics
 from streams.policy import snapshot
 from streams.policy.engine import SubjectState
 
@@ -56,6 +56,30 @@ def read_changelog(settings: Settings, subject_id: str | None = None) -> Iterato
         for key, value in latest.items():
             if value is not None:
                 yield key, value
+    finally:
+        consumer.close()
+
+
+def read_certificates(settings: Settings, subject_id: str) -> list[bytes]:
+    """Every certificate published for ``subject_id``, oldest first (the topic read to its end)."""
+    topic = Topics(settings.topic_prefix).certificates
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, client_id=CLIENT_ID, enable_auto_commit=False
+    )
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise StateUnavailable(f"no topic {topic}: create the pipeline's topics (ebbtide topics create)")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        found: list[tuple[int, int, bytes]] = []
+        key = subject_id.encode()
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            for messages in consumer.poll(timeout_ms=1000).values():
+                found += [(m.timestamp, m.offset, m.value) for m in messages if m.key == key and m.value]
+        return [value for _, _, value in sorted(found)]
     finally:
         consumer.close()
 
