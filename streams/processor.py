@@ -170,8 +170,8 @@ class LifecycleProcessor:
                 and not stores.holds(event.store, event.category)
             ):
                 raise InvalidMessage(
-                    f"lifecycle_event: RecordWritten names store {event.store!r}, which the store map doesn't "
-                    f"list as holding {event.category!r} (add it to the store map, then create its topic)"
+                    f"lifecycle_event: RecordWritten names store {event.store!r}, which the store map "
+                    f"doesn't list as holding {event.category!r} (add it to the map, then create its topic)"
                 )
         except InvalidMessage as exc:
             out.append(self._dead_letter("events", self.topics.events, partition, offset, key, value, exc))

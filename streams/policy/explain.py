@@ -12,11 +12,16 @@ from streams.policy.rules import Policy
 
 
 def record_status(record: RecordState, now: int | None) -> str:
-    """pending / held / restricted / due / deleted."""
+    """pending / held / restricted / due / overdue / deleted (or anonymised / expiring, as the
+    store answered)."""
     if record.status == "deleted":
-        return "deleted"
+        outcome = record.answer[0] if record.answer else "DELETED"
+        return {"ANONYMISED": "anonymised", "EXPIRES": "expiring"}.get(outcome, "deleted")
     if record.status == "ordered":
-        return "due"
+        overdue = record.reissues > 0 or (
+            now is not None and record.chase_at is not None and record.chase_at <= now
+        )
+        return "overdue" if overdue else "due"
     if any(b.startswith(("hold:", "awaiting:")) for b in record.blockers):
         return "held"
     if record.restricted_by or any(b.startswith("restriction:") for b in record.blockers):
@@ -39,11 +44,27 @@ def explain(state: SubjectState, policy: Policy, now: int | None) -> dict[str, A
             why = [reasons["deadline"], *(reasons[b] for b in record.blockers)]
             if record.restricted_by:
                 why.append(reasons["restricted"])
+        elif record.status == "deleted" and record.answer is not None:
+            outcome, rows, executed_at, reason = record.answer
+            why = [
+                f"{record.store} answered {outcome} ({rows} row(s)) at {calendar.iso(executed_at)} "
+                f"to command {record.command_id}" + (f": {reason}" if reason else "")
+            ]
         else:
             why = [
                 f"deletion {'confirmed' if record.status == 'deleted' else 'ordered'} "
                 f"(command {record.command_id})"
             ]
+            if record.status == "ordered" and record.ordered_at is not None:
+                why.append(
+                    f"ordered {calendar.iso(record.ordered_at)}; the store's answer is due by "
+                    f"{calendar.iso(record.ordered_at + policy.service_level(record.store))}"
+                    + (
+                        f"; sent again {record.reissues} time(s) for want of an answer"
+                        if record.reissues
+                        else ""
+                    )
+                )
         records.append(
             {
                 "record": rid,

@@ -17,7 +17,8 @@ POLICY = rules_policy()
 
 
 def fold(events: Iterable[ev.Event]) -> SubjectState:
-    """The state of SUBJECT after ``events`` under the shipped retention rules (no store map: one copy per record)."""
+    """The state of SUBJECT after ``events`` under the shipped retention rules (no store map:
+    one copy per record, in the store that announced it)."""
     state = new_subject(SUBJECT)
     for event in events:
         state = apply_event(state, event, POLICY).state

@@ -5,7 +5,7 @@ from __future__ import annotations
 from streams.policy.diff import deadline_moves, rule_changes
 from streams.policy.engine import SubjectState, apply_event, fire_due, new_subject
 from streams.policy.explain import explain, render
-from streams.policy.rules import DEFAULT_POLICY, rules_policy, parse_policy
+from streams.policy.rules import DEFAULT_POLICY, parse_policy, rules_policy
 from tests.unit.builders import SUBJECT, closed, erasure, hold, invoiced, t, written
 
 POLICY = rules_policy()

@@ -11,8 +11,8 @@ from streams.policy.rules import (
     PolicyWithoutSource,
     UncoveredCategory,
     UnknownCategory,
-    rules_policy,
     parse_policy,
+    rules_policy,
 )
 
 SHIPPED = DEFAULT_POLICY.read_text()
