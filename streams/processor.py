@@ -102,7 +102,9 @@ class LifecycleProcessor:
         self._decoded: dict[str, tuple[Any, SubjectState]] = {}
         self._backlog: list[Out] = []  # decisions of subjects judged again under a new policy
         self._pending: dict[int, int] = {}
-        self._overdue: dict[int, dict[str, int]] = {}  # per partition: unanswered chased copies per store
+        # Per partition and store: copies chased for want of a receipt ("late") and all copies
+        # ordered and not answered yet ("open").
+        self._unanswered: dict[str, dict[int, dict[str, int]]] = {"late": {}, "open": {}}
         self._events = codec_for(LIFECYCLE_EVENT)
         self._ticks = codec_for(CLOCK_TICK)
         self._receipts = codec_for(DELETION_RECEIPT)
@@ -144,7 +146,8 @@ class LifecycleProcessor:
         for partition in partitions:
             self._due.pop(partition, None)
             self._pending.pop(partition, None)
-            self._overdue.pop(partition, None)
+            for counts in self._unanswered.values():
+                counts.pop(partition, None)
             prefix = f"s:{partition}:"
             for key in [k for k in self._decoded if k.startswith(prefix)]:
                 del self._decoded[key]
@@ -248,9 +251,8 @@ class LifecycleProcessor:
             self.state[key] = raw
             self._remember(key, raw, state)
             self._count_pending(partition, state.pending_deadlines() - before.pending_deadlines())
-            if state.overdue_copies() or before.overdue_copies():
-                self._count_overdue(partition, snapshot.overdue_by_store(before), -1)
-                self._count_overdue(partition, snapshot.overdue_by_store(state), +1)
+            self._count_unanswered(partition, snapshot.unanswered_by_store(before), -1)
+            self._count_unanswered(partition, snapshot.unanswered_by_store(state), +1)
         next_deadline = state.next_deadline()
         if next_deadline is not None and (refile or state is not before):
             self._index(partition).file(state.subject_id, next_deadline)
@@ -287,11 +289,12 @@ class LifecycleProcessor:
             prefix = f"s:{partition}:"
             pending = 0
             judged_before: list[str] = []
-            self._overdue[partition] = {}
+            for counts in self._unanswered.values():
+                counts[partition] = {}
             for key in self.state.keys_in_table():
                 if key.startswith(prefix):
                     raw = self.state.table[key]
-                    self._count_overdue(partition, snapshot.overdue_summary(raw), +1)
+                    self._count_unanswered(partition, snapshot.unanswered_summary(raw), +1)
                     subject_id, deadline, waiting, label = snapshot.summary(raw)
                     if deadline is not None:
                         index.file(subject_id, deadline)
@@ -304,16 +307,22 @@ class LifecycleProcessor:
                 self._load(partition, subject_id)
         return index
 
-    def _count_overdue(self, partition: int, by_store: dict[str, int], sign: int) -> None:
-        counts = self._overdue.setdefault(partition, {})
-        for store, n in by_store.items():
-            counts[store] = counts.get(store, 0) + sign * n
-            metrics.OVERDUE.labels(store).set(sum(c.get(store, 0) for c in self._overdue.values()))
+    def _count_unanswered(
+        self, partition: int, by_store: tuple[dict[str, int], dict[str, int]], sign: int
+    ) -> None:
+        for (kind, gauge), changes in zip(
+            (("late", metrics.OVERDUE), ("open", metrics.AWAITING_RECEIPT)), by_store, strict=True
+        ):
+            counts = self._unanswered[kind].setdefault(partition, {})
+            for store, n in changes.items():
+                counts[store] = counts.get(store, 0) + sign * n
+                gauge.labels(store).set(sum(c.get(store, 0) for c in self._unanswered[kind].values()))
 
-    def overdue(self) -> dict[str, int]:
-        """Unanswered chased copies per store, over the partitions this worker holds."""
+    def overdue(self, kind: str = "late") -> dict[str, int]:
+        """Per store, over the partitions this worker holds: copies chased for want of a receipt
+        (``late``) or all copies ordered and not answered yet (``open``)."""
         total: dict[str, int] = {}
-        for counts in self._overdue.values():
+        for counts in self._unanswered[kind].values():
             for store, n in counts.items():
                 total[store] = total.get(store, 0) + n
         return total

@@ -51,25 +51,30 @@ def dump(state: SubjectState) -> dict[str, Any]:
     out["policy"] = state.policy
     out["next"] = state.next_deadline()
     out["waiting"] = state.pending_deadlines()
-    late = overdue_by_store(state)
-    if late:
-        out["late"] = late
+    late, unanswered = unanswered_by_store(state)
+    if unanswered:
+        out["late"], out["open"] = late, unanswered
     return out
 
 
-def overdue_by_store(state: SubjectState) -> dict[str, int]:
-    """Copies chased for want of a receipt and still unanswered, per store."""
+def unanswered_by_store(state: SubjectState) -> tuple[dict[str, int], dict[str, int]]:
+    """Per store: (copies chased for want of a receipt and still unanswered, all copies ordered
+    and not answered yet)."""
     late: dict[str, int] = {}
-    for record in state.overdue_copies():
-        late[record.store] = late.get(record.store, 0) + 1
-    return late
+    unanswered: dict[str, int] = {}
+    for record in state.records.values():
+        if record.status == "ordered":
+            unanswered[record.store] = unanswered.get(record.store, 0) + 1
+            if record.reissues:
+                late[record.store] = late.get(record.store, 0) + 1
+    return late, unanswered
 
 
-def overdue_summary(raw: dict[str, Any]) -> dict[str, int]:
-    """:func:`overdue_by_store` of a dumped state, cheaply."""
+def unanswered_summary(raw: dict[str, Any]) -> tuple[dict[str, int], dict[str, int]]:
+    """:func:`unanswered_by_store` of a dumped state, cheaply."""
     if "waiting" in raw:
-        return dict(raw.get("late", {}))
-    return overdue_by_store(load(raw))
+        return dict(raw.get("late", {})), dict(raw.get("open", {}))
+    return unanswered_by_store(load(raw))
 
 
 def summary(raw: dict[str, Any]) -> tuple[str, int | None, int, str]:

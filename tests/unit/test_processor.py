@@ -289,6 +289,9 @@ def test_each_store_gets_its_command_on_its_own_topic() -> None:
     topics = sorted(o.topic for o in h.sent if ".commands." in o.topic)
     assert topics == [TOPICS.commands(s) for s in ("chat_vendor", "customer_db", "support_desk")]
     assert sorted(c["store"] for c in commands) == ["chat_vendor", "customer_db", "support_desk"]
+    assert h.processor.overdue("open") == {"chat_vendor": 1, "customer_db": 1, "support_desk": 1}
+    h.processor.on_receipt(0, 0, b"cust-1", answer(commands[0]))
+    assert sum(h.processor.overdue("open").values()) == 2
 
 
 def test_the_certificate_is_signed_and_published_when_the_last_store_answers(tmp_path: Path) -> None:
