@@ -61,6 +61,11 @@ OVERDUE = Gauge(
     "Deletion commands without a receipt past their store's service level, by store.",
     ["store"],
 )
+AWAITING_RECEIPT = Gauge(
+    "ebbtide_deletions_awaiting_receipt",
+    "Deletion commands sent and not answered by their store yet, by store.",
+    ["store"],
+)
 SINK_GAVE_UP = Counter(
     "ebbtide_sink_gave_up_total",
     "Commands a sink stopped retrying (dead-lettered with the reason and answered FAILED), by store.",
@@ -68,6 +73,23 @@ SINK_GAVE_UP = Counter(
 )
 SINK_BATCH_SECONDS = Histogram(
     "ebbtide_sink_batch_seconds", "Time to execute and commit one batch of commands.", ["store"]
+)
+VENDOR_REQUEST_SECONDS = Histogram(
+    "ebbtide_vendor_request_seconds",
+    "Time of one HTTP call of the vendor sink to its vendor, answered or not, by store.",
+    ["store"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+VENDOR_ATTEMPTS = Counter(
+    "ebbtide_vendor_attempts_total",
+    "HTTP calls of the vendor sink, by store and result: deleted, not_found, permanent (refused, "
+    "not retried), retryable (status worth retrying), timeout, connection_error.",
+    ["store", "result"],
+)
+SINK_CIRCUIT_OPEN = Gauge(
+    "ebbtide_sink_circuit_open",
+    "1 while the circuit breaker of a vendor sink is open or half-open (calls suspended), 0 when closed.",
+    ["store"],
 )
 
 
