@@ -110,6 +110,10 @@ def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.mapping import DEFAULT_MAP, load_store_map
     from sinks.runner import PostgresSink
 
+    if args.kind == "http":  # one thread per vendor store of sinks/vendors.toml (or --config)
+        from sinks.http import run_cli
+
+        return run_cli(settings, args.config, args.stores, args.metrics_port, args.loglevel)
     logging.basicConfig(level=args.loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -130,12 +134,71 @@ def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
         )
         CommandSink(settings, executor, stop=stop).run()
         return 0
-    store_map = load_store_map(Path(args.map) if args.map else DEFAULT_MAP)
+    from sinks.mapping import StoreMapError, map_path
+    from sinks.postgres import SinkSetupError
+
+    try:  # the sink checks its map against the database (tables, columns, children first)
+        store_map = load_store_map(map_path(args.map) if args.map else DEFAULT_MAP)
+        postgres_sink = PostgresSink(settings, store_map, settings.require_pg_dsn(), stop=stop)
+    except (StoreMapError, SinkSetupError) as exc:
+        print(f"ebbtide sink postgres: {exc}", file=sys.stderr)
+        return 2
     metrics.serve(settings.sink_metrics_port)
     logging.getLogger(__name__).warning(
         "postgres sink for store %s: metrics on 127.0.0.1:%d", store_map.store, settings.sink_metrics_port
     )
-    PostgresSink(settings, store_map, settings.require_pg_dsn(), stop=stop).run()
+    postgres_sink.run()
+    return 0
+
+
+def cmd_vendor_standin(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.vendor_standin import serve
+
+    return serve(args.port)
+
+
+def cmd_sink_role(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+
+    import psycopg2
+
+    from sinks.mapping import StoreMapError, load_store_map, map_path
+    from sinks.roles import RoleError, grant_sink_role
+
+    try:
+        maps = [load_store_map(map_path(m)) for m in args.map]
+        with psycopg2.connect(args.admin_dsn or settings.require_pg_dsn()) as conn:
+            done = grant_sink_role(
+                conn, maps, args.role, login=args.login, password=os.environ.get("EBBTIDE_SINK_ROLE_PASSWORD")
+            )
+        conn.close()
+    except (StoreMapError, RoleError, psycopg2.Error) as exc:
+        print(f"ebbtide sink-role: {exc}".rstrip(), file=sys.stderr)
+        return 1
+    print("\n".join(f"{statement};" for statement in done))
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    import psycopg2
+
+    from ebbtide.client import PublishFailed
+    from sinks.backfill import run_backfill
+    from sinks.mapping import StoreMapError, load_store_map, map_path
+
+    try:
+        maps = [load_store_map(map_path(m)) for m in args.map or ["customer_db"]]
+        reports = run_backfill(
+            settings, args.dsn or settings.require_pg_dsn(), maps, dry_run=args.dry_run, chunk=args.chunk
+        )
+    except (StoreMapError, psycopg2.Error) as exc:
+        print(f"ebbtide backfill: {exc}".rstrip(), file=sys.stderr)
+        return 1
+    except PublishFailed as exc:
+        print(f"ebbtide backfill: {exc}; run it again (event ids make it idempotent)", file=sys.stderr)
+        return 1
+    events = sum(r.events for r in reports)
+    print(f"{'would publish' if args.dry_run else 'published'} {events} event(s)")
     return 0
 
 
@@ -179,14 +242,20 @@ def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
         if args.action == "check":
             policy = load_policy(Path(args.files[0]))
             print(
-                f"ok: {args.files[0]}: policy {policy.label}, {len(policy.rules)} rules, "
+                f"ok: {args.files[0]}: rules {policy.label}, {len(policy.rules)} rules, "
                 f"every category covered, every rule cited"
+            )
+            stores = settings.stores()
+            held = {h.category for s in stores.stores for h in s.holds}
+            print(
+                f"ok: store map {settings.store_map or 'shipped'}: {len(stores.stores)} stores, "
+                f"{len(held)} categories held; policy with stores {policy.with_stores(stores).label}"
             )
             return 0
         if len(args.files) != 2:
             print("ebbtide policy diff: give OLD and NEW policy files", file=sys.stderr)
             return 2
-        old, new = (load_policy(Path(f)) for f in args.files)
+        old, new = (load_policy(Path(f)).with_stores(settings.stores()) for f in args.files)
     except PolicyError as exc:
         print(f"ebbtide policy: {exc}", file=sys.stderr)
         return 1
@@ -403,10 +472,62 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a deletion sink",
         description="Execute deletion commands for one store and publish receipts.",
     )
-    sink.add_argument("kind", choices=["postgres", "logstore", "backups"])
+    sink.add_argument("kind", choices=["postgres", "logstore", "backups", "http"])
     sink.add_argument("--map", help="store map TOML (default: sinks/customer_db.toml)")
     sink.add_argument("--loglevel", default="WARNING")
+    sink.add_argument("--config", help="http: vendors TOML (default: sinks/vendors.toml)")
+    sink.add_argument("--stores", help="http: comma-separated vendor store ids (default: every vendor)")
+    sink.add_argument("--metrics-port", type=int, help="http: /metrics port on 127.0.0.1 (default 9311)")
     sink.set_defaults(func=cmd_sink)
+
+    standin = sub.add_parser(
+        "vendor-standin",
+        help="run the local HTTP vendor stand-in (tests and demo)",
+        description="A stand-in for the HTTP vendors on 127.0.0.1 (each under /<store>), with switchable "
+        "failures (fail, down, timeout, slow) on /_admin/<store>; prints its URL, runs until SIGTERM.",
+    )
+    standin.add_argument("--port", type=int, default=9320, help="default 9320 (0: any free port)")
+    standin.set_defaults(func=cmd_vendor_standin)
+
+    sink_role = sub.add_parser(
+        "sink-role",
+        help="create or update the least-privilege database role of PostgreSQL sinks",
+        description="As an administrator (--admin-dsn, default EBBTIDE_PG_DSN): create the sink's "
+        "tracking table and give ROLE exactly what the store maps need (USAGE on their schemas, SELECT "
+        "on key and blanked columns, DELETE on delete tables, UPDATE on anonymised columns, SELECT and "
+        "INSERT on the tracking table), revoking anything else it held in the database. Prints the "
+        "statements. With --login, the password (if any) comes from EBBTIDE_SINK_ROLE_PASSWORD.",
+    )
+    sink_role.add_argument("role", help="the role name (a plain lower-case identifier)")
+    sink_role.add_argument(
+        "--map",
+        action="append",
+        required=True,
+        help="store map TOML, or a shipped store id such as billing_db (repeatable)",
+    )
+    sink_role.add_argument("--admin-dsn", help="DSN of a role that may create roles and grant on the tables")
+    sink_role.add_argument(
+        "--login", action="store_true", help="LOGIN role (default NOLOGIN: grant it to one)"
+    )
+    sink_role.set_defaults(func=cmd_sink_role)
+
+    backfill = sub.add_parser(
+        "backfill",
+        help="announce the records an existing database already holds",
+        description="For every table of the store maps with a subject_column, publish one RecordWritten "
+        "event per row (event id backfill:<store>:<category>:<key>, so running it again is a no-op). "
+        "A progress bar on a terminal, a summary line per table otherwise.",
+    )
+    backfill.add_argument(
+        "--map",
+        action="append",
+        default=None,
+        help="store map TOML, or a shipped store id such as billing_db (repeatable; default customer_db)",
+    )
+    backfill.add_argument("--dsn", help="the store's database (default EBBTIDE_PG_DSN)")
+    backfill.add_argument("--dry-run", action="store_true", help="read and validate, publish nothing")
+    backfill.add_argument("--chunk", type=int, default=5000, help="rows per fetch and broker flush")
+    backfill.set_defaults(func=cmd_backfill)
 
     backups = sub.add_parser(
         "backups",
@@ -440,7 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
         "policy",
         help="check a policy file, or compare two",
         description="check FILE: validate a policy (unknown category, rule without source, impossible "
-        "duration, uncovered category...). diff OLD NEW: which rules changed; with --state, how the "
+        "duration, uncovered category...) and the store map (EBBTIDE_STORE_MAP, default: shipped). "
+        "diff OLD NEW: which rules changed; with --state, how the "
         "deadlines of the running pipeline's pending records move (read from the worker's changelog, "
         "EBBTIDE_APP_ID).",
     )
