@@ -29,7 +29,7 @@ from bench.common import Context, Figure, stopwatch
 from ebbtide.kafka_io import create_topics, producer
 from ebbtide.settings import Settings, Topics
 from schemas import DELETION_COMMAND, codec_for
-from sinks.mapping import StoreMap, TableMapping
+from sinks.mapping import StoreMap, TableAction
 from sinks.postgres import PostgresExecutor
 from sinks.receipts import Executed
 from sinks.runner import PostgresSink
@@ -118,7 +118,7 @@ def one_ceiling(conn: Connection, table: str, rows: int) -> float:
 
 def store_map(table: str) -> StoreMap:
     """A store whose client records are the rows of ``table``, keyed by id."""
-    return StoreMap(STORE, {"client": TableMapping("client", table, "id")})
+    return StoreMap(STORE, {"client": (TableAction("client", table, "id", "delete"),)})
 
 
 def commands(rows: int) -> list[dict[str, Any]]:

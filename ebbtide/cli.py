@@ -167,11 +167,13 @@ def cmd_sink_role(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         maps = [load_store_map(map_path(m)) for m in args.map]
-        with psycopg2.connect(args.admin_dsn or settings.require_pg_dsn()) as conn:
+        conn = psycopg2.connect(args.admin_dsn or settings.require_pg_dsn())
+        try:  # one transaction: all of it, or nothing
             done = grant_sink_role(
                 conn, maps, args.role, login=args.login, password=os.environ.get("EBBTIDE_SINK_ROLE_PASSWORD")
             )
-        conn.close()
+        finally:
+            conn.close()
     except (StoreMapError, RoleError, psycopg2.Error) as exc:
         print(f"ebbtide sink-role: {exc}".rstrip(), file=sys.stderr)
         return 1

@@ -1,7 +1,8 @@
-"""PostgreSQL deletion executor: idempotent deletes with a tracking row in the same transaction.
+"""PostgreSQL deletion executor: per command, its category's table actions (delete or anonymise,
+children before parents) and a tracking row, all in the caller's transaction.
 
 A command's effect and its tracking row commit together, so a command seen again (after a
-crash before the offset commit, or a re-send) deletes nothing more and gets the same receipt.
+crash before the offset commit, or a re-send) changes nothing more and gets the same receipt.
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
-from schemas import DELETION_RECEIPT, codec_for
-from sinks.mapping import StoreMap
-from sinks.receipts import Executed
+from sinks.mapping import StoreMap, StoreMapError, TableAction
+from sinks.receipts import Executed, decode_receipt, executed
 
 TRACKING_SCHEMA = "ebbtide_sink"
+TRACKING_TABLE = f"{TRACKING_SCHEMA}.applied_commands"
 
 TRACKING_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {TRACKING_SCHEMA};
-CREATE TABLE IF NOT EXISTS {TRACKING_SCHEMA}.applied_commands (
+CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} (
     command_id  text PRIMARY KEY,
     store       text NOT NULL,
     category    text NOT NULL,
@@ -41,31 +42,110 @@ CREATE TABLE IF NOT EXISTS {TRACKING_SCHEMA}.applied_commands (
 COMMAND_ERRORS = (psycopg2.DataError, psycopg2.IntegrityError, psycopg2.ProgrammingError)
 
 
+class SinkSetupError(RuntimeError):
+    """The database is not set up for the sink (and the sink may not set it up itself)."""
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def check_store_map(cur: Cursor, store_map: StoreMap) -> None:
+    """Check the map against the database: every table and column exists, a column blanked to NULL
+    may be NULL, and no table is listed after a table it references by a foreign key (children
+    before parents, or the parent's delete fails). Raises :class:`StoreMapError` naming the field.
+    Reads only the catalog, so the sink's least-privilege role can run it."""
+    source = store_map.source
+    for category, actions in store_map.categories.items():
+        oids: list[int] = []
+        for i, action in enumerate(actions):
+            where = f"{source}: categories.{category}[{i}]"
+            cur.execute("SELECT to_regclass(%s)::oid", (action.qualified,))
+            row = cur.fetchone()
+            if row is None or row[0] is None:
+                raise StoreMapError(f"{where}.table: no table {action.qualified} in the database")
+            oids.append(int(row[0]))
+            cur.execute(
+                "SELECT attname, attnotnull FROM pg_attribute "
+                "WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped",
+                (oids[-1],),
+            )
+            not_null = dict(cur.fetchall())
+            named = [
+                ("key_column", action.key_column),
+                *(("columns", c) for c in action.columns),
+                ("subject_column", action.subject_column),
+                ("ref_column", action.ref_column),
+                ("time_column", action.time_column),
+            ]
+            for field, column in named:
+                if column is not None and column not in not_null:
+                    raise StoreMapError(f"{where}.{field}: no column {column} in {action.qualified}")
+            for column in action.columns:
+                if not_null[column] and action.value_of(column) is None:
+                    raise StoreMapError(
+                        f"{where}.columns: {action.qualified}.{column} is NOT NULL; "
+                        f'give it a replacement value (replace = {{ {column} = "..." }})'
+                    )
+        cur.execute(
+            "SELECT conname, conrelid, confrelid FROM pg_constraint WHERE contype = 'f' "
+            "AND conrelid = ANY(%s::oid[]) AND confrelid = ANY(%s::oid[]) AND conrelid <> confrelid "
+            "ORDER BY conname",
+            (oids, oids),
+        )
+        for name, child_oid, parent_oid in cur.fetchall():
+            child, parent = oids.index(int(child_oid)), oids.index(int(parent_oid))
+            if child > parent:
+                raise StoreMapError(
+                    f"{source}: categories.{category}: {actions[child].qualified} (action {child}) "
+                    f"references {actions[parent].qualified} (action {parent}) by foreign key {name}; "
+                    f"list it before {actions[parent].qualified} (children before parents)"
+                )
+
+
 class PostgresExecutor:
-    """Executes DeleteRecord commands for one store inside a caller's transaction."""
+    """Executes DeleteRecord commands for one store inside a caller's transaction.
+
+    Per command, the actions of its category in order; the receipt says DELETED if a delete
+    removed rows, ANONYMISED if only anonymise actions touched rows, NOT_FOUND if nothing was
+    touched, with ``rows`` the rows touched in all tables."""
 
     def __init__(self, store_map: StoreMap, clock: Callable[[], datetime] = utc_now) -> None:
         self.store_map = store_map
         self.clock = clock
-        self._receipts = codec_for(DELETION_RECEIPT)
         self._key_types: dict[tuple[str, str], str] = {}
+        self._statements: dict[tuple[str, str], sql.Composed] = {}
 
     @staticmethod
     def ensure_tracking(conn: Connection) -> None:
+        """Create the tracking table if it is missing (it is, when the sink runs as a
+        least-privilege role, created by ``ebbtide sink-role``)."""
         with conn, conn.cursor() as cur:
-            cur.execute(TRACKING_DDL)
+            cur.execute("SELECT to_regclass(%s)", (TRACKING_TABLE,))
+            row = cur.fetchone()
+            if row is not None and row[0] is not None:
+                return
+            try:
+                cur.execute(TRACKING_DDL)
+            except psycopg2.errors.InsufficientPrivilege:
+                raise SinkSetupError(
+                    f"no table {TRACKING_TABLE} and no right to create it: run `ebbtide sink-role` "
+                    "as an administrator, which creates it and grants the sink's role access"
+                ) from None
+
+    def check(self, conn: Connection) -> None:
+        """:func:`check_store_map` on ``conn`` (at sink start)."""
+        with conn, conn.cursor() as cur:
+            check_store_map(cur, self.store_map)
 
     def execute_batch(self, cur: Cursor, commands: list[dict[str, Any]]) -> list[Executed]:
         """Execute commands in order, with the effect and receipts of :meth:`execute` on each,
-        in a few statements: one look-up of repeats, one DELETE per table, one INSERT of
-        tracking rows. A table whose DELETE fails falls back to one command at a time."""
+        in a few statements: one look-up of repeats, one statement per table action and
+        category, one INSERT of tracking rows. A category whose statements fail falls back to
+        one command at a time."""
         results: list[Executed | None] = [None] * len(commands)
         cur.execute(
-            f"SELECT command_id, receipt FROM {TRACKING_SCHEMA}.applied_commands WHERE command_id = ANY(%s)",
+            f"SELECT command_id, receipt FROM {TRACKING_TABLE} WHERE command_id = ANY(%s)",
             (list({c["command_id"] for c in commands}),),
         )
         applied = {command_id: bytes(receipt) for command_id, receipt in cur.fetchall()}
@@ -74,7 +154,7 @@ class PostgresExecutor:
         for i, command in enumerate(commands):
             command_id = command["command_id"]
             if command_id in applied:
-                results[i] = Executed(self._receipts.decode(applied[command_id]), applied[command_id], True)
+                results[i] = Executed(decode_receipt(applied[command_id]), applied[command_id], True)
             elif command_id not in first:
                 first[command_id] = i
                 problem = self._problem(command)
@@ -84,7 +164,7 @@ class PostgresExecutor:
                     groups.setdefault(command["category"], []).append(i)
         executed_at = self.clock()
         for category, indices in groups.items():
-            done = self._delete_many(cur, category, [commands[i] for i in indices], executed_at)
+            done = self._apply_many(cur, category, [commands[i] for i in indices], executed_at)
             for i, result in zip(indices, done, strict=True):
                 results[i] = result
         for i, command in enumerate(commands):  # later copies of a command in the same batch
@@ -94,37 +174,25 @@ class PostgresExecutor:
                 results[i] = Executed(earlier.receipt, earlier.encoded, repeated=True)
         return [r for r in results if r is not None]
 
-    def _delete_many(
+    def _apply_many(
         self, cur: Cursor, category: str, commands: list[dict[str, Any]], executed_at: datetime
     ) -> list[Executed]:
-        mapping = self.store_map.for_category(category)
-        assert mapping is not None
+        keys = [c["record_key"] for c in commands]
         cur.execute("SAVEPOINT ebbtide_batch")
         try:
-            cur.execute(
-                sql.SQL(
-                    "WITH keys AS (SELECT DISTINCT k FROM unnest(%s::text[]) AS k) "
-                    "DELETE FROM {table} AS t USING keys WHERE t.{column} = keys.k::{type} RETURNING keys.k"
-                ).format(
-                    table=sql.Identifier(*mapping.table.split(".")),
-                    column=sql.Identifier(mapping.key_column),
-                    type=sql.SQL(self._key_type(cur, mapping.table, mapping.key_column)),
-                ),
-                ([c["record_key"] for c in commands],),
-            )
-            deleted = Counter(row[0] for row in cur.fetchall())
+            touched = [(a, self._run(cur, a, keys)) for a in self.store_map.actions(category)]
         except COMMAND_ERRORS:
             cur.execute("ROLLBACK TO SAVEPOINT ebbtide_batch")
             return [self.execute(cur, c) for c in commands]  # finds the bad one, executes the rest
         cur.execute("RELEASE SAVEPOINT ebbtide_batch")
         out = []
         for command in commands:
-            rows = deleted.pop(command["record_key"], 0)  # a key's rows count for its first command
-            receipt = self._receipt(command, "DELETED" if rows else "NOT_FOUND", rows, None, executed_at)
-            out.append(Executed(receipt, self._receipts.encode(receipt), repeated=False))
+            # A key's rows count for its first command; a later one for the same key finds none.
+            counts = [(action, rows.pop(command["record_key"], 0)) for action, rows in touched]
+            out.append(self._done(command, counts, executed_at))
         inserted = execute_values(
             cur,
-            f"INSERT INTO {TRACKING_SCHEMA}.applied_commands "
+            f"INSERT INTO {TRACKING_TABLE} "
             "(command_id, store, category, outcome, rows, receipt, applied_at) VALUES %s "
             "ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
             [self._tracking_row(c, done) for c, done in zip(commands, out, strict=True)],
@@ -135,18 +203,63 @@ class PostgresExecutor:
             out = self._stored_receipts(cur, commands, out, {row[0] for row in inserted})
         return out
 
+    def _done(
+        self, command: dict[str, Any], counts: list[tuple[TableAction, int]], executed_at: datetime
+    ) -> Executed:
+        deleted = sum(n for action, n in counts if action.deletes)
+        rows = sum(n for _, n in counts)
+        outcome = "DELETED" if deleted else "ANONYMISED" if rows else "NOT_FOUND"
+        return executed(command, outcome, rows, None, executed_at)
+
+    def _run(self, cur: Cursor, action: TableAction, keys: list[str]) -> Counter[str]:
+        """One table action for every key at once; rows touched per key."""
+        cur.execute(self._statement(cur, action), (keys,))
+        return Counter(row[0] for row in cur.fetchall())
+
+    def _statement(self, cur: Cursor, action: TableAction) -> sql.Composed:
+        """``DELETE ... USING`` or ``UPDATE ... FROM`` the distinct keys of a text array, cast to the
+        key column's type (so the column is compared without a cast and its index is used).
+        An anonymise touches only rows not blank already: a second run changes and counts nothing."""
+        cached = self._statements.get((action.category, action.qualified))
+        if cached is not None:
+            return cached
+        table = sql.Identifier(action.schema, action.name)
+        key = sql.Identifier(action.key_column)
+        keys = sql.SQL("WITH keys AS (SELECT DISTINCT k FROM unnest(%s::text[]) AS k) ")
+        match = sql.SQL("t.{key} = keys.k::{type}").format(
+            key=key, type=sql.SQL(self._key_type(cur, action.qualified, action.key_column))
+        )
+        if action.deletes:
+            statement = keys + sql.SQL(
+                "DELETE FROM {table} AS t USING keys WHERE {match} RETURNING keys.k"
+            ).format(table=table, match=match)
+        else:
+            values = [(sql.Identifier(c), sql.Literal(action.value_of(c))) for c in action.columns]
+            statement = keys + sql.SQL(
+                "UPDATE {table} AS t SET {sets} FROM keys WHERE {match} AND ({changes}) RETURNING keys.k"
+            ).format(
+                table=table,
+                sets=sql.SQL(", ").join(sql.SQL("{} = {}").format(c, v) for c, v in values),
+                match=match,
+                changes=sql.SQL(" OR ").join(
+                    sql.SQL("t.{} IS DISTINCT FROM {}").format(c, v) for c, v in values
+                ),
+            )
+        self._statements[(action.category, action.qualified)] = statement
+        return statement
+
     def _stored_receipts(
         self, cur: Cursor, commands: list[dict[str, Any]], out: list[Executed], inserted: set[str]
     ) -> list[Executed]:
         """Replace our receipts by the stored ones where another sink's tracking row won."""
         lost = [c["command_id"] for c in commands if c["command_id"] not in inserted]
         cur.execute(
-            f"SELECT command_id, receipt FROM {TRACKING_SCHEMA}.applied_commands WHERE command_id = ANY(%s)",
+            f"SELECT command_id, receipt FROM {TRACKING_TABLE} WHERE command_id = ANY(%s)",
             (lost,),
         )
         stored = {command_id: bytes(receipt) for command_id, receipt in cur.fetchall()}
         return [
-            Executed(self._receipts.decode(stored[c["command_id"]]), stored[c["command_id"]], True)
+            Executed(decode_receipt(stored[c["command_id"]]), stored[c["command_id"]], True)
             if c["command_id"] in stored and c["command_id"] not in inserted
             else done
             for c, done in zip(commands, out, strict=True)
@@ -171,7 +284,7 @@ class PostgresExecutor:
         store = self.store_map.store
         if command["store"] != store:
             return f"command for store {command['store']} sent to {store}"
-        if self.store_map.for_category(command["category"]) is None:
+        if not self.store_map.actions(command["category"]):
             return f"store map of {store} has no table for category {command['category']}"
         return None
 
@@ -189,36 +302,28 @@ class PostgresExecutor:
         )
 
     def execute(self, cur: Cursor, command: dict[str, Any]) -> Executed:
-        cur.execute(
-            f"SELECT receipt FROM {TRACKING_SCHEMA}.applied_commands WHERE command_id = %s",
-            (command["command_id"],),
-        )
+        """One command on its own, in a savepoint: a key the database refuses (e.g. not a number
+        for a bigint column) gives a FAILED receipt and leaves the transaction usable."""
+        cur.execute(f"SELECT receipt FROM {TRACKING_TABLE} WHERE command_id = %s", (command["command_id"],))
         row = cur.fetchone()
         if row is not None:
             encoded = bytes(row[0])
-            return Executed(self._receipts.decode(encoded), encoded, repeated=True)
+            return Executed(decode_receipt(encoded), encoded, repeated=True)
         problem = self._problem(command)
         if problem:
             return self._failed(command, problem)
-        mapping = self.store_map.for_category(command["category"])
-        assert mapping is not None
         cur.execute("SAVEPOINT ebbtide_command")
-        try:
-            cur.execute(
-                sql.SQL("DELETE FROM {} WHERE {} = %s").format(
-                    sql.Identifier(*mapping.table.split(".")), sql.Identifier(mapping.key_column)
-                ),
-                (command["record_key"],),
-            )
-        except COMMAND_ERRORS as exc:
-            cur.execute("ROLLBACK TO SAVEPOINT ebbtide_command")
-            return self._failed(command, f"{type(exc).__name__} deleting from {mapping.table}")
-        rows = cur.rowcount
-        receipt = self._receipt(command, "DELETED" if rows else "NOT_FOUND", rows, None)
-        encoded = self._receipts.encode(receipt)
-        done = Executed(receipt, encoded, repeated=False)
+        counts: list[tuple[TableAction, int]] = []
+        for action in self.store_map.actions(command["category"]):
+            try:
+                counts.append((action, sum(self._run(cur, action, [command["record_key"]]).values())))
+            except COMMAND_ERRORS as exc:
+                cur.execute("ROLLBACK TO SAVEPOINT ebbtide_command")
+                verb = "deleting from" if action.deletes else "anonymising"
+                return self._failed(command, f"{type(exc).__name__} {verb} {action.table}")
+        done = self._done(command, counts, self.clock())
         cur.execute(
-            f"INSERT INTO {TRACKING_SCHEMA}.applied_commands "
+            f"INSERT INTO {TRACKING_TABLE} "
             "(command_id, store, category, outcome, rows, receipt, applied_at) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
             self._tracking_row(command, done),
@@ -229,25 +334,4 @@ class PostgresExecutor:
 
     def _failed(self, command: dict[str, Any], reason: str) -> Executed:
         # Not tracked: a failed command stays executable, so a re-issue can still succeed.
-        receipt = self._receipt(command, "FAILED", 0, reason)
-        return Executed(receipt, self._receipts.encode(receipt), repeated=False)
-
-    def _receipt(
-        self,
-        command: dict[str, Any],
-        outcome: str,
-        rows: int,
-        reason: str | None,
-        executed_at: datetime | None = None,
-    ) -> dict[str, Any]:
-        return {
-            "command_id": command["command_id"],
-            "subject_id": command["subject_id"],
-            "store": command["store"],
-            "category": command["category"],
-            "record_key": command["record_key"],
-            "outcome": outcome,
-            "rows": rows,
-            "reason": reason,
-            "executed_at": executed_at or self.clock(),
-        }
+        return executed(command, "FAILED", 0, reason, self.clock())

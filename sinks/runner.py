@@ -216,6 +216,7 @@ class PostgresBatch:
         self.stop = stop
         self.executor = PostgresExecutor(store_map)
         self.conn = self._connect()
+        self.executor.check(self.conn)  # tables, columns, children before parents: refuse a bad map
 
     def execute(self, commands: Sequence[dict[str, Any]]) -> list[Executed]:
         with self.conn, self.conn.cursor() as cur:

@@ -1,4 +1,5 @@
-"""The demo customer database: schema and rows, in a PostgreSQL the project started."""
+"""The demo customer database (schema public, store customer_db) and billing database (schema
+billing, store billing_db), in one PostgreSQL database the project started: schema and rows."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from ebbtide.demo.scenario import Scenario
 from sinks.postgres import TRACKING_SCHEMA
 
 SCHEMA = f"""
-DROP TABLE IF EXISTS services, invoices, support_tickets, newsletter_subscriptions, customers CASCADE;
+DROP TABLE IF EXISTS orders, services, invoices, support_tickets, newsletter_subscriptions, customers CASCADE;
+DROP SCHEMA IF EXISTS billing CASCADE;
 DROP SCHEMA IF EXISTS {TRACKING_SCHEMA} CASCADE;
 CREATE TABLE customers (
     customer_id   bigint PRIMARY KEY,
@@ -19,29 +21,27 @@ CREATE TABLE customers (
     address       text NOT NULL,
     registered_at timestamptz NOT NULL
 );
+-- Part of the client record, deleted with it: the store map deletes a customer's services
+-- before the customer (no ON DELETE CASCADE: the map says what goes, the database enforces it).
 CREATE TABLE services (
     service_id   bigint PRIMARY KEY,
-    customer_id  bigint NOT NULL REFERENCES customers ON DELETE CASCADE,
+    customer_id  bigint NOT NULL REFERENCES customers,
     kind         text NOT NULL,
     ordered_at   timestamptz NOT NULL,
     cancelled_at timestamptz
 );
--- Billing and support keep their own copy of the customer id (no foreign key): they follow
--- their own retention rules, independent of the customer row.
-CREATE TABLE invoices (
-    invoice_id      bigint PRIMARY KEY,
-    customer_id     bigint NOT NULL,
-    billing_name    text NOT NULL,
-    billing_address text NOT NULL,
-    amount_nok      integer NOT NULL,
-    issued_at       timestamptz NOT NULL
+-- Orders stay as the bookkeeping trail. When the client record is deleted, the store map blanks
+-- the personal columns (IP, contact email) and the link to the customer, before the customer.
+CREATE TABLE orders (
+    order_id        bigint PRIMARY KEY,
+    customer_id     bigint REFERENCES customers,
+    kind            text NOT NULL,
+    ordered_at      timestamptz NOT NULL,
+    ordered_from_ip inet,
+    contact_email   text
 );
-CREATE TABLE newsletter_subscriptions (
-    subscription_id bigint PRIMARY KEY,
-    customer_id     bigint NOT NULL,
-    email           text NOT NULL,
-    subscribed_at   timestamptz NOT NULL
-);
+-- Support keeps its own copy of the customer id (no foreign key): tickets follow their own
+-- retention rule, independent of the customer row.
 CREATE TABLE support_tickets (
     ticket_id   bigint PRIMARY KEY,
     customer_id bigint NOT NULL,
@@ -49,62 +49,104 @@ CREATE TABLE support_tickets (
     body        text NOT NULL,
     created_at  timestamptz NOT NULL
 );
+CREATE TABLE newsletter_subscriptions (
+    subscription_id bigint PRIMARY KEY,
+    customer_id     bigint NOT NULL,
+    email           text NOT NULL,
+    subscribed_at   timestamptz NOT NULL,
+    purpose         text NOT NULL DEFAULT 'newsletter'
+);
+-- The billing store (billing_db in the pipeline, sinks/billing_db.toml), in the same database.
+-- Invoices keep the billing name and address as printed: bookkeeping data with its own 5-year
+-- rule, so no foreign key to customers (it would block deleting the customer).
+CREATE SCHEMA billing;
+CREATE TABLE billing.invoices (
+    invoice_id      bigint PRIMARY KEY,
+    customer_id     bigint NOT NULL,
+    billing_name    text NOT NULL,
+    billing_address text NOT NULL,
+    amount_nok      integer NOT NULL,
+    issued_at       timestamptz NOT NULL
+);
+CREATE TABLE billing.payments (
+    payment_id  bigint PRIMARY KEY,
+    invoice_id  bigint REFERENCES billing.invoices,
+    customer_id bigint NOT NULL,
+    payer_name  text NOT NULL,
+    amount_nok  integer NOT NULL,
+    paid_at     timestamptz NOT NULL
+);
 """
 
-TABLES = ("customers", "services", "invoices", "support_tickets", "newsletter_subscriptions")
+TABLES = (
+    "customers",
+    "services",
+    "orders",
+    "support_tickets",
+    "newsletter_subscriptions",
+    "billing.invoices",
+    "billing.payments",
+)
 
 
 def load(dsn: str, scenario: Scenario) -> None:
     """(Re)create the demo tables and fill them with the scenario's rows."""
+    rows = {
+        "customers": [
+            (c["customer_id"], c["name"], c["email"], c["phone"], c["address"], c["registered_at"])
+            for c in scenario.customers
+        ],
+        "services": [
+            (s["service_id"], s["customer_id"], s["kind"], s["ordered_at"], s["cancelled_at"])
+            for s in scenario.services
+        ],
+        "orders": [
+            (
+                o["order_id"],
+                o["customer_id"],
+                o["kind"],
+                o["ordered_at"],
+                o["ordered_from_ip"],
+                o["contact_email"],
+            )
+            for o in scenario.orders
+        ],
+        "support_tickets": [
+            (t["ticket_id"], t["customer_id"], t["subject"], t["body"], t["created_at"])
+            for t in scenario.tickets
+        ],
+        "newsletter_subscriptions": [
+            (n["subscription_id"], n["customer_id"], n["email"], n["subscribed_at"], n["purpose"])
+            for n in scenario.subscriptions
+        ],
+        "billing.invoices": [
+            (
+                i["invoice_id"],
+                i["customer_id"],
+                i["billing_name"],
+                i["billing_address"],
+                i["amount_nok"],
+                i["issued_at"],
+            )
+            for i in scenario.invoices
+        ],
+        "billing.payments": [
+            (
+                p["payment_id"],
+                p["invoice_id"],
+                p["customer_id"],
+                p["payer_name"],
+                p["amount_nok"],
+                p["paid_at"],
+            )
+            for p in scenario.payments
+        ],
+    }
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute(SCHEMA)
-        execute_values(
-            cur,
-            "INSERT INTO customers VALUES %s",
-            [
-                (c["customer_id"], c["name"], c["email"], c["phone"], c["address"], c["registered_at"])
-                for c in scenario.customers
-            ],
-        )
-        execute_values(
-            cur,
-            "INSERT INTO services VALUES %s",
-            [
-                (s["service_id"], s["customer_id"], s["kind"], s["ordered_at"], s["cancelled_at"])
-                for s in scenario.services
-            ],
-        )
-        execute_values(
-            cur,
-            "INSERT INTO invoices VALUES %s",
-            [
-                (
-                    i["invoice_id"],
-                    i["customer_id"],
-                    i["billing_name"],
-                    i["billing_address"],
-                    i["amount_nok"],
-                    i["issued_at"],
-                )
-                for i in scenario.invoices
-            ],
-        )
-        execute_values(
-            cur,
-            "INSERT INTO support_tickets VALUES %s",
-            [
-                (t["ticket_id"], t["customer_id"], t["subject"], t["body"], t["created_at"])
-                for t in scenario.tickets
-            ],
-        )
-        execute_values(
-            cur,
-            "INSERT INTO newsletter_subscriptions VALUES %s",
-            [
-                (n["subscription_id"], n["customer_id"], n["email"], n["subscribed_at"])
-                for n in scenario.subscriptions
-            ],
-        )
+        for table in TABLES:  # parents before children
+            if rows[table]:
+                execute_values(cur, f"INSERT INTO {table} VALUES %s", rows[table])  # constant names
     conn.close()
 
 
@@ -120,10 +162,12 @@ def counts(dsn: str) -> dict[str, int]:
 
 
 def present_keys(dsn: str) -> dict[str, set[str]]:
-    """Keys still present, by category, for the tables the demo announces."""
+    """Keys still present, by category, for the tables the demo announces (each category is in
+    one store: ``scenario.STORE_OF``)."""
     queries = {
         "client": "SELECT customer_id::text FROM customers",
-        "invoice": "SELECT invoice_id::text FROM invoices",
+        "invoice": "SELECT invoice_id::text FROM billing.invoices",
+        "payment": "SELECT payment_id::text FROM billing.payments",
         "correspondence": "SELECT ticket_id::text FROM support_tickets",
         "marketing": "SELECT subscription_id::text FROM newsletter_subscriptions",
     }

@@ -52,23 +52,31 @@ def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_da
         f"{len(sc.events)} lifecycle events, {sc.closed} accounts close, "
         f"{sc.reactivated} come back with a new order."
     )
-    create_topics(settings, pipeline_topics(topics, [scenario.STORE]))
+    create_topics(settings, pipeline_topics(topics, scenario.STORES))
     log_dir = settings.state_dir / "logs"
     worker = processes.start("worker", ["worker"], settings, log_dir)
     sink = processes.start("sink", ["sink", "postgres"], settings, log_dir)
-    console.print(f"Started the lifecycle worker and the postgres sink (logs in {log_dir}).")
+    # The billing store (schema billing) has its own sink; its metrics on a free port (0).
+    billing = processes.start(
+        "sink-billing",
+        ["sink", "postgres", "--map", scenario.BILLING_STORE],
+        replace(settings, sink_metrics_port=0),
+        log_dir,
+    )
+    console.print(f"Started the lifecycle worker and the postgres sinks (logs in {log_dir}).")
     try:
         final = _drive(console, settings, sc, until, step_days)
-        _catch_up(console, settings, final, [worker, sink])
+        _catch_up(console, settings, final, [worker, sink, billing])
         return _summarise(console, settings, dsn, sc, before, until)
     except DemoFailed as exc:
         console.print(f"[red]demo failed: {exc}")
-        for child in (worker, sink):
+        for child in (worker, sink, billing):
             console.print(f"--- last lines of {child.log} ---\n{child.tail()}")
         return 1
     finally:
         worker.stop()
         sink.stop()
+        billing.stop()
 
 
 def publish_timeline(
@@ -184,7 +192,7 @@ def _summarise(
     problems = []
     for category, keys in present.items():
         for key in keys:
-            decision = latest.get(record_id(scenario.STORE, category, key))
+            decision = latest.get(record_id(scenario.STORE_OF[category], category, key))
             if decision is None:
                 problems.append(f"{category} {key}: in the database but no decision explains it")
                 continue

@@ -12,6 +12,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 STORE = "customer_db"
+BILLING_STORE = "billing_db"  # invoices and payments: schema billing, next to the customer tables
+STORES = (STORE, BILLING_STORE)
+# Which store announces each category's records (the demo's categories are in one store each).
+STORE_OF = {
+    "client": STORE,
+    "correspondence": STORE,
+    "marketing": STORE,
+    "invoice": BILLING_STORE,
+    "payment": BILLING_STORE,
+}
+PAYMENT_DAYS = 14  # every invoice is paid this many days after it is issued
 PRODUCER = "ebbtide-demo"
 START = datetime(2018, 1, 1, tzinfo=UTC)
 LAST_EVENT = datetime(2025, 12, 31, tzinfo=UTC)
@@ -23,7 +34,9 @@ _KINDS = ("DOMAIN", "SSL", "HOSTING", "EMAIL")
 class Scenario:
     customers: list[dict[str, Any]] = field(default_factory=list)
     services: list[dict[str, Any]] = field(default_factory=list)
+    orders: list[dict[str, Any]] = field(default_factory=list)
     invoices: list[dict[str, Any]] = field(default_factory=list)
+    payments: list[dict[str, Any]] = field(default_factory=list)
     tickets: list[dict[str, Any]] = field(default_factory=list)
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)  # JSON form, sorted by time
@@ -41,7 +54,9 @@ class Scenario:
         return (
             len(self.customers)
             + len(self.services)
+            + len(self.orders)
             + len(self.invoices)
+            + len(self.payments)
             + len(self.tickets)
             + len(self.subscriptions)
         )
@@ -64,7 +79,17 @@ class _Generator:
         self.rng = random.Random(seed)
         self.seed = seed
         self.sc = Scenario()
-        self.ids = {"svc": 0, "inv": 0, "tkt": 0, "evt": 0, "sub": 0, "req": 0, "hold": 0}
+        self.ids = {
+            "svc": 0,
+            "ord": 0,
+            "inv": 0,
+            "pay": 0,
+            "tkt": 0,
+            "evt": 0,
+            "sub": 0,
+            "req": 0,
+            "hold": 0,
+        }
 
     def next_id(self, kind: str) -> int:
         self.ids[kind] += 1
@@ -94,8 +119,49 @@ class _Generator:
                 "cancelled_at": None,
             }
         )
+        # The order stays as a bookkeeping trail; its IP (documentation range 192.0.2.0/24, no
+        # randomness: the scenario's other draws stay the same) and contact email are personal.
+        oid = self.next_id("ord")
+        self.sc.orders.append(
+            {
+                "order_id": oid,
+                "customer_id": customer["customer_id"],
+                "kind": kind,
+                "ordered_at": when,
+                "ordered_from_ip": f"192.0.2.{oid % 254 + 1}",
+                "contact_email": customer["email"],
+            }
+        )
         self.event("ServiceOrdered", customer["subject_id"], when, service_id=f"svc-{sid}", kind=kind)
         active.append(sid)
+
+    def pay(self, customer: dict[str, Any], invoice: dict[str, Any]) -> None:
+        """The invoice is paid PAYMENT_DAYS later (no randomness), if that is within the scenario."""
+        paid = _after(invoice["issued_at"], PAYMENT_DAYS)
+        if paid is None:
+            return
+        pid = self.next_id("pay")
+        self.sc.payments.append(
+            {
+                "payment_id": pid,
+                "invoice_id": invoice["invoice_id"],
+                "customer_id": customer["customer_id"],
+                "payer_name": customer["name"],
+                "amount_nok": invoice["amount_nok"],
+                "paid_at": paid,
+            }
+        )
+        subject = customer["subject_id"]
+        self.event("PaymentRecorded", subject, paid, payment_id=f"pay-{pid}")
+        self.event(
+            "RecordWritten",
+            subject,
+            paid,
+            store=BILLING_STORE,
+            category="payment",
+            record_key=str(pid),
+            ref=f"pay-{pid}",
+        )
 
     def cancel_all(self, customer: dict[str, Any], active: list[int], when: datetime) -> None:
         for sid in active:
@@ -111,6 +177,7 @@ class _Generator:
                 "subscription_id": nid,
                 "customer_id": customer["customer_id"],
                 "email": customer["email"],
+                "purpose": "newsletter",
                 "subscribed_at": when,
             }
         )
@@ -201,26 +268,26 @@ class _Generator:
         issued = registered
         while issued < end_of_life:
             iid = self.next_id("inv")
-            sc.invoices.append(
-                {
-                    "invoice_id": iid,
-                    "customer_id": number,
-                    "billing_name": name,
-                    "billing_address": customer["address"],
-                    "amount_nok": rng.randint(99, 4999),
-                    "issued_at": issued,
-                }
-            )
+            invoice = {
+                "invoice_id": iid,
+                "customer_id": number,
+                "billing_name": name,
+                "billing_address": customer["address"],
+                "amount_nok": rng.randint(99, 4999),
+                "issued_at": issued,
+            }
+            sc.invoices.append(invoice)
             self.event("InvoiceIssued", subject, issued, invoice_id=f"inv-{iid}")
             self.event(
                 "RecordWritten",
                 subject,
                 issued,
-                store=STORE,
+                store=BILLING_STORE,
                 category="invoice",
                 record_key=str(iid),
                 ref=f"inv-{iid}",
             )
+            self.pay(customer, invoice)
             issued += timedelta(days=365)
         for _ in range(rng.randint(0, 3)):
             tid = self.next_id("tkt")
@@ -260,7 +327,8 @@ def _after(moment: datetime, days: int) -> datetime | None:
 
 
 def build(customers: int = 300, seed: int = 7) -> Scenario:
-    """Generate ``customers`` customers with services, invoices, tickets and their events."""
+    """Generate ``customers`` customers with services, orders, invoices, payments, tickets and
+    their events."""
     generator = _Generator(seed)
     for number in range(1, customers + 1):
         generator.customer(number)

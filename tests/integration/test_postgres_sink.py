@@ -68,24 +68,39 @@ def executor(loaded: str) -> PostgresExecutor:
     return PostgresExecutor(load_store_map())
 
 
-def test_a_command_deletes_the_mapped_row_and_its_cascade(loaded: str, executor: PostgresExecutor) -> None:
+def client_rows(dsn: str, customer: int) -> int:
+    """Rows a client command for ``customer`` touches: services, orders and the customer row."""
+    return sum(
+        count(dsn, f"SELECT count(*) FROM {table} WHERE customer_id = {customer}")
+        for table in ("services", "orders", "customers")
+    )
+
+
+def test_a_command_runs_its_category_actions_children_first(loaded: str, executor: PostgresExecutor) -> None:
     services = count(loaded, "SELECT count(*) FROM services WHERE customer_id = 1")
-    assert services >= 1
+    orders = count(loaded, "SELECT count(*) FROM orders WHERE customer_id = 1")
+    all_orders = count(loaded, "SELECT count(*) FROM orders")
+    assert services >= 1 and orders >= 1
     done = execute(loaded, executor, command("client", "1"))
-    assert (done.receipt["outcome"], done.receipt["rows"]) == ("DELETED", 1)
+    assert (done.receipt["outcome"], done.receipt["rows"]) == ("DELETED", services + orders + 1)
     assert count(loaded, "SELECT count(*) FROM customers WHERE customer_id = 1") == 0
     assert count(loaded, "SELECT count(*) FROM services WHERE customer_id = 1") == 0
     assert count(loaded, "SELECT count(*) FROM customers") == 4
+    # The orders stay, blanked: no IP, no contact email, no link to the customer.
+    assert count(loaded, "SELECT count(*) FROM orders WHERE customer_id = 1") == 0
+    blanked = "customer_id IS NULL AND ordered_from_ip IS NULL AND contact_email IS NULL"
+    assert count(loaded, f"SELECT count(*) FROM orders WHERE {blanked}") == orders
+    assert count(loaded, "SELECT count(*) FROM orders") == all_orders
 
 
 def test_a_repeated_command_gets_the_same_receipt_and_deletes_nothing_more(
     loaded: str, executor: PostgresExecutor
 ) -> None:
-    first = execute(loaded, executor, command("invoice", "1"))
-    invoices = count(loaded, "SELECT count(*) FROM invoices")
-    again = execute(loaded, executor, command("invoice", "1"))
+    first = execute(loaded, executor, command("correspondence", "1"))
+    tickets = count(loaded, "SELECT count(*) FROM support_tickets")
+    again = execute(loaded, executor, command("correspondence", "1"))
     assert again.repeated and again.encoded == first.encoded
-    assert count(loaded, "SELECT count(*) FROM invoices") == invoices
+    assert count(loaded, "SELECT count(*) FROM support_tickets") == tickets
     assert count(loaded, "SELECT count(*) FROM ebbtide_sink.applied_commands") == 1
 
 
@@ -121,7 +136,8 @@ def test_the_sink_consumes_commands_and_publishes_receipts(
     topics = Topics(settings.topic_prefix)
     out = producer(settings)
     codec = codec_for(DELETION_COMMAND)
-    for cmd in (command("client", "2"), command("invoice", "3"), command("client", "2")):
+    rows = client_rows(loaded, 2) + 1
+    for cmd in (command("client", "2"), command("correspondence", "3"), command("client", "2")):
         out.send(topics.commands("customer_db"), key=cmd["subject_id"].encode(), value=codec.encode(cmd))
     out.send(topics.commands("customer_db"), key=b"cust-00001", value=b"not a command")
     out.flush()
@@ -135,7 +151,7 @@ def test_the_sink_consumes_commands_and_publishes_receipts(
         assert outcomes == [
             ("cmd-client-2", "DELETED"),
             ("cmd-client-2", "DELETED"),
-            ("cmd-invoice-3", "DELETED"),
+            ("cmd-correspondence-3", "DELETED"),
         ]
         (dead,) = dlq.wait_for(lambda seen: len(seen) >= 1, 30, "the bad command in the DLQ")
         assert dead.raw == b"not a command"
@@ -145,17 +161,18 @@ def test_the_sink_consumes_commands_and_publishes_receipts(
         receipts.close()
         dlq.close()
     assert count(loaded, "SELECT count(*) FROM customers WHERE customer_id = 2") == 0
-    assert count(loaded, "SELECT sum(rows) FROM ebbtide_sink.applied_commands") == 2
+    assert count(loaded, "SELECT sum(rows) FROM ebbtide_sink.applied_commands") == rows
 
 
 def test_a_batch_has_the_effect_and_receipts_of_one_command_at_a_time(
     loaded: str, executor: PostgresExecutor
 ) -> None:
-    execute(loaded, executor, command("invoice", "1", command_id="already-done"))
+    execute(loaded, executor, command("correspondence", "1", command_id="already-done"))
+    client = client_rows(loaded, 3)
     batch = [
         command("client", "3"),
-        command("invoice", "2"),
-        command("invoice", "1", command_id="already-done"),  # applied in an earlier batch
+        command("correspondence", "2"),
+        command("correspondence", "1", command_id="already-done"),  # applied in an earlier batch
         command("client", "3"),  # the same command twice in one batch
         command("client", "3", command_id="other-id-same-row"),  # another command for a deleted row
         command("correspondence", "999999"),  # no such row
@@ -167,10 +184,10 @@ def test_a_batch_has_the_effect_and_receipts_of_one_command_at_a_time(
     conn.close()
     got = [(d.receipt["outcome"], d.receipt["rows"], d.repeated) for d in done]
     assert got == [
-        ("DELETED", 1, False),
+        ("DELETED", client, False),
         ("DELETED", 1, False),
         ("DELETED", 1, True),
-        ("DELETED", 1, True),
+        ("DELETED", client, True),
         ("NOT_FOUND", 0, False),
         ("NOT_FOUND", 0, False),
         ("FAILED", 0, False),
@@ -189,7 +206,7 @@ def test_a_bad_key_in_a_batch_fails_alone_and_the_rest_is_executed(
         done = executor.execute_batch(cur, batch)
     conn.close()
     assert [d.receipt["outcome"] for d in done] == ["DELETED", "FAILED", "DELETED"]
-    assert done[1].receipt["reason"] == "InvalidTextRepresentation deleting from customers"
+    assert done[1].receipt["reason"] == "InvalidTextRepresentation deleting from services"  # the first action
     assert count(loaded, "SELECT count(*) FROM customers WHERE customer_id IN (4, 5)") == 0
 
 
@@ -197,7 +214,7 @@ def test_two_sinks_racing_on_the_same_commands_give_the_same_receipts(
     loaded: str, executor: PostgresExecutor
 ) -> None:
     """In a rebalance two sinks can run one batch at once: one wins, the other answers with its receipts."""
-    batch = [command("client", "4"), command("invoice", "5")]
+    batch = [command("client", "4"), command("correspondence", "5")]
     first = psycopg2.connect(loaded)
     second = psycopg2.connect(loaded)
     first_cur = first.cursor()
