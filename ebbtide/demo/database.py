@@ -10,7 +10,8 @@ from ebbtide.demo.scenario import Scenario
 from sinks.postgres import TRACKING_SCHEMA
 
 SCHEMA = f"""
-DROP TABLE IF EXISTS orders, services, invoices, support_tickets, newsletter_subscriptions, customers CASCADE;
+DROP TABLE IF EXISTS orders, services, domain_contacts, invoices, support_tickets, newsletter_subscriptions,
+    customers CASCADE;
 DROP SCHEMA IF EXISTS billing CASCADE;
 DROP SCHEMA IF EXISTS {TRACKING_SCHEMA} CASCADE;
 CREATE TABLE customers (
@@ -39,6 +40,16 @@ CREATE TABLE orders (
     ordered_at      timestamptz NOT NULL,
     ordered_from_ip inet,
     contact_email   text
+);
+-- Registrant contacts of the customer's domains, as sent to the registries. They follow the
+-- domain's rule (kept while the domain is registered), not the account's: no foreign key.
+CREATE TABLE domain_contacts (
+    contact_id  bigint PRIMARY KEY,
+    customer_id bigint NOT NULL,
+    domain      text NOT NULL,
+    name        text NOT NULL,
+    email       text NOT NULL,
+    national_id text
 );
 -- Support keeps its own copy of the customer id (no foreign key): tickets follow their own
 -- retention rule, independent of the customer row.
@@ -82,6 +93,7 @@ TABLES = (
     "customers",
     "services",
     "orders",
+    "domain_contacts",
     "support_tickets",
     "newsletter_subscriptions",
     "billing.invoices",
@@ -111,6 +123,7 @@ def load(dsn: str, scenario: Scenario) -> None:
             )
             for o in scenario.orders
         ],
+        "domain_contacts": [],  # the scenario registers no domains; tests insert their own
         "support_tickets": [
             (t["ticket_id"], t["customer_id"], t["subject"], t["body"], t["created_at"])
             for t in scenario.tickets
