@@ -324,12 +324,12 @@ def cmd_overdue(args: argparse.Namespace, settings: Settings) -> int:
     from streams.policy.overdue import overdue_report, render
 
     policy = worker_policy(args, settings)
-    if args.store and policy.stores is not None and args.store not in policy.stores.ids:
-        print(f"ebbtide overdue: no store {args.store!r} in the store map", file=sys.stderr)
+    if args.only_store and policy.stores is not None and args.only_store not in policy.stores.ids:
+        print(f"ebbtide overdue: no store {args.only_store!r} in the store map", file=sys.stderr)
         return 2
     try:
         now = clock_from_changelog(settings)
-        rows = overdue_report(subjects_from_changelog(settings), policy, now, args.store)
+        rows = overdue_report(subjects_from_changelog(settings), policy, now, args.only_store)
     except StateUnavailable as exc:
         print(f"ebbtide overdue: {exc}", file=sys.stderr)
         return 1
@@ -600,7 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the answer was due, how often it was sent again. The worker re-sends such commands at each "
         "service-level interval and exports ebbtide_deletions_overdue{store}.",
     )
-    overdue.add_argument("--store", help="only this store")
+    overdue.add_argument("--store", dest="only_store", help="only this store")
     overdue.add_argument("--json", action="store_true", help="machine-readable output")
     overdue.add_argument("--fail", action="store_true", help="exit 1 when anything is overdue (for scripts)")
     overdue.add_argument("--policy", help="policy file the worker runs (default: the shipped policy)")

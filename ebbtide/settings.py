@@ -55,7 +55,7 @@ class Settings:
                     values[f.name] = int(raw)
                 except ValueError:
                     raise SettingsError(f"EBBTIDE_{f.name.upper()} must be a whole number") from None
-            elif f.type in ("Path", Path):
+            elif f.type in ("Path", Path, "Path | None"):
                 values[f.name] = Path(raw)
             else:
                 values[f.name] = raw

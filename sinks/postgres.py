@@ -121,6 +121,9 @@ class PostgresExecutor:
         """Create the tracking table if it is missing (it is, when the sink runs as a
         least-privilege role, created by ``ebbtide sink-role``)."""
         with conn, conn.cursor() as cur:
+            # Sinks starting together would race on CREATE ... IF NOT EXISTS (a unique violation
+            # in the catalog): one at a time, until this transaction ends.
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext('ebbtide-sink-setup'))")
             cur.execute("SELECT to_regclass(%s)", (TRACKING_TABLE,))
             row = cur.fetchone()
             if row is not None and row[0] is not None:

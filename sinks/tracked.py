@@ -57,6 +57,8 @@ def ensure_tables(conn: Connection, tables: Sequence[str], ddl: str) -> None:
     """Run ``ddl`` (idempotent CREATE ... IF NOT EXISTS) unless every one of ``tables`` exists;
     commits. A sink running as a role without CREATE rights works on tables made for it."""
     with conn, conn.cursor() as cur:
+        # One sink at a time: concurrent CREATE ... IF NOT EXISTS can fail in the catalog.
+        cur.execute("SELECT pg_advisory_xact_lock(hashtext('ebbtide-sink-setup'))")
         cur.execute("SELECT count(to_regclass(t)) FROM unnest(%s::text[]) AS t", (list(tables),))
         row = cur.fetchone()
         if row is not None and row[0] == len(tables):

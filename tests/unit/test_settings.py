@@ -1,0 +1,28 @@
+"""Settings from EBBTIDE_* variables: types, paths and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ebbtide.settings import Settings, SettingsError
+from streams.policy.stores import DEFAULT_STORES
+
+
+def test_a_store_map_path_is_a_path_and_names_the_stores(tmp_path: Path) -> None:
+    settings = Settings.from_env({"EBBTIDE_STORE_MAP": str(DEFAULT_STORES)})
+    assert settings.store_map == DEFAULT_STORES
+    assert "registry_norid" in settings.store_ids
+
+
+def test_a_missing_store_map_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="EBBTIDE_STORE_MAP: no such file"):
+        Settings.from_env({"EBBTIDE_STORE_MAP": str(tmp_path / "nope.toml")})
+
+
+def test_the_signing_key_defaults_to_the_state_directory(tmp_path: Path) -> None:
+    settings = Settings.from_env({"EBBTIDE_STATE_DIR": str(tmp_path)})
+    assert settings.signing_key == tmp_path / "keys" / "certificate-signing.key"
+    given = Settings.from_env({"EBBTIDE_CERTIFICATE_KEY": str(tmp_path / "k.pem")})
+    assert given.signing_key == tmp_path / "k.pem"
