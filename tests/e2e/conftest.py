@@ -13,7 +13,9 @@ from tests.e2e.test_pipeline import Pipeline
 
 @pytest.fixture
 def pipeline(settings: Settings, tmp_path: Path) -> Iterator[Pipeline]:
-    """Worker and postgres sink as processes on this test's topics; stopped afterwards."""
+    """Worker and postgres sinks as processes on this test's topics; stopped afterwards.
+    The sinks check their tables when they start: list a fixture that loads the database
+    before this one in a test's arguments (pytest sets them up in that order)."""
     running = Pipeline(settings, tmp_path / "logs")
     yield running
     running.stop()

@@ -47,7 +47,7 @@ def one_customer(database: str) -> str:
         """
         INSERT INTO customers VALUES (1, 'A', 'a@example.invalid', '1', 'x', '2019-01-10');
         INSERT INTO services VALUES (1, 1, 'HOSTING', '2019-01-10', '2020-02-01');
-        INSERT INTO invoices VALUES (10, 1, 'A', 'x', 100, '2019-05-01');
+        INSERT INTO billing.invoices VALUES (10, 1, 'A', 'x', 100, '2019-05-01');
         INSERT INTO support_tickets VALUES (20, 1, 's', 'b', '2019-06-01');
         INSERT INTO newsletter_subscriptions VALUES (30, 1, 'a@example.invalid', '2019-01-10');
     """,
@@ -73,7 +73,7 @@ def statuses(report: dict[str, Any]) -> dict[str, str]:
 
 
 def test_erasure_with_a_bookkeeping_exception_and_a_legal_hold(
-    settings: Settings, pipeline: Pipeline, one_customer: str
+    settings: Settings, one_customer: str, pipeline: Pipeline
 ) -> None:
     publish(settings, LIFE)
     tick(settings, datetime(2021, 6, 2, tzinfo=UTC))
@@ -85,7 +85,7 @@ def test_erasure_with_a_bookkeeping_exception_and_a_legal_hold(
     assert answer is not None
     items = {i["record"]: i for i in answer["items"]}
     assert items["customer_db/marketing/30"]["action"] == "DELETE"
-    invoice = items["customer_db/invoice/10"]
+    invoice = items["billing_db/invoice/10"]
     assert (invoice["action"], invoice["rule_id"], invoice["until"]) == (
         "KEEP",
         "bookkeeping",
@@ -97,7 +97,7 @@ def test_erasure_with_a_bookkeeping_exception_and_a_legal_hold(
     assert statuses(report) == {
         "customer_db/client/1": "restricted",
         "customer_db/correspondence/20": "held",
-        "customer_db/invoice/10": "restricted",
+        "billing_db/invoice/10": "restricted",
         "customer_db/marketing/30": "deleted",
     }
     assert [d["status"] for d in report["duties"]] == ["done"]
@@ -109,11 +109,11 @@ def test_erasure_with_a_bookkeeping_exception_and_a_legal_hold(
     publish(settings, [ev("h2", "LegalHoldReleased", "cust-1", "2023-06-01T10:00:00Z", hold_id="court-7")])
     tick(settings, datetime(2023, 6, 2, tzinfo=UTC))
     pipeline.wait_confirmed({"customer_db/correspondence/20"})  # its deadline passed during the hold
-    assert rows(one_customer, "SELECT count(*) FROM invoices") == [(1,)]  # bookkeeping still runs
+    assert rows(one_customer, "SELECT count(*) FROM billing.invoices") == [(1,)]  # bookkeeping still runs
 
     tick(settings, datetime(2025, 1, 2, tzinfo=UTC))
-    pipeline.wait_confirmed({"customer_db/invoice/10"})
-    for table in ("customers", "invoices", "support_tickets", "newsletter_subscriptions"):
+    pipeline.wait_confirmed({"billing_db/invoice/10"})
+    for table in ("customers", "billing.invoices", "support_tickets", "newsletter_subscriptions"):
         assert rows(one_customer, f"SELECT count(*) FROM {table}") == [(0,)]
 
     final = explain(settings, "changelog")  # the same answer without the worker, from Kafka
@@ -122,7 +122,7 @@ def test_erasure_with_a_bookkeeping_exception_and_a_legal_hold(
 
 
 def test_policy_diff_counts_how_the_live_deadlines_move(
-    settings: Settings, pipeline: Pipeline, one_customer: str, tmp_path: Path
+    settings: Settings, one_customer: str, pipeline: Pipeline, tmp_path: Path
 ) -> None:
     from streams.policy.rules import DEFAULT_POLICY
     from tests.support import wait_until
