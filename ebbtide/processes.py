@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -78,19 +79,29 @@ class Child:
             return "(no log)"
 
 
-def start(name: str, args: list[str], settings: Settings, log_dir: Path) -> Child:
-    """Run ``python -m ebbtide ARGS`` with ``settings``, output to ``log_dir/NAME.log``."""
+def start(
+    name: str, args: list[str], settings: Settings, log_dir: Path, env: dict[str, str] | None = None
+) -> Child:
+    """Run ``python -m ebbtide ARGS`` with ``settings`` (and ``env`` on top), output to
+    ``log_dir/NAME.log``."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}.log"
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "ebbtide", *args],
-            env=settings_env(settings),
+            env={**settings_env(settings), **(env or {})},
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
     return Child(name, process, log)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a child's metrics)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]

@@ -282,3 +282,23 @@ def _whole(name: str, value: object, fail: Fail) -> int:
     if type(value) is not int or value < 1:
         raise fail(name, f"must be a whole number >= 1, got {value!r}")
     return value
+
+
+def tuned(overrides: dict[str, float | int], path: Path = DEFAULT_VENDORS) -> str:
+    """The vendors file's text with each of ``overrides`` (timeout, backoff_base, backoff_max,
+    breaker_threshold, breaker_open_seconds, max_attempts) set for every vendor: for tests and the
+    demo, where failures and recovery should take a second, not minutes."""
+    known = (
+        "timeout",
+        "backoff_base",
+        "backoff_max",
+        "breaker_threshold",
+        "breaker_open_seconds",
+        "max_attempts",
+    )
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise VendorConfigError(f"cannot tune {', '.join(unknown)}: only {', '.join(known)}")
+    text = path.read_text(encoding="utf-8")
+    pattern = re.compile(rf"^({'|'.join(overrides)}) = .*$", flags=re.M)
+    return pattern.sub(lambda m: f"{m.group(1)} = {overrides[m.group(1)]!r}", text)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ import psycopg2
 from kafka import KafkaConsumer, TopicPartition
 
 from ebbtide.kafka_io import create_topics, pipeline_topics
+from ebbtide.processes import free_port
 from ebbtide.settings import Settings, Topics
 from schemas import Codec
 
@@ -33,12 +33,6 @@ def servers() -> tuple[str, str]:
             "`set -a; . .state/env; set +a` before pytest"
         )
     return bootstrap, dsn
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:

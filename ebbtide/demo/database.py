@@ -3,15 +3,20 @@ billing, store billing_db), in one PostgreSQL database the project started: sche
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
+
 import psycopg2
 from psycopg2.extras import execute_values
 
 from ebbtide.demo.scenario import Scenario
+from sinks import backups, logstore
 from sinks.postgres import TRACKING_SCHEMA
 
 SCHEMA = f"""
-DROP TABLE IF EXISTS orders, services, domain_contacts, invoices, support_tickets, newsletter_subscriptions,
-    customers CASCADE;
+DROP TABLE IF EXISTS orders, services, domain_contacts, ssl_contacts, invoices, support_tickets,
+    newsletter_subscriptions, customers CASCADE;
+DROP SCHEMA IF EXISTS logs CASCADE;
+DROP SCHEMA IF EXISTS backups CASCADE;
 DROP SCHEMA IF EXISTS billing CASCADE;
 DROP SCHEMA IF EXISTS {TRACKING_SCHEMA} CASCADE;
 CREATE TABLE customers (
@@ -50,6 +55,15 @@ CREATE TABLE domain_contacts (
     name        text NOT NULL,
     email       text NOT NULL,
     national_id text
+);
+-- The contact of an SSL certificate's applicant (sent to the SSL vendor); the ref is the
+-- certificate id, whose validity end (or revocation) the certificate rule follows.
+CREATE TABLE ssl_contacts (
+    contact_id     bigint PRIMARY KEY,
+    customer_id    bigint NOT NULL,
+    certificate_id text NOT NULL,
+    name           text NOT NULL,
+    email          text NOT NULL
 );
 -- Support keeps its own copy of the customer id (no foreign key): tickets follow their own
 -- retention rule, independent of the customer row.
@@ -94,6 +108,7 @@ TABLES = (
     "services",
     "orders",
     "domain_contacts",
+    "ssl_contacts",
     "support_tickets",
     "newsletter_subscriptions",
     "billing.invoices",
@@ -123,7 +138,14 @@ def load(dsn: str, scenario: Scenario) -> None:
             )
             for o in scenario.orders
         ],
-        "domain_contacts": [],  # the scenario registers no domains; tests insert their own
+        "domain_contacts": [
+            (d["contact_id"], d["customer_id"], d["domain"], d["name"], d["email"], d["national_id"])
+            for d in scenario.domains
+        ],
+        "ssl_contacts": [
+            (c["contact_id"], c["customer_id"], c["certificate_id"], c["name"], c["email"])
+            for c in scenario.certificates
+        ],
         "support_tickets": [
             (t["ticket_id"], t["customer_id"], t["subject"], t["body"], t["created_at"])
             for t in scenario.tickets
@@ -161,6 +183,52 @@ def load(dsn: str, scenario: Scenario) -> None:
             if rows[table]:
                 execute_values(cur, f"INSERT INTO {table} VALUES %s", rows[table])  # constant names
     conn.close()
+    _load_logs_and_backups(dsn, scenario)
+
+
+def _load_logs_and_backups(dsn: str, scenario: Scenario) -> None:
+    """The log store (a partition a day, a line every two hours, documentation IP ranges) and
+    the hosting platform's backup catalogue, in the same database."""
+    conn = psycopg2.connect(dsn)
+    try:
+        logstore.create_log_table(conn)
+        for day in scenario.log_days:
+            logstore.create_day_partition(conn, day)
+            logstore.append_rows(
+                conn,
+                [
+                    (datetime.combine(day, time(hour), UTC), "www", f"198.51.100.{hour + 1}", "GET / 200")
+                    for hour in range(0, 24, 2)
+                ],
+            )
+        backups.create_catalogue(conn)
+        for backup_id, taken_at, expires_at, records in scenario.backups():
+            backups.take_backup(conn, backup_id, taken_at, expires_at, records)
+    finally:
+        conn.close()
+
+
+def purge_backups(dsn: str, now: datetime) -> backups.Purged:
+    """The backup catalogue's own expiry run: every backup expired by ``now`` is purged."""
+    conn = psycopg2.connect(dsn)
+    try:
+        return backups.purge_expired(conn, now)
+    finally:
+        conn.close()
+
+
+def other_stores(dsn: str) -> dict[str, int]:
+    """Log partitions and unpurged backups, by what they are."""
+    conn = psycopg2.connect(dsn)
+    try:
+        partitions = logstore.list_partitions(conn)
+        catalogue = backups.list_backups(conn)
+    finally:
+        conn.close()
+    return {
+        "log store: day partitions": len(partitions),
+        "backups: not purged": sum(1 for b in catalogue if b.purged_at is None),
+    }
 
 
 def counts(dsn: str) -> dict[str, int]:
@@ -182,6 +250,8 @@ def present_keys(dsn: str) -> dict[str, set[str]]:
         "invoice": "SELECT invoice_id::text FROM billing.invoices",
         "payment": "SELECT payment_id::text FROM billing.payments",
         "correspondence": "SELECT ticket_id::text FROM support_tickets",
+        "domain_contact": "SELECT contact_id::text FROM domain_contacts",
+        "ssl_contact": "SELECT contact_id::text FROM ssl_contacts",
         "marketing": "SELECT subscription_id::text FROM newsletter_subscriptions",
     }
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:

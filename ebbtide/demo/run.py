@@ -1,34 +1,62 @@
-"""``ebbtide demo``: the whole pipeline on the local stack, with a summary at the end."""
+"""``ebbtide demo``: the whole pipeline on the local stack, every store of the map included,
+with a vendor outage in the middle and a summary (and proof) at the end."""
 
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from ebbtide import processes
 from ebbtide.client import EventPublisher, to_record
 from ebbtide.clock import ClockPublisher, steps
-from ebbtide.demo import database, scenario
-from ebbtide.kafka_io import CLIENT_ID, create_topics, pipeline_topics
+from ebbtide.demo import database, report, scenario
+from ebbtide.kafka_io import create_topics, pipeline_topics
 from ebbtide.settings import Settings, Topics
-from schemas import DECISION, codec_for
+from sinks.vendor_standin import VendorStandIn
+from sinks.vendors import tuned
 from streams.policy.calendar import to_ms
-from streams.policy.engine import record_id
+from streams.policy.stores import StoreMap
 
 CATCH_UP_SECONDS = 600.0
+# The chat vendor is down from the start until the pipeline clock reaches this day: its
+# deletions wait (none dropped), go overdue past its service level, and recover when it is back.
+OUTAGE_VENDOR = "chat_vendor"
+OUTAGE_UNTIL = datetime(2024, 1, 1, tzinfo=UTC)
+# Vendor sinks fail fast in the demo: a second's timeout, half a second's breaker pause.
+DEMO_VENDORS: dict[str, float | int] = {"timeout": 2.0, "backoff_max": 0.5, "breaker_open_seconds": 0.5}
 
 
 class DemoFailed(RuntimeError):
     pass
+
+
+@dataclass
+class Running:
+    """The demo's processes, with the metrics port of each."""
+
+    settings: Settings
+    stores: StoreMap
+    children: dict[str, processes.Child]
+    ports: dict[str, int]
+
+    def scrape(self) -> dict[str, processes.Samples]:
+        return {name: processes.scrape(port) for name, port in self.ports.items()}
+
+    def check_alive(self) -> None:
+        for child in self.children.values():
+            if not child.alive():
+                raise DemoFailed(f"the {child.name} exited with code {child.process.returncode}")
+
+    def stop(self) -> None:
+        for child in self.children.values():
+            child.stop()
 
 
 def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_days: int) -> int:
@@ -41,42 +69,88 @@ def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_da
         app_id=f"ebbtide-{run_id}",
         state_dir=base.state_dir / "demo" / run_id,
     )
-    topics = Topics(settings.topic_prefix)
+    stores = settings.stores()
     console.rule("[bold]Ebbtide demo")
     sc = scenario.build(customers, seed)
     database.load(dsn, sc)
-    before = database.counts(dsn)
-    console.print(
-        f"Customer database loaded: {sc.rows} rows "
-        f"({', '.join(f'{n} {t}' for t, n in before.items())}); "
-        f"{len(sc.events)} lifecycle events, {sc.closed} accounts close, "
-        f"{sc.reactivated} come back with a new order."
-    )
-    create_topics(settings, pipeline_topics(topics, scenario.STORES))
-    log_dir = settings.state_dir / "logs"
-    worker = processes.start("worker", ["worker"], settings, log_dir)
-    sink = processes.start("sink", ["sink", "postgres"], settings, log_dir)
-    # The billing store (schema billing) has its own sink; its metrics on a free port (0).
-    billing = processes.start(
-        "sink-billing",
-        ["sink", "postgres", "--map", scenario.BILLING_STORE],
-        replace(settings, sink_metrics_port=0),
-        log_dir,
-    )
-    console.print(f"Started the lifecycle worker and the postgres sinks (logs in {log_dir}).")
+    with _vendors(sc, stores) as standin:
+        before = report.Inventory.take(dsn, standin, stores)
+        console.print(
+            f"Loaded {sc.rows} database rows, {len(sc.log_days)} days of logs, {len(sc.backups())} backups, "
+            f"and {before.vendor_total()} records at {len(before.vendors)} vendors (a local stand-in); "
+            f"{len(sc.events)} lifecycle events: {sc.closed} accounts close, {sc.reactivated} come back."
+        )
+        console.print(
+            f"Store map: {len(stores.stores)} stores ({', '.join(stores.ids)}). The {OUTAGE_VENDOR} vendor "
+            f"is down until the pipeline clock reaches {OUTAGE_UNTIL.date()}."
+        )
+        create_topics(settings, pipeline_topics(Topics(settings.topic_prefix), stores.ids))
+        running = _start(settings, stores, standin)
+        console.print(f"Started the worker and 5 sink processes (logs in {settings.state_dir / 'logs'}).")
+        try:
+            standin.set_mode(OUTAGE_VENDOR, "down")
+            final = _drive(console, running, sc, until, step_days, standin)
+            _catch_up(console, running, final, "pipeline catching up")
+            purged = database.purge_backups(dsn, final)
+            console.print(
+                f"The backup catalogue purged {len(purged.backups)} backups expired by {final.date()} "
+                f"({purged.records} record copies gone with them)."
+            )
+            return report.summarise(
+                console, running.settings, running.scrape(), dsn, standin, stores, sc, before
+            )
+        except DemoFailed as exc:
+            console.print(f"[red]demo failed: {exc}")
+            for child in running.children.values():
+                console.print(f"--- last lines of {child.log} ---\n{child.tail()}")
+            return 1
+        finally:
+            running.stop()
+
+
+@contextmanager
+def _vendors(sc: scenario.Scenario, stores: StoreMap) -> Iterator[VendorStandIn]:
+    """The vendor stand-in, holding each vendor's copies of the scenario's records."""
+    standin = VendorStandIn()
+    standin.start()
     try:
-        final = _drive(console, settings, sc, until, step_days)
-        _catch_up(console, settings, final, [worker, sink, billing])
-        return _summarise(console, settings, dsn, sc, before, until)
-    except DemoFailed as exc:
-        console.print(f"[red]demo failed: {exc}")
-        for child in (worker, sink, billing):
-            console.print(f"--- last lines of {child.log} ---\n{child.tail()}")
-        return 1
+        vendors = {s.id for s in stores.stores if s.kind == "http"}
+        for category, key, ref in sc.vendor_copies():
+            for store in stores.holders(category, ref or None):
+                if store in vendors:
+                    standin.seed(store, category, key)
+        yield standin
     finally:
-        worker.stop()
-        sink.stop()
-        billing.stop()
+        standin.stop()
+
+
+def _start(settings: Settings, stores: StoreMap, standin: VendorStandIn) -> Running:
+    log_dir = settings.state_dir / "logs"
+    vendors = settings.state_dir / "vendors.toml"
+    vendors.parent.mkdir(parents=True, exist_ok=True)
+    vendors.write_text(tuned(DEMO_VENDORS), encoding="utf-8")
+    sinks: dict[str, list[str]] = {
+        "customer_db sink": ["postgres"],
+        "billing_db sink": ["postgres", "--map", scenario.BILLING_STORE],
+        "vendor sinks": ["http", "--config", str(vendors)],
+        "log store sink": ["logstore"],
+        "backups sink": ["backups"],
+    }
+    ports = {"worker": settings.worker_metrics_port}
+    children = {"worker": processes.start("worker", ["worker"], settings, log_dir)}
+    for name, args in sinks.items():
+        port = processes.free_port()
+        ports[name] = port
+        if args[0] == "http":
+            args = [*args, "--metrics-port", str(port)]
+        children[name] = processes.start(
+            name.replace(" ", "-"),
+            ["sink", *args],
+            replace(settings, sink_metrics_port=port),
+            log_dir,
+            env={"EBBTIDE_VENDOR_URL": standin.url},
+        )
+    return Running(settings, stores, children, ports)
 
 
 def publish_timeline(
@@ -105,178 +179,112 @@ def publish_timeline(
 
 
 def _drive(
-    console: Console, settings: Settings, sc: scenario.Scenario, until: datetime, step_days: int
+    console: Console,
+    running: Running,
+    sc: scenario.Scenario,
+    until: datetime,
+    step_days: int,
+    standin: VendorStandIn,
 ) -> datetime:
-    """Publish the events in time order, ticking the clock as scenario time passes."""
+    """Publish the events in time order, ticking the clock as scenario time passes. Midway, wait
+    until the worker has caught up with the outage (its overdue deletions visible), then bring
+    the vendor back and go on."""
     records = [to_record(e) for e in sc.events]
     ticks = list(steps(scenario.START, until, step_days))
+    first = [t for t in ticks if t <= OUTAGE_UNTIL]
     with _progress(console) as progress:
         task = progress.add_task("publishing events and ticking the clock", total=len(ticks))
 
         def advance(moment: datetime, sent: int) -> None:
+            _paced(running, moment)
             progress.update(task, advance=1, description=f"clock at {moment.date()}, {sent} events sent")
 
-        publish_timeline(settings, records, ticks, advance)
+        publish_timeline(running.settings, records, first, advance)
+    overdue = _catch_up(console, running, first[-1], f"{OUTAGE_VENDOR} down: waiting for the worker")
+    console.print(
+        f"[yellow]{OUTAGE_VENDOR} down until {OUTAGE_UNTIL.date()}: {overdue.get(OUTAGE_VENDOR, 0):.0f} "
+        f"deletions overdue there (sent again at growing intervals, none dropped; "
+        f"`ebbtide overdue` lists them). The vendor comes back now."
+    )
+    standin.set_mode(OUTAGE_VENDOR, "ok")
+    rest = [t for t in ticks if t > OUTAGE_UNTIL]
+    with _progress(console) as progress:
+        task = progress.add_task("publishing events and ticking the clock", total=len(rest))
+
+        def more(moment: datetime, sent: int) -> None:
+            _paced(running, moment)
+            progress.update(task, advance=1, description=f"clock at {moment.date()}, {sent} events sent")
+
+        publish_timeline(running.settings, records, rest, more)
     return ticks[-1]
 
 
-def _catch_up(console: Console, settings: Settings, final: datetime, children: list[processes.Child]) -> None:
-    """Wait until the worker has applied the last tick and every command has its receipt."""
-    goal = to_ms(final) / 1000
+@dataclass
+class Progressed:
+    """Where the pipeline is, from the worker's metrics."""
+
+    applied: bool  # the worker's clock has reached the goal on every partition
+    waiting: int  # commands awaiting a receipt from stores that are up
+    awaiting: float
+    overdue: dict[str, float]
+    clock: str
+
+
+def _progressed(running: Running, final: datetime) -> Progressed:
+    running.check_alive()
+    worker = processes.scrape(running.settings.worker_metrics_port)
+    clocks = list(worker.get("ebbtide_clock_time_seconds", {}).values())
+    applied = len(clocks) == running.settings.partitions and min(clocks) >= to_ms(final) / 1000
+    awaiting = _by_store(worker, "ebbtide_deletions_awaiting_receipt")
+    down = final <= OUTAGE_UNTIL
+    waiting = sum(n for store, n in awaiting.items() if not (down and store == OUTAGE_VENDOR))
+    clock = str(datetime.fromtimestamp(min(clocks), UTC).date()) if clocks else "-"
+    overdue = _by_store(worker, "ebbtide_deletions_overdue")
+    return Progressed(applied, int(waiting), sum(awaiting.values()), overdue, clock)
+
+
+def _paced(running: Running, moment: datetime) -> None:
+    """Wait until the worker has applied the tick of ``moment`` and the stores that are up have
+    answered its commands, as they would within a tick of a real clock: the service levels are
+    in pipeline time, and an accelerated clock must not outrun the stores' answers."""
+    deadline = time.monotonic() + CATCH_UP_SECONDS
+    while True:
+        state = _progressed(running, moment)
+        if state.applied and state.waiting == 0:
+            return
+        if time.monotonic() > deadline:
+            raise DemoFailed(
+                f"the pipeline did not settle the tick of {moment.date()} in {CATCH_UP_SECONDS:.0f} s"
+            )
+        time.sleep(0.02)  # polling interval of a bounded wait on the condition above
+
+
+def _catch_up(console: Console, running: Running, final: datetime, what: str) -> dict[str, float]:
+    """Wait until the worker has applied the tick of ``final`` and every store has answered what
+    it can (the outage vendor excepted while it is down); return the overdue count per store."""
     deadline = time.monotonic() + CATCH_UP_SECONDS
     with _progress(console) as progress:
-        task = progress.add_task("pipeline catching up", total=None)
+        task = progress.add_task(what, total=None)
         while True:
-            for child in children:
-                if not child.alive():
-                    raise DemoFailed(f"the {child.name} exited with code {child.process.returncode}")
-            worker = processes.scrape(settings.worker_metrics_port)
-            sink = processes.scrape(settings.sink_metrics_port)
-            clocks = list(worker.get("ebbtide_clock_time_seconds", {}).values())
-            applied = len(clocks) == settings.partitions and min(clocks) >= goal
-            commands = processes.total(worker, "ebbtide_commands_sent_total")
-            receipts = processes.total(worker, "ebbtide_receipts_total")
-            executed = processes.total(sink, "ebbtide_sink_commands_total")
-            clock_at = datetime.fromtimestamp(min(clocks), UTC).date() if clocks else "-"
+            state = _progressed(running, final)
             progress.update(
                 task,
-                description=f"worker clock {clock_at}; commands {commands:.0f}, "
-                f"executed {executed:.0f}, receipts {receipts:.0f}",
+                description=f"{what}: worker clock {state.clock}; awaiting receipts "
+                f"{state.awaiting:.0f}, overdue {sum(state.overdue.values()):.0f}",
             )
-            if applied and receipts >= commands:
-                return
+            if state.applied and state.waiting == 0:
+                return state.overdue
             if time.monotonic() > deadline:
                 raise DemoFailed(f"pipeline did not catch up within {CATCH_UP_SECONDS:.0f} s")
             time.sleep(0.25)  # polling interval of a bounded wait on the condition above
 
 
-def _summarise(
-    console: Console,
-    settings: Settings,
-    dsn: str,
-    sc: scenario.Scenario,
-    before: dict[str, int],
-    until: datetime,
-) -> int:
-    worker = processes.scrape(settings.worker_metrics_port)
-    sink = processes.scrape(settings.sink_metrics_port)
-    after = database.counts(dsn)
-    decisions = _read_decisions(settings)
-    latest = {d["record"]: d for d in decisions}
-    present = database.present_keys(dsn)
-
-    flow = Table(title=f"Pipeline (clock ran {scenario.START.date()} .. {until.date()})")
-    flow.add_column("step")
-    flow.add_column("count", justify="right")
-    for label, value in (
-        ("events consumed", processes.total(worker, "ebbtide_events_consumed_total")),
-        ("records stamped", processes.total(worker, "ebbtide_records_stamped_total")),
-        ("deadlines still pending", processes.total(worker, "ebbtide_pending_deadlines")),
-        ("deletion commands sent", processes.total(worker, "ebbtide_commands_sent_total")),
-        ("rows deleted by the sink", processes.total(sink, "ebbtide_rows_deleted_total")),
-        ("receipts received", processes.total(worker, "ebbtide_receipts_total")),
-        ("dead-lettered messages", processes.total(worker, "ebbtide_dlq_messages_total")),
-    ):
-        flow.add_row(label, f"{value:.0f}")
-    console.print(flow)
-
-    rows = Table(title="Customer database")
-    for column in ("table", "before", "after", "deleted"):
-        rows.add_column(column, justify="left" if column == "table" else "right")
-    for table, count in before.items():
-        rows.add_row(table, str(count), str(after[table]), str(count - after[table]))
-    console.print(rows)
-    console.print(_rights_table(decisions, sc))
-
-    kept: Counter[tuple[str, str]] = Counter()
-    problems = []
-    for category, keys in present.items():
-        for key in keys:
-            decision = latest.get(record_id(scenario.STORE_OF[category], category, key))
-            if decision is None:
-                problems.append(f"{category} {key}: in the database but no decision explains it")
-                continue
-            if decision["kind"] == "DELETION_CONFIRMED":
-                problems.append(f"{category} {key}: deletion confirmed but the row is still there")
-            kept[(category, _why(decision))] += 1
-    why = Table(title="Rows kept, and why")
-    for column in ("category", "why", "rows"):
-        why.add_column(column, justify="right" if column == "rows" else "left")
-    for (category, reason), count in sorted(kept.items()):
-        why.add_row(category, reason, str(count))
-    console.print(why)
-    confirmed = sum(1 for d in latest.values() if d["kind"] == "DELETION_CONFIRMED")
-    if problems:
-        for problem in problems[:20]:
-            console.print(f"[red]{problem}")
-        console.print(f"[red]{len(problems)} inconsistencies between decisions and the database")
-        return 1
-    console.print(
-        f"[green]Proven: {confirmed} deletions confirmed by receipts, each row really gone; "
-        f"every remaining row is explained by a rule."
-    )
-    return 0
-
-
-def _why(decision: dict[str, Any]) -> str:
-    """Why a record is still there, from its latest decision."""
-    reason = str(decision["reason"]).split(";")[0]
-    if decision["kind"] in ("HELD", "RESTRICTED") or decision["deadline"] is None:
-        return reason  # a hold, a restriction or a stopped clock says it all
-    deadline = decision["deadline"]
-    when = deadline.date() if isinstance(deadline, datetime) else deadline
-    if decision["kind"] == "DELETION_ORDERED":
-        return f"deletion ordered, receipt pending ({decision['rule_id']})"
-    return f"rule {decision['rule_id']}: kept until {when}"
-
-
-def _read_decisions(settings: Settings) -> list[dict[str, Any]]:
-    """Every decision on the decisions topic, in partition order."""
-    topic = Topics(settings.topic_prefix).decisions
-    codec = codec_for(DECISION)
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, client_id=CLIENT_ID, enable_auto_commit=False
-    )
-    decisions: list[dict[str, Any]] = []
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            for messages in consumer.poll(timeout_ms=1000).values():
-                decisions += [codec.decode(m.value) for m in messages]
-    finally:
-        consumer.close()
-    return decisions
-
-
-def _rights_table(decisions: list[dict[str, Any]], sc: scenario.Scenario) -> Table:
-    kinds = Counter(d["kind"] for d in decisions)
-    erased = {
-        d["record"] for d in decisions if d["kind"] == "DEADLINE_MOVED" and "erasure request" in d["reason"]
-    }
-    after_hold = {d["record"] for d in decisions if d["kind"] == "RELEASED"}
-    confirmed = {d["record"] for d in decisions if d["kind"] == "DELETION_CONFIRMED"}
-    opened = sum(
-        1 for d in decisions if d["kind"] == "DUTY_OPENED" and d["record"].startswith("duty/erasure/")
-    )
-    table = Table(title="Rights and duties")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    for label, value in (
-        ("records whose clock stopped (reactivation, new consent)", kinds["CLOCK_STOPPED"]),
-        ("consents withdrawn (marketing deleted at once)", sc.withdrawn),
-        ("erasure requests answered", kinds["ERASURE_ANSWERED"]),
-        ("erasure requests held: identity not verified", opened - kinds["ERASURE_ANSWERED"]),
-        ("records erased early on request", len(erased & confirmed)),
-        ("records kept, restricted (e.g. bookkeeping)", kinds["RESTRICTED"]),
-        ("records held by a legal hold", kinds["HELD"]),
-        ("records deleted after their hold was released", len(after_hold & confirmed)),
-        ("duties overdue (unanswered requests, late notices)", kinds["DUTY_OVERDUE"]),
-    ):
-        table.add_row(label, str(value))
-    return table
+def _by_store(samples: processes.Samples, name: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for labels, value in samples.get(name, {}).items():
+        store = dict(labels).get("store", "")
+        out[store] = out.get(store, 0.0) + value
+    return out
 
 
 def _progress(console: Console) -> Progress:

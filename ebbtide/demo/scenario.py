@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 STORE = "customer_db"
@@ -19,9 +19,16 @@ STORE_OF = {
     "client": STORE,
     "correspondence": STORE,
     "marketing": STORE,
+    "domain_contact": STORE,
+    "ssl_contact": STORE,
     "invoice": BILLING_STORE,
     "payment": BILLING_STORE,
 }
+HOSTING_STORE = "hosting"  # the hosting platform announces the customer's hosted data
+# Top-level domains of the demo's domains, by service id: one registry each per the store map.
+TLDS = ("no", "se", "com", "nu", "no")
+BACKUP_DAYS = 90  # monthly backups of the hosting platform, kept this long
+LOG_DAYS = (datetime(2025, 9, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))  # daily log partitions
 PAYMENT_DAYS = 14  # every invoice is paid this many days after it is issued
 PRODUCER = "ebbtide-demo"
 START = datetime(2018, 1, 1, tzinfo=UTC)
@@ -39,6 +46,10 @@ class Scenario:
     payments: list[dict[str, Any]] = field(default_factory=list)
     tickets: list[dict[str, Any]] = field(default_factory=list)
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
+    domains: list[dict[str, Any]] = field(default_factory=list)  # domain contacts (customer_db)
+    certificates: list[dict[str, Any]] = field(default_factory=list)  # SSL contacts (customer_db)
+    sites: list[dict[str, Any]] = field(default_factory=list)  # hosted data on the platform
+    log_days: list[date] = field(default_factory=list)  # days of the log store's partitions
     events: list[dict[str, Any]] = field(default_factory=list)  # JSON form, sorted by time
     closed: int = 0
     reactivated: int = 0
@@ -59,7 +70,37 @@ class Scenario:
             + len(self.payments)
             + len(self.tickets)
             + len(self.subscriptions)
+            + len(self.domains)
+            + len(self.certificates)
         )
+
+    def vendor_copies(self) -> list[tuple[str, str, str]]:
+        """(category, record key, ref) of every record the vendors hold a copy of, as the
+        backend services sent them (the store map says which vendor holds which)."""
+        out = [("client", str(c["customer_id"]), "") for c in self.customers]
+        out += [("correspondence", str(t["ticket_id"]), "") for t in self.tickets]
+        out += [("domain_contact", str(d["contact_id"]), d["domain"]) for d in self.domains]
+        out += [("ssl_contact", str(c["contact_id"]), c["certificate_id"]) for c in self.certificates]
+        out += [("hosted", h["site"], h["agreement"]) for h in self.sites]
+        return out
+
+    def backups(self) -> list[tuple[str, datetime, datetime, list[tuple[str, str]]]]:
+        """Monthly backups of the hosting platform: (id, taken at, expires at, hosted records
+        in it), each holding the sites live on the 1st of its month."""
+        if not self.sites:
+            return []
+        out = []
+        month = datetime(START.year, START.month, 1, tzinfo=UTC)
+        while month <= LAST_EVENT:
+            live = [
+                ("hosted", h["site"])
+                for h in self.sites
+                if h["created_at"] <= month and (h["ended_at"] is None or h["ended_at"] > month)
+            ]
+            if live:
+                out.append((f"monthly-{month:%Y-%m}", month, month + timedelta(days=BACKUP_DAYS), live))
+            month = (month + timedelta(days=32)).replace(day=1)
+        return out
 
 
 def _name(rng: random.Random) -> str:
@@ -134,6 +175,97 @@ class _Generator:
         )
         self.event("ServiceOrdered", customer["subject_id"], when, service_id=f"svc-{sid}", kind=kind)
         active.append(sid)
+        self.service_data(customer, sid, kind, when)
+
+    def service_data(self, customer: dict[str, Any], sid: int, kind: str, when: datetime) -> None:
+        """What a service puts in the other stores: a domain's registrant contact (customer DB and
+        the registry of its TLD), a certificate's contact (customer DB and the SSL vendor), a
+        hosting agreement's data (the platform and its backups). Derived from the service id."""
+        subject = customer["subject_id"]
+        if kind == "DOMAIN":
+            domain = f"domain-{sid}.{TLDS[sid % len(TLDS)]}"
+            self.sc.domains.append(
+                {
+                    "contact_id": sid,
+                    "customer_id": customer["customer_id"],
+                    "domain": domain,
+                    "name": customer["name"],
+                    "email": customer["email"],
+                    "national_id": None,
+                }
+            )
+            self.event("DomainRegistered", subject, when, domain=domain)
+            self.event(
+                "RecordWritten",
+                subject,
+                when,
+                store=STORE,
+                category="domain_contact",
+                record_key=str(sid),
+                ref=domain,
+            )
+        elif kind == "SSL":
+            certificate = f"cert-{sid}"
+            self.sc.certificates.append(
+                {
+                    "contact_id": sid,
+                    "customer_id": customer["customer_id"],
+                    "certificate_id": certificate,
+                    "name": customer["name"],
+                    "email": customer["email"],
+                }
+            )
+            valid_until = (when + timedelta(days=365)).isoformat().replace("+00:00", "Z")
+            self.event(
+                "CertificateIssued", subject, when, certificate_id=certificate, valid_until=valid_until
+            )
+            self.event(
+                "RecordWritten",
+                subject,
+                when,
+                store=STORE,
+                category="ssl_contact",
+                record_key=str(sid),
+                ref=certificate,
+            )
+        elif kind == "HOSTING":
+            site = {"site": f"site-{sid}", "agreement": f"agr-{sid}", "created_at": when, "ended_at": None}
+            self.sc.sites.append(site)
+            self.event(
+                "RecordWritten",
+                subject,
+                when,
+                store=HOSTING_STORE,
+                category="hosted",
+                record_key=site["site"],
+                ref=site["agreement"],
+            )
+
+    def announce(self, subject: str, when: datetime, category: str, key: str, ref: str) -> None:
+        store = STORE_OF[category]
+        self.event("RecordWritten", subject, when, store=store, category=category, record_key=key, ref=ref)
+
+    def end_service(self, subject: str, sid: int, when: datetime) -> None:
+        """A cancelled service ends what it put elsewhere: the domain is released, the certificate
+        revoked, the hosting agreement terminated (paid to the end of the month; export offered)."""
+        kind = self.sc.services[sid - 1]["kind"]
+        if kind == "DOMAIN":
+            domain = f"domain-{sid}.{TLDS[sid % len(TLDS)]}"
+            self.event("DomainReleased", subject, when, domain=domain, how="EXPIRED")
+        elif kind == "SSL":
+            self.event("CertificateRevoked", subject, when, certificate_id=f"cert-{sid}")
+        elif kind == "HOSTING":
+            site = next(h for h in self.sc.sites if h["site"] == f"site-{sid}")
+            site["ended_at"] = when
+            paid_until = (when + timedelta(days=32)).replace(day=1, hour=0, minute=0)
+            self.event(
+                "HostingAgreementTerminated",
+                subject,
+                when,
+                agreement_id=site["agreement"],
+                paid_until=paid_until.isoformat().replace("+00:00", "Z"),
+            )
+            self.event("ExportOffered", subject, when + timedelta(hours=1), agreement_id=site["agreement"])
 
     def pay(self, customer: dict[str, Any], invoice: dict[str, Any]) -> None:
         """The invoice is paid PAYMENT_DAYS later (no randomness), if that is within the scenario."""
@@ -167,6 +299,7 @@ class _Generator:
         for sid in active:
             self.sc.services[sid - 1]["cancelled_at"] = when
             self.event("ServiceCancelled", customer["subject_id"], when, service_id=f"svc-{sid}")
+            self.end_service(customer["subject_id"], sid, when)
         active.clear()
 
     def subscribe(self, customer: dict[str, Any], when: datetime) -> None:
@@ -320,6 +453,17 @@ class _Generator:
                     self.cancel_all(customer, active, again)
                     self.event("AccountClosed", subject, again + timedelta(days=1))
 
+    def logs(self) -> None:
+        """The web servers' access log: one partition a day (log store); the log shipper
+        announces each day's partition as one record of the system subject ``logs:access_log``."""
+        from sinks.logstore import announcement
+
+        day = LOG_DAYS[0]
+        while day < LOG_DAYS[1]:
+            self.sc.log_days.append(day.date())
+            self.sc.events.append(announcement(day.date(), producer=PRODUCER))
+            day += timedelta(days=7)
+
 
 def _after(moment: datetime, days: int) -> datetime | None:
     later = moment + timedelta(days=days)
@@ -332,5 +476,7 @@ def build(customers: int = 300, seed: int = 7) -> Scenario:
     generator = _Generator(seed)
     for number in range(1, customers + 1):
         generator.customer(number)
+    if customers:
+        generator.logs()
     generator.sc.events.sort(key=lambda e: (e["event_time"], e["event_id"]))
     return generator.sc

@@ -33,6 +33,7 @@ from streams.policy.rights import Duty, Rights, duties_of, erasure_for, hold_blo
 from streams.policy.rules import Policy, Rule
 
 Status = Literal["pending", "ordered", "deleted"]
+CHASE_BACKOFF_CAP = 8  # an unanswered command is sent again at most every 8 service levels
 
 
 def record_id(store: str, category: str, record_key: str) -> str:
@@ -217,7 +218,10 @@ def fire_due(state: SubjectState, now: int, policy: Policy) -> Outcome:
     for record in chase:
         assert record.command_id is not None and record.deadline is not None
         level = policy.service_level(record.store)
-        records[record.record_id] = replace(record, chase_at=now + level, reissues=record.reissues + 1)
+        # Sent again at 1, 2, 4 and then every 8 service levels: a store that is down for long
+        # is not flooded, and still hears from us regularly.
+        spacing = level * min(2 ** (record.reissues + 1), CHASE_BACKOFF_CAP)
+        records[record.record_id] = replace(record, chase_at=now + spacing, reissues=record.reissues + 1)
         commands.append(
             DeleteRecord(
                 record.command_id,

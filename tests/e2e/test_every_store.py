@@ -5,7 +5,6 @@ the vendor comes back; the signed certificate verifies, and a tampered one does 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from ebbtide.settings import Settings, Topics
 from schemas import DECISION, codec_for
 from sinks import backups, logstore
 from sinks.vendor_standin import VendorStandIn
+from sinks.vendors import tuned
 from tests.support import TopicReader, demo_database, free_port, make_topics, wait_until
 
 WORKER_READY = 90.0
@@ -33,19 +33,13 @@ LOG_DAY = date(2025, 10, 1)
 
 # The shipped vendor config with short timeouts, backoff and breaker pauses, so that failures
 # and recovery take a second, not minutes.
-FAST = {
-    "timeout": "1.0",
-    "backoff_base": "0.05",
-    "backoff_max": "0.2",
-    "breaker_threshold": "2",
-    "breaker_open_seconds": "0.5",
+FAST: dict[str, float | int] = {
+    "timeout": 1.0,
+    "backoff_base": 0.05,
+    "backoff_max": 0.2,
+    "breaker_threshold": 2,
+    "breaker_open_seconds": 0.5,
 }
-
-
-def fast_vendors(shipped: str) -> str:
-    return re.sub(
-        rf"^({'|'.join(FAST)}) = .*$", lambda m: f"{m.group(1)} = {FAST[m.group(1)]}", shipped, flags=re.M
-    )
 
 
 def ev(event_id: str, event_type: str, when: str, subject: str = SUBJECT, **payload: Any) -> dict[str, Any]:
@@ -177,8 +171,7 @@ def every_store(
     ):
         standin.seed(store, category, key)
     vendors = tmp_path / "vendors.toml"
-    shipped = (Path(__file__).parents[2] / "sinks" / "vendors.toml").read_text()
-    vendors.write_text(fast_vendors(shipped))
+    vendors.write_text(tuned(FAST))
     monkeypatch.setenv("EBBTIDE_VENDOR_URL", standin.url)
     make_topics(settings, list(settings.store_ids))
     log_dir = tmp_path / "logs"

@@ -506,3 +506,15 @@ def test_a_bad_file_is_refused_naming_it(tmp_path: Path, text: str, error: str) 
 
 def test_the_default_file_is_the_one_shipped_beside_the_code() -> None:
     assert DEFAULT_VENDORS.name == "vendors.toml" and DEFAULT_VENDORS.is_file()
+
+
+def test_a_tuned_vendors_file_sets_the_value_for_every_vendor(tmp_path: Path) -> None:
+    from sinks.vendors import load_vendors, tuned
+
+    path = tmp_path / "vendors.toml"
+    path.write_text(tuned({"timeout": 0.5, "breaker_open_seconds": 1.5}))
+    vendors = load_vendors(path, environ={})
+    assert {v.timeout for v in vendors.values()} == {0.5}  # the registries' own 20 s too
+    assert {v.breaker_open_seconds for v in vendors.values()} == {1.5}
+    with pytest.raises(VendorConfigError, match="cannot tune base_url"):
+        tuned({"base_url": 1})

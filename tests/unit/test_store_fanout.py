@@ -193,7 +193,14 @@ class TestReconcilerChasesStoresThatDoNotAnswer:
         (overdue,) = chased.decisions
         assert overdue.kind == "DELETION_OVERDUE" and "service level of 3 d" in overdue.reason
         assert [r.store for r in chased.state.overdue_copies()] == ["support_desk"]
-        assert chased.state.next_deadline() == t("2024-03-21")  # chased again after another 3 days
+        # chased again after twice the service level, then 4 times, then every 8 times
+        assert chased.state.next_deadline() == t("2024-03-24")
+        later = fire_due(chased.state, t("2024-03-24"), POLICY)
+        assert later.state.next_deadline() == t("2024-04-05")
+        for now in ("2024-04-05", "2024-04-29", "2024-05-23"):
+            assert len(fire_due(later.state, t(now), POLICY).commands) == 1
+            later = fire_due(later.state, t(now), POLICY)
+        assert later.state.next_deadline() == t("2024-06-16")  # capped: 8 x 3 days
 
     def test_an_overdue_deletion_recovers_when_the_store_answers(self) -> None:
         due = fire_due(fold(CLOSED_CLIENT), t("2024-03-15"), POLICY)

@@ -1,0 +1,283 @@
+"""The demo's summary: what happened in every store, why what is left is left, and the proof:
+every confirmed deletion is really gone, and a signed certificate verifies (a tampered one not)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from ebbtide import certificates, processes
+from ebbtide.demo import database, scenario
+from ebbtide.kafka_io import CLIENT_ID
+from ebbtide.settings import Settings, Topics
+from schemas import DECISION, codec_for
+from sinks.vendor_standin import VendorStandIn
+from streams.policy.engine import record_id
+from streams.policy.stores import StoreMap
+
+
+@dataclass
+class Inventory:
+    """What the stores hold at one moment."""
+
+    tables: dict[str, int]
+    others: dict[str, int]
+    vendors: dict[str, int]
+
+    @classmethod
+    def take(cls, dsn: str, standin: VendorStandIn, stores: StoreMap) -> Inventory:
+        vendors = {}
+        for store in stores.stores:
+            if store.kind == "http":
+                vendors[store.id] = sum(len(standin.keys(store.id, h.category)) for h in store.holds)
+        return cls(database.counts(dsn), database.other_stores(dsn), vendors)
+
+    def vendor_total(self) -> int:
+        return sum(self.vendors.values())
+
+
+def summarise(
+    console: Console,
+    settings: Settings,
+    samples: dict[str, processes.Samples],
+    dsn: str,
+    standin: VendorStandIn,
+    stores: StoreMap,
+    sc: scenario.Scenario,
+    before: Inventory,
+) -> int:
+    worker = samples["worker"]
+    after = Inventory.take(dsn, standin, stores)
+    decisions = read_topic(settings, Topics(settings.topic_prefix).decisions)
+    latest = {d["record"]: d for d in decisions}
+
+    flow = Table(title="Pipeline")
+    flow.add_column("step")
+    flow.add_column("count", justify="right")
+
+    def metric(name: str, **labels: str) -> float:
+        return processes.total(worker, name, **labels)
+
+    for label, value in (
+        ("events consumed", metric("ebbtide_events_consumed_total")),
+        ("record copies stamped (one per store holding it)", metric("ebbtide_records_stamped_total")),
+        ("deadlines still pending", metric("ebbtide_pending_deadlines")),
+        ("deletion commands sent (re-sends included)", metric("ebbtide_commands_sent_total")),
+        (
+            "re-sent for want of an answer (overdue)",
+            metric("ebbtide_decisions_total", kind="DELETION_OVERDUE"),
+        ),
+        ("receipts received", metric("ebbtide_receipts_total")),
+        ("deletion certificates signed and published", metric("ebbtide_certificates_total", result="issued")),
+        ("dead-lettered messages", metric("ebbtide_dlq_messages_total")),
+    ):
+        flow.add_row(label, f"{value:.0f}")
+    console.print(flow)
+    console.print(_stores_table(worker, stores))
+    console.print(_holdings_table(before, after))
+    console.print(_rights_table(decisions, sc))
+
+    problems, kept = _check_databases(dsn, latest)
+    problems += _check_vendors(standin, stores, latest)
+    why = Table(title="Database rows kept, and why")
+    for column in ("category", "why", "rows"):
+        why.add_column(column, justify="right" if column == "rows" else "left")
+    for (category, reason), count in sorted(kept.items()):
+        why.add_row(category, reason, str(count))
+    console.print(why)
+    if problems:
+        for problem in problems[:20]:
+            console.print(f"[red]{problem}")
+        console.print(f"[red]{len(problems)} inconsistencies between decisions and the stores")
+        return 1
+    confirmed = sum(1 for d in latest.values() if d["kind"] == "DELETION_CONFIRMED")
+    console.print(
+        f"[green]Proven: {confirmed} deletions confirmed by receipts, each really gone from its store "
+        "(database rows, vendor records, log partitions; backups expire); every remaining row is "
+        "explained by a rule."
+    )
+    return _prove_a_certificate(console, settings)
+
+
+def _stores_table(worker: processes.Samples, stores: StoreMap) -> Table:
+    table = Table(title="Every store: commands and answers")
+    columns = ("store", "kind", "sent", "deleted", "anonymised", "gone already", "in backups", "failed")
+    for column in (*columns, "awaiting"):
+        table.add_column(column, justify="left" if column in ("store", "kind") else "right")
+    outcomes = ("DELETED", "ANONYMISED", "NOT_FOUND", "EXPIRES", "FAILED")
+    for store in stores.stores:
+        counts = [processes.total(worker, "ebbtide_commands_sent_total", store=store.id)]
+        counts += [
+            processes.total(worker, "ebbtide_receipts_total", store=store.id, outcome=o) for o in outcomes
+        ]
+        counts.append(processes.total(worker, "ebbtide_deletions_awaiting_receipt", store=store.id))
+        table.add_row(store.id, store.kind, *(f"{n:.0f}" for n in counts))
+    return table
+
+
+def _holdings_table(before: Inventory, after: Inventory) -> Table:
+    table = Table(title="What the stores hold")
+    for column in ("where", "before", "after", "gone"):
+        table.add_column(column, justify="left" if column == "where" else "right")
+    rows = [(f"customer/billing db: {t}", n, after.tables[t]) for t, n in before.tables.items()]
+    rows += [(what, n, after.others[what]) for what, n in before.others.items()]
+    rows += [(f"vendor {v}: records", n, after.vendors[v]) for v, n in before.vendors.items()]
+    for where, was, now in rows:
+        table.add_row(where, str(was), str(now), str(was - now))
+    return table
+
+
+def _check_databases(
+    dsn: str, latest: dict[str, dict[str, Any]]
+) -> tuple[list[str], Counter[tuple[str, str]]]:
+    """Every row left is explained by a decision, and none whose deletion was confirmed is left;
+    the rows kept, counted by category and reason."""
+    problems = []
+    kept: Counter[tuple[str, str]] = Counter()
+    for category, keys in database.present_keys(dsn).items():
+        for key in keys:
+            decision = latest.get(record_id(scenario.STORE_OF[category], category, key))
+            if decision is None:
+                problems.append(f"{category} {key}: in the database but no decision explains it")
+            elif decision["kind"] == "DELETION_CONFIRMED":
+                problems.append(f"{category} {key}: deletion confirmed but the row is still there")
+            else:
+                kept[(category, _why(decision))] += 1
+    return problems, kept
+
+
+def _why(decision: dict[str, Any]) -> str:
+    """Why a record is still there, from its latest decision."""
+    reason = str(decision["reason"]).split(";")[0]
+    if decision["kind"] in ("HELD", "RESTRICTED") or decision["deadline"] is None:
+        return reason  # a hold, a restriction or a stopped clock says it all
+    if decision["kind"] in ("DELETION_ORDERED", "DELETION_OVERDUE"):
+        return f"deletion ordered, receipt pending ({decision['rule_id']})"
+    return f"rule {decision['rule_id']}: kept until {_when(decision['deadline'])}"
+
+
+def _check_vendors(standin: VendorStandIn, stores: StoreMap, latest: dict[str, dict[str, Any]]) -> list[str]:
+    problems = []
+    for store in stores.stores:
+        if store.kind != "http":
+            continue
+        for holding in store.holds:
+            present = standin.keys(store.id, holding.category)
+            for key in present:
+                decision = latest.get(record_id(store.id, holding.category, key))
+                if decision is not None and decision["kind"] == "DELETION_CONFIRMED":
+                    problems.append(
+                        f"{store.id} {holding.category} {key}: deletion confirmed but still there"
+                    )
+            for rid, decision in latest.items():
+                prefix = f"{store.id}/{holding.category}/"
+                if (
+                    rid.startswith(prefix)
+                    and decision["kind"] == "DELETION_CONFIRMED"
+                    and rid[len(prefix) :] in present
+                ):
+                    problems.append(f"{rid}: confirmed but the vendor still holds it")
+    return problems
+
+
+def _prove_a_certificate(console: Console, settings: Settings) -> int:
+    """Fetch the certificate that covers the most stores, verify it with the worker's public key,
+    then show that a tampered copy fails."""
+    found = read_topic(settings, Topics(settings.topic_prefix).certificates, raw=True)
+    if not found:
+        console.print("[red]no deletion certificate was published")
+        return 1
+    documents = [certificates.loads(value) for value in found]
+    best = max(
+        documents,
+        key=lambda d: (
+            len({e["store"] for e in d["certificate"]["entries"]}),
+            d["certificate"]["subject_id"],
+        ),
+    )
+    body = best["certificate"]
+    out = settings.state_dir / "certificates"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{body['subject_id']}.json"
+    path.write_text(certificates.dumps(best), encoding="utf-8")
+    path.with_suffix(".html").write_text(certificates.render_html(best), encoding="utf-8")
+    public = settings.signing_key.with_suffix(".pub").read_bytes()
+    valid = certificates.verify(best, public)
+    table = Table(title=f"Deletion certificate of {body['subject_id']} (issued {body['issued_at']})")
+    for column in ("store", "record", "outcome", "rows", "executed at"):
+        table.add_column(column)
+    for entry in body["entries"]:
+        table.add_row(
+            entry["store"], entry["record"], entry["outcome"], str(entry["rows"]), entry["executed_at"]
+        )
+    console.print(table)
+    tampered = json.loads(json.dumps(best))
+    tampered["certificate"]["entries"][0]["executed_at"] = "2019-01-01T00:00:00Z"
+    refused = certificates.verify(tampered, public)
+    console.print(
+        f"{len(documents)} certificates published. This one is in {path} (and .html); "
+        f"`ebbtide certificate verify {path} --public-key {settings.signing_key.with_suffix('.pub')}` says "
+        + ("[green]VALID" if not valid else f"[red]INVALID: {valid}")
+        + "; with one date changed it says "
+        + (f"[green]INVALID ({refused[0]})" if refused else "[red]VALID (it should not)")
+    )
+    return 0 if not valid and refused else 1
+
+
+def read_topic(settings: Settings, topic: str, raw: bool = False) -> list[Any]:
+    """Every message of a topic, in partition order: decoded decisions, or raw values."""
+    codec = codec_for(DECISION)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, client_id=CLIENT_ID, enable_auto_commit=False
+    )
+    out: list[Any] = []
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            for messages in consumer.poll(timeout_ms=1000).values():
+                out += [m.value if raw else codec.decode(m.value) for m in messages]
+    finally:
+        consumer.close()
+    return out
+
+
+def _rights_table(decisions: list[dict[str, Any]], sc: scenario.Scenario) -> Table:
+    kinds = Counter(d["kind"] for d in decisions)
+    erased = {
+        d["record"] for d in decisions if d["kind"] == "DEADLINE_MOVED" and "erasure request" in d["reason"]
+    }
+    after_hold = {d["record"] for d in decisions if d["kind"] == "RELEASED"}
+    confirmed = {d["record"] for d in decisions if d["kind"] == "DELETION_CONFIRMED"}
+    opened = sum(
+        1 for d in decisions if d["kind"] == "DUTY_OPENED" and d["record"].startswith("duty/erasure/")
+    )
+    table = Table(title="Rights and duties")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for label, value in (
+        ("record copies whose clock stopped (reactivation, new consent)", kinds["CLOCK_STOPPED"]),
+        ("consents withdrawn (marketing deleted at once)", sc.withdrawn),
+        ("erasure requests answered", kinds["ERASURE_ANSWERED"]),
+        ("erasure requests held: identity not verified", opened - kinds["ERASURE_ANSWERED"]),
+        ("record copies erased early on request", len(erased & confirmed)),
+        ("record copies kept, restricted (e.g. bookkeeping)", kinds["RESTRICTED"]),
+        ("record copies held by a legal hold", kinds["HELD"]),
+        ("record copies deleted after their hold was released", len(after_hold & confirmed)),
+        ("duties overdue (unanswered requests, late notices)", kinds["DUTY_OVERDUE"]),
+    ):
+        table.add_row(label, str(value))
+    return table
+
+
+def _when(value: Any) -> str:
+    return value.date().isoformat() if isinstance(value, datetime) else str(value)
