@@ -39,7 +39,8 @@ FORMAT = "ebbtide-deletion-certificate/1"
 ALGORITHM = "Ed25519"
 ANSWERED = ("DELETED", "NOT_FOUND", "ANONYMISED", "EXPIRES")
 # Outcomes that touched something: at least one row (EXPIRES: at least one backup holding it).
-TOUCHING = ("DELETED", "ANONYMISED", "EXPIRES")
+# DELETED may count 0 rows: a log store drops an empty day's partition, which held no lines.
+TOUCHING = ("ANONYMISED", "EXPIRES")
 SIGNATURE_BYTES = 64
 
 ENTRY_FIELDS = (
@@ -211,9 +212,9 @@ def _entry_name(entry: DeletionEntry) -> str:
 def problems(certificate: Certificate) -> list[str]:
     """Why this certificate must not be issued: [] when it can be.
 
-    It needs at least one entry; every entry answered (DELETED, ANONYMISED or EXPIRES with at
-    least one row or backup, or NOT_FOUND with none); one entry per (store, record); non-empty
-    text; UTC timestamps.
+    It needs at least one entry; every entry answered (DELETED; ANONYMISED or EXPIRES with at
+    least one row or backup; NOT_FOUND with none); one entry per (store, record); non-empty text;
+    UTC timestamps.
     """
     found: list[str] = []
     for name in ("subject_id", "policy_version", "issuer", "key_id"):

@@ -396,9 +396,13 @@ def cmd_certificate(args: argparse.Namespace, settings: Settings) -> int:
 def _get_certificates(args: argparse.Namespace, settings: Settings) -> int:
     """Write a subject's certificates from the certificates topic as JSON (signed) and HTML."""
     from ebbtide import certificates
-    from ebbtide.state_reader import read_certificates
+    from ebbtide.state_reader import StateUnavailable, read_certificates
 
-    found = read_certificates(settings, args.path)
+    try:
+        found = read_certificates(settings, args.path)
+    except StateUnavailable as exc:
+        print(f"ebbtide certificate get: {exc}", file=sys.stderr)
+        return 1
     if not found:
         print(f"ebbtide certificate get: no certificate for subject {args.path!r} yet", file=sys.stderr)
         return 1
@@ -443,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--store",
         action="append",
         default=None,
-        help="a store whose command topic to create (repeatable; default: EBBTIDE_STORES)",
+        help="a store whose command topic to create (repeatable; default: every store of the store map)",
     )
     topics.set_defaults(func=cmd_topics)
 
@@ -462,8 +466,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser(
         "worker",
         help="run the lifecycle agent (Faust worker)",
-        description="Consume events, clock ticks and receipts; stamp deadlines; "
-        "send deletion commands. Serves /metrics on EBBTIDE_WORKER_METRICS_PORT.",
+        description="Consume events, clock ticks and receipts; stamp deadlines; send one deletion "
+        "command per store copy (EBBTIDE_STORE_MAP); send unanswered commands again past their "
+        "store's service level; sign and publish a deletion certificate when every store has "
+        "answered (key: EBBTIDE_CERTIFICATE_KEY, made on first start if missing). Serves /metrics "
+        "on EBBTIDE_WORKER_METRICS_PORT.",
     )
     worker.add_argument("--policy", help="policy TOML file (default: the shipped policy)")
     worker.add_argument("--loglevel", default="WARNING", help="default WARNING")
@@ -579,7 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
         "explain",
         help="explain every record of a subject",
         description="Each record's category, rule, clause, basis, deadline, status "
-        "(pending/held/restricted/due/deleted) and the events that set it; duties owed.",
+        "(pending/held/restricted/due/overdue/deleted/anonymised/expiring), the store's answer "
+        "and the events that set it; duties owed.",
     )
     explain.add_argument("subject", help="the subject id")
     explain.add_argument("--json", action="store_true", help="machine-readable output")
@@ -597,8 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="deletions a store has not confirmed within its service level",
         description="Every deletion command without a receipt past its store's service level (from "
         "the store map), read from the worker's changelog: store, record, when it was ordered, when "
-        "the answer was due, how often it was sent again. The worker re-sends such commands at each "
-        "service-level interval and exports ebbtide_deletions_overdue{store}.",
+        "the answer was due, how often it was sent again. The worker sends such commands again after "
+        "1, 2, 4 and then every 8 service levels, and exports ebbtide_deletions_overdue{store}.",
     )
     overdue.add_argument("--store", dest="only_store", help="only this store")
     overdue.add_argument("--json", action="store_true", help="machine-readable output")

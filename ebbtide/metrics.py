@@ -53,7 +53,8 @@ ROWS_DELETED = Counter(
 )
 CERTIFICATES = Counter(
     "ebbtide_certificates_total",
-    "Deletion certificates the worker found due: issued (signed and published) or unsigned (no signer).",
+    "Deletion certificates the worker found due: issued (signed and published), unsigned (no "
+    "signer configured) or refused (content the certificate rules reject; see the worker's log).",
     ["result"],
 )
 OVERDUE = Gauge(

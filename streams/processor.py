@@ -273,7 +273,13 @@ class LifecycleProcessor:
             if self.signer is None:
                 metrics.CERTIFICATES.labels("unsigned").inc()
                 continue
-            out.append(Out(self.topics.certificates, message_key, self.signer.encode(certificate)))
+            try:
+                signed = self.signer.encode(certificate)
+            except ValueError as exc:  # the engine's content broke a certificate rule: a bug to see
+                metrics.CERTIFICATES.labels("refused").inc()
+                log.error("certificate for subject %s not issued: %s", certificate.subject_id, exc)
+                continue
+            out.append(Out(self.topics.certificates, message_key, signed))
             metrics.CERTIFICATES.labels("issued").inc()
         for command in outcome.commands:
             metrics.COMMANDS_SENT.labels(command.store, command.category).inc()

@@ -54,7 +54,8 @@ CREATE TABLE domain_contacts (
     domain      text NOT NULL,
     name        text NOT NULL,
     email       text NOT NULL,
-    national_id text
+    national_id text,
+    created_at  timestamptz NOT NULL
 );
 -- The contact of an SSL certificate's applicant (sent to the SSL vendor); the ref is the
 -- certificate id, whose validity end (or revocation) the certificate rule follows.
@@ -63,7 +64,8 @@ CREATE TABLE ssl_contacts (
     customer_id    bigint NOT NULL,
     certificate_id text NOT NULL,
     name           text NOT NULL,
-    email          text NOT NULL
+    email          text NOT NULL,
+    created_at     timestamptz NOT NULL
 );
 -- Support keeps its own copy of the customer id (no foreign key): tickets follow their own
 -- retention rule, independent of the customer row.
@@ -139,11 +141,19 @@ def load(dsn: str, scenario: Scenario) -> None:
             for o in scenario.orders
         ],
         "domain_contacts": [
-            (d["contact_id"], d["customer_id"], d["domain"], d["name"], d["email"], d["national_id"])
+            (
+                d["contact_id"],
+                d["customer_id"],
+                d["domain"],
+                d["name"],
+                d["email"],
+                d["national_id"],
+                d["created_at"],
+            )
             for d in scenario.domains
         ],
         "ssl_contacts": [
-            (c["contact_id"], c["customer_id"], c["certificate_id"], c["name"], c["email"])
+            (c["contact_id"], c["customer_id"], c["certificate_id"], c["name"], c["email"], c["created_at"])
             for c in scenario.certificates
         ],
         "support_tickets": [

@@ -192,6 +192,7 @@ class _Generator:
                     "name": customer["name"],
                     "email": customer["email"],
                     "national_id": None,
+                    "created_at": when,
                 }
             )
             self.event("DomainRegistered", subject, when, domain=domain)
@@ -213,6 +214,7 @@ class _Generator:
                     "certificate_id": certificate,
                     "name": customer["name"],
                     "email": customer["email"],
+                    "created_at": when,
                 }
             )
             valid_until = (when + timedelta(days=365)).isoformat().replace("+00:00", "Z")

@@ -343,8 +343,9 @@ def apply_receipt(state: SubjectState, report: DeletionReported, policy: Policy)
 
 
 def _certificate_due(state: SubjectState, policy: Policy) -> CertificateDue | None:
-    """A certificate for the copies answered since the last one, once no store owes an answer."""
-    if any(r.status == "ordered" for r in state.records.values()):
+    """A certificate for the copies answered since the last one, once no store owes an answer
+    (a copy whose deletion failed and is ordered again owes one too)."""
+    if any(r.status == "ordered" or (r.status == "pending" and r.failures) for r in state.records.values()):
         return None
     copies = []
     for rid in sorted(state.records):

@@ -141,7 +141,8 @@ def every_store(
         INSERT INTO services VALUES (70, 7, 'DOMAIN', '2019-01-10', '2023-01-01'),
                                     (72, 7, 'HOSTING', '2019-02-01', '2023-01-01');
         INSERT INTO orders VALUES (700, 7, 'HOSTING', '2019-02-01', '192.0.2.7', 'kari@example.invalid');
-        INSERT INTO domain_contacts VALUES (71, 7, '{DOMAIN}', 'Kari', 'kari@example.invalid', '01017012345');
+        INSERT INTO domain_contacts VALUES (71, 7, '{DOMAIN}', 'Kari', 'kari@example.invalid', '01017012345',
+                                           '2019-01-10');
         INSERT INTO support_tickets VALUES (720, 7, 's', 'b', '2019-06-01');
         """,
     )

@@ -62,7 +62,8 @@ def test_every_row_is_announced_as_the_writing_service_would_and_again_with_the_
     counts = demo_db.counts(database)
     assert [(r.action.qualified, r.total, r.events, r.skipped) for r in reports] == [
         ("public.customers", counts["customers"], counts["customers"], 0),
-        ("public.domain_contacts", 0, 0, 0),  # the scenario registers no domains
+        ("public.domain_contacts", counts["domain_contacts"], counts["domain_contacts"], 0),
+        ("public.ssl_contacts", counts["ssl_contacts"], counts["ssl_contacts"], 0),
         ("public.support_tickets", counts["support_tickets"], counts["support_tickets"], 0),
         (
             "public.newsletter_subscriptions",
@@ -182,9 +183,11 @@ def test_the_cli_dry_run_reads_everything_and_publishes_nothing(
     out, err = capsys.readouterr()
     assert (code, err) == (0, "")
     lines = out.splitlines()
-    assert len(lines) == 7  # six tables, one total
+    assert len(lines) == 8  # seven tables, one total
     rows = (
         scenario.customers,
+        scenario.domains,
+        scenario.certificates,
         scenario.tickets,
         scenario.subscriptions,
         scenario.invoices,

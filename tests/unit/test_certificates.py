@@ -361,6 +361,10 @@ def test_build_refuses_an_entry_that_is_not_answered() -> None:
         certificate((CUSTOMER_ROW, replace(MAIL_ALREADY_GONE, outcome="FAILED")))
 
 
+def test_an_empty_log_partition_dropped_is_a_deletion_of_no_rows() -> None:
+    assert certificate((replace(CUSTOMER_ROW, rows=0),)).entries[0].rows == 0
+
+
 def test_build_refuses_a_certificate_with_no_entries() -> None:
     with pytest.raises(ValueError, match="at least one entry"):
         certificate(())
@@ -369,7 +373,8 @@ def test_build_refuses_a_certificate_with_no_entries() -> None:
 @pytest.mark.parametrize(
     ("entry", "message"),
     [
-        (replace(CUSTOMER_ROW, rows=0), "DELETED with 0 rows"),
+        (replace(CUSTOMER_ROW, outcome="ANONYMISED", rows=0), "ANONYMISED with 0 rows"),
+        (replace(CUSTOMER_ROW, outcome="EXPIRES", rows=0), "EXPIRES with 0 rows"),
         (replace(MAIL_ALREADY_GONE, rows=2), "NOT_FOUND with 2 rows"),
         (replace(CUSTOMER_ROW, rows=-1), "rows: must be a whole number"),
         (replace(CUSTOMER_ROW, executed_at="2027-03-01T01:05:02+01:00"), "executed_at: not in UTC"),

@@ -174,6 +174,20 @@ class TestSeed003Section13TheDeletionIsConfirmedWhenEveryStoreHasAnswered:
         again = apply_receipt(state, receipt(due, "registry_norid"), POLICY)
         assert again.certificates == ()  # a repeated receipt certifies nothing twice
 
+    def test_a_copy_whose_deletion_failed_holds_the_certificate_back_until_it_is_deleted(self) -> None:
+        due = fire_due(fold(CLOSED_CLIENT), t("2024-03-15"), POLICY)
+        state = apply_receipt(
+            due.state, replace(receipt(due, "chat_vendor"), outcome="FAILED", rows=0), POLICY
+        ).state
+        for store in ("customer_db", "support_desk"):
+            answered = apply_receipt(state, receipt(due, store), POLICY)
+            assert answered.certificates == ()
+            state = answered.state
+        again = fire_due(state, t("2024-03-15T00:10:00Z"), POLICY)  # ordered again, same command
+        last = apply_receipt(again.state, receipt(again, "chat_vendor"), POLICY)
+        (certificate,) = last.certificates
+        assert len(certificate.copies) == 3
+
 
 class TestReconcilerChasesStoresThatDoNotAnswer:
     def test_an_unanswered_command_is_sent_again_after_the_service_level_and_reported_overdue(self) -> None:
