@@ -37,10 +37,12 @@ def database(stack: tuple[str, str]) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(stack: tuple[str, str], database: str, tmp_path: Path) -> Settings:
-    """Settings with unique topics, app id and metrics ports for this test."""
-    from tests.support import make_topics, unique_settings
+def settings(stack: tuple[str, str], database: str, tmp_path: Path) -> Iterator[Settings]:
+    """Settings with unique topics, app id and metrics ports for this test; its topics are
+    deleted afterwards."""
+    from tests.support import drop_topics, make_topics, unique_settings
 
     made = unique_settings(stack[0], tmp_path, database)
     make_topics(made)
-    return made
+    yield made
+    drop_topics(made)

@@ -63,6 +63,24 @@ def unique_settings(bootstrap: str, state_dir: Path, dsn: str | None = None) -> 
     )
 
 
+def drop_topics(settings: Settings) -> None:
+    """Delete a test's topics (its prefix) and its worker's changelogs (its app id): a broker
+    with a small heap serves the whole suite only if tests clean up after themselves."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        mine = [
+            t
+            for t in admin.list_topics()
+            if t.startswith((f"{settings.topic_prefix}.", f"{settings.app_id}-"))
+        ]
+        if mine:
+            admin.delete_topics(mine)
+    finally:
+        admin.close()
+
+
 def make_topics(settings: Settings, stores: list[str] | None = None) -> Topics:
     topics = Topics(settings.topic_prefix)
     create_topics(settings, pipeline_topics(topics, stores or ["customer_db"]))

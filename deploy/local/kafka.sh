@@ -28,7 +28,7 @@ Environment (defaults in brackets):
   EBBTIDE_STATE_DIR              [<repo>/.state]  runtime state; Kafka uses ./kafka
   EBBTIDE_KAFKA_PORT             [9092]           client (PLAINTEXT) listener port
   EBBTIDE_KAFKA_CONTROLLER_PORT  [9093]           KRaft controller listener port
-  EBBTIDE_KAFKA_HEAP             [384m]           JVM -Xmx
+  EBBTIDE_KAFKA_HEAP             [512m]           JVM -Xmx
   EBBTIDE_CACHE_DIR              [\${XDG_CACHE_HOME:-\$HOME/.cache}/ebbtide]  jar cache
   EBBTIDE_KAFKA_START_TIMEOUT    [90]             seconds to wait for readiness
   JAVA_HOME                      [unset]          java from \$JAVA_HOME/bin if set
@@ -58,7 +58,7 @@ abspath() {
 STATE_DIR=$(abspath "${EBBTIDE_STATE_DIR:-$REPO_ROOT/.state}")
 KAFKA_PORT=${EBBTIDE_KAFKA_PORT:-9092}
 CONTROLLER_PORT=${EBBTIDE_KAFKA_CONTROLLER_PORT:-9093}
-HEAP=${EBBTIDE_KAFKA_HEAP:-384m}
+HEAP=${EBBTIDE_KAFKA_HEAP:-512m}
 START_TIMEOUT=${EBBTIDE_KAFKA_START_TIMEOUT:-90}
 STOP_TIMEOUT=60
 HOST=127.0.0.1

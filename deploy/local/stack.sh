@@ -24,7 +24,7 @@ Environment (defaults in brackets):
   EBBTIDE_KAFKA_PORT             [9092]
   EBBTIDE_KAFKA_CONTROLLER_PORT  [9093]
   EBBTIDE_PG_PORT                [5433]
-  EBBTIDE_KAFKA_HEAP             [384m]
+  EBBTIDE_KAFKA_HEAP             [512m]
   EBBTIDE_CACHE_DIR              [\${XDG_CACHE_HOME:-\$HOME/.cache}/ebbtide]
 
 See '$SCRIPT_DIR/kafka.sh --help' and '$SCRIPT_DIR/postgres.sh --help'.
