@@ -7,6 +7,8 @@ crash before the offset commit, or a re-send) changes nothing more and gets the 
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -338,3 +340,44 @@ class PostgresExecutor:
     def _failed(self, command: dict[str, Any], reason: str) -> Executed:
         # Not tracked: a failed command stays executable, so a re-issue can still succeed.
         return executed(command, "FAILED", 0, reason, self.clock())
+
+
+# The database is unreachable (as opposed to "this command cannot be executed"): the sink loop
+# takes the batch again after reconnecting.
+TRANSIENT: tuple[type[BaseException], ...] = (psycopg2.OperationalError, psycopg2.InterfaceError)
+
+
+class Connected:
+    """The one PostgreSQL connection of a sink's executor: opened with the tracking table ready
+    (and the store's own tables, :meth:`setup`), opened again after the database went away."""
+
+    store: str = ""
+    transient: tuple[type[BaseException], ...] = TRANSIENT
+
+    def __init__(self, dsn: str, stop: threading.Event) -> None:
+        self.dsn = dsn
+        self.stop = stop
+        self.conn = self._connect()
+
+    def setup(self, conn: Connection) -> None:
+        """Create the store's tables if missing (on every (re)connect); none by default."""
+
+    def _connect(self) -> Connection:
+        conn = psycopg2.connect(self.dsn, application_name=f"ebbtide-sink-{self.store}")
+        PostgresExecutor.ensure_tracking(conn)
+        self.setup(conn)
+        return conn
+
+    def recover(self) -> None:
+        with contextlib.suppress(psycopg2.Error):
+            self.conn.close()
+        while not self.stop.is_set():
+            try:
+                self.conn = self._connect()
+                return
+            except TRANSIENT:
+                self.stop.wait(1.0)
+
+    def close(self) -> None:
+        with contextlib.suppress(psycopg2.Error):
+            self.conn.close()

@@ -14,7 +14,6 @@ row, and kafka-python's per-message cost capped it at a fraction of what the dat
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 import threading
@@ -22,20 +21,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import psycopg2
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
-from psycopg2.extensions import connection as Connection
 
 from ebbtide import metrics
 from ebbtide.kafka_io import CLIENT_ID
 from ebbtide.settings import Settings, Topics
 from schemas import DELETION_COMMAND, InvalidMessage, codec_for
 from sinks.mapping import StoreMap
-from sinks.postgres import PostgresExecutor
+from sinks.postgres import Connected, PostgresExecutor
 from sinks.receipts import BatchExecutor, Executed
 
 log = logging.getLogger(__name__)
-TRANSIENT = (psycopg2.OperationalError, psycopg2.InterfaceError)
 BATCH = 500  # commands per poll (per database transaction for PostgreSQL)
 
 
@@ -205,41 +201,18 @@ class CommandSink:
             self.on_batch(len(receipts))
 
 
-class PostgresBatch:
+class PostgresBatch(Connected):
     """The PostgreSQL executor as a :class:`BatchExecutor`: one transaction per batch."""
-
-    transient: tuple[type[BaseException], ...] = TRANSIENT
 
     def __init__(self, store_map: StoreMap, dsn: str, stop: threading.Event) -> None:
         self.store = store_map.store
-        self.dsn = dsn
-        self.stop = stop
         self.executor = PostgresExecutor(store_map)
-        self.conn = self._connect()
+        super().__init__(dsn, stop)
         self.executor.check(self.conn)  # tables, columns, children before parents: refuse a bad map
 
     def execute(self, commands: Sequence[dict[str, Any]]) -> list[Executed]:
         with self.conn, self.conn.cursor() as cur:
             return self.executor.execute_batch(cur, list(commands))
-
-    def _connect(self) -> Connection:
-        conn = psycopg2.connect(self.dsn, application_name=f"ebbtide-sink-{self.store}")
-        PostgresExecutor.ensure_tracking(conn)
-        return conn
-
-    def recover(self) -> None:
-        with contextlib.suppress(psycopg2.Error):
-            self.conn.close()
-        while not self.stop.is_set():
-            try:
-                self.conn = self._connect()
-                return
-            except TRANSIENT:
-                self.stop.wait(1.0)
-
-    def close(self) -> None:
-        with contextlib.suppress(psycopg2.Error):
-            self.conn.close()
 
 
 class PostgresSink(CommandSink):

@@ -11,7 +11,6 @@ PostgreSQL sink.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,9 +22,8 @@ import psycopg2.errors
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
-from sinks.postgres import COMMAND_ERRORS, TRACKING_SCHEMA, PostgresExecutor, utc_now
+from sinks.postgres import COMMAND_ERRORS, TRACKING_SCHEMA, Connected, utc_now
 from sinks.receipts import Executed, decode_receipt, executed
-from sinks.runner import TRANSIENT
 
 # First key of the advisory locks the tracked sinks take on a command id (the second key is
 # the hash of the id); a constant of its own so other advisory locks of the database do not mix.
@@ -72,28 +70,20 @@ def ensure_tables(conn: Connection, tables: Sequence[str], ddl: str) -> None:
             ) from None
 
 
-class TrackedExecutor:
+class TrackedExecutor(Connected):
     """Base of the log-store and backup executors: one connection, one transaction per command.
 
     Subclasses set ``store``, create their tables in :meth:`setup` and implement :meth:`apply`,
     which runs inside the command's transaction (after the repeat check) and returns an
     :class:`Outcome` to track or a :class:`Refused` to answer FAILED with no effect."""
 
-    store: str = ""
-    transient: tuple[type[BaseException], ...] = TRANSIENT
-
     def __init__(
         self, dsn: str, *, stop: threading.Event | None = None, clock: Callable[[], datetime] = utc_now
     ) -> None:
-        self.dsn = dsn
-        self.stop = stop or threading.Event()
         self.clock = clock
-        self.conn = self._connect()
+        super().__init__(dsn, stop or threading.Event())
 
-    # -- what a store defines ------------------------------------------------------------------
-
-    def setup(self, conn: Connection) -> None:
-        """Create the store's tables if missing (called on every (re)connect)."""
+    # -- what a store defines (and setup, its tables) ------------------------------------------
 
     def check(self, command: dict[str, Any]) -> str | None:
         """Why the command cannot be for this store, before touching the database; None if it can."""
@@ -161,23 +151,3 @@ class TrackedExecutor:
 
     def _failed(self, command: dict[str, Any], reason: str) -> Executed:
         return executed(command, "FAILED", 0, reason, self.clock())
-
-    def _connect(self) -> Connection:
-        conn = psycopg2.connect(self.dsn, application_name=f"ebbtide-sink-{self.store}")
-        PostgresExecutor.ensure_tracking(conn)
-        self.setup(conn)
-        return conn
-
-    def recover(self) -> None:
-        with contextlib.suppress(psycopg2.Error):
-            self.conn.close()
-        while not self.stop.is_set():
-            try:
-                self.conn = self._connect()
-                return
-            except TRANSIENT:
-                self.stop.wait(1.0)
-
-    def close(self) -> None:
-        with contextlib.suppress(psycopg2.Error):
-            self.conn.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -159,3 +160,41 @@ def demo_database(dsn: str, rows_sql: str) -> str:
         cur.execute(rows_sql)
     conn.close()
     return dsn
+
+
+@contextmanager
+def sink_thread(settings: Settings, executor: Any) -> Iterator[threading.Event]:
+    """A :class:`~sinks.runner.CommandSink` with ``executor`` (made with the yielded stop event's
+    twin) running in a thread on the real broker; stopped and joined afterwards."""
+    from sinks.runner import CommandSink
+
+    make_topics(settings, stores=[executor.store])
+    sink = CommandSink(settings, executor, stop=executor.stop)
+    thread = threading.Thread(target=sink.run, daemon=True)
+    thread.start()
+    yield executor.stop
+    executor.stop.set()
+    thread.join(30)
+    assert not thread.is_alive()
+
+
+def commands_and_receipts(
+    settings: Settings, store: str, commands: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Send ``commands`` to the store's command topic; the receipts, once there is one each."""
+    from ebbtide.kafka_io import producer
+    from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
+
+    topics = Topics(settings.topic_prefix)
+    out = producer(settings)
+    codec = codec_for(DELETION_COMMAND)
+    for command in commands:
+        out.send(topics.commands(store), key=command["subject_id"].encode(), value=codec.encode(command))
+    out.flush()
+    out.close()
+    receipts = TopicReader(settings, topics.receipts, codec_for(DELETION_RECEIPT))
+    try:
+        got = receipts.wait_for(lambda seen: len(seen) >= len(commands), 60, f"{len(commands)} receipts")
+    finally:
+        receipts.close()
+    return [r.value for r in got if r.value is not None]

@@ -189,19 +189,7 @@ def fire_due(state: SubjectState, now: int, policy: Policy) -> Outcome:
             chase_at=now + policy.service_level(record.store),
             reissues=0,
         )
-        commands.append(
-            DeleteRecord(
-                command_id,
-                state.subject_id,
-                record.store,
-                record.category,
-                record.record_key,
-                rule_id,
-                policy.label,
-                record.deadline,
-                now,
-            )
-        )
+        commands.append(_command(state.subject_id, record, command_id, policy, now))
         decisions.append(
             _decision(
                 state.subject_id,
@@ -222,19 +210,7 @@ def fire_due(state: SubjectState, now: int, policy: Policy) -> Outcome:
         # is not flooded, and still hears from us regularly.
         spacing = level * min(2 ** (record.reissues + 1), CHASE_BACKOFF_CAP)
         records[record.record_id] = replace(record, chase_at=now + spacing, reissues=record.reissues + 1)
-        commands.append(
-            DeleteRecord(
-                record.command_id,
-                state.subject_id,
-                record.store,
-                record.category,
-                record.record_key,
-                record.rule_id or "erasure",
-                policy.label,
-                record.deadline,
-                now,
-            )
-        )
+        commands.append(_command(state.subject_id, record, record.command_id, policy, now))
         decisions.append(
             _decision(
                 state.subject_id,
@@ -269,6 +245,22 @@ def fire_due(state: SubjectState, now: int, policy: Policy) -> Outcome:
         )
     outcome_state = replace(state, records=records, overdue=state.overdue | set(late))
     return Outcome(outcome_state, tuple(decisions), tuple(commands))
+
+
+def _command(subject_id: str, record: RecordState, command_id: str, policy: Policy, now: int) -> DeleteRecord:
+    """The command to the copy's store; sent again as it was, but for ``issued_at``."""
+    assert record.deadline is not None
+    return DeleteRecord(
+        command_id,
+        subject_id,
+        record.store,
+        record.category,
+        record.record_key,
+        record.rule_id or "erasure",  # a category no rule covers, erased on request
+        policy.label,
+        record.deadline,
+        now,
+    )
 
 
 def apply_receipt(state: SubjectState, report: DeletionReported, policy: Policy) -> Outcome:

@@ -11,9 +11,7 @@ import psycopg2
 import pytest
 
 from ebbtide import cli
-from ebbtide.kafka_io import producer
 from ebbtide.settings import Settings
-from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 from sinks.backups import (
     BackupError,
     BackupsExecutor,
@@ -23,8 +21,7 @@ from sinks.backups import (
     restore_suppression,
     take_backup,
 )
-from sinks.runner import CommandSink
-from tests.support import TopicReader, make_topics
+from tests.support import commands_and_receipts, sink_thread
 
 NOW = datetime(2026, 1, 20, 12, 0, tzinfo=UTC)  # the executor's clock (NOT_FOUND receipts)
 JAN_1, JAN_2 = datetime(2026, 1, 1, 2, 0, tzinfo=UTC), datetime(2026, 1, 2, 2, 0, tzinfo=UTC)
@@ -196,36 +193,20 @@ def test_the_cli_lists_and_purges(
 
 @pytest.fixture
 def running_sink(settings: Settings, database: str, conn: Any) -> Iterator[threading.Event]:
-    make_topics(settings, stores=["hosting_backups"])
-    stop = threading.Event()
-    sink = CommandSink(settings, BackupsExecutor(database, stop=stop), stop=stop)
-    thread = threading.Thread(target=sink.run, daemon=True)
-    thread.start()
-    yield stop
-    stop.set()
-    thread.join(30)
-    assert not thread.is_alive()
+    with sink_thread(settings, BackupsExecutor(database, stop=threading.Event())) as stop:
+        yield stop
 
 
 def test_the_sink_answers_commands_with_expiry_receipts(
     settings: Settings, conn: Any, running_sink: threading.Event
 ) -> None:
-    topics = make_topics(settings, stores=["hosting_backups"])
-    out = producer(settings)
-    codec = codec_for(DELETION_COMMAND)
-    for cmd in (command("site-1"), command("site-2"), command("site-3")):
-        out.send(topics.commands("hosting_backups"), key=cmd["subject_id"].encode(), value=codec.encode(cmd))
-    out.flush()
-    out.close()
-    receipts = TopicReader(settings, topics.receipts, codec_for(DELETION_RECEIPT))
-    try:
-        got = receipts.wait_for(lambda seen: len(seen) >= 3, 60, "three receipts")
-    finally:
-        receipts.close()
-    assert [(r.value["record_key"], r.value["outcome"], r.value["rows"]) for r in got if r.value] == [
+    got = commands_and_receipts(
+        settings, "hosting_backups", [command("site-1"), command("site-2"), command("site-3")]
+    )
+    assert [(r["record_key"], r["outcome"], r["rows"]) for r in got] == [
         ("site-1", "EXPIRES", 2),
         ("site-2", "EXPIRES", 1),
         ("site-3", "NOT_FOUND", 0),
     ]
-    assert [r.value["executed_at"] for r in got[:2] if r.value] == [MAR_1, FEB_1]
+    assert [r["executed_at"] for r in got[:2]] == [MAR_1, FEB_1]
     assert [key for _, key, _ in erasures(conn)] == ["site-1", "site-2", "site-3"]

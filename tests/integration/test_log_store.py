@@ -11,9 +11,7 @@ import psycopg2
 import pytest
 
 from ebbtide.client import to_record
-from ebbtide.kafka_io import producer
 from ebbtide.settings import Settings
-from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 from sinks.logstore import (
     LogStoreExecutor,
     announcements,
@@ -22,8 +20,7 @@ from sinks.logstore import (
     list_partitions,
     partition_name,
 )
-from sinks.runner import CommandSink
-from tests.support import TopicReader, make_topics
+from tests.support import commands_and_receipts, sink_thread
 
 NOW = datetime(2026, 6, 1, 3, 0, tzinfo=UTC)
 DAYS = [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)]
@@ -194,33 +191,16 @@ def test_announcements_are_valid_record_written_events_ending_with_their_day(log
 
 @pytest.fixture
 def running_sink(settings: Settings, logs: str) -> Iterator[threading.Event]:
-    make_topics(settings, stores=["log_store"])
-    stop = threading.Event()
-    sink = CommandSink(settings, LogStoreExecutor(logs, stop=stop), stop=stop)
-    thread = threading.Thread(target=sink.run, daemon=True)
-    thread.start()
-    yield stop
-    stop.set()
-    thread.join(30)
-    assert not thread.is_alive()
+    with sink_thread(settings, LogStoreExecutor(logs, stop=threading.Event())) as stop:
+        yield stop
 
 
 def test_the_sink_drops_partitions_for_commands_and_publishes_receipts(
     settings: Settings, logs: str, running_sink: threading.Event
 ) -> None:
-    topics = make_topics(settings, stores=["log_store"])
-    out = producer(settings)
-    codec = codec_for(DELETION_COMMAND)
-    for cmd in (command("access_log_20260301"), command("access_log_x"), command("access_log_20260301")):
-        out.send(topics.commands("log_store"), key=cmd["subject_id"].encode(), value=codec.encode(cmd))
-    out.flush()
-    out.close()
-    receipts = TopicReader(settings, topics.receipts, codec_for(DELETION_RECEIPT))
-    try:
-        got = receipts.wait_for(lambda seen: len(seen) >= 3, 60, "three receipts")
-    finally:
-        receipts.close()
-    assert [(r.value["record_key"], r.value["outcome"], r.value["rows"]) for r in got if r.value] == [
+    commands = [command("access_log_20260301"), command("access_log_x"), command("access_log_20260301")]
+    got = commands_and_receipts(settings, "log_store", commands)
+    assert [(r["record_key"], r["outcome"], r["rows"]) for r in got] == [
         ("access_log_20260301", "DELETED", 2),
         ("access_log_x", "FAILED", 0),
         ("access_log_20260301", "DELETED", 2),
