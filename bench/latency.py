@@ -229,6 +229,21 @@ def measure(ctx: Context, settings: Settings, dsn: str, log_dir: Path) -> list[F
     return figures(latencies, rtts, extra)
 
 
+# What this benchmark measures is one store's path, tick -> command -> PostgreSQL row deleted:
+# a store map in which the customer database alone holds client records (no vendor copies).
+ONE_STORE = """version = "bench-one-store"
+[[stores]]
+id = "customer_db"
+name = "Customer database"
+kind = "postgres"
+service_level = { hours = 1 }
+source = "bench/latency.py: the one store this benchmark measures"
+[[stores.holds]]
+category = "client"
+fields = ["name", "email", "phone", "address"]
+"""
+
+
 def run(ctx: Context) -> list[Figure]:
     """Start the worker and sink on fresh topics and a scratch database, and measure."""
     customers = 2 + math.ceil(ctx.size.latency_seconds * ROUNDS_PER_SECOND + 10) * SUBJECTS_PER_ROUND
@@ -236,6 +251,10 @@ def run(ctx: Context) -> list[Figure]:
         prepare_database(dsn, customers)
         settings = replace(ctx.unique_settings(NAME), pg_dsn=dsn, worker_metrics_port=free_port(),
                            sink_metrics_port=free_port(), worker_web_port=free_port())
+        store_map = settings.state_dir / "stores.toml"
+        store_map.parent.mkdir(parents=True, exist_ok=True)
+        store_map.write_text(ONE_STORE, encoding="utf-8")
+        settings = replace(settings, store_map=store_map)
         create_topics(settings, pipeline_topics(Topics(settings.topic_prefix), ["customer_db"]))
         try:
             return measure(ctx, settings, dsn, settings.state_dir / "logs")
