@@ -31,9 +31,9 @@ from streams.policy.events import (
     ServiceCancelled,
     ServiceOrdered,
 )
-from streams.policy.rules import rules_policy
+from streams.policy.rules import default_policy
 
-POLICY = rules_policy()
+POLICY = default_policy()  # the shipped rules and store map: every copy in every store
 DAY = calendar.MS_PER_DAY
 SUBJECT = "cust-p"
 START = calendar.to_ms(calendar.to_datetime(1_514_764_800_000))  # 2018-01-01

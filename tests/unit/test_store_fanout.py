@@ -7,7 +7,11 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from ebbtide import certificates
+from ebbtide.signer import CertificateSigner
 from streams.policy import events as ev
 from streams.policy.decisions import CertificateDue
 from streams.policy.engine import Outcome, SubjectState, apply_event, apply_receipt, fire_due, new_subject
@@ -24,6 +28,7 @@ from tests.unit.builders import (
 )
 
 POLICY = default_policy()  # the shipped rules with the shipped store map
+SIGNER = CertificateSigner(certificates.generate_key()[0], "Test ISP")
 
 
 def fold(events: Iterable[ev.Event]) -> SubjectState:
@@ -130,6 +135,7 @@ class TestSeed003Section13TheDeletionIsConfirmedWhenEveryStoreHasAnswered:
                 state, certificates = outcome.state, certificates + outcome.certificates
             found.append(certificates)
         assert len(found[0]) == 1 and found[0] == found[1]
+    assert SIGNER.encode(found[0][0]) == SIGNER.encode(found[1][0])  # Ed25519 is deterministic
         assert found[0][0].issued_at == t("2024-03-17")  # the last execution, not the arrival order
 
     def test_a_receipt_for_an_anonymised_row_and_for_backups_that_expire_count_as_answers(self) -> None:
@@ -285,3 +291,42 @@ class TestTheStoreMapIsPartOfThePolicy:
         from streams.policy.rules import CATEGORIES
 
         assert {h.category for s in stores.stores for h in s.holds} == set(CATEGORIES)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.permutations(range(5)), st.lists(st.sampled_from(["DELETED", "NOT_FOUND"]), min_size=5, max_size=5))
+def test_receipts_in_any_order_give_the_same_certificate_byte_for_byte(
+    order: list[int], outcomes: list[str]
+) -> None:
+    state = fold(
+        [
+            *CLOSED_CLIENT,
+            written("domain_contact", "d1", "2020-01-01", ref="example.se"),
+            domain_released("example.se", "2021-03-01"),
+        ]
+    )
+    due = fire_due(state, t("2024-03-15"), POLICY)
+    assert len(due.commands) == 5
+    receipts = [
+        ev.DeletionReported(
+            c.command_id,
+            SUBJECT,
+            c.store,
+            c.category,
+            c.record_key,
+            o,
+            None,
+            int(o == "DELETED"),
+            t("2024-03-16"),
+        )
+        for c, o in zip(due.commands, outcomes, strict=True)
+    ]
+    found = []
+    for sequence in (receipts, [receipts[i] for i in order]):
+        state, certificates = due.state, tuple[CertificateDue, ...]()
+        for receipt_ in sequence:
+            outcome = apply_receipt(state, receipt_, POLICY)
+            state, certificates = outcome.state, certificates + outcome.certificates
+        found.append(certificates)
+    assert len(found[0]) == 1 and found[0] == found[1]
+    assert SIGNER.encode(found[0][0]) == SIGNER.encode(found[1][0])  # Ed25519 is deterministic
