@@ -135,7 +135,6 @@ class TestSeed003Section13TheDeletionIsConfirmedWhenEveryStoreHasAnswered:
                 state, certificates = outcome.state, certificates + outcome.certificates
             found.append(certificates)
         assert len(found[0]) == 1 and found[0] == found[1]
-    assert SIGNER.encode(found[0][0]) == SIGNER.encode(found[1][0])  # Ed25519 is deterministic
         assert found[0][0].issued_at == t("2024-03-17")  # the last execution, not the arrival order
 
     def test_a_receipt_for_an_anonymised_row_and_for_backups_that_expire_count_as_answers(self) -> None:
