@@ -253,6 +253,14 @@ def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
                 f"ok: store map {settings.store_map or 'shipped'}: {len(stores.stores)} stores, "
                 f"{len(held)} categories held; policy with stores {policy.with_stores(stores).label}"
             )
+            from sinks.coverage import coverage_problems
+
+            gaps = coverage_problems(stores)
+            for gap in gaps:
+                print(f"ebbtide policy check: {gap}", file=sys.stderr)
+            if gaps:
+                return 1
+            print("ok: the shipped sink configs cover every category every store holds")
             return 0
         if len(args.files) != 2:
             print("ebbtide policy diff: give OLD and NEW policy files", file=sys.stderr)
@@ -570,7 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
         "policy",
         help="check a policy file, or compare two",
         description="check FILE: validate a policy (unknown category, rule without source, impossible "
-        "duration, uncovered category...) and the store map (EBBTIDE_STORE_MAP, default: shipped). "
+        "duration, uncovered category...), the store map (EBBTIDE_STORE_MAP, default: shipped), and "
+        "that the shipped sink configs (sinks/<store>.toml, sinks/vendors.toml) cover every category "
+        "each store holds. "
         "diff OLD NEW: which rules changed; with --state, how the "
         "deadlines of the running pipeline's pending records move (read from the worker's changelog, "
         "EBBTIDE_APP_ID).",
