@@ -28,60 +28,54 @@ def changelog_topic(settings: Settings) -> str:
     return f"{settings.app_id}-{TABLE}-changelog"
 
 
-def read_changelog(settings: Settings, subject_id: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The latest value of each key (or only ``subject_id``'s keys), read to the current end."""
-    topic = changelog_topic(settings)
+def read_to_end(settings: Settings, topic: str, missing: str | None = None) -> Iterator[Any]:
+    """Every message of ``topic``, each partition from its beginning to its end as of now (no
+    consumer group). A topic that does not exist raises :class:`StateUnavailable` with the
+    ``missing`` explanation, or yields nothing when ``missing`` is None."""
     consumer = KafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, client_id=CLIENT_ID, enable_auto_commit=False
     )
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            raise StateUnavailable(
-                f"no changelog topic {topic}: has a worker with app id {settings.app_id} run?"
-            )
+            if missing is not None:
+                raise StateUnavailable(missing)
+            return
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         ends = consumer.end_offsets(tps)
-        latest: dict[str, dict[str, Any] | None] = {}
-        suffix = f":{subject_id}" if subject_id else None
         while any(consumer.position(tp) < ends[tp] for tp in tps):
             for messages in consumer.poll(timeout_ms=1000).values():
-                for message in messages:
-                    key = json.loads(message.key)
-                    if suffix and not (key.startswith("s:") and key.endswith(suffix)):
-                        continue
-                    latest[key] = json.loads(message.value) if message.value is not None else None
-        for key, value in latest.items():
-            if value is not None:
-                yield key, value
+                yield from messages
     finally:
         consumer.close()
+
+
+def read_changelog(settings: Settings, subject_id: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The latest value of each key (or only ``subject_id``'s keys), read to the current end."""
+    topic = changelog_topic(settings)
+    missing = f"no changelog topic {topic}: has a worker with app id {settings.app_id} run?"
+    latest: dict[str, dict[str, Any] | None] = {}
+    suffix = f":{subject_id}" if subject_id else None
+    for message in read_to_end(settings, topic, missing):
+        key = json.loads(message.key)
+        if suffix and not (key.startswith("s:") and key.endswith(suffix)):
+            continue
+        latest[key] = json.loads(message.value) if message.value is not None else None
+    for key, value in latest.items():
+        if value is not None:
+            yield key, value
 
 
 def read_certificates(settings: Settings, subject_id: str) -> list[bytes]:
     """Every certificate published for ``subject_id``, oldest first (the topic read to its end)."""
     topic = Topics(settings.topic_prefix).certificates
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, client_id=CLIENT_ID, enable_auto_commit=False
-    )
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            raise StateUnavailable(f"no topic {topic}: create the pipeline's topics (ebbtide topics create)")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        found: list[tuple[int, int, bytes]] = []
-        key = subject_id.encode()
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            for messages in consumer.poll(timeout_ms=1000).values():
-                found += [(m.timestamp, m.offset, m.value) for m in messages if m.key == key and m.value]
-        return [value for _, _, value in sorted(found)]
-    finally:
-        consumer.close()
+    missing = f"no topic {topic}: create the pipeline's topics (ebbtide topics create)"
+    key = subject_id.encode()
+    messages = read_to_end(settings, topic, missing)
+    found = [(m.timestamp, m.offset, m.value) for m in messages if m.key == key and m.value]
+    return [value for _, _, value in sorted(found)]
 
 
 def subjects_from_changelog(settings: Settings, subject_id: str | None = None) -> Iterator[SubjectState]:

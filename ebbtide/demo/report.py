@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
 from ebbtide import certificates, processes
 from ebbtide.demo import database, scenario
-from ebbtide.kafka_io import CLIENT_ID
 from ebbtide.settings import Settings, Topics
+from ebbtide.state_reader import read_to_end
 from schemas import DECISION, codec_for
 from sinks.vendor_standin import VendorStandIn
 from streams.policy.engine import record_id
@@ -234,21 +233,7 @@ def _prove_a_certificate(console: Console, settings: Settings) -> int:
 def read_topic(settings: Settings, topic: str, raw: bool = False) -> list[Any]:
     """Every message of a topic, in partition order: decoded decisions, or raw values."""
     codec = codec_for(DECISION)
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, client_id=CLIENT_ID, enable_auto_commit=False
-    )
-    out: list[Any] = []
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        while any(consumer.position(tp) < ends[tp] for tp in tps):
-            for messages in consumer.poll(timeout_ms=1000).values():
-                out += [m.value if raw else codec.decode(m.value) for m in messages]
-    finally:
-        consumer.close()
-    return out
+    return [m.value if raw else codec.decode(m.value) for m in read_to_end(settings, topic)]
 
 
 def _rights_table(decisions: list[dict[str, Any]], sc: scenario.Scenario) -> Table:
