@@ -247,13 +247,17 @@ class LifecycleProcessor:
         state = outcome.state
         if state is not before:
             key = subject_key(partition, state.subject_id)
-            raw = snapshot.dump(state)
+            old = self.state.get(key)  # ``before`` as stored (None for a new subject)
+            raw = snapshot.dump(state)  # with its derived counts, read here rather than recounted
             self.state[key] = raw
             self._remember(key, raw, state)
-            self._count_pending(partition, state.pending_deadlines() - before.pending_deadlines())
-            self._count_unanswered(partition, snapshot.unanswered_by_store(before), -1)
-            self._count_unanswered(partition, snapshot.unanswered_by_store(state), +1)
-        next_deadline = state.next_deadline()
+            self._count_pending(partition, raw["waiting"] - (snapshot.summary(old)[2] if old else 0))
+            if old is not None:
+                self._count_unanswered(partition, snapshot.unanswered_summary(old), -1)
+            self._count_unanswered(partition, snapshot.unanswered_summary(raw), +1)
+            next_deadline = raw["next"]
+        else:
+            next_deadline = state.next_deadline()
         if next_deadline is not None and (refile or state is not before):
             self._index(partition).file(state.subject_id, next_deadline)
         message_key = state.subject_id.encode()
