@@ -67,6 +67,13 @@ class RecordState:
     def record_id(self) -> str:
         return record_id(self.store, self.category, self.record_key)
 
+    def overdue(self, now: int | None = None) -> bool:
+        """Ordered and not answered within its store's service level: chased at least once or,
+        given ``now``, its chase time has passed."""
+        if self.status != "ordered":
+            return False
+        return self.reissues > 0 or (now is not None and self.chase_at is not None and self.chase_at <= now)
+
     @property
     def waiting(self) -> bool:
         """Waiting for its deadline: pending, with a deadline, nothing suspending it."""
@@ -98,12 +105,7 @@ class SubjectState:
     def overdue_copies(self, now: int | None = None) -> list[RecordState]:
         """Copies ordered and not answered within their store's service level (chased at least
         once), or, given ``now``, whose chase time has passed."""
-        return [
-            r
-            for r in self.records.values()
-            if r.status == "ordered"
-            and (r.reissues > 0 or (now is not None and r.chase_at is not None and r.chase_at <= now))
-        ]
+        return [r for r in self.records.values() if r.overdue(now)]
 
 
 @dataclass(frozen=True)

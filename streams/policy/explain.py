@@ -18,10 +18,7 @@ def record_status(record: RecordState, now: int | None) -> str:
         outcome = record.answer[0] if record.answer else "DELETED"
         return {"ANONYMISED": "anonymised", "EXPIRES": "expiring"}.get(outcome, "deleted")
     if record.status == "ordered":
-        overdue = record.reissues > 0 or (
-            now is not None and record.chase_at is not None and record.chase_at <= now
-        )
-        return "overdue" if overdue else "due"
+        return "overdue" if record.overdue(now) else "due"
     if any(b.startswith(("hold:", "awaiting:")) for b in record.blockers):
         return "held"
     if record.restricted_by or any(b.startswith("restriction:") for b in record.blockers):

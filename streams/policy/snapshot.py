@@ -65,7 +65,7 @@ def unanswered_by_store(state: SubjectState) -> tuple[dict[str, int], dict[str, 
     for record in state.records.values():
         if record.status == "ordered":
             unanswered[record.store] = unanswered.get(record.store, 0) + 1
-            if record.reissues:
+            if record.overdue():  # chased at least once (the overdue gauge)
                 late[record.store] = late.get(record.store, 0) + 1
     return late, unanswered
 
