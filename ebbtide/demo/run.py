@@ -192,14 +192,7 @@ def _drive(
     records = [to_record(e) for e in sc.events]
     ticks = list(steps(scenario.START, until, step_days))
     first = [t for t in ticks if t <= OUTAGE_UNTIL]
-    with _progress(console) as progress:
-        task = progress.add_task("publishing events and ticking the clock", total=len(ticks))
-
-        def advance(moment: datetime, sent: int) -> None:
-            _paced(running, moment)
-            progress.update(task, advance=1, description=f"clock at {moment.date()}, {sent} events sent")
-
-        publish_timeline(running.settings, records, first, advance)
+    _publish(console, running, records, first)
     overdue = _catch_up(console, running, first[-1], f"{OUTAGE_VENDOR} down: waiting for the worker")
     console.print(
         f"[yellow]{OUTAGE_VENDOR} down until {OUTAGE_UNTIL.date()}: {overdue.get(OUTAGE_VENDOR, 0):.0f} "
@@ -207,16 +200,22 @@ def _drive(
         f"`ebbtide overdue` lists them). The vendor comes back now."
     )
     standin.set_mode(OUTAGE_VENDOR, "ok")
-    rest = [t for t in ticks if t > OUTAGE_UNTIL]
-    with _progress(console) as progress:
-        task = progress.add_task("publishing events and ticking the clock", total=len(rest))
+    _publish(console, running, records, [t for t in ticks if t > OUTAGE_UNTIL])
+    return ticks[-1]
 
-        def more(moment: datetime, sent: int) -> None:
+
+def _publish(
+    console: Console, running: Running, records: list[dict[str, Any]], ticks: list[datetime]
+) -> None:
+    """Publish the events up to each tick and the tick, each tick paced (:func:`_paced`)."""
+    with _progress(console) as progress:
+        task = progress.add_task("publishing events and ticking the clock", total=len(ticks))
+
+        def advance(moment: datetime, sent: int) -> None:
             _paced(running, moment)
             progress.update(task, advance=1, description=f"clock at {moment.date()}, {sent} events sent")
 
-        publish_timeline(running.settings, records, rest, more)
-    return ticks[-1]
+        publish_timeline(running.settings, records, ticks, advance)
 
 
 @dataclass
@@ -243,40 +242,45 @@ def _progressed(running: Running, final: datetime) -> Progressed:
     return Progressed(applied, int(waiting), sum(awaiting.values()), overdue, clock)
 
 
-def _paced(running: Running, moment: datetime) -> None:
-    """Wait until the worker has applied the tick of ``moment`` and the stores that are up have
-    answered its commands, as they would within a tick of a real clock: the service levels are
-    in pipeline time, and an accelerated clock must not outrun the stores' answers."""
+def _settled(
+    running: Running, final: datetime, interval: float, show: Callable[[Progressed], None] | None = None
+) -> Progressed:
+    """Wait until the worker has applied the tick of ``final`` and the stores that are up have
+    answered every command (the outage vendor excepted while it is down), polling the worker's
+    metrics every ``interval`` seconds; fail after CATCH_UP_SECONDS."""
     deadline = time.monotonic() + CATCH_UP_SECONDS
     while True:
-        state = _progressed(running, moment)
+        state = _progressed(running, final)
+        if show is not None:
+            show(state)
         if state.applied and state.waiting == 0:
-            return
+            return state
         if time.monotonic() > deadline:
             raise DemoFailed(
-                f"the pipeline did not settle the tick of {moment.date()} in {CATCH_UP_SECONDS:.0f} s"
+                f"the pipeline did not settle the tick of {final.date()} in {CATCH_UP_SECONDS:.0f} s"
             )
-        time.sleep(0.02)  # polling interval of a bounded wait on the condition above
+        time.sleep(interval)  # polling interval of a bounded wait on the condition above
+
+
+def _paced(running: Running, moment: datetime) -> None:
+    """A tick is answered before the next one is sent, as within a tick of a real clock: the
+    service levels are in pipeline time, and an accelerated clock must not outrun the stores."""
+    _settled(running, moment, 0.02)
 
 
 def _catch_up(console: Console, running: Running, final: datetime, what: str) -> dict[str, float]:
-    """Wait until the worker has applied the tick of ``final`` and every store has answered what
-    it can (the outage vendor excepted while it is down); return the overdue count per store."""
-    deadline = time.monotonic() + CATCH_UP_SECONDS
+    """:func:`_settled` with a progress line; the overdue count per store."""
     with _progress(console) as progress:
         task = progress.add_task(what, total=None)
-        while True:
-            state = _progressed(running, final)
+
+        def show(state: Progressed) -> None:
             progress.update(
                 task,
                 description=f"{what}: worker clock {state.clock}; awaiting receipts "
                 f"{state.awaiting:.0f}, overdue {sum(state.overdue.values()):.0f}",
             )
-            if state.applied and state.waiting == 0:
-                return state.overdue
-            if time.monotonic() > deadline:
-                raise DemoFailed(f"pipeline did not catch up within {CATCH_UP_SECONDS:.0f} s")
-            time.sleep(0.25)  # polling interval of a bounded wait on the condition above
+
+        return _settled(running, final, 0.25, show).overdue
 
 
 def _by_store(samples: processes.Samples, name: str) -> dict[str, float]:
