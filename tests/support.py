@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse, urlunparse
@@ -198,3 +199,28 @@ def commands_and_receipts(
     finally:
         receipts.close()
     return [r.value for r in got if r.value is not None]
+
+
+def deletion_command(
+    store: str,
+    category: str,
+    key: str,
+    *,
+    command_id: str,
+    subject: str = "cust-00001",
+    rule_id: str = "account",
+    deadline: datetime = datetime(2025, 1, 1, tzinfo=UTC),
+    issued_at: datetime = datetime(2025, 1, 2, tzinfo=UTC),
+) -> dict[str, Any]:
+    """A DeleteRecord command as a sink decodes it (deletion_command.v1), for the sink tests."""
+    return {
+        "command_id": command_id,
+        "subject_id": subject,
+        "store": store,
+        "category": category,
+        "record_key": key,
+        "rule_id": rule_id,
+        "policy_version": "v1+test",
+        "deadline": deadline,
+        "issued_at": issued_at,
+    }

@@ -18,12 +18,13 @@ import pytest
 
 from ebbtide import certificates, processes
 from ebbtide.client import EventPublisher
-from ebbtide.clock import ClockPublisher
 from ebbtide.settings import Settings, Topics
 from schemas import DECISION, codec_for
 from sinks import backups, logstore
 from sinks.vendor_standin import VendorStandIn
 from sinks.vendors import tuned
+from tests.e2e.test_pipeline import ev as pipeline_ev
+from tests.e2e.test_pipeline import rows, tick
 from tests.support import TopicReader, demo_database, free_port, make_topics, wait_until
 
 WORKER_READY = 90.0
@@ -42,15 +43,9 @@ FAST: dict[str, float | int] = {
 }
 
 
-def ev(event_id: str, event_type: str, when: str, subject: str = SUBJECT, **payload: Any) -> dict[str, Any]:
-    return {
-        "event_id": event_id,
-        "type": event_type,
-        "subject_id": subject,
-        "event_time": when,
-        "producer": "test",
-        "payload": payload,
-    }
+def ev(event_id: str, event_type: str, when: str, **payload: Any) -> dict[str, Any]:
+    """An event of the subject of this file (see :func:`tests.e2e.test_pipeline.ev`)."""
+    return pipeline_ev(event_id, event_type, SUBJECT, when, **payload)
 
 
 def written(
@@ -120,14 +115,6 @@ class EveryStore:
             text=True,
             timeout=120,
         )
-
-
-def query(dsn: str, sql: str) -> list[tuple[Any, ...]]:
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(sql)
-        found = cur.fetchall()
-    conn.close()
-    return found
 
 
 @pytest.fixture
@@ -207,12 +194,6 @@ def every_store(
     standin.stop()
 
 
-def tick(settings: Settings, when: datetime) -> None:
-    clock = ClockPublisher(settings, "scripted")
-    clock.tick(when)
-    clock.close()
-
-
 EVERY_COPY = {
     "customer_db/client/7",
     "support_desk/client/7",
@@ -277,13 +258,13 @@ def test_a_closed_account_is_deleted_in_every_store_and_proven_with_a_signed_cer
     assert cleared.returncode == 0 and json.loads(cleared.stdout) == [], cleared.stderr
 
     # Really gone everywhere (orders stay, anonymised, for bookkeeping).
-    assert query(s.dsn, "SELECT count(*) FROM customers WHERE customer_id = 7") == [(0,)]
-    assert query(s.dsn, "SELECT count(*) FROM services WHERE customer_id = 7") == [(0,)]
-    assert query(
+    assert rows(s.dsn, "SELECT count(*) FROM customers WHERE customer_id = 7") == [(0,)]
+    assert rows(s.dsn, "SELECT count(*) FROM services WHERE customer_id = 7") == [(0,)]
+    assert rows(
         s.dsn, "SELECT customer_id, ordered_from_ip, contact_email FROM orders WHERE order_id = 700"
     ) == [(None, None, None)]
-    assert query(s.dsn, "SELECT count(*) FROM domain_contacts WHERE contact_id = 71") == [(0,)]
-    assert query(s.dsn, "SELECT count(*) FROM support_tickets WHERE ticket_id = 720") == [(0,)]
+    assert rows(s.dsn, "SELECT count(*) FROM domain_contacts WHERE contact_id = 71") == [(0,)]
+    assert rows(s.dsn, "SELECT count(*) FROM support_tickets WHERE ticket_id = 720") == [(0,)]
     for store, category in (
         ("support_desk", "client"),
         ("support_desk", "correspondence"),

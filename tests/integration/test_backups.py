@@ -21,7 +21,7 @@ from sinks.backups import (
     restore_suppression,
     take_backup,
 )
-from tests.support import commands_and_receipts, sink_thread
+from tests.support import commands_and_receipts, deletion_command, sink_thread
 
 NOW = datetime(2026, 1, 20, 12, 0, tzinfo=UTC)  # the executor's clock (NOT_FOUND receipts)
 JAN_1, JAN_2 = datetime(2026, 1, 1, 2, 0, tzinfo=UTC), datetime(2026, 1, 2, 2, 0, tzinfo=UTC)
@@ -31,17 +31,16 @@ FEB_1, MAR_1 = datetime(2026, 2, 1, 2, 0, tzinfo=UTC), datetime(2026, 3, 1, 2, 0
 def command(
     key: str, issued_at: datetime = datetime(2026, 1, 15, tzinfo=UTC), command_id: str | None = None
 ) -> dict[str, Any]:
-    return {
-        "command_id": command_id or f"cmd-hosted-{key}-{issued_at:%Y%m%d}",
-        "subject_id": "cust-00007",
-        "store": "hosting_backups",
-        "category": "hosted",
-        "record_key": key,
-        "rule_id": "processor",
-        "policy_version": "v1+test",
-        "deadline": issued_at,
-        "issued_at": issued_at,
-    }
+    return deletion_command(
+        "hosting_backups",
+        "hosted",
+        key,
+        command_id=command_id or f"cmd-hosted-{key}-{issued_at:%Y%m%d}",
+        subject="cust-00007",
+        rule_id="processor",
+        deadline=issued_at,
+        issued_at=issued_at,
+    )
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,24 +27,14 @@ from sinks.http import HttpExecutor, VendorUnavailable
 from sinks.runner import CommandSink
 from sinks.vendor_standin import VendorStandIn
 from sinks.vendors import Vendor, load_vendors
-from tests.support import TopicReader, free_port, make_topics, wait_until
+from tests.support import TopicReader, deletion_command, free_port, make_topics, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def command(store: str, key: str, category: str | None = None) -> dict[str, Any]:
     category = category or {"support_desk": "client", "chat_vendor": "client"}.get(store, "domain_contact")
-    return {
-        "command_id": f"cmd-{store}-{key}",
-        "subject_id": "cust-00001",
-        "store": store,
-        "category": category,
-        "record_key": key,
-        "rule_id": "account",
-        "policy_version": "v1+test",
-        "deadline": datetime(2025, 1, 1, tzinfo=UTC),
-        "issued_at": datetime(2025, 1, 2, tzinfo=UTC),
-    }
+    return deletion_command(store, category, key, command_id=f"cmd-{store}-{key}")
 
 
 @pytest.fixture

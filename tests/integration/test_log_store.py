@@ -20,7 +20,7 @@ from sinks.logstore import (
     list_partitions,
     partition_name,
 )
-from tests.support import commands_and_receipts, sink_thread
+from tests.support import commands_and_receipts, deletion_command, sink_thread
 
 NOW = datetime(2026, 6, 1, 3, 0, tzinfo=UTC)
 DAYS = [date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)]
@@ -28,17 +28,16 @@ LINES = {DAYS[0]: 2, DAYS[1]: 3, DAYS[2]: 1}
 
 
 def command(key: str, command_id: str | None = None, category: str = "auto_collected") -> dict[str, Any]:
-    return {
-        "command_id": command_id or f"cmd-logs-{key}",
-        "subject_id": "logs:access_log",
-        "store": "log_store",
-        "category": category,
-        "record_key": key,
-        "rule_id": "logs",
-        "policy_version": "v1+test",
-        "deadline": datetime(2026, 5, 31, tzinfo=UTC),
-        "issued_at": datetime(2026, 6, 1, tzinfo=UTC),
-    }
+    return deletion_command(
+        "log_store",
+        category,
+        key,
+        command_id=command_id or f"cmd-logs-{key}",
+        subject="logs:access_log",
+        rule_id="logs",
+        deadline=datetime(2026, 5, 31, tzinfo=UTC),
+        issued_at=datetime(2026, 6, 1, tzinfo=UTC),
+    )
 
 
 def log_lines(day: date, count: int) -> list[tuple[datetime, str, str, str]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg2
@@ -19,23 +18,15 @@ from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 from sinks.mapping import load_store_map
 from sinks.postgres import PostgresExecutor
 from sinks.runner import PostgresSink
-from tests.support import TopicReader
+from tests.support import TopicReader, deletion_command
 
 
 def command(
     category: str, key: str, command_id: str | None = None, subject: str = "cust-00001"
 ) -> dict[str, Any]:
-    return {
-        "command_id": command_id or f"cmd-{category}-{key}",
-        "subject_id": subject,
-        "store": "customer_db",
-        "category": category,
-        "record_key": key,
-        "rule_id": "account",
-        "policy_version": "v1+test",
-        "deadline": datetime(2025, 1, 1, tzinfo=UTC),
-        "issued_at": datetime(2025, 1, 2, tzinfo=UTC),
-    }
+    return deletion_command(
+        "customer_db", category, key, command_id=command_id or f"cmd-{category}-{key}", subject=subject
+    )
 
 
 @pytest.fixture

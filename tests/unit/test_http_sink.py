@@ -26,6 +26,7 @@ from sinks.http import (
     classify,
 )
 from sinks.vendors import DEFAULT_VENDORS, Vendor, VendorConfigError, load_vendors
+from tests.support import deletion_command
 
 STORES = Path(__file__).resolve().parents[2] / "streams" / "policy" / "stores.v1.toml"
 EXECUTED_AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -85,17 +86,7 @@ class Vendorish:
 def command(
     key: str = "k1", category: str = "client", store: str = "acme", command_id: str | None = None
 ) -> dict[str, Any]:
-    return {
-        "command_id": command_id or f"cmd-{key}",
-        "subject_id": "cust-00001",
-        "store": store,
-        "category": category,
-        "record_key": key,
-        "rule_id": "account",
-        "policy_version": "v1+test",
-        "deadline": datetime(2025, 1, 1, tzinfo=UTC),
-        "issued_at": datetime(2025, 1, 2, tzinfo=UTC),
-    }
+    return deletion_command(store, category, key, command_id=command_id or f"cmd-{key}")
 
 
 def make(

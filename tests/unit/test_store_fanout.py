@@ -49,6 +49,12 @@ def receipt(
 
 
 CLOSED_CLIENT = [written("client", "1", "2019-01-10"), closed("2021-03-15")]
+# A hosting agreement paid until the end of June 2023, its export offered: due 1 July 2023.
+HOSTING_ENDED = [
+    written("hosted", "site-1", "2020-01-01", ref="agr-1", store="hosting"),
+    terminated("agr-1", "2023-01-01", paid_until="2023-06-30"),
+    export_offered("agr-1", "2023-01-02"),
+]
 
 
 class TestVedlegg2EveryStoreThatHoldsTheRecordIsOrdered:
@@ -81,13 +87,7 @@ class TestVedlegg2EveryStoreThatHoldsTheRecordIsOrdered:
         assert sorted(c.store for c in due.commands) == sorted(["customer_db", registry])
 
     def test_hosted_data_is_deleted_on_the_platform_and_in_its_backups(self) -> None:
-        state = fold(
-            [
-                written("hosted", "site-1", "2020-01-01", ref="agr-1", store="hosting"),
-                terminated("agr-1", "2023-01-01", paid_until="2023-06-30"),
-                export_offered("agr-1", "2023-01-02"),
-            ]
-        )
+        state = fold(HOSTING_ENDED)
         due = fire_due(state, t("2023-07-01"), POLICY)
         assert sorted(c.store for c in due.commands) == ["hosting", "hosting_backups"]
 
@@ -138,13 +138,7 @@ class TestSeed003Section13TheDeletionIsConfirmedWhenEveryStoreHasAnswered:
         assert found[0][0].issued_at == t("2024-03-17")  # the last execution, not the arrival order
 
     def test_a_receipt_for_an_anonymised_row_and_for_backups_that_expire_count_as_answers(self) -> None:
-        state = fold(
-            [
-                written("hosted", "site-1", "2020-01-01", ref="agr-1", store="hosting"),
-                terminated("agr-1", "2023-01-01", paid_until="2023-06-30"),
-                export_offered("agr-1", "2023-01-02"),
-            ]
-        )
+        state = fold(HOSTING_ENDED)
         due = fire_due(state, t("2023-07-01"), POLICY)
         first = apply_receipt(due.state, receipt(due, "hosting", "DELETED", 3, "2023-07-01"), POLICY)
         expires = receipt(due, "hosting_backups", "EXPIRES", 2, "2023-07-31")
