@@ -166,16 +166,10 @@ class LifecycleProcessor:
             event = to_event(self._events.decode(value))
             if key is not None and key != event.subject_id.encode():
                 raise InvalidMessage("lifecycle_event: message key is not the event's subject_id")
-            stores = self.policy.stores
-            if (
-                isinstance(event, RecordWritten)
-                and stores is not None
-                and not stores.holds(event.store, event.category)
-            ):
-                raise InvalidMessage(
-                    f"lifecycle_event: RecordWritten names store {event.store!r}, which the store map "
-                    f"doesn't list as holding {event.category!r} (add it to the map, then create its topic)"
-                )
+            if isinstance(event, RecordWritten):
+                problem = self.policy.announcement_problem(event.store, event.category, event.ref)
+                if problem is not None:
+                    raise InvalidMessage(f"lifecycle_event: {problem}")
         except InvalidMessage as exc:
             out.append(self._dead_letter("events", self.topics.events, partition, offset, key, value, exc))
         else:

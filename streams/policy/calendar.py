@@ -1,23 +1,53 @@
-"""Calendar-aware time arithmetic on UTC epoch milliseconds.
+"""Calendar-aware time arithmetic on UTC epoch milliseconds, in the policy's time zone.
 
-Retention law counts in calendar units ("3 years after", "5 years from the end of the
-financial year"). Where a date does not exist in the target year (29 February) we round
-*forward*, because every retention period is a minimum.
+Retention law counts in calendar units of a *local* calendar ("3 years after", "5 years from
+the end of the financial year", "90 days after the day"): Norwegian law counts in Norwegian
+time, so an invoice issued at 00:30 on 1 January in Oslo (23:30 UTC on 31 December) belongs to
+the new financial year. Every function that depends on a local date takes the zone
+(``Europe/Oslo`` unless the policy file says otherwise).
+
+Where a date does not exist in the target year (29 February) we round *forward*, and where a
+wall-clock time occurs twice or not at all (daylight saving changes) we take the later
+instant, because every retention period is a minimum.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 MS_PER_DAY = 86_400_000
+DEFAULT_ZONE = "Europe/Oslo"
 
 
-def to_datetime(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+class UnknownTimeZone(ValueError):
+    """A time zone name the tz database does not know."""
+
+
+@cache
+def zone(name: str) -> tzinfo:
+    """The tz database zone ``name`` (UTC for "UTC"); raises :class:`UnknownTimeZone`."""
+    if name == "UTC":
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        known = f"a tz database name, e.g. {DEFAULT_ZONE}"
+        raise UnknownTimeZone(f"unknown time zone {name!r} ({known})") from None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+
+
+def _utc(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def to_datetime(ms: int, tz: tzinfo = UTC) -> datetime:
+    """The instant as an aware datetime in ``tz``."""
+    return _utc(ms).astimezone(tz)
 
 
 def to_ms(moment: datetime) -> int:
@@ -27,44 +57,74 @@ def to_ms(moment: datetime) -> int:
     return (moment - _EPOCH) // _MS
 
 
+def _wall_to_ms(wall: datetime, tz: tzinfo | None = None) -> int:
+    """A local wall-clock time (in ``tz``, or its own zone) as an instant; of a time that
+    happens twice (autumn) or never (spring gap), the later reading, so a period never ends
+    early."""
+    if tz is not None:
+        wall = wall.replace(tzinfo=tz)
+    return max(to_ms(wall.replace(fold=0)), to_ms(wall.replace(fold=1)))
+
+
 def iso(ms: int) -> str:
     """ISO-8601 UTC with a Z, to the second: the form used in decisions and summaries."""
-    return to_datetime(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _utc(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def add_years(ms: int, years: int) -> int:
-    """The same instant ``years`` calendar years later; 29 Feb rolls forward to 1 Mar."""
-    start = to_datetime(ms)
+def local_date(ms: int, tz: tzinfo) -> date:
+    """The calendar date of an instant in ``tz``."""
+    return to_datetime(ms, tz).date()
+
+
+def start_of_day(day: date, tz: tzinfo) -> int:
+    """The instant ``day`` begins in ``tz`` (local midnight)."""
+    return _wall_to_ms(datetime.combine(day, time(), tzinfo=tz))
+
+
+def add_years(ms: int, years: int, tz: tzinfo = UTC) -> int:
+    """The same wall-clock time ``years`` calendar years later in ``tz``; 29 Feb rolls forward
+    to 1 Mar."""
+    start = to_datetime(ms, tz)
     try:
         moved = start.replace(year=start.year + years)
     except ValueError:  # 29 February into a non-leap year
-        moved = start.replace(year=start.year + years, month=2, day=28) + timedelta(days=1)
-    return to_ms(moved)
+        moved = start.replace(year=start.year + years, month=3, day=1)
+    return _wall_to_ms(moved)
 
 
-def add_months(ms: int, months: int) -> int:
-    """The same instant ``months`` calendar months later; a day the month lacks rolls forward
-    to the first of the next month (31 January + 1 month = 1 March)."""
-    start = to_datetime(ms)
+def add_months(ms: int, months: int, tz: tzinfo = UTC) -> int:
+    """The same wall-clock time ``months`` calendar months later in ``tz``; a day the month
+    lacks rolls forward to the first of the next month (31 January + 1 month = 1 March)."""
+    start = to_datetime(ms, tz)
     total = start.month - 1 + months
     year, month = start.year + total // 12, total % 12 + 1
     try:
         moved = start.replace(year=year, month=month)
     except ValueError:
-        first_next = start.replace(year=year + month // 12, month=month % 12 + 1, day=1)
-        moved = first_next
-    return to_ms(moved)
+        moved = start.replace(year=year + month // 12, month=month % 12 + 1, day=1)
+    return _wall_to_ms(moved)
 
 
-def add_days(ms: int, days: int) -> int:
-    return ms + days * MS_PER_DAY
+def add_days(ms: int, days: int, tz: tzinfo = UTC) -> int:
+    """The same wall-clock time ``days`` calendar days later in ``tz`` (a day across a daylight
+    saving change is 23 or 25 hours long)."""
+    if tz is UTC:
+        return ms + days * MS_PER_DAY
+    start = to_datetime(ms, tz)
+    return _wall_to_ms(start.replace(tzinfo=None) + timedelta(days=days), tz)
 
 
 def add_hours(ms: int, hours: int) -> int:
     return ms + hours * 3_600_000
 
 
-def end_of_financial_year(ms: int) -> int:
-    """Start of the next calendar year (Norwegian financial years default to calendar years)."""
-    year = to_datetime(ms).year
-    return to_ms(datetime(year + 1, 1, 1, tzinfo=UTC))
+def end_of_financial_year(ms: int, tz: tzinfo = UTC) -> int:
+    """31 December 24:00 in ``tz`` of the year the instant falls in there (Norwegian financial
+    years are calendar years, counted in Norwegian time)."""
+    year = to_datetime(ms, tz).year
+    return _wall_to_ms(datetime(year + 1, 1, 1, tzinfo=tz))
+
+
+def end_of_day(ms: int, tz: tzinfo = UTC) -> int:
+    """24:00 of the local day the instant falls in (the next local midnight)."""
+    return start_of_day(local_date(ms, tz) + timedelta(days=1), tz)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import tzinfo
 
 from streams.policy import calendar
 from streams.policy.facts import Fact
@@ -63,11 +64,29 @@ def event_clock(rule: Rule, facts: tuple[Fact, ...], ref: str | None) -> tuple[i
     return last.time, (last.event_id,)
 
 
-def deadline_from(rule: Rule, start: int) -> int:
-    anchor = calendar.end_of_financial_year(start) if rule.anchor == "end_of_financial_year" else start
-    moved = calendar.add_years(anchor, rule.keep.years)
-    moved = calendar.add_months(moved, rule.keep.months)
-    return calendar.add_days(moved, rule.keep.days + rule.grace_days)
+def transferred_out(facts: tuple[Fact, ...], domain: str | None) -> Fact | None:
+    """The release that moved ``domain`` to another registrar, if that is where it is now
+    (its last registration or release, in event time, is a transfer out)."""
+    last: Fact | None = None
+    for fact in facts:
+        if fact.ref == domain and fact.kind in ("DomainRegistered", "DomainReleased"):
+            last = fact
+    if last is not None and last.kind == "DomainReleased" and "TRANSFERRED_OUT" in last.detail:
+        return last
+    return None
+
+
+def deadline_from(rule: Rule, start: int, tz: tzinfo) -> int:
+    """The deadline of a clock started at ``start``, counted in the local calendar of ``tz``."""
+    if rule.anchor == "end_of_financial_year":
+        anchor = calendar.end_of_financial_year(start, tz)
+    elif rule.anchor == "end_of_day":
+        anchor = calendar.end_of_day(start, tz)
+    else:
+        anchor = start
+    moved = calendar.add_years(anchor, rule.keep.years, tz)
+    moved = calendar.add_months(moved, rule.keep.months, tz)
+    return calendar.add_days(moved, rule.keep.days + rule.grace_days, tz)
 
 
 def stamp(
@@ -79,6 +98,7 @@ def stamp(
     facts: tuple[Fact, ...],
     account: tuple[int, tuple[str, ...]] | None,
     policy_label: str,
+    tz: tzinfo,
 ) -> Stamp:
     """The deadline ``rule`` gives a record, with the events that set it and why."""
     if rule is None:
@@ -103,7 +123,7 @@ def stamp(
         )
         return Stamp(rule, None, (written_by,), f"clock not started: {waiting}")
     at, causes = start
-    deadline = deadline_from(rule, at)
+    deadline = deadline_from(rule, at, tz)
     return Stamp(
         rule,
         deadline,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from streams.policy import calendar
-from streams.policy.clocks import Stamp, account_clock, stamp
+from streams.policy.clocks import Stamp, account_clock, stamp, transferred_out
 from streams.policy.decisions import (
     CertificateDue,
     CertifiedCopy,
@@ -32,7 +32,10 @@ from streams.policy.facts import Fact, fact_of
 from streams.policy.rights import Duty, Rights, duties_of, erasure_for, hold_blockers, rights_of
 from streams.policy.rules import Policy, Rule
 
-Status = Literal["pending", "ordered", "deleted"]
+# transferred: a registry's copy of a domain transferred out to another registrar. The domain
+# stays registered there, so no deletion is ever sent for it (seed 001 "Data portability").
+Status = Literal["pending", "ordered", "deleted", "transferred"]
+SETTLED: tuple[Status, ...] = ("deleted", "transferred")  # nothing more will happen to the copy
 CHASE_BACKOFF_CAP = 8  # an unanswered command is sent again at most every 8 service levels
 
 
@@ -54,7 +57,7 @@ class RecordState:
     deadline: int | None = None
     caused_by: tuple[str, ...] = ()
     command_id: str | None = None
-    blockers: tuple[str, ...] = ()  # why deletion is suspended: hold:<id>, restriction:<id>, awaiting:<event>
+    blockers: tuple[str, ...] = ()  # why deletion is suspended: hold:<id>, restriction:<id>
     restricted_by: str | None = None  # erasure request that limited processing to the rule's purpose
     failures: int = 0  # failed deletion attempts so far
     ordered_at: int | None = None  # pipeline time the current command was first sent
@@ -383,9 +386,22 @@ _RIGHTS_FACTS = frozenset(
         "RestrictionLifted",
         "ErasureRequested",
         "ErasureVerified",
+        "ErasureRefused",
+        "ErasureWithdrawn",
     }
 )
-_DUTY_FACTS = frozenset({"ErasureRequested", "ErasureVerified", "BreachDetected", "BreachNotified"})
+_DUTY_FACTS = frozenset(
+    {
+        "ErasureRequested",
+        "ErasureVerified",
+        "ErasureRefused",
+        "ErasureWithdrawn",
+        "BreachDetected",
+        "BreachNotified",
+        "HostingAgreementTerminated",
+        "ExportOffered",
+    }
+)
 
 
 def _affected(records: dict[str, RecordState], fact: Fact, policy: Policy) -> frozenset[str] | None:
@@ -399,7 +415,7 @@ def _affected(records: dict[str, RecordState], fact: Fact, policy: Policy) -> fr
             continue
         moves_clock = fact.kind in rule.starts or fact.kind in rule.stops
         in_scope = rule.clock == "account" or rule.scope == "subject" or record.ref == fact.ref
-        if fact.kind in rule.requires or (moves_clock and in_scope):
+        if moves_clock and in_scope:
             out.add(rid)
     return frozenset(out)
 
@@ -440,6 +456,7 @@ def restamp(
         for d in duties.values()
         if d.kind == "erasure_response"
         and d.done_at is not None
+        and d.closed_as is None  # refused or withdrawn: nothing was carried out
         and (d.duty_id not in before.duties or before.duties[d.duty_id].done_at is None)
     )
     decisions += [
@@ -467,8 +484,34 @@ def judge(
     """The record as the policy sees it now, and the reason for each blocker and the deadline."""
     rule = policy.rule_for(record.category)
     found = stamp(
-        rule, record.category, record.ref, record.written_at, record.written_by, facts, account, policy.label
+        rule,
+        record.category,
+        record.ref,
+        record.written_at,
+        record.written_by,
+        facts,
+        account,
+        policy.label,
+        policy.zone,
     )
+    if record.category == "domain_contact" and policy.is_registry(record.store):
+        moved = transferred_out(facts, record.ref)
+        if moved is not None:
+            why = (
+                f"transferred out to another registrar at {calendar.iso(moved.time)}: the domain stays "
+                f"registered, so no deletion is sent to {record.store}; our own copies go at their "
+                "deadline (seed 001 'Data portability')"
+            )
+            settled = replace(
+                record,
+                status="transferred",
+                rule_id=rule.id if rule else None,
+                deadline=None,
+                caused_by=(record.written_by, moved.event_id),
+                blockers=(),
+                restricted_by=None,
+            )
+            return settled, {"deadline": why}
     restricted_by = None
     erasure = erasure_for(rights, record.written_at)
     if erasure is not None:
@@ -493,12 +536,6 @@ def judge(
             f"restriction {restriction}: processing limited to storage until resolved "
             "(GDPR art. 18, seed 004 'Begrensning')"
         )
-    if rule is not None:
-        for needed in rule.requires:  # in the rule's scope: the subject's events, or its ref's
-            in_scope = rule.scope == "subject"
-            if not any(kind == needed and (in_scope or ref == record.ref) for kind, ref in rights.present):
-                blockers.append(f"awaiting:{needed}")
-                reasons[blockers[-1]] = f"deletion waits for {needed} ({rule.source})"
     if restricted_by:
         reasons["restricted"] = (
             f"erasure request {restricted_by}: kept under rule {rule.id if rule else '-'} "
@@ -531,6 +568,9 @@ def _record_decisions(
             _decision(subject_id, new, kind, rule, new.deadline, reason, policy, new.caused_by, trigger)
         )
 
+    if new.status == "transferred":
+        add("STAMPED" if old is None else "CLOCK_STOPPED", reasons["deadline"])
+        return out
     if old is None:
         blocked = "; ".join(reasons[b] for b in new.blockers)
         add("STAMPED", reasons["deadline"] + (f"; {blocked}" if blocked else ""))
@@ -587,7 +627,10 @@ def _duty_decisions(
                     subject_id,
                     duty,
                     "DUTY_DONE",
-                    f"{duty.kind} done at {calendar.iso(duty.done_at)}",
+                    f"{duty.kind} done at {calendar.iso(duty.done_at)}"
+                    if duty.closed_as is None
+                    else f"{duty.kind} closed at {calendar.iso(duty.done_at)}: "
+                    f"the request was {duty.closed_as}",
                     policy,
                     trigger,
                 )
@@ -646,7 +689,7 @@ def _written(records: dict[str, RecordState], event: RecordWritten, policy: Poli
     for store in policy.copies_of(event.store, event.category, event.ref):
         key = record_id(store, event.category, event.record_key)
         current = out.get(key)
-        if current is not None and current.status != "deleted":
+        if current is not None and current.status not in SETTLED:
             # Already known: its life starts at the earliest announcement, whatever the arrival order.
             if current.status != "pending" or (current.written_at, current.written_by) <= (
                 event.time,

@@ -114,6 +114,22 @@ class ErasureVerified(Event):
 
 
 @dataclass(frozen=True)
+class ErasureRefused(Event):
+    """The request ends without a deletion: refused, e.g. the person's identity was never
+    verified (seed 004). Closes the duty to answer, with the reason."""
+
+    request_id: str
+    reason: str = "IDENTITY_NOT_VERIFIED"  # IDENTITY_NOT_VERIFIED, MANIFESTLY_UNFOUNDED, EXCESSIVE, OTHER
+
+
+@dataclass(frozen=True)
+class ErasureWithdrawn(Event):
+    """The person took the request back before it was carried out. Closes the duty to answer."""
+
+    request_id: str
+
+
+@dataclass(frozen=True)
 class RestrictionRequested(Event):
     """GDPR art. 18: processing limited to storage; nothing is deleted while it lasts."""
 
@@ -187,6 +203,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RecordWritten,
         ErasureRequested,
         ErasureVerified,
+        ErasureRefused,
+        ErasureWithdrawn,
         RestrictionRequested,
         RestrictionLifted,
         LegalHoldPlaced,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from streams.policy import calendar
@@ -13,13 +14,16 @@ from streams.policy.rules import Policy
 
 def record_status(record: RecordState, now: int | None) -> str:
     """pending / held / restricted / due / overdue / deleted (or anonymised / expiring, as the
-    store answered)."""
+    store answered) / transferred (a registry's copy of a domain transferred out: not ours to
+    delete)."""
+    if record.status == "transferred":
+        return "transferred"
     if record.status == "deleted":
         outcome = record.answer[0] if record.answer else "DELETED"
         return {"ANONYMISED": "anonymised", "EXPIRES": "expiring"}.get(outcome, "deleted")
     if record.status == "ordered":
         return "overdue" if record.overdue(now) else "due"
-    if any(b.startswith(("hold:", "awaiting:")) for b in record.blockers):
+    if any(b.startswith("hold:") for b in record.blockers):
         return "held"
     if record.restricted_by or any(b.startswith("restriction:") for b in record.blockers):
         return "restricted"
@@ -36,10 +40,10 @@ def explain(state: SubjectState, policy: Policy, now: int | None) -> dict[str, A
     for rid in sorted(state.records):
         record = state.records[rid]
         rule = policy.rule(record.rule_id)
-        if record.status == "pending":
-            _, reasons = judge(record, state.facts, account, rights, policy)
-            why = [reasons["deadline"], *(reasons[b] for b in record.blockers)]
-            if record.restricted_by:
+        if record.status in ("pending", "transferred"):
+            _, reasons = judge(replace(record, status="pending"), state.facts, account, rights, policy)
+            why = [reasons["deadline"], *(reasons[b] for b in record.blockers if b in reasons)]
+            if record.restricted_by and "restricted" in reasons:
                 why.append(reasons["restricted"])
         elif record.status == "deleted" and record.answer is not None:
             outcome, rows, executed_at, reason = record.answer
@@ -84,9 +88,10 @@ def explain(state: SubjectState, policy: Policy, now: int | None) -> dict[str, A
             "kind": d.kind,
             "due": calendar.iso(d.due),
             "source": d.source,
-            "status": "done"
+            "status": ("closed" if d.closed_as else "done")
             if d.done_at is not None
             else ("overdue" if d.duty_id in state.overdue else "open"),
+            "closed_as": d.closed_as,
             "done_at": calendar.iso(d.done_at) if d.done_at is not None else None,
         }
         for d in sorted(state.duties.values(), key=lambda d: d.duty_id)
@@ -117,6 +122,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"    set by: {', '.join(r['set_by']) or '-'}")
     for d in report["duties"]:
         lines.append(f"- duty {d['duty']}  [{d['status']}]  due {d['due']} ({d['source']})")
+        if d.get("closed_as"):
+            lines.append(f"    why:    the request was {d['closed_as']}")
     if not report["records"] and not report["duties"]:
         lines.append("(no records)")
     return "\n".join(lines)

@@ -14,7 +14,8 @@ class Fact:
     kind: str
     ref: str | None = None
     until: int | None = None  # an end date the event carries (validity end, last paid day)
-    detail: tuple[str, ...] = ()  # kind-specific: hold scope, breach recipient, "verified"
+    # kind-specific: hold scope, breach recipient, "verified", how a domain was released, why refused
+    detail: tuple[str, ...] = ()
 
 
 def fact_of(event: ev.Event) -> Fact | None:
@@ -28,8 +29,10 @@ def fact_of(event: ev.Event) -> Fact | None:
             return Fact(t, eid, kind)
         case ev.InvoiceIssued(invoice_id=ref) | ev.PaymentRecorded(payment_id=ref):
             return Fact(t, eid, kind, ref)
-        case ev.DomainRegistered(domain=ref) | ev.DomainReleased(domain=ref):
+        case ev.DomainRegistered(domain=ref):
             return Fact(t, eid, kind, ref)
+        case ev.DomainReleased(domain=ref, how=how):
+            return Fact(t, eid, kind, ref, detail=(how,))
         case ev.CertificateIssued(certificate_id=ref, valid_until=until):
             return Fact(t, eid, kind, ref, until)
         case ev.CertificateRevoked(certificate_id=ref):
@@ -42,8 +45,10 @@ def fact_of(event: ev.Event) -> Fact | None:
             return Fact(t, eid, kind, ref)
         case ev.ErasureRequested(request_id=ref, verified=verified):
             return Fact(t, eid, kind, ref, detail=("verified",) if verified else ())
-        case ev.ErasureVerified(request_id=ref):
+        case ev.ErasureVerified(request_id=ref) | ev.ErasureWithdrawn(request_id=ref):
             return Fact(t, eid, kind, ref)
+        case ev.ErasureRefused(request_id=ref, reason=reason):
+            return Fact(t, eid, kind, ref, detail=(reason,))
         case ev.RestrictionRequested(restriction_id=ref) | ev.RestrictionLifted(restriction_id=ref):
             return Fact(t, eid, kind, ref)
         case ev.LegalHoldPlaced(hold_id=ref, categories=cats, records=recs):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from streams.policy import calendar
 from streams.policy.facts import Fact
@@ -14,7 +14,6 @@ class Rights:
     holds: dict[str, tuple[str, ...]]  # active hold id -> scope detail (empty: whole subject)
     restrictions: tuple[str, ...]  # active art. 18 restriction ids
     erasures: tuple[tuple[int, str, str], ...]  # (verified at, request id, event id), earliest first
-    present: frozenset[tuple[str, str | None]]  # (kind, ref) of every fact, for `requires` gates
 
 
 @dataclass(frozen=True)
@@ -28,6 +27,25 @@ class Duty:
     source: str
     done_at: int | None = None
     done_by: str | None = None
+    closed_as: str | None = None  # how it ended without being carried out (refused, withdrawn)
+
+
+REFUSALS = {
+    "IDENTITY_NOT_VERIFIED": "refused: the person's identity was never verified (seed 004 'Sletting')",
+    "MANIFESTLY_UNFOUNDED": "refused as manifestly unfounded (GDPR art. 12(5))",
+    "EXCESSIVE": "refused as excessive (GDPR art. 12(5))",
+    "OTHER": "refused",
+}
+WITHDRAWN = "withdrawn by the person before it was carried out"
+
+
+def _closed_as(fact: Fact) -> str | None:
+    """How an erasure request ended without a deletion, if ``fact`` ends one."""
+    if fact.kind == "ErasureWithdrawn":
+        return WITHDRAWN
+    if fact.kind == "ErasureRefused":
+        return REFUSALS.get(fact.detail[0] if fact.detail else "OTHER", REFUSALS["OTHER"])
+    return None
 
 
 def rights_of(facts: tuple[Fact, ...]) -> Rights:
@@ -35,6 +53,7 @@ def rights_of(facts: tuple[Fact, ...]) -> Rights:
     restrictions: dict[str, None] = {}
     requested: set[str] = set()
     verified: dict[str, tuple[int, str]] = {}
+    closed: set[str] = set()  # refused or withdrawn before verification: never carried out
     for fact in facts:
         if fact.kind == "LegalHoldPlaced":
             holds[fact.ref or ""] = fact.detail
@@ -46,12 +65,14 @@ def rights_of(facts: tuple[Fact, ...]) -> Rights:
             restrictions.pop(fact.ref or "", None)
         elif fact.kind == "ErasureRequested":
             requested.add(fact.ref or "")
-            if "verified" in fact.detail:
+            if "verified" in fact.detail and fact.ref not in closed:
                 verified.setdefault(fact.ref or "", (fact.time, fact.event_id))
-        elif fact.kind == "ErasureVerified":
+        elif fact.kind == "ErasureVerified" and (fact.ref or "") not in closed:
             verified.setdefault(fact.ref or "", (fact.time, fact.event_id))
+        elif _closed_as(fact) is not None and (fact.ref or "") not in verified:
+            closed.add(fact.ref or "")
     done = tuple(sorted((t, rid, eid) for rid, (t, eid) in verified.items() if rid in requested))
-    return Rights(holds, tuple(restrictions), done, frozenset((f.kind, f.ref) for f in facts))
+    return Rights(holds, tuple(restrictions), done)
 
 
 def erasure_for(rights: Rights, written_at: int) -> tuple[int, str, str] | None:
@@ -80,6 +101,12 @@ def duties_of(facts: tuple[Fact, ...], duties: Duties) -> dict[str, Duty]:
                 fact.event_id,
                 duties.erasure_response_source,
             )
+        elif fact.kind == "HostingAgreementTerminated" and fact.until is not None:
+            # Seed 003 section 13: the data is offered for export before the last paid period ends.
+            out.setdefault(
+                f"export/{ref}",
+                Duty(f"export/{ref}", "export_offer", fact.until, fact.event_id, duties.export_offer_source),
+            )
         elif fact.kind == "BreachDetected":
             for kind, hours, source in (
                 ("authority", duties.breach_authority_hours, duties.breach_authority_source),
@@ -95,13 +122,18 @@ def duties_of(facts: tuple[Fact, ...], duties: Duties) -> dict[str, Duty]:
     for fact in facts:  # completions, once the duties are known
         ref = fact.ref or ""
         key: str | None = None
-        if (fact.kind == "ErasureRequested" and "verified" in fact.detail) or fact.kind == "ErasureVerified":
+        closed_as = _closed_as(fact)
+        if (
+            (fact.kind == "ErasureRequested" and "verified" in fact.detail)
+            or fact.kind == "ErasureVerified"
+            or closed_as is not None
+        ):
             key = f"erasure/{ref}"
+        elif fact.kind == "ExportOffered":
+            key = f"export/{ref}"
         elif fact.kind == "BreachNotified":
             key = f"breach/{ref}/{(fact.detail or ('',))[0].lower()}"
         duty = out.get(key) if key else None
         if duty is not None and duty.done_at is None:
-            out[duty.duty_id] = Duty(
-                duty.duty_id, duty.kind, duty.due, duty.opened_by, duty.source, fact.time, fact.event_id
-            )
+            out[duty.duty_id] = replace(duty, done_at=fact.time, done_by=fact.event_id, closed_as=closed_as)
     return out

@@ -6,9 +6,12 @@ import hashlib
 import json
 import tomllib
 from dataclasses import asdict, dataclass, replace
+from datetime import tzinfo
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
+
+from streams.policy import calendar
 
 if TYPE_CHECKING:
     from streams.policy.stores import StoreMap
@@ -25,11 +28,11 @@ CATEGORIES = (
     "hosted",
 )
 ClockKind = Literal["account", "event", "written"]
-Anchor = Literal["event_time", "end_of_financial_year", "until"]
+Anchor = Literal["event_time", "end_of_financial_year", "end_of_day", "until"]
 Scope = Literal["subject", "ref"]
 OnErasure = Literal["delete", "restrict"]
 CLOCK_KINDS: tuple[str, ...] = ("account", "event", "written")
-ANCHORS: tuple[str, ...] = ("event_time", "end_of_financial_year", "until")
+ANCHORS: tuple[str, ...] = ("event_time", "end_of_financial_year", "end_of_day", "until")
 ACCOUNT_STARTS = ("AccountClosed", "ServiceCancelled")
 ACCOUNT_STOPS = ("ServiceOrdered",)
 # Events that carry an end date (`until`) usable as an anchor.
@@ -68,6 +71,10 @@ class UncoveredCategory(PolicyError):
     pass
 
 
+class WaitsForever(PolicyError):
+    """A rule whose deletion could wait forever on an event with no deadline."""
+
+
 @dataclass(frozen=True)
 class Keep:
     years: int = 0
@@ -94,7 +101,6 @@ class Rule:
     anchor: Anchor
     keep: Keep
     grace_days: int
-    requires: tuple[str, ...]
     on_erasure: OnErasure
     source: str
     basis: str
@@ -109,6 +115,7 @@ class Duties:
     breach_authority_source: str = "GDPR art. 33"
     breach_customer_hours: int = 72
     breach_customer_source: str = "GDPR art. 34"
+    export_offer_source: str = "seed 003 section 13"
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,9 @@ class Policy:
     rules: tuple[Rule, ...]
     duties: Duties
     content_hash: str
+    # The zone of every local date the rules count in (financial year, end of day): the law of
+    # the seeds is Norwegian, so Norwegian time unless the policy file says otherwise.
+    time_zone: str = calendar.DEFAULT_ZONE
     # Where each category's records are held: every record is fanned out to one copy per store
     # that holds it. None: a record lives only in the store that announced it.
     stores: StoreMap | None = None
@@ -132,9 +142,36 @@ class Policy:
             return (store,)
         return self.stores.holders(category, ref) or (store,)
 
+    def is_registry(self, store: str) -> bool:
+        """Whether ``store`` is a domain registry (a transferred domain's copy stays there)."""
+        return self.stores is not None and self.stores.is_registry(store)
+
+    def announcement_problem(self, store: str, category: str, ref: str | None) -> str | None:
+        """Why a store's announcement of a record (RecordWritten) cannot be enforced, if it
+        cannot: a store the map does not list as holding the category (its commands would have
+        nowhere to go), or a missing ref that the category's rule follows (its clock could never
+        start, so the record would never be deleted). Names fields, never values."""
+        if self.stores is not None and not self.stores.holds(store, category):
+            return (
+                f"RecordWritten names store {store!r}, which the store map doesn't list as holding "
+                f"{category!r} (add it to the map, then create its topic)"
+            )
+        rule = self.needs_ref(category)
+        if rule is not None and not (ref and ref.strip()):
+            return (
+                f"field payload.ref: missing; rule {rule.id} deletes {category} records when "
+                f"{' or '.join(rule.starts)} names their ref, so without one the record could never "
+                "be deleted"
+            )
+        return None
+
     def service_level(self, store: str) -> int:
         """Milliseconds a store may take to answer a command before it is chased (default 1 h)."""
         return self.stores.service_level(store) if self.stores is not None else 3_600_000
+
+    @property
+    def zone(self) -> tzinfo:
+        return calendar.zone(self.time_zone)
 
     @property
     def label(self) -> str:
@@ -149,6 +186,12 @@ class Policy:
 
     def rule(self, rule_id: str | None) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
+
+    def needs_ref(self, category: str) -> Rule | None:
+        """The rule of ``category`` if its clock follows the record's ref (an invoice id, a
+        domain, a consent purpose…): a record announced without one could never be deleted."""
+        rule = self.rule_for(category)
+        return rule if rule is not None and rule.clock == "event" and rule.scope == "ref" else None
 
 
 def parse_policy(text: str, origin: str = "<policy>", require_all_categories: bool = True) -> Policy:
@@ -179,10 +222,23 @@ def parse_policy(text: str, origin: str = "<policy>", require_all_categories: bo
             f"{origin}: no rule covers categor{'y' if len(uncovered) == 1 else 'ies'} {', '.join(uncovered)}"
         )
     duties = _duties(origin, doc.get("duties", {}))
+    time_zone = doc.get("time_zone", calendar.DEFAULT_ZONE)
+    if not isinstance(time_zone, str):
+        raise PolicyError(f"{origin}: 'time_zone' must be a tz database name, e.g. {calendar.DEFAULT_ZONE!r}")
+    try:
+        calendar.zone(time_zone)
+    except calendar.UnknownTimeZone as exc:
+        raise PolicyError(f"{origin}: 'time_zone': {exc}") from None
     canonical = json.dumps(
-        {"version": version, "rules": [asdict(r) for r in rules], "duties": asdict(duties)}, sort_keys=True
+        {
+            "version": version,
+            "time_zone": time_zone,
+            "rules": [asdict(r) for r in rules],
+            "duties": asdict(duties),
+        },
+        sort_keys=True,
     ).encode()
-    return Policy(version, rules, duties, hashlib.sha256(canonical).hexdigest())
+    return Policy(version, rules, duties, hashlib.sha256(canonical).hexdigest(), time_zone)
 
 
 def _text(where: str, raw: dict[str, Any], field: str) -> str:
@@ -227,7 +283,13 @@ def _rule(origin: str, index: int, raw: dict[str, Any]) -> Rule:
     anchor = raw.get("anchor", "event_time")
     if anchor not in ANCHORS:
         raise PolicyError(f"{where}: unknown anchor {anchor!r} (known: {', '.join(ANCHORS)})")
-    starts, stops, requires = (_names(where, raw, f) for f in ("starts", "stops", "requires"))
+    if "requires" in raw:
+        raise WaitsForever(
+            f"{where}: 'requires' lets a deletion wait for an event that no one owes by any "
+            "deadline, so it could wait forever; make that event a duty with its own deadline "
+            "(an overdue duty is reported and alerted, and the data still goes at its deadline)"
+        )
+    starts, stops = (_names(where, raw, f) for f in ("starts", "stops"))
     if clock == "account" and (set(starts) != set(ACCOUNT_STARTS) or set(stops) != set(ACCOUNT_STOPS)):
         raise PolicyError(
             f"{where}: the account clock starts on {', '.join(ACCOUNT_STARTS)} "
@@ -267,7 +329,6 @@ def _rule(origin: str, index: int, raw: dict[str, Any]) -> Rule:
         anchor=cast(Anchor, anchor),
         keep=keep,
         grace_days=_count(where, raw.get("grace_days", 0), "grace_days", 3650),
-        requires=requires,
         on_erasure=cast(OnErasure, on_erasure),
         source=source,
         basis=basis,

@@ -34,8 +34,11 @@ class Holding:
     fields: tuple[str, ...]
     tlds: tuple[str, ...] | None = None  # only registrations under these top-level domains
     tlds_except: tuple[str, ...] | None = None  # every top-level domain but these
+    refs: tuple[str, ...] | None = None  # only records with one of these refs (e.g. consent purposes)
 
     def matches(self, ref: str | None) -> bool:
+        if self.refs is not None and ref not in self.refs:
+            return False
         if self.tlds is None and self.tlds_except is None:
             return True
         tld = top_level_domain(ref)
@@ -54,6 +57,9 @@ class Store:
     service_level_ms: int
     source: str
     holds: tuple[Holding, ...]
+    # A domain registry or registrar: a domain transferred out stays registered there with the
+    # new registrar, so its copy is never ordered deleted (seed 001 "Data portability").
+    registry: bool = False
 
     def holding(self, category: str, ref: str | None) -> Holding | None:
         return next((h for h in self.holds if h.category == category and h.matches(ref)), None)
@@ -79,6 +85,10 @@ class StoreMap:
     def holds(self, store_id: str, category: str) -> bool:
         store = self.store(store_id)
         return store is not None and any(h.category == category for h in store.holds)
+
+    def is_registry(self, store_id: str) -> bool:
+        store = self.store(store_id)
+        return store is not None and store.registry
 
     def service_level(self, store_id: str) -> int:
         """Milliseconds a command may wait for its receipt (a store not in the map: one hour)."""
@@ -131,8 +141,19 @@ def _store(where: str, raw: Any) -> Store:
     if not isinstance(holds_raw, list) or not holds_raw:
         raise StoreMapError(f"{where}: no [[stores.holds]]: say which categories it holds")
     holds = tuple(_holding(f"{where}: holds[{i}]", h) for i, h in enumerate(holds_raw))
+    registry = raw.get("registry", False)
+    if not isinstance(registry, bool):
+        raise StoreMapError(f"{where}: 'registry' must be true or false")
+    if registry and any(h.category != "domain_contact" for h in holds):
+        raise StoreMapError(f"{where}: a registry holds domain_contact records only")
     return Store(
-        store_id, raw["name"], kind, _service_level(where, raw.get("service_level")), raw["source"], holds
+        store_id,
+        raw["name"],
+        kind,
+        _service_level(where, raw.get("service_level")),
+        raw["source"],
+        holds,
+        registry,
     )
 
 
@@ -151,7 +172,14 @@ def _holding(where: str, raw: Any) -> Holding:
         raise StoreMapError(f"{where} ({category}): give 'tlds' or 'tlds_except', not both")
     if (tlds is not None or tlds_except is not None) and category != "domain_contact":
         raise StoreMapError(f"{where} ({category}): 'tlds' applies only to domain_contact")
-    return Holding(category, tuple(fields), tlds, tlds_except)
+    refs = raw.get("refs")
+    if refs is not None and (
+        not isinstance(refs, list) or not refs or not all(isinstance(r, str) and r.strip() for r in refs)
+    ):
+        raise StoreMapError(
+            f"{where} ({category}): 'refs' must list the refs it holds, e.g. [\"newsletter\"]"
+        )
+    return Holding(category, tuple(fields), tlds, tlds_except, tuple(refs) if refs is not None else None)
 
 
 def _tlds(where: str, raw: dict[str, Any], name: str) -> tuple[str, ...] | None:

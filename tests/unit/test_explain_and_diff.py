@@ -31,13 +31,14 @@ def test_explain_gives_each_record_its_status_rule_clause_and_reasons() -> None:
     state = fire_due(subject(), t("2024-02-11"), POLICY).state
     report = explain(state, POLICY, t("2024-02-11"))
     by_record = {r["record"]: r for r in report["records"]}
-    assert by_record["customer_db/auto_collected/log-1"]["status"] == "due"  # erased: deletion ordered
+    # A day of logs holds everyone's lines: an erasure restricts it to its security purpose.
+    assert by_record["customer_db/auto_collected/log-1"]["status"] == "restricted"
     assert by_record["customer_db/correspondence/3"]["status"] == "held"
     invoice = by_record["customer_db/invoice/7"]
     assert (invoice["status"], invoice["rule"], invoice["deadline"]) == (
         "restricted",
         "bookkeeping",
-        "2028-01-01T00:00:00Z",
+        "2027-12-31T23:00:00Z",  # 1 January 2028 00:00 in Oslo
     )
     assert "seed 001" in invoice["clause"] and any("erasure request req-1" in w for w in invoice["why"])
     assert [d["status"] for d in report["duties"]] == ["done"]

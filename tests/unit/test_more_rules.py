@@ -94,9 +94,15 @@ class TestSeed001SslDataKeptWhileTheCertificateIsValid:
 
 
 class TestSeed000LogsDeletedContinuouslyWhenNoLongerNeeded:
-    def test_kept_ninety_days_from_collection(self) -> None:
-        state = fold([written("auto_collected", "log-1", "2024-01-01")])
-        assert deadline(state, "auto_collected", "log-1") == t("2024-03-31")
+    def test_kept_ninety_days_after_the_day_of_collection_ends_in_oslo(self) -> None:
+        state = fold([written("auto_collected", "log-1", "2024-01-01T10:00:00Z")])
+        # 1 January ends at 24:00 in Oslo; 90 days later is 1 April 00:00 Oslo (summer) time.
+        assert deadline(state, "auto_collected", "log-1") == t("2024-03-31T22:00:00Z")
+
+    def test_the_same_day_gives_every_line_the_same_deadline(self) -> None:
+        morning = fold([written("auto_collected", "log-1", "2024-06-01T00:10:00+02:00")])
+        night = fold([written("auto_collected", "log-1", "2024-06-01T23:50:00+02:00")])
+        assert deadline(morning, "auto_collected", "log-1") == deadline(night, "auto_collected", "log-1")
 
 
 class TestSeed000TrustpilotYouCanUnsubscribeAtAnyTime:
@@ -134,16 +140,31 @@ class TestSeed003Section13DeleteEverythingIncludingBackupsAfterTheLastPeriod:
         assert sorted(c.store for c in due.commands) == ["backups", "hosting"]
         assert fire_due(state, t("2024-12-30"), POLICY).commands == ()
 
-    def test_nothing_is_deleted_before_export_has_been_offered(self) -> None:
+    def test_data_not_exported_is_deleted_anyway_and_the_late_offer_is_reported(self) -> None:
+        """Seed 003 section 13, last paragraph: data not exported before the service's expiry
+        is the customer's loss; offering the export is a duty, late is reported, never a gate."""
         state = fold(
             [
                 written("hosted", "site-1", "2022-01-01", ref="agr-1", store="hosting"),
                 terminated("agr-1", "2024-05-01", paid_until="2024-12-31"),
             ]
         )
-        record = state.records["hosting/hosted/site-1"]
-        assert record.blockers == ("awaiting:ExportOffered",)
-        assert fire_due(state, t("2030-01-01"), POLICY).commands == ()
-        offered = apply_event(state, export_offered("agr-1", "2025-02-01"), POLICY)
-        assert [d.kind for d in offered.decisions] == ["RELEASED"]
-        assert len(fire_due(offered.state, t("2025-02-02"), POLICY).commands) == 1
+        assert state.records["hosting/hosted/site-1"].blockers == ()
+        assert state.duties["export/agr-1"].due == t("2024-12-31")
+        due = fire_due(state, t("2024-12-31"), POLICY)
+        assert [c.store for c in due.commands] == ["hosting"]
+        assert [d.kind for d in due.decisions if d.category == "duty"] == ["DUTY_OVERDUE"]
+        offered = apply_event(due.state, export_offered("agr-1", "2025-02-01"), POLICY)
+        assert [d.kind for d in offered.decisions] == ["DUTY_DONE"]
+
+    def test_an_export_offered_in_time_closes_the_duty(self) -> None:
+        state = fold(
+            [
+                written("hosted", "site-1", "2022-01-01", ref="agr-1", store="hosting"),
+                terminated("agr-1", "2024-05-01", paid_until="2024-12-31"),
+                export_offered("agr-1", "2024-05-02"),
+            ]
+        )
+        assert state.duties["export/agr-1"].done_at == t("2024-05-02")
+        due = fire_due(state, t("2025-01-01"), POLICY)
+        assert [d.kind for d in due.decisions] == ["DELETION_ORDERED"]

@@ -104,16 +104,26 @@ class TestSeed001ClientAccountKeptThreeYearsAfterCancellation:
 class TestSeed001InvoicesKeptFiveYearsFromEndOfFinancialYear:
     def test_deadline_is_five_years_after_the_financial_year_ends(self) -> None:
         state = fold([invoiced("inv-7", "2020-03-10"), written("invoice", "7", "2020-03-10", ref="inv-7")])
-        assert deadline(state, "invoice", "7") == t("2026-01-01")
+        assert deadline(state, "invoice", "7") == t("2025-12-31T23:00:00Z")  # 1 Jan 2026 00:00 in Oslo
 
-    def test_an_invoice_issued_on_new_years_eve_belongs_to_that_year(self) -> None:
+    def test_an_invoice_issued_on_new_years_eve_in_oslo_belongs_to_that_year(self) -> None:
         state = fold(
             [
-                written("invoice", "8", "2020-12-31T23:00:00Z", ref="inv-8"),
-                invoiced("inv-8", "2020-12-31T23:00:00Z"),
+                written("invoice", "8", "2020-12-31T22:30:00Z", ref="inv-8"),
+                invoiced("inv-8", "2020-12-31T23:30:00+01:00"),
             ]
         )
-        assert deadline(state, "invoice", "8") == t("2026-01-01")
+        assert deadline(state, "invoice", "8") == t("2025-12-31T23:00:00Z")
+
+    def test_an_invoice_issued_after_midnight_in_oslo_belongs_to_the_new_year(self) -> None:
+        """2021-01-01T00:30+01:00 is still 2020 in UTC, but financial year 2021 in Norway."""
+        state = fold(
+            [
+                written("invoice", "8", "2021-01-01T00:30:00+01:00", ref="inv-8"),
+                invoiced("inv-8", "2021-01-01T00:30:00+01:00"),
+            ]
+        )
+        assert deadline(state, "invoice", "8") == t("2026-12-31T23:00:00Z")  # end of 2026, Oslo time
 
     def test_no_deadline_until_the_invoice_event_is_seen(self) -> None:
         state = fold([written("invoice", "9", "2020-03-10", ref="inv-9")])
@@ -127,7 +137,7 @@ class TestSeed001InvoicesKeptFiveYearsFromEndOfFinancialYear:
                 closed("2022-06-01"),
             ]
         )
-        assert deadline(state, "invoice", "7") == t("2028-01-01")
+        assert deadline(state, "invoice", "7") == t("2027-12-31T23:00:00Z")
 
 
 class TestSeed000CorrespondenceKeptToProtectLegalRights:

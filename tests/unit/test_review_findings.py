@@ -40,7 +40,7 @@ def test_ending_one_hosting_agreement_leaves_another_agreements_data_alone() -> 
     assert [c.record_key for c in fire_due(state, t("2025-06-01"), POLICY).commands] == ["site-a"]
 
 
-def test_export_offered_for_another_agreement_does_not_open_the_gate() -> None:
+def test_export_offered_for_another_agreement_does_not_close_the_export_duty() -> None:
     state = fold(
         [
             written("hosted", "site-a", "2022-01-01", ref="agr-a", store="hosting"),
@@ -48,7 +48,7 @@ def test_export_offered_for_another_agreement_does_not_open_the_gate() -> None:
             export_offered("agr-b", "2024-05-02"),
         ]
     )
-    assert state.records["hosting/hosted/site-a"].blockers == ("awaiting:ExportOffered",)
+    assert state.duties["export/agr-a"].done_at is None
 
 
 def test_consent_for_another_purpose_does_not_stop_the_newsletter_deletion() -> None:
@@ -65,13 +65,13 @@ def test_consent_for_another_purpose_does_not_stop_the_newsletter_deletion() -> 
 def test_a_second_verified_erasure_covers_records_written_after_the_first() -> None:
     state = fold(
         [
-            written("auto_collected", "log-1", "2024-01-05"),
+            written("correspondence", "t-1", "2024-01-05"),
             erasure("req-1", "2024-02-10"),
-            written("auto_collected", "log-2", "2024-03-01"),
+            written("correspondence", "t-2", "2024-03-01"),
             erasure("req-2", "2024-04-01"),
         ]
     )
-    assert state.records["customer_db/auto_collected/log-2"].deadline == t("2024-04-01")
+    assert state.records["customer_db/correspondence/t-2"].deadline == t("2024-04-01")
 
 
 def test_a_duty_done_after_its_deadline_is_reported_overdue_once() -> None:

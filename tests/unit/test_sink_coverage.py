@@ -38,8 +38,8 @@ def test_a_postgres_store_without_a_table_map_is_named() -> None:
 
 
 def test_a_vendor_missing_from_the_vendors_config_or_not_holding_the_category_is_named() -> None:
-    assert coverage_problems(parse_store_map(one_store("review_vendor", "http", "marketing"))) == [
-        "review_vendor: no vendor of that store in the vendors config"
+    assert coverage_problems(parse_store_map(one_store("newsletter_tool", "http", "marketing"))) == [
+        "newsletter_tool: no vendor of that store in the vendors config"
     ]
     assert coverage_problems(parse_store_map(one_store("chat_vendor", "http", "marketing"))) == [
         "chat_vendor: the vendors config does not let it delete marketing"
@@ -67,7 +67,7 @@ def test_policy_check_fails_on_a_gap_and_names_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     stores = tmp_path / "stores.toml"
-    stores.write_text(one_store("review_vendor", "http", "marketing"))
+    stores.write_text(one_store("newsletter_tool", "http", "marketing"))
     monkeypatch.setenv("EBBTIDE_STORE_MAP", str(stores))
     assert main(["policy", "check", "streams/policy/retention.v1.toml"]) == 1
-    assert "review_vendor: no vendor of that store in the vendors config" in capsys.readouterr().err
+    assert "newsletter_tool: no vendor of that store in the vendors config" in capsys.readouterr().err

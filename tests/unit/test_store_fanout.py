@@ -72,7 +72,7 @@ class TestVedlegg2EveryStoreThatHoldsTheRecordIsOrdered:
             ("example.no", "registry_norid"),
             ("sub.example.no", "registry_norid"),
             ("example.se", "registry_nicse"),
-            ("example.nu", "registry_nicse"),
+            ("example.nu", "registry_rtr"),  # seed 001 'How we share': only .no and .se go direct
             ("example.com", "registry_rtr"),
             ("example.io", "registry_rtr"),
         ],
