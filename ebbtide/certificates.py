@@ -35,12 +35,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from streams.policy.decisions import ANSWERED, answer_problem
+
 FORMAT = "ebbtide-deletion-certificate/1"
 ALGORITHM = "Ed25519"
-ANSWERED = ("DELETED", "NOT_FOUND", "ANONYMISED", "EXPIRES")
-# Outcomes that touched something: at least one row (EXPIRES: at least one backup holding it).
-# DELETED may count 0 rows: a log store drops an empty day's partition, which held no lines.
-TOUCHING = ("ANONYMISED", "EXPIRES")
 SIGNATURE_BYTES = 64
 
 ENTRY_FIELDS = (
@@ -236,20 +234,18 @@ def problems(certificate: Certificate) -> list[str]:
             problem = _text_problem(value) or (_utc_problem(value) if name in TIME_FIELDS else None)
             if problem:
                 found.append(f"{where}: {name}: {problem}")
-        rows_ok = isinstance(entry.rows, int) and not isinstance(entry.rows, bool) and entry.rows >= 0
-        if not rows_ok:
-            found.append(f"{where}: rows: must be a whole number, 0 or more")
+        rows_ok = isinstance(entry.rows, int) and not isinstance(entry.rows, bool)
         if entry.outcome not in ANSWERED:
             found.append(
                 f"{where}: not answered: outcome {entry.outcome!r} is not one of {', '.join(ANSWERED)}; "
                 "a certificate is issued only when every store has confirmed"
             )
         elif not rows_ok:
-            pass
-        elif entry.outcome in TOUCHING and entry.rows == 0:
-            found.append(f"{where}: outcome {entry.outcome} with 0 rows")
-        elif entry.outcome == "NOT_FOUND" and entry.rows != 0:
-            found.append(f"{where}: outcome NOT_FOUND with {entry.rows} rows")
+            found.append(f"{where}: rows: must be a whole number, 0 or more")
+        else:
+            problem = answer_problem(entry.outcome, entry.rows)
+            if problem:
+                found.append(f"{where}: {problem}")
         if (entry.store, entry.record) in seen:
             found.append(f"{where}: more than one entry for this record")
         seen.add((entry.store, entry.record))

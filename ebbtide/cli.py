@@ -38,7 +38,7 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
-    from ebbtide.client import EventPublisher, LineError, PublishFailed, read_jsonl
+    from ebbtide.client import EventPublisher, LineError, PublishFailed, read_jsonl, settings_policy
 
     path = Path(args.file)
     if not path.is_file():
@@ -46,7 +46,8 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     records: list[dict[str, object]] = []
     errors: list[LineError] = []
-    for _, item in read_jsonl(path):
+    policy = settings_policy(settings)
+    for _, item in read_jsonl(path, policy):
         if isinstance(item, LineError):
             errors.append(item)
         else:
@@ -64,7 +65,7 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{len(records)} valid event(s); --dry-run: nothing published")
         return 0
     try:
-        with EventPublisher(settings) as publisher:
+        with EventPublisher(settings, policy) as publisher:
             sent = publisher.publish_all(records)
     except PublishFailed as exc:
         print(

@@ -14,12 +14,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from kafka.errors import KafkaError
 
 from ebbtide.settings import Settings, Topics
 from schemas import LIFECYCLE_EVENT, InvalidMessage, codec_for
+
+if TYPE_CHECKING:
+    from streams.policy.rules import Policy
 
 NAMESPACE = "io.ebbtide.events"
 ENVELOPE_FIELDS = ("event_id", "type", "subject_id", "event_time", "producer")
@@ -40,8 +43,9 @@ def event_types() -> list[str]:
     return [branch["name"].rsplit(".", 1)[-1] for branch in payload["type"]]
 
 
-def to_record(event: dict[str, Any]) -> dict[str, Any]:
-    """Turn the JSON form into an Avro record, refusing bad input with a clear message."""
+def to_record(event: dict[str, Any], policy: Policy | None = None) -> dict[str, Any]:
+    """Turn the JSON form into an Avro record, refusing bad input with a clear message; with a
+    ``policy``, also an announcement it could not enforce (see :func:`check_announcement`)."""
     if not isinstance(event, dict):
         raise InvalidEvent("an event must be a JSON object")
     for name in ENVELOPE_FIELDS:
@@ -78,7 +82,30 @@ def to_record(event: dict[str, Any]) -> dict[str, Any]:
         codec_for(LIFECYCLE_EVENT).validate(record)
     except InvalidMessage as exc:
         raise InvalidEvent(exc.reason.removeprefix("lifecycle_event: ")) from None
+    if policy is not None:
+        check_announcement(record, policy)
     return record
+
+
+def check_announcement(record: dict[str, Any], policy: Policy) -> None:
+    """Refuse a ``RecordWritten`` the policy could not enforce, as the worker would dead-letter
+    it: a store the store map does not list as holding the category, or no ref where the
+    category's rule follows one (its record could never be deleted)."""
+    branch, payload = record["payload"]
+    if not branch.endswith(".RecordWritten"):
+        return
+    problem = policy.announcement_problem(
+        payload["store"], str(payload["category"]).lower(), payload.get("ref")
+    )
+    if problem is not None:
+        raise InvalidEvent(problem)
+
+
+def settings_policy(settings: Settings) -> Policy:
+    """The policy a worker with these settings runs: the shipped rules and the settings' store map."""
+    from streams.policy.rules import rules_policy
+
+    return rules_policy().with_stores(settings.stores())
 
 
 def _timestamp_fields(kind: str) -> set[str]:
@@ -118,14 +145,15 @@ class LineError:
         return f"line {self.line}: {self.message}"
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | LineError]]:
-    """Each non-blank line of a JSONL file as (line number, Avro record or error)."""
+def read_jsonl(path: Path, policy: Policy | None = None) -> Iterator[tuple[int, dict[str, Any] | LineError]]:
+    """Each non-blank line of a JSONL file as (line number, Avro record or error); with a
+    ``policy``, announcements it could not enforce are errors too."""
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
-                yield number, to_record(json.loads(line))
+                yield number, to_record(json.loads(line), policy)
             except json.JSONDecodeError as exc:
                 yield number, LineError(number, f"not JSON ({exc.msg} at column {exc.colno})")
             except InvalidEvent as exc:
@@ -133,11 +161,15 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any] | LineError]]:
 
 
 class EventPublisher:
-    """Publishes lifecycle events keyed by subject, so a subject's events share a partition."""
+    """Publishes lifecycle events keyed by subject, so a subject's events share a partition.
 
-    def __init__(self, settings: Settings) -> None:
+    :meth:`publish` refuses what the worker would dead-letter: events that do not fit the
+    schema, and announcements the ``policy`` (default: the settings' policy) cannot enforce."""
+
+    def __init__(self, settings: Settings, policy: Policy | None = None) -> None:
         from ebbtide.kafka_io import producer
 
+        self.policy = policy if policy is not None else settings_policy(settings)
         self._producer = producer(settings)
         self._topic = Topics(settings.topic_prefix).events
         self._codec = codec_for(LIFECYCLE_EVENT)
@@ -145,7 +177,7 @@ class EventPublisher:
 
     def publish(self, event: dict[str, Any]) -> None:
         """Validate one event (JSON form) and send it; raises :class:`InvalidEvent`."""
-        self.publish_record(to_record(event))
+        self.publish_record(to_record(event, self.policy))
 
     def publish_record(self, record: dict[str, Any]) -> None:
         future = self._producer.send(

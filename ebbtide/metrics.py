@@ -54,8 +54,13 @@ ROWS_DELETED = Counter(
 CERTIFICATES = Counter(
     "ebbtide_certificates_total",
     "Deletion certificates the worker found due: issued (signed and published), unsigned (no "
-    "signer configured) or refused (content the certificate rules reject; see the worker's log).",
+    "signer configured) or deferred (signing failed; kept and tried again at the next tick, see "
+    "the worker's log).",
     ["result"],
+)
+CERTIFICATES_UNSIGNED = Gauge(
+    "ebbtide_certificates_unsigned",
+    "Deletion certificates due but not signed yet (signing failed; tried again at every tick).",
 )
 OVERDUE = Gauge(
     "ebbtide_deletions_overdue",

@@ -4,8 +4,9 @@ No Faust here: the agent in ``streams.app`` feeds it a batch of messages, sends 
 returns, waits for the broker, then calls :meth:`LifecycleProcessor.flush` to apply the staged
 state writes.
 
-State is one table. Keys: ``s:<partition>:<subject>`` for a subject's state and
-``p:<partition>`` for the partition's progress (clock, events processed, deferred ticks).
+State is one table. Keys: ``s:<partition>:<subject>`` for a subject's state,
+``p:<partition>`` for the partition's progress (clock, events processed, deferred ticks) and
+``u:<partition>`` for certificates the engine issued that could not be signed yet.
 All events of a subject share a partition, and every key names its partition, so each
 partition's state lives, in order, in that partition of the changelog, and a restarted worker
 recovers exactly what it owned.
@@ -32,6 +33,7 @@ from schemas import (
     codec_for,
 )
 from streams.policy import snapshot
+from streams.policy.decisions import CertificateDue, answer_problem
 from streams.policy.due import DueIndex, PartitionProgress
 from streams.policy.engine import (
     Outcome,
@@ -102,6 +104,7 @@ class LifecycleProcessor:
         self._decoded: dict[str, tuple[Any, SubjectState]] = {}
         self._backlog: list[Out] = []  # decisions of subjects judged again under a new policy
         self._pending: dict[int, int] = {}
+        self._unsigned: dict[int, int] = {}  # per partition: certificates held for want of a signature
         # Per partition and store: copies chased for want of a receipt ("late") and all copies
         # ordered and not answered yet ("open").
         self._unanswered: dict[str, dict[int, dict[str, int]]] = {"late": {}, "open": {}}
@@ -146,6 +149,7 @@ class LifecycleProcessor:
         for partition in partitions:
             self._due.pop(partition, None)
             self._pending.pop(partition, None)
+            self._unsigned.pop(partition, None)
             for counts in self._unanswered.values():
                 counts.pop(partition, None)
             prefix = f"s:{partition}:"
@@ -194,7 +198,8 @@ class LifecycleProcessor:
             return [self._dead_letter("clock", self.topics.clock, partition, offset, key, value, exc)]
         progress = self._progress(partition)
         progress.deferred.append((tick_time(tick), int(tick["events_end"])))
-        out = self._release_deferred(partition, progress)
+        out = self._sign_held(partition) if self.signer is not None else []
+        out += self._release_deferred(partition, progress)
         self._save_progress(partition, progress)
         return out
 
@@ -204,6 +209,9 @@ class LifecycleProcessor:
     def _on_receipt(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Out]:
         try:
             report = to_report(self._receipts.decode(value))
+            problem = answer_problem(report.outcome, report.rows)
+            if problem is not None:  # it could not be certified: the copy waits for a true answer
+                raise InvalidMessage(f"deletion_receipt: {problem}")
             state = self._load(partition, report.subject_id)
             if state is None:
                 raise InvalidMessage("deletion_receipt: no subject with this id on this partition")
@@ -271,18 +279,61 @@ class LifecycleProcessor:
             if self.signer is None:
                 metrics.CERTIFICATES.labels("unsigned").inc()
                 continue
-            try:
-                signed = self.signer.encode(certificate)
-            except ValueError as exc:  # the engine's content broke a certificate rule: a bug to see
-                metrics.CERTIFICATES.labels("refused").inc()
-                log.error("certificate for subject %s not issued: %s", certificate.subject_id, exc)
-                continue
-            out.append(Out(self.topics.certificates, message_key, signed))
-            metrics.CERTIFICATES.labels("issued").inc()
+            signed = self._signed(certificate)
+            if signed is None:
+                self._hold_unsigned(partition, [snapshot.dump_certificate(certificate)])
+            else:
+                out.append(signed)
         for command in outcome.commands:
             metrics.COMMANDS_SENT.labels(command.store, command.category).inc()
         for decision in outcome.decisions:
             metrics.DECISIONS.labels(decision.kind).inc()
+        return out
+
+    def _signed(self, certificate: CertificateDue) -> Out | None:
+        """The signed certificate to publish, or None if signing failed (it is then kept and
+        tried again at the partition's next tick: a certified round is never lost)."""
+        assert self.signer is not None
+        try:
+            signed = self.signer.encode(certificate)
+        except Exception as exc:  # a broken key, a refused content: kept, retried, alerted
+            metrics.CERTIFICATES.labels("deferred").inc()
+            log.error(
+                "certificate for subject %s not signed (%s: %s); kept and tried again at the next tick",
+                certificate.subject_id,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+        metrics.CERTIFICATES.labels("issued").inc()
+        return Out(self.topics.certificates, certificate.subject_id.encode(), signed)
+
+    def _hold_unsigned(self, partition: int, certificates: list[dict[str, Any]]) -> None:
+        """Add certificates that could not be signed to the partition's durable list."""
+        key = f"u:{partition}"
+        held = list(self.state.get(key) or []) + certificates
+        self.state[key] = held
+        self._unsigned[partition] = len(held)
+        metrics.CERTIFICATES_UNSIGNED.set(sum(self._unsigned.values()))
+
+    def _sign_held(self, partition: int) -> list[Out]:
+        """Try again to sign the partition's certificates that could not be signed before."""
+        key = f"u:{partition}"
+        held = self.state.get(key)
+        if not held:
+            return []
+        out: list[Out] = []
+        still: list[dict[str, Any]] = []
+        for raw in held:
+            signed = self._signed(snapshot.load_certificate(raw))
+            if signed is None:
+                still.append(raw)
+            else:
+                out.append(signed)
+        if len(still) != len(held):
+            self.state[key] = still
+            self._unsigned[partition] = len(still)
+            metrics.CERTIFICATES_UNSIGNED.set(sum(self._unsigned.values()))
         return out
 
     def _index(self, partition: int) -> DueIndex:
@@ -307,6 +358,8 @@ class LifecycleProcessor:
                         judged_before.append(subject_id)
             self._pending[partition] = 0
             self._count_pending(partition, pending)
+            self._unsigned[partition] = len(self.state.get(f"u:{partition}") or [])
+            metrics.CERTIFICATES_UNSIGNED.set(sum(self._unsigned.values()))
             for subject_id in judged_before:  # stamped under another policy: judge them again now
                 self._load(partition, subject_id)
         return index

@@ -26,6 +26,28 @@ DecisionKind = Literal[
 ]
 
 
+# What a store may answer to a deletion command (a receipt's outcome), and which answers count as
+# done: FAILED means the copy is ordered again.
+ANSWERED = ("DELETED", "NOT_FOUND", "ANONYMISED", "EXPIRES")
+OUTCOMES = (*ANSWERED, "FAILED")
+# Outcomes that touched something: at least one row (EXPIRES: at least one backup holding it).
+# DELETED may count 0 rows: a log store drops an empty day's partition, which held no lines.
+TOUCHING = ("ANONYMISED", "EXPIRES")
+
+
+def answer_problem(outcome: str, rows: int) -> str | None:
+    """Why a store's answer contradicts itself (and so cannot be certified), if it does."""
+    if outcome not in OUTCOMES:
+        return f"outcome {outcome!r} is not one of {', '.join(OUTCOMES)}"
+    if rows < 0:
+        return "rows: must be a whole number, 0 or more"
+    if outcome in TOUCHING and rows == 0:
+        return f"outcome {outcome} with 0 rows"
+    if outcome == "NOT_FOUND" and rows != 0:
+        return f"outcome NOT_FOUND with {rows} rows"
+    return None
+
+
 def stable_id(*parts: str | int | tuple[str, ...] | None) -> str:
     """A deterministic id from the parts that make a thing what it is.
 

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
+from streams.policy.decisions import CertificateDue, CertifiedCopy
 from streams.policy.engine import RecordState, SubjectState
 from streams.policy.facts import Fact
 from streams.policy.rights import Duty
+
+
+def dump_certificate(certificate: CertificateDue) -> dict[str, Any]:
+    """A certificate's content as plain JSON-able data (kept while it waits to be signed)."""
+    return asdict(certificate)
+
+
+def load_certificate(raw: dict[str, Any]) -> CertificateDue:
+    copies = tuple(CertifiedCopy(**c) for c in raw["copies"])
+    return CertificateDue(raw["subject_id"], raw["issued_at"], raw["policy_version"], copies)
 
 
 def dump(state: SubjectState) -> dict[str, Any]:
@@ -41,7 +53,7 @@ def dump(state: SubjectState) -> dict[str, Any]:
     }
     if state.duties:
         out["duties"] = [
-            [d.duty_id, d.kind, d.due, d.opened_by, d.source, d.done_at, d.done_by]
+            [d.duty_id, d.kind, d.due, d.opened_by, d.source, d.done_at, d.done_by, d.closed_as]
             for d in state.duties.values()
         ]
     if state.overdue:

@@ -24,7 +24,7 @@ LIFE = [
     ev("i1", "InvoiceIssued", "cust-1", "2019-05-01T10:00:00Z", invoice_id="inv-10"),
     written("w2", "cust-1", "2019-05-01T10:00:00Z", "invoice", "10", ref="inv-10"),
     written("w3", "cust-1", "2019-06-01T10:00:00Z", "correspondence", "20"),
-    written("w4", "cust-1", "2019-01-10T10:00:00Z", "marketing", "30"),
+    written("w4", "cust-1", "2019-01-10T10:00:00Z", "marketing", "30", ref="newsletter"),
     ev("x1", "ServiceCancelled", "cust-1", "2020-02-01T10:00:00Z", service_id="svc-1"),
     ev("c1", "AccountClosed", "cust-1", "2020-02-01T10:00:00Z"),
     ev(

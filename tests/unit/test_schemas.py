@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -76,6 +77,29 @@ def test_adding_a_field_without_default_is_reported_as_breaking(tmp_path: Path) 
     (tmp_path / "deletion_receipt.v2.avsc").write_text(new)
     problems = check_directory(tmp_path)
     assert any("v2 cannot read v1" in p and "region" in p for p in problems)
+
+
+def _with_new_branch(schema: str) -> str:
+    """A copy of a schema whose last union field has one more record branch."""
+    doc = json.loads(schema)
+    union = next(f for f in doc["fields"] if isinstance(f["type"], list) and isinstance(f["type"][0], dict))
+    union["type"].append({"type": "record", "name": "Brand", "fields": [{"name": "x", "type": "string"}]})
+    return json.dumps(doc)
+
+
+def test_a_new_event_type_is_readable_by_the_new_worker_and_refused_in_a_full_schema(
+    tmp_path: Path,
+) -> None:
+    events = (SCHEMA_DIR / "lifecycle_event.v1.avsc").read_text()
+    assert incompatibilities(_with_new_branch(events), events) == []  # the new reader reads old data
+    assert incompatibilities(events, _with_new_branch(events)) != []  # old readers cannot read it
+    assert check_directory() == []  # lifecycle_event is BACKWARD: v2 adds ErasureRefused/Withdrawn
+    (tmp_path / "decision.v1.avsc").write_text(
+        '{"type":"record","name":"D","fields":[{"name":"u",'
+        '"type":[{"type":"record","name":"A","fields":[]}]}]}'
+    )
+    (tmp_path / "decision.v2.avsc").write_text(_with_new_branch((tmp_path / "decision.v1.avsc").read_text()))
+    assert any("v1 readers cannot read v2" in p for p in check_directory(tmp_path))
 
 
 def test_adding_an_optional_field_is_compatible() -> None:
