@@ -58,6 +58,12 @@ CERTIFICATES = Counter(
     "the worker's log).",
     ["result"],
 )
+DUTIES_OVERDUE = Counter(
+    "ebbtide_duties_overdue_total",
+    "Duties reported overdue (DUTY_OVERDUE), by duty: erasure (answer an erasure request), export "
+    "(offer a hosting customer's data for export before the paid period ends) or breach (notify).",
+    ["duty"],
+)
 CERTIFICATES_UNSIGNED = Gauge(
     "ebbtide_certificates_unsigned",
     "Deletion certificates due but not signed yet (signing failed; tried again at every tick).",

@@ -288,6 +288,8 @@ class LifecycleProcessor:
             metrics.COMMANDS_SENT.labels(command.store, command.category).inc()
         for decision in outcome.decisions:
             metrics.DECISIONS.labels(decision.kind).inc()
+            if decision.kind == "DUTY_OVERDUE":  # record: duty/<erasure|export|breach>/<id>...
+                metrics.DUTIES_OVERDUE.labels(decision.record.split("/")[1]).inc()
         return out
 
     def _signed(self, certificate: CertificateDue) -> Out | None:
