@@ -1,12 +1,15 @@
 """The log store: server logs in a PostgreSQL table partitioned by day; retention drops partitions.
 
 Collected logs (web and mail server access logs: times, IP addresses, e-mail addresses in the
-lines) live in ``logs.access_log``, partitioned by range of ``logged_at``, one partition per UTC
-day named ``logs.access_log_YYYYMMDD``. Deleting log lines one by one does not scale; dropping a
-whole day does, so the unit of retention is the partition: the log shipper announces each day
-as one record (:func:`announcements`; subject :data:`SUBJECT`, store :data:`STORE`, category
-:data:`CATEGORY`, record key the partition name), the policy stamps it (90 days after the end of
-the day) and the sink answers the deletion command by detaching and dropping that partition.
+lines) live in ``logs.access_log``, partitioned by range of ``logged_at``, one partition per day
+in the policy's time zone (Norwegian days: :data:`ZONE`), named ``logs.access_log_YYYYMMDD``.
+Deleting log lines one by one does not scale; dropping a whole day does, so the unit of
+retention is the partition, and logs go by age for everyone alike: the log shipper announces each
+day as one record (:func:`announcements`; subject :data:`SUBJECT`, store :data:`STORE`, category
+:data:`CATEGORY`, record key the partition name), the policy stamps it (90 days after the day
+ends) and the sink answers the deletion command by detaching and dropping that partition: one
+receipt per dropped day. A day holds every customer's lines, so no one person's erasure drops it
+(the logs rule restricts them instead, and the answer says until when they are kept).
 
 The sink drops nothing but a partition of ``logs.access_log`` whose name is exactly
 ``access_log_YYYYMMDD`` of a real date: any other key is answered FAILED and nothing is touched.
@@ -17,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from psycopg2 import sql
@@ -26,6 +29,7 @@ from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
 from sinks.tracked import Outcome, Refused, TrackedExecutor, ensure_tables
+from streams.policy import calendar
 
 STORE = "log_store"
 CATEGORY = "auto_collected"
@@ -34,6 +38,8 @@ TABLE = "access_log"
 SUBJECT = f"{SCHEMA}:{TABLE}"  # the system subject the shipper announces the days under
 PRODUCER = "log-shipper"
 _PARTITION = re.compile(rf"{TABLE}_(\d{{8}})")
+# The days of the partitions are local days of the policy's time zone (the shipped policy's).
+ZONE = calendar.zone(calendar.DEFAULT_ZONE)
 
 TABLE_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
@@ -49,7 +55,7 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.{TABLE} (
 @dataclass(frozen=True)
 class LogPartition:
     name: str  # e.g. access_log_20260301, in schema logs
-    day: date  # the UTC day it holds: [day 00:00Z, next day 00:00Z)
+    day: date  # the local day it holds: [day 00:00, next day 00:00) in the policy's time zone
     rows: int
 
 
@@ -69,10 +75,12 @@ def partition_day(name: str) -> date | None:
     return day if partition_name(day) == name else None
 
 
-def day_bounds(day: date) -> tuple[datetime, datetime]:
-    """[start, end) of a UTC day, the range of its partition."""
-    start = datetime.combine(day, time(), tzinfo=UTC)
-    return start, start + timedelta(days=1)
+def day_bounds(day: date, zone: tzinfo = ZONE) -> tuple[datetime, datetime]:
+    """[start, end) of a local day (23 or 25 hours across a daylight saving change), the range
+    of its partition."""
+    start = calendar.to_datetime(calendar.start_of_day(day, zone), zone)
+    end = calendar.to_datetime(calendar.start_of_day(day + timedelta(days=1), zone), zone)
+    return start, end
 
 
 def create_log_table(conn: Connection) -> None:
@@ -80,10 +88,10 @@ def create_log_table(conn: Connection) -> None:
     ensure_tables(conn, [f"{SCHEMA}.{TABLE}"], TABLE_DDL)
 
 
-def create_day_partition(conn: Connection, day: date) -> str:
+def create_day_partition(conn: Connection, day: date, zone: tzinfo = ZONE) -> str:
     """Create the partition of ``day`` if missing (and the table); commits; returns its name."""
     name = partition_name(day)
-    start, end = day_bounds(day)
+    start, end = day_bounds(day, zone)
     create_log_table(conn)
     with conn, conn.cursor() as cur:
         cur.execute(
@@ -138,18 +146,19 @@ def list_partitions(conn: Connection) -> list[LogPartition]:
     return sorted(out, key=lambda p: p.day)
 
 
-def announcement(day: date, producer: str = PRODUCER) -> dict[str, Any]:
+def announcement(day: date, producer: str = PRODUCER, zone: tzinfo = ZONE) -> dict[str, Any]:
     """The RecordWritten event (JSON form, as ``EventPublisher.publish`` takes it) announcing a
-    day's partition. Its event time is the end of the day, the last moment a line can be written
-    to it, so every line is kept at least as long as the policy says. The event id is
-    deterministic: announcing a day again is a no-op for the pipeline."""
+    day's partition. Its event time is the start of the day; the logs rule counts its period from
+    the end of that day (anchor ``end_of_day``), so every line is kept at least as long as the
+    policy says. The event id is deterministic: announcing a day again is a no-op for the
+    pipeline."""
     name = partition_name(day)
-    _, end = day_bounds(day)
+    start, _ = day_bounds(day, zone)
     return {
         "event_id": f"{SUBJECT}:{name}:written",
         "type": "RecordWritten",
         "subject_id": SUBJECT,
-        "event_time": end.isoformat().replace("+00:00", "Z"),
+        "event_time": start.isoformat(),
         "producer": producer,
         "payload": {"store": STORE, "category": CATEGORY, "record_key": name},
     }

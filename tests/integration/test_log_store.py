@@ -13,6 +13,7 @@ import pytest
 from ebbtide.client import to_record
 from ebbtide.settings import Settings
 from sinks.logstore import (
+    ZONE,
     LogStoreExecutor,
     announcements,
     append_rows,
@@ -41,8 +42,8 @@ def command(key: str, command_id: str | None = None, category: str = "auto_colle
 
 
 def log_lines(day: date, count: int) -> list[tuple[datetime, str, str, str]]:
-    """Synthetic access-log lines of one day: documentation addresses only."""
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    """Synthetic access-log lines of one (Oslo) day: documentation addresses only."""
+    start = datetime(day.year, day.month, day.day, tzinfo=ZONE)
     return [
         (
             start + timedelta(hours=23, minutes=59, seconds=i)
@@ -92,9 +93,14 @@ def scalar(dsn: str, query: str) -> Any:
 
 def test_partitions_hold_their_day_and_are_listed_oldest_first(logs: str) -> None:
     assert partitions(logs) == {"access_log_20260301": 2, "access_log_20260302": 3, "access_log_20260303": 1}
-    # The last line of a day (23:59Z) is in that day's partition, not the next one.
+    # Days are Oslo days: 2 March 00:00 there (23:00Z on 1 March) belongs to 2 March, and the
+    # last line of 1 March (23:59 there, 22:59Z) to 1 March.
     assert (
-        scalar(logs, "SELECT count(*) FROM logs.access_log_20260301 WHERE logged_at >= '2026-03-01 23:00Z'")
+        scalar(logs, "SELECT count(*) FROM logs.access_log_20260302 WHERE logged_at < '2026-03-02 00:00Z'")
+        == 1
+    )
+    assert (
+        scalar(logs, "SELECT count(*) FROM logs.access_log_20260301 WHERE logged_at >= '2026-03-01 22:00Z'")
         == 1
     )
 
@@ -171,7 +177,7 @@ def test_a_repeated_command_gets_the_same_receipt_and_drops_nothing_more(
     assert (other.receipt["outcome"], other.receipt["rows"]) == ("DELETED", 1)
 
 
-def test_announcements_are_valid_record_written_events_ending_with_their_day(logs: str) -> None:
+def test_announcements_are_valid_record_written_events_starting_their_oslo_day(logs: str) -> None:
     conn = psycopg2.connect(logs)
     events = announcements(conn)
     again = announcements(conn)
@@ -180,7 +186,7 @@ def test_announcements_are_valid_record_written_events_ending_with_their_day(log
     assert [e["payload"]["record_key"] for e in events] == [partition_name(d) for d in DAYS]
     first = to_record(events[0])  # what `ebbtide publish` and EventPublisher accept
     assert first["subject_id"] == "logs:access_log"
-    assert first["event_time"] == datetime(2026, 3, 2, tzinfo=UTC)  # the end of 1 March
+    assert first["event_time"] == datetime(2026, 2, 28, 23, tzinfo=UTC)  # 1 March 00:00 in Oslo
     assert first["payload"] == (
         "io.ebbtide.events.RecordWritten",
         {"store": "log_store", "category": "AUTO_COLLECTED", "record_key": "access_log_20260301"},
