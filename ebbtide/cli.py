@@ -254,14 +254,16 @@ def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
                 f"ok: store map {settings.store_map or 'shipped'}: {len(stores.stores)} stores, "
                 f"{len(held)} categories held; policy with stores {policy.with_stores(stores).label}"
             )
-            from sinks.coverage import coverage_problems
+            from sinks.coverage import coverage_problems, ref_problems
 
             gaps = coverage_problems(stores)
-            for gap in gaps:
+            unref = ref_problems(policy.with_stores(stores))
+            for gap in gaps + unref:
                 print(f"ebbtide policy check: {gap}", file=sys.stderr)
-            if gaps:
+            if gaps or unref:
                 return 1
             print("ok: the shipped sink configs cover every category every store holds")
+            print("ok: every table backfill announces names the ref its rule follows; no rule waits forever")
             return 0
         if len(args.files) != 2:
             print("ebbtide policy diff: give OLD and NEW policy files", file=sys.stderr)

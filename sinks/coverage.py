@@ -15,6 +15,7 @@ from sinks import backups, logstore
 from sinks.mapping import StoreMap as TableMap
 from sinks.mapping import StoreMapError, load_store_map, map_path
 from sinks.vendors import DEFAULT_VENDORS, Vendor, VendorConfigError, load_vendors
+from streams.policy.rules import Policy
 from streams.policy.stores import StoreMap
 
 
@@ -64,6 +65,33 @@ def coverage_problems(
             if store.id != sink_store or held != [category]:
                 problems.append(
                     f"{store.id}: the {store.kind} sink answers store {sink_store}, category {category} only"
+                )
+    return problems
+
+
+def ref_problems(policy: Policy, table_map: Callable[[str], TableMap] | None = None) -> list[str]:
+    """Every table that ``ebbtide backfill`` would announce without the ref its category's rule
+    follows (a record announced so could never be deleted), in words. Only PostgreSQL stores'
+    table maps announce records; one that cannot be loaded is :func:`coverage_problems`' to name."""
+    if policy.stores is None:
+        return []
+    if table_map is None:
+        table_map = _shipped_table_map
+    problems: list[str] = []
+    for store in policy.stores.stores:
+        if store.kind != "postgres":
+            continue
+        try:
+            tables = table_map(store.id)
+        except StoreMapError:
+            continue
+        for action in tables.all_actions():
+            rule = policy.needs_ref(action.category)
+            if rule is not None and action.subject_column is not None and action.ref_column is None:
+                problems.append(
+                    f"{store.id}: table {action.qualified} announces {action.category} records without "
+                    f"a ref_column, but rule {rule.id} deletes them when {' or '.join(rule.starts)} "
+                    "names their ref: they could never be deleted"
                 )
     return problems
 

@@ -76,8 +76,8 @@ def domain_registered(domain: str, at: str) -> ev.DomainRegistered:
     return ev.DomainRegistered(_id(None), SUBJECT, t(at), domain=domain)
 
 
-def domain_released(domain: str, at: str) -> ev.DomainReleased:
-    return ev.DomainReleased(_id(None), SUBJECT, t(at), domain=domain)
+def domain_released(domain: str, at: str, how: str = "EXPIRED") -> ev.DomainReleased:
+    return ev.DomainReleased(_id(None), SUBJECT, t(at), domain=domain, how=how)
 
 
 def cert_issued(cert: str, at: str, valid_until: str) -> ev.CertificateIssued:
@@ -108,6 +108,14 @@ def consent_given(at: str, purpose: str = "newsletter") -> ev.ConsentGiven:
 
 def erasure(request: str, at: str, verified: bool = True, event_id: str | None = None) -> ev.ErasureRequested:
     return ev.ErasureRequested(_id(event_id), SUBJECT, t(at), request_id=request, verified=verified)
+
+
+def refused(request: str, at: str, reason: str = "IDENTITY_NOT_VERIFIED") -> ev.ErasureRefused:
+    return ev.ErasureRefused(_id(None), SUBJECT, t(at), request_id=request, reason=reason)
+
+
+def withdrawn(request: str, at: str) -> ev.ErasureWithdrawn:
+    return ev.ErasureWithdrawn(_id(None), SUBJECT, t(at), request_id=request)
 
 
 def verified(request: str, at: str) -> ev.ErasureVerified:
