@@ -89,7 +89,7 @@ def test_erasure_with_a_bookkeeping_exception_and_a_legal_hold(
     assert (invoice["action"], invoice["rule_id"], invoice["until"]) == (
         "KEEP",
         "bookkeeping",
-        "2025-01-01T00:00:00Z",
+        "2024-12-31T23:00:00Z",  # 1 January 2025 00:00 in Oslo
     )
     assert "17(3)(b)" in invoice["basis"]
 
