@@ -13,8 +13,10 @@ from streams.policy.rules import Policy
 
 
 def rule_changes(old: Policy, new: Policy) -> list[str]:
-    """One line per added, removed or changed rule (and changed duty setting)."""
+    """One line per added, removed or changed rule (and changed duty setting or time zone)."""
     lines = []
+    if old.time_zone != new.time_zone:
+        lines.append(f"time zone {old.time_zone!r} -> {new.time_zone!r}")
     before, after = {r.id: asdict(r) for r in old.rules}, {r.id: asdict(r) for r in new.rules}
     for rule_id in sorted(before.keys() | after.keys()):
         if rule_id not in after:

@@ -55,3 +55,9 @@ def test_diff_names_changed_rules_and_counts_deadline_moves() -> None:
     assert moves["later"] == 1  # the invoice
     assert moves["unchanged"] == 3
     assert rule_changes(POLICY, POLICY) == []
+
+
+def test_diff_names_a_changed_time_zone_and_the_deadlines_it_moves() -> None:
+    utc = parse_policy(DEFAULT_POLICY.read_text().replace('time_zone = "Europe/Oslo"', 'time_zone = "UTC"'))
+    assert rule_changes(POLICY, utc) == ["time zone 'Europe/Oslo' -> 'UTC'"]
+    assert deadline_moves([subject()], utc)["later"] >= 1  # the invoice's year ends an hour later in UTC
