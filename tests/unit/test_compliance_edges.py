@@ -4,7 +4,7 @@ requests that end without a deletion, logs on erasure, and certificates that can
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,7 +17,7 @@ from ebbtide import certificates
 from ebbtide.cli import main
 from ebbtide.client import InvalidEvent, to_record
 from ebbtide.signer import CertificateSigner
-from schemas import DECISION, DELETION_COMMAND, DELETION_RECEIPT, LIFECYCLE_EVENT, codec_for
+from schemas import DECISION, DELETION_COMMAND, LIFECYCLE_EVENT, codec_for
 from sinks.coverage import ref_problems
 from sinks.mapping import StoreMap as TableMap
 from sinks.mapping import StoreMapError
@@ -42,7 +42,7 @@ from tests.unit.builders import (
     withdrawn,
     written,
 )
-from tests.unit.test_processor import TOPICS, Harness, event
+from tests.unit.test_processor import TOPICS, Harness, answer, event
 
 POLICY = default_policy()  # the shipped rules with the shipped store map
 OSLO = ZoneInfo("Europe/Oslo")
@@ -357,22 +357,6 @@ class TestGdprArticle12ErasureRequestsThatEndWithoutADeletion:
             record = to_record(event("x1", kind, "2024-02-15T00:00:00Z", **payload))
             decoded = to_event(codec_for(LIFECYCLE_EVENT).decode(codec_for(LIFECYCLE_EVENT).encode(record)))
             assert type(decoded).__name__ == kind and decoded.request_id == "req-1"  # type: ignore[attr-defined]
-
-
-def answer(command: dict[str, Any], outcome: str = "DELETED", rows: int = 1) -> bytes:
-    return codec_for(DELETION_RECEIPT).encode(
-        {
-            "command_id": command["command_id"],
-            "subject_id": command["subject_id"],
-            "store": command["store"],
-            "category": command["category"],
-            "record_key": command["record_key"],
-            "outcome": outcome,
-            "rows": rows,
-            "reason": None,
-            "executed_at": datetime(2024, 3, 16, tzinfo=UTC),
-        }
-    )
 
 
 class FlakySigner(CertificateSigner):
