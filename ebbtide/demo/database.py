@@ -3,7 +3,7 @@ billing, store billing_db), in one PostgreSQL database the project started: sche
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg2
 from psycopg2.extras import execute_values
@@ -204,18 +204,25 @@ def _load_logs_and_backups(dsn: str, scenario: Scenario) -> None:
         logstore.create_log_table(conn)
         for day in scenario.log_days:
             logstore.create_day_partition(conn, day)
-            logstore.append_rows(
-                conn,
-                [
-                    (datetime.combine(day, time(hour), UTC), "www", f"198.51.100.{hour + 1}", "GET / 200")
-                    for hour in range(0, 24, 2)
-                ],
-            )
+            logstore.append_rows(conn, log_lines(day))
         backups.create_catalogue(conn)
         for backup_id, taken_at, expires_at, records in scenario.backups():
             backups.take_backup(conn, backup_id, taken_at, expires_at, records)
     finally:
         conn.close()
+
+
+def log_lines(day: date) -> list[tuple[datetime, str, str, str]]:
+    """A line every two hours of the log store's ``day``: a local day of the policy's time zone
+    (Oslo), so a line at 00:30 Oslo time (22:30 or 23:30 UTC the day before) is in its partition,
+    and a day across a daylight saving change has its 23 or 25 hours."""
+    start, end = (bound.astimezone(UTC) for bound in logstore.day_bounds(day))
+    lines = []
+    moment, n = start, 0
+    while moment < end:  # in UTC: real hours, not wall-clock ones
+        lines.append((moment, "www", f"198.51.100.{n + 1}", "GET / 200"))
+        moment, n = moment + timedelta(hours=2), n + 1
+    return lines
 
 
 def purge_backups(dsn: str, now: datetime) -> backups.Purged:

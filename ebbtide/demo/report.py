@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from rich.console import Console
@@ -51,7 +51,9 @@ def summarise(
     stores: StoreMap,
     sc: scenario.Scenario,
     before: Inventory,
+    final: datetime,
 ) -> int:
+    """Print the summary; 0 if every check holds (``final``: where the pipeline clock ended)."""
     worker = samples["worker"]
     after = Inventory.take(dsn, standin, stores)
     decisions = read_topic(settings, Topics(settings.topic_prefix).decisions)
@@ -81,10 +83,11 @@ def summarise(
     console.print(flow)
     console.print(_stores_table(worker, stores))
     console.print(_holdings_table(before, after))
-    console.print(_rights_table(decisions, sc))
+    console.print(_rights_table(decisions, latest, sc))
 
     problems, kept = _check_databases(dsn, latest)
     problems += _check_vendors(standin, stores, latest)
+    problems += _check_compliance(sc, final, standin, stores, decisions, latest)
     why = Table(title="Database rows kept, and why")
     for column in ("category", "why", "rows"):
         why.add_column(column, justify="right" if column == "rows" else "left")
@@ -102,6 +105,14 @@ def summarise(
         "(database rows, vendor records, log partitions; backups expire); every remaining row is "
         "explained by a rule."
     )
+    console.print(_compliance_line(sc, decisions, latest, final))
+    exports = _overdue(decisions)["export"]
+    if exports:
+        console.print(
+            f"[yellow]Expected warning: {exports} export offers overdue (hosting agreements terminated "
+            "without an export offer). Their hosted data was deleted at the end of the paid period all "
+            "the same, backups included: data not exported is the customer's loss (seed 003 section 13)."
+        )
     return _prove_a_certificate(console, settings)
 
 
@@ -236,32 +247,166 @@ def read_topic(settings: Settings, topic: str, raw: bool = False) -> list[Any]:
     return [m.value if raw else codec.decode(m.value) for m in read_to_end(settings, topic)]
 
 
-def _rights_table(decisions: list[dict[str, Any]], sc: scenario.Scenario) -> Table:
+TRANSFERRED = "transferred out"  # how a registry's copy of a transferred domain is explained
+
+
+def _transferred(latest: dict[str, dict[str, Any]]) -> set[str]:
+    """Registry copies left with the registry: the domain was transferred out, so no deletion is
+    sent there (seed 001 'Data portability'). Their latest decision says so."""
+    return {
+        record
+        for record, d in latest.items()
+        if d["kind"] in ("CLOCK_STOPPED", "STAMPED") and str(d["reason"]).startswith(TRANSFERRED)
+    }
+
+
+def _closed(decisions: list[dict[str, Any]], how: str) -> set[str]:
+    """Erasure duties closed without a deletion, ``how``: refused or withdrawn."""
+    return {
+        d["record"]
+        for d in decisions
+        if d["kind"] == "DUTY_DONE" and d["record"].startswith("duty/erasure/") and how in d["reason"]
+    }
+
+
+def _overdue(decisions: list[dict[str, Any]]) -> Counter[str]:
+    """Duties reported overdue, by duty (erasure, export, breach): record duty/<duty>/<id>."""
+    return Counter(d["record"].split("/")[1] for d in decisions if d["kind"] == "DUTY_OVERDUE")
+
+
+def _rights_table(
+    decisions: list[dict[str, Any]], latest: dict[str, dict[str, Any]], sc: scenario.Scenario
+) -> Table:
     kinds = Counter(d["kind"] for d in decisions)
+    stopped = sum(
+        1 for d in decisions if d["kind"] == "CLOCK_STOPPED" and not str(d["reason"]).startswith(TRANSFERRED)
+    )
     erased = {
         d["record"] for d in decisions if d["kind"] == "DEADLINE_MOVED" and "erasure request" in d["reason"]
     }
     after_hold = {d["record"] for d in decisions if d["kind"] == "RELEASED"}
     confirmed = {d["record"] for d in decisions if d["kind"] == "DELETION_CONFIRMED"}
+    reviews = {r for r in confirmed if r.startswith(f"{scenario.REVIEW_STORE}/marketing/")}
     opened = sum(
         1 for d in decisions if d["kind"] == "DUTY_OPENED" and d["record"].startswith("duty/erasure/")
     )
+    refused, withdrawn = _closed(decisions, "refused"), _closed(decisions, "withdrawn")
+    overdue = _overdue(decisions)
     table = Table(title="Rights and duties")
     table.add_column("what")
     table.add_column("count", justify="right")
     for label, value in (
-        ("record copies whose clock stopped (reactivation, new consent)", kinds["CLOCK_STOPPED"]),
-        ("consents withdrawn (marketing deleted at once)", sc.withdrawn),
+        ("record copies whose clock stopped (reactivation, new consent)", stopped),
+        ("newsletter consents withdrawn (marketing deleted at once)", sc.withdrawn),
+        ("customers unsubscribed from review invitations (Trustpilot)", sc.review_unsubscribes),
+        ("review invitations deleted at Trustpilot (unsubscribed or erased)", len(reviews)),
+        ("domain copies left with registries (transferred out: no deletion sent)", len(_transferred(latest))),
         ("erasure requests answered", kinds["ERASURE_ANSWERED"]),
-        ("erasure requests held: identity not verified", opened - kinds["ERASURE_ANSWERED"]),
+        ("erasure requests refused (identity never verified)", len(refused)),
+        ("erasure requests withdrawn by the person", len(withdrawn)),
+        (
+            "erasure requests held: identity not verified",
+            opened - kinds["ERASURE_ANSWERED"] - len(refused) - len(withdrawn),
+        ),
         ("record copies erased early on request", len(erased & confirmed)),
         ("record copies kept, restricted (e.g. bookkeeping)", kinds["RESTRICTED"]),
         ("record copies held by a legal hold", kinds["HELD"]),
         ("record copies deleted after their hold was released", len(after_hold & confirmed)),
-        ("duties overdue (unanswered requests, late notices)", kinds["DUTY_OVERDUE"]),
+        ("duties overdue: erasure answers (held requests)", overdue["erasure"]),
+        ("duties overdue: export offers (data deleted anyway, seed 003 s.13)", overdue["export"]),
+        ("duties overdue: breach notices", overdue["breach"]),
     ):
         table.add_row(label, str(value))
     return table
+
+
+def _check_compliance(
+    sc: scenario.Scenario,
+    final: datetime,
+    standin: VendorStandIn,
+    stores: StoreMap,
+    decisions: list[dict[str, Any]],
+    latest: dict[str, dict[str, Any]],
+) -> list[str]:
+    """What the scenario did to the new compliance rules, seen in the decisions and the stores,
+    for what happened by ``final``: review invitations of customers who unsubscribed are gone
+    from Trustpilot; a domain transferred out stays at its registry (no deletion ever sent
+    there) while our copy goes; refused and withdrawn requests close their duty, never overdue;
+    a hosting agreement never offered for export has its data deleted all the same, and its
+    export duty reported overdue (and only those). A copy under a legal hold may wait."""
+    problems: list[str] = []
+    ordered = {d["record"] for d in decisions if d["kind"] == "DELETION_ORDERED"}
+
+    def gone(rid: str, store: str, category: str, key: str) -> None:
+        decision = latest.get(rid)
+        kind = decision["kind"] if decision else None
+        if kind == "HELD":
+            return
+        if kind != "DELETION_CONFIRMED":
+            problems.append(f"{rid}: expected deleted, latest decision {kind}")
+        elif store in {s.id for s in stores.stores if s.kind == "http"} and key in standin.keys(
+            store, category
+        ):
+            problems.append(f"{rid}: deletion confirmed but {store} still holds it")
+
+    for review in sc.reviews:
+        if review["unsubscribed_at"] is not None and review["unsubscribed_at"] <= final:
+            key = review["key"]
+            gone(record_id(scenario.REVIEW_STORE, "marketing", key), scenario.REVIEW_STORE, "marketing", key)
+    for transfer in sc.transfers:
+        if transfer["released_at"] > final:
+            continue
+        key, domain = str(transfer["contact_id"]), transfer["domain"]
+        for store in stores.holders("domain_contact", domain):
+            rid = record_id(store, "domain_contact", key)
+            if not stores.is_registry(store):
+                if transfer["released_at"] + timedelta(days=31) <= final:  # 30 days' grace
+                    gone(rid, store, "domain_contact", key)
+                continue
+            reason = str((latest.get(rid) or {}).get("reason", ""))
+            if not reason.startswith(TRANSFERRED):
+                problems.append(f"{rid}: transferred out, but its latest decision does not say so")
+            if rid in ordered:
+                problems.append(f"{rid}: transferred out, but a deletion was ordered at the registry")
+            if key not in standin.keys(store, "domain_contact"):
+                problems.append(f"{rid}: transferred out, but {store} no longer holds it")
+    overdue = {d["record"] for d in decisions if d["kind"] == "DUTY_OVERDUE"}
+    closed = {how: _closed(decisions, how) for how in ("refused", "withdrawn")}
+    for request in sc.closed_requests:
+        if request["at"] > final:
+            continue
+        duty = f"duty/erasure/{request['request_id']}"
+        if duty not in closed[request["how"]]:
+            problems.append(f"{duty}: {request['how']}, but no decision closed the duty so")
+        if duty in overdue:
+            problems.append(f"{duty}: {request['how']} in time, but reported overdue")
+    unexported = {f"duty/export/{u['agreement']}" for u in sc.unexported if u["paid_until"] <= final}
+    for duty in sorted(unexported - overdue):
+        problems.append(f"{duty}: never offered, but not reported overdue")
+    for duty in sorted(d for d in overdue if d.startswith("duty/export/") and d not in unexported):
+        problems.append(f"{duty}: reported overdue, but the export was offered in time")
+    for lost in sc.unexported:
+        if lost["paid_until"] <= final:
+            key = lost["site"]
+            gone(record_id(scenario.HOSTING_STORE, "hosted", key), scenario.HOSTING_STORE, "hosted", key)
+    return problems
+
+
+def _compliance_line(
+    sc: scenario.Scenario, decisions: list[dict[str, Any]], latest: dict[str, dict[str, Any]], final: datetime
+) -> str:
+    def confirmed(rid: str) -> bool:
+        return (latest.get(rid) or {}).get("kind") == "DELETION_CONFIRMED"
+
+    reviews = sum(1 for r in latest if r.startswith(f"{scenario.REVIEW_STORE}/marketing/") and confirmed(r))
+    lost = sum(1 for u in sc.unexported if confirmed(record_id(scenario.HOSTING_STORE, "hosted", u["site"])))
+    return (
+        f"[green]Checked by {final.date()}: {reviews} review invitations gone from Trustpilot; "
+        f"{len(_transferred(latest))} copies of domains transferred out still at their registries, with "
+        f"no deletion sent there; {len(_closed(decisions, 'refused'))} refused and "
+        f"{len(_closed(decisions, 'withdrawn'))} withdrawn erasure requests closed in time; {lost} hosting "
+        "agreements never offered for export deleted at the end of the paid period all the same."
+    )
 
 
 def _when(value: Any) -> str:

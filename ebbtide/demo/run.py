@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ebbtide import processes
-from ebbtide.client import EventPublisher, to_record
+from ebbtide.client import EventPublisher, settings_policy, to_record
 from ebbtide.clock import ClockPublisher, steps
 from ebbtide.demo import database, report, scenario
 from ebbtide.kafka_io import create_topics, pipeline_topics
@@ -97,7 +97,7 @@ def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_da
                 f"({purged.records} record copies gone with them)."
             )
             return report.summarise(
-                console, running.settings, running.scrape(), dsn, standin, stores, sc, before
+                console, running.settings, running.scrape(), dsn, standin, stores, sc, before, final
             )
         except DemoFailed as exc:
             console.print(f"[red]demo failed: {exc}")
@@ -189,7 +189,10 @@ def _drive(
     """Publish the events in time order, ticking the clock as scenario time passes. Midway, wait
     until the worker has caught up with the outage (its overdue deletions visible), then bring
     the vendor back and go on."""
-    records = [to_record(e) for e in sc.events]
+    # Validated as the client's publish() does: an announcement the policy could not enforce (a
+    # store that does not hold its category, a missing ref its rule follows) stops the demo here.
+    policy = settings_policy(running.settings)
+    records = [to_record(e, policy) for e in sc.events]
     ticks = list(steps(scenario.START, until, step_days))
     first = [t for t in ticks if t <= OUTAGE_UNTIL]
     _publish(console, running, records, first)

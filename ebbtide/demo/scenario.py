@@ -25,6 +25,10 @@ STORE_OF = {
     "payment": BILLING_STORE,
 }
 HOSTING_STORE = "hosting"  # the hosting platform announces the customer's hosted data
+# Trustpilot: it receives name and e-mail on every completed order (seed 001 "How we share") and
+# announces the review invitation it holds; unsubscribing withdraws the consent of this purpose.
+REVIEW_STORE = "review_vendor"
+REVIEW_PURPOSE = "review_invitation"
 # Top-level domains of the demo's domains, by service id: one registry each per the store map.
 TLDS = ("no", "se", "com", "nu", "no")
 BACKUP_DAYS = 90  # monthly backups of the hosting platform, kept this long
@@ -59,6 +63,31 @@ class Scenario:
     holds: int = 0
     holds_released: int = 0
     breaches: int = 0
+    # Review invitations at Trustpilot, one per order: key, subject, order time, unsubscribed_at
+    # (the customer withdrew consent for review invitations; None: never).
+    reviews: list[dict[str, Any]] = field(default_factory=list)
+    # Domains transferred out to another registrar: domain, contact_id, released_at. Our copy
+    # goes after the grace; the registry's stays (the domain is still registered there).
+    transfers: list[dict[str, Any]] = field(default_factory=list)
+    # Hosting agreements terminated without an export offer: agreement, site, paid_until. The data
+    # goes at paid_until all the same (seed 003 section 13); the export duty is reported overdue.
+    unexported: list[dict[str, Any]] = field(default_factory=list)
+    # Unverified erasure requests that end without a deletion: request id, how ("refused":
+    # identity never verified; "withdrawn": the person took it back), when.
+    closed_requests: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def erasures_refused(self) -> int:
+        return sum(1 for r in self.closed_requests if r["how"] == "refused")
+
+    @property
+    def erasures_withdrawn(self) -> int:
+        return sum(1 for r in self.closed_requests if r["how"] == "withdrawn")
+
+    @property
+    def review_unsubscribes(self) -> int:
+        """Customers who unsubscribed from review invitations."""
+        return len({r["subject_id"] for r in self.reviews if r["unsubscribed_at"] is not None})
 
     @property
     def rows(self) -> int:
@@ -82,6 +111,7 @@ class Scenario:
         out += [("domain_contact", str(d["contact_id"]), d["domain"]) for d in self.domains]
         out += [("ssl_contact", str(c["contact_id"]), c["certificate_id"]) for c in self.certificates]
         out += [("hosted", h["site"], h["agreement"]) for h in self.sites]
+        out += [("marketing", r["key"], REVIEW_PURPOSE) for r in self.reviews]
         return out
 
     def backups(self) -> list[tuple[str, datetime, datetime, list[tuple[str, str]]]]:
@@ -176,6 +206,40 @@ class _Generator:
         self.event("ServiceOrdered", customer["subject_id"], when, service_id=f"svc-{sid}", kind=kind)
         active.append(sid)
         self.service_data(customer, sid, kind, when)
+        self.review_invitation(customer, oid, when)
+
+    def review_invitation(self, customer: dict[str, Any], oid: int, when: datetime) -> None:
+        """Trustpilot gets name and e-mail of every completed order (seed 001 "How we share"),
+        with the customer's consent to review invitations; it announces the record it holds
+        (marketing, ref = the consent's purpose, which the marketing rule follows)."""
+        subject = customer["subject_id"]
+        key = f"order-{oid}"
+        self.sc.reviews.append({"key": key, "subject_id": subject, "sent_at": when, "unsubscribed_at": None})
+        self.event("ConsentGiven", subject, when, purpose=REVIEW_PURPOSE)
+        self.event(
+            "RecordWritten",
+            subject,
+            when,
+            store=REVIEW_STORE,
+            category="marketing",
+            record_key=key,
+            ref=REVIEW_PURPOSE,
+        )
+
+    def unsubscribe_reviews(self, customer: dict[str, Any], last_order: datetime) -> None:
+        """Some customers unregister from Trustpilot's invitations (seed 000 'Trustpilot A/S'),
+        after their last order (a later order would give the consent again): every invitation
+        Trustpilot holds of theirs is deleted at once."""
+        if self.rng.random() >= 0.3:
+            return
+        withdrawn = _after(last_order, self.rng.randint(15, 1500))
+        if withdrawn is None:
+            return
+        subject = customer["subject_id"]
+        self.event("ConsentWithdrawn", subject, withdrawn, purpose=REVIEW_PURPOSE)
+        for review in self.sc.reviews:
+            if review["subject_id"] == subject:
+                review["unsubscribed_at"] = withdrawn
 
     def service_data(self, customer: dict[str, Any], sid: int, kind: str, when: datetime) -> None:
         """What a service puts in the other stores: a domain's registrant contact (customer DB and
@@ -248,12 +312,16 @@ class _Generator:
         self.event("RecordWritten", subject, when, store=store, category=category, record_key=key, ref=ref)
 
     def end_service(self, subject: str, sid: int, when: datetime) -> None:
-        """A cancelled service ends what it put elsewhere: the domain is released, the certificate
-        revoked, the hosting agreement terminated (paid to the end of the month; export offered)."""
+        """A cancelled service ends what it put elsewhere: the domain is released (expired, or
+        transferred out to another registrar), the certificate revoked, the hosting agreement
+        terminated (paid to the end of the month; export offered, though not always)."""
         kind = self.sc.services[sid - 1]["kind"]
         if kind == "DOMAIN":
             domain = f"domain-{sid}.{TLDS[sid % len(TLDS)]}"
-            self.event("DomainReleased", subject, when, domain=domain, how="EXPIRED")
+            how = "TRANSFERRED_OUT" if self.rng.random() < 0.3 else "EXPIRED"
+            self.event("DomainReleased", subject, when, domain=domain, how=how)
+            if how == "TRANSFERRED_OUT":
+                self.sc.transfers.append({"domain": domain, "contact_id": sid, "released_at": when})
         elif kind == "SSL":
             self.event("CertificateRevoked", subject, when, certificate_id=f"cert-{sid}")
         elif kind == "HOSTING":
@@ -267,7 +335,14 @@ class _Generator:
                 agreement_id=site["agreement"],
                 paid_until=paid_until.isoformat().replace("+00:00", "Z"),
             )
-            self.event("ExportOffered", subject, when + timedelta(hours=1), agreement_id=site["agreement"])
+            if self.rng.random() < 0.25:  # never offered: the customer bears the loss (seed 003 section 13)
+                self.sc.unexported.append(
+                    {"agreement": site["agreement"], "site": site["site"], "paid_until": paid_until}
+                )
+            else:
+                self.event(
+                    "ExportOffered", subject, when + timedelta(hours=1), agreement_id=site["agreement"]
+                )
 
     def pay(self, customer: dict[str, Any], invoice: dict[str, Any]) -> None:
         """The invoice is paid PAYMENT_DAYS later (no randomness), if that is within the scenario."""
@@ -335,15 +410,17 @@ class _Generator:
         """Some former customers ask for erasure; a few are under a legal hold; one had a breach."""
         rng, sc = self.rng, self.sc
         roll = rng.random()
-        if roll < 0.08:
+        if roll < 0.12:
             asked = _after(closed_at, rng.randint(5, 120))
             if asked is not None:
                 request = f"req-{self.next_id('req')}"
-                verified = rng.random() < 0.8
+                verified = rng.random() < 0.55
                 self.event("ErasureRequested", subject, asked, request_id=request, verified=verified)
                 sc.erasures += 1
-                sc.unverified += 0 if verified else 1
-        elif roll < 0.16:
+                if not verified:
+                    sc.unverified += 1
+                    self.unverified_request(subject, request, asked)
+        elif roll < 0.20:
             placed = _after(closed_at, rng.randint(100, 700))
             if placed is not None:
                 hold = f"hold-{self.next_id('hold')}"
@@ -354,7 +431,7 @@ class _Generator:
                 if lifted is not None and lifted.year <= 2030:
                     self.event("LegalHoldReleased", subject, lifted, hold_id=hold)
                     sc.holds_released += 1
-        elif roll < 0.17:
+        elif roll < 0.21:
             detected = _after(closed_at, 10)
             if detected is not None:
                 self.event("BreachDetected", subject, detected, breach_id=f"breach-{subject}")
@@ -366,6 +443,26 @@ class _Generator:
                     recipient="AUTHORITY",
                 )
                 sc.breaches += 1
+
+    def unverified_request(self, subject: str, request: str, asked: datetime) -> None:
+        """An erasure request whose identity is not verified: refused (identity never verified,
+        seed 004), withdrawn by the person, or held; the first two close the duty to answer
+        within its month (GDPR art. 12(3)), so neither goes overdue."""
+        rng, sc = self.rng, self.sc
+        roll = rng.random()
+        if roll < 0.4:
+            refused = _after(asked, rng.randint(10, 25))
+            if refused is not None:
+                self.event(
+                    "ErasureRefused", subject, refused, request_id=request, reason="IDENTITY_NOT_VERIFIED"
+                )
+                sc.closed_requests.append({"request_id": request, "how": "refused", "at": refused})
+        elif roll < 0.75:
+            withdrawn = _after(asked, rng.randint(2, 20))
+            if withdrawn is not None:
+                self.event("ErasureWithdrawn", subject, withdrawn, request_id=request)
+                sc.closed_requests.append({"request_id": request, "how": "withdrawn", "at": withdrawn})
+        # Otherwise held: the identity is never verified, and the answer goes overdue.
 
     def customer(self, number: int) -> None:
         rng, sc = self.rng, self.sc
@@ -389,8 +486,11 @@ class _Generator:
         if rng.random() < 0.4:
             self.subscribe(customer, registered)
         active: list[int] = []
+        last_order = registered
         for _ in range(rng.randint(1, 3)):
-            self.order(customer, active, registered + timedelta(minutes=rng.randint(1, 600)))
+            ordered = registered + timedelta(minutes=rng.randint(1, 600))
+            last_order = max(last_order, ordered)
+            self.order(customer, active, ordered)
         # Life of the account: churn at some point, or stay.
         churn_at = _day(rng, registered + timedelta(days=180), LAST_EVENT) if rng.random() < 0.55 else None
         reactivate_at = None
@@ -448,12 +548,14 @@ class _Generator:
                 self.rights_after_closure(subject, closed_at)
         if reactivate_at is not None:
             self.order(customer, active, reactivate_at)  # a new order stops the account clock
+            last_order = reactivate_at
             sc.reactivated += 1
             if rng.random() < 0.4:
                 again = reactivate_at + timedelta(days=rng.randint(30, 400))
                 if again < LAST_EVENT:
                     self.cancel_all(customer, active, again)
                     self.event("AccountClosed", subject, again + timedelta(days=1))
+        self.unsubscribe_reviews(customer, last_order)
 
     def logs(self) -> None:
         """The web servers' access log: one partition a day (log store); the log shipper
@@ -463,8 +565,16 @@ class _Generator:
         day = LOG_DAYS[0]
         while day < LOG_DAYS[1]:
             self.sc.log_days.append(day.date())
-            self.sc.events.append(announcement(day.date(), producer=PRODUCER))
+            event = announcement(day.date(), producer=PRODUCER)
+            # The shipper stamps the start of the Oslo day with its offset (22:00 or 23:00 UTC the
+            # day before); written in UTC with a Z, like every other event of the scenario.
+            event["event_time"] = _utc_text(datetime.fromisoformat(event["event_time"]))
+            self.sc.events.append(event)
             day += timedelta(days=7)
+
+
+def _utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _after(moment: datetime, days: int) -> datetime | None:
@@ -480,5 +590,6 @@ def build(customers: int = 300, seed: int = 7) -> Scenario:
         generator.customer(number)
     if customers:
         generator.logs()
-    generator.sc.events.sort(key=lambda e: (e["event_time"], e["event_id"]))
+    # In time order (the instants, whatever offset a time was written with), then by id.
+    generator.sc.events.sort(key=lambda e: (datetime.fromisoformat(e["event_time"]), e["event_id"]))
     return generator.sc
