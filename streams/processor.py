@@ -6,7 +6,8 @@ state writes.
 
 State is one table. Keys: ``s:<partition>:<subject>`` for a subject's state,
 ``p:<partition>`` for the partition's progress (clock, events processed, deferred ticks) and
-``u:<partition>`` for certificates the engine issued that could not be signed yet.
+``u:<partition>:<content id>`` for each certificate the engine issued that could not be signed
+yet.
 All events of a subject share a partition, and every key names its partition, so each
 partition's state lives, in order, in that partition of the changelog, and a restarted worker
 recovers exactly what it owned.
@@ -14,6 +15,7 @@ recovers exactly what it owned.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import MutableMapping
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from schemas import (
     codec_for,
 )
 from streams.policy import snapshot
-from streams.policy.decisions import CertificateDue, answer_problem
+from streams.policy.decisions import CertificateDue, answer_problem, stable_id
 from streams.policy.due import DueIndex, PartitionProgress
 from streams.policy.engine import (
     Outcome,
@@ -77,7 +79,7 @@ def subject_key(partition: int, subject_id: str) -> str:
 
 
 def partition_of_key(key: str) -> int:
-    """The partition a state key belongs to: ``s:<p>:<subject>`` or ``p:<p>``."""
+    """The partition a state key belongs to: ``s:<p>:<subject>``, ``p:<p>`` or ``u:<p>:<id>``."""
     return int(key.split(":", 2)[1])
 
 
@@ -104,7 +106,8 @@ class LifecycleProcessor:
         self._decoded: dict[str, tuple[Any, SubjectState]] = {}
         self._backlog: list[Out] = []  # decisions of subjects judged again under a new policy
         self._pending: dict[int, int] = {}
-        self._unsigned: dict[int, int] = {}  # per partition: certificates held for want of a signature
+        # Per partition: the table keys of certificates held for want of a signature.
+        self._unsigned: dict[int, set[str]] = {}
         # Per partition and store: copies chased for want of a receipt ("late") and all copies
         # ordered and not answered yet ("open").
         self._unanswered: dict[str, dict[int, dict[str, int]]] = {"late": {}, "open": {}}
@@ -149,7 +152,8 @@ class LifecycleProcessor:
         for partition in partitions:
             self._due.pop(partition, None)
             self._pending.pop(partition, None)
-            self._unsigned.pop(partition, None)
+            if self._unsigned.pop(partition, None):
+                metrics.CERTIFICATES_UNSIGNED.set(self.unsigned())
             for counts in self._unanswered.values():
                 counts.pop(partition, None)
             prefix = f"s:{partition}:"
@@ -198,6 +202,7 @@ class LifecycleProcessor:
             return [self._dead_letter("clock", self.topics.clock, partition, offset, key, value, exc)]
         progress = self._progress(partition)
         progress.deferred.append((tick_time(tick), int(tick["events_end"])))
+        self._index(partition)  # the certificates held for want of a signature are known from here
         out = self._sign_held(partition) if self.signer is not None else []
         out += self._release_deferred(partition, progress)
         self._save_progress(partition, progress)
@@ -281,7 +286,7 @@ class LifecycleProcessor:
                 continue
             signed = self._signed(certificate)
             if signed is None:
-                self._hold_unsigned(partition, [snapshot.dump_certificate(certificate)])
+                self._hold_unsigned(partition, certificate)
             else:
                 out.append(signed)
         for command in outcome.commands:
@@ -292,14 +297,15 @@ class LifecycleProcessor:
                 metrics.DUTIES_OVERDUE.labels(decision.record.split("/")[1]).inc()
         return out
 
-    def _signed(self, certificate: CertificateDue) -> Out | None:
+    def _signed(self, certificate: CertificateDue, retry: bool = False) -> Out | None:
         """The signed certificate to publish, or None if signing failed (it is then kept and
         tried again at the partition's next tick: a certified round is never lost)."""
         assert self.signer is not None
         try:
             signed = self.signer.encode(certificate)
         except Exception as exc:  # a broken key, a refused content: kept, retried, alerted
-            metrics.CERTIFICATES.labels("deferred").inc()
+            if not retry:
+                metrics.CERTIFICATES.labels("deferred").inc()
             log.error(
                 "certificate for subject %s not signed (%s: %s); kept and tried again at the next tick",
                 certificate.subject_id,
@@ -310,32 +316,33 @@ class LifecycleProcessor:
         metrics.CERTIFICATES.labels("issued").inc()
         return Out(self.topics.certificates, certificate.subject_id.encode(), signed)
 
-    def _hold_unsigned(self, partition: int, certificates: list[dict[str, Any]]) -> None:
-        """Add certificates that could not be signed to the partition's durable list."""
-        key = f"u:{partition}"
-        held = list(self.state.get(key) or []) + certificates
-        self.state[key] = held
-        self._unsigned[partition] = len(held)
-        metrics.CERTIFICATES_UNSIGNED.set(sum(self._unsigned.values()))
+    def unsigned(self) -> int:
+        """Certificates held for want of a signature, over the partitions this worker holds."""
+        return sum(len(keys) for keys in self._unsigned.values())
+
+    def _hold_unsigned(self, partition: int, certificate: CertificateDue) -> None:
+        """Keep a certificate that could not be signed in the partition's state, under a key of
+        its own (``u:<partition>:<content id>``), so no state value grows with an outage."""
+        self._index(partition)  # so the held keys are known before this one is added
+        content = snapshot.dump_certificate(certificate)
+        key = f"u:{partition}:{stable_id(json.dumps(content, sort_keys=True))}"
+        self.state[key] = content
+        self._unsigned.setdefault(partition, set()).add(key)
+        metrics.CERTIFICATES_UNSIGNED.set(self.unsigned())
 
     def _sign_held(self, partition: int) -> list[Out]:
         """Try again to sign the partition's certificates that could not be signed before."""
-        key = f"u:{partition}"
-        held = self.state.get(key)
+        held = self._unsigned.get(partition)
         if not held:
             return []
         out: list[Out] = []
-        still: list[dict[str, Any]] = []
-        for raw in held:
-            signed = self._signed(snapshot.load_certificate(raw))
-            if signed is None:
-                still.append(raw)
-            else:
+        for key in sorted(held):
+            signed = self._signed(snapshot.load_certificate(self.state[key]), retry=True)
+            if signed is not None:
                 out.append(signed)
-        if len(still) != len(held):
-            self.state[key] = still
-            self._unsigned[partition] = len(still)
-            metrics.CERTIFICATES_UNSIGNED.set(sum(self._unsigned.values()))
+                del self.state[key]
+                held.discard(key)
+        metrics.CERTIFICATES_UNSIGNED.set(self.unsigned())
         return out
 
     def _index(self, partition: int) -> DueIndex:
@@ -348,8 +355,11 @@ class LifecycleProcessor:
             judged_before: list[str] = []
             for counts in self._unanswered.values():
                 counts[partition] = {}
+            held = self._unsigned[partition] = set()
             for key in self.state.keys_in_table():
-                if key.startswith(prefix):
+                if key.startswith(f"u:{partition}:"):
+                    held.add(key)
+                elif key.startswith(prefix):
                     raw = self.state.table[key]
                     self._count_unanswered(partition, snapshot.unanswered_summary(raw), +1)
                     subject_id, deadline, waiting, label = snapshot.summary(raw)
@@ -360,8 +370,7 @@ class LifecycleProcessor:
                         judged_before.append(subject_id)
             self._pending[partition] = 0
             self._count_pending(partition, pending)
-            self._unsigned[partition] = len(self.state.get(f"u:{partition}") or [])
-            metrics.CERTIFICATES_UNSIGNED.set(sum(self._unsigned.values()))
+            metrics.CERTIFICATES_UNSIGNED.set(self.unsigned())
             for subject_id in judged_before:  # stamped under another policy: judge them again now
                 self._load(partition, subject_id)
         return index

@@ -35,7 +35,8 @@ from streams.policy.rules import Policy, Rule
 # transferred: a registry's copy of a domain transferred out to another registrar. The domain
 # stays registered there, so no deletion is ever sent for it (seed 001 "Data portability").
 Status = Literal["pending", "ordered", "deleted", "transferred"]
-SETTLED: tuple[Status, ...] = ("deleted", "transferred")  # nothing more will happen to the copy
+# Judged again when a fact changes: a transferred domain may come back (registered with us again).
+JUDGED: tuple[Status, ...] = ("pending", "transferred")
 CHASE_BACKOFF_CAP = 8  # an unanswered command is sent again at most every 8 service levels
 
 
@@ -411,7 +412,7 @@ def _affected(records: dict[str, RecordState], fact: Fact, policy: Policy) -> fr
     out = set()
     for rid, record in records.items():
         rule = policy.rule_for(record.category)
-        if rule is None or record.status != "pending":
+        if rule is None or record.status not in JUDGED:
             continue
         moves_clock = fact.kind in rule.starts or fact.kind in rule.stops
         in_scope = rule.clock == "account" or rule.scope == "subject" or record.ref == fact.ref
@@ -438,7 +439,7 @@ def restamp(
     rights = rights_of(state.facts)
     for rid in sorted(records if only is None else only):
         record = records.get(rid)
-        if record is None or record.status != "pending":
+        if record is None or record.status not in JUDGED:
             continue
         old = before.records.get(rid)
         if old is not None and old.written_by != record.written_by:
@@ -543,6 +544,7 @@ def judge(
         )
     judged = replace(
         record,
+        status="pending",
         rule_id=rule.id if rule else None,
         deadline=found.deadline,
         caused_by=found.caused_by,
@@ -569,7 +571,8 @@ def _record_decisions(
         )
 
     if new.status == "transferred":
-        add("STAMPED" if old is None else "CLOCK_STOPPED", reasons["deadline"])
+        if old is None or old.status != "transferred":
+            add("STAMPED" if old is None else "CLOCK_STOPPED", reasons["deadline"])
         return out
     if old is None:
         blocked = "; ".join(reasons[b] for b in new.blockers)
@@ -689,9 +692,9 @@ def _written(records: dict[str, RecordState], event: RecordWritten, policy: Poli
     for store in policy.copies_of(event.store, event.category, event.ref):
         key = record_id(store, event.category, event.record_key)
         current = out.get(key)
-        if current is not None and current.status not in SETTLED:
+        if current is not None and current.status != "deleted":
             # Already known: its life starts at the earliest announcement, whatever the arrival order.
-            if current.status != "pending" or (current.written_at, current.written_by) <= (
+            if current.status not in JUDGED or (current.written_at, current.written_by) <= (
                 event.time,
                 event.event_id,
             ):

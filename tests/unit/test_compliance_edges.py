@@ -33,6 +33,7 @@ from tests.unit.builders import (
     SUBJECT,
     closed,
     consent_withdrawn,
+    domain_registered,
     domain_released,
     erasure,
     hold,
@@ -129,6 +130,21 @@ class TestSeed001HowWeShareDomainsGoToTheirRegistry:
         status = {r["record"]: (r["status"], r["why"][0]) for r in report["records"]}
         assert status["registry_norid/domain_contact/d1"][0] == "transferred"
         assert "no deletion is sent to registry_norid" in status["registry_norid/domain_contact/d1"][1]
+
+    def test_a_domain_that_comes_back_and_then_expires_is_deleted_at_its_registry_in_any_order(
+        self,
+    ) -> None:
+        events = [
+            written("domain_contact", "d1", "2020-01-01", ref="kari.no"),
+            domain_released("kari.no", "2023-01-01", how="TRANSFERRED_OUT"),
+            domain_registered("kari.no", "2023-06-01"),
+            domain_released("kari.no", "2024-01-01"),
+        ]
+        for order in (events, [events[0], *events[2:], events[1]], list(reversed(events))):
+            state = fold(order)
+            assert state.records["registry_norid/domain_contact/d1"].status == "pending"
+            due = fire_due(state, t("2024-03-01"), POLICY)
+            assert sorted(c.store for c in due.commands) == ["customer_db", "registry_norid"]
 
     def test_the_transfer_is_decided_with_its_reason(self) -> None:
         state = fold([written("domain_contact", "d1", "2020-01-01", ref="kari.no")])
@@ -402,7 +418,8 @@ class TestSeed003Section13ACertifiedRoundHasExactlyOneCertificate:
         outs = [o for i, c in enumerate(commands) for o in h.processor.on_receipt(0, i, b"cust-1", answer(c))]
         h.processor.flush()
         assert [o for o in outs if o.topic == TOPICS.certificates] == []
-        assert len(h.table["u:0"]) == 1  # kept in the partition's state, not lost
+        (held,) = [k for k in h.table if k.startswith("u:0:")]  # kept in the partition's state
+        assert h.processor.unsigned() == 1
 
         restarted = Harness(POLICY, signer)  # a restart keeps it too
         restarted.table.update(h.table)
@@ -412,7 +429,7 @@ class TestSeed003Section13ACertifiedRoundHasExactlyOneCertificate:
         (published,) = [o for o in restarted.tick("2024-03-18T00:00:00Z") if o.topic == TOPICS.certificates]
         document = certificates.loads(published.value)
         assert certificates.verify(document, (tmp_path / "k.pub").read_bytes()) == []
-        assert restarted.table["u:0"] == []
+        assert held not in restarted.table and restarted.processor.unsigned() == 0
         assert [o for o in restarted.tick("2024-03-19T00:00:00Z") if o.topic == TOPICS.certificates] == []
         decisions = [codec_for(DECISION).decode(o.value)["kind"] for o in outs if o.topic == TOPICS.decisions]
         assert decisions.count("DELETION_CONFIRMED") == 3

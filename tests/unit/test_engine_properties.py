@@ -109,8 +109,11 @@ def histories(draw: st.DrawFn) -> list[Event]:
             out.append(
                 RecordWritten(f"{eid}w", SUBJECT, when, "registry", "domain_contact", domain, ref=domain)
             )
-            event_type = draw(st.sampled_from([DomainRegistered, DomainReleased]))
-            out.append(event_type(eid, SUBJECT, when, domain=domain))
+            if draw(st.booleans()):
+                out.append(DomainRegistered(eid, SUBJECT, when, domain=domain))
+            else:
+                how = draw(st.sampled_from(["EXPIRED", "DELETED", "TRANSFERRED_OUT"]))
+                out.append(DomainReleased(eid, SUBJECT, when, domain=domain, how=how))
         elif kind == "certificate":
             out.append(RecordWritten(f"{eid}w", SUBJECT, when, "ssl", "ssl_contact", "c", ref="cert-1"))
             if draw(st.booleans()):
@@ -158,7 +161,10 @@ def fold(events: list[Event]) -> SubjectState:
 
 def deadlines(state: SubjectState) -> dict[str, object]:
     """Everything a record's fate depends on, plus the duties."""
-    records = {rid: (r.rule_id, r.deadline, r.blockers, r.restricted_by) for rid, r in state.records.items()}
+    records = {
+        rid: (r.status, r.rule_id, r.deadline, r.blockers, r.restricted_by)
+        for rid, r in state.records.items()
+    }
     return {"records": records, "duties": state.duties}
 
 
