@@ -104,6 +104,14 @@ SINK_CIRCUIT_OPEN = Gauge(
     ["store"],
 )
 
+# Series an alert takes the increase() of exist from the start, at 0: otherwise the first
+# increment creates the series at 1 and increase() sees no change (the first overdue duty of a
+# worker's life would raise no alert).
+for _duty in ("erasure", "export", "breach"):
+    DUTIES_OVERDUE.labels(_duty)
+for _result in ("issued", "deferred", "unsigned"):
+    CERTIFICATES.labels(_result)
+
 
 def serve(port: int) -> None:
     """Serve /metrics on 127.0.0.1:``port`` (0 picks a free port)."""

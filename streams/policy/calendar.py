@@ -84,6 +84,8 @@ def start_of_day(day: date, tz: tzinfo) -> int:
 def add_years(ms: int, years: int, tz: tzinfo = UTC) -> int:
     """The same wall-clock time ``years`` calendar years later in ``tz``; 29 Feb rolls forward
     to 1 Mar."""
+    if years == 0:
+        return ms  # not even through the wall clock: an instant stays itself
     start = to_datetime(ms, tz)
     try:
         moved = start.replace(year=start.year + years)
@@ -95,6 +97,8 @@ def add_years(ms: int, years: int, tz: tzinfo = UTC) -> int:
 def add_months(ms: int, months: int, tz: tzinfo = UTC) -> int:
     """The same wall-clock time ``months`` calendar months later in ``tz``; a day the month
     lacks rolls forward to the first of the next month (31 January + 1 month = 1 March)."""
+    if months == 0:
+        return ms  # not even through the wall clock: an instant stays itself
     start = to_datetime(ms, tz)
     total = start.month - 1 + months
     year, month = start.year + total // 12, total % 12 + 1
@@ -108,6 +112,8 @@ def add_months(ms: int, months: int, tz: tzinfo = UTC) -> int:
 def add_days(ms: int, days: int, tz: tzinfo = UTC) -> int:
     """The same wall-clock time ``days`` calendar days later in ``tz`` (a day across a daylight
     saving change is 23 or 25 hours long)."""
+    if days == 0:
+        return ms  # not even through the wall clock: an instant stays itself
     if tz is UTC:
         return ms + days * MS_PER_DAY
     start = to_datetime(ms, tz)

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from streams.policy import calendar
-from streams.policy.clocks import Stamp, account_clock, stamp, transferred_out
+from streams.policy.clocks import Stamp, account_clock, deadline_from, stamp, transferred_out
 from streams.policy.decisions import (
+    AnswerItem,
     CertificateDue,
     CertifiedCopy,
     Decision,
@@ -449,7 +450,7 @@ def restamp(
         decisions += _record_decisions(state.subject_id, old, new, reasons, policy, trigger)
     if not duties_changed:
         return Outcome(replace(state, records=records, policy=policy.label), tuple(decisions))
-    duties = duties_of(state.facts, policy.duties)
+    duties = duties_of(state.facts, policy.duties, policy.zone)
     decisions += _duty_decisions(state.subject_id, before.duties, duties, policy, trigger)
     state = replace(state, records=records, duties=duties, policy=policy.label)
     answers = tuple(
@@ -643,8 +644,6 @@ def _duty_decisions(
 
 def _answer(state: SubjectState, duty: Duty, rights: Rights, policy: Policy) -> ErasureAnswer:
     """What the person is told: what is deleted, what is kept, why and until when."""
-    from streams.policy.decisions import AnswerItem
-
     request_id = duty.duty_id.split("/", 1)[1]
     assert duty.done_at is not None
     account = account_clock(state.facts)
@@ -677,7 +676,42 @@ def _answer(state: SubjectState, duty: Duty, rights: Rights, policy: Policy) -> 
                     None,
                 )
             )
+    items += _shared_logs(state, policy, duty.done_at)
     return ErasureAnswer(request_id, state.subject_id, duty.done_at, duty.due, policy.label, tuple(items))
+
+
+def _shared_logs(state: SubjectState, policy: Policy, answered_at: int) -> list[AnswerItem]:
+    """What the answer says of the log stores' lines that may name the person, where no record of
+    theirs was announced there: a day of logs holds every customer's lines, so it is not dropped
+    for one person; it goes, for everyone, when the log period ends (seed 000)."""
+    if policy.stores is None:
+        return []
+    held = {r.category for r in state.records.values()}
+    out = []
+    for store in policy.stores.stores:
+        if store.kind != "logstore":
+            continue
+        for holding in store.holds:
+            rule = policy.rule_for(holding.category)
+            if rule is None or holding.category in held:
+                continue
+            until = deadline_from(rule, answered_at, policy.zone)  # of the lines written until now
+            why = (
+                f"{rule.reason}; lines of the retained days that may name you (e.g. your IP address) are "
+                "kept, used for security only, and go with their day"
+            )
+            out.append(
+                AnswerItem(
+                    f"{store.id}/{holding.category}/*",
+                    holding.category,
+                    "KEEP",
+                    rule.id,
+                    rule.basis,
+                    why,
+                    calendar.iso(until),
+                )
+            )
+    return out
 
 
 def _late(state: SubjectState, duty_id: str, now: int) -> bool:

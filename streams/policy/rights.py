@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import tzinfo
 
 from streams.policy import calendar
 from streams.policy.facts import Fact
@@ -88,8 +89,8 @@ def hold_blockers(rights: Rights, record_id: str, category: str) -> tuple[str, .
     return tuple(out)
 
 
-def duties_of(facts: tuple[Fact, ...], duties: Duties) -> dict[str, Duty]:
-    """Every duty the facts open, and when it was done."""
+def duties_of(facts: tuple[Fact, ...], duties: Duties, zone: tzinfo) -> dict[str, Duty]:
+    """Every duty the facts open, and when it was done (months counted in ``zone``)."""
     out: dict[str, Duty] = {}
     for fact in facts:
         ref = fact.ref or ""
@@ -97,16 +98,18 @@ def duties_of(facts: tuple[Fact, ...], duties: Duties) -> dict[str, Duty]:
             out[f"erasure/{ref}"] = Duty(
                 f"erasure/{ref}",
                 "erasure_response",
-                calendar.add_months(fact.time, duties.erasure_response_months),
+                calendar.add_months(fact.time, duties.erasure_response_months, zone),
                 fact.event_id,
                 duties.erasure_response_source,
             )
         elif fact.kind == "HostingAgreementTerminated" and fact.until is not None:
-            # Seed 003 section 13: the data is offered for export before the last paid period ends.
-            out.setdefault(
-                f"export/{ref}",
-                Duty(f"export/{ref}", "export_offer", fact.until, fact.event_id, duties.export_offer_source),
-            )
+            # Seed 003 section 13: the data is offered for export before the last paid period
+            # ends, which is when the processor rule deletes it: the earliest end announced.
+            known = out.get(f"export/{ref}")
+            if known is None or (fact.until, fact.event_id) < (known.due, known.opened_by):
+                out[f"export/{ref}"] = Duty(
+                    f"export/{ref}", "export_offer", fact.until, fact.event_id, duties.export_offer_source
+                )
         elif fact.kind == "BreachDetected":
             for kind, hours, source in (
                 ("authority", duties.breach_authority_hours, duties.breach_authority_source),

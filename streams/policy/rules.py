@@ -163,6 +163,11 @@ class Policy:
                 f"{' or '.join(rule.starts)} names their ref, so without one the record could never "
                 "be deleted"
             )
+        if self.stores is not None and store not in self.stores.holders(category, ref):
+            return (  # the ref itself may be personal (a domain name): not repeated here
+                f"field payload.ref: store {store!r} does not hold {category} records with this ref "
+                "(the store map gives them to other stores: its own copy would never be tracked)"
+            )
         return None
 
     def service_level(self, store: str) -> int:

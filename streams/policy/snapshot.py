@@ -53,7 +53,8 @@ def dump(state: SubjectState) -> dict[str, Any]:
     }
     if state.duties:
         out["duties"] = [
-            [d.duty_id, d.kind, d.due, d.opened_by, d.source, d.done_at, d.done_by, d.closed_as]
+            [d.duty_id, d.kind, d.due, d.opened_by, d.source, d.done_at, d.done_by]
+            + ([d.closed_as] if d.closed_as else [])  # as before unless closed: older workers read it
             for d in state.duties.values()
         ]
     if state.overdue:

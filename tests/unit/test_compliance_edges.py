@@ -102,6 +102,21 @@ class TestSeed001BookkeepingCountsTheNorwegianFinancialYear:
             parse_policy(shipped.replace('time_zone = "Europe/Oslo"', 'time_zone = "Europe/Atlantis"'))
 
 
+class TestTheNorwegianCalendar:
+    def test_a_day_across_the_spring_change_is_23_hours_and_a_period_never_ends_early(self) -> None:
+        oslo = calendar.zone("Europe/Oslo")
+        before = t("2024-03-30T12:00:00Z")  # 13:00 in Oslo, winter time
+        assert calendar.add_days(before, 1, oslo) == t("2024-03-31T11:00:00Z")  # 13:00, summer time
+        assert calendar.end_of_day(before, oslo) == t("2024-03-30T23:00:00Z")
+
+    def test_a_time_the_autumn_change_repeats_is_taken_at_its_later_instant(self) -> None:
+        oslo = calendar.zone("Europe/Oslo")
+        # 2:30 on 27 October 2024 happens twice in Oslo: 00:30Z and 01:30Z. A year before it was
+        # 2:30 once (summer time); a year later the period ends at the later of the two.
+        assert calendar.add_years(t("2023-10-27T00:30:00Z"), 1, oslo) == t("2024-10-27T01:30:00Z")
+        assert calendar.add_days(t("2024-10-27T00:30:00Z"), 0, oslo) == t("2024-10-27T00:30:00Z")
+
+
 class TestSeed001HowWeShareDomainsGoToTheirRegistry:
     def test_nu_goes_to_realtime_register_like_every_tld_but_no_and_se(self) -> None:
         state = fold(
@@ -238,6 +253,14 @@ class TestSeed000LogsOfEveryoneAreNotDestroyedByOnePersonsErasure:
         assert item.until == "2024-04-04T22:00:00Z"  # 90 days after 5 January ends in Oslo
         assert fire_due(outcome.state, t("2024-04-04"), POLICY).commands == ()
 
+    def test_without_a_log_record_of_theirs_the_answer_still_says_the_shared_logs_are_kept(self) -> None:
+        state = fold([written("client", "1", "2019-01-10"), closed("2024-01-01")])
+        (answer,) = apply_event(state, erasure("req-1", "2024-01-10T12:00:00Z"), POLICY).answers
+        (logs,) = [i for i in answer.items if i.category == "auto_collected"]
+        assert (logs.record, logs.action, logs.rule_id) == ("log_store/auto_collected/*", "KEEP", "logs")
+        assert logs.basis is not None and "legitimate interest" in logs.basis
+        assert logs.until == "2024-04-09T22:00:00Z"  # 90 days after 10 January ends in Oslo
+
 
 class TestSeed003Section13ExportIsADutyNeverAGate:
     def test_a_policy_rule_that_waits_for_an_event_is_refused_as_waiting_forever(self) -> None:
@@ -306,6 +329,13 @@ class TestAnnouncementsWithoutTheRefTheirRuleNeeds:
         with pytest.raises(InvalidEvent, match=r"field payload\.ref: missing; rule marketing"):
             to_record(MARKETING, POLICY)
         to_record({**MARKETING, "payload": {**MARKETING["payload"], "ref": "newsletter"}}, POLICY)
+
+    def test_a_store_announcing_a_ref_the_map_gives_to_other_stores_is_refused(self) -> None:
+        problem = POLICY.announcement_problem("review_vendor", "marketing", "newsletter")
+        assert problem is not None and "store 'review_vendor' does not hold marketing records" in problem
+        assert "newsletter" not in problem  # the ref is not repeated
+        assert POLICY.announcement_problem("registry_norid", "domain_contact", "kari.no") is None
+        assert POLICY.announcement_problem("registry_norid", "domain_contact", "kari.se") is not None
 
     def test_the_worker_dead_letters_it_with_the_reason(self) -> None:
         h = Harness(POLICY)
