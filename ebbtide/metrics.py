@@ -58,6 +58,12 @@ CERTIFICATES = Counter(
     "the worker's log).",
     ["result"],
 )
+PROCESSING_ERRORS = Counter(
+    "ebbtide_processing_errors_total",
+    "Records the engine raised on, by source: events and receipts (dead-lettered with the reason) "
+    "and clock (a subject not judged at a tick; tried again at the next one).",
+    ["source"],
+)
 DUTIES_OVERDUE = Counter(
     "ebbtide_duties_overdue_total",
     "Duties reported overdue (DUTY_OVERDUE), by duty: erasure (answer an erasure request), export "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,9 @@ class Settings:
     # The worker's Ed25519 key for deletion certificates; made on first start if missing.
     certificate_key: Path | None = None
     certificate_issuer: str = "Ebbtide deletion pipeline"  # who signs, as the certificate names it
+    # Event times the worker accepts, FROM-UNTIL in years ([1 January FROM, 1 January UNTIL), UTC);
+    # an event outside is dead-lettered (a placeholder date must not stop or skew deletions).
+    event_years: str = "1990-2100"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -64,6 +68,7 @@ class Settings:
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.partitions < 1:
             raise SettingsError("EBBTIDE_PARTITIONS must be at least 1")
+        settings.event_window  # noqa: B018  # refused at start, not at the first event
         return settings
 
     @property
@@ -75,6 +80,17 @@ class Settings:
         from streams.policy.stores import DEFAULT_STORES, load_store_map
 
         return load_store_map(self.store_map or DEFAULT_STORES)
+
+    @property
+    def event_window(self) -> tuple[int, int]:
+        """[from, until) in epoch ms of the event times the worker accepts (``event_years``)."""
+        first, _, last = self.event_years.partition("-")
+        if not (first.isdigit() and last.isdigit() and 1970 <= int(first) < int(last) <= 9000):
+            raise SettingsError("EBBTIDE_EVENT_YEARS must be FROM-UNTIL in years, e.g. 1990-2100")
+        return (
+            int(datetime(int(first), 1, 1, tzinfo=UTC).timestamp()) * 1000,
+            int(datetime(int(last), 1, 1, tzinfo=UTC).timestamp()) * 1000,
+        )
 
     @property
     def signing_key(self) -> Path:

@@ -69,7 +69,12 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
     table = PartitionedTable(app, name="state", partitions=settings.partitions, beacon=app.tables.beacon)
     app.tables.add(table)
     processor = LifecycleProcessor(
-        policy, topics, table, settings.partitions, signer=certificate_signer(settings)
+        policy,
+        topics,
+        table,
+        settings.partitions,
+        signer=certificate_signer(settings),
+        event_window=settings.event_window,
     )
 
     @app.agent(source, name="lifecycle")

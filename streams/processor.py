@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import MutableMapping
+import traceback
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from kafka.partitioner.default import murmur2
 
 from ebbtide import metrics
 from ebbtide.settings import Topics
@@ -34,7 +38,7 @@ from schemas import (
     InvalidMessage,
     codec_for,
 )
-from streams.policy import snapshot
+from streams.policy import calendar, snapshot
 from streams.policy.decisions import CertificateDue, answer_problem, stable_id
 from streams.policy.due import DueIndex, PartitionProgress
 from streams.policy.engine import (
@@ -72,10 +76,35 @@ class Out:
 
 
 DECODED_CACHE = 20_000  # subjects kept decoded in memory beside the table
+# Event times the worker accepts by default: 1990 to 2100 (EBBTIDE_EVENT_YEARS). A time outside
+# is a producer's error (e.g. a placeholder 9999-12-31), not something to keep data for.
+DEFAULT_EVENT_WINDOW = (631_152_000_000, 4_102_444_800_000)
 
 
 def subject_key(partition: int, subject_id: str) -> str:
     return f"s:{partition}:{subject_id}"
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2) gives a message key."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+_SOURCES = {"lifecycle_event": "events", "deletion_receipt": "receipts", "clock_tick": "clock"}
+
+
+def _engine(step: Callable[..., Outcome], what: str, *args: Any) -> Outcome:
+    """Run one pure engine step; an exception it raises is this record's, not the pipeline's: it
+    becomes an :class:`InvalidMessage` (dead-lettered with the reason) instead of stopping every
+    deletion. The engine is deterministic, so running it again would fail the same way. The
+    reason names the exception type and where it was raised, never a value."""
+    try:
+        return step(*args)
+    except Exception as exc:
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{Path(frame.filename).stem}.{frame.name}"
+        metrics.PROCESSING_ERRORS.labels(_SOURCES[what]).inc()
+        raise InvalidMessage(f"{what}: processing failed ({type(exc).__name__} in {where})") from None
 
 
 def partition_of_key(key: str) -> int:
@@ -91,6 +120,7 @@ class LifecycleProcessor:
         table: MutableMapping[str, Any],
         partitions: int = 1,
         signer: CertificateSigner | None = None,
+        event_window: tuple[int, int] = DEFAULT_EVENT_WINDOW,
     ) -> None:
         """A record announced by a store the policy's store map does not list as holding its
         category is dead-lettered (its deletion commands would have nowhere to go).
@@ -99,6 +129,8 @@ class LifecycleProcessor:
         self.policy = policy
         self.signer = signer
         self.partitions = partitions
+        # Event times accepted: [from, until) in epoch ms; outside, an event is dead-lettered.
+        self.event_window = event_window
         self.topics = topics
         self.state = StagedTable(table)
         self._due: dict[int, DueIndex] = {}
@@ -172,18 +204,22 @@ class LifecycleProcessor:
         out: list[Out] = []
         try:
             event = to_event(self._events.decode(value))
-            if key is not None and key != event.subject_id.encode():
-                raise InvalidMessage("lifecycle_event: message key is not the event's subject_id")
+            self._check_routing("lifecycle_event", partition, key, event.subject_id)
+            if not self.event_window[0] <= event.time < self.event_window[1]:
+                raise InvalidMessage(
+                    f"lifecycle_event: event_time outside the accepted window "
+                    f"[{calendar.iso(self.event_window[0])}, {calendar.iso(self.event_window[1])})"
+                )
             if isinstance(event, RecordWritten):
                 problem = self.policy.announcement_problem(event.store, event.category, event.ref)
                 if problem is not None:
                     raise InvalidMessage(f"lifecycle_event: {problem}")
+            state = self._subject(partition, event.subject_id)
+            outcome = _engine(apply_event, "lifecycle_event", state, event, self.policy)
         except InvalidMessage as exc:
             out.append(self._dead_letter("events", self.topics.events, partition, offset, key, value, exc))
         else:
             metrics.EVENTS_CONSUMED.labels(type(event).__name__).inc()
-            state = self._subject(partition, event.subject_id)
-            outcome = apply_event(state, event, self.policy)
             out += self._settle(partition, state, outcome)
             if isinstance(event, RecordWritten) and any(d.kind == "STAMPED" for d in outcome.decisions):
                 metrics.RECORDS_STAMPED.labels(event.category).inc()
@@ -217,15 +253,32 @@ class LifecycleProcessor:
             problem = answer_problem(report.outcome, report.rows)
             if problem is not None:  # it could not be certified: the copy waits for a true answer
                 raise InvalidMessage(f"deletion_receipt: {problem}")
+            self._check_routing("deletion_receipt", partition, key, report.subject_id)
             state = self._load(partition, report.subject_id)
             if state is None:
                 raise InvalidMessage("deletion_receipt: no subject with this id on this partition")
+            outcome = _engine(apply_receipt, "deletion_receipt", state, report, self.policy)
         except InvalidMessage as exc:
             return [self._dead_letter("receipts", self.topics.receipts, partition, offset, key, value, exc)]
         metrics.RECEIPTS.labels(report.store, report.outcome).inc()
-        return self._settle(partition, state, apply_receipt(state, report, self.policy))
+        return self._settle(partition, state, outcome)
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _check_routing(self, what: str, partition: int, key: bytes | None, subject_id: str) -> None:
+        """A subject's messages must be keyed by it and on its partition (Kafka's default
+        partitioner, murmur2), or its state would split across partitions and its deletions be
+        lost: a message proves nothing by the partition it arrived on."""
+        if not subject_id.strip():
+            raise InvalidMessage(f"{what}: empty subject_id")
+        if key is None or key != subject_id.encode():
+            raise InvalidMessage(f"{what}: message key is not the subject_id (messages are keyed by subject)")
+        expected = partition_for(key, self.partitions)
+        if partition != expected:
+            raise InvalidMessage(
+                f"{what}: misrouted: on partition {partition}, but its subject's partition is {expected} "
+                f"of {self.partitions}"
+            )
 
     def _release_deferred(self, partition: int, progress: PartitionProgress) -> list[Out]:
         """Apply, in order, the ticks whose preceding events have all been processed."""
@@ -237,8 +290,17 @@ class LifecycleProcessor:
             progress.now = now
             for subject_id in self._index(partition).take(now):
                 state = self._load(partition, subject_id)
-                if state is not None:
-                    out += self._settle(partition, state, fire_due(state, now, self.policy), refile=True)
+                if state is None:
+                    continue
+                try:
+                    outcome = _engine(fire_due, "clock_tick", state, now, self.policy)
+                except InvalidMessage as exc:  # the tick is not at fault: the subject waits, counted
+                    log.error("subject on partition %d not judged at this tick: %s", partition, exc.reason)
+                    next_deadline = state.next_deadline()
+                    if next_deadline is not None:  # tried again at the next tick, never dropped
+                        self._index(partition).file(subject_id, next_deadline)
+                    continue
+                out += self._settle(partition, state, outcome, refile=True)
             metrics.CLOCK_TIME.labels(str(partition)).set(now / 1000)
         metrics.TICKS_DEFERRED.labels(str(partition)).set(len(progress.deferred))
         return out

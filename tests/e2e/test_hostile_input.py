@@ -1,0 +1,44 @@
+"""Issue 11, on the real broker: a poison event or a misrouted one goes to the dead-letter topic
+with the reason, and the worker goes on deleting what is due (it used to exit and replay the
+same batch forever)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from ebbtide.client import to_record
+from ebbtide.kafka_io import producer
+from ebbtide.settings import Settings
+from schemas import LIFECYCLE_EVENT, codec_for
+from streams.processor import partition_for
+from tests.e2e.test_pipeline import CLOSED_ACCOUNT, Pipeline, customer_db, ev, publish, rows, tick
+from tests.support import TopicReader
+
+__all__ = ["customer_db"]  # the fixture, used by name
+
+
+def test_a_poison_event_and_a_misrouted_one_are_dead_lettered_and_deletions_go_on(
+    settings: Settings, customer_db: str, pipeline: Pipeline
+) -> None:
+    codec = codec_for(LIFECYCLE_EVENT)
+    poison = codec.encode(to_record(ev("p1", "AccountClosed", "cust-2", "9999-12-31T00:00:00Z")))
+    stray = to_record(ev("s1", "AccountClosed", "cust-2", "2020-02-01T10:00:00Z"))
+    right = partition_for(b"cust-2", settings.partitions)
+    out = producer(settings)
+    out.send(pipeline.topics.events, key=b"cust-2", value=poison)  # partitioned by its key
+    out.send(pipeline.topics.events, key=b"cust-2", value=codec.encode(stray), partition=(right + 1) % 4)
+    out.flush()
+    out.close()
+    publish(settings, CLOSED_ACCOUNT)
+    tick(settings, datetime(2023, 6, 1, tzinfo=UTC))
+    pipeline.wait_confirmed({"customer_db/client/1", "customer_db/correspondence/20"})
+    assert rows(customer_db, "SELECT customer_id FROM customers") == [(2,)]  # the active customer stays
+
+    dlq = TopicReader(settings, pipeline.topics.dlq)
+    dead = dlq.wait_for(lambda seen: len(seen) >= 2, 30, "two dead letters")
+    dlq.close()
+    reasons = sorted(r.headers["reason"].decode() for r in dead)
+    assert reasons[0].startswith("lifecycle_event: event_time outside the accepted window")
+    assert reasons[1].startswith("lifecycle_event: misrouted: on partition")
+    assert {r.headers["source_topic"].decode() for r in dead} == {pipeline.topics.events}
+    assert pipeline.worker.alive(), pipeline.worker.tail()

@@ -1,0 +1,114 @@
+"""Issue 11, first part: one bad record never stops the stream. An event the engine cannot
+process, an event time out of range and a misrouted message are dead-lettered with the reason,
+and every other subject's deletions go on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ebbtide import metrics
+from ebbtide.client import to_record
+from ebbtide.settings import Settings, SettingsError
+from schemas import LIFECYCLE_EVENT, codec_for
+from streams import processor as processor_module
+from streams.policy.rules import rules_policy
+from streams.processor import LifecycleProcessor, partition_for
+from tests.unit.test_processor import CLIENT_RECORD, TOPICS, Harness, event
+
+
+def encoded(raw: dict[str, Any]) -> bytes:
+    return codec_for(LIFECYCLE_EVENT).encode(to_record(raw))
+
+
+def reason(out: list[Any]) -> str:
+    (dead,) = out
+    assert dead.topic == TOPICS.dlq
+    return str(dict(dead.headers)["reason"].decode())
+
+
+def test_an_event_dated_9999_is_dead_lettered_and_the_other_deletions_go_on() -> None:
+    h = Harness()
+    h.publish(CLIENT_RECORD)
+    h.publish(event("c1", "AccountClosed", "2021-03-15T00:00:00Z"))
+    poison = event("p1", "AccountClosed", "9999-12-31T00:00:00Z", subject="cust-9")
+    assert "event_time outside the accepted window" in reason(h.publish(poison))
+    h.tick("2024-03-16T00:00:00Z")
+    assert [c["record_key"] for c in h.commands()] == ["1"]
+
+
+def test_an_event_the_engine_raises_on_is_dead_lettered_naming_the_error_not_a_value() -> None:
+    """Inside the window the engine may still fail (here: a deadline past year 9999 in a policy
+    keeping records for a century); it is that record's problem, not the pipeline's."""
+    wide = (0, 253_402_300_799_999)  # the whole range Avro timestamps can hold
+    table: dict[str, Any] = {}
+    processor = LifecycleProcessor(rules_policy(), TOPICS, table, event_window=wide)
+    before = metrics.PROCESSING_ERRORS.labels("events")._value.get()
+    written = encoded(CLIENT_RECORD)
+    assert processor.on_event(0, 0, b"cust-1", written)
+    out = processor.on_event(0, 1, b"cust-1", encoded(event("p1", "AccountClosed", "9999-12-31T00:00:00Z")))
+    text = reason(out)
+    assert text.startswith("lifecycle_event: processing failed (ValueError in ")
+    assert "9999" not in text and "cust-1" not in text
+    assert metrics.PROCESSING_ERRORS.labels("events")._value.get() == before + 1
+    processor.flush()
+    assert processor.on_event(0, 2, b"cust-1", encoded(event("c1", "AccountClosed", "2021-03-15T00:00:00Z")))
+
+
+@pytest.mark.parametrize(
+    ("key", "subject", "words"),
+    [
+        (None, "cust-1", "message key is not the subject_id"),
+        (b"cust-2", "cust-1", "message key is not the subject_id"),
+        (b" ", " ", "empty subject_id"),
+    ],
+)
+def test_an_event_not_keyed_by_its_subject_is_dead_lettered(
+    key: bytes | None, subject: str, words: str
+) -> None:
+    record = {**to_record(CLIENT_RECORD), "subject_id": subject}  # as a producer bypassing the client
+    h = Harness()
+    assert words in reason(h.publish_bytes(key, codec_for(LIFECYCLE_EVENT).encode(record)))  # type: ignore[arg-type]
+
+
+def test_an_event_on_another_partition_than_its_subjects_is_dead_lettered() -> None:
+    table: dict[str, Any] = {}
+    processor = LifecycleProcessor(rules_policy(), TOPICS, table, partitions=4)
+    right = partition_for(b"cust-1", 4)
+    wrong = (right + 1) % 4
+    text = reason(processor.on_event(wrong, 0, b"cust-1", encoded(CLIENT_RECORD)))
+    assert f"misrouted: on partition {wrong}, but its subject's partition is {right} of 4" in text
+    assert processor.on_event(right, 0, b"cust-1", encoded(CLIENT_RECORD))[0].topic == TOPICS.decisions
+
+
+def test_a_subject_the_engine_fails_on_at_a_tick_is_tried_again_at_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = Harness()
+    h.publish(CLIENT_RECORD)
+    h.publish(event("c1", "AccountClosed", "2021-03-15T00:00:00Z"))
+    real = processor_module.fire_due
+    calls = {"n": 0}
+
+    def failing_once(*args: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("a bug in the engine")
+        return real(*args)
+
+    monkeypatch.setattr(processor_module, "fire_due", failing_once)
+    before = metrics.PROCESSING_ERRORS.labels("clock")._value.get()
+    assert h.tick("2024-03-16T00:00:00Z") == []
+    assert metrics.PROCESSING_ERRORS.labels("clock")._value.get() == before + 1
+    h.tick("2024-03-17T00:00:00Z")
+    assert [c["record_key"] for c in h.commands()] == ["1"]
+
+
+def test_the_accepted_event_years_are_a_setting_checked_at_start() -> None:
+    assert Settings.from_env({"EBBTIDE_EVENT_YEARS": "2000-2050"}).event_window == (
+        946_684_800_000,
+        2_524_608_000_000,
+    )
+    with pytest.raises(SettingsError, match="EBBTIDE_EVENT_YEARS"):
+        Settings.from_env({"EBBTIDE_EVENT_YEARS": "2050-2000"})
