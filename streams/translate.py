@@ -15,8 +15,38 @@ def _ms(value: Any) -> int:
     return to_ms(value) if isinstance(value, datetime) else int(value)
 
 
+# Ids, keys and refs are identifiers, not documents: a longer one is a producer's error, and would
+# swell the subject's state (kept in one changelog value) past what the broker accepts.
+MAX_TEXT = 512  # characters of any string field
+MAX_ITEMS = 1_000  # entries of a list field (a legal hold's categories or records)
+
+
+def check_sizes(record: dict[str, Any]) -> None:
+    """Raise :class:`InvalidMessage` naming the first field of a ``lifecycle_event`` that is too
+    long (its size, never its value)."""
+    _, payload = record["payload"]
+    fields = [(name, record[name]) for name in ("event_id", "subject_id", "producer")]
+    fields += [(f"payload.{name}", value) for name, value in payload.items()]
+    for name, value in fields:
+        if isinstance(value, str) and len(value) > MAX_TEXT:
+            raise InvalidMessage(
+                f"lifecycle_event: field {name} is {len(value)} characters, over the {MAX_TEXT} allowed"
+            )
+        if isinstance(value, list):
+            if len(value) > MAX_ITEMS:
+                raise InvalidMessage(
+                    f"lifecycle_event: field {name} has {len(value)} entries, over the {MAX_ITEMS} allowed"
+                )
+            if any(isinstance(v, str) and len(v) > MAX_TEXT for v in value):
+                raise InvalidMessage(
+                    f"lifecycle_event: an entry of field {name} is over {MAX_TEXT} characters"
+                )
+
+
 def to_event(record: dict[str, Any]) -> Event:
-    """A decoded ``lifecycle_event`` as a domain event; unknown types are invalid messages."""
+    """A decoded ``lifecycle_event`` as a domain event; unknown types and oversized fields are
+    invalid messages."""
+    check_sizes(record)
     branch, payload = record["payload"]
     name = branch.rsplit(".", 1)[-1]
     cls = EVENT_TYPES.get(name)

@@ -112,3 +112,11 @@ def test_the_accepted_event_years_are_a_setting_checked_at_start() -> None:
     )
     with pytest.raises(SettingsError, match="EBBTIDE_EVENT_YEARS"):
         Settings.from_env({"EBBTIDE_EVENT_YEARS": "2050-2000"})
+
+
+def test_an_oversized_record_key_is_dead_lettered_before_it_swells_the_state() -> None:
+    h = Harness()
+    huge = {**CLIENT_RECORD, "payload": {**CLIENT_RECORD["payload"], "record_key": "k" * 600_000}}
+    text = reason(h.publish(huge))
+    assert text == "lifecycle_event: field payload.record_key is 600000 characters, over the 512 allowed"
+    assert h.table.get("s:0:cust-1") is None
