@@ -99,7 +99,11 @@ class Context:
         """Settings with fresh topic prefix and app id for one benchmark run."""
         run = f"{label}-{uuid.uuid4().hex[:8]}"
         return replace(
-            self.settings, topic_prefix=f"bench.{run}", app_id=f"bench-{run}", state_dir=self.work_dir / run
+            self.settings,
+            topic_prefix=f"bench.{run}",
+            app_id=f"bench-{run}",
+            state_dir=self.work_dir / run,
+            clock_mode="replay",  # benchmarks tick an accelerated clock
         )
 
 

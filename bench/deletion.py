@@ -28,6 +28,7 @@ from psycopg2.extensions import cursor as Cursor
 from bench.common import Context, Figure, stopwatch
 from ebbtide.kafka_io import create_topics, producer
 from ebbtide.settings import Settings, Topics
+from ebbtide.signer import CertificateSigner
 from schemas import DELETION_COMMAND, codec_for
 from sinks.mapping import StoreMap, TableAction
 from sinks.postgres import PostgresExecutor
@@ -193,11 +194,13 @@ class TimedSink(PostgresSink):
 
 
 def publish_commands(settings: Settings, rows: int) -> None:
-    """Put one DeleteRecord per row on the store's command topic."""
+    """Put one DeleteRecord per row on the store's command topic, signed as the worker signs them
+    (its key under the state directory, made if missing: the sink verifies with its .pub)."""
     codec, out = codec_for(DELETION_COMMAND), producer(settings)
+    signer = CertificateSigner.from_file(settings.signing_key, "bench")
     for command in commands(rows):
         out.send(Topics(settings.topic_prefix).commands(STORE), key=command["subject_id"].encode(),
-                 value=codec.encode(command))
+                 value=codec.encode(signer.sign_command(command)))
     out.flush()
     out.close()
 

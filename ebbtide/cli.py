@@ -38,20 +38,25 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
+    from kafka.errors import KafkaError
+
     from ebbtide.client import EventPublisher, LineError, PublishFailed, read_jsonl, settings_policy
+    from ebbtide.kafka_io import not_acknowledged
 
     path = Path(args.file)
     if not path.is_file():
         print(f"ebbtide publish: no such file: {path}", file=sys.stderr)
         return 2
     records: list[dict[str, object]] = []
+    lines: list[int] = []  # the line of each record
     errors: list[LineError] = []
     policy = settings_policy(settings)
-    for _, item in read_jsonl(path, policy):
+    for number, item in read_jsonl(path, policy):
         if isinstance(item, LineError):
             errors.append(item)
         else:
             records.append(item)
+            lines.append(number)
     for error in errors:
         print(f"{path}: {error}", file=sys.stderr)
     if errors and not args.skip_invalid:
@@ -64,12 +69,26 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     if args.dry_run:
         print(f"{len(records)} valid event(s); --dry-run: nothing published")
         return 0
+    timeout = _timeout(args)
+    again = "publish the file again (event ids make it idempotent)"
     try:
-        with EventPublisher(settings, policy) as publisher:
+        with EventPublisher(settings, policy, timeout) as publisher:
             sent = publisher.publish_all(records)
-    except PublishFailed as exc:
+    except PublishFailed as exc:  # events never sent (after a send the producer refused) count too
+        missing = exc.failed + len(records) - exc.total
+        line = lines[exc.first] if exc.first < len(lines) else lines[-1]
         print(
-            f"ebbtide publish: {exc}; publish the file again (event ids make it idempotent)", file=sys.stderr
+            f"ebbtide publish: {missing} of {len(records)} event(s) {not_acknowledged(exc.reason, timeout)}; "
+            f"every line before line {line} is published, line {line} and those after it are not known "
+            f"to be; {again}",
+            file=sys.stderr,
+        )
+        return 1
+    except KafkaError as exc:  # no broker to talk to at all
+        print(
+            f"ebbtide publish: the broker at {settings.kafka_bootstrap} did not answer within {timeout:g} s "
+            f"({type(exc).__name__}); nothing was published; {again}",
+            file=sys.stderr,
         )
         return 1
     print(
@@ -77,6 +96,23 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
         + (f"; skipped {len(errors)} invalid" if errors else "")
     )
     return 0
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 1 <= value <= 3600:
+        raise argparse.ArgumentTypeError("give between 1 and 3600 seconds")
+    return value
+
+
+def _timeout(args: argparse.Namespace) -> float:
+    """``--timeout``, or the delivery timeout of ebbtide.kafka_io (imported late: kafka is slow)."""
+    from ebbtide.kafka_io import DELIVERY_TIMEOUT
+
+    return float(args.timeout) if args.timeout is not None else DELIVERY_TIMEOUT
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -218,23 +254,66 @@ def cmd_backups(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_clock(args: argparse.Namespace, settings: Settings) -> int:
-    from ebbtide.clock import ClockPublisher, steps, wall_ticks
+    from kafka.errors import KafkaError
 
-    if args.mode == "tick":
-        clock = ClockPublisher(settings, "scripted")
-        clock.tick(args.at)
-        print(f"ticked {args.at.isoformat()}")
-    elif args.mode == "run":
-        clock = ClockPublisher(settings, "accelerated")
-        for moment in steps(args.start, args.until, args.step_days):
-            clock.tick(moment)
-        print(f"ticked {args.start.date()} .. {args.until.date()} every {args.step_days} day(s)")
-    else:
-        clock = ClockPublisher(settings, "wall")
-        for moment in wall_ticks(args.interval, args.count):
-            clock.tick(moment)
-    clock.close()
+    from ebbtide.clock import ClockPublisher, TickFailed, steps, wall_ticks
+
+    timeout = _timeout(args)
+    source = {"tick": "scripted", "run": "accelerated", "wall": "wall"}[args.mode]
+    if args.mode == "wall":  # the production clock is scraped (job ebbtide-clock)
+        from ebbtide import metrics
+
+        # Served before the broker is reached: a clock that fails and is restarted shows up
+        # in process_start_time_seconds (EbbtideProcessRestarting).
+        port = settings.clock_metrics_port if args.metrics_port is None else args.metrics_port
+        try:
+            metrics.serve_clock(port)
+        except OSError as exc:
+            print(
+                f"ebbtide clock: cannot serve /metrics on 127.0.0.1:{port}: {exc.strerror}", file=sys.stderr
+            )
+            return 2
+        print(
+            f"ebbtide clock: a tick every {args.interval:g} s; /metrics on 127.0.0.1:{port}", file=sys.stderr
+        )
+    try:
+        clock = ClockPublisher(settings, source, timeout)
+    except KafkaError as exc:
+        print(
+            f"ebbtide clock: the broker at {settings.kafka_bootstrap} did not answer within {timeout:g} s "
+            f"({type(exc).__name__}); no tick sent",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        if args.mode == "tick":
+            clock.tick(args.at)
+            print(f"ticked {args.at.isoformat()}")
+        elif args.mode == "run":
+            for moment in steps(args.start, args.until, args.step_days):
+                clock.tick(moment)
+            print(f"ticked {args.start.date()} .. {args.until.date()} every {args.step_days} day(s)")
+        else:
+            for moment in wall_ticks(args.interval, args.count):
+                clock.tick(moment)
+                metrics.clock_ticked(moment)
+    except TickFailed as exc:
+        earlier = "; the ticks before it were sent" if args.mode != "tick" else ""
+        print(f"ebbtide clock: {exc}{earlier} (ticking a time again is harmless)", file=sys.stderr)
+        return 1
+    except LookupError as exc:  # no events topic
+        print(f"ebbtide clock: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        clock.close()
     return 0
+
+
+def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from ebbtide import dlq
+
+    args.timeout = _timeout(args)
+    return dlq.main(args, settings)
 
 
 def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
@@ -465,13 +544,22 @@ def build_parser() -> argparse.ArgumentParser:
     publish = sub.add_parser(
         "publish",
         help="validate and publish lifecycle events from a JSONL file",
-        description="Validate every line against the lifecycle event schema, "
-        "then publish all of them keyed by subject. Any invalid line refuses "
-        "the whole file unless --skip-invalid.",
+        description="Validate every line against the lifecycle event schema (and the size of one Kafka "
+        "message, 1 MB encoded), then publish all of them keyed by subject. Any invalid line refuses "
+        "the whole file unless --skip-invalid. If the broker does not acknowledge every event within "
+        "--timeout, exit 1 naming how many and the first line not known to be published; publishing "
+        "the file again is harmless (event ids make it idempotent).",
     )
     publish.add_argument("file", help="JSON Lines file, one event per line (see README)")
     publish.add_argument("--dry-run", action="store_true", help="validate only")
     publish.add_argument("--skip-invalid", action="store_true", help="publish the valid lines anyway")
+    publish.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="seconds to wait for the broker to acknowledge every event (default 30); what it has not "
+        "acknowledged by then is reported, exit 1",
+    )
     publish.set_defaults(func=cmd_publish)
 
     worker = sub.add_parser(
@@ -560,10 +648,49 @@ def build_parser() -> argparse.ArgumentParser:
     backups.add_argument("--now", type=_time, help="ISO-8601 time (default: the wall clock)")
     backups.set_defaults(func=cmd_backups)
 
+    dlq = sub.add_parser(
+        "dlq",
+        help="dead letters: count them by reason, show them, replay them after a fix",
+        description="Reads the dead-letter topic <prefix>.dlq to its end (what the worker and the sinks "
+        "could not process). list: how many per reason, and from which topics. show: each dead letter's "
+        "headers (reason, source topic, partition, offset), its place in the DLQ and the sizes of its key "
+        "and value, never their contents (they may hold personal data). replay: send the selected dead "
+        "letters' original key and value back to their source topic (only the worker's inputs, events, "
+        "clock and receipts, and the stores' command topics; a keyed message to the partition its key "
+        "gives, a tick to its own), then exit 1 if the broker did not acknowledge them all within "
+        "--timeout. Replaying twice is harmless for events (event ids make it idempotent), ticks (the "
+        "clock never goes back) and commands (command ids); the dead letters stay in the DLQ. A dead "
+        "letter that holds no message (a tick dropped after it was consumed) is skipped.",
+    )
+    dlq.add_argument("action", choices=["list", "show", "replay"])
+    dlq.add_argument(
+        "--reason",
+        metavar="TEXT",
+        help="show/replay: only dead letters whose reason contains this text (any case)",
+    )
+    dlq.add_argument(
+        "--source",
+        metavar="TOPIC",
+        help="show/replay: only dead letters from this topic (its full name, or without the prefix: "
+        "events, clock, receipts, commands.<store>)",
+    )
+    dlq.add_argument("--limit", type=int, metavar="N", help="show/replay: the first N selected (DLQ order)")
+    dlq.add_argument("--json", action="store_true", help="list/show: machine-readable output")
+    dlq.add_argument("--dry-run", action="store_true", help="replay: say what would be sent, send nothing")
+    dlq.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="seconds to wait for the broker (reading, delivery; default 30)",
+    )
+    dlq.set_defaults(func=cmd_dlq)
+
     clock = sub.add_parser(
         "clock",
         help="publish clock ticks",
-        description="Ticks move the pipeline's time; deadlines fire when it passes them.",
+        description="Ticks move the pipeline's time; deadlines fire when it passes them. A tick the "
+        "broker does not acknowledge within --timeout ends the command with exit 1 (run the production "
+        "clock under a supervisor that restarts it); ticking a time again is harmless.",
     )
     modes = clock.add_subparsers(dest="mode", required=True, metavar="MODE")
     tick = modes.add_parser("tick", help="one tick at a given time")
@@ -575,6 +702,18 @@ def build_parser() -> argparse.ArgumentParser:
     wall = modes.add_parser("wall", help="tick wall-clock time every INTERVAL seconds")
     wall.add_argument("--interval", type=float, default=60.0)
     wall.add_argument("--count", type=int, default=None, help="stop after this many ticks")
+    wall.add_argument(
+        "--metrics-port",
+        type=int,
+        help="/metrics port on 127.0.0.1 (default EBBTIDE_CLOCK_METRICS_PORT, 9312)",
+    )
+    for mode in (tick, run, wall):
+        mode.add_argument(
+            "--timeout",
+            type=_seconds,
+            metavar="SECONDS",
+            help="seconds to wait for the broker to take a tick (default 30)",
+        )
     clock.set_defaults(func=cmd_clock)
 
     policy = sub.add_parser(

@@ -14,10 +14,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from kafka.errors import KafkaError
 
+from ebbtide.kafka_io import (
+    DELIVERY_TIMEOUT,
+    await_delivery,
+    close_producer,
+    not_acknowledged,
+    producer,
+)
 from ebbtide.settings import Settings, Topics
 from schemas import LIFECYCLE_EVENT, InvalidMessage, codec_for
 
@@ -33,7 +40,20 @@ class InvalidEvent(ValueError):
 
 
 class PublishFailed(RuntimeError):
-    """The broker did not acknowledge some events: they may not have been published."""
+    """The broker did not acknowledge some events: they may not have been published.
+
+    ``failed`` of the ``total`` events sent since the last flush were not acknowledged;
+    ``first`` is the index (in the order they were sent) of the first of them: every event
+    before it was acknowledged. ``reason`` is the first error's class name."""
+
+    def __init__(self, failed: int, total: int, first: int, reason: str, timeout: float) -> None:
+        self.failed, self.total, self.first, self.reason, self.timeout = failed, total, first, reason, timeout
+        super().__init__(f"{failed} of {total} event(s) {not_acknowledged(reason, timeout)}")
+
+
+# What one event may weigh encoded (key and Avro value): under the broker's default limit for one
+# message (message.max.bytes, 1 MiB with the batch overhead) and the producer's max_request_size.
+MAX_EVENT_BYTES = 1_000_000
 
 
 def event_types() -> list[str]:
@@ -84,7 +104,28 @@ def to_record(event: dict[str, Any], policy: Policy | None = None) -> dict[str, 
         raise InvalidEvent(exc.reason.removeprefix("lifecycle_event: ")) from None
     if policy is not None:
         check_announcement(record, policy)
+    check_size(record)
     return record
+
+
+def check_size(record: dict[str, Any], value: bytes | None = None) -> bytes:
+    """The encoded value of ``record`` (or ``value``, already encoded); raises
+    :class:`InvalidEvent` if the event is too large for one Kafka message (:data:`MAX_EVENT_BYTES`):
+    the broker would refuse it, the file would be published only in part."""
+    if value is None:
+        value = codec_for(LIFECYCLE_EVENT).encode(record)
+    size = len(value) + len(str(record["subject_id"]).encode())
+    if size > MAX_EVENT_BYTES:
+        raise InvalidEvent(
+            f"event is {_size(size)} encoded, over the {_size(MAX_EVENT_BYTES)} limit of one Kafka message"
+        )
+    return value
+
+
+def _size(count: int) -> str:
+    if count % 1_000_000 == 0:
+        return f"{count // 1_000_000} MB"
+    return f"{count / 1_000_000:.1f} MB" if count >= 1_100_000 else f"{count:,} bytes"
 
 
 def check_announcement(record: dict[str, Any], policy: Policy) -> None:
@@ -164,26 +205,52 @@ class EventPublisher:
     """Publishes lifecycle events keyed by subject, so a subject's events share a partition.
 
     :meth:`publish` refuses what the worker would dead-letter: events that do not fit the
-    schema, and announcements the ``policy`` (default: the settings' policy) cannot enforce."""
+    schema, and announcements the ``policy`` (default: the settings' policy) cannot enforce.
 
-    def __init__(self, settings: Settings, policy: Policy | None = None) -> None:
-        from ebbtide.kafka_io import producer
+    Delivery is bounded: an event the broker has not acknowledged ``timeout`` seconds after it
+    was sent counts as failed, and :meth:`flush` (also :meth:`close` and leaving a ``with`` block)
+    raises :class:`PublishFailed` naming how many. Once one has failed, the next
+    :meth:`publish_record` sends nothing more and raises it (a broker that died mid-file is not
+    sent the rest of it). A broker that is down when the publisher is made raises
+    ``kafka.errors.KafkaError`` after ``timeout`` seconds."""
 
+    def __init__(
+        self, settings: Settings, policy: Policy | None = None, timeout: float = DELIVERY_TIMEOUT
+    ) -> None:
         self.policy = policy if policy is not None else settings_policy(settings)
-        self._producer = producer(settings)
+        self.timeout = timeout
+        self._producer = producer(settings, timeout)
         self._topic = Topics(settings.topic_prefix).events
         self._codec = codec_for(LIFECYCLE_EVENT)
         self._pending: list[Any] = []
+        self._failed: BaseException | None = None  # the first send the broker did not take
+        self._closed = False
 
     def publish(self, event: dict[str, Any]) -> None:
         """Validate one event (JSON form) and send it; raises :class:`InvalidEvent`."""
         self.publish_record(to_record(event, self.policy))
 
     def publish_record(self, record: dict[str, Any]) -> None:
-        future = self._producer.send(
-            self._topic, key=record["subject_id"].encode(), value=self._codec.encode(record)
-        )
+        """Send one Avro record; raises :class:`InvalidEvent` if it is too large for one message,
+        :class:`PublishFailed` if the producer cannot take it (e.g. no metadata for the topic
+        within the timeout), after waiting for what was sent before it."""
+        value = check_size(record, self._codec.encode(record))
+        if self._failed is not None:  # the broker refused or dropped one: stop sending, settle
+            failure = self._settle()
+            if failure is not None:
+                raise failure
+        try:
+            future = self._producer.send(self._topic, key=record["subject_id"].encode(), value=value)
+        except KafkaError as exc:  # nothing after this one is sent: settle what was before it
+            failure = self._settle(exc)
+            assert failure is not None
+            raise failure from None
+        future.add_errback(self._on_failure)
         self._pending.append(future)
+
+    def _on_failure(self, error: BaseException) -> None:  # the producer's I/O thread
+        if self._failed is None:
+            self._failed = error
 
     def publish_all(self, records: Iterable[dict[str, Any]]) -> int:
         count = 0
@@ -193,38 +260,48 @@ class EventPublisher:
         return count
 
     def flush(self) -> None:
-        """Wait until the broker has acknowledged every event sent; raise :class:`PublishFailed`
-        naming how many were not (kafka-python's flush alone only logs failed batches)."""
-        wait = 30.0
-        try:
-            self._producer.flush()
-        except KafkaError:  # e.g. a batch the broker refused: the futures say which events
-            wait = 0.0
+        """Wait (``timeout`` s at most) until the broker has acknowledged every event sent; raise
+        :class:`PublishFailed` naming how many were not."""
+        failure = self._settle()
+        if failure is not None:
+            raise failure
+
+    def _settle(self, refused: BaseException | None = None) -> PublishFailed | None:
+        """Wait for the pending sends; what failed among them and ``refused``, the send after them
+        that the producer did not take."""
         pending, self._pending = self._pending, []
-        failed = [exc for exc in (_failure(f, wait) for f in pending) if exc is not None]
-        if failed:
-            raise PublishFailed(
-                f"{len(failed)} of {len(pending)} event(s) not acknowledged by the broker: "
-                f"{type(failed[0]).__name__}: {failed[0]}"
-            )
+        self._failed = None
+        if not pending and refused is None:
+            return None
+        undelivered = await_delivery(self._producer, pending, self.timeout)
+        extra = 0 if refused is None else 1
+        if undelivered is not None:
+            failed, first, reason = undelivered.failed + extra, undelivered.first, undelivered.reason
+        elif refused is not None:
+            failed, first, reason = 1, len(pending), type(refused).__name__
+        else:
+            return None
+        return PublishFailed(failed, len(pending) + extra, first, reason, self.timeout)
 
     def close(self) -> None:
+        """Flush (raising :class:`PublishFailed`), then close the producer within a bounded time."""
         try:
             self.flush()
         finally:
-            self._producer.close()
+            self.abort()
+
+    def abort(self) -> None:
+        """Close without waiting for what was not acknowledged yet (it may or may not arrive)."""
+        if not self._closed:
+            self._closed = True
+            self._pending = []
+            close_producer(self._producer)
 
     def __enter__(self) -> EventPublisher:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _failure(future: Any, wait: float) -> Exception | None:
-    """Why a kafka-python send future failed (or is still not done after ``wait`` s), if it did."""
-    try:
-        future.get(timeout=wait)
-    except KafkaError as exc:
-        return cast(Exception, exc)
-    return None
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # an error is on its way out: do not hide it behind a flush
+            self.abort()

@@ -10,37 +10,83 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from ebbtide.kafka_io import end_offsets, offsets_reader, producer
+from kafka.errors import KafkaError
+
+from ebbtide.kafka_io import (
+    DELIVERY_TIMEOUT,
+    await_delivery,
+    close_producer,
+    end_offsets,
+    not_acknowledged,
+    offsets_reader,
+    producer,
+)
 from ebbtide.settings import Settings, Topics
 from schemas import CLOCK_TICK, codec_for
 
 
+class TickFailed(RuntimeError):
+    """The broker did not take a tick within the timeout: the pipeline's time did not move (on
+    some partitions at least). Ticking the same time again is harmless."""
+
+
 class ClockPublisher:
-    def __init__(self, settings: Settings, source: str) -> None:
+    """Publishes ticks. Every broker wait is bounded by ``timeout`` seconds: making one with the
+    broker down raises ``kafka.errors.KafkaError``, and :meth:`tick` raises :class:`TickFailed`."""
+
+    def __init__(self, settings: Settings, source: str, timeout: float = DELIVERY_TIMEOUT) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         self.source = source
-        self._producer = producer(settings)
+        self.timeout = timeout
+        self._producer = producer(settings, timeout)
         self._codec = codec_for(CLOCK_TICK)
-        self._offsets = offsets_reader(settings)
+        try:
+            self._offsets = offsets_reader(settings, timeout)
+        except BaseException:
+            close_producer(self._producer)
+            raise
+        self._closed = False
 
     def tick(self, now: datetime) -> None:
-        """Send one tick for ``now`` to every partition and wait until the broker has them."""
-        self._producer.flush()  # events sent through other producers are the caller's to flush
-        ends = end_offsets(self._offsets, self.topics.events)
-        futures = []
-        for partition, events_end in sorted(ends.items()):
-            value = self._codec.encode({"now": now, "events_end": events_end, "source": self.source})
-            futures.append(
-                self._producer.send(self.topics.clock, key=b"tick", value=value, partition=partition)
+        """Send one tick for ``now`` to every partition and wait (``timeout`` s at most) until the
+        broker has them; raises :class:`TickFailed` naming the partitions it did not take. Events
+        sent through other producers are the caller's to flush first: the tick carries the events
+        partitions' end offsets as they are now."""
+        try:
+            ends = end_offsets(self._offsets, self.topics.events)
+            futures = []
+            for partition, events_end in sorted(ends.items()):
+                value = self._codec.encode({"now": now, "events_end": events_end, "source": self.source})
+                futures.append(
+                    self._producer.send(self.topics.clock, key=b"tick", value=value, partition=partition)
+                )
+        except KafkaError as exc:
+            raise TickFailed(
+                f"tick {now.isoformat()} not sent: the broker did not answer within {self.timeout:g} s "
+                f"({type(exc).__name__})"
+            ) from None
+        undelivered = await_delivery(self._producer, futures, self.timeout)
+        if undelivered is not None:
+            partitions = sorted(ends)
+            failed = [partitions[i] for i, f in enumerate(futures) if not f.succeeded()]
+            raise TickFailed(
+                f"tick {now.isoformat()}: {undelivered.failed} of {undelivered.total} partition(s) "
+                f"({', '.join(map(str, failed))}) {not_acknowledged(undelivered.reason, self.timeout)}"
             )
-        self._producer.flush()
-        for future in futures:
-            future.get(timeout=30)  # raises if the broker did not take the tick
 
     def close(self) -> None:
-        self._producer.close()
-        self._offsets.close()
+        """Close within a bounded time (what was not acknowledged is given up)."""
+        if not self._closed:
+            self._closed = True
+            close_producer(self._producer)
+            self._offsets.close()
+
+    def __enter__(self) -> ClockPublisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def steps(start: datetime, until: datetime, step_days: int) -> Iterator[datetime]:

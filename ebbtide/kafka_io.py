@@ -2,27 +2,114 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from ebbtide.settings import Settings, Topics
 
 CLIENT_ID = "ebbtide"
+# Seconds a producing command (publish, clock, dlq replay, the client classes) waits for the broker
+# to acknowledge a message before it reports it as not delivered: never a hang.
+DELIVERY_TIMEOUT = 30.0
+LINGER_MS = 5
+# Seconds allowed beyond the delivery timeout for the producer's own bookkeeping (its sender
+# expires a batch on its next loop after the deadline).
+_GRACE = 5.0
 
 
-def producer(settings: Settings) -> KafkaProducer:
-    """A durable producer: every write acknowledged by the broker, retried on transient errors."""
+def _ms(timeout: float) -> int:
+    return max(1000, round(timeout * 1000))
+
+
+def producer(settings: Settings, timeout: float = DELIVERY_TIMEOUT) -> KafkaProducer:
+    """A durable, bounded producer: every write acknowledged by the in-sync replicas (acks=all) and
+    retried on transient errors, but for ``timeout`` seconds at most. Its constructor (bootstrap),
+    ``send`` (topic metadata) and each message's delivery (``delivery_timeout_ms``) all give up
+    with ``KafkaTimeoutError`` after that long instead of waiting for a broker that is gone. Wait
+    for the sends with :func:`await_delivery` and close it with :func:`close_producer`."""
+    ms = _ms(timeout)
     return KafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         client_id=CLIENT_ID,
         acks="all",
-        linger_ms=5,
-        retries=10,
+        linger_ms=LINGER_MS,
         max_in_flight_requests_per_connection=1,
+        delivery_timeout_ms=ms,  # send() to acknowledgement, retries included
+        request_timeout_ms=ms - LINGER_MS,  # kafka-python wants delivery >= linger + request
+        max_block_ms=ms,  # send() waiting for the topic's metadata
+        bootstrap_timeout_ms=ms,  # the constructor waiting for a broker
     )
+
+
+@dataclass(frozen=True)
+class Undelivered:
+    """Sends the broker did not acknowledge: how many of how many, the first (index into the
+    futures) and the first error."""
+
+    failed: int
+    total: int
+    first: int
+    error: BaseException
+
+    @property
+    def reason(self) -> str:
+        """The first error's class name, e.g. ``KafkaTimeoutError`` (its text may be long)."""
+        return type(self.error).__name__
+
+
+def not_acknowledged(reason: str, timeout: float) -> str:
+    """``not acknowledged by the broker within 30 s (KafkaTimeoutError)``, or, for an error
+    other than a timeout (a message the broker refused), ``... by the broker (REASON)``."""
+    within = f" within {timeout:g} s" if reason == "KafkaTimeoutError" else ""
+    return f"not acknowledged by the broker{within} ({reason})"
+
+
+def await_delivery(
+    out: KafkaProducer, futures: Sequence[Any], timeout: float = DELIVERY_TIMEOUT
+) -> Undelivered | None:
+    """Wait until the broker has acknowledged each of ``futures`` (kafka-python send futures),
+    ``timeout`` seconds (plus a little grace) in all at most; what was not acknowledged, if any.
+    kafka-python's ``flush`` alone only logs failed batches, and without a timeout can wait
+    forever."""
+    deadline = time.monotonic() + timeout + _GRACE
+    with contextlib.suppress(KafkaError):  # timed out, or a batch failed: the futures say which
+        out.flush(timeout=timeout + _GRACE)
+    failures: list[tuple[int, BaseException]] = []
+    for index, future in enumerate(futures):
+        try:
+            future.get(timeout=max(0.0, deadline - time.monotonic()))
+        except KafkaError as exc:
+            failures.append((index, exc))
+    if not failures:
+        return None
+    return Undelivered(len(failures), len(futures), failures[0][0], failures[0][1])
+
+
+def close_producer(out: KafkaProducer, timeout: float = 1.0) -> None:
+    """Close ``out`` within about ``timeout`` seconds, never raising: messages it still holds are
+    given up (call :func:`await_delivery` first to know which). kafka-python's own ``close()``
+    flushes without a time limit, and its ``close(timeout)`` raises when that flush times out and
+    leaves the producer half open (to raise again from ``__del__`` at exit)."""
+    try:
+        out.close(timeout=timeout)
+        return
+    except KafkaError:
+        pass
+    sender: Any = getattr(out, "_sender", None)
+    if sender is not None:  # fail the batches still held, so the close below returns at once
+        sender.force_close()
+        sender.join(max(timeout, _GRACE))
+    try:
+        out.close(timeout=0)
+    except KafkaError:  # still holding batches: never let it raise again from __del__ at exit
+        out._closed = True
 
 
 def pipeline_topics(topics: Topics, stores: Iterable[str]) -> list[str]:
@@ -61,9 +148,17 @@ def create_topics(settings: Settings, names: Iterable[str]) -> list[str]:
         admin.close()
 
 
-def offsets_reader(settings: Settings) -> KafkaConsumer:
-    """A group-less consumer used only to read end offsets."""
-    return KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, client_id=CLIENT_ID)
+def offsets_reader(settings: Settings, timeout: float | None = None) -> KafkaConsumer:
+    """A group-less consumer used only to read end offsets; with a ``timeout``, its bootstrap and
+    requests give up (``KafkaTimeoutError``) after that many seconds."""
+    if timeout is None:
+        return KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, client_id=CLIENT_ID)
+    return KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        client_id=CLIENT_ID,
+        request_timeout_ms=_ms(timeout),
+        bootstrap_timeout_ms=_ms(timeout),
+    )
 
 
 def end_offsets(consumer: KafkaConsumer, topic: str) -> dict[int, int]:

@@ -6,7 +6,17 @@ record key or anything personal.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from datetime import datetime
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 
 EVENTS_CONSUMED = Counter(
     "ebbtide_events_consumed_total", "Lifecycle events consumed, by event type.", ["type"]
@@ -110,6 +120,32 @@ SINK_CIRCUIT_OPEN = Gauge(
     ["store"],
 )
 
+# The clock process (`ebbtide clock wall`, job ebbtide-clock) serves a registry of its own: its
+# tick metrics and the process ones (process_start_time_seconds for EbbtideProcessRestarting),
+# not the worker's metrics, which it would only export as zeros.
+CLOCK_REGISTRY = CollectorRegistry()
+ProcessCollector(registry=CLOCK_REGISTRY)
+PlatformCollector(registry=CLOCK_REGISTRY)
+CLOCK_TICKS_PUBLISHED = Counter(
+    "ebbtide_clock_ticks_published_total",
+    "Clock ticks published by this clock process (every partition acknowledged by the broker).",
+    registry=CLOCK_REGISTRY,
+)
+CLOCK_LAST_TICK = Gauge(
+    "ebbtide_clock_last_tick_seconds",
+    "Pipeline time of the last tick this clock process published (unix seconds); 0 before the first.",
+    registry=CLOCK_REGISTRY,
+)
+SECURITY_EVENTS = Counter(
+    "ebbtide_security_events_total",
+    "Messages refused as not authentic or not possible (dead-lettered with the reason, never acted "
+    "on), by source and kind. commands (at a sink) and receipts (at the worker): unsigned, "
+    "bad_signature, other_key (signed by a key not trusted for it); receipts also no_trusted_key "
+    "(no public key for its store) and not_issued (answers a command the worker never issued for "
+    "that copy). clock: tick_time (far from wall time), events_end (an impossible tick).",
+    ["source", "kind"],
+)
+
 # Series an alert takes the increase() of exist from the start, at 0: otherwise the first
 # increment creates the series at 1 and increase() sees no change (the first overdue duty of a
 # worker's life would raise no alert).
@@ -117,8 +153,26 @@ for _duty in ("erasure", "export", "breach"):
     DUTIES_OVERDUE.labels(_duty)
 for _result in ("issued", "deferred", "unsigned"):
     CERTIFICATES.labels(_result)
+for _kind in ("unsigned", "bad_signature", "other_key", "no_trusted_key", "not_issued"):
+    SECURITY_EVENTS.labels("receipts", _kind)
+    if _kind in ("unsigned", "bad_signature", "other_key"):
+        SECURITY_EVENTS.labels("commands", _kind)
+for _kind in ("tick_time", "events_end"):
+    SECURITY_EVENTS.labels("clock", _kind)
 
 
 def serve(port: int) -> None:
     """Serve /metrics on 127.0.0.1:``port`` (0 picks a free port)."""
     start_http_server(port, addr="127.0.0.1")
+
+
+def serve_clock(port: int) -> None:
+    """Serve the clock process's /metrics (its tick metrics and the process_* ones) on
+    127.0.0.1:``port``."""
+    start_http_server(port, addr="127.0.0.1", registry=CLOCK_REGISTRY)
+
+
+def clock_ticked(now: datetime) -> None:
+    """A tick for ``now`` was published (the broker acknowledged every partition)."""
+    CLOCK_TICKS_PUBLISHED.inc()
+    CLOCK_LAST_TICK.set(now.timestamp())

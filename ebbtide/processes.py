@@ -31,11 +31,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
             "EBBTIDE_SINK_METRICS_PORT": str(settings.sink_metrics_port),
             "EBBTIDE_WORKER_WEB_PORT": str(settings.worker_web_port),
             "EBBTIDE_SESSION_TIMEOUT": str(settings.session_timeout),
+            "EBBTIDE_CLOCK_MODE": settings.clock_mode,
+            "EBBTIDE_CLOCK_TOLERANCE": str(settings.clock_tolerance),
         }
     )
     for name, value in (
         ("EBBTIDE_STORE_MAP", settings.store_map),
         ("EBBTIDE_CERTIFICATE_KEY", settings.certificate_key),
+        ("EBBTIDE_WORKER_PUBLIC_KEY", settings.worker_public_key),
+        ("EBBTIDE_SINK_KEY", settings.sink_key),
+        ("EBBTIDE_TRUSTED_KEYS", settings.trusted_keys),
     ):
         if value is not None:
             env[name] = str(value)
@@ -83,7 +88,13 @@ def start(
     name: str, args: list[str], settings: Settings, log_dir: Path, env: dict[str, str] | None = None
 ) -> Child:
     """Run ``python -m ebbtide ARGS`` with ``settings`` (and ``env`` on top), output to
-    ``log_dir/NAME.log``."""
+    ``log_dir/NAME.log``. The worker's signing key is made first if missing (as the worker would
+    on its first start), so a sink started beside it finds the public key it verifies commands
+    with."""
+    from ebbtide.authenticity import read_or_make_key
+
+    if settings.worker_public_key is None:
+        read_or_make_key(settings.signing_key, "certificate signing key")
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}.log"
     with log.open("ab") as out:

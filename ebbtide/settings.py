@@ -31,15 +31,34 @@ class Settings:
     # Static group membership: a restarted worker with the same id takes its partitions back at
     # once. Give each worker process its own stable id (e.g. its host name); never share one.
     worker_instance_id: str | None = None
+    # Static group membership of a sink's consumer (group.instance.id): a sink restarted after a
+    # crash takes its partitions back at once. Default ``<store>-<host name>``; two sinks of the
+    # same store on one host must each set their own (one id fences the other).
+    sink_instance_id: str | None = None
+    clock_metrics_port: int = 9312  # `ebbtide clock wall` serves /metrics here, on 127.0.0.1
     pg_dsn: str | None = None  # no default: there is no default password
     # The store map (which stores hold which categories); default: the one shipped with the policy.
     store_map: Path | None = None
     # The worker's Ed25519 key for deletion certificates; made on first start if missing.
     certificate_key: Path | None = None
     certificate_issuer: str = "Ebbtide deletion pipeline"  # who signs, as the certificate names it
+    # The worker's public key, with which a sink verifies every deletion command (default: the
+    # .pub beside the worker's signing key). A sink without it refuses to start.
+    worker_public_key: Path | None = None
+    # A sink's Ed25519 key for its receipts; "{store}" in the path is replaced by the store id.
+    # Default <state dir>/keys/sink-<store>.key, made on first start with its .pub beside it.
+    sink_key: Path | None = None
+    # The directory of the sinks' public keys the worker verifies receipts with: sink-<store>.pub
+    # for each store (default <state dir>/keys, where the sinks of one host write theirs).
+    trusted_keys: Path | None = None
     # Event times the worker accepts, FROM-UNTIL in years ([1 January FROM, 1 January UNTIL), UTC);
     # an event outside is dead-lettered (a placeholder date must not stop or skew deletions).
     event_years: str = "1990-2100"
+    # wall: the worker refuses a clock tick more than clock_tolerance seconds ahead of its own wall
+    # clock (a forged tick from 2099 would delete years early, irreversibly); replay: any tick
+    # goes (accelerated and scripted clocks: the demo, tests, replays, benchmarks).
+    clock_mode: str = "wall"
+    clock_tolerance: float = 300.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +88,8 @@ class Settings:
         if settings.partitions < 1:
             raise SettingsError("EBBTIDE_PARTITIONS must be at least 1")
         settings.event_window  # noqa: B018  # refused at start, not at the first event
+        if settings.clock_mode not in ("wall", "replay"):
+            raise SettingsError("EBBTIDE_CLOCK_MODE must be wall or replay")
         return settings
 
     @property
@@ -95,6 +116,22 @@ class Settings:
     @property
     def signing_key(self) -> Path:
         return self.certificate_key or self.state_dir / "keys" / "certificate-signing.key"
+
+    @property
+    def command_public_key(self) -> Path:
+        """The worker's public key a sink verifies commands with (EBBTIDE_WORKER_PUBLIC_KEY)."""
+        return self.worker_public_key or self.signing_key.with_suffix(".pub")
+
+    def sink_key_for(self, store: str) -> Path:
+        """The private key a store's sink signs its receipts with (EBBTIDE_SINK_KEY)."""
+        if self.sink_key is None:
+            return self.state_dir / "keys" / f"sink-{store}.key"
+        return Path(str(self.sink_key).replace("{store}", store))
+
+    @property
+    def trusted_keys_dir(self) -> Path:
+        """Where the worker finds sink-<store>.pub for each store (EBBTIDE_TRUSTED_KEYS)."""
+        return self.trusted_keys or self.state_dir / "keys"
 
     def require_pg_dsn(self) -> str:
         if not self.pg_dsn:

@@ -3,20 +3,21 @@
 The signing key is an Ed25519 private key in a PEM file (``EBBTIDE_CERTIFICATE_KEY``, default
 ``<state dir>/keys/certificate-signing.key``). A worker that finds no key makes one on its
 first start, with the public key beside it (``.pub``), and logs the key id: give that public
-key to customers and auditors. Ed25519 signatures are deterministic, so a replay with the same
-key gives the same certificates, byte for byte.
+key to customers and auditors, and to every sink (it verifies the deletion commands the worker
+signs with the same key, :mod:`ebbtide.authenticity`). Ed25519 signatures are deterministic, so
+a replay with the same key gives the same certificates and commands, byte for byte.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from ebbtide import certificates
+from ebbtide import authenticity, certificates
 from streams.policy.calendar import iso
 from streams.policy.decisions import CertificateDue
 
@@ -32,26 +33,16 @@ class CertificateSigner:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         self.key_id = certificates.key_id(self.public_pem)
+        self._commands = authenticity.MessageSigner(private_pem)
 
     @classmethod
     def from_file(cls, path: Path, issuer: str, create: bool = True) -> CertificateSigner:
         """The signer of the key at ``path``; with ``create``, a new key pair is made if missing."""
-        if not path.exists() and create:
-            private, public = certificates.generate_key()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(private)
-            path.with_suffix(".pub").write_bytes(public)
-            log.warning(
-                "made a new certificate signing key %s (public key %s)",
-                certificates.key_id(public),
-                path.with_suffix(".pub"),
-            )
-        try:
-            return cls(path.read_bytes(), issuer)
-        except OSError as exc:
-            raise ValueError(f"certificate signing key {path}: {exc.strerror}") from None
+        return cls(authenticity.read_or_make_key(path, "certificate signing key", create), issuer)
+
+    def sign_command(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A DeleteRecord (deletion_command) signed with this key, for the sinks to verify."""
+        return self._commands.sign(authenticity.COMMAND, record)
 
     def document(self, due: CertificateDue) -> dict[str, object]:
         """The signed certificate (JSON-able) for the copies the engine found all answered."""

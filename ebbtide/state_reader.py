@@ -13,6 +13,9 @@ from kafka import KafkaConsumer, TopicPartition
 
 from ebbtide.kafka_io import CLIENT_ID
 from ebbtide.settings import Settings, Topics
+from ebbtide.web_token import ENV as TOKEN_ENV
+from ebbtide.web_token import TokenUnavailable, read_token, token_file
+from ebbtide.web_token import header as token_header
 from streams.policy import snapshot
 from streams.policy.engine import SubjectState
 
@@ -95,11 +98,29 @@ def clock_from_changelog(settings: Settings) -> int | None:
 def subject_from_worker(
     settings: Settings, subject_id: str, timeout: float = 5.0
 ) -> tuple[SubjectState | None, int | None]:
-    """Ask the running worker (fast: one table lookup). Raises StateUnavailable if it does not answer."""
-    url = f"http://127.0.0.1:{settings.worker_web_port}/subjects/{urllib.parse.quote(subject_id, safe='')}/"
+    """Ask the running worker (fast: one table lookup), with its web token (the file the worker
+    made at start, see :mod:`ebbtide.web_token`). Raises StateUnavailable if there is no token or
+    the worker does not answer or refuses."""
+    path = token_file(settings)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        token = read_token(path)
+    except TokenUnavailable as exc:
+        raise StateUnavailable(
+            f"{exc} (the worker makes it at start; set {TOKEN_ENV} to the worker's token file); "
+            "use --source changelog to read its state from Kafka"
+        ) from None
+    url = f"http://127.0.0.1:{settings.worker_web_port}/subjects/{urllib.parse.quote(subject_id, safe='')}/"
+    request = urllib.request.Request(url, headers=token_header(token))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        why = "refused the web token in " + str(path) if exc.code == 401 else f"answered HTTP {exc.code}"
+        raise StateUnavailable(
+            f"the worker on 127.0.0.1:{settings.worker_web_port} {why}; "
+            "use --source changelog to read its state from Kafka"
+        ) from None
     except (urllib.error.URLError, OSError) as exc:
         raise StateUnavailable(
             f"the worker does not answer on 127.0.0.1:{settings.worker_web_port} ({exc}); "

@@ -45,6 +45,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ebbtide import metrics
+from ebbtide.authenticity import MessageSigner
 from ebbtide.settings import Settings
 from sinks.receipts import Executed, executed
 from sinks.runner import CommandSink
@@ -204,6 +205,7 @@ class HttpExecutor:
     ``stop.wait``, so a stopping sink does not sleep on) and ``random`` (jitter)."""
 
     transient: tuple[type[BaseException], ...] = (VendorUnavailable,)
+    receipt_signer: MessageSigner | None = None  # set by the sink loop
 
     def __init__(
         self,
@@ -347,7 +349,9 @@ class HttpExecutor:
         self, command: dict[str, Any], outcome: str, reason: str | None, dead_letter: str | None = None
     ) -> Executed:
         rows = 1 if outcome == "DELETED" else 0
-        return executed(command, outcome, rows, reason, self.clock(), dead_letter=dead_letter)
+        return executed(
+            command, outcome, rows, reason, self.clock(), dead_letter=dead_letter, signer=self.receipt_signer
+        )
 
     # bookkeeping -------------------------------------------------------------------------------
 

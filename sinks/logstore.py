@@ -5,7 +5,8 @@ lines) live in ``logs.access_log``, partitioned by range of ``logged_at``, one p
 in the policy's time zone (Norwegian days: :data:`ZONE`), named ``logs.access_log_YYYYMMDD``.
 Deleting log lines one by one does not scale; dropping a whole day does, so the unit of
 retention is the partition, and logs go by age for everyone alike: the log shipper announces each
-day as one record (:func:`announcements`; subject :data:`SUBJECT`, store :data:`STORE`, category
+day as one record (:func:`announcements`; a system subject of its own per day,
+:func:`day_subject`, so no subject's state grows with the years; store :data:`STORE`, category
 :data:`CATEGORY`, record key the partition name), the policy stamps it (90 days after the day
 ends) and the sink answers the deletion command by detaching and dropping that partition: one
 receipt per dropped day. A day holds every customer's lines, so no one person's erasure drops it
@@ -35,7 +36,7 @@ STORE = "log_store"
 CATEGORY = "auto_collected"
 SCHEMA = "logs"
 TABLE = "access_log"
-SUBJECT = f"{SCHEMA}:{TABLE}"  # the system subject the shipper announces the days under
+SUBJECT = f"{SCHEMA}:{TABLE}"  # the prefix of the system subjects the shipper announces days under
 PRODUCER = "log-shipper"
 _PARTITION = re.compile(rf"{TABLE}_(\d{{8}})")
 # The days of the partitions are local days of the policy's time zone (the shipped policy's).
@@ -146,6 +147,12 @@ def list_partitions(conn: Connection) -> list[LogPartition]:
     return sorted(out, key=lambda p: p.day)
 
 
+def day_subject(day: date) -> str:
+    """The system subject a day's partition is announced under (``logs:access_log:20260301``):
+    one per day, settled when the day is dropped, so no subject's state grows day after day."""
+    return f"{SUBJECT}:{day:%Y%m%d}"
+
+
 def announcement(day: date, producer: str = PRODUCER, zone: tzinfo = ZONE) -> dict[str, Any]:
     """The RecordWritten event (JSON form, as ``EventPublisher.publish`` takes it) announcing a
     day's partition. Its event time is the start of the day; the logs rule counts its period from
@@ -157,7 +164,7 @@ def announcement(day: date, producer: str = PRODUCER, zone: tzinfo = ZONE) -> di
     return {
         "event_id": f"{SUBJECT}:{name}:written",
         "type": "RecordWritten",
-        "subject_id": SUBJECT,
+        "subject_id": day_subject(day),
         "event_time": start.isoformat(),
         "producer": producer,
         "payload": {"store": STORE, "category": CATEGORY, "record_key": name},

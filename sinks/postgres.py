@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
+from ebbtide.authenticity import MessageSigner
 from sinks.mapping import StoreMap, StoreMapError, TableAction
 from sinks.receipts import Executed, decode_receipt, executed
 
@@ -111,6 +112,8 @@ class PostgresExecutor:
     Per command, the actions of its category in order; the receipt says DELETED if a delete
     removed rows, ANONYMISED if only anonymise actions touched rows, NOT_FOUND if nothing was
     touched, with ``rows`` the rows touched in all tables."""
+
+    receipt_signer: MessageSigner | None = None  # set by the sink loop; the stored receipt is signed
 
     def __init__(self, store_map: StoreMap, clock: Callable[[], datetime] = utc_now) -> None:
         self.store_map = store_map
@@ -214,7 +217,7 @@ class PostgresExecutor:
         deleted = sum(n for action, n in counts if action.deletes)
         rows = sum(n for _, n in counts)
         outcome = "DELETED" if deleted else "ANONYMISED" if rows else "NOT_FOUND"
-        return executed(command, outcome, rows, None, executed_at)
+        return executed(command, outcome, rows, None, executed_at, signer=self.receipt_signer)
 
     def _run(self, cur: Cursor, action: TableAction, keys: list[str]) -> Counter[str]:
         """One table action for every key at once; rows touched per key."""
@@ -224,7 +227,9 @@ class PostgresExecutor:
     def _statement(self, cur: Cursor, action: TableAction) -> sql.Composed:
         """``DELETE ... USING`` or ``UPDATE ... FROM`` the distinct keys of a text array, cast to the
         key column's type (so the column is compared without a cast and its index is used).
-        An anonymise touches only rows not blank already: a second run changes and counts nothing."""
+        An anonymise touches only rows not blank already (a second run changes and counts nothing)
+        when the connection may read the blanked columns; a role that may only overwrite them
+        (``ebbtide sink-role``) updates and counts every row of the key."""
         cached = self._statements.get((action.category, action.qualified))
         if cached is not None:
             return cached
@@ -240,16 +245,18 @@ class PostgresExecutor:
             ).format(table=table, match=match)
         else:
             values = [(sql.Identifier(c), sql.Literal(action.value_of(c))) for c in action.columns]
-            statement = keys + sql.SQL(
-                "UPDATE {table} AS t SET {sets} FROM keys WHERE {match} AND ({changes}) RETURNING keys.k"
-            ).format(
+            statement = keys + sql.SQL("UPDATE {table} AS t SET {sets} FROM keys WHERE {match}").format(
                 table=table,
                 sets=sql.SQL(", ").join(sql.SQL("{} = {}").format(c, v) for c, v in values),
                 match=match,
-                changes=sql.SQL(" OR ").join(
-                    sql.SQL("t.{} IS DISTINCT FROM {}").format(c, v) for c, v in values
-                ),
             )
+            if self._may_read(cur, action.qualified, action.columns):
+                statement += sql.SQL(" AND ({changes})").format(
+                    changes=sql.SQL(" OR ").join(
+                        sql.SQL("t.{} IS DISTINCT FROM {}").format(c, v) for c, v in values
+                    )
+                )
+            statement += sql.SQL(" RETURNING keys.k")
         self._statements[(action.category, action.qualified)] = statement
         return statement
 
@@ -269,6 +276,18 @@ class PostgresExecutor:
             else done
             for c, done in zip(commands, out, strict=True)
         ]
+
+    @staticmethod
+    def _may_read(cur: Cursor, table: str, columns: Sequence[str]) -> bool:
+        """Whether this connection may read ``columns`` (the least-privilege role of ``ebbtide
+        sink-role`` may only overwrite the columns it blanks: then every matching row is updated
+        and counted, blank already or not)."""
+        cur.execute(
+            "SELECT bool_and(has_column_privilege(%s, c, 'SELECT')) FROM unnest(%s::text[]) AS c",
+            (table, list(columns)),
+        )
+        row = cur.fetchone()
+        return bool(row and row[0])
 
     def _key_type(self, cur: Cursor, table: str, column: str) -> str:
         """The SQL type of a key column, from the catalog (cached), to compare keys without casts on it."""
@@ -339,7 +358,7 @@ class PostgresExecutor:
 
     def _failed(self, command: dict[str, Any], reason: str) -> Executed:
         # Not tracked: a failed command stays executable, so a re-issue can still succeed.
-        return executed(command, "FAILED", 0, reason, self.clock())
+        return executed(command, "FAILED", 0, reason, self.clock(), signer=self.receipt_signer)
 
 
 # The database is unreachable (as opposed to "this command cannot be executed"): the sink loop

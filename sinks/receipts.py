@@ -1,4 +1,9 @@
-"""What every sink answers: a receipt per command, encoded once, plus what the loop must do with it."""
+"""What every sink answers: a receipt per command, encoded once, plus what the loop must do with it.
+
+Receipts are signed with the sink's key of its store (:mod:`ebbtide.authenticity`) before they are
+encoded, so the bytes a tracked executor stores and gives back for a repeated command are the
+signed ones.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from ebbtide.authenticity import RECEIPT, MessageSigner
 from schemas import DELETION_RECEIPT, codec_for
 
 # Outcomes a store can report (deletion_receipt.v1 Outcome). ANONYMISED: the row stays with its
@@ -30,6 +36,8 @@ def receipt_for(
 ) -> dict[str, Any]:
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown receipt outcome {outcome!r}")
+    # The wire carries milliseconds: the receipt is what its reader decodes (and what is signed).
+    executed_at = executed_at.replace(microsecond=executed_at.microsecond // 1000 * 1000)
     return {
         "command_id": command["command_id"],
         "subject_id": command["subject_id"],
@@ -52,9 +60,23 @@ def executed(
     *,
     repeated: bool = False,
     dead_letter: str | None = None,
+    signer: MessageSigner | None = None,
 ) -> Executed:
+    """The receipt of a command, signed with ``signer`` (the sink's key) when given."""
     receipt = receipt_for(command, outcome, rows, reason, executed_at)
+    if signer is not None:
+        receipt = signer.sign(RECEIPT, receipt)
     return Executed(receipt, _RECEIPTS.encode(receipt), repeated, dead_letter)
+
+
+def signed(done: Executed, signer: MessageSigner) -> Executed:
+    """``done`` with a signed receipt: as it is if already signed by ``signer`` (a stored receipt
+    stays byte for byte); else signed now (a receipt stored before receipts were signed, or by an
+    executor that does not sign). Ed25519 is deterministic, so signing again gives the same bytes."""
+    if done.receipt.get("signer_key_id") == signer.key_id and done.receipt.get("signature"):
+        return done
+    receipt = signer.sign(RECEIPT, done.receipt)
+    return Executed(receipt, _RECEIPTS.encode(receipt), done.repeated, done.dead_letter)
 
 
 def decode_receipt(encoded: bytes) -> dict[str, Any]:
@@ -72,6 +94,8 @@ class BatchExecutor(Protocol):
 
     store: str
     transient: tuple[type[BaseException], ...]
+    # Set by the sink loop: the key the executor signs its receipts with before storing them.
+    receipt_signer: MessageSigner | None
 
     def execute(self, commands: Sequence[dict[str, Any]]) -> list[Executed]: ...
 

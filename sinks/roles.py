@@ -5,11 +5,12 @@ nothing else.
 updates the role and gives it exactly:
 
 - CONNECT on the database, USAGE on the schemas of the mapped tables and on the tracking schema;
-- SELECT on the columns the sink's statements read (key columns, and the columns an anonymise
-  action blanks, which it compares to find rows not blank yet);
+- SELECT on the key columns only, which the sink's statements read to find a record's rows (not
+  on the columns an anonymise action blanks: the role may overwrite them, never read them);
 - DELETE on the tables of "delete" actions;
 - UPDATE on the listed columns of "anonymise" actions (not on the table);
-- SELECT, INSERT on the tracking table ``ebbtide_sink.applied_commands``, which it creates first.
+- SELECT, INSERT on the tracking table ``ebbtide_sink.applied_commands``, which it creates first
+  (owned by the database's owner, as the tracked tables are, when the administrator is another role).
 
 Every privilege the role held before on tables and schemas of this database is revoked first, in
 the same transaction, so after a map change the role has the new map's privileges and no
@@ -24,6 +25,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import psycopg2.errors
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
@@ -53,9 +55,8 @@ def needed_privileges(store_maps: Sequence[StoreMap]) -> dict[str, TablePrivileg
     for store_map in store_maps:
         for action in store_map.all_actions():
             privileges = tables.setdefault(action.qualified, TablePrivileges())
-            for column in action.read_columns():
-                if column not in privileges.select:
-                    privileges.select.append(column)
+            if action.key_column not in privileges.select:
+                privileges.select.append(action.key_column)
             if action.deletes:
                 privileges.delete = True
             for column in action.columns:
@@ -94,16 +95,38 @@ def grant_sink_role(
         row = cur.fetchone()
         if row is None or row[0] is None:
             run(sql.SQL(TRACKING_DDL.strip()))
+            # It belongs to the database's owner, like the tables it tracks, not to the
+            # administrator who made it: the application (and its other sinks) may use it.
+            cur.execute(
+                "SELECT pg_get_userbyid(datdba) <> current_user, pg_get_userbyid(datdba) "
+                "FROM pg_database WHERE datname = current_database()"
+            )
+            other, owner = cur.fetchone()  # type: ignore[misc]
+            if other:
+                owner_name = sql.Identifier(owner)
+                tracking = sql.Identifier(TRACKING_SCHEMA)
+                run(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(tracking, owner_name))
+                run(
+                    sql.SQL("ALTER TABLE {} OWNER TO {}").format(
+                        sql.Identifier(*TRACKING_TABLE.split(".")), owner_name
+                    )
+                )
         cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
         verb = sql.SQL("ALTER ROLE" if cur.fetchone() else "CREATE ROLE")
         options = sql.SQL("LOGIN" if login else "NOLOGIN")
-        if password is not None:
-            run(
-                sql.SQL("{} {} {} PASSWORD {}").format(verb, name, options, sql.Literal(password)),
-                sql.SQL("{} {} {} PASSWORD '***'").format(verb, name, options),
-            )
-        else:
-            run(sql.SQL("{} {} {}").format(verb, name, options))
+        try:
+            if password is not None:
+                run(
+                    sql.SQL("{} {} {} PASSWORD {}").format(verb, name, options, sql.Literal(password)),
+                    sql.SQL("{} {} {} PASSWORD '***'").format(verb, name, options),
+                )
+            else:
+                run(sql.SQL("{} {} {}").format(verb, name, options))
+        except psycopg2.errors.InsufficientPrivilege:
+            raise RoleError(
+                f"role {role}: this connection's role may not create or alter roles; connect as an "
+                "administrator (--admin-dsn; the local stack's is in .state/postgres/admin-dsn)"
+            ) from None
         for statement in _revoke_all(cur, role):
             run(statement)
         cur.execute("SELECT current_database()")

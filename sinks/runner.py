@@ -8,6 +8,12 @@ idempotent executors make the replay a no-op that re-sends the same receipts. An
 raises one of its ``transient`` errors (database down, vendor circuit open) gets the same batch
 again after a backoff: nothing is committed, nothing is dropped.
 
+Authenticity: a command is executed only if the worker signed it (its public key,
+``EBBTIDE_WORKER_PUBLIC_KEY``; a sink without it does not start). One unsigned, signed by another
+key or changed after signing is dead-lettered with the reason and counted in
+``ebbtide_security_events_total{source="commands"}``; it gets no receipt. Every receipt is signed
+with the sink's key of its store (``EBBTIDE_SINK_KEY``), which the worker verifies.
+
 Kafka I/O here is confluent-kafka (librdkafka): the sink moves one message in and one out per
 row, and kafka-python's per-message cost capped it at a fraction of what the database does.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,13 +30,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
-from ebbtide import metrics
+from ebbtide import authenticity, metrics
 from ebbtide.kafka_io import CLIENT_ID
-from ebbtide.settings import Settings, Topics
+from ebbtide.settings import Settings, SettingsError, Topics
 from schemas import DELETION_COMMAND, InvalidMessage, codec_for
 from sinks.mapping import StoreMap
 from sinks.postgres import Connected, PostgresExecutor
-from sinks.receipts import BatchExecutor, Executed
+from sinks.receipts import BatchExecutor, Executed, signed
 
 log = logging.getLogger(__name__)
 BATCH = 500  # commands per poll (per database transaction for PostgreSQL)
@@ -75,6 +82,42 @@ def _last_offsets(batch: list[Message]) -> dict[int, int]:
     return dict(_position(m) for m in batch)
 
 
+def sink_keys(settings: Settings, store: str) -> tuple[authenticity.Verifier, authenticity.MessageSigner]:
+    """The worker's public key (to verify commands) and the store's receipt signing key (made on
+    first start, its .pub beside it). SettingsError, naming the setting, if either is unusable."""
+    try:
+        worker = authenticity.Verifier.from_file(
+            settings.command_public_key, "EBBTIDE_WORKER_PUBLIC_KEY", "deletion commands"
+        )
+    except ValueError as exc:
+        raise SettingsError(f"sink {store}: {exc}") from None
+    try:
+        signer = authenticity.MessageSigner.from_file(
+            settings.sink_key_for(store), f"receipt signing key of {store}"
+        )
+    except ValueError as exc:
+        raise SettingsError(f"sink {store}: EBBTIDE_SINK_KEY: {exc}") from None
+    return worker, signer
+
+
+def consumer_config(settings: Settings, store: str) -> dict[str, Any]:
+    """The confluent-kafka settings of the consumer of ``store``'s command topic."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "client.id": CLIENT_ID,
+        "group.id": f"{settings.topic_prefix}-sink-{store}",
+        # Static membership: a sink restarted after a crash (same id) takes its partitions back at
+        # once instead of waiting out the session timeout. The id is per group, so one per store
+        # and host by default (EBBTIDE_SINK_INSTANCE_ID to run two sinks of a store on one host). A
+        # static member does not leave its group on close: the partitions of a sink stopped for
+        # good move to another sink of its store after the session timeout.
+        "group.instance.id": settings.sink_instance_id or f"{store}-{socket.gethostname()}",
+        "session.timeout.ms": int(settings.session_timeout * 1000),
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    }
+
+
 class CommandSink:
     """Consume ``<prefix>.commands.<store>``, let the executor answer, publish receipts, commit."""
 
@@ -95,17 +138,11 @@ class CommandSink:
         self.topics = Topics(settings.topic_prefix)
         self.topic = self.topics.commands(self.store)
         self._commands = codec_for(DELETION_COMMAND)
+        self.worker_key, self.receipt_signer = sink_keys(settings, self.store)
+        executor.receipt_signer = self.receipt_signer
 
     def run(self) -> None:
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
-                "client.id": CLIENT_ID,
-                "group.id": f"{self.settings.topic_prefix}-sink-{self.store}",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-            }
-        )
+        consumer = Consumer(consumer_config(self.settings, self.store))
         consumer.subscribe([self.topic])
         out = Producer(
             {
@@ -150,13 +187,20 @@ class CommandSink:
         sources: list[Message] = []
         for message in batch:
             try:
-                commands.append(self._commands.decode(message.value()))
+                command = self._commands.decode(message.value())
+                self.worker_key.check(authenticity.COMMAND, command)
+                commands.append(command)
                 sources.append(message)
             except InvalidMessage as exc:
                 dead.append((message, exc.reason))
+            except authenticity.Refused as exc:  # never executed, no receipt
+                metrics.SECURITY_EVENTS.labels("commands", exc.kind).inc()
+                log.error("refused a command on %s: %s", message.topic(), exc.reason)
+                dead.append((message, f"security: {exc.reason}"))
         executed = self.executor.execute(commands) if commands else []
         receipts: list[tuple[bytes, bytes]] = []
-        for command, message, done in zip(commands, sources, executed, strict=True):
+        for command, message, answer in zip(commands, sources, executed, strict=True):
+            done = signed(answer, self.receipt_signer)
             receipts.append((command["subject_id"].encode(), done.encoded))
             metrics.SINK_COMMANDS.labels(self.store, done.receipt["outcome"]).inc()
             if not done.repeated and done.receipt["rows"] and done.receipt["outcome"] != "EXPIRES":
@@ -209,6 +253,14 @@ class PostgresBatch(Connected):
         self.executor = PostgresExecutor(store_map)
         super().__init__(dsn, stop)
         self.executor.check(self.conn)  # tables, columns, children before parents: refuse a bad map
+
+    @property
+    def receipt_signer(self) -> authenticity.MessageSigner | None:
+        return self.executor.receipt_signer
+
+    @receipt_signer.setter
+    def receipt_signer(self, signer: authenticity.MessageSigner | None) -> None:
+        self.executor.receipt_signer = signer
 
     def execute(self, commands: Sequence[dict[str, Any]]) -> list[Executed]:
         with self.conn, self.conn.cursor() as cur:

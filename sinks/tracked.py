@@ -22,6 +22,7 @@ import psycopg2.errors
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
+from ebbtide.authenticity import MessageSigner
 from sinks.postgres import COMMAND_ERRORS, TRACKING_SCHEMA, Connected, utc_now
 from sinks.receipts import Executed, decode_receipt, executed
 
@@ -77,6 +78,8 @@ class TrackedExecutor(Connected):
     which runs inside the command's transaction (after the repeat check) and returns an
     :class:`Outcome` to track or a :class:`Refused` to answer FAILED with no effect."""
 
+    receipt_signer: MessageSigner | None = None  # set by the sink loop; the stored receipt is signed
+
     def __init__(
         self, dsn: str, *, stop: threading.Event | None = None, clock: Callable[[], datetime] = utc_now
     ) -> None:
@@ -130,7 +133,14 @@ class TrackedExecutor(Connected):
                 if isinstance(result, Refused):
                     self.conn.rollback()  # whatever apply looked at, nothing of it stays
                     return self._failed(command, result.reason)
-                done = executed(command, result.outcome, result.rows, result.reason, result.executed_at)
+                done = executed(
+                    command,
+                    result.outcome,
+                    result.rows,
+                    result.reason,
+                    result.executed_at,
+                    signer=self.receipt_signer,
+                )
                 cur.execute(
                     f"INSERT INTO {TRACKING_SCHEMA}.applied_commands "
                     "(command_id, store, category, outcome, rows, receipt, applied_at) "
@@ -150,4 +160,4 @@ class TrackedExecutor(Connected):
             return self._failed(command, f"{type(exc).__name__} in store {self.store}")
 
     def _failed(self, command: dict[str, Any], reason: str) -> Executed:
-        return executed(command, "FAILED", 0, reason, self.clock())
+        return executed(command, "FAILED", 0, reason, self.clock(), signer=self.receipt_signer)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
 
+from ebbtide.authenticity import TrustedKeys
 from ebbtide.settings import Settings, Topics
 from ebbtide.signer import CertificateSigner
+from ebbtide.web_token import authorised, read_or_make_token, token_file
 from streams.policy.rules import Policy
 from streams.processor import LifecycleProcessor, partition_of_key
 
@@ -32,6 +36,23 @@ class PartitionedTable(faust.Table[str, Any]):
 def certificate_signer(settings: Settings) -> CertificateSigner:
     """The worker's signer; its key is made on first start if missing (and logged)."""
     return CertificateSigner.from_file(settings.signing_key, settings.certificate_issuer)
+
+
+def wall_clock_check(tolerance: float, wall: Callable[[], float] = time.time) -> Callable[[int], str | None]:
+    """Why a tick is refused in wall mode: its time is more than ``tolerance`` seconds ahead of
+    this worker's wall clock (a forged tick from 2099 would order deletions years early). Ticks
+    behind the wall clock are harmless: the pipeline clock never goes back."""
+
+    def problem(now: int) -> str | None:
+        ahead = now / 1000 - wall()
+        if ahead > tolerance:
+            return (
+                f"tick is {ahead:.0f} s ahead of the worker's wall clock (more than {tolerance:.0f} s); "
+                "refused in wall mode (EBBTIDE_CLOCK_MODE=replay for accelerated or scripted clocks)"
+            )
+        return None
+
+    return problem
 
 
 def create_app(settings: Settings, policy: Policy) -> faust.App:
@@ -75,6 +96,8 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
         settings.partitions,
         signer=certificate_signer(settings),
         event_window=settings.event_window,
+        tick_problem=wall_clock_check(settings.clock_tolerance) if settings.clock_mode == "wall" else None,
+        trusted=TrustedKeys(settings.trusted_keys_dir),  # sink-<store>.pub of each store
     )
 
     @app.agent(source, name="lifecycle")
@@ -121,9 +144,18 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
     async def on_assigned(app: faust.App, assigned: set[Any], **kwargs: Any) -> None:
         processor.forget({tp.partition for tp in assigned if tp.topic in sources})
 
+    web_token = read_or_make_token(token_file(settings))
+
     @app.page("/subjects/{subject_id}/")
     async def subject(web: Any, request: Any, subject_id: str) -> Any:
-        """One subject's state and its partition's clock: what `ebbtide explain` renders."""
+        """One subject's state and its partition's clock: what `ebbtide explain` renders. Only
+        for a caller with the worker's web token (ebbtide.web_token): 401 otherwise."""
+        if not authorised(request.headers.get("Authorization"), web_token):
+            return web.json(
+                {"error": "unauthorised: send the worker's web token as 'Authorization: Bearer <token>'"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="ebbtide-worker"'},
+            )
         found = processor.lookup(subject_id)
         if found is None:
             return web.json({"state": None, "now": None})

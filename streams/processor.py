@@ -25,7 +25,7 @@ from typing import Any
 
 from kafka.partitioner.default import murmur2
 
-from ebbtide import metrics
+from ebbtide import authenticity, metrics
 from ebbtide.settings import Topics
 from ebbtide.signer import CertificateSigner
 from schemas import (
@@ -39,7 +39,7 @@ from schemas import (
     codec_for,
 )
 from streams.policy import calendar, snapshot
-from streams.policy.decisions import CertificateDue, answer_problem, stable_id
+from streams.policy.decisions import CertificateDue, DeleteRecord, answer_problem, stable_id
 from streams.policy.due import DueIndex, PartitionProgress
 from streams.policy.engine import (
     Outcome,
@@ -48,9 +48,10 @@ from streams.policy.engine import (
     apply_receipt,
     fire_due,
     new_subject,
+    record_id,
     restamp,
 )
-from streams.policy.events import RecordWritten
+from streams.policy.events import DeletionReported, RecordWritten
 from streams.policy.rules import Policy
 from streams.staging import StagedTable
 from streams.translate import (
@@ -107,6 +108,19 @@ def _engine(step: Callable[..., Outcome], what: str, *args: Any) -> Outcome:
         raise InvalidMessage(f"{what}: processing failed ({type(exc).__name__} in {where})") from None
 
 
+def _check_issued(state: SubjectState, report: DeletionReported) -> None:
+    """Refuse a receipt for a command the worker never issued for that copy (the engine would
+    ignore it; here it is a security event). A copy whose order failed forgets its command id
+    until it is ordered again with the same id, so a late answer to that order is let through
+    (the engine ignores it)."""
+    record = state.records.get(record_id(report.store, report.category, report.record_key))
+    if record is None or (
+        record.command_id != report.command_id and (record.command_id is not None or record.failures == 0)
+    ):
+        why = "deletion_receipt: answers a command the worker never issued for this copy"
+        raise authenticity.Refused(authenticity.NOT_ISSUED, why)
+
+
 def partition_of_key(key: str) -> int:
     """The partition a state key belongs to: ``s:<p>:<subject>``, ``p:<p>`` or ``u:<p>:<id>``."""
     return int(key.split(":", 2)[1])
@@ -121,16 +135,24 @@ class LifecycleProcessor:
         partitions: int = 1,
         signer: CertificateSigner | None = None,
         event_window: tuple[int, int] = DEFAULT_EVENT_WINDOW,
+        tick_problem: Callable[[int], str | None] | None = None,
+        trusted: authenticity.TrustedKeys | None = None,
     ) -> None:
         """A record announced by a store the policy's store map does not list as holding its
         category is dead-lettered (its deletion commands would have nowhere to go).
         ``signer`` signs the deletion certificates the engine issues (None: none are published,
-        which only tests of other things should do)."""
+        which only tests of other things should do); it also signs every deletion command.
+        ``trusted`` holds the sinks' public keys: a receipt not signed by its store's key, or
+        answering a command never issued for its copy, is dead-lettered and changes nothing
+        (None: no key is trusted, so every receipt is refused)."""
+        self.trusted = trusted or authenticity.TrustedKeys()
         self.policy = policy
         self.signer = signer
         self.partitions = partitions
         # Event times accepted: [from, until) in epoch ms; outside, an event is dead-lettered.
         self.event_window = event_window
+        # Why a tick's time is refused (e.g. far ahead of the wall clock), if it is; None: any.
+        self.tick_problem = tick_problem
         self.topics = topics
         self.state = StagedTable(table)
         self._due: dict[int, DueIndex] = {}
@@ -234,12 +256,27 @@ class LifecycleProcessor:
     def _on_tick(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Out]:
         try:
             tick = self._ticks.decode(value)
+            now, events_end = tick_time(tick), int(tick["events_end"])
+            problem = self.tick_problem(now) if self.tick_problem is not None else None
+            if problem is not None:
+                metrics.SECURITY_EVENTS.labels("clock", "tick_time").inc()
+                raise InvalidMessage(f"clock_tick: {problem}")
+            if events_end < 0:
+                raise InvalidMessage("clock_tick: events_end is negative")
         except InvalidMessage as exc:
             return [self._dead_letter("clock", self.topics.clock, partition, offset, key, value, exc)]
         progress = self._progress(partition)
-        progress.deferred.append((tick_time(tick), int(tick["events_end"])))
+        # A tick waiting for more events than a later tick says there are cannot be a true one
+        # (events_end only grows): it would hold back every tick after it. Dropped, said.
+        out = [
+            self._dropped_tick(partition, offset, when)
+            for when, end in progress.deferred
+            if end > events_end and when <= now
+        ]
+        progress.deferred = [(w, e) for w, e in progress.deferred if not (e > events_end and w <= now)]
+        progress.deferred.append((now, events_end))
         self._index(partition)  # the certificates held for want of a signature are known from here
-        out = self._sign_held(partition) if self.signer is not None else []
+        out += self._sign_held(partition) if self.signer is not None else []
         out += self._release_deferred(partition, progress)
         self._save_progress(partition, progress)
         return out
@@ -249,21 +286,38 @@ class LifecycleProcessor:
 
     def _on_receipt(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Out]:
         try:
-            report = to_report(self._receipts.decode(value))
+            receipt = self._receipts.decode(value)
+            report = to_report(receipt)
             problem = answer_problem(report.outcome, report.rows)
             if problem is not None:  # it could not be certified: the copy waits for a true answer
                 raise InvalidMessage(f"deletion_receipt: {problem}")
             self._check_routing("deletion_receipt", partition, key, report.subject_id)
+            self.trusted.check(receipt)  # its own store's key, over its fields
             state = self._load(partition, report.subject_id)
             if state is None:
                 raise InvalidMessage("deletion_receipt: no subject with this id on this partition")
+            _check_issued(state, report)
             outcome = _engine(apply_receipt, "deletion_receipt", state, report, self.policy)
+        except authenticity.Refused as exc:  # changes nothing; dead-lettered, counted, alerted
+            metrics.SECURITY_EVENTS.labels("receipts", exc.kind).inc()
+            why = InvalidMessage(f"security: {exc.reason}")
+            return [self._dead_letter("receipts", self.topics.receipts, partition, offset, key, value, why)]
         except InvalidMessage as exc:
             return [self._dead_letter("receipts", self.topics.receipts, partition, offset, key, value, exc)]
         metrics.RECEIPTS.labels(report.store, report.outcome).inc()
         return self._settle(partition, state, outcome)
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _dropped_tick(self, partition: int, offset: int, when: int) -> Out:
+        """The dead letter of a deferred tick dropped as impossible (its bytes were consumed
+        earlier; the reason, its time and the later tick's offset say what happened)."""
+        metrics.SECURITY_EVENTS.labels("clock", "events_end").inc()
+        reason = InvalidMessage(
+            f"clock_tick: a tick for {calendar.iso(when)} waited for more events than the later tick "
+            f"at offset {offset} says there are; dropped so that later ticks are not held back"
+        )
+        return self._dead_letter("clock", self.topics.clock, partition, offset, None, None, reason)
 
     def _check_routing(self, what: str, partition: int, key: bytes | None, subject_id: str) -> None:
         """A subject's messages must be keyed by it and on its partition (Kafka's default
@@ -331,7 +385,7 @@ class LifecycleProcessor:
             self._index(partition).file(state.subject_id, next_deadline)
         message_key = state.subject_id.encode()
         out = [
-            Out(self.topics.commands(c.store), message_key, self._commands.encode(command_record(c)))
+            Out(self.topics.commands(c.store), message_key, self._commands.encode(self._command(c)))
             for c in outcome.commands
         ]
         out += [
@@ -358,6 +412,11 @@ class LifecycleProcessor:
             if decision.kind == "DUTY_OVERDUE":  # record: duty/<erasure|export|breach>/<id>...
                 metrics.DUTIES_OVERDUE.labels(decision.record.split("/")[1]).inc()
         return out
+
+    def _command(self, command: DeleteRecord) -> dict[str, Any]:
+        """A deletion command as sent: signed with the worker's key, for the sinks to verify."""
+        record = command_record(command)
+        return self.signer.sign_command(record) if self.signer is not None else record
 
     def _signed(self, certificate: CertificateDue, retry: bool = False) -> Out | None:
         """The signed certificate to publish, or None if signing failed (it is then kept and

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse, urlunparse
 
 import psycopg2
@@ -21,6 +21,10 @@ from ebbtide.kafka_io import create_topics, pipeline_topics
 from ebbtide.processes import free_port
 from ebbtide.settings import Settings, Topics
 from schemas import Codec
+
+if TYPE_CHECKING:
+    from ebbtide.authenticity import MessageSigner, TrustedKeys
+    from ebbtide.signer import CertificateSigner
 
 T = TypeVar("T")
 
@@ -62,6 +66,7 @@ def unique_settings(bootstrap: str, state_dir: Path, dsn: str | None = None) -> 
         worker_web_port=free_port(),
         pg_dsn=dsn,
         session_timeout=6.0,
+        clock_mode="replay",  # the tests' clocks are scripted
     )
 
 
@@ -170,6 +175,7 @@ def sink_thread(settings: Settings, executor: Any) -> Iterator[threading.Event]:
     from sinks.runner import CommandSink
 
     make_topics(settings, stores=[executor.store])
+    worker_signer(settings)  # the worker's key, whose .pub the sink verifies commands with
     sink = CommandSink(settings, executor, stop=executor.stop)
     thread = threading.Thread(target=sink.run, daemon=True)
     thread.start()
@@ -182,7 +188,8 @@ def sink_thread(settings: Settings, executor: Any) -> Iterator[threading.Event]:
 def commands_and_receipts(
     settings: Settings, store: str, commands: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Send ``commands`` to the store's command topic; the receipts, once there is one each."""
+    """Send ``commands`` (signed here with the worker's test key, :func:`signed_command`) to the
+    store's command topic; the receipts, once there is one each."""
     from ebbtide.kafka_io import producer
     from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 
@@ -190,7 +197,8 @@ def commands_and_receipts(
     out = producer(settings)
     codec = codec_for(DELETION_COMMAND)
     for command in commands:
-        out.send(topics.commands(store), key=command["subject_id"].encode(), value=codec.encode(command))
+        value = codec.encode(signed_command(settings, command))
+        out.send(topics.commands(store), key=command["subject_id"].encode(), value=value)
     out.flush()
     out.close()
     receipts = TopicReader(settings, topics.receipts, codec_for(DELETION_RECEIPT))
@@ -224,3 +232,84 @@ def deletion_command(
         "deadline": deadline,
         "issued_at": issued_at,
     }
+
+
+# -- authenticity: the one way tests sign what the worker or a sink would sign ----------------------
+
+
+def worker_signer(settings: Settings) -> CertificateSigner:
+    """The worker's signer of ``settings`` (its key made under the state directory if missing, with
+    the .pub a sink of the same settings verifies commands with)."""
+    from ebbtide.signer import CertificateSigner
+
+    return CertificateSigner.from_file(settings.signing_key, "Test ISP")
+
+
+def signed_command(settings: Settings, command: dict[str, Any]) -> dict[str, Any]:
+    """``command`` signed as the worker of ``settings`` signs it: what its sinks accept."""
+    return worker_signer(settings).sign_command(command)
+
+
+def sink_signer(settings: Settings, store: str) -> MessageSigner:
+    """The receipt key of ``store``'s sink under ``settings`` (made if missing): the one the
+    worker of the same settings trusts (``sink-<store>.pub`` in its trusted-keys directory)."""
+    from ebbtide.authenticity import MessageSigner
+
+    return MessageSigner.from_file(settings.sink_key_for(store), f"test receipt key of {store}")
+
+
+def signed_receipt(settings: Settings, receipt: dict[str, Any]) -> dict[str, Any]:
+    """``receipt`` signed as its store's sink under ``settings`` signs it."""
+    from ebbtide.authenticity import RECEIPT
+
+    return sink_signer(settings, receipt["store"]).sign(RECEIPT, receipt)
+
+
+_UNIT_SINK_KEYS: dict[str, MessageSigner] = {}
+
+
+def unit_sink_signer(store: str) -> MessageSigner:
+    """A test receipt key of ``store`` kept in memory (unit tests of the processor)."""
+    from ebbtide import certificates
+    from ebbtide.authenticity import MessageSigner
+
+    if store not in _UNIT_SINK_KEYS:
+        _UNIT_SINK_KEYS[store] = MessageSigner(certificates.generate_key()[0])
+    return _UNIT_SINK_KEYS[store]
+
+
+def unit_trusted_keys() -> TrustedKeys:
+    """Trusted keys of a processor under unit test: every store's :func:`unit_sink_signer` key."""
+    from ebbtide.authenticity import TrustedKeys, Verifier
+
+    class _Trusted(TrustedKeys):
+        def verifier(self, store: str) -> Verifier:
+            return Verifier(unit_sink_signer(store).public_pem)
+
+    return _Trusted()
+
+
+def state_dir() -> Path:
+    """The local stack's state directory (as deploy/local/*.sh resolve it)."""
+    return Path(os.environ.get("EBBTIDE_STATE_DIR") or Path(__file__).resolve().parent.parent / ".state")
+
+
+def admin_dsn(dsn: str) -> str:
+    """The administrator's DSN (roles, DROP OWNED) for ``dsn``'s database: EBBTIDE_PG_ADMIN_DSN, or
+    the local stack's ``postgres/admin-dsn``; ``dsn`` itself on a cluster made before the
+    application role lost SUPERUSER (no admin DSN there)."""
+    admin = os.environ.get("EBBTIDE_PG_ADMIN_DSN")
+    if not admin:
+        path = state_dir() / "postgres" / "admin-dsn"
+        if not path.exists():
+            return dsn
+        admin = path.read_text().strip()
+    return urlunparse(urlparse(admin)._replace(path=urlparse(dsn).path))
+
+
+def security_events(source: str, kind: str) -> float:
+    """ebbtide_security_events_total{source, kind} in this process (0 before the first)."""
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value("ebbtide_security_events_total", {"source": source, "kind": kind})
+    return value or 0.0

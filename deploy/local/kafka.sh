@@ -3,6 +3,9 @@
 # The broker jars are resolved from Maven Central via kafka-pom.xml and cached
 # outside the repository; all runtime state lives under $EBBTIDE_STATE_DIR/kafka.
 set -euo pipefail
+# The broker's data (every message of every topic, personal data included), its log and its
+# settings are for this user only: files 0600, directories 0700, also those the broker makes.
+umask 077
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 REPO_ROOT=$(cd -- "$SCRIPT_DIR/../.." && pwd -P)
@@ -34,6 +37,8 @@ Environment (defaults in brackets):
   JAVA_HOME                      [unset]          java from \$JAVA_HOME/bin if set
 
 Files:
+  \$EBBTIDE_STATE_DIR/kafka/                   mode 700, and so is everything in it
+                                              (umask 077: the data is every message)
   \$EBBTIDE_STATE_DIR/kafka/server.properties  generated on every start
   \$EBBTIDE_STATE_DIR/kafka/kafka.log          broker log (stdout/stderr)
   \$EBBTIDE_STATE_DIR/kafka/kafka.pid          pid of the running broker
@@ -112,7 +117,10 @@ cache_paths() {
 
 # ---------------------------------------------------------------- helpers
 ensure_state_dir() {
-    mkdir -p -- "$STATE_DIR"
+    if [[ ! -d $STATE_DIR ]]; then
+        mkdir -p -- "$STATE_DIR"
+        chmod 755 -- "$STATE_DIR" # postgres.sh's server (OS user postgres) must traverse it
+    fi
     # Keep runtime state out of git even if the repo's .gitignore does not list it.
     [[ -e $STATE_DIR/.gitignore ]] || printf '*\n' >"$STATE_DIR/.gitignore"
 }
@@ -291,7 +299,7 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 EOF
-    chmod 644 "$tmp"
+    chmod 600 "$tmp"
     mv -f -- "$tmp" "$PROPS"
 }
 
@@ -331,10 +339,24 @@ wait_ready() { # pid log_offset
     done
 }
 
+# What an older version made with the default umask becomes private (also under a running
+# broker): the broker's new files are, by the umask; older ones stay behind 0700 directories.
+private_files() {
+    local f
+    for f in "$KAFKA_DIR" "$DATA_DIR"; do
+        [[ -d $f ]] && chmod 700 -- "$f"
+    done
+    for f in "$LOG_FILE" "$LOG_FILE.1" "$PID_FILE" "$PROPS"; do
+        [[ -e $f ]] && chmod 600 -- "$f"
+    done
+    return 0
+}
+
 cmd_start() {
     validate_settings
     ensure_state_dir
     mkdir -p -- "$KAFKA_DIR"
+    private_files
     (
         # Serialise concurrent start/stop invocations on the same state dir.
         flock -w 120 7 || die "timed out waiting for lock $KAFKA_DIR/.lock"
@@ -372,6 +394,7 @@ start_locked() {
     check_java
 
     mkdir -p -- "$DATA_DIR"
+    private_files
     write_properties
     format_storage
 

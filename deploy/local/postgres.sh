@@ -19,13 +19,20 @@ Commands:
   install  apt-get install postgresql, unless a server (initdb) is already
            present under /usr/lib/postgresql/*/bin.
   start    Install if needed, initialise the cluster on first use (superuser
-           'ebbtide', random password, scram-sha-256), start it and wait until
-           it accepts connections (pg_ctl -w), create databases ebbtide_demo
-           and ebbtide_test if missing. Succeeds if already running.
+           'ebbtide_admin', random password, scram-sha-256), start it and wait
+           until it accepts connections (pg_ctl -w), create the application
+           role 'ebbtide' (LOGIN CREATEDB, not a superuser, may not create
+           roles) and its databases ebbtide_demo and ebbtide_test if missing.
+           A cluster made by an older version of this script, where 'ebbtide'
+           was the superuser, is converted: 'ebbtide' is renamed
+           'ebbtide_admin' and a new non-superuser 'ebbtide' (same password)
+           gets the databases and what is in them. Succeeds if already running.
   stop     Stop our cluster (pg_ctl stop -m fast). Succeeds if not running.
   status   Print running/stopped and the address. Exit 0 running, 3 stopped.
   psql     Open psql on ebbtide_demo as ebbtide; further arguments are passed
            to psql (e.g. $PROG psql -c 'select 1').
+  admin-psql  The same as the administrator ebbtide_admin (creating roles,
+           e.g. for 'ebbtide sink-role').
 
 Environment (defaults in brackets):
   EBBTIDE_STATE_DIR  [<repo>/.state]  runtime state; PostgreSQL uses ./postgres
@@ -35,10 +42,19 @@ Files:
   \$EBBTIDE_STATE_DIR/postgres/data          cluster data directory
   \$EBBTIDE_STATE_DIR/postgres/postgres.log  server log
   \$EBBTIDE_STATE_DIR/postgres/password      password of role ebbtide (mode 600)
+  \$EBBTIDE_STATE_DIR/postgres/admin-password  password of role ebbtide_admin (mode 600)
+  \$EBBTIDE_STATE_DIR/postgres/admin-dsn     the administrator's DSN (mode 600): for
+                                            'ebbtide sink-role --admin-dsn' and the tests
+                                            that create roles; not in env, so the
+                                            pipeline's processes never get it
   \$EBBTIDE_STATE_DIR/env                    EBBTIDE_PG_DSN / EBBTIDE_PG_TEST_DSN lines
 
 When run as root, the server runs as the OS user 'postgres' (it refuses to run
 as root); otherwise it runs as the invoking user.
+
+The server log (mode 600) records no statement and no error message (values of
+a failed statement, e.g. the keys of a failed batch, would stay in it): the
+client that ran it gets the error. Startup, shutdown and FATAL lines are logged.
 EOF
 }
 
@@ -60,7 +76,9 @@ STATE_DIR=$(abspath "${EBBTIDE_STATE_DIR:-$REPO_ROOT/.state}")
 PG_PORT=${EBBTIDE_PG_PORT:-5433}
 HOST=127.0.0.1
 PG_LIB_ROOT=/usr/lib/postgresql # Debian layout: $PG_LIB_ROOT/<major>/bin
-DB_USER=ebbtide
+DB_USER=ebbtide                  # the application role: not a superuser
+ADMIN_USER=ebbtide_admin         # the cluster's superuser, for this script and role set-up only
+MIGRATION_USER=ebbtide_migration # short-lived, while converting an old cluster
 DATABASES=(ebbtide_demo ebbtide_test)
 START_TIMEOUT=60
 STOP_TIMEOUT=60
@@ -70,6 +88,9 @@ DATA_DIR=$PG_DIR/data
 SOCKET_DIR=$PG_DIR/run
 LOG_FILE=$PG_DIR/postgres.log
 PASSWORD_FILE=$PG_DIR/password
+ADMIN_PASSWORD_FILE=$PG_DIR/admin-password
+ADMIN_DSN_FILE=$PG_DIR/admin-dsn
+OWNERS_PENDING=$PG_DIR/.owners-pending # ownership of old objects still to hand over
 ENV_FILE=$STATE_DIR/env
 
 if ((EUID == 0)); then
@@ -168,17 +189,38 @@ read_password() {
     [[ $PASSWORD =~ ^[0-9a-f]{16,}$ ]] || die "password file $PASSWORD_FILE does not contain a hex password"
 }
 
-dsn() { # database
-    printf 'postgresql://%s:%s@%s:%s/%s\n' "$DB_USER" "$PASSWORD" "$HOST" "$PG_PORT" "$1"
+read_admin_password() {
+    [[ -r $ADMIN_PASSWORD_FILE ]] || die "password file $ADMIN_PASSWORD_FILE is missing"
+    ADMIN_PASSWORD=$(<"$ADMIN_PASSWORD_FILE")
+    [[ $ADMIN_PASSWORD =~ ^[0-9a-f]{16,}$ ]] ||
+        die "password file $ADMIN_PASSWORD_FILE does not contain a hex password"
 }
 
-# psql as the ebbtide role over TCP (never via the system socket / peer auth).
-pg_query() { # database psql-args...
-    local db=$1
-    shift
-    PGPASSWORD=$PASSWORD PGCONNECT_TIMEOUT=10 PGSSLMODE=disable \
+dsn() { # database [user password]
+    printf 'postgresql://%s:%s@%s:%s/%s\n' "${2:-$DB_USER}" "${3:-$PASSWORD}" "$HOST" "$PG_PORT" "$1"
+}
+
+# psql as a role over TCP (never via the system socket / peer auth). Passwords go through the
+# environment, and SQL with a password in it through stdin, never the command line.
+psql_as() { # user password database psql-args...
+    local user=$1 password=$2 db=$3
+    shift 3
+    PGPASSWORD=$password PGCONNECT_TIMEOUT=10 PGSSLMODE=disable \
         "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 \
-        -h "$HOST" -p "$PG_PORT" -U "$DB_USER" -d "$db" "$@"
+        -h "$HOST" -p "$PG_PORT" -U "$user" -d "$db" "$@"
+}
+pg_query() { psql_as "$DB_USER" "$PASSWORD" "$@"; }         # database psql-args...
+pg_admin() { psql_as "$ADMIN_USER" "$ADMIN_PASSWORD" "$@"; } # database psql-args...
+
+new_password() { od -An -N16 -tx1 /dev/urandom | tr -d ' \n'; }
+
+# write_secret FILE VALUE: FILE (mode 600) holds VALUE, replaced atomically.
+write_secret() {
+    local tmp
+    tmp=$(mktemp "$1.XXXXXX")
+    chmod 600 "$tmp"
+    printf '%s\n' "$2" >"$tmp"
+    mv -f -- "$tmp" "$1"
 }
 
 # 0 = running, 3 = not running (pg_ctl status semantics).
@@ -217,13 +259,16 @@ ensure_password() {
     [[ -f $DATA_DIR/PG_VERSION ]] &&
         die "$DATA_DIR is initialised but its password file $PASSWORD_FILE is missing." \
             "Restore it, or remove $PG_DIR to start over (this deletes the data)."
-    local tmp
-    tmp=$(mktemp "$PASSWORD_FILE.XXXXXX")
-    chmod 600 "$tmp"
-    od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$tmp"
-    printf '\n' >>"$tmp"
-    mv -f -- "$tmp" "$PASSWORD_FILE"
+    write_secret "$PASSWORD_FILE" "$(new_password)"
     info "generated a new password for role $DB_USER in $PASSWORD_FILE"
+}
+
+# The administrator's password: made with a new cluster, or for an old cluster (whose superuser
+# was $DB_USER) before it is converted (ensure_roles).
+ensure_admin_password() {
+    [[ -f $ADMIN_PASSWORD_FILE ]] && return 0
+    write_secret "$ADMIN_PASSWORD_FILE" "$(new_password)"
+    info "generated a new password for role $ADMIN_USER in $ADMIN_PASSWORD_FILE"
 }
 
 init_cluster() {
@@ -243,10 +288,10 @@ init_cluster() {
     pwtmp=$(mktemp "$PG_DIR/.initdb-pw.XXXXXX")
     trap 'rm -f -- "$pwtmp"' EXIT
     chmod 600 "$pwtmp"
-    cat -- "$PASSWORD_FILE" >"$pwtmp"
+    cat -- "$ADMIN_PASSWORD_FILE" >"$pwtmp"
     if ((EUID == 0)); then chown "$PG_OS_USER" "$pwtmp"; fi
     info "initialising cluster in $DATA_DIR ($("$PG_BIN/initdb" --version))"
-    out=$(as_pg "$PG_BIN/initdb" -D "$DATA_DIR" -U "$DB_USER" -A scram-sha-256 \
+    out=$(as_pg "$PG_BIN/initdb" -D "$DATA_DIR" -U "$ADMIN_USER" -A scram-sha-256 \
         --pwfile="$pwtmp" -E UTF8 --no-locale 2>&1) || rc=$?
     rm -f -- "$pwtmp"
     trap - EXIT
@@ -271,22 +316,157 @@ write_config() {
 listen_addresses = '$HOST'
 port = $PG_PORT
 unix_socket_directories = '${SOCKET_DIR//\'/\'\'}'
+# Data protection: the log is private, and holds no statement and no error text. The text of an
+# error can quote a value of the failed statement (invalid input syntax for type bigint: "<key>"),
+# its DETAIL a key (Key (customer_id)=(42) is still referenced ...), its STATEMENT every key of a
+# batch; the client that ran it gets the whole error. Startup, shutdown, FATAL and PANIC are kept.
+log_file_mode = 0600
+log_min_messages = log
+log_min_error_statement = panic
+log_error_verbosity = terse
+log_statement = none
+log_min_duration_statement = -1
+log_parameter_max_length = 0
+log_parameter_max_length_on_error = 0
 EOF
     chmod 644 "$tmp"
     if ((EUID == 0)); then chown "$PG_OS_USER" "$tmp"; fi
     mv -f -- "$tmp" "$conf"
 }
 
+# The application role $DB_USER: LOGIN CREATEDB (the tests' scratch databases), no SUPERUSER, no
+# CREATEROLE (in PostgreSQL 15 and older that could grant itself pg_execute_server_program),
+# with the password of $PASSWORD_FILE. Run on every start, so the attributes are always these.
+# A cluster made by an older version of this script has $DB_USER as its bootstrap superuser,
+# which keeps SUPERUSER for good: it is renamed $ADMIN_USER and a new $DB_USER is made.
+ensure_roles() {
+    ensure_admin_password
+    read_admin_password
+    if ! pg_admin postgres -tAc 'select 1' >/dev/null 2>&1; then
+        local bootstrap
+        bootstrap=$(pg_query postgres -tAc \
+            "select rolsuper and oid = 10 from pg_roles where rolname = current_user" 2>/dev/null) ||
+            die "cannot connect as $ADMIN_USER (password in $ADMIN_PASSWORD_FILE) nor as $DB_USER; see $LOG_FILE"
+        [[ $bootstrap == t ]] ||
+            die "cannot connect as $ADMIN_USER with the password in $ADMIN_PASSWORD_FILE;" \
+                "restore that file, or remove $PG_DIR to start over (this deletes the data)"
+        convert_old_cluster
+    fi
+    pg_admin postgres <<SQL || die "could not create or alter role $DB_USER; see $LOG_FILE"
+SET client_min_messages = warning;
+SELECT format('%s ROLE %I', CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$DB_USER')
+       THEN 'ALTER' ELSE 'CREATE' END, '$DB_USER') AS verb \\gset
+:verb LOGIN NOSUPERUSER NOCREATEROLE NOREPLICATION NOBYPASSRLS CREATEDB INHERIT PASSWORD '$PASSWORD';
+DROP ROLE IF EXISTS $MIGRATION_USER;
+SQL
+    write_secret "$ADMIN_DSN_FILE" "$(dsn postgres "$ADMIN_USER" "$ADMIN_PASSWORD")"
+}
+
+# Old cluster: $DB_USER (oid 10) is the superuser. A short-lived second superuser renames it
+# $ADMIN_USER (it keeps the superuser's objects, i.e. the system's), and makes the new,
+# unprivileged $DB_USER with the same password, so the DSNs in env do not change. Sessions open
+# as the old role keep their rights until they end.
+convert_old_cluster() {
+    local temp
+    temp=$(new_password)
+    info "converting the cluster: role $DB_USER was its superuser; it becomes $ADMIN_USER and a new" \
+        "$DB_USER without SUPERUSER gets the databases"
+    : >"$OWNERS_PENDING"
+    pg_query postgres <<SQL || die "could not create the temporary role $MIGRATION_USER; see $LOG_FILE"
+SET client_min_messages = warning;
+DROP ROLE IF EXISTS $MIGRATION_USER;
+CREATE ROLE $MIGRATION_USER LOGIN SUPERUSER PASSWORD '$temp';
+SQL
+    psql_as "$MIGRATION_USER" "$temp" postgres <<SQL || die "could not rename role $DB_USER; see $LOG_FILE"
+BEGIN;
+ALTER ROLE $DB_USER RENAME TO $ADMIN_USER;
+ALTER ROLE $ADMIN_USER PASSWORD '$ADMIN_PASSWORD';
+CREATE ROLE $DB_USER LOGIN NOSUPERUSER NOCREATEROLE CREATEDB PASSWORD '$PASSWORD';
+COMMIT;
+SQL
+    pg_admin postgres -c "DROP ROLE $MIGRATION_USER" || die "could not drop role $MIGRATION_USER"
+}
+
+# Databases owned by $DB_USER (made if missing; an old one is handed over).
 ensure_databases() {
-    local db exists
+    local db owner
     for db in "${DATABASES[@]}"; do
-        exists=$(pg_query postgres -tAc "select 1 from pg_database where datname = '$db'") ||
-            die "cannot query the server on $HOST:$PG_PORT as $DB_USER; see $LOG_FILE"
-        if [[ $exists != 1 ]]; then
-            pg_query postgres -c "create database $db" || die "could not create database $db"
+        owner=$(pg_admin postgres -tAc \
+            "select pg_get_userbyid(datdba) from pg_database where datname = '$db'") ||
+            die "cannot query the server on $HOST:$PG_PORT as $ADMIN_USER; see $LOG_FILE"
+        if [[ -z $owner ]]; then
+            pg_admin postgres -c "create database $db owner $DB_USER" || die "could not create database $db"
             info "created database $db"
+        elif [[ $owner != "$DB_USER" ]]; then
+            pg_admin postgres -c "alter database $db owner to $DB_USER" ||
+                die "could not make $DB_USER the owner of database $db"
         fi
     done
+    [[ -e $OWNERS_PENDING ]] || return 0
+    for db in "${DATABASES[@]}"; do
+        hand_over "$db" || {
+            info "warning: could not yet hand the objects of $db over to $DB_USER (busy?); the next start tries again"
+            return 0
+        }
+    done
+    rm -f -- "$OWNERS_PENDING"
+    info "handed the databases' objects over to $DB_USER"
+}
+
+# hand_over DB: what $ADMIN_USER owns in DB outside the system schemas (made when it was still
+# the application's role) becomes $DB_USER's, in one transaction.
+hand_over() {
+    pg_admin "$1" <<'SQL' >/dev/null
+SET client_min_messages = warning;
+SET lock_timeout = '10s';
+DO $$
+DECLARE
+    admin oid := (SELECT oid FROM pg_roles WHERE rolname = 'ebbtide_admin');
+    r record;
+BEGIN
+    FOR r IN SELECT n.nspname FROM pg_namespace n WHERE n.nspowner = admin
+             AND n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema' LOOP
+        EXECUTE format('ALTER SCHEMA %I OWNER TO ebbtide', r.nspname);
+    END LOOP;
+    FOR r IN SELECT c.oid::regclass AS rel, c.relkind FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relowner = admin AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+             AND n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+             AND NOT (c.relkind = 'S' AND EXISTS (  -- sequences of a column follow their table
+                 SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                 AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i'))) LOOP
+        EXECUTE format('ALTER %s %s OWNER TO ebbtide',
+            CASE r.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, r.rel);
+    END LOOP;
+    FOR r IN SELECT p.oid::regprocedure AS routine FROM pg_proc p
+             JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE p.proowner = admin AND n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema' LOOP
+        EXECUTE format('ALTER ROUTINE %s OWNER TO ebbtide', r.routine);
+    END LOOP;
+    FOR r IN SELECT t.oid::regtype AS typ, t.typtype FROM pg_type t
+             JOIN pg_namespace n ON n.oid = t.typnamespace
+             WHERE t.typowner = admin AND n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+             AND (t.typtype IN ('d', 'e', 'r')
+                  OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_class c
+                                                  WHERE c.oid = t.typrelid AND c.relkind = 'c'))) LOOP
+        EXECUTE format('ALTER %s %s OWNER TO ebbtide',
+            CASE r.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, r.typ);
+    END LOOP;
+END
+$$;
+SQL
+}
+
+# The server log holds no statements or error texts (ebbtide.conf), and is private anyway:
+# PostgreSQL's log_file_mode applies to the logging collector's files only, and this log is
+# pg_ctl's stderr file.
+private_log() {
+    local f
+    for f in "$LOG_FILE" "$LOG_FILE.1"; do
+        [[ -e $f ]] && chmod 600 -- "$f"
+    done
+    return 0
 }
 
 log_tail() {
@@ -337,6 +517,11 @@ start_locked() {
         port=$(postmaster_field 4)
         [[ -z $port || $port == "$PG_PORT" ]] ||
             die "our cluster (pid $pid) is already running on port $port, but EBBTIDE_PG_PORT=$PG_PORT; run '$PROG stop' first"
+        # Settings of this version (e.g. what the log holds) without a restart.
+        write_config
+        as_pg "$PG_BIN/pg_ctl" reload -D "$DATA_DIR" -s 7>&- || die "pg_ctl reload failed; see $LOG_FILE"
+        private_log
+        ensure_roles
         ensure_databases
         info "already running (pid $pid), $HOST:$PG_PORT"
         env_update EBBTIDE_PG_DSN "$(dsn ebbtide_demo)" EBBTIDE_PG_TEST_DSN "$(dsn ebbtide_test)"
@@ -347,6 +532,7 @@ start_locked() {
 
     ensure_password
     read_password
+    [[ -f $DATA_DIR/PG_VERSION ]] || ensure_admin_password # a new cluster's superuser
     init_cluster
     write_config
 
@@ -355,9 +541,10 @@ start_locked() {
         mv -f -- "$LOG_FILE" "$LOG_FILE.1"
     fi
     if [[ ! -e $LOG_FILE ]]; then
-        : >"$LOG_FILE"
+        (umask 077 && : >"$LOG_FILE")
         if ((EUID == 0)); then chown "$PG_OS_USER" "$LOG_FILE"; fi
     fi
+    private_log
 
     local start=$SECONDS
     info "starting on $HOST:$PG_PORT (waiting up to ${START_TIMEOUT}s); log: $LOG_FILE"
@@ -367,6 +554,7 @@ start_locked() {
         log_tail
         die "PostgreSQL did not start within ${START_TIMEOUT}s; see $LOG_FILE"
     fi
+    ensure_roles
     ensure_databases
     pid=$(postmaster_field 1)
     info "started (pid $pid) in $((SECONDS - start))s, $HOST:$PG_PORT"
@@ -415,8 +603,14 @@ cmd_psql() {
     local port
     port=$(postmaster_field 4)
     PG_PORT=${port:-$PG_PORT}
+    local user=$DB_USER
+    if [[ ${PSQL_AS:-} == admin ]]; then
+        read_admin_password
+        PASSWORD=$ADMIN_PASSWORD
+        user=$ADMIN_USER
+    fi
     PGPASSWORD=$PASSWORD exec "$PG_BIN/psql" \
-        -d "host=$HOST port=$PG_PORT user=$DB_USER dbname=ebbtide_demo sslmode=disable" "$@"
+        -d "host=$HOST port=$PG_PORT user=$user dbname=ebbtide_demo sslmode=disable" "$@"
 }
 
 main() {
@@ -426,7 +620,7 @@ main() {
     }
     local cmd=$1
     shift
-    if [[ $cmd != psql ]] && (($# > 0)); then
+    if [[ $cmd != psql && $cmd != admin-psql ]] && (($# > 0)); then
         printf '%s: %s takes no arguments\n\n' "$PROG" "$cmd" >&2
         usage >&2
         exit 2
@@ -438,6 +632,7 @@ main() {
         stop) cmd_stop ;;
         status) cmd_status ;;
         psql) cmd_psql "$@" ;;
+        admin-psql) PSQL_AS=admin cmd_psql "$@" ;;
         *)
             printf '%s: unknown command: %s\n\n' "$PROG" "$cmd" >&2
             usage >&2

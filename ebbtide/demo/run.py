@@ -68,6 +68,7 @@ def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_da
         topic_prefix=f"ebbtide.{run_id}",
         app_id=f"ebbtide-{run_id}",
         state_dir=base.state_dir / "demo" / run_id,
+        clock_mode="replay",  # an accelerated clock: years in a minute
     )
     stores = settings.stores()
     console.rule("[bold]Ebbtide demo")

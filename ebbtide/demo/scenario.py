@@ -559,7 +559,8 @@ class _Generator:
 
     def logs(self) -> None:
         """The web servers' access log: one partition a day (log store); the log shipper
-        announces each day's partition as one record of the system subject ``logs:access_log``."""
+        announces each day's partition as one record of a system subject of its own per day
+        (``logs:access_log:YYYYMMDD``)."""
         from sinks.logstore import announcement
 
         day = LOG_DAYS[0]

@@ -4,15 +4,18 @@ same batch forever)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from ebbtide.client import to_record
 from ebbtide.kafka_io import producer
 from ebbtide.settings import Settings
 from schemas import LIFECYCLE_EVENT, codec_for
 from streams.processor import partition_for
-from tests.e2e.test_pipeline import CLOSED_ACCOUNT, Pipeline, customer_db, ev, publish, rows, tick
-from tests.support import TopicReader
+from tests.e2e.test_pipeline import CLOSED_ACCOUNT, Pipeline, customer_db, ev, publish, rows, tick, written
+from tests.e2e.test_seed_promises_rights import settle
+from tests.support import TopicReader, demo_database
 
 __all__ = ["customer_db"]  # the fixture, used by name
 
@@ -42,3 +45,42 @@ def test_a_poison_event_and_a_misrouted_one_are_dead_lettered_and_deletions_go_o
     assert reasons[1].startswith("lifecycle_event: misrouted: on partition")
     assert {r.headers["source_topic"].decode() for r in dead} == {pipeline.topics.events}
     assert pipeline.worker.alive(), pipeline.worker.tail()
+
+
+def test_a_forged_tick_from_2099_is_refused_by_a_worker_on_the_wall_clock(
+    settings: Settings, database: str, tmp_path: Path
+) -> None:
+    """Forged clock tick → an invoice deleted years early, irreversibly: not in wall mode."""
+    dsn = demo_database(
+        database,
+        """
+        INSERT INTO customers VALUES (3, 'C', 'c@example.invalid', '3', 'z', '2024-01-10');
+        INSERT INTO billing.invoices VALUES (11, 3, 'C', 'z', 100, '2024-05-01');
+        """,
+    )
+    running = Pipeline(replace(settings, clock_mode="wall"), tmp_path / "logs")
+    try:
+        publish(
+            settings,
+            [
+                ev("i3", "InvoiceIssued", "cust-3", "2024-05-01T10:00:00Z", invoice_id="inv-11"),
+                written("w3", "cust-3", "2024-05-01T10:00:00Z", "invoice", "11", ref="inv-11"),
+            ],
+        )
+        tick(settings, datetime(2099, 1, 1, tzinfo=UTC))
+        dlq = TopicReader(settings, running.topics.dlq)
+        dead = dlq.wait_for(
+            lambda seen: len(seen) >= settings.partitions,
+            60,
+            "the forged tick dead-lettered on every partition",
+        )
+        dlq.close()
+        assert all("ahead of the worker's wall clock" in d.headers["reason"].decode() for d in dead)
+        # A true tick, and the worker's clock on every partition shows it: the invoice is kept
+        # until the end of 2029.
+        settle(settings, datetime.now(UTC).replace(microsecond=0))
+        assert not [r for r in running.decisions.poll() if r.value and r.value["kind"] == "DELETION_ORDERED"]
+        assert rows(dsn, "SELECT invoice_id FROM billing.invoices") == [(11,)]
+        assert running.worker.alive(), running.worker.tail()
+    finally:
+        running.stop()

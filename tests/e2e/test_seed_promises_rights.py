@@ -32,7 +32,7 @@ from sinks import logstore
 from sinks.receipts import receipt_for
 from streams.policy.calendar import to_ms
 from tests.e2e.test_pipeline import OWN_DATABASES, WORKER_READY, Pipeline, ev, publish, rows, tick, written
-from tests.support import TopicReader, demo_database, make_topics, wait_until
+from tests.support import TopicReader, demo_database, make_topics, signed_receipt, wait_until
 
 # --- the worker's view: what it decided, said and knows --------------------------------------
 
@@ -488,13 +488,13 @@ def test_seed_000_one_persons_erasure_keeps_everyones_log_lines_until_the_log_pe
     assert kept["until"] == "2025-12-30T23:00:00Z"  # 90 days after 1 October ended in Oslo
 
     # Nothing is dropped: the day still holds both people's lines.
-    assert ordered(settings, "cust-51") == ordered(settings, logstore.SUBJECT) == set()
+    assert ordered(settings, "cust-51") == ordered(settings, logstore.day_subject(LOG_DAY)) == set()
     assert log_partitions(a_day_of_logs) == {LOG_PARTITION: 2}
 
     # When the log period ends, the day goes whole, for everyone alike.
     tick(settings, datetime(2026, 1, 2, tzinfo=UTC))
     wait_until(
-        lambda: log_pipeline.alive() and LOG_RECORD in confirmed(settings, logstore.SUBJECT),
+        lambda: log_pipeline.alive() and LOG_RECORD in confirmed(settings, logstore.day_subject(LOG_DAY)),
         WORKER_READY,
         "the day's deletion confirmed",
     )
@@ -545,7 +545,7 @@ def test_seed_003_a_deletion_is_confirmed_in_writing_by_exactly_one_verifiable_c
 
     def answer(outcome: str, count: int) -> None:
         receipt = receipt_for(command, outcome, count, None, datetime(2023, 6, 1, 0, 5, tzinfo=UTC))
-        out.send(topics.receipts, key=b"cust-61", value=receipts.encode(receipt))
+        out.send(topics.receipts, key=b"cust-61", value=receipts.encode(signed_receipt(settings, receipt)))
         out.flush()
 
     # The store answers "anonymised" but touched no row: that cannot be certified.

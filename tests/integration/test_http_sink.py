@@ -27,7 +27,15 @@ from sinks.http import HttpExecutor, VendorUnavailable
 from sinks.runner import CommandSink
 from sinks.vendor_standin import VendorStandIn
 from sinks.vendors import Vendor, load_vendors
-from tests.support import TopicReader, deletion_command, free_port, make_topics, wait_until
+from tests.support import (
+    TopicReader,
+    deletion_command,
+    free_port,
+    make_topics,
+    signed_command,
+    wait_until,
+    worker_signer,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -199,6 +207,7 @@ def test_the_stand_in_is_driven_over_http_too(standin: VendorStandIn) -> None:
 class RunningSink:
     def __init__(self, settings: Settings, executor: HttpExecutor, stop: threading.Event) -> None:
         self.stop = stop
+        worker_signer(settings)  # the worker key whose .pub the sink verifies commands with
         self.thread = threading.Thread(target=CommandSink(settings, executor, stop).run, daemon=True)
         self.thread.start()
 
@@ -215,7 +224,7 @@ def send(settings: Settings, *commands: dict[str, Any]) -> None:
         out.send(
             Topics(settings.topic_prefix).commands(cmd["store"]),
             key=cmd["subject_id"].encode(),
-            value=codec.encode(cmd),
+            value=codec.encode(signed_command(settings, cmd)),
         )
     out.flush()
     out.close()
@@ -350,7 +359,9 @@ def test_the_http_sink_command_runs_the_vendors_and_stops_on_sigterm(
         "EBBTIDE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "EBBTIDE_TOPIC_PREFIX": settings.topic_prefix,
         "EBBTIDE_VENDOR_URL": standin.url,
+        "EBBTIDE_STATE_DIR": str(settings.state_dir),  # the worker's public key; the sinks' keys
     }
+    worker_signer(settings)
     process = ebbtide(
         "sink", "http", "--stores", "support_desk,chat_vendor", "--metrics-port", str(port), env=env
     )

@@ -185,7 +185,7 @@ def test_announcements_are_valid_record_written_events_starting_their_oslo_day(l
     assert events == again  # deterministic ids: announcing twice is a no-op for the pipeline
     assert [e["payload"]["record_key"] for e in events] == [partition_name(d) for d in DAYS]
     first = to_record(events[0])  # what `ebbtide publish` and EventPublisher accept
-    assert first["subject_id"] == "logs:access_log"
+    assert first["subject_id"] == "logs:access_log:20260301"  # a subject per day: no state grows
     assert first["event_time"] == datetime(2026, 2, 28, 23, tzinfo=UTC)  # 1 March 00:00 in Oslo
     assert first["payload"] == (
         "io.ebbtide.events.RecordWritten",

@@ -10,6 +10,8 @@ import psycopg2
 import pytest
 from kafka.partitioner.default import murmur2
 
+from ebbtide import certificates
+from ebbtide.authenticity import COMMAND, MessageSigner, TrustedKeys
 from ebbtide.demo import database as demo_db
 from ebbtide.demo.scenario import build
 from ebbtide.kafka_io import producer
@@ -18,7 +20,7 @@ from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 from sinks.mapping import load_store_map
 from sinks.postgres import PostgresExecutor
 from sinks.runner import PostgresSink
-from tests.support import TopicReader, deletion_command
+from tests.support import TopicReader, deletion_command, security_events, signed_command, worker_signer
 
 
 def command(
@@ -112,6 +114,7 @@ def test_an_unmapped_category_fails_with_a_reason_and_stays_retryable(
 @pytest.fixture
 def running_sink(settings: Settings, loaded: str) -> Iterator[threading.Event]:
     stop = threading.Event()
+    worker_signer(settings)  # the worker key whose .pub the sink verifies commands with
     sink = PostgresSink(settings, load_store_map(), loaded, stop=stop)
     thread = threading.Thread(target=sink.run, daemon=True)
     thread.start()
@@ -129,7 +132,8 @@ def test_the_sink_consumes_commands_and_publishes_receipts(
     codec = codec_for(DELETION_COMMAND)
     rows = client_rows(loaded, 2) + 1
     for cmd in (command("client", "2"), command("correspondence", "3"), command("client", "2")):
-        out.send(topics.commands("customer_db"), key=cmd["subject_id"].encode(), value=codec.encode(cmd))
+        value = codec.encode(signed_command(settings, cmd))
+        out.send(topics.commands("customer_db"), key=cmd["subject_id"].encode(), value=value)
     out.send(topics.commands("customer_db"), key=b"cust-00001", value=b"not a command")
     out.flush()
     receipts = TopicReader(settings, topics.receipts, codec_for(DELETION_RECEIPT))
@@ -153,6 +157,60 @@ def test_the_sink_consumes_commands_and_publishes_receipts(
         dlq.close()
     assert count(loaded, "SELECT count(*) FROM customers WHERE customer_id = 2") == 0
     assert count(loaded, "SELECT sum(rows) FROM ebbtide_sink.applied_commands") == rows
+
+
+def test_the_sink_refuses_forged_commands_and_executes_the_workers_signed_one(
+    settings: Settings, loaded: str, running_sink: threading.Event
+) -> None:
+    topics = Topics(settings.topic_prefix)
+    codec = codec_for(DELETION_COMMAND)
+    forger = MessageSigner(certificates.generate_key()[0])
+    target = command("client", "4", subject="cust-00004")
+    forged = {
+        "unsigned": target,
+        "other_key": forger.sign(COMMAND, target),
+        "bad_signature": {
+            **signed_command(settings, command("client", "5", subject="cust-00004")),
+            "record_key": "4",
+        },
+    }
+    before = {kind: security_events("commands", kind) for kind in forged}
+    rows = client_rows(loaded, 4)
+    assert rows >= 1
+    out = producer(settings)
+    for value in forged.values():
+        out.send(topics.commands("customer_db"), key=b"cust-00004", value=codec.encode(value))
+    out.flush()
+    dlq = TopicReader(settings, topics.dlq)
+    receipts = TopicReader(settings, topics.receipts, codec_for(DELETION_RECEIPT))
+    try:
+        dead = dlq.wait_for(lambda seen: len(seen) >= 3, 60, "the forged commands in the DLQ")
+        reasons = [d.headers["reason"].decode() for d in dead]
+        assert reasons == [
+            "security: deletion_command: not signed",
+            "security: deletion_command: signed by another key than the trusted "
+            + worker_signer(settings).key_id,
+            "security: deletion_command: bad signature (changed after signing?)",
+        ]
+        assert client_rows(loaded, 4) == rows  # the customer stays
+        assert {kind: security_events("commands", kind) - before[kind] for kind in forged} == dict.fromkeys(
+            forged, 1
+        )
+        assert receipts.poll() == []  # a refused command gets no receipt
+        out.send(
+            topics.commands("customer_db"),
+            key=b"cust-00004",
+            value=codec.encode(signed_command(settings, target)),
+        )
+        out.flush()
+        (receipt,) = receipts.wait_for(lambda seen: len(seen) >= 1, 60, "the signed command's receipt")
+    finally:
+        out.close()
+        dlq.close()
+        receipts.close()
+    assert receipt.value is not None and receipt.value["outcome"] == "DELETED"
+    assert client_rows(loaded, 4) == 0
+    TrustedKeys(settings.trusted_keys_dir).check(receipt.value)  # signed with the sink's own key
 
 
 def test_a_batch_has_the_effect_and_receipts_of_one_command_at_a_time(

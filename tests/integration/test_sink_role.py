@@ -21,10 +21,10 @@ from ebbtide.settings import Settings, Topics
 from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 from sinks.mapping import load_store_map, map_path
 from sinks.postgres import PostgresExecutor, SinkSetupError
-from sinks.roles import grant_sink_role
+from sinks.roles import RoleError, grant_sink_role
 from sinks.runner import PostgresSink
 from tests.integration.test_postgres_sink import command, count
-from tests.support import TopicReader
+from tests.support import TopicReader, admin_dsn, signed_command, worker_signer
 
 
 def as_role(dsn: str, role: str, password: str) -> str:
@@ -47,12 +47,12 @@ def role(loaded: str, stack: tuple[str, str]) -> Iterator[tuple[str, str]]:
     """A fresh role name and password; the role is dropped after the test (it is cluster-wide)."""
     name, password = f"ebbtide_sink_t_{secrets.token_hex(5)}", secrets.token_hex(16)
     yield name, password
-    with psycopg2.connect(loaded) as conn, conn.cursor() as cur:
+    with psycopg2.connect(admin_dsn(loaded)) as conn, conn.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,))
         if cur.fetchone():
             cur.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(name)))
     conn.close()
-    admin = psycopg2.connect(stack[1])
+    admin = psycopg2.connect(admin_dsn(stack[1]))
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
@@ -60,7 +60,9 @@ def role(loaded: str, stack: tuple[str, str]) -> Iterator[tuple[str, str]]:
 
 
 def grant(dsn: str, name: str, password: str | None, *stores: str) -> list[str]:
-    conn = psycopg2.connect(dsn)
+    """``grant_sink_role`` on ``dsn``'s database, as the administrator (the application role may
+    not create roles)."""
+    conn = psycopg2.connect(admin_dsn(dsn))
     try:
         return grant_sink_role(
             conn, [load_store_map(map_path(s)) for s in stores], name, login=True, password=password
@@ -92,6 +94,7 @@ def test_as_the_role_the_sink_deletes_and_anonymises_what_the_map_says(
         f'GRANT UPDATE ("ordered_from_ip", "contact_email", "customer_id") ON "public"."orders" TO "{name}"'
         in statements
     )
+    assert f'GRANT SELECT ("customer_id") ON "public"."orders" TO "{name}"' in statements
     dsn = as_role(loaded, name, password)
     conn = psycopg2.connect(dsn)
     PostgresExecutor.ensure_tracking(conn)  # exists: the role need not (and may not) create it
@@ -128,6 +131,49 @@ def test_the_role_may_do_nothing_else(loaded: str, role: tuple[str, str]) -> Non
     assert count(loaded, "SELECT count(*) FROM staff_notes") == 1
 
 
+def test_the_role_overwrites_the_columns_it_blanks_but_may_not_read_them(
+    loaded: str, role: tuple[str, str]
+) -> None:
+    name, password = role
+    grant(loaded, name, password, "customer_db")
+    dsn = as_role(loaded, name, password)
+    for column in ("contact_email", "ordered_from_ip"):  # blanked by the marketing/client actions
+        assert refused(dsn, f"SELECT {column} FROM orders") == "permission denied for table orders"
+        assert refused(dsn, f"SELECT count(*) FROM orders WHERE {column} IS NULL") == (
+            "permission denied for table orders"
+        )
+    orders = count(loaded, "SELECT count(*) FROM orders WHERE customer_id = 2")
+    assert orders >= 1
+    conn = psycopg2.connect(dsn)
+    with conn, conn.cursor() as cur:
+        (done,) = PostgresExecutor(load_store_map()).execute_batch(cur, [command("client", "2")])
+    conn.close()
+    assert done.receipt["outcome"] == "DELETED"
+    assert count(loaded, "SELECT count(*) FROM orders WHERE customer_id = 2") == 0
+    assert (
+        count(loaded, "SELECT count(*) FROM orders WHERE customer_id IS NULL AND contact_email IS NULL")
+        >= orders
+    )
+
+
+def test_without_an_administrator_the_role_is_not_made_and_the_error_says_why(
+    loaded: str, role: tuple[str, str]
+) -> None:
+    name, password = role
+    conn = psycopg2.connect(loaded)
+    with conn.cursor() as cur:
+        cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+        (superuser,) = cur.fetchone()  # type: ignore[misc]
+    if superuser:
+        conn.close()
+        pytest.skip("this cluster's application role is still a superuser (made by an older postgres.sh)")
+    try:
+        with pytest.raises(RoleError, match="administrator"):
+            grant_sink_role(conn, [load_store_map()], name, login=True, password=password)
+    finally:
+        conn.close()
+
+
 def test_granting_again_for_another_map_takes_the_old_privileges_away(
     loaded: str, role: tuple[str, str]
 ) -> None:
@@ -151,7 +197,7 @@ def test_granting_again_for_another_map_takes_the_old_privileges_away(
 def test_without_the_tracking_table_the_role_is_told_what_to_run(loaded: str, role: tuple[str, str]) -> None:
     name, password = role
     grant(loaded, name, password, "customer_db")
-    with psycopg2.connect(loaded) as conn, conn.cursor() as cur:
+    with psycopg2.connect(admin_dsn(loaded)) as conn, conn.cursor() as cur:
         cur.execute("DROP TABLE ebbtide_sink.applied_commands")
     conn.close()
     conn = psycopg2.connect(as_role(loaded, name, password))
@@ -169,12 +215,13 @@ def test_the_cli_prints_the_grants_and_the_sink_runs_as_the_role(
 ) -> None:
     name, password = role
     monkeypatch.setenv("EBBTIDE_SINK_ROLE_PASSWORD", password)
-    code = main(["sink-role", name, "--map", "customer_db", "--admin-dsn", loaded, "--login"])
+    code = main(["sink-role", name, "--map", "customer_db", "--admin-dsn", admin_dsn(loaded), "--login"])
     out, err = capsys.readouterr()
     assert (code, err) == (0, "")
     assert f'GRANT DELETE ON "public"."services" TO "{name}";' in out.splitlines()
     assert password not in out
     stop = threading.Event()
+    worker_signer(settings)  # the worker key whose .pub the sink verifies commands with
     sink = PostgresSink(settings, load_store_map(), as_role(loaded, name, password), stop=stop)
     thread = threading.Thread(target=sink.run, daemon=True)
     thread.start()
@@ -182,7 +229,9 @@ def test_the_cli_prints_the_grants_and_the_sink_runs_as_the_role(
     out_producer = producer(settings)
     cmd: dict[str, Any] = command("client", "3")
     out_producer.send(
-        topics.commands("customer_db"), key=b"cust-00001", value=codec_for(DELETION_COMMAND).encode(cmd)
+        topics.commands("customer_db"),
+        key=b"cust-00001",
+        value=codec_for(DELETION_COMMAND).encode(signed_command(settings, cmd)),
     )
     out_producer.flush()
     receipts = TopicReader(settings, topics.receipts, codec_for(DELETION_RECEIPT))

@@ -4,6 +4,8 @@ and every other subject's deletions go on."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from ebbtide.client import to_record
 from ebbtide.settings import Settings, SettingsError
 from schemas import LIFECYCLE_EVENT, codec_for
 from streams import processor as processor_module
+from streams.app import wall_clock_check
 from streams.policy.rules import rules_policy
 from streams.processor import LifecycleProcessor, partition_for
 from tests.unit.test_processor import CLIENT_RECORD, TOPICS, Harness, event
@@ -120,3 +123,40 @@ def test_an_oversized_record_key_is_dead_lettered_before_it_swells_the_state() -
     text = reason(h.publish(huge))
     assert text == "lifecycle_event: field payload.record_key is 600000 characters, over the 512 allowed"
     assert h.table.get("s:0:cust-1") is None
+
+
+def wall_at(iso: str) -> Callable[[], float]:
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    return lambda: moment
+
+
+def test_in_wall_mode_a_tick_far_ahead_of_the_wall_clock_is_refused_and_nothing_is_deleted() -> None:
+    check = wall_clock_check(300, wall_at("2024-03-16T00:00:00Z"))
+    h = Harness()
+    h.processor.tick_problem = check
+    h.publish(CLIENT_RECORD)
+    h.publish(event("c1", "AccountClosed", "2021-03-15T00:00:00Z"))
+    forged = h.tick("2099-01-01T00:00:00Z")
+    assert "ahead of the worker's wall clock" in reason(forged)
+    assert h.commands() == []
+    h.tick("2024-03-16T00:04:00Z")  # within the tolerance: a true tick
+    assert [c["record_key"] for c in h.commands()] == ["1"]
+
+
+def test_in_replay_mode_an_accelerated_clock_is_accepted() -> None:
+    h = Harness()  # no tick check: the demo's, the tests' and replays' mode
+    h.publish(CLIENT_RECORD)
+    h.publish(event("c1", "AccountClosed", "2021-03-15T00:00:00Z"))
+    h.tick("2099-01-01T00:00:00Z")
+    assert [c["record_key"] for c in h.commands()] == ["1"]
+
+
+def test_a_tick_waiting_for_events_that_a_later_tick_says_do_not_exist_does_not_hold_back_the_clock() -> None:
+    h = Harness()
+    h.publish(CLIENT_RECORD)
+    h.publish(event("c1", "AccountClosed", "2021-03-15T00:00:00Z"))
+    assert h.tick("2024-03-10T00:00:00Z", events_end=10**12) == []  # a forged events_end: deferred
+    out = h.tick("2024-03-16T00:00:00Z")
+    dead = [o for o in out if o.topic == TOPICS.dlq]
+    assert len(dead) == 1 and b"waited for more events than the later tick" in dict(dead[0].headers)["reason"]
+    assert [c["record_key"] for c in h.commands()] == ["1"]

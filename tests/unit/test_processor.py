@@ -9,12 +9,14 @@ from typing import Any
 import pytest
 
 from ebbtide import certificates
+from ebbtide.authenticity import RECEIPT
 from ebbtide.client import to_record
 from ebbtide.settings import Topics
 from ebbtide.signer import CertificateSigner
 from schemas import CLOCK_TICK, DECISION, DELETION_COMMAND, DELETION_RECEIPT, LIFECYCLE_EVENT, codec_for
 from streams.policy.rules import Policy, default_policy, rules_policy
 from streams.processor import LifecycleProcessor, Out
+from tests.support import unit_sink_signer, unit_trusted_keys
 
 TOPICS = Topics("t")
 
@@ -40,7 +42,9 @@ def tick(now: str, events_end: int) -> bytes:
 class Harness:
     def __init__(self, policy: Policy | None = None, signer: CertificateSigner | None = None) -> None:
         self.table: dict[str, Any] = {}
-        self.processor = LifecycleProcessor(policy or rules_policy(), TOPICS, self.table, signer=signer)
+        self.processor = LifecycleProcessor(
+            policy or rules_policy(), TOPICS, self.table, signer=signer, trusted=unit_trusted_keys()
+        )
         self.offset = 0
         self.sent: list[Out] = []
 
@@ -117,7 +121,7 @@ def test_a_receipt_confirms_the_deletion(closed_account: Harness) -> None:
         "reason": None,
         "executed_at": datetime(2025, 1, 1, tzinfo=UTC),
     }
-    value = codec_for(DELETION_RECEIPT).encode(receipt)
+    value = codec_for(DELETION_RECEIPT).encode(unit_sink_signer("customer_db").sign(RECEIPT, receipt))
     out = closed_account.processor.on_receipt(0, 0, b"cust-1", value)
     (decision,) = [codec_for(DECISION).decode(o.value) for o in out]
     assert decision["kind"] == "DELETION_CONFIRMED"
@@ -263,15 +267,15 @@ def test_a_new_policy_judges_stamped_subjects_again_when_the_worker_restarts(clo
 
 
 def answer(command: dict[str, Any], outcome: str = "DELETED", rows: int = 1) -> bytes:
-    return codec_for(DELETION_RECEIPT).encode(
-        {
-            **{k: command[k] for k in ("command_id", "subject_id", "store", "category", "record_key")},
-            "outcome": outcome,
-            "rows": rows,
-            "reason": None,
-            "executed_at": datetime(2024, 3, 16, tzinfo=UTC),
-        }
-    )
+    """The receipt of ``command``'s store, signed with its (unit test) sink key."""
+    receipt = {
+        **{k: command[k] for k in ("command_id", "subject_id", "store", "category", "record_key")},
+        "outcome": outcome,
+        "rows": rows,
+        "reason": None,
+        "executed_at": datetime(2024, 3, 16, tzinfo=UTC),
+    }
+    return codec_for(DELETION_RECEIPT).encode(unit_sink_signer(command["store"]).sign(RECEIPT, receipt))
 
 
 def fanned_out(signer: CertificateSigner | None = None) -> tuple[Harness, list[dict[str, Any]]]:

@@ -1,0 +1,231 @@
+"""Signed deletion commands and receipts: no message is trusted for the topic it arrived on.
+
+The worker signs every ``DeleteRecord`` with its Ed25519 key (the certificate signing key) and
+every sink verifies it with the worker's public key before it touches its store. Each sink signs
+its receipts with a key of its own and the worker verifies them with that store's public key.
+Anyone who can write to Kafka can still write a command or a receipt; without the private key it
+is refused, dead-lettered and counted as a security event.
+
+What is signed is :func:`canonical_bytes` of the message's fields (never the Avro bytes, so a
+reader with another schema version checks the same bytes): compact JSON, keys sorted, UTF-8, a
+``format`` naming the kind of message (a command's signature is never a receipt's), timestamps as
+epoch milliseconds as the wire carries them, and every field of the schema's first version. The
+message carries the signature (``signature``: 64 bytes) and the signer's key id (``signer_key_id``:
+the first 16 hex characters of the SHA-256 of the raw public key, as certificates name keys).
+Ed25519 is deterministic: the same command signed twice is the same bytes, so a re-send or a
+replay stays byte-identical.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ebbtide import certificates
+
+log = logging.getLogger(__name__)
+
+COMMAND = "command"
+RECEIPT = "receipt"
+FORMATS = {COMMAND: "ebbtide-deletion-command/1", RECEIPT: "ebbtide-deletion-receipt/1"}
+SIGNED_FIELDS = {
+    COMMAND: (
+        "command_id",
+        "subject_id",
+        "store",
+        "category",
+        "record_key",
+        "rule_id",
+        "policy_version",
+        "deadline",
+        "issued_at",
+    ),
+    RECEIPT: (
+        "command_id",
+        "subject_id",
+        "store",
+        "category",
+        "record_key",
+        "outcome",
+        "rows",
+        "reason",
+        "executed_at",
+    ),
+}
+TIME_FIELDS = frozenset({"deadline", "issued_at", "executed_at"})
+SIGNATURE = "signature"
+KEY_ID = "signer_key_id"
+
+# Why a message is refused: the ``kind`` label of ebbtide_security_events_total (bounded).
+UNSIGNED = "unsigned"  # no signature or no key id
+BAD_SIGNATURE = "bad_signature"  # the signature does not match the fields (changed after signing)
+OTHER_KEY = "other_key"  # signed by a key that is not the one trusted for this message
+NO_TRUSTED_KEY = "no_trusted_key"  # the worker has no public key for the receipt's store
+NOT_ISSUED = "not_issued"  # a receipt for a command the worker never issued for that copy
+KINDS = (UNSIGNED, BAD_SIGNATURE, OTHER_KEY, NO_TRUSTED_KEY, NOT_ISSUED)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_STORE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
+
+
+class Refused(ValueError):
+    """A message that failed verification. ``kind`` is one of :data:`KINDS`; ``reason`` names no value."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+def millis(value: Any) -> int:
+    """Epoch milliseconds of a timestamp-millis field, exactly as fastavro writes it."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:  # fastavro reads a naive datetime as local time
+            return int(time.mktime(value.timetuple())) * 1000 + value.microsecond // 1000
+        delta = value - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1000 + int(delta.microseconds / 1000)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("a timestamp field must be a datetime or epoch milliseconds")
+    return value
+
+
+def canonical_bytes(what: str, datum: Mapping[str, Any]) -> bytes:
+    """The bytes signed for a command or receipt (``what``): its fields, not its Avro bytes."""
+    body: dict[str, Any] = {"format": FORMATS[what]}
+    for name in SIGNED_FIELDS[what]:
+        value = datum.get(name)
+        body[name] = millis(value) if name in TIME_FIELDS else value
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def public_pem_of(private: Ed25519PrivateKey) -> bytes:
+    return private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+class MessageSigner:
+    """Signs commands (the worker) or receipts (a sink) with one Ed25519 private key."""
+
+    def __init__(self, private_pem: bytes) -> None:
+        self._key = certificates.load_private_key(private_pem)  # ValueError for a wrong key
+        self.public_pem = public_pem_of(self._key)
+        self.key_id = certificates.key_id(self.public_pem)
+
+    @classmethod
+    def from_file(cls, path: Path, what: str, create: bool = True) -> MessageSigner:
+        """The signer of the PEM key at ``path``; with ``create``, a new pair is made if missing
+        (private key mode 600, public key beside it as ``.pub``). ``what`` names the key in errors."""
+        return cls(read_or_make_key(path, what, create))
+
+    def sign(self, what: str, datum: Mapping[str, Any]) -> dict[str, Any]:
+        """``datum`` with its signature and this key's id (any earlier signature is replaced)."""
+        signed = dict(datum)
+        signed[SIGNATURE] = self._key.sign(canonical_bytes(what, datum))
+        signed[KEY_ID] = self.key_id
+        return signed
+
+
+def read_or_make_key(path: Path, what: str, create: bool = True) -> bytes:
+    """The private PEM at ``path``; made (with its ``.pub``) if missing and ``create``."""
+    if not path.exists() and create:
+        private, public = certificates.generate_key()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first: use theirs
+            pass
+        else:
+            with os.fdopen(fd, "wb") as out:
+                out.write(private)
+            path.with_suffix(".pub").write_bytes(public)
+            key = certificates.key_id(public)
+            log.warning("made a new %s %s (public key %s)", what, key, path.with_suffix(".pub"))
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{what} {path}: {exc.strerror}") from None
+
+
+class Verifier:
+    """Checks messages signed with one public key."""
+
+    def __init__(self, public_pem: bytes) -> None:
+        self._key: Ed25519PublicKey = certificates.load_public_key(public_pem)  # ValueError if not Ed25519
+        self.key_id = certificates.key_id(public_pem)
+
+    @classmethod
+    def from_file(cls, path: Path, setting: str, purpose: str) -> Verifier:
+        """The verifier of the public key at ``path``; a one-line ValueError naming ``setting``
+        if it is missing or not an Ed25519 public key."""
+        try:
+            pem = path.read_bytes()
+        except OSError as exc:
+            raise ValueError(
+                f"{setting}: no public key at {path} to verify {purpose} with ({exc.strerror}); "
+                f"set {setting} to the file"
+            ) from None
+        try:
+            return cls(pem)
+        except ValueError as exc:
+            raise ValueError(f"{setting}: {path}: {exc}") from None
+
+    def check(self, what: str, datum: Mapping[str, Any]) -> None:
+        """Raise :class:`Refused` unless ``datum`` carries a valid signature by this key."""
+        signature, key_id = datum.get(SIGNATURE), datum.get(KEY_ID)
+        if not signature or not key_id:
+            raise Refused(UNSIGNED, f"deletion_{what}: not signed")
+        if key_id != self.key_id:
+            raise Refused(OTHER_KEY, f"deletion_{what}: signed by another key than the trusted {self.key_id}")
+        try:
+            self._key.verify(bytes(signature), canonical_bytes(what, datum))
+        except (InvalidSignature, TypeError, ValueError):
+            raise Refused(BAD_SIGNATURE, f"deletion_{what}: bad signature (changed after signing?)") from None
+
+
+def sink_public_key_name(store: str) -> str:
+    """The file name of a store's sink public key, in a sink's key directory and the worker's
+    trusted-keys directory alike."""
+    return f"sink-{store}.pub"
+
+
+class TrustedKeys:
+    """The worker's keys for receipts: one sink public key per store (``sink-<store>.pub`` in a
+    directory), read when a store's first receipt comes (a sink may start after the worker) and
+    kept; or given as a mapping (tests)."""
+
+    def __init__(self, directory: Path | None = None, keys: Mapping[str, bytes] | None = None) -> None:
+        self.directory = directory
+        self._verifiers: dict[str, Verifier] = {s: Verifier(pem) for s, pem in (keys or {}).items()}
+
+    def verifier(self, store: str) -> Verifier:
+        found = self._verifiers.get(store)
+        if found is not None:
+            return found
+        if self.directory is None or not _STORE_NAME.match(store):
+            raise Refused(NO_TRUSTED_KEY, "deletion_receipt: no trusted key for this store")
+        path = self.directory / sink_public_key_name(store)
+        try:
+            found = Verifier(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not an Ed25519 public key"
+            raise Refused(
+                NO_TRUSTED_KEY, f"deletion_receipt: no trusted key for store {store} at {path} ({reason})"
+            ) from None
+        self._verifiers[store] = found
+        return found
+
+    def check(self, receipt: Mapping[str, Any]) -> None:
+        """Raise :class:`Refused` unless the receipt is signed by its own store's key."""
+        self.verifier(str(receipt.get("store"))).check(RECEIPT, receipt)
