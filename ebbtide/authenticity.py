@@ -38,7 +38,13 @@ log = logging.getLogger(__name__)
 
 COMMAND = "command"
 RECEIPT = "receipt"
-FORMATS = {COMMAND: "ebbtide-deletion-command/1", RECEIPT: "ebbtide-deletion-receipt/1"}
+TICK = "tick"  # a clock tick, signed by the clock's key for one partition
+FORMATS = {
+    COMMAND: "ebbtide-deletion-command/1",
+    RECEIPT: "ebbtide-deletion-receipt/1",
+    TICK: "ebbtide-clock-tick/1",
+}
+NAMES = {COMMAND: "deletion_command", RECEIPT: "deletion_receipt", TICK: "clock_tick"}
 SIGNED_FIELDS = {
     COMMAND: (
         "command_id",
@@ -62,8 +68,11 @@ SIGNED_FIELDS = {
         "reason",
         "executed_at",
     ),
+    # The partition is signed too (it is not in the message: the clock sends one tick a
+    # partition): a tick moved to another partition would claim another partition's events_end.
+    TICK: ("now", "events_end", "source", "partition"),
 }
-TIME_FIELDS = frozenset({"deadline", "issued_at", "executed_at"})
+TIME_FIELDS = frozenset({"deadline", "issued_at", "executed_at", "now"})
 SIGNATURE = "signature"
 KEY_ID = "signer_key_id"
 
@@ -100,12 +109,20 @@ def millis(value: Any) -> int:
     return value
 
 
-def canonical_bytes(what: str, datum: Mapping[str, Any]) -> bytes:
-    """The bytes signed for a command or receipt (``what``): its fields, not its Avro bytes."""
+def signed_content(what: str, datum: Mapping[str, Any]) -> dict[str, Any]:
+    """What is signed for a command or receipt (``what``), as a JSON object: its ``format`` and
+    its signed fields, timestamps as epoch milliseconds. A deletion certificate embeds a receipt's
+    signed content as this object (``ebbtide/certificates.py``)."""
     body: dict[str, Any] = {"format": FORMATS[what]}
     for name in SIGNED_FIELDS[what]:
         value = datum.get(name)
         body[name] = millis(value) if name in TIME_FIELDS else value
+    return body
+
+
+def canonical_bytes(what: str, datum: Mapping[str, Any]) -> bytes:
+    """The bytes signed for a command or receipt (``what``): its fields, not its Avro bytes."""
+    body = signed_content(what, datum)
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
@@ -183,15 +200,15 @@ class Verifier:
 
     def check(self, what: str, datum: Mapping[str, Any]) -> None:
         """Raise :class:`Refused` unless ``datum`` carries a valid signature by this key."""
-        signature, key_id = datum.get(SIGNATURE), datum.get(KEY_ID)
+        signature, key_id, name = datum.get(SIGNATURE), datum.get(KEY_ID), NAMES[what]
         if not signature or not key_id:
-            raise Refused(UNSIGNED, f"deletion_{what}: not signed")
+            raise Refused(UNSIGNED, f"{name}: not signed")
         if key_id != self.key_id:
-            raise Refused(OTHER_KEY, f"deletion_{what}: signed by another key than the trusted {self.key_id}")
+            raise Refused(OTHER_KEY, f"{name}: signed by another key than the trusted {self.key_id}")
         try:
             self._key.verify(bytes(signature), canonical_bytes(what, datum))
         except (InvalidSignature, TypeError, ValueError):
-            raise Refused(BAD_SIGNATURE, f"deletion_{what}: bad signature (changed after signing?)") from None
+            raise Refused(BAD_SIGNATURE, f"{name}: bad signature (changed after signing?)") from None
 
 
 def sink_public_key_name(store: str) -> str:
@@ -213,7 +230,7 @@ class TrustedKeys:
         found = self._verifiers.get(store)
         if found is not None:
             return found
-        if self.directory is None or not _STORE_NAME.match(store):
+        if self.directory is None or not _STORE_NAME.fullmatch(store):
             raise Refused(NO_TRUSTED_KEY, "deletion_receipt: no trusted key for this store")
         path = self.directory / sink_public_key_name(store)
         try:
@@ -229,3 +246,28 @@ class TrustedKeys:
     def check(self, receipt: Mapping[str, Any]) -> None:
         """Raise :class:`Refused` unless the receipt is signed by its own store's key."""
         self.verifier(str(receipt.get("store"))).check(RECEIPT, receipt)
+
+
+CLOCK_PUBLIC_KEY = "clock.pub"  # the clock's public key, in the worker's trusted-keys directory
+
+
+class ClockKey:
+    """The worker's key for clock ticks: the clock's public key (``clock.pub`` in the trusted-keys
+    directory), read at the first tick (a clock may first start after the worker), or given (tests)."""
+
+    def __init__(self, directory: Path | None = None, pem: bytes | None = None) -> None:
+        self.directory = directory
+        self._verifier = Verifier(pem) if pem is not None else None
+
+    def check(self, tick: Mapping[str, Any], partition: int) -> None:
+        """Raise :class:`Refused` unless the tick is signed by the clock's key for ``partition``."""
+        if self._verifier is None:
+            path = (self.directory or Path(".")) / CLOCK_PUBLIC_KEY
+            try:
+                self._verifier = Verifier(path.read_bytes())
+            except (OSError, ValueError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not an Ed25519 public key"
+                raise Refused(
+                    NO_TRUSTED_KEY, f"clock_tick: no trusted clock key at {path} ({reason})"
+                ) from None
+        self._verifier.check(TICK, {**tick, "partition": partition})

@@ -2,14 +2,21 @@
 
 When every store has answered for a subject, a certificate lists each record: the store, the
 command, the rule, the deadline, when the deletion was ordered, when the store executed it, the
-outcome and the number of rows. It is signed with the operator's Ed25519 key so the customer or
-an auditor can check it offline with the public key alone (``ebbtide certificate verify``).
+outcome and the number of rows, and the store's own signed receipt. It is signed with the
+operator's Ed25519 key so the customer or an auditor can check it offline with the public key
+alone (``ebbtide certificate verify``); with the stores' public keys too, each embedded receipt
+proves its store's word, not only the worker's (``--store-keys``).
 
 The signed document is JSON::
 
-    {"certificate": {"format": "ebbtide-deletion-certificate/1", "subject_id": ..., "issued_at": ...,
+    {"certificate": {"format": "ebbtide-deletion-certificate/2", "subject_id": ..., "issued_at": ...,
                      "policy_version": ..., "issuer": ..., "key_id": ..., "entries": [{...}, ...]},
      "signature": {"algorithm": "Ed25519", "key_id": ..., "value": <base64 of 64 bytes>}}
+
+Each entry's ``receipt`` is ``{"signed": <the receipt's signed content, exactly as its sink signed
+it: ebbtide/authenticity.py>, "signer_key_id": ..., "signature": <base64 of 64 bytes>}``, or null
+for an answer the worker kept before receipts were embedded. Certificates of format ``/1`` (no
+``receipt`` field) are still verified.
 
 The signature covers :func:`canonical_bytes` of the certificate: JSON with sorted keys, no
 whitespace, UTF-8, entries sorted by (store, record). A verifier parses the certificate strictly
@@ -29,19 +36,23 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from streams.policy.calendar import iso
 from streams.policy.decisions import ANSWERED, answer_problem
 
-FORMAT = "ebbtide-deletion-certificate/1"
+FORMAT = "ebbtide-deletion-certificate/2"
+FORMAT_V1 = "ebbtide-deletion-certificate/1"  # before store receipts were embedded: still verified
+FORMATS = (FORMAT_V1, FORMAT)
 ALGORITHM = "Ed25519"
 SIGNATURE_BYTES = 64
 
-ENTRY_FIELDS = (
+ENTRY_FIELDS_V1 = (
     "store",
     "category",
     "record",
@@ -53,14 +64,53 @@ ENTRY_FIELDS = (
     "rows",
     "executed_at",
 )
+ENTRY_FIELDS = (*ENTRY_FIELDS_V1, "receipt")
+RECEIPT_FIELDS = ("signed", "signer_key_id", "signature")
+# A receipt's signed content is ebbtide.authenticity's (imported where used: that module imports
+# this one for its keys).
 TIME_FIELDS = ("deadline", "ordered_at", "executed_at")
 CERTIFICATE_FIELDS = ("format", "subject_id", "issued_at", "policy_version", "issuer", "key_id", "entries")
 SIGNATURE_FIELDS = ("algorithm", "key_id", "value")
 
 
 @dataclass(frozen=True)
+class StoreReceipt:
+    """A store's receipt as its sink signed it: the signed fields (``executed_at`` in epoch
+    milliseconds, as signed), the sink's key id and the signature (base64 of 64 bytes)."""
+
+    command_id: str
+    subject_id: str
+    store: str
+    category: str
+    record_key: str
+    outcome: str
+    rows: int
+    reason: str | None
+    executed_at: int
+    signer_key_id: str
+    signature: str
+
+    def signed(self) -> dict[str, Any]:
+        """The receipt's signed content, as :func:`ebbtide.authenticity.signed_content` makes it."""
+        from ebbtide import authenticity
+
+        return authenticity.signed_content(authenticity.RECEIPT, asdict(self))
+
+    def signed_bytes(self) -> bytes:
+        """The bytes the store signed."""
+        from ebbtide import authenticity
+
+        return authenticity.canonical_bytes(authenticity.RECEIPT, asdict(self))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"signed": self.signed(), "signer_key_id": self.signer_key_id, "signature": self.signature}
+
+
+@dataclass(frozen=True)
 class DeletionEntry:
-    """One record's deletion, as its store confirmed it. Timestamps are ISO-8601 in UTC."""
+    """One record's deletion, as its store confirmed it. Timestamps are ISO-8601 in UTC.
+    ``receipt``: the store's signed receipt (None: an answer kept before receipts were embedded,
+    or a certificate of format /1)."""
 
     store: str
     category: str
@@ -72,11 +122,14 @@ class DeletionEntry:
     outcome: str  # DELETED, NOT_FOUND, ANONYMISED (row kept, personal fields blanked) or EXPIRES
     rows: int
     executed_at: str
+    receipt: StoreReceipt | None = None
 
 
 @dataclass(frozen=True)
 class Certificate:
-    """Everything that is signed. ``issued_at`` is given by the caller (pipeline time)."""
+    """Everything that is signed. ``issued_at`` is given by the caller (pipeline time).
+    ``format``: :data:`FORMAT` for every certificate issued now; :data:`FORMAT_V1` for one read
+    back from a file of that format."""
 
     subject_id: str
     issued_at: str
@@ -84,12 +137,13 @@ class Certificate:
     entries: tuple[DeletionEntry, ...]
     issuer: str
     key_id: str
+    format: str = FORMAT
 
 
 # --- canonical form -----------------------------------------------------------------------------
 
 
-def _entry_order(entry: DeletionEntry) -> tuple[str, str, str, str, str, str, str, str, int, str]:
+def _entry_order(entry: DeletionEntry) -> tuple[str, str, str, str, str, str, str, str, int, str, str]:
     """(store, record) first; the other fields only break ties, so the order is always total."""
     return (
         entry.store,
@@ -102,18 +156,28 @@ def _entry_order(entry: DeletionEntry) -> tuple[str, str, str, str, str, str, st
         entry.outcome,
         entry.rows,
         entry.executed_at,
+        entry.receipt.signature if entry.receipt is not None else "",
     )
+
+
+def _entry_dict(entry: DeletionEntry, form: str) -> dict[str, Any]:
+    out = {name: getattr(entry, name) for name in ENTRY_FIELDS_V1}
+    if form != FORMAT_V1:
+        out["receipt"] = entry.receipt.as_dict() if entry.receipt is not None else None
+    return out
 
 
 def _certificate_dict(certificate: Certificate) -> dict[str, Any]:
     return {
-        "format": FORMAT,
+        "format": certificate.format,
         "subject_id": certificate.subject_id,
         "issued_at": certificate.issued_at,
         "policy_version": certificate.policy_version,
         "issuer": certificate.issuer,
         "key_id": certificate.key_id,
-        "entries": [asdict(entry) for entry in sorted(certificate.entries, key=_entry_order)],
+        "entries": [
+            _entry_dict(entry, certificate.format) for entry in sorted(certificate.entries, key=_entry_order)
+        ],
     }
 
 
@@ -207,14 +271,58 @@ def _entry_name(entry: DeletionEntry) -> str:
     return f"entry {entry.store!r}/{entry.record!r}"
 
 
+def _signature_problem(value: str) -> str | None:
+    found: list[str] = []
+    _signature_bytes(value, found, "value")
+    return found[0] if found else None
+
+
+def _receipt_problems(certificate: Certificate, entry: DeletionEntry, where: str) -> list[str]:
+    """Why an entry's embedded receipt does not say what the entry says (or is not well formed)."""
+    receipt = entry.receipt
+    if receipt is None:
+        return []
+    if certificate.format == FORMAT_V1:
+        return [f"{where}: receipt: a certificate of format {FORMAT_V1!r} embeds no receipts"]
+    found = []
+    expected = {
+        "command_id": entry.command_id,
+        "subject_id": certificate.subject_id,
+        "store": entry.store,
+        "category": entry.category,
+        "outcome": entry.outcome,
+        "rows": entry.rows,
+    }
+    for name, value in expected.items():
+        if getattr(receipt, name) != value:
+            found.append(f"{where}: receipt: its {name} is not the entry's")
+    if f"{receipt.store}/{receipt.category}/{receipt.record_key}" != entry.record:
+        found.append(f"{where}: receipt: its record_key is not the entry's record")
+    try:
+        same_time = iso(receipt.executed_at) == entry.executed_at
+    except (OverflowError, ValueError, OSError):
+        same_time = False
+    if not same_time:
+        found.append(f"{where}: receipt: its executed_at is not the entry's")
+    problem = _text_problem(receipt.signer_key_id)
+    if problem:
+        found.append(f"{where}: receipt: signer_key_id: {problem}")
+    problem = _signature_problem(receipt.signature)
+    if problem:
+        found.append(f"{where}: receipt: signature: {problem}")
+    return found
+
+
 def problems(certificate: Certificate) -> list[str]:
     """Why this certificate must not be issued: [] when it can be.
 
     It needs at least one entry; every entry answered (DELETED; ANONYMISED or EXPIRES with at
     least one row or backup; NOT_FOUND with none); one entry per (store, record); non-empty text;
-    UTC timestamps.
+    UTC timestamps; an embedded receipt that says what its entry says.
     """
     found: list[str] = []
+    if certificate.format not in FORMATS:
+        found.append(f"format: {certificate.format!r} is not one of {', '.join(FORMATS)}")
     for name in ("subject_id", "policy_version", "issuer", "key_id"):
         problem = _text_problem(getattr(certificate, name))
         if problem:
@@ -227,7 +335,7 @@ def problems(certificate: Certificate) -> list[str]:
     seen: set[tuple[str, str]] = set()
     for entry in certificate.entries:
         where = _entry_name(entry)
-        for name in ENTRY_FIELDS:
+        for name in ENTRY_FIELDS_V1:
             if name == "rows":
                 continue
             value = getattr(entry, name)
@@ -248,6 +356,7 @@ def problems(certificate: Certificate) -> list[str]:
                 found.append(f"{where}: {problem}")
         if (entry.store, entry.record) in seen:
             found.append(f"{where}: more than one entry for this record")
+        found.extend(_receipt_problems(certificate, entry, where))
         seen.add((entry.store, entry.record))
     return found
 
@@ -331,18 +440,68 @@ def _string(value: Any, where: str, found: list[str]) -> str | None:
     return value
 
 
-def _parse_entry(value: Any, where: str, found: list[str]) -> DeletionEntry | None:
-    data = _fields(value, where, ENTRY_FIELDS, found)
+def _integer(value: Any, where: str, found: list[str]) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        found.append(f"malformed document: {where}: expected an integer, got {type(value).__name__}")
+        return None
+    return value
+
+
+def _parse_receipt(value: Any, where: str, found: list[str]) -> StoreReceipt | None:
+    """An embedded receipt: the signed content exactly as the store signed it, its key id, its signature."""
+    from ebbtide import authenticity
+
+    data = _fields(value, where, RECEIPT_FIELDS, found)
     if data is None:
         return None
     before = len(found)
-    texts = {name: _string(data[name], f"{where}.{name}", found) for name in ENTRY_FIELDS if name != "rows"}
+    receipt_format = authenticity.FORMATS[authenticity.RECEIPT]
+    names = ("format", *authenticity.SIGNED_FIELDS[authenticity.RECEIPT])
+    signed = _fields(data["signed"], f"{where}.signed", names, found)
+    key = _string(data["signer_key_id"], f"{where}.signer_key_id", found)
+    signature = _string(data["signature"], f"{where}.signature", found)
+    if signed is None:
+        return None
+    if signed["format"] != receipt_format:
+        found.append(f"malformed document: {where}.signed.format: expected {receipt_format!r}")
+    texts = {
+        name: _string(signed[name], f"{where}.signed.{name}", found)
+        for name in ("command_id", "subject_id", "store", "category", "record_key", "outcome")
+    }
+    reason = signed["reason"]
+    if reason is not None:
+        _string(reason, f"{where}.signed.reason", found)
+    rows = _integer(signed["rows"], f"{where}.signed.rows", found)
+    executed_at = _integer(signed["executed_at"], f"{where}.signed.executed_at", found)
+    if len(found) > before:
+        return None
+    return StoreReceipt(
+        rows=int(rows or 0),
+        reason=reason,
+        executed_at=int(executed_at or 0),
+        signer_key_id=str(key),
+        signature=str(signature),
+        **{name: str(text) for name, text in texts.items()},
+    )
+
+
+def _parse_entry(value: Any, where: str, found: list[str], form: str = FORMAT) -> DeletionEntry | None:
+    names = ENTRY_FIELDS_V1 if form == FORMAT_V1 else ENTRY_FIELDS
+    data = _fields(value, where, names, found)
+    if data is None:
+        return None
+    before = len(found)
+    texts = {
+        name: _string(data[name], f"{where}.{name}", found) for name in ENTRY_FIELDS_V1 if name != "rows"
+    }
     rows = data["rows"]
     if isinstance(rows, bool) or not isinstance(rows, int):
         found.append(f"malformed document: {where}.rows: expected an integer, got {type(rows).__name__}")
+    raw_receipt = data.get("receipt")
+    receipt = _parse_receipt(raw_receipt, f"{where}.receipt", found) if raw_receipt is not None else None
     if len(found) > before:
         return None
-    return DeletionEntry(rows=rows, **{name: str(text) for name, text in texts.items()})
+    return DeletionEntry(rows=rows, receipt=receipt, **{name: str(text) for name, text in texts.items()})
 
 
 def _parse_certificate(value: Any, found: list[str]) -> Certificate | None:
@@ -350,8 +509,12 @@ def _parse_certificate(value: Any, found: list[str]) -> Certificate | None:
     if data is None:
         return None
     before = len(found)
-    if data["format"] != FORMAT:
-        found.append(f"malformed document: certificate.format: expected {FORMAT!r}, got {data['format']!r}")
+    form = data["format"]
+    if form not in FORMATS:
+        found.append(
+            f"malformed document: certificate.format: expected {FORMAT!r} (or {FORMAT_V1!r}), got {form!r}"
+        )
+        form = FORMAT
     texts = {
         name: _string(data[name], f"certificate.{name}", found)
         for name in ("subject_id", "issued_at", "policy_version", "issuer", "key_id")
@@ -364,7 +527,7 @@ def _parse_certificate(value: Any, found: list[str]) -> Certificate | None:
         )
     else:
         for index, raw in enumerate(raw_entries):
-            entry = _parse_entry(raw, f"certificate.entries[{index}]", found)
+            entry = _parse_entry(raw, f"certificate.entries[{index}]", found, form)
             if entry is not None:
                 entries.append(entry)
     if len(found) > before:
@@ -376,20 +539,23 @@ def _parse_certificate(value: Any, found: list[str]) -> Certificate | None:
         entries=tuple(entries),
         issuer=str(texts["issuer"]),
         key_id=str(texts["key_id"]),
+        format=form,
     )
 
 
-def _signature_bytes(value: str, found: list[str]) -> bytes | None:
+def _signature_bytes(
+    value: str, found: list[str], what: str = "bad signature: signature.value"
+) -> bytes | None:
     try:
         raw = base64.b64decode(value.encode("ascii"), validate=True)
     except (UnicodeEncodeError, binascii.Error):
-        found.append("bad signature: signature.value is not base64")
+        found.append(f"{what} is not base64")
         return None
     if _b64(raw) != value:  # one value per signature: no alternative padding or stray low bits
-        found.append("bad signature: signature.value is not canonical base64")
+        found.append(f"{what} is not canonical base64")
         return None
     if len(raw) != SIGNATURE_BYTES:
-        found.append(f"bad signature: an Ed25519 signature has {SIGNATURE_BYTES} bytes, this one {len(raw)}")
+        found.append(f"{what}: an Ed25519 signature has {SIGNATURE_BYTES} bytes, this one {len(raw)}")
         return None
     return raw
 
@@ -411,8 +577,12 @@ def _check_signature(value: Any, found: list[str]) -> tuple[str | None, bytes | 
     return texts.get("key_id"), _signature_bytes(encoded, found) if encoded is not None else None
 
 
-def verify(document: Any, public_pem: bytes) -> list[str]:
+def verify(document: Any, public_pem: bytes, store_keys: Mapping[str, bytes] | None = None) -> list[str]:
     """[] when ``document`` is a valid certificate signed by ``public_pem``; otherwise the reasons.
+
+    With ``store_keys`` (store id → that store's sink public key, PEM), each entry's embedded
+    receipt must also be signed by its store's key: a reason names each entry that fails (no
+    receipt, no key for its store, another key, a bad signature).
 
     Never raises on a malformed document: it is reported. An unusable public key raises
     ValueError, because then nothing could be checked.
@@ -424,6 +594,8 @@ def verify(document: Any, public_pem: bytes) -> list[str]:
     if top is None:
         return found
     certificate = _parse_certificate(top["certificate"], found) if "certificate" in top else None
+    if certificate is not None and store_keys is not None:
+        found.extend(verify_receipts(certificate, store_keys))
     signed_by, raw = _check_signature(top["signature"], found) if "signature" in top else (None, None)
     if signed_by is not None and signed_by != expected_id:
         found.append(
@@ -454,6 +626,65 @@ def verify(document: Any, public_pem: bytes) -> list[str]:
             "(it was changed after signing, or signed by another key)"
         )
     return found
+
+
+def verify_receipts(certificate: Certificate, store_keys: Mapping[str, bytes]) -> list[str]:
+    """Why the stores' embedded receipts do not prove the certificate's entries ([] when each is
+    signed by its own store's key). ``store_keys``: store id → sink public key (PEM)."""
+    if certificate.format == FORMAT_V1:
+        return [
+            f"no store receipts: a certificate of format {FORMAT_V1!r} embeds none, "
+            "so only the issuer's word can be checked"
+        ]
+    found: list[str] = []
+    keys: dict[str, Ed25519PublicKey | str] = {}
+    for entry in sorted(certificate.entries, key=_entry_order):
+        where = _entry_name(entry)
+        receipt = entry.receipt
+        if receipt is None:
+            found.append(f"{where}: no store receipt embedded, so the store's word cannot be checked")
+            continue
+        if entry.store not in keys:
+            pem = store_keys.get(entry.store)
+            try:
+                keys[entry.store] = (
+                    load_public_key(pem) if pem is not None else f"no public key for store {entry.store!r}"
+                )
+            except ValueError:
+                keys[entry.store] = f"the public key for store {entry.store!r} is not an Ed25519 public key"
+        key = keys[entry.store]
+        if isinstance(key, str):
+            found.append(f"{where}: store receipt not checked: {key}")
+            continue
+        store_key_id = _key_id_of(key)
+        if receipt.signer_key_id != store_key_id:
+            found.append(
+                f"{where}: store receipt signed with key {receipt.signer_key_id!r} "
+                f"but the key of store {entry.store!r} is {store_key_id!r}"
+            )
+            continue
+        raw = _signature_bytes(receipt.signature, [], "")
+        try:
+            if raw is None:
+                raise InvalidSignature
+            key.verify(raw, receipt.signed_bytes())
+        except (InvalidSignature, UnicodeEncodeError):
+            found.append(
+                f"{where}: bad store receipt signature: the receipt does not match its store's signature "
+                "(it was changed after signing, or signed by another key)"
+            )
+    return found
+
+
+def store_keys_in(directory: Path) -> dict[str, bytes]:
+    """The sinks' public keys in a directory, by store: ``sink-<store>.pub`` (as the worker
+    trusts them, ``EBBTIDE_TRUSTED_KEYS``). OSError if the directory cannot be read."""
+    prefix, suffix = "sink-", ".pub"
+    return {
+        path.name[len(prefix) : -len(suffix)]: path.read_bytes()
+        for path in sorted(directory.iterdir())
+        if path.name.startswith(prefix) and path.name.endswith(suffix) and path.is_file()
+    }
 
 
 # --- files --------------------------------------------------------------------------------------
@@ -544,7 +775,8 @@ def render_html(document: Mapping[str, Any]) -> str:
     )
     commands = "\n".join(
         f"<tr><td>{e(entry.store)}</td><td>{e(entry.record)}</td>"
-        f'<td class="mono">{e(entry.command_id)}</td></tr>'
+        f'<td class="mono">{e(entry.command_id)}</td>'
+        f'<td class="mono">{e(entry.receipt.signer_key_id) if entry.receipt is not None else "-"}</td></tr>'
         for entry in ordered
     )
     return f"""<!DOCTYPE html>
@@ -583,7 +815,7 @@ at the time under "Deleted at"; a restore of such a backup deletes it again. Tim
 
 <h2>Deletion commands</h2>
 <table>
-<thead><tr><th>Store</th><th>Record</th><th>Command</th></tr></thead>
+<thead><tr><th>Store</th><th>Record</th><th>Command</th><th>Receipt signed by store key</th></tr></thead>
 <tbody>
 {commands}
 </tbody>
@@ -602,6 +834,10 @@ that file and the issuer's public key can check it offline, without contacting t
 <pre><code>ebbtide certificate verify FILE --public-key KEY.pem</code></pre>
 <p>The command checks the Ed25519 signature over the certificate's content and that the key id of the
 public key is {e(signature["key_id"])}. Any change to the file after signing makes verification fail.</p>
+<p>Each deletion also carries its store's own signed receipt. With the stores' public keys
+(<code>sink-&lt;store&gt;.pub</code> in a directory), each receipt is checked against its store's key too,
+so the certificate proves each store's word, not only the issuer's:</p>
+<pre><code>ebbtide certificate verify FILE --public-key KEY.pem --store-keys DIR</code></pre>
 </body>
 </html>
 """

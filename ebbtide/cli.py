@@ -115,6 +115,32 @@ def _timeout(args: argparse.Namespace) -> float:
     return float(args.timeout) if args.timeout is not None else DELIVERY_TIMEOUT
 
 
+def partition_mismatch(settings: Settings) -> str | None:
+    """Why the worker must not start with these settings' partition count, if it must not: the
+    worker checks that every subject's message is on its key's partition, counted with
+    EBBTIDE_PARTITIONS, so its input topics must have exactly that many partitions."""
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    topics = Topics(settings.topic_prefix)
+    try:
+        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=30_000)
+    except KafkaError as exc:
+        return f"the broker at {settings.kafka_bootstrap} did not answer ({type(exc).__name__})"
+    try:
+        for topic in (topics.events, topics.clock, topics.receipts):
+            found = consumer.partitions_for_topic(topic)
+            if found and len(found) != settings.partitions:
+                return (
+                    f"topic {topic} has {len(found)} partitions but EBBTIDE_PARTITIONS is "
+                    f"{settings.partitions}: set EBBTIDE_PARTITIONS to the topics' count (events, "
+                    "clock and receipts must have the same)"
+                )
+    finally:
+        consumer.close()
+    return None
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from faust.worker import Worker
 
@@ -125,6 +151,10 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     policy = (load_policy(Path(args.policy)) if args.policy else rules_policy()).with_stores(
         settings.stores()
     )
+    mismatch = partition_mismatch(settings)
+    if mismatch:
+        print(f"ebbtide worker: {mismatch}", file=sys.stderr)
+        return 2
     metrics.serve(settings.worker_metrics_port)
     app = create_app(settings, policy)
     logging.getLogger(__name__).warning(
@@ -465,8 +495,19 @@ def cmd_certificate(args: argparse.Namespace, settings: Settings) -> int:
     if not args.public_key:
         print("ebbtide certificate verify: give --public-key KEY.pem", file=sys.stderr)
         return 2
+    store_keys = None
+    if args.store_keys:
+        try:
+            store_keys = certificates.store_keys_in(Path(args.store_keys))
+        except OSError as exc:
+            where = args.store_keys
+            print(
+                f"ebbtide certificate verify: cannot read the store keys in {where}: {exc.strerror}",
+                file=sys.stderr,
+            )
+            return 2
     try:
-        reasons = certificates.verify(document, Path(args.public_key).read_bytes())
+        reasons = certificates.verify(document, Path(args.public_key).read_bytes(), store_keys)
     except (OSError, ValueError) as exc:
         print(f"ebbtide certificate verify: cannot use the public key: {exc}", file=sys.stderr)
         return 2
@@ -476,9 +517,11 @@ def cmd_certificate(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  - {reason}")
         return 1
     entries = len(document["certificate"]["entries"])
+    stores = sorted({e["store"] for e in document["certificate"]["entries"]})
     print(
         f"VALID: {args.path}: subject {document['certificate']['subject_id']}, {entries} deletion(s), "
         f"signed by key {document['signature']['key_id']}"
+        + (f"; each store's receipt verified ({', '.join(stores)})" if store_keys is not None else "")
     )
     return 0
 
@@ -771,15 +814,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="deletion certificates: fetch a subject's, verify one offline, render HTML, make a key",
         description="get SUBJECT [--out DIR]: the subject's signed certificates from the pipeline (one "
         "per deletion round, issued when every store has answered), as JSON and HTML. "
-        "verify FILE --public-key KEY.pem: check a signed deletion certificate offline (exit 0 valid, "
-        "1 invalid with reasons). html FILE: a readable rendering. keygen DIR: an Ed25519 signing key "
-        "pair (the worker makes one on first start if EBBTIDE_CERTIFICATE_KEY names no file).",
+        "verify FILE --public-key KEY.pem [--store-keys DIR]: check a signed deletion certificate "
+        "offline (exit 0 valid, 1 invalid with reasons); with the stores' keys (sink-<store>.pub in DIR), "
+        "each store's embedded receipt too. html FILE: a readable rendering. keygen DIR: an Ed25519 "
+        "signing key pair (the worker makes one on first start if EBBTIDE_CERTIFICATE_KEY names no file).",
     )
     certificate.add_argument("action", choices=["get", "verify", "html", "keygen"])
     certificate.add_argument(
         "path", help="get: a subject id; verify/html: a certificate JSON file; keygen: a directory"
     )
     certificate.add_argument("--public-key", help="the issuer's public key (PEM), for verify")
+    certificate.add_argument(
+        "--store-keys",
+        help="verify: a directory of the stores' sink public keys (sink-<store>.pub); each entry's "
+        "embedded store receipt must be signed by its store's key",
+    )
     certificate.add_argument("--out", default=".", help="get: directory to write the certificates to")
     certificate.set_defaults(func=cmd_certificate)
 

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from kafka.errors import KafkaError
 
+from ebbtide.authenticity import KEY_ID, SIGNATURE, TICK, MessageSigner
 from ebbtide.kafka_io import (
     DELIVERY_TIMEOUT,
     await_delivery,
@@ -39,6 +40,9 @@ class ClockPublisher:
         self.topics = Topics(settings.topic_prefix)
         self.source = source
         self.timeout = timeout
+        # Every tick is signed with the clock's key (made on first start, clock.pub beside it):
+        # the worker refuses a tick it cannot verify, so writing to the clock topic is not enough.
+        self._signer = MessageSigner.from_file(settings.clock_signing_key, "clock signing key")
         self._producer = producer(settings, timeout)
         self._codec = codec_for(CLOCK_TICK)
         try:
@@ -57,7 +61,9 @@ class ClockPublisher:
             ends = end_offsets(self._offsets, self.topics.events)
             futures = []
             for partition, events_end in sorted(ends.items()):
-                value = self._codec.encode({"now": now, "events_end": events_end, "source": self.source})
+                tick = {"now": now, "events_end": events_end, "source": self.source}
+                signed = self._signer.sign(TICK, {**tick, "partition": partition})
+                value = self._codec.encode({**tick, SIGNATURE: signed[SIGNATURE], KEY_ID: signed[KEY_ID]})
                 futures.append(
                     self._producer.send(self.topics.clock, key=b"tick", value=value, partition=partition)
                 )

@@ -140,9 +140,11 @@ SECURITY_EVENTS = Counter(
     "ebbtide_security_events_total",
     "Messages refused as not authentic or not possible (dead-lettered with the reason, never acted "
     "on), by source and kind. commands (at a sink) and receipts (at the worker): unsigned, "
-    "bad_signature, other_key (signed by a key not trusted for it); receipts also no_trusted_key "
-    "(no public key for its store) and not_issued (answers a command the worker never issued for "
-    "that copy). clock: tick_time (far from wall time), events_end (an impossible tick).",
+    "bad_signature, other_key (signed by a key not trusted for it); commands also wrong_subject "
+    "(answered FAILED: its record key matches rows of another subject, per the store map's subject "
+    "column); receipts "
+    "also no_trusted_key (no public key for its store) and not_issued (answers a command the worker "
+    "never issued for that copy). clock: tick_time (far from wall time), events_end (an impossible tick).",
     ["source", "kind"],
 )
 
@@ -157,6 +159,7 @@ for _kind in ("unsigned", "bad_signature", "other_key", "no_trusted_key", "not_i
     SECURITY_EVENTS.labels("receipts", _kind)
     if _kind in ("unsigned", "bad_signature", "other_key"):
         SECURITY_EVENTS.labels("commands", _kind)
+SECURITY_EVENTS.labels("commands", "wrong_subject")
 for _kind in ("tick_time", "events_end"):
     SECURITY_EVENTS.labels("clock", _kind)
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import urllib.request
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,36 +18,13 @@ from ebbtide.settings import Settings
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that gives a child process these settings."""
+    """The environment that gives a child process these settings: every field of ``Settings``
+    as its ``EBBTIDE_<NAME>`` variable (a field that is None is left as the environment has it)."""
     env = dict(os.environ)
-    env.update(
-        {
-            "EBBTIDE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-            "EBBTIDE_TOPIC_PREFIX": settings.topic_prefix,
-            "EBBTIDE_PARTITIONS": str(settings.partitions),
-            "EBBTIDE_APP_ID": settings.app_id,
-            "EBBTIDE_STATE_DIR": str(settings.state_dir),
-            "EBBTIDE_WORKER_METRICS_PORT": str(settings.worker_metrics_port),
-            "EBBTIDE_SINK_METRICS_PORT": str(settings.sink_metrics_port),
-            "EBBTIDE_WORKER_WEB_PORT": str(settings.worker_web_port),
-            "EBBTIDE_SESSION_TIMEOUT": str(settings.session_timeout),
-            "EBBTIDE_CLOCK_MODE": settings.clock_mode,
-            "EBBTIDE_CLOCK_TOLERANCE": str(settings.clock_tolerance),
-        }
-    )
-    for name, value in (
-        ("EBBTIDE_STORE_MAP", settings.store_map),
-        ("EBBTIDE_CERTIFICATE_KEY", settings.certificate_key),
-        ("EBBTIDE_WORKER_PUBLIC_KEY", settings.worker_public_key),
-        ("EBBTIDE_SINK_KEY", settings.sink_key),
-        ("EBBTIDE_TRUSTED_KEYS", settings.trusted_keys),
-    ):
+    for f in fields(settings):
+        value = getattr(settings, f.name)
         if value is not None:
-            env[name] = str(value)
-    if settings.worker_instance_id:
-        env["EBBTIDE_WORKER_INSTANCE_ID"] = settings.worker_instance_id
-    if settings.pg_dsn:
-        env["EBBTIDE_PG_DSN"] = settings.pg_dsn
+            env[f"EBBTIDE_{f.name.upper()}"] = str(value)
     return env
 
 

@@ -51,6 +51,9 @@ class Settings:
     # The directory of the sinks' public keys the worker verifies receipts with: sink-<store>.pub
     # for each store (default <state dir>/keys, where the sinks of one host write theirs).
     trusted_keys: Path | None = None
+    # The clock's Ed25519 key for its ticks (default <state dir>/keys/clock.key, made on first
+    # start with clock.pub beside it; the worker trusts <trusted keys>/clock.pub).
+    clock_key: Path | None = None
     # Event times the worker accepts, FROM-UNTIL in years ([1 January FROM, 1 January UNTIL), UTC);
     # an event outside is dead-lettered (a placeholder date must not stop or skew deletions).
     event_years: str = "1990-2100"
@@ -127,6 +130,10 @@ class Settings:
         if self.sink_key is None:
             return self.state_dir / "keys" / f"sink-{store}.key"
         return Path(str(self.sink_key).replace("{store}", store))
+
+    @property
+    def clock_signing_key(self) -> Path:
+        return self.clock_key or self.state_dir / "keys" / "clock.key"
 
     @property
     def trusted_keys_dir(self) -> Path:

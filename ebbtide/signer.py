@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ebbtide import authenticity, certificates
 from streams.policy.calendar import iso
-from streams.policy.decisions import CertificateDue
+from streams.policy.decisions import CertificateDue, CertifiedCopy
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class CertificateSigner:
                 outcome=c.outcome,
                 rows=c.rows,
                 executed_at=iso(c.executed_at),
+                receipt=_receipt(due.subject_id, c),
             )
             for c in due.copies
         ]
@@ -68,3 +69,26 @@ class CertificateSigner:
 
     def encode(self, due: CertificateDue) -> bytes:
         return json.dumps(self.document(due), sort_keys=True, separators=(",", ":")).encode()
+
+
+def _receipt(subject_id: str, copy: CertifiedCopy) -> certificates.StoreReceipt | None:
+    """The store's signed receipt for a copy, rebuilt from what the engine kept of it (the worker
+    verified it when it came); None for an answer kept before receipts were embedded."""
+    if copy.receipt_signature is None or copy.receipt_key_id is None:
+        return None
+    prefix = f"{copy.store}/{copy.category}/"  # a copy's record is <store>/<category>/<record key>
+    if not copy.record.startswith(prefix):
+        raise ValueError(f"copy {copy.record!r} is not a record of {copy.store}/{copy.category}")
+    return certificates.StoreReceipt(
+        command_id=copy.command_id,
+        subject_id=subject_id,
+        store=copy.store,
+        category=copy.category,
+        record_key=copy.record[len(prefix) :],
+        outcome=copy.outcome,
+        rows=copy.rows,
+        reason=copy.reason,
+        executed_at=copy.executed_at,
+        signer_key_id=copy.receipt_key_id,
+        signature=copy.receipt_signature,
+    )

@@ -16,6 +16,7 @@ from schemas.codec import (
     InvalidMessage,
     SchemaFile,
     codec_for,
+    dead_letter_body,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "InvalidMessage",
     "SchemaFile",
     "codec_for",
+    "dead_letter_body",
 ]

@@ -143,6 +143,24 @@ def _describe(schema: Any) -> str:
     return str(schema)
 
 
+# A dead letter carries the message it refuses; past this size (key + value) it carries only the
+# headers, with the value's size, or it would itself be too large for the broker (1 MB by default)
+# and the worker or sink writing it would fail on it again and again.
+DEAD_LETTER_MAX_BYTES = 900_000
+
+
+def dead_letter_body(
+    key: bytes | None, value: bytes | None
+) -> tuple[bytes, bytes, tuple[tuple[str, bytes], ...]]:
+    """Key, value and extra headers of the dead letter of a message: the message itself, or,
+    over :data:`DEAD_LETTER_MAX_BYTES`, its key alone and a ``value_dropped`` header with the
+    size of the value it could not carry."""
+    key, value = key or b"", value or b""
+    if len(key) + len(value) <= DEAD_LETTER_MAX_BYTES:
+        return key, value, ()
+    return key[:1024], b"", (("value_dropped", str(len(value)).encode()),)
+
+
 @cache
 def codec_for(name: str) -> Codec:
     """The shared codec of one schema."""

@@ -25,9 +25,11 @@ A store map (TOML) names its store and, per data category, an ordered list of ta
 
 The actions of a category run in the listed order, so children must come before their parents;
 :func:`sinks.postgres.check_store_map` verifies that against the database's foreign keys when a
-sink starts. ``subject_column``/``subject_format``, ``ref_column``/``ref_format`` and
-``time_column`` only serve ``ebbtide backfill`` (one RecordWritten event per row of a table with a
-``subject_column``).
+sink starts. ``subject_column``/``subject_format`` say whose a row is: the PostgreSQL sink refuses
+a command whose record key matches rows of another subject than the command's
+(:mod:`sinks.postgres`), and ``ebbtide backfill`` publishes one RecordWritten event per row of a
+table with a ``subject_column``. ``ref_column``/``ref_format`` and ``time_column`` only serve
+``ebbtide backfill``.
 """
 
 from __future__ import annotations

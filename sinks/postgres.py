@@ -3,11 +3,19 @@ children before parents) and a tracking row, all in the caller's transaction.
 
 A command's effect and its tracking row commit together, so a command seen again (after a
 crash before the offset commit, or a re-send) changes nothing more and gets the same receipt.
+
+Before anything is deleted or anonymised, the rows a command's record key matches in every table
+whose map action names a ``subject_column`` must belong to the command's subject (the column's
+value through ``subject_format``). A command whose key matches another subject's rows is refused:
+a FAILED receipt naming the table (never the key or a value), nothing of it applied, and
+``ebbtide_security_events_total{source="commands",kind="wrong_subject"}``. A signed command
+proves who sent it, not that its key is its subject's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -20,9 +28,13 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
+from ebbtide import metrics
 from ebbtide.authenticity import MessageSigner
-from sinks.mapping import StoreMap, StoreMapError, TableAction
+from sinks.mapping import StoreMap, StoreMapError, TableAction, format_value
 from sinks.receipts import Executed, decode_receipt, executed
+
+log = logging.getLogger(__name__)
+WRONG_SUBJECT = "wrong_subject"  # the kind label of ebbtide_security_events_total
 
 TRACKING_SCHEMA = "ebbtide_sink"
 TRACKING_TABLE = f"{TRACKING_SCHEMA}.applied_commands"
@@ -185,31 +197,93 @@ class PostgresExecutor:
     def _apply_many(
         self, cur: Cursor, category: str, commands: list[dict[str, Any]], executed_at: datetime
     ) -> list[Executed]:
-        keys = [c["record_key"] for c in commands]
         cur.execute("SAVEPOINT ebbtide_batch")
         try:
-            touched = [(a, self._run(cur, a, keys)) for a in self.store_map.actions(category)]
+            # Whose rows each key matches, before anything is touched: a refused command applies nothing.
+            wrong = self._wrong_subjects(cur, category, commands)
+            keys = [c["record_key"] for i, c in enumerate(commands) if i not in wrong]
+            touched = [(a, self._run(cur, a, keys)) for a in self.store_map.actions(category)] if keys else []
         except COMMAND_ERRORS:
             cur.execute("ROLLBACK TO SAVEPOINT ebbtide_batch")
             return [self.execute(cur, c) for c in commands]  # finds the bad one, executes the rest
         cur.execute("RELEASE SAVEPOINT ebbtide_batch")
-        out = []
-        for command in commands:
+        results: list[Executed] = []
+        applied: list[tuple[dict[str, Any], Executed]] = []
+        for i, command in enumerate(commands):
+            if i in wrong:
+                results.append(self._refused(command, wrong[i]))
+                continue
             # A key's rows count for its first command; a later one for the same key finds none.
             counts = [(action, rows.pop(command["record_key"], 0)) for action, rows in touched]
-            out.append(self._done(command, counts, executed_at))
+            results.append(self._done(command, counts, executed_at))
+            applied.append((command, results[-1]))
+        if not applied:
+            return results
         inserted = execute_values(
             cur,
             f"INSERT INTO {TRACKING_TABLE} "
             "(command_id, store, category, outcome, rows, receipt, applied_at) VALUES %s "
             "ON CONFLICT (command_id) DO NOTHING RETURNING command_id",
-            [self._tracking_row(c, done) for c, done in zip(commands, out, strict=True)],
-            page_size=len(commands) or 1,
+            [self._tracking_row(c, done) for c, done in applied],
+            page_size=len(applied),
             fetch=True,
         )
-        if len(inserted) < len(commands):  # another sink applied some first (a rebalance race)
-            out = self._stored_receipts(cur, commands, out, {row[0] for row in inserted})
-        return out
+        if len(inserted) < len(applied):  # another sink applied some first (a rebalance race)
+            done_cmds = [c for c, _ in applied]
+            stored = iter(
+                self._stored_receipts(cur, done_cmds, [d for _, d in applied], {r[0] for r in inserted})
+            )
+            results = [r if i in wrong else next(stored) for i, r in enumerate(results)]
+        return results
+
+    def _wrong_subjects(self, cur: Cursor, category: str, commands: list[dict[str, Any]]) -> dict[int, str]:
+        """The commands (by index) whose record key matches rows of another subject than their
+        own, in a table whose action names a ``subject_column``, with the reason (the table, never
+        the key or a value). A row whose subject is NULL or does not fit ``subject_format``
+        belongs to no one: it is not the command's subject's either."""
+        wrong: dict[int, str] = {}
+        for action in self.store_map.actions(category):
+            if action.subject_column is None:
+                continue
+            cur.execute(self._subject_statement(cur, action), ([c["record_key"] for c in commands],))
+            owners: dict[str, set[Any]] = {}
+            for key, owner in cur.fetchall():
+                owners.setdefault(key, set()).add(owner)
+            for i, command in enumerate(commands):
+                if i in wrong:
+                    continue
+                if any(
+                    not _belongs(action, o, command["subject_id"])
+                    for o in owners.get(command["record_key"], ())
+                ):
+                    wrong[i] = (
+                        f"refused: the record key matches rows of another subject in {action.table} "
+                        f"(by {action.subject_column}); nothing was deleted or anonymised"
+                    )
+        return wrong
+
+    def _subject_statement(self, cur: Cursor, action: TableAction) -> sql.Composed:
+        """``SELECT key, subject`` of the rows the distinct keys of a text array match."""
+        cached = self._statements.get((action.category, f"subject:{action.qualified}"))
+        if cached is not None:
+            return cached
+        statement = sql.SQL(
+            "WITH keys AS (SELECT DISTINCT k FROM unnest(%s::text[]) AS k) "
+            "SELECT keys.k, t.{subject} FROM {table} AS t JOIN keys ON t.{key} = keys.k::{type}"
+        ).format(
+            subject=sql.Identifier(str(action.subject_column)),
+            table=sql.Identifier(action.schema, action.name),
+            key=sql.Identifier(action.key_column),
+            type=sql.SQL(self._key_type(cur, action.qualified, action.key_column)),
+        )
+        self._statements[(action.category, f"subject:{action.qualified}")] = statement
+        return statement
+
+    def _refused(self, command: dict[str, Any], reason: str) -> Executed:
+        """A command whose key is not its subject's: FAILED, untracked, counted as a security event."""
+        metrics.SECURITY_EVENTS.labels("commands", WRONG_SUBJECT).inc()
+        log.error("refused a command for store %s: %s", self.store_map.store, reason)
+        return self._failed(command, reason)
 
     def _done(
         self, command: dict[str, Any], counts: list[tuple[TableAction, int]], executed_at: datetime
@@ -337,6 +411,15 @@ class PostgresExecutor:
         if problem:
             return self._failed(command, problem)
         cur.execute("SAVEPOINT ebbtide_command")
+        try:
+            wrong = self._wrong_subjects(cur, command["category"], [command])
+        except COMMAND_ERRORS as exc:  # the first table with a subject column refused the key
+            cur.execute("ROLLBACK TO SAVEPOINT ebbtide_command")
+            checked = next(a.table for a in self.store_map.actions(command["category"]) if a.subject_column)
+            return self._failed(command, f"{type(exc).__name__} checking the subject in {checked}")
+        if wrong:
+            cur.execute("RELEASE SAVEPOINT ebbtide_command")
+            return self._refused(command, wrong[0])
         counts: list[tuple[TableAction, int]] = []
         for action in self.store_map.actions(command["category"]):
             try:
@@ -359,6 +442,16 @@ class PostgresExecutor:
     def _failed(self, command: dict[str, Any], reason: str) -> Executed:
         # Not tracked: a failed command stays executable, so a re-issue can still succeed.
         return executed(command, "FAILED", 0, reason, self.clock(), signer=self.receipt_signer)
+
+
+def _belongs(action: TableAction, owner: Any, subject_id: str) -> bool:
+    """Whether a row whose subject column holds ``owner`` is ``subject_id``'s (per the map's format)."""
+    if owner is None:
+        return False
+    try:
+        return format_value(action.subject_format, owner, action.table) == subject_id
+    except ValueError:
+        return False
 
 
 # The database is unreachable (as opposed to "this command cannot be executed"): the sink loop

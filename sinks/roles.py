@@ -5,8 +5,9 @@ nothing else.
 updates the role and gives it exactly:
 
 - CONNECT on the database, USAGE on the schemas of the mapped tables and on the tracking schema;
-- SELECT on the key columns only, which the sink's statements read to find a record's rows (not
-  on the columns an anonymise action blanks: the role may overwrite them, never read them);
+- SELECT on the key columns and subject columns only, which the sink's statements read to find a
+  record's rows and check they are the command's subject's (not on the columns an anonymise action
+  blanks: the role may overwrite them, never read them);
 - DELETE on the tables of "delete" actions;
 - UPDATE on the listed columns of "anonymise" actions (not on the table);
 - SELECT, INSERT on the tracking table ``ebbtide_sink.applied_commands``, which it creates first
@@ -55,8 +56,9 @@ def needed_privileges(store_maps: Sequence[StoreMap]) -> dict[str, TablePrivileg
     for store_map in store_maps:
         for action in store_map.all_actions():
             privileges = tables.setdefault(action.qualified, TablePrivileges())
-            if action.key_column not in privileges.select:
-                privileges.select.append(action.key_column)
+            for column in (action.key_column, action.subject_column):
+                if column is not None and column not in privileges.select:
+                    privileges.select.append(column)
             if action.deletes:
                 privileges.delete = True
             for column in action.columns:

@@ -33,7 +33,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from ebbtide import authenticity, metrics
 from ebbtide.kafka_io import CLIENT_ID
 from ebbtide.settings import Settings, SettingsError, Topics
-from schemas import DELETION_COMMAND, InvalidMessage, codec_for
+from schemas import DELETION_COMMAND, InvalidMessage, codec_for, dead_letter_body
 from sinks.mapping import StoreMap
 from sinks.postgres import Connected, PostgresExecutor
 from sinks.receipts import BatchExecutor, Executed, signed
@@ -222,15 +222,17 @@ class CommandSink:
             log.warning(
                 "dead-lettered %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), reason
             )
+            key, value, dropped = dead_letter_body(message.key(), message.value())
             out.produce(
                 self.topics.dlq,
-                key=message.key(),
-                value=message.value() or b"",
+                key=key,
+                value=value,
                 headers=[
                     ("reason", reason.encode()),
                     ("source_topic", (message.topic() or "").encode()),
                     ("source_partition", str(message.partition()).encode()),
                     ("source_offset", str(message.offset()).encode()),
+                    *dropped,
                 ],
                 on_delivery=delivered,
             )

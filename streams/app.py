@@ -11,7 +11,7 @@ from typing import Any
 
 import faust
 
-from ebbtide.authenticity import TrustedKeys
+from ebbtide.authenticity import ClockKey, TrustedKeys
 from ebbtide.settings import Settings, Topics
 from ebbtide.signer import CertificateSigner
 from ebbtide.web_token import authorised, read_or_make_token, token_file
@@ -64,6 +64,13 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
         store="memory://",
         datadir=str(settings.state_dir / "faust"),
         web_enabled=True,
+        # Only our token-checked page: Faust's own table, router, stats and graph pages would serve
+        # the state without it.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
         web_bind="127.0.0.1",
         web_host="127.0.0.1",
         web_port=settings.worker_web_port,
@@ -98,6 +105,7 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
         event_window=settings.event_window,
         tick_problem=wall_clock_check(settings.clock_tolerance) if settings.clock_mode == "wall" else None,
         trusted=TrustedKeys(settings.trusted_keys_dir),  # sink-<store>.pub of each store
+        clock_key=ClockKey(settings.trusted_keys_dir),  # clock.pub
     )
 
     @app.agent(source, name="lifecycle")

@@ -37,6 +37,7 @@ from schemas import (
     LIFECYCLE_EVENT,
     InvalidMessage,
     codec_for,
+    dead_letter_body,
 )
 from streams.policy import calendar, snapshot
 from streams.policy.decisions import CertificateDue, DeleteRecord, answer_problem, stable_id
@@ -84,6 +85,21 @@ DEFAULT_EVENT_WINDOW = (631_152_000_000, 4_102_444_800_000)
 
 def subject_key(partition: int, subject_id: str) -> str:
     return f"s:{partition}:{subject_id}"
+
+
+# A subject's state is one changelog message: past this it could not be written (the broker
+# takes 1 MB by default) and the worker would fail on the same batch again and again.
+MAX_STATE_BYTES = 800_000
+
+
+def state_size(state: SubjectState) -> int | None:
+    """The encoded size of ``state`` if it is over :data:`MAX_STATE_BYTES`, else None. Encoded
+    only when a cheap estimate (ids, facts and records counted) says it may be that large."""
+    estimate = 64 * len(state.seen) + 160 * len(state.facts) + 400 * len(state.records)
+    if estimate < MAX_STATE_BYTES // 2:
+        return None
+    size = len(json.dumps(snapshot.dump(state), separators=(",", ":")))
+    return size if size > MAX_STATE_BYTES else None
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -136,6 +152,7 @@ class LifecycleProcessor:
         signer: CertificateSigner | None = None,
         event_window: tuple[int, int] = DEFAULT_EVENT_WINDOW,
         tick_problem: Callable[[int], str | None] | None = None,
+        clock_key: authenticity.ClockKey | None = None,
         trusted: authenticity.TrustedKeys | None = None,
     ) -> None:
         """A record announced by a store the policy's store map does not list as holding its
@@ -153,6 +170,9 @@ class LifecycleProcessor:
         self.event_window = event_window
         # Why a tick's time is refused (e.g. far ahead of the wall clock), if it is; None: any.
         self.tick_problem = tick_problem
+        # The clock's public key: a tick it did not sign for its partition is refused (None: any
+        # tick is taken, as in-process replays and the tests' oracles feed their own).
+        self.clock_key = clock_key
         self.topics = topics
         self.state = StagedTable(table)
         self._due: dict[int, DueIndex] = {}
@@ -238,6 +258,12 @@ class LifecycleProcessor:
                     raise InvalidMessage(f"lifecycle_event: {problem}")
             state = self._subject(partition, event.subject_id)
             outcome = _engine(apply_event, "lifecycle_event", state, event, self.policy)
+            size = state_size(outcome.state)
+            if size is not None:
+                raise InvalidMessage(
+                    f"lifecycle_event: the subject's state would grow to {size:,} bytes, over the "
+                    f"{MAX_STATE_BYTES:,} one changelog message may hold; not applied"
+                )
         except InvalidMessage as exc:
             out.append(self._dead_letter("events", self.topics.events, partition, offset, key, value, exc))
         else:
@@ -256,6 +282,12 @@ class LifecycleProcessor:
     def _on_tick(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Out]:
         try:
             tick = self._ticks.decode(value)
+            if self.clock_key is not None:
+                try:
+                    self.clock_key.check(tick, partition)  # the clock's key, for this partition
+                except authenticity.Refused as refused:
+                    metrics.SECURITY_EVENTS.labels("clock", refused.kind).inc()
+                    raise InvalidMessage(f"security: {refused.reason}") from None
             now, events_end = tick_time(tick), int(tick["events_end"])
             problem = self.tick_problem(now) if self.tick_problem is not None else None
             if problem is not None:
@@ -266,17 +298,9 @@ class LifecycleProcessor:
         except InvalidMessage as exc:
             return [self._dead_letter("clock", self.topics.clock, partition, offset, key, value, exc)]
         progress = self._progress(partition)
-        # A tick waiting for more events than a later tick says there are cannot be a true one
-        # (events_end only grows): it would hold back every tick after it. Dropped, said.
-        out = [
-            self._dropped_tick(partition, offset, when)
-            for when, end in progress.deferred
-            if end > events_end and when <= now
-        ]
-        progress.deferred = [(w, e) for w, e in progress.deferred if not (e > events_end and w <= now)]
         progress.deferred.append((now, events_end))
         self._index(partition)  # the certificates held for want of a signature are known from here
-        out += self._sign_held(partition) if self.signer is not None else []
+        out = self._sign_held(partition) if self.signer is not None else []
         out += self._release_deferred(partition, progress)
         self._save_progress(partition, progress)
         return out
@@ -308,16 +332,6 @@ class LifecycleProcessor:
         return self._settle(partition, state, outcome)
 
     # -- internals ----------------------------------------------------------------------------
-
-    def _dropped_tick(self, partition: int, offset: int, when: int) -> Out:
-        """The dead letter of a deferred tick dropped as impossible (its bytes were consumed
-        earlier; the reason, its time and the later tick's offset say what happened)."""
-        metrics.SECURITY_EVENTS.labels("clock", "events_end").inc()
-        reason = InvalidMessage(
-            f"clock_tick: a tick for {calendar.iso(when)} waited for more events than the later tick "
-            f"at offset {offset} says there are; dropped so that later ticks are not held back"
-        )
-        return self._dead_letter("clock", self.topics.clock, partition, offset, None, None, reason)
 
     def _check_routing(self, what: str, partition: int, key: bytes | None, subject_id: str) -> None:
         """A subject's messages must be keyed by it and on its partition (Kafka's default
@@ -541,7 +555,15 @@ class LifecycleProcessor:
     def _judge_again(self, partition: int, state: SubjectState) -> SubjectState:
         """Judge every record of a subject stamped under another policy version under this one;
         the decisions go out with the current batch."""
-        outcome = restamp(state, state, self.policy, None, True, f"policy:{self.policy.label}")
+        try:
+            outcome = _engine(
+                restamp, "clock_tick", state, state, self.policy, None, True, f"policy:{self.policy.label}"
+            )
+        except InvalidMessage as exc:  # kept as it was judged; tried again when next loaded
+            log.error(
+                "subject on partition %d not judged again under the new policy: %s", partition, exc.reason
+            )
+            return state
         self._backlog += self._settle(partition, state, outcome)
         return outcome.state
 
@@ -569,10 +591,12 @@ class LifecycleProcessor:
     ) -> Out:
         metrics.DLQ_MESSAGES.labels(source).inc()
         log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, exc.reason)
+        key, value, dropped = dead_letter_body(key, value)
         headers = (
             ("reason", exc.reason.encode()),
             ("source_topic", topic.encode()),
             ("source_partition", str(partition).encode()),
             ("source_offset", str(offset).encode()),
+            *dropped,
         )
-        return Out(self.topics.dlq, key or b"", value or b"", headers)
+        return Out(self.topics.dlq, key, value, headers)

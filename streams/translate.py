@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from typing import Any
 
@@ -80,6 +81,7 @@ def tick_time(record: dict[str, Any]) -> int:
 
 
 def to_report(record: dict[str, Any]) -> DeletionReported:
+    signature = record.get("signature")
     return DeletionReported(
         command_id=record["command_id"],
         subject_id=record["subject_id"],
@@ -90,6 +92,8 @@ def to_report(record: dict[str, Any]) -> DeletionReported:
         reason=record.get("reason"),
         rows=int(record.get("rows", 0)),
         executed_at=_ms(record["executed_at"]) if record.get("executed_at") is not None else 0,
+        signer_key_id=record.get("signer_key_id"),
+        signature=base64.b64encode(bytes(signature)).decode("ascii") if signature else None,
     )
 
 

@@ -126,6 +126,12 @@ class CertifiedCopy:
     outcome: str  # DELETED, NOT_FOUND, ANONYMISED or EXPIRES
     rows: int
     executed_at: int  # for EXPIRES: when the last backup holding it expires
+    # The rest of the store's signed receipt, so the certificate proves the store's word: the
+    # receipt's reason, the store's key id and its signature (base64). None for an answer kept
+    # before receipts were embedded.
+    reason: str | None = None
+    receipt_key_id: str | None = None
+    receipt_signature: str | None = None
 
 
 @dataclass(frozen=True)

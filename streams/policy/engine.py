@@ -39,6 +39,7 @@ Status = Literal["pending", "ordered", "deleted", "transferred"]
 # Judged again when a fact changes: a transferred domain may come back (registered with us again).
 JUDGED: tuple[Status, ...] = ("pending", "transferred")
 CHASE_BACKOFF_CAP = 8  # an unanswered command is sent again at most every 8 service levels
+Answer = tuple[str, int, int, str | None, str | None, str | None]
 
 
 def record_id(store: str, category: str, record_key: str) -> str:
@@ -65,7 +66,9 @@ class RecordState:
     ordered_at: int | None = None  # pipeline time the current command was first sent
     chase_at: int | None = None  # ordered, no receipt yet: send again and report overdue at this time
     reissues: int = 0  # times the current command was sent again for want of a receipt
-    answer: tuple[str, int, int, str | None] | None = None  # (outcome, rows, executed_at, reason)
+    # (outcome, rows, executed_at, reason, the store's key id, its receipt signature in base64);
+    # the signature is kept until the copy is certified (the certificate embeds it), then dropped.
+    answer: Answer | None = None
     certified: bool = False  # listed in a deletion certificate already
 
     @property
@@ -308,7 +311,14 @@ def apply_receipt(state: SubjectState, report: DeletionReported, policy: Policy)
         record,
         status="deleted",
         chase_at=None,
-        answer=(report.outcome, report.rows, report.executed_at, report.reason),
+        answer=(
+            report.outcome,
+            report.rows,
+            report.executed_at,
+            report.reason,
+            report.signer_key_id if report.signature else None,
+            report.signature if report.signer_key_id else None,
+        ),
     )
     records[record.record_id] = answered
     what = {
@@ -335,7 +345,10 @@ def apply_receipt(state: SubjectState, report: DeletionReported, policy: Policy)
     if certificate is not None:
         records = dict(records)
         for copy in certificate.copies:
-            records[copy.record] = replace(records[copy.record], certified=True)
+            certified = records[copy.record]
+            answer = (*certified.answer[:4], None, None) if certified.answer is not None else None
+            # The signature is in the certificate now: the state keeps no more than before.
+            records[copy.record] = replace(certified, certified=True, answer=answer)
         state = replace(state, records=records)
         return Outcome(state, (decision,), certificates=(certificate,))
     return Outcome(state, (decision,))
@@ -351,7 +364,7 @@ def _certificate_due(state: SubjectState, policy: Policy) -> CertificateDue | No
         r = state.records[rid]
         if r.status != "deleted" or r.certified or r.answer is None or r.command_id is None:
             continue
-        outcome, rows, executed_at, _ = r.answer
+        outcome, rows, executed_at, reason, receipt_key_id, receipt_signature = r.answer
         copies.append(
             CertifiedCopy(
                 r.store,
@@ -364,6 +377,9 @@ def _certificate_due(state: SubjectState, policy: Policy) -> CertificateDue | No
                 outcome,
                 rows,
                 executed_at,
+                reason,
+                receipt_key_id,
+                receipt_signature,
             )
         )
     if not copies:

@@ -181,6 +181,10 @@ class DeletionReported:
     reason: str | None = None
     rows: int = 0
     executed_at: int = 0  # ms; for EXPIRES, when the last copy holding the record expires
+    # The store's signature over the fields above (ebbtide/authenticity.py), verified by the
+    # worker before the engine sees the receipt; kept so the certificate can embed it.
+    signer_key_id: str | None = None
+    signature: str | None = None  # base64 of the 64-byte Ed25519 signature
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -46,7 +46,7 @@ def explain(state: SubjectState, policy: Policy, now: int | None) -> dict[str, A
             if record.restricted_by and "restricted" in reasons:
                 why.append(reasons["restricted"])
         elif record.status == "deleted" and record.answer is not None:
-            outcome, rows, executed_at, reason = record.answer
+            outcome, rows, executed_at, reason = record.answer[:4]
             why = [
                 f"{record.store} answered {outcome} ({rows} row(s)) at {calendar.iso(executed_at)} "
                 f"to command {record.command_id}" + (f": {reason}" if reason else "")

@@ -6,7 +6,7 @@ from dataclasses import asdict
 from typing import Any
 
 from streams.policy.decisions import CertificateDue, CertifiedCopy
-from streams.policy.engine import RecordState, SubjectState
+from streams.policy.engine import Answer, RecordState, SubjectState
 from streams.policy.facts import Fact
 from streams.policy.rights import Duty
 
@@ -45,7 +45,7 @@ def dump(state: SubjectState) -> dict[str, Any]:
                 r.ordered_at,
                 r.chase_at,
                 r.reissues,
-                list(r.answer) if r.answer is not None else None,
+                _dump_answer(r.answer),
                 r.certified,
             ]
             for r in state.records.values()
@@ -98,6 +98,23 @@ def summary(raw: dict[str, Any]) -> tuple[str, int | None, int, str]:
     return state.subject_id, state.next_deadline(), state.pending_deadlines(), state.policy
 
 
+def _dump_answer(answer: Answer | None) -> list[Any] | None:
+    """A store's answer; its receipt's key id and signature only while it has them (until the
+    copy is certified), so a certified copy is stored as before."""
+    if answer is None:
+        return None
+    return list(answer) if answer[5] is not None else list(answer[:4])
+
+
+def _load_answer(raw: list[Any] | None) -> Answer | None:
+    """Of a state written before receipts were kept for certificates: no key id, no signature."""
+    if raw is None:
+        return None
+    outcome, rows, executed_at, reason, *signed = raw
+    key_id, signature = signed if len(signed) == 2 else (None, None)
+    return (outcome, rows, executed_at, reason, key_id, signature)
+
+
 def load(raw: dict[str, Any]) -> SubjectState:
     records = {}
     for fields in raw["records"]:
@@ -147,7 +164,7 @@ def load(raw: dict[str, Any]) -> SubjectState:
             ordered_at,
             chase_at,
             reissues,
-            tuple(answer) if answer is not None else None,
+            _load_answer(answer),
             certified,
         )
         records[record.record_id] = record

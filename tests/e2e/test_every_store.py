@@ -295,6 +295,31 @@ def test_a_closed_account_is_deleted_in_every_store_and_proven_with_a_signed_cer
     public = s.settings.signing_key.with_suffix(".pub")
     valid = s.cli("certificate", "verify", str(out / "certificate-1.json"), "--public-key", str(public))
     assert valid.returncode == 0 and valid.stdout.startswith("VALID"), valid.stdout + valid.stderr
+    # Each entry embeds its store's signed receipt: with the sinks' keys, every store's word checks.
+    assert all(e["receipt"] is not None for e in document["certificate"]["entries"])
+    stores = str(s.settings.trusted_keys_dir)
+    with_stores = s.cli(
+        "certificate",
+        "verify",
+        str(out / "certificate-1.json"),
+        "--public-key",
+        str(public),
+        "--store-keys",
+        stores,
+    )
+    assert with_stores.returncode == 0 and "each store's receipt verified" in with_stores.stdout, (
+        with_stores.stdout + with_stores.stderr
+    )
+    forged = json.loads(json.dumps(document))
+    forged["certificate"]["entries"][0]["receipt"]["signed"]["rows"] += 1
+    forged_path = tmp_path / "forged-receipt.json"
+    forged_path.write_text(certificates.dumps(forged))
+    refused = s.cli(
+        "certificate", "verify", str(forged_path), "--public-key", str(public), "--store-keys", stores
+    )
+    first = forged["certificate"]["entries"][0]
+    assert refused.returncode == 1, refused.stdout
+    assert f"entry {first['store']!r}/{first['record']!r}: bad store receipt signature" in refused.stdout
 
     document["certificate"]["entries"][0]["outcome"] = (
         "NOT_FOUND" if document["certificate"]["entries"][0]["outcome"] != "NOT_FOUND" else "DELETED"

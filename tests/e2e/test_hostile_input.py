@@ -11,7 +11,7 @@ from pathlib import Path
 from ebbtide.client import to_record
 from ebbtide.kafka_io import producer
 from ebbtide.settings import Settings
-from schemas import LIFECYCLE_EVENT, codec_for
+from schemas import CLOCK_TICK, LIFECYCLE_EVENT, codec_for
 from streams.processor import partition_for
 from tests.e2e.test_pipeline import CLOSED_ACCOUNT, Pipeline, customer_db, ev, publish, rows, tick, written
 from tests.e2e.test_seed_promises_rights import settle
@@ -67,15 +67,20 @@ def test_a_forged_tick_from_2099_is_refused_by_a_worker_on_the_wall_clock(
                 written("w3", "cust-3", "2024-05-01T10:00:00Z", "invoice", "11", ref="inv-11"),
             ],
         )
-        tick(settings, datetime(2099, 1, 1, tzinfo=UTC))
+        unsigned = {"now": datetime(2099, 1, 1, tzinfo=UTC), "events_end": 0, "source": "x"}
+        out = producer(settings)  # anyone who can write to the clock topic
+        out.send(running.topics.clock, key=b"tick", value=codec_for(CLOCK_TICK).encode(unsigned), partition=0)
+        out.flush()
+        out.close()
+        tick(settings, datetime(2099, 1, 1, tzinfo=UTC))  # signed by the clock's key, but from the future
         dlq = TopicReader(settings, running.topics.dlq)
         dead = dlq.wait_for(
-            lambda seen: len(seen) >= settings.partitions,
-            60,
-            "the forged tick dead-lettered on every partition",
+            lambda seen: len(seen) >= settings.partitions + 1, 60, "the forged ticks dead-lettered"
         )
         dlq.close()
-        assert all("ahead of the worker's wall clock" in d.headers["reason"].decode() for d in dead)
+        reasons = [d.headers["reason"].decode() for d in dead]
+        assert sum("security: clock_tick: not signed" in r for r in reasons) == 1
+        assert sum("ahead of the worker's wall clock" in r for r in reasons) == settings.partitions
         # A true tick, and the worker's clock on every partition shows it: the invoice is kept
         # until the end of 2029.
         settle(settings, datetime.now(UTC).replace(microsecond=0))

@@ -126,15 +126,15 @@ def written(
 
 
 CLOSED_ACCOUNT = [
-    written("w1", "cust-1", "2019-01-10T10:00:00Z", "client", "1"),
-    ev("o1", "ServiceOrdered", "cust-1", "2019-01-10T10:00:00Z", service_id="svc-1", kind="HOSTING"),
-    ev("i1", "InvoiceIssued", "cust-1", "2019-05-01T10:00:00Z", invoice_id="inv-10"),
-    written("w2", "cust-1", "2019-05-01T10:00:00Z", "invoice", "10", ref="inv-10"),
-    written("w3", "cust-1", "2019-06-01T10:00:00Z", "correspondence", "20"),
-    ev("x1", "ServiceCancelled", "cust-1", "2020-02-01T10:00:00Z", service_id="svc-1"),
-    ev("c1", "AccountClosed", "cust-1", "2020-02-01T10:00:00Z"),
-    written("w4", "cust-2", "2019-01-10T10:00:00Z", "client", "2"),
-    ev("o2", "ServiceOrdered", "cust-2", "2019-01-10T10:00:00Z", service_id="svc-2", kind="DOMAIN"),
+    written("w1", "cust-00001", "2019-01-10T10:00:00Z", "client", "1"),
+    ev("o1", "ServiceOrdered", "cust-00001", "2019-01-10T10:00:00Z", service_id="svc-1", kind="HOSTING"),
+    ev("i1", "InvoiceIssued", "cust-00001", "2019-05-01T10:00:00Z", invoice_id="inv-10"),
+    written("w2", "cust-00001", "2019-05-01T10:00:00Z", "invoice", "10", ref="inv-10"),
+    written("w3", "cust-00001", "2019-06-01T10:00:00Z", "correspondence", "20"),
+    ev("x1", "ServiceCancelled", "cust-00001", "2020-02-01T10:00:00Z", service_id="svc-1"),
+    ev("c1", "AccountClosed", "cust-00001", "2020-02-01T10:00:00Z"),
+    written("w4", "cust-00002", "2019-01-10T10:00:00Z", "client", "2"),
+    ev("o2", "ServiceOrdered", "cust-00002", "2019-01-10T10:00:00Z", service_id="svc-2", kind="DOMAIN"),
 ]
 
 
@@ -194,8 +194,8 @@ def test_bad_events_go_to_the_dlq_and_the_pipeline_goes_on(
     settings: Settings, customer_db: str, pipeline: Pipeline
 ) -> None:
     out = producer(settings)
-    out.send(pipeline.topics.events, key=b"cust-1", value=b'{"not": "avro"}')
-    out.send(pipeline.topics.events, key=b"cust-1", value=b"\xc3\x01" + bytes(8) + b"\x00")
+    out.send(pipeline.topics.events, key=b"cust-00001", value=b'{"not": "avro"}')
+    out.send(pipeline.topics.events, key=b"cust-00001", value=b"\xc3\x01" + bytes(8) + b"\x00")
     out.send(pipeline.topics.clock, key=b"tick", value=b"garbage tick", partition=0)
     out.flush()
     out.close()

@@ -19,24 +19,24 @@ from tests.e2e.test_pipeline import Pipeline, ev, publish, rows, tick, written
 from tests.support import TopicReader, demo_database
 
 LIFE = [
-    written("w1", "cust-1", "2019-01-10T10:00:00Z", "client", "1"),
-    ev("o1", "ServiceOrdered", "cust-1", "2019-01-10T10:00:00Z", service_id="svc-1", kind="HOSTING"),
-    ev("i1", "InvoiceIssued", "cust-1", "2019-05-01T10:00:00Z", invoice_id="inv-10"),
-    written("w2", "cust-1", "2019-05-01T10:00:00Z", "invoice", "10", ref="inv-10"),
-    written("w3", "cust-1", "2019-06-01T10:00:00Z", "correspondence", "20"),
-    written("w4", "cust-1", "2019-01-10T10:00:00Z", "marketing", "30", ref="newsletter"),
-    ev("x1", "ServiceCancelled", "cust-1", "2020-02-01T10:00:00Z", service_id="svc-1"),
-    ev("c1", "AccountClosed", "cust-1", "2020-02-01T10:00:00Z"),
+    written("w1", "cust-00001", "2019-01-10T10:00:00Z", "client", "1"),
+    ev("o1", "ServiceOrdered", "cust-00001", "2019-01-10T10:00:00Z", service_id="svc-1", kind="HOSTING"),
+    ev("i1", "InvoiceIssued", "cust-00001", "2019-05-01T10:00:00Z", invoice_id="inv-10"),
+    written("w2", "cust-00001", "2019-05-01T10:00:00Z", "invoice", "10", ref="inv-10"),
+    written("w3", "cust-00001", "2019-06-01T10:00:00Z", "correspondence", "20"),
+    written("w4", "cust-00001", "2019-01-10T10:00:00Z", "marketing", "30", ref="newsletter"),
+    ev("x1", "ServiceCancelled", "cust-00001", "2020-02-01T10:00:00Z", service_id="svc-1"),
+    ev("c1", "AccountClosed", "cust-00001", "2020-02-01T10:00:00Z"),
     ev(
         "h1",
         "LegalHoldPlaced",
-        "cust-1",
+        "cust-00001",
         "2020-06-01T10:00:00Z",
         hold_id="court-7",
         categories=["correspondence"],
         records=[],
     ),
-    ev("r1", "ErasureRequested", "cust-1", "2021-06-01T10:00:00Z", request_id="req-1", verified=True),
+    ev("r1", "ErasureRequested", "cust-00001", "2021-06-01T10:00:00Z", request_id="req-1", verified=True),
 ]
 
 
@@ -56,7 +56,7 @@ def one_customer(database: str) -> str:
 
 def explain(settings: Settings, source: str) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-m", "ebbtide", "explain", "cust-1", "--json", "--source", source],
+        [sys.executable, "-m", "ebbtide", "explain", "cust-00001", "--json", "--source", source],
         env=processes.settings_env(settings),
         capture_output=True,
         text=True,
@@ -106,7 +106,9 @@ def test_erasure_with_a_bookkeeping_exception_and_a_legal_hold(
     pipeline.wait_confirmed({"customer_db/client/1"})
     assert rows(one_customer, "SELECT ticket_id FROM support_tickets") == [(20,)]
 
-    publish(settings, [ev("h2", "LegalHoldReleased", "cust-1", "2023-06-01T10:00:00Z", hold_id="court-7")])
+    publish(
+        settings, [ev("h2", "LegalHoldReleased", "cust-00001", "2023-06-01T10:00:00Z", hold_id="court-7")]
+    )
     tick(settings, datetime(2023, 6, 2, tzinfo=UTC))
     pipeline.wait_confirmed({"customer_db/correspondence/20"})  # its deadline passed during the hold
     assert rows(one_customer, "SELECT count(*) FROM billing.invoices") == [(1,)]  # bookkeeping still runs

@@ -141,17 +141,17 @@ def test_seed_001_bookkeeping_counts_the_norwegian_financial_year(
     publish(
         settings,
         [
-            ev("fy-issued", "InvoiceIssued", "cust-11", NEW_YEARS_NIGHT, invoice_id="inv-110"),
-            written("fy-written", "cust-11", NEW_YEARS_NIGHT, "invoice", "110", ref="inv-110"),
+            ev("fy-issued", "InvoiceIssued", "cust-00011", NEW_YEARS_NIGHT, invoice_id="inv-110"),
+            written("fy-written", "cust-00011", NEW_YEARS_NIGHT, "invoice", "110", ref="inv-110"),
         ],
     )
 
     # Mid-2026: five years after the end of the UTC year 2020 have passed, not those of 2021.
     settle(pipeline.settings, datetime(2026, 6, 1, tzinfo=UTC))
-    assert "billing_db/invoice/110" not in ordered(settings, "cust-11")
+    assert "billing_db/invoice/110" not in ordered(settings, "cust-00011")
     assert rows(new_years_invoice, "SELECT invoice_id FROM billing.invoices") == [(110,)]
     (stamped,) = [
-        d for d in decided(settings, "cust-11", "STAMPED") if d["record"] == "billing_db/invoice/110"
+        d for d in decided(settings, "cust-00011", "STAMPED") if d["record"] == "billing_db/invoice/110"
     ]
     assert stamped["rule_id"] == "bookkeeping"
     assert stamped["deadline"] == datetime(2026, 12, 31, 23, 0, tzinfo=UTC)  # 1 January 2027 00:00 in Oslo
@@ -214,19 +214,24 @@ def two_former_customers(database: str) -> str:
 def test_seed_000_correspondence_is_kept_on_erasure_only_where_a_legal_claim_holds_it(
     settings: Settings, two_former_customers: str, pipeline: Pipeline
 ) -> None:
-    publish(settings, closed_account_with_a_ticket("cust-21", 21))
+    publish(settings, closed_account_with_a_ticket("cust-00021", 21))
     publish(
         settings,
         [
-            *closed_account_with_a_ticket("cust-22", 22),
+            *closed_account_with_a_ticket("cust-00022", 22),
             written(
-                "cust-22-newsletter", "cust-22", "2019-01-10T10:00:00Z", "marketing", "221", ref="newsletter"
+                "cust-00022-newsletter",
+                "cust-00022",
+                "2019-01-10T10:00:00Z",
+                "marketing",
+                "221",
+                ref="newsletter",
             ),
-            # A claim is actually pending against cust-22 (seed 004: judged case by case).
+            # A claim is actually pending against cust-00022 (seed 004: judged case by case).
             ev(
-                "cust-22-hold",
+                "cust-00022-hold",
                 "LegalHoldPlaced",
-                "cust-22",
+                "cust-00022",
                 "2020-06-01T10:00:00Z",
                 hold_id="claim-22",
                 categories=["correspondence"],
@@ -237,15 +242,15 @@ def test_seed_000_correspondence_is_kept_on_erasure_only_where_a_legal_claim_hol
     publish(
         settings,
         [
-            erasure_requested("cust-21", "req-21", "2021-06-01T10:00:00Z", verified=True),
-            erasure_requested("cust-22", "req-22", "2021-06-01T10:00:00Z", verified=True),
+            erasure_requested("cust-00021", "req-21", "2021-06-01T10:00:00Z", verified=True),
+            erasure_requested("cust-00022", "req-22", "2021-06-01T10:00:00Z", verified=True),
         ],
     )
     settle(pipeline.settings, datetime(2021, 6, 2, tzinfo=UTC))
 
     # What each person is told.
     told = answers(settings)
-    free, held = told["cust-21"], told["cust-22"]
+    free, held = told["cust-00021"], told["cust-00022"]
     assert free["customer_db/correspondence/210"]["action"] == "DELETE"
     assert held["customer_db/correspondence/220"]["action"] == "KEEP"
     assert "legal hold claim-22" in held["customer_db/correspondence/220"]["reason"]
@@ -253,9 +258,9 @@ def test_seed_000_correspondence_is_kept_on_erasure_only_where_a_legal_claim_hol
 
     # What is done: without a pending claim the ticket goes now, not three years after closing.
     pipeline.wait_confirmed({"customer_db/correspondence/210", "customer_db/marketing/221"})
-    assert "customer_db/correspondence/220" not in ordered(settings, "cust-22")
+    assert "customer_db/correspondence/220" not in ordered(settings, "cust-00022")
     assert rows(two_former_customers, "SELECT ticket_id FROM support_tickets") == [(220,)]
-    assert explain(pipeline.settings, "cust-22")["customer_db/correspondence/220"] == "held"
+    assert explain(pipeline.settings, "cust-00022")["customer_db/correspondence/220"] == "held"
 
 
 # --- GDPR art. 12(3) + seed 004: a request refused or withdrawn closes the duty to answer ----------
@@ -294,7 +299,7 @@ def customer_with_a_ticket(subject: str, customer: int) -> list[dict[str, Any]]:
 def test_seed_004_an_erasure_request_refused_or_withdrawn_is_answered_and_deletes_nothing(
     settings: Settings, two_active_customers: str, pipeline: Pipeline
 ) -> None:
-    refused, withdrawn = "cust-31", "cust-32"
+    refused, withdrawn = "cust-00031", "cust-00032"
     publish(
         settings,
         [
@@ -361,13 +366,13 @@ def test_seed_000_a_marketing_record_announced_without_its_purpose_is_refused_no
     no_purpose = ev(
         "m-41",
         "RecordWritten",
-        "cust-41",
+        "cust-00041",
         "2022-01-10T10:00:00Z",
         store="customer_db",
         category="marketing",
         record_key="41",
     )
-    client = written("c-41", "cust-41", "2022-01-10T10:00:00Z", "client", "41")
+    client = written("c-41", "cust-00041", "2022-01-10T10:00:00Z", "client", "41")
 
     # `ebbtide publish` refuses the file, naming the field, and publishes none of it.
     events = tmp_path / "events.jsonl"
@@ -387,7 +392,7 @@ def test_seed_000_a_marketing_record_announced_without_its_purpose_is_refused_no
     # Sent past the client, straight to the broker: dead-lettered, and the pipeline goes on.
     raw = codec_for(LIFECYCLE_EVENT).encode(to_record(no_purpose))
     out = producer(settings)
-    out.send(topics.events, key=b"cust-41", value=raw)
+    out.send(topics.events, key=b"cust-00041", value=raw)
     out.flush()
     out.close()
     publish(settings, [client])
@@ -398,11 +403,13 @@ def test_seed_000_a_marketing_record_announced_without_its_purpose_is_refused_no
     assert "payload.ref" in dead.headers["reason"].decode()
     assert dead.raw == raw  # kept as sent, for whoever fixes the producer
     wait_until(
-        lambda: any(d["record"] == "customer_db/client/41" for d in decided(settings, "cust-41", "STAMPED")),
+        lambda: any(
+            d["record"] == "customer_db/client/41" for d in decided(settings, "cust-00041", "STAMPED")
+        ),
         60,
         "the next event stamped",
     )
-    assert [d["record"] for d in decisions(settings, "cust-41") if "marketing" in d["record"]] == []
+    assert [d["record"] for d in decisions(settings, "cust-00041") if "marketing" in d["record"]] == []
 
 
 # --- seed 000 'Storage and deletion': one person's erasure keeps the others' log lines ---------
@@ -468,27 +475,27 @@ def test_seed_000_one_persons_erasure_keeps_everyones_log_lines_until_the_log_pe
         [
             logstore.announcement(LOG_DAY),  # the log shipper: the day, under the system subject
             ev(
-                "cust-51-log",
+                "cust-00051-log",
                 "RecordWritten",
-                "cust-51",
+                "cust-00051",
                 "2025-10-01T12:00:00Z",
                 store=logstore.STORE,
                 category=logstore.CATEGORY,
                 record_key=LOG_PARTITION,
             ),
-            erasure_requested("cust-51", "req-51", "2025-10-05T10:00:00Z", verified=True),
+            erasure_requested("cust-00051", "req-51", "2025-10-05T10:00:00Z", verified=True),
         ],
     )
     settle(settings, datetime(2025, 10, 6, tzinfo=UTC))
 
     # The answer says the lines are kept, on what basis and until when.
-    kept = answers(settings)["cust-51"][LOG_RECORD]
+    kept = answers(settings)["cust-00051"][LOG_RECORD]
     assert kept["action"] == "KEEP"
     assert "legitimate interest" in kept["basis"]
     assert kept["until"] == "2025-12-30T23:00:00Z"  # 90 days after 1 October ended in Oslo
 
     # Nothing is dropped: the day still holds both people's lines.
-    assert ordered(settings, "cust-51") == ordered(settings, logstore.day_subject(LOG_DAY)) == set()
+    assert ordered(settings, "cust-00051") == ordered(settings, logstore.day_subject(LOG_DAY)) == set()
     assert log_partitions(a_day_of_logs) == {LOG_PARTITION: 2}
 
     # When the log period ends, the day goes whole, for everyone alike.
@@ -499,7 +506,7 @@ def test_seed_000_one_persons_erasure_keeps_everyones_log_lines_until_the_log_pe
         "the day's deletion confirmed",
     )
     assert log_partitions(a_day_of_logs) == {}
-    wait_until(lambda: LOG_RECORD in confirmed(settings, "cust-51"), 60, "the person's copy confirmed")
+    wait_until(lambda: LOG_RECORD in confirmed(settings, "cust-00051"), 60, "the person's copy confirmed")
     codec = codec_for(DELETION_RECEIPT)
     receipts = [codec.decode(m.value) for m in read_to_end(settings, Topics(settings.topic_prefix).receipts)]
     answered = sorted((r["outcome"], r["rows"]) for r in receipts if r["record_key"] == LOG_PARTITION)
@@ -516,17 +523,17 @@ def test_seed_003_a_deletion_is_confirmed_in_writing_by_exactly_one_verifiable_c
     publish(
         settings,
         [
-            written("c-61", "cust-61", "2019-01-10T10:00:00Z", "client", "61"),
+            written("c-61", "cust-00061", "2019-01-10T10:00:00Z", "client", "61"),
             ev(
                 "o-61",
                 "ServiceOrdered",
-                "cust-61",
+                "cust-00061",
                 "2019-01-10T10:00:00Z",
                 service_id="svc-61",
                 kind="HOSTING",
             ),
-            ev("x-61", "ServiceCancelled", "cust-61", "2020-02-01T10:00:00Z", service_id="svc-61"),
-            ev("closed-61", "AccountClosed", "cust-61", "2020-02-01T10:00:00Z"),
+            ev("x-61", "ServiceCancelled", "cust-00061", "2020-02-01T10:00:00Z", service_id="svc-61"),
+            ev("closed-61", "AccountClosed", "cust-00061", "2020-02-01T10:00:00Z"),
         ],
     )
     tick(settings, datetime(2023, 6, 1, tzinfo=UTC))  # three years after the account closed
@@ -539,13 +546,13 @@ def test_seed_003_a_deletion_is_confirmed_in_writing_by_exactly_one_verifiable_c
         if r.value is not None
     ]
     commands.close()
-    assert (command["subject_id"], command["record_key"]) == ("cust-61", "61")
+    assert (command["subject_id"], command["record_key"]) == ("cust-00061", "61")
 
     receipts, out = codec_for(DELETION_RECEIPT), producer(settings)
 
     def answer(outcome: str, count: int) -> None:
         receipt = receipt_for(command, outcome, count, None, datetime(2023, 6, 1, 0, 5, tzinfo=UTC))
-        out.send(topics.receipts, key=b"cust-61", value=receipts.encode(signed_receipt(settings, receipt)))
+        out.send(topics.receipts, key=b"cust-00061", value=receipts.encode(signed_receipt(settings, receipt)))
         out.flush()
 
     # The store answers "anonymised" but touched no row: that cannot be certified.
@@ -562,10 +569,10 @@ def test_seed_003_a_deletion_is_confirmed_in_writing_by_exactly_one_verifiable_c
     out.close()
 
     def certified() -> list[bytes]:
-        return [m.value for m in read_to_end(settings, topics.certificates) if m.key == b"cust-61"]
+        return [m.value for m in read_to_end(settings, topics.certificates) if m.key == b"cust-00061"]
 
     wait_until(certified, 60, "the certificate")
-    assert "customer_db/client/61" in confirmed(settings, "cust-61")
+    assert "customer_db/client/61" in confirmed(settings, "cust-00061")
     # One certificate in all: none came of the contradicting answer (its batch was on the broker
     # before the true answer was read), and it is the true answer that is certified.
     (published,) = certified()

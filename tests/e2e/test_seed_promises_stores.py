@@ -272,6 +272,20 @@ def test_seed_000_trustpilot_unsubscribing_deletes_the_review_invitation_at_trus
     public = s.settings.signing_key.with_suffix(".pub")
     valid = s.cli("certificate", "verify", str(out / "certificate-1.json"), "--public-key", str(public))
     assert valid.returncode == 0 and valid.stdout.startswith("VALID"), valid.stdout + valid.stderr
+    # ... and Trustpilot's own signed receipt in it verifies with the vendor sink's key.
+    assert entry["receipt"]["signed"]["store"] == "review_vendor"
+    valid = s.cli(
+        "certificate",
+        "verify",
+        str(out / "certificate-1.json"),
+        "--public-key",
+        str(public),
+        "--store-keys",
+        str(s.settings.trusted_keys_dir),
+    )
+    assert valid.returncode == 0 and "each store's receipt verified (review_vendor)" in valid.stdout, (
+        valid.stdout + valid.stderr
+    )
 
 
 # --- seed 003 section 13, last paragraph: data not exported is the customer's loss --------------

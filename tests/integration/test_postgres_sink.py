@@ -22,12 +22,32 @@ from sinks.postgres import PostgresExecutor
 from sinks.runner import PostgresSink
 from tests.support import TopicReader, deletion_command, security_events, signed_command, worker_signer
 
+# Whose rows a key matches in the database the ``loaded`` fixture fills (the sink refuses a
+# command whose key matches another subject's rows).
+_DEMO = build(customers=5, seed=3)
+_OWNERS = {
+    "client": {str(c["customer_id"]): c["customer_id"] for c in _DEMO.customers},
+    "correspondence": {str(t["ticket_id"]): t["customer_id"] for t in _DEMO.tickets},
+    "invoice": {str(i["invoice_id"]): i["customer_id"] for i in _DEMO.invoices},
+    "payment": {str(p["payment_id"]): p["customer_id"] for p in _DEMO.payments},
+}
+
+
+def owner(category: str, key: str) -> str:
+    """The subject whose rows ``key`` matches in the demo database (cust-00001 for a key of none)."""
+    return f"cust-{_OWNERS.get(category, {}).get(key, 1):05d}"
+
 
 def command(
-    category: str, key: str, command_id: str | None = None, subject: str = "cust-00001"
+    category: str, key: str, command_id: str | None = None, subject: str | None = None
 ) -> dict[str, Any]:
+    """A deletion command to customer_db, by default for the subject the key's rows belong to."""
     return deletion_command(
-        "customer_db", category, key, command_id=command_id or f"cmd-{category}-{key}", subject=subject
+        "customer_db",
+        category,
+        key,
+        command_id=command_id or f"cmd-{category}-{key}",
+        subject=subject or owner(category, key),
     )
 
 
@@ -142,7 +162,9 @@ def test_the_sink_consumes_commands_and_publishes_receipts(
         got = receipts.wait_for(lambda seen: len(seen) >= 3, 60, "three receipts")
         outcomes = sorted((r.value["command_id"], r.value["outcome"]) for r in got if r.value)
         # Receipts land on their subject's partition, as the Java-compatible murmur2 hash puts its events.
-        assert {r.partition for r in got} == {(murmur2(b"cust-00001") & 0x7FFFFFFF) % settings.partitions}
+        for receipt in got:
+            subject = receipt.value["subject_id"].encode()
+            assert receipt.partition == (murmur2(subject) & 0x7FFFFFFF) % settings.partitions
         assert outcomes == [
             ("cmd-client-2", "DELETED"),
             ("cmd-client-2", "DELETED"),
@@ -213,6 +235,85 @@ def test_the_sink_refuses_forged_commands_and_executes_the_workers_signed_one(
     TrustedKeys(settings.trusted_keys_dir).check(receipt.value)  # signed with the sink's own key
 
 
+def test_a_signed_command_whose_key_is_another_subjects_is_refused_and_the_right_one_deletes(
+    settings: Settings, loaded: str, running_sink: threading.Event
+) -> None:
+    """A command signed by the worker's own key proves who sent it, not that its key is its
+    subject's: the sink checks the key's rows against the map's subject column first."""
+    topics = Topics(settings.topic_prefix)
+    codec = codec_for(DELETION_COMMAND)
+    wrong = command("client", "1", command_id="cmd-wrong-subject", subject="cust-00002")  # customer 1's key
+    right = command("client", "1", command_id="cmd-right-subject", subject="cust-00001")
+    first, second = client_rows(loaded, 1), client_rows(loaded, 2)
+    services = count(loaded, "SELECT count(*) FROM services WHERE customer_id = 1")
+    assert first >= 1 and second >= 1 and services >= 1
+    before = security_events("commands", "wrong_subject")
+    out = producer(settings)
+    receipts = TopicReader(settings, topics.receipts, codec_for(DELETION_RECEIPT))
+    try:
+        out.send(
+            topics.commands("customer_db"),
+            key=b"cust-00002",
+            value=codec.encode(signed_command(settings, wrong)),
+        )
+        out.flush()
+        (refused,) = receipts.wait_for(lambda seen: len(seen) >= 1, 60, "the refused command's receipt")
+        assert refused.value is not None
+        assert (refused.value["outcome"], refused.value["rows"]) == ("FAILED", 0)
+        reason = refused.value["reason"]
+        assert "customers" in reason and "another subject" in reason
+        assert "1" not in reason.replace("customers", "")  # never the key (nor a value)
+        assert security_events("commands", "wrong_subject") == before + 1
+        # Nothing of it applied: not even the services, which come before the customer row.
+        assert (client_rows(loaded, 1), client_rows(loaded, 2)) == (first, second)
+        assert count(loaded, "SELECT count(*) FROM services WHERE customer_id = 1") == services
+        assert count(loaded, "SELECT count(*) FROM ebbtide_sink.applied_commands") == 0  # not tracked
+
+        out.send(
+            topics.commands("customer_db"),
+            key=b"cust-00001",
+            value=codec.encode(signed_command(settings, right)),
+        )
+        out.flush()
+        got = receipts.wait_for(lambda seen: len(seen) >= 2, 60, "the right command's receipt")
+    finally:
+        out.close()
+        receipts.close()
+    deleted = got[-1].value
+    assert deleted is not None and (deleted["command_id"], deleted["outcome"]) == (
+        "cmd-right-subject",
+        "DELETED",
+    )
+    assert count(loaded, "SELECT count(*) FROM customers WHERE customer_id = 1") == 0
+    assert client_rows(loaded, 2) == second
+    assert security_events("commands", "wrong_subject") == before + 1
+
+
+def test_in_one_batch_the_wrong_subjects_command_is_refused_alone(
+    loaded: str, executor: PostgresExecutor
+) -> None:
+    second, third = client_rows(loaded, 2), client_rows(loaded, 3)
+    tickets = count(loaded, "SELECT count(*) FROM support_tickets WHERE ticket_id = 1")
+    batch = [
+        command("client", "2", command_id="c-wrong", subject="cust-00003"),
+        command("client", "3"),
+        command("correspondence", "1", command_id="t-wrong", subject="cust-00004"),  # customer 1's ticket
+    ]
+    conn = psycopg2.connect(loaded)
+    with conn, conn.cursor() as cur:
+        done = executor.execute_batch(cur, batch)
+        one = executor.execute(cur, command("client", "2", command_id="c-wrong-alone", subject="cust-00001"))
+    conn.close()
+    assert [d.receipt["outcome"] for d in done] == ["FAILED", "DELETED", "FAILED"]
+    assert "in customers" in done[0].receipt["reason"] and "in support_tickets" in done[2].receipt["reason"]
+    assert (one.receipt["outcome"], one.receipt["reason"]) == ("FAILED", done[0].receipt["reason"])
+    assert client_rows(loaded, 2) == second
+    assert client_rows(loaded, 3) == 0 and third > 0
+    assert count(loaded, "SELECT count(*) FROM support_tickets WHERE ticket_id = 1") == tickets == 1
+    applied = count(loaded, "SELECT count(*) FROM ebbtide_sink.applied_commands")
+    assert applied == 1  # only the right command is tracked; a refused one may still be re-issued
+
+
 def test_a_batch_has_the_effect_and_receipts_of_one_command_at_a_time(
     loaded: str, executor: PostgresExecutor
 ) -> None:
@@ -255,7 +356,8 @@ def test_a_bad_key_in_a_batch_fails_alone_and_the_rest_is_executed(
         done = executor.execute_batch(cur, batch)
     conn.close()
     assert [d.receipt["outcome"] for d in done] == ["DELETED", "FAILED", "DELETED"]
-    assert done[1].receipt["reason"] == "InvalidTextRepresentation deleting from services"  # the first action
+    # The first statement: whose rows the key matches, checked before anything is deleted.
+    assert done[1].receipt["reason"] == "InvalidTextRepresentation checking the subject in customers"
     assert count(loaded, "SELECT count(*) FROM customers WHERE customer_id IN (4, 5)") == 0
 
 

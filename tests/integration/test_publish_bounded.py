@@ -19,6 +19,7 @@ import pytest
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
 from ebbtide import processes
+from ebbtide.authenticity import read_or_make_key
 from ebbtide.kafka_io import end_offsets, offsets_reader, producer
 from ebbtide.settings import Settings, Topics
 from streams.processor import partition_for
@@ -79,6 +80,8 @@ def test_every_producing_command_ends_within_its_timeout_when_no_broker_answers(
 ) -> None:
     address = f"127.0.0.1:{processes.free_port()}" if broker == "nothing listens" else silent_broker
     settings = replace(unique_settings("unused", tmp_path), kafka_bootstrap=address)
+    # The clock's key exists already (a clock's first start logs the key it made: not an error line).
+    read_or_make_key(settings.clock_signing_key, "clock signing key")
     path = events_file(tmp_path / "events.jsonl", [{**EVENT, "event_id": f"e{n}"} for n in range(120)])
     commands = [
         (["publish", str(path), "--timeout", "3"], "ebbtide publish: the broker at"),

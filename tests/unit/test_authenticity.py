@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import copy
 import io
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -238,3 +240,84 @@ class TestProcessor:
         h.processor.trusted = unit_trusted_keys()
         outs = h.processor.on_receipt(0, 1, b"cust-1", answer(commands[0]))
         assert [o.topic for o in outs] == [TOPICS.decisions]
+
+
+class TestCertificateReceipts:
+    """A certificate embeds each store's signed receipt, so it proves each store's word."""
+
+    def certified(self, tmp_path: Path) -> tuple[Any, list[dict[str, Any]], bytes]:
+        signer = CertificateSigner.from_file(tmp_path / "k.key", "Test ISP")
+        h, commands = fanned_out(signer)
+        outs = [o for i, c in enumerate(commands) for o in h.processor.on_receipt(0, i, b"cust-1", answer(c))]
+        h.processor.flush()
+        (published,) = [o for o in outs if o.topic == TOPICS.certificates]
+        return h, commands, published.value
+
+    def store_keys(self, commands: list[dict[str, Any]]) -> dict[str, bytes]:
+        return {c["store"]: unit_sink_signer(c["store"]).public_pem for c in commands}
+
+    def test_each_entry_carries_the_receipt_the_store_signed_and_verifies_with_its_key(
+        self, tmp_path: Path
+    ) -> None:
+        _, commands, value = self.certified(tmp_path)
+        document = certificates.loads(value)
+        worker = (tmp_path / "k.pub").read_bytes()
+        assert certificates.verify(document, worker) == []
+        assert certificates.verify(document, worker, self.store_keys(commands)) == []
+        codec = codec_for(DELETION_RECEIPT)
+        for command in commands:
+            sent = codec.decode(answer(command))  # the receipt as the worker read it off the wire
+            (entry,) = [e for e in document["certificate"]["entries"] if e["store"] == command["store"]]
+            assert entry["receipt"]["signer_key_id"] == sent["signer_key_id"]
+            assert base64.b64decode(entry["receipt"]["signature"]) == sent["signature"]
+            assert entry["receipt"]["signed"] == authenticity.signed_content(RECEIPT, sent)
+
+    def test_a_tampered_receipt_names_its_entry_and_the_others_still_verify(self, tmp_path: Path) -> None:
+        _, commands, value = self.certified(tmp_path)
+        document = certificates.loads(value)
+        victim = document["certificate"]["entries"][1]
+        victim["receipt"]["signed"]["rows"] = 7
+        reasons = certificates.verify(document, (tmp_path / "k.pub").read_bytes(), self.store_keys(commands))
+        name = f"entry {victim['store']!r}/{victim['record']!r}"
+        assert [r for r in reasons if "store receipt" in r] == [
+            f"{name}: bad store receipt signature: the receipt does not match its store's signature "
+            "(it was changed after signing, or signed by another key)"
+        ]
+
+    def test_the_state_drops_the_signatures_once_certified_and_a_replay_gives_the_same_bytes(
+        self, tmp_path: Path
+    ) -> None:
+        h, _, value = self.certified(tmp_path)
+        (raw,) = [v for k, v in h.table.items() if k.startswith("s:")]
+        answers = [fields[17] for fields in raw["records"] if fields[17] is not None]
+        assert answers and all(len(a) == 4 for a in answers)  # as small as before receipts were kept
+        _, _, again = self.certified(tmp_path)  # same key, same receipts
+        assert again == value
+
+    def test_an_answer_kept_by_an_older_worker_is_certified_without_a_receipt(self, tmp_path: Path) -> None:
+        signer = CertificateSigner.from_file(tmp_path / "k.key", "Test ISP")
+        h, commands = fanned_out(signer)
+        h.processor.on_receipt(0, 0, b"cust-1", answer(commands[0]))
+        h.processor.flush()
+        (key,) = [k for k in h.table if k.startswith("s:")]
+        raw = copy.deepcopy(h.table[key])
+        for fields in raw["records"]:  # as an older worker stored it: (outcome, rows, executed_at, reason)
+            if fields[17] is not None:
+                fields[17] = fields[17][:4]
+        h.table[key] = raw
+        outs = [
+            o
+            for i, c in enumerate(commands[1:], start=1)
+            for o in h.processor.on_receipt(0, i, b"cust-1", answer(c))
+        ]
+        (published,) = [o for o in outs if o.topic == TOPICS.certificates]
+        document = certificates.loads(published.value)
+        worker = (tmp_path / "k.pub").read_bytes()
+        assert certificates.verify(document, worker) == []
+        missing = [e for e in document["certificate"]["entries"] if e["receipt"] is None]
+        assert [e["store"] for e in missing] == [commands[0]["store"]]
+        reasons = certificates.verify(document, worker, self.store_keys(commands))
+        assert reasons == [
+            f"entry {commands[0]['store']!r}/{missing[0]['record']!r}: no store receipt embedded, "
+            "so the store's word cannot be checked"
+        ]

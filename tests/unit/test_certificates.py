@@ -15,9 +15,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ebbtide.authenticity import RECEIPT, MessageSigner, millis
 from ebbtide.certificates import (
+    FORMAT_V1,
     Certificate,
     DeletionEntry,
+    StoreReceipt,
     build,
     canonical_bytes,
     dumps,
@@ -125,7 +128,9 @@ def test_the_document_lists_every_store_command_receipt_and_time() -> None:
         "outcome": "DELETED",
         "rows": 3,
         "executed_at": "2025-01-01T00:00:04Z",
+        "receipt": None,  # made without the store's receipt (see "store receipts" below)
     }
+    assert document["certificate"]["format"] == "ebbtide-deletion-certificate/2"
 
 
 def test_a_certificate_naming_another_key_is_not_signed() -> None:
@@ -391,6 +396,164 @@ def test_build_refuses_an_inconsistent_receipt(entry: DeletionEntry, message: st
 def test_build_refuses_two_entries_for_one_record() -> None:
     with pytest.raises(ValueError, match="more than one entry"):
         certificate((CUSTOMER_ROW, replace(CUSTOMER_ROW, command_id="cmd-0009")))
+
+
+# --- store receipts ------------------------------------------------------------------------------
+
+STORE_KEYS = {store: MessageSigner(generate_key()[0]) for store in ("customer_db", "mail_archive")}
+STORE_PUBLIC = {store: signer.public_pem for store, signer in STORE_KEYS.items()}
+
+
+def receipt_of(entry: DeletionEntry, signer: MessageSigner | None = None, **changes: Any) -> StoreReceipt:
+    """The receipt ``entry``'s store signed for it (its record is <store>/<category>/<key>)."""
+    signed_by = signer or STORE_KEYS[entry.store]
+    datum = {
+        "command_id": entry.command_id,
+        "subject_id": "cust-42",
+        "store": entry.store,
+        "category": entry.category,
+        "record_key": entry.record.split("/", 2)[2],
+        "outcome": entry.outcome,
+        "rows": entry.rows,
+        "reason": "already gone" if entry.outcome == "NOT_FOUND" else None,
+        "executed_at": datetime.fromisoformat(entry.executed_at).replace(microsecond=432),
+    }
+    sent = signed_by.sign(RECEIPT, datum)  # as the sink puts it on the wire
+    fields = {**datum, "executed_at": millis(datum["executed_at"]), **changes}
+    return StoreReceipt(**fields, signer_key_id=sent["signer_key_id"], signature=b64(sent["signature"]))
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+CLIENT = replace(CUSTOMER_ROW, record="customer_db/client/42")
+TICKET = replace(MAIL_ALREADY_GONE, record="mail_archive/correspondence/t-881")
+RECEIPTED = (replace(CLIENT, receipt=receipt_of(CLIENT)), replace(TICKET, receipt=receipt_of(TICKET)))
+
+
+def with_receipts(entries: tuple[DeletionEntry, ...] = RECEIPTED) -> dict[str, Any]:
+    return sign(certificate(entries), PRIVATE)
+
+
+def test_each_entry_embeds_its_stores_receipt_exactly_as_the_store_signed_it() -> None:
+    document = with_receipts()
+    embedded = entry_of(document, "customer_db/client/42")["receipt"]
+    assert set(embedded) == {"signed", "signer_key_id", "signature"}
+    assert embedded["signer_key_id"] == STORE_KEYS["customer_db"].key_id
+    assert embedded["signed"]["format"] == "ebbtide-deletion-receipt/1"
+    # The bytes the store signed are the canonical JSON of the embedded object, ms included.
+    rebuilt = json.dumps(embedded["signed"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    signed_bytes = RECEIPTED[0].receipt.signed_bytes()  # type: ignore[union-attr]
+    assert rebuilt.encode() == signed_bytes
+    assert embedded["signed"]["executed_at"] % 1000 == 0  # the entry's second, the store's millisecond
+    load_public_key(STORE_PUBLIC["customer_db"]).verify(base64.b64decode(embedded["signature"]), signed_bytes)
+
+
+def test_a_certificate_with_receipts_verifies_with_and_without_the_store_keys() -> None:
+    document = with_receipts()
+    assert verify(document, PUBLIC) == []
+    assert verify(document, PUBLIC, STORE_PUBLIC) == []
+    assert verify(loads(dumps(document)), PUBLIC, STORE_PUBLIC) == []
+
+
+def test_the_same_receipts_give_the_same_certificate_bytes() -> None:
+    again = tuple(replace(e, receipt=receipt_of(e)) for e in (TICKET, CLIENT))
+    assert dumps(with_receipts()) == dumps(with_receipts(again))
+
+
+def test_a_tampered_receipt_fails_store_verification_naming_the_entry() -> None:
+    # The worker's own signature is good: only the store's key shows the store never said this.
+    forged = replace(RECEIPTED[0], receipt=receipt_of(CLIENT, STORE_KEYS["mail_archive"]))
+    assert forged.receipt is not None
+    forged = replace(forged, receipt=replace(forged.receipt, signer_key_id=STORE_KEYS["customer_db"].key_id))
+    document = with_receipts((forged, RECEIPTED[1]))
+    assert verify(document, PUBLIC) == []
+    reasons = verify(document, PUBLIC, STORE_PUBLIC)
+    assert reasons == [
+        "entry 'customer_db'/'customer_db/client/42': bad store receipt signature: the receipt does not "
+        "match its store's signature (it was changed after signing, or signed by another key)"
+    ]
+
+
+def test_a_receipt_edited_in_the_file_fails_both_signatures() -> None:
+    document = with_receipts()
+    entry_of(document, "mail_archive/correspondence/t-881")["receipt"]["signed"]["reason"] = "deleted"
+    reasons = verify(document, PUBLIC, STORE_PUBLIC)
+    assert has(reasons, "bad signature: the certificate's content does not match")
+    assert has(
+        reasons, "entry 'mail_archive'/'mail_archive/correspondence/t-881': bad store receipt signature"
+    )
+    assert not has(reasons, "customer_db/client/42")
+
+
+def test_a_receipt_signed_by_another_stores_key_names_both_keys() -> None:
+    document = with_receipts((replace(CLIENT, receipt=receipt_of(CLIENT, STORE_KEYS["mail_archive"])),))
+    (reason,) = verify(document, PUBLIC, STORE_PUBLIC)
+    assert reason == (
+        f"entry 'customer_db'/'customer_db/client/42': store receipt signed with key "
+        f"'{STORE_KEYS['mail_archive'].key_id}' but the key of store 'customer_db' is "
+        f"'{STORE_KEYS['customer_db'].key_id}'"
+    )
+
+
+def test_a_store_without_a_key_or_an_entry_without_a_receipt_is_reported() -> None:
+    document = with_receipts((RECEIPTED[0], TICKET))
+    assert verify(document, PUBLIC) == []
+    reasons = verify(document, PUBLIC, {"mail_archive": STORE_PUBLIC["mail_archive"]})
+    assert reasons == [
+        "entry 'customer_db'/'customer_db/client/42': store receipt not checked: "
+        "no public key for store 'customer_db'",
+        "entry 'mail_archive'/'mail_archive/correspondence/t-881': no store receipt embedded, "
+        "so the store's word cannot be checked",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"rows": 2}, "its rows is not the entry's"),
+        ({"outcome": "NOT_FOUND", "rows": 0}, "its outcome is not the entry's"),
+        ({"subject_id": "cust-43"}, "its subject_id is not the entry's"),
+        ({"record_key": "43"}, "its record_key is not the entry's record"),
+        ({"command_id": "cmd-9"}, "its command_id is not the entry's"),
+        ({"executed_at": 0}, "its executed_at is not the entry's"),
+    ],
+)
+def test_build_refuses_a_receipt_that_says_something_else_than_its_entry(
+    change: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        certificate((replace(CLIENT, receipt=receipt_of(CLIENT, **change)),))
+
+
+def test_a_malformed_embedded_receipt_is_reported_not_raised() -> None:
+    document = with_receipts()
+    embedded = entry_of(document, "customer_db/client/42")["receipt"]
+    embedded["signed"]["rows"] = "1"
+    embedded["extra"] = True
+    reasons = verify(document, PUBLIC, STORE_PUBLIC)
+    assert has(reasons, "certificate.entries[0].receipt: unexpected field 'extra'")
+
+
+def test_a_format_1_certificate_still_verifies_but_proves_no_stores_word() -> None:
+    old = replace(certificate(), format=FORMAT_V1)
+    document = sign(old, PRIVATE)
+    assert document["certificate"]["format"] == FORMAT_V1
+    assert "receipt" not in document["certificate"]["entries"][0]
+    assert verify(document, PUBLIC) == []
+    assert verify(document, PUBLIC, STORE_PUBLIC) == [
+        f"no store receipts: a certificate of format '{FORMAT_V1}' embeds none, "
+        "so only the issuer's word can be checked"
+    ]
+    entry_of(document, "invoices/inv-2019-17")["receipt"] = None
+    assert has(verify(document, PUBLIC), "unexpected field 'receipt'")
+
+
+def test_the_html_page_names_each_receipts_store_key() -> None:
+    page = render_html(with_receipts())
+    assert STORE_KEYS["customer_db"].key_id in page
+    assert "--store-keys DIR" in page
 
 
 # --- HTML ----------------------------------------------------------------------------------------

@@ -10,15 +10,17 @@ from typing import Any
 
 import pytest
 
-from ebbtide import metrics
+from ebbtide import certificates, metrics
+from ebbtide.authenticity import KEY_ID, SIGNATURE, TICK, ClockKey, MessageSigner
 from ebbtide.client import to_record
 from ebbtide.settings import Settings, SettingsError
-from schemas import LIFECYCLE_EVENT, codec_for
+from schemas import CLOCK_TICK, LIFECYCLE_EVENT, codec_for
 from streams import processor as processor_module
 from streams.app import wall_clock_check
 from streams.policy.rules import rules_policy
 from streams.processor import LifecycleProcessor, partition_for
 from tests.unit.test_processor import CLIENT_RECORD, TOPICS, Harness, event
+from tests.unit.test_processor import tick as encoded_tick
 
 
 def encoded(raw: dict[str, Any]) -> bytes:
@@ -151,12 +153,60 @@ def test_in_replay_mode_an_accelerated_clock_is_accepted() -> None:
     assert [c["record_key"] for c in h.commands()] == ["1"]
 
 
-def test_a_tick_waiting_for_events_that_a_later_tick_says_do_not_exist_does_not_hold_back_the_clock() -> None:
+def test_an_event_that_would_swell_a_subjects_state_past_one_message_is_dead_lettered() -> None:
     h = Harness()
+    refused = None
+    for n in range(1400):  # ordinary announcements, ids and keys of 500 characters
+        out = h.publish(
+            {
+                **CLIENT_RECORD,
+                "event_id": f"w{n:04d}" + "x" * 495,
+                "payload": {**CLIENT_RECORD["payload"], "record_key": f"{n:04d}" + "k" * 496},
+            }
+        )
+        if out and out[0].topic == TOPICS.dlq:
+            refused = n
+            break
+    assert refused is not None and "the subject's state would grow to" in reason(out)
+    assert len(h.processor._load(0, "cust-1").records) == refused  # type: ignore[union-attr]
+
+
+def test_an_oversized_message_is_dead_lettered_without_its_value() -> None:
+    h = Harness()
+    value = b"\xc3\x01" + bytes(8) + b"x" * 1_000_000
+    (dead,) = h.publish_bytes(b"cust-1", value)
+    headers = dict(dead.headers)
+    assert dead.value == b"" and headers["value_dropped"] == str(len(value)).encode()
+
+
+def signed_tick(signer: MessageSigner, now: str, events_end: int, partition: int) -> bytes:
+    tick = {
+        "now": datetime.fromisoformat(now.replace("Z", "+00:00")),
+        "events_end": events_end,
+        "source": "t",
+    }
+    signed = signer.sign(TICK, {**tick, "partition": partition})
+    return codec_for(CLOCK_TICK).encode({**tick, SIGNATURE: signed[SIGNATURE], KEY_ID: signed[KEY_ID]})
+
+
+def test_the_worker_takes_only_ticks_the_clocks_key_signed_for_their_partition() -> None:
+    clock = MessageSigner(certificates.generate_key()[0])
+    stranger = MessageSigner(certificates.generate_key()[0])
+    h = Harness()
+    h.processor.clock_key = ClockKey(pem=clock.public_pem)
     h.publish(CLIENT_RECORD)
     h.publish(event("c1", "AccountClosed", "2021-03-15T00:00:00Z"))
-    assert h.tick("2024-03-10T00:00:00Z", events_end=10**12) == []  # a forged events_end: deferred
-    out = h.tick("2024-03-16T00:00:00Z")
-    dead = [o for o in out if o.topic == TOPICS.dlq]
-    assert len(dead) == 1 and b"waited for more events than the later tick" in dict(dead[0].headers)["reason"]
-    assert [c["record_key"] for c in h.commands()] == ["1"]
+
+    def tick(value: bytes, partition: int = 0) -> list[Any]:
+        out = h.processor.on_tick(partition, 0, b"tick", value)
+        h.processor.flush()
+        return out
+
+    assert "security: clock_tick: not signed" in reason(tick(encoded_tick("2024-03-16T00:00:00Z", h.offset)))
+    assert "signed by another key" in reason(tick(signed_tick(stranger, "2024-03-16T00:00:00Z", h.offset, 0)))
+    moved = signed_tick(clock, "2024-03-16T00:00:00Z", h.offset, 1)  # signed for partition 1
+    assert "bad signature" in reason(tick(moved, 0))
+    assert h.commands() == []
+    assert [
+        o for o in tick(signed_tick(clock, "2024-03-16T00:00:00Z", h.offset, 0)) if ".commands." in o.topic
+    ]

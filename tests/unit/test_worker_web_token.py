@@ -108,3 +108,10 @@ def test_authorisation_header_checks() -> None:
     assert not authorised("Bearer abc12", token)
     assert not authorised("Bearer ", token)
     assert not authorised("abc123", token)
+
+
+def test_faust_serves_no_page_of_its_own_that_would_bypass_the_token(tmp_path: Path) -> None:
+    """Faust's table and router pages would serve the state table without the token."""
+    app = create_app(worker_settings(tmp_path), rules_policy().with_stores(Settings().stores()))
+    paths = {r.resource.canonical for r in app.web.web_app.router.routes()}  # type: ignore[attr-defined]
+    assert paths == {"/subjects/{subject_id}/"}
