@@ -19,11 +19,14 @@ from ebbtide.settings import Settings
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that gives a child process these settings: every field of ``Settings``
-    as its ``EBBTIDE_<NAME>`` variable (a field that is None is left as the environment has it)."""
+    as its ``EBBTIDE_<NAME>`` variable (one that is None is unset, so the child takes the same
+    default rather than whatever this process's environment says)."""
     env = dict(os.environ)
     for f in fields(settings):
         value = getattr(settings, f.name)
-        if value is not None:
+        if value is None:
+            env.pop(f"EBBTIDE_{f.name.upper()}", None)
+        else:
             env[f"EBBTIDE_{f.name.upper()}"] = str(value)
     return env
 

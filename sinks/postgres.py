@@ -445,9 +445,11 @@ class PostgresExecutor:
 
 
 def _belongs(action: TableAction, owner: Any, subject_id: str) -> bool:
-    """Whether a row whose subject column holds ``owner`` is ``subject_id``'s (per the map's format)."""
+    """Whether a row whose subject column holds ``owner`` may be touched for ``subject_id``: it is
+    that subject's (per the map's format), or no one's (NULL: e.g. a link blanked by an earlier
+    anonymisation, which belongs to no other subject; refusing it would only stop deletions)."""
     if owner is None:
-        return False
+        return True
     try:
         return format_value(action.subject_format, owner, action.table) == subject_id
     except ValueError:

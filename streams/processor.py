@@ -87,19 +87,30 @@ def subject_key(partition: int, subject_id: str) -> str:
     return f"s:{partition}:{subject_id}"
 
 
-# A subject's state is one changelog message: past this it could not be written (the broker
-# takes 1 MB by default) and the worker would fail on the same batch again and again.
-MAX_STATE_BYTES = 800_000
+# A subject's state is one changelog message: past what the broker takes (1 MB by default) it
+# could not be written and the worker would fail on the same batch again and again. A new record
+# may take a subject's state to MAX_STATE_BYTES, with room kept for what each live copy still
+# grows by (its order, its answer and signature: RESERVE_PER_COPY); any other event (a fact: an
+# account closed, an erasure, ...) may take it to HARD_STATE_BYTES, so a subject that has
+# reached the limit can still be closed and deleted.
+MAX_STATE_BYTES = 700_000
+HARD_STATE_BYTES = 900_000
+RESERVE_PER_COPY = 400
+MAX_DEFERRED_TICKS = 10_000  # ticks waiting for events of one partition (each a few bytes of progress)
+# Entries (seen ids, facts, records) a subject may have before its size is measured: with every
+# id and key at its 512-character limit, fewer entries cannot come near the limits.
+_MEASURE_FROM = 100
 
 
-def state_size(state: SubjectState) -> int | None:
-    """The encoded size of ``state`` if it is over :data:`MAX_STATE_BYTES`, else None. Encoded
-    only when a cheap estimate (ids, facts and records counted) says it may be that large."""
-    estimate = 64 * len(state.seen) + 160 * len(state.facts) + 400 * len(state.records)
-    if estimate < MAX_STATE_BYTES // 2:
+def state_size(state: SubjectState, grows: bool) -> int | None:
+    """The size ``state`` counts as (encoded, plus the reserve of its live copies) if that is over
+    its limit (MAX_STATE_BYTES where the event adds a record, ``grows``; else HARD_STATE_BYTES),
+    else None. Measured only for subjects with many entries."""
+    if len(state.seen) + len(state.facts) + len(state.records) < _MEASURE_FROM:
         return None
-    size = len(json.dumps(snapshot.dump(state), separators=(",", ":")))
-    return size if size > MAX_STATE_BYTES else None
+    live = sum(1 for r in state.records.values() if r.status in ("pending", "ordered") or not r.certified)
+    size = len(json.dumps(snapshot.dump(state), separators=(",", ":"))) + RESERVE_PER_COPY * live
+    return size if size > (MAX_STATE_BYTES if grows else HARD_STATE_BYTES) else None
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -258,11 +269,11 @@ class LifecycleProcessor:
                     raise InvalidMessage(f"lifecycle_event: {problem}")
             state = self._subject(partition, event.subject_id)
             outcome = _engine(apply_event, "lifecycle_event", state, event, self.policy)
-            size = state_size(outcome.state)
+            size = state_size(outcome.state, isinstance(event, RecordWritten))
             if size is not None:
                 raise InvalidMessage(
-                    f"lifecycle_event: the subject's state would grow to {size:,} bytes, over the "
-                    f"{MAX_STATE_BYTES:,} one changelog message may hold; not applied"
+                    f"lifecycle_event: the subject's state would grow to {size:,} bytes (with room for "
+                    "its live copies' answers), over what one changelog message may hold; not applied"
                 )
         except InvalidMessage as exc:
             out.append(self._dead_letter("events", self.topics.events, partition, offset, key, value, exc))
@@ -298,6 +309,17 @@ class LifecycleProcessor:
         except InvalidMessage as exc:
             return [self._dead_letter("clock", self.topics.clock, partition, offset, key, value, exc)]
         progress = self._progress(partition)
+        latest = max([progress.now or -1, *(when for when, _ in progress.deferred)])
+        if now <= latest:  # a replayed or stale tick: the clock never goes back, so it is a no-op
+            out = self._sign_held(partition) if self.signer is not None else []
+            return out + self._release_deferred(partition, progress)
+        if len(progress.deferred) >= MAX_DEFERRED_TICKS:
+            metrics.SECURITY_EVENTS.labels("clock", "deferred_full").inc()
+            full = InvalidMessage(
+                f"clock_tick: {MAX_DEFERRED_TICKS} ticks already wait for events of this partition; "
+                "refused (see EbbtideTicksDeferred)"
+            )
+            return [self._dead_letter("clock", self.topics.clock, partition, offset, key, value, full)]
         progress.deferred.append((now, events_end))
         self._index(partition)  # the certificates held for want of a signature are known from here
         out = self._sign_held(partition) if self.signer is not None else []

@@ -4,6 +4,7 @@ and every other subject's deletions go on."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -210,3 +211,63 @@ def test_the_worker_takes_only_ticks_the_clocks_key_signed_for_their_partition()
     assert [
         o for o in tick(signed_tick(clock, "2024-03-16T00:00:00Z", h.offset, 0)) if ".commands." in o.topic
     ]
+
+
+def test_no_subject_state_passes_what_one_changelog_message_holds_and_it_can_still_be_closed() -> None:
+    """Long ids alone (no long keys) used to slip past a cheap estimate; and a subject at the
+    limit must still take the events that close and delete it."""
+    h = Harness()
+    refused = None
+    for n in range(2500):
+        out = h.publish(
+            {
+                **CLIENT_RECORD,
+                "event_id": f"w{n:04d}" + "x" * 502,
+                "payload": {**CLIENT_RECORD["payload"], "record_key": str(n)},
+            }
+        )
+        if out and out[0].topic == TOPICS.dlq:
+            refused = n
+            break
+    assert refused is not None
+    raw = h.table["s:0:cust-1"]
+    assert len(json.dumps(raw, separators=(",", ":"))) < processor_module.MAX_STATE_BYTES
+    assert h.publish(event("c1", "AccountClosed", "2021-03-15T00:00:00Z"))[0].topic == TOPICS.decisions
+    h.tick("2024-03-16T00:00:00Z")
+    assert len(h.commands()) == refused  # every announced record ordered deleted
+    assert len(json.dumps(h.table["s:0:cust-1"], separators=(",", ":"))) < 1_000_000
+
+
+def test_a_replayed_tick_adds_nothing_to_the_partitions_progress() -> None:
+    h = Harness()
+    h.publish(CLIENT_RECORD)
+    waiting = encoded_tick("2024-03-16T00:00:00Z", 10)  # waits for events not processed yet
+    for _ in range(50):
+        h.processor.on_tick(0, 0, b"tick", waiting)
+        h.processor.flush()
+    assert len(h.table["p:0"]["deferred"]) == 1
+
+
+def test_a_row_no_one_owns_may_be_touched_for_any_subject() -> None:
+    from sinks.mapping import parse_store_map as parse_table_map
+    from sinks.postgres import _belongs
+
+    (action,) = parse_table_map(
+        {
+            "store": "customer_db",
+            "categories": {
+                "client": [
+                    {
+                        "table": "payments",
+                        "key_column": "payment_id",
+                        "action": "delete",
+                        "subject_column": "customer_id",
+                        "subject_format": "cust-{:05d}",
+                    }
+                ]
+            },
+        }
+    ).actions("client")
+    assert _belongs(action, None, "cust-00001")  # a link blanked by an earlier anonymisation
+    assert _belongs(action, 1, "cust-00001")
+    assert not _belongs(action, 2, "cust-00001")
