@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,23 +12,25 @@ import pytest
 from ebbtide import authenticity, certificates
 from ebbtide.cli import main
 
+ENTRY = certificates.DeletionEntry(
+    store="customer_db",
+    category="client",
+    record="customer_db/client/1",
+    command_id="c1",
+    rule_id="account",
+    deadline="2024-03-15T00:00:00Z",
+    ordered_at="2024-03-16T00:00:00Z",
+    outcome="DELETED",
+    rows=1,
+    executed_at="2024-03-16T00:00:01Z",
+)
+
 
 def signed(tmp_path: Path) -> tuple[Path, Path]:
     assert main(["certificate", "keygen", str(tmp_path / "keys")]) == 0
     public = (tmp_path / "keys" / "certificate-signing.pub").read_bytes()
     private = (tmp_path / "keys" / "certificate-signing.key").read_bytes()
-    entry = certificates.DeletionEntry(
-        store="customer_db",
-        category="client",
-        record="customer_db/client/1",
-        command_id="c1",
-        rule_id="account",
-        deadline="2024-03-15T00:00:00Z",
-        ordered_at="2024-03-16T00:00:00Z",
-        outcome="DELETED",
-        rows=1,
-        executed_at="2024-03-16T00:00:01Z",
-    )
+    entry = ENTRY
     certificate = certificates.build(
         "cust-1",
         [entry],
@@ -89,17 +92,8 @@ def with_store_receipt(tmp_path: Path) -> tuple[Path, Path, Path]:
         "executed_at": 1_710_547_201_000,  # 2024-03-16T00:00:01Z
     }
     sent = store.sign(authenticity.RECEIPT, receipt)
-    entry = certificates.DeletionEntry(
-        store="customer_db",
-        category="client",
-        record="customer_db/client/1",
-        command_id="c1",
-        rule_id="account",
-        deadline="2024-03-15T00:00:00Z",
-        ordered_at="2024-03-16T00:00:00Z",
-        outcome="DELETED",
-        rows=1,
-        executed_at="2024-03-16T00:00:01Z",
+    entry = replace(
+        ENTRY,
         receipt=certificates.StoreReceipt(
             **receipt, signer_key_id=store.key_id, signature=base64.b64encode(sent["signature"]).decode()
         ),
