@@ -419,9 +419,9 @@ def main(args: Any, settings: Settings) -> int:
 
 def _replay(args: Any, settings: Settings, chosen: list[DeadLetter], name: str) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ebbtide.kafka_io import close_producer, producer
+    from ebbtide.progress import progress_bar
 
     topics = Topics(settings.topic_prefix)
     plan = plan_replay(chosen, replayable_topics(settings), topics.clock)
@@ -454,14 +454,7 @@ def _replay(args: Any, settings: Settings, chosen: list[DeadLetter], name: str) 
     console = Console(stderr=True)
     try:
         if console.is_terminal and len(replays) > 1:
-            with Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-                transient=True,
-            ) as bar:
+            with progress_bar(console, transient=True) as bar:
                 task = bar.add_task("replaying dead letters", total=len(replays))
                 done = replay(replays, out, topics.dlq, args.timeout, lambda n: bar.advance(task, n))
         else:

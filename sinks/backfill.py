@@ -27,8 +27,8 @@ from psycopg2 import sql
 from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 from psycopg2.extensions import connection as Connection
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ebbtide.progress import progress_bar
 from ebbtide.settings import Settings
 from sinks.mapping import StoreMap, StoreMapError, TableAction, format_value
 from sinks.postgres import check_store_map, utc_now
@@ -203,13 +203,7 @@ def run_backfill(
         publisher = None if dry_run else EventPublisher(settings)
         try:
             if console.is_terminal:
-                with Progress(
-                    TextColumn("{task.description}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TimeElapsedColumn(),
-                    console=console,
-                ) as progress:
+                with progress_bar(console) as progress:
                     for report in reports:
                         task = progress.add_task(report.label, total=report.total)
                         backfill.run(report, publisher, partial(progress.advance, task))

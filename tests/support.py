@@ -28,6 +28,15 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# The smallest valid event, in the JSON form `ebbtide publish` and EventPublisher.publish take.
+EVENT = {
+    "event_id": "e1",
+    "type": "CustomerRegistered",
+    "subject_id": "cust-1",
+    "event_time": "2024-03-01T12:00:00Z",
+    "producer": "test",
+}
+
 
 def servers() -> tuple[str, str]:
     """Bootstrap address and test DSN from the environment `make test` provides."""

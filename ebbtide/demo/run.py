@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ebbtide import processes
 from ebbtide.client import EventPublisher, settings_policy, to_record
 from ebbtide.clock import ClockPublisher, steps
 from ebbtide.demo import database, report, scenario
 from ebbtide.kafka_io import create_topics, pipeline_topics
+from ebbtide.progress import progress_bar
 from ebbtide.settings import Settings, Topics
 from sinks.vendor_standin import VendorStandIn
 from sinks.vendors import tuned
@@ -212,7 +212,7 @@ def _publish(
     console: Console, running: Running, records: list[dict[str, Any]], ticks: list[datetime]
 ) -> None:
     """Publish the events up to each tick and the tick, each tick paced (:func:`_paced`)."""
-    with _progress(console) as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task("publishing events and ticking the clock", total=len(ticks))
 
         def advance(moment: datetime, sent: int) -> None:
@@ -274,7 +274,7 @@ def _paced(running: Running, moment: datetime) -> None:
 
 def _catch_up(console: Console, running: Running, final: datetime, what: str) -> dict[str, float]:
     """:func:`_settled` with a progress line; the overdue count per store."""
-    with _progress(console) as progress:
+    with progress_bar(console) as progress:
         task = progress.add_task(what, total=None)
 
         def show(state: Progressed) -> None:
@@ -293,14 +293,3 @@ def _by_store(samples: processes.Samples, name: str) -> dict[str, float]:
         store = dict(labels).get("store", "")
         out[store] = out.get(store, 0.0) + value
     return out
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )

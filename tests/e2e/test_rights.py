@@ -54,9 +54,10 @@ def one_customer(database: str) -> str:
     )
 
 
-def explain(settings: Settings, source: str) -> dict[str, Any]:
+def explain(settings: Settings, source: str, subject: str = "cust-00001") -> dict[str, Any]:
+    """`ebbtide explain SUBJECT --json`, from the running worker or from its changelog."""
     done = subprocess.run(
-        [sys.executable, "-m", "ebbtide", "explain", "cust-00001", "--json", "--source", source],
+        [sys.executable, "-m", "ebbtide", "explain", subject, "--json", "--source", source],
         env=processes.settings_env(settings),
         capture_output=True,
         text=True,

@@ -32,6 +32,7 @@ from sinks import logstore
 from sinks.receipts import receipt_for
 from streams.policy.calendar import to_ms
 from tests.e2e.test_pipeline import OWN_DATABASES, WORKER_READY, Pipeline, ev, publish, rows, tick, written
+from tests.e2e.test_rights import explain, statuses
 from tests.support import TopicReader, demo_database, make_topics, signed_receipt, wait_until
 
 # --- the worker's view: what it decided, said and knows --------------------------------------
@@ -79,20 +80,6 @@ def answers(settings: Settings) -> dict[str, dict[str, Any]]:
         answer = codec.decode(message.value)
         out[answer["subject_id"]] = {i["record"]: i for i in answer["items"]}
     return out
-
-
-def explain(settings: Settings, subject: str) -> dict[str, str]:
-    """`ebbtide explain SUBJECT` from the running worker: each record's status."""
-    done = subprocess.run(
-        [sys.executable, "-m", "ebbtide", "explain", subject, "--json", "--source", "worker"],
-        env=processes.settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return {r["record"]: r["status"] for r in json.loads(done.stdout)["records"]}
 
 
 @dataclass
@@ -260,7 +247,10 @@ def test_seed_000_correspondence_is_kept_on_erasure_only_where_a_legal_claim_hol
     pipeline.wait_confirmed({"customer_db/correspondence/210", "customer_db/marketing/221"})
     assert "customer_db/correspondence/220" not in ordered(settings, "cust-00022")
     assert rows(two_former_customers, "SELECT ticket_id FROM support_tickets") == [(220,)]
-    assert explain(pipeline.settings, "cust-00022")["customer_db/correspondence/220"] == "held"
+    assert (
+        statuses(explain(pipeline.settings, "worker", "cust-00022"))["customer_db/correspondence/220"]
+        == "held"
+    )
 
 
 # --- GDPR art. 12(3) + seed 004: a request refused or withdrawn closes the duty to answer ----------

@@ -10,15 +10,7 @@ from kafka.admin import NewTopic
 
 from ebbtide.client import EventPublisher, PublishFailed
 from ebbtide.settings import Topics
-from tests.support import unique_settings
-
-EVENT = {
-    "event_id": "e1",
-    "type": "CustomerRegistered",
-    "subject_id": "cust-1",
-    "event_time": "2024-03-01T12:00:00Z",
-    "producer": "test",
-}
+from tests.support import EVENT, unique_settings
 
 
 def test_events_the_broker_refuses_are_reported_not_dropped(stack: tuple[str, str], tmp_path: Path) -> None:

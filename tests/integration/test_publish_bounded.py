@@ -23,16 +23,9 @@ from ebbtide.authenticity import read_or_make_key
 from ebbtide.kafka_io import end_offsets, offsets_reader, producer
 from ebbtide.settings import Settings, Topics
 from streams.processor import partition_for
-from tests.support import TopicReader, unique_settings
+from tests.support import EVENT, TopicReader, unique_settings
 
 SECRET = "alice@example.invalid"  # stands for a personal value: it must never be printed
-EVENT = {
-    "event_id": "e1",
-    "type": "CustomerRegistered",
-    "subject_id": "cust-1",
-    "event_time": "2024-03-01T12:00:00Z",
-    "producer": "test",
-}
 
 
 def ebbtide(settings: Settings, *args: str, limit: float = 60) -> subprocess.CompletedProcess[str]:

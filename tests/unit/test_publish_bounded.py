@@ -19,14 +19,7 @@ from ebbtide.client import MAX_EVENT_BYTES, EventPublisher, InvalidEvent, Publis
 from ebbtide.clock import ClockPublisher, TickFailed
 from ebbtide.kafka_io import await_delivery, close_producer
 from ebbtide.settings import Settings
-
-EVENT = {
-    "event_id": "e1",
-    "type": "CustomerRegistered",
-    "subject_id": "cust-1",
-    "event_time": "2024-03-01T12:00:00Z",
-    "producer": "test",
-}
+from tests.support import EVENT
 
 
 def event(n: int, **change: Any) -> dict[str, Any]:
