@@ -43,6 +43,12 @@ COMMANDS_SENT = Counter(
     "Deletion commands sent, by store and category.",
     ["store", "category"],
 )
+COMMANDS_RESENT = Counter(
+    "ebbtide_commands_resent_total",
+    "Deletion commands sent again (same command id) because their store had not answered within "
+    "its service level, by store; included in ebbtide_commands_sent_total.",
+    ["store"],
+)
 RECEIPTS = Counter(
     "ebbtide_receipts_total",
     "Deletion receipts consumed by the lifecycle agent.",

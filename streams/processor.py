@@ -443,6 +443,9 @@ class LifecycleProcessor:
                 out.append(signed)
         for command in outcome.commands:
             metrics.COMMANDS_SENT.labels(command.store, command.category).inc()
+            sent = before.records.get(record_id(command.store, command.category, command.record_key))
+            if sent is not None and sent.status == "ordered" and sent.command_id == command.command_id:
+                metrics.COMMANDS_RESENT.labels(command.store).inc()  # chased: no receipt in time
         for decision in outcome.decisions:
             metrics.DECISIONS.labels(decision.kind).inc()
             if decision.kind == "DUTY_OVERDUE":  # record: duty/<erasure|export|breach>/<id>...

@@ -71,8 +71,9 @@ def summarise(
         ("record copies stamped (one per store holding it)", metric("ebbtide_records_stamped_total")),
         ("deadlines still pending", metric("ebbtide_pending_deadlines")),
         ("deletion commands sent (re-sends included)", metric("ebbtide_commands_sent_total")),
+        ("re-sent for want of an answer", metric("ebbtide_commands_resent_total")),
         (
-            "re-sent for want of an answer (overdue)",
+            "reported overdue (one decision per copy and escalation step)",
             metric("ebbtide_decisions_total", kind="DELETION_OVERDUE"),
         ),
         ("receipts received", metric("ebbtide_receipts_total")),
@@ -88,6 +89,9 @@ def summarise(
     problems, kept = _check_databases(dsn, latest)
     problems += _check_vendors(standin, stores, latest)
     problems += _check_compliance(sc, final, standin, stores, decisions, latest)
+    refused_holds = processes.total(worker, "ebbtide_security_events_total", source="events")
+    if refused_holds:  # the demo signs every hold it publishes: none may be refused
+        problems.append(f"{refused_holds:.0f} legal hold events refused as not signed by a trusted key")
     why = Table(title="Database rows kept, and why")
     for column in ("category", "why", "rows"):
         why.add_column(column, justify="right" if column == "rows" else "left")

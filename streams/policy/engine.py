@@ -39,6 +39,10 @@ Status = Literal["pending", "ordered", "deleted", "transferred"]
 # Judged again when a fact changes: a transferred domain may come back (registered with us again).
 JUDGED: tuple[Status, ...] = ("pending", "transferred")
 CHASE_BACKOFF_CAP = 8  # an unanswered command is sent again at most every 8 service levels
+# The re-sends after 1, 2, 4 and 8 service levels are the escalation steps: each reports the copy
+# overdue (DELETION_OVERDUE). Past the cap the command is still sent every 8 service levels, but
+# with no new decision: the copy stays overdue (gauge, `ebbtide overdue`) until its store answers.
+ESCALATION_STEPS = CHASE_BACKOFF_CAP.bit_length()  # 4: after 1, 2, 4 and 8 service levels
 Answer = tuple[str, int, int, str | None, str | None, str | None]
 
 
@@ -64,7 +68,7 @@ class RecordState:
     restricted_by: str | None = None  # erasure request that limited processing to the rule's purpose
     failures: int = 0  # failed deletion attempts so far
     ordered_at: int | None = None  # pipeline time the current command was first sent
-    chase_at: int | None = None  # ordered, no receipt yet: send again and report overdue at this time
+    chase_at: int | None = None  # ordered, no receipt yet: send again at this time (see ESCALATION_STEPS)
     reissues: int = 0  # times the current command was sent again for want of a receipt
     # (outcome, rows, executed_at, reason, the store's key id, its receipt signature in base64);
     # the signature is kept until the copy is certified (the certificate embeds it), then dropped.
@@ -159,7 +163,8 @@ def apply_event(state: SubjectState, event: Event, policy: Policy) -> Outcome:
 def fire_due(state: SubjectState, now: int, policy: Policy) -> Outcome:
     """Order the deletion of every unblocked record whose deadline is at or before ``now``,
     send again every command its store has not answered within its service level (reporting it
-    overdue), and report every duty whose deadline passed undone."""
+    overdue at each escalation step, once per step: ESCALATION_STEPS), and report every duty
+    whose deadline passed undone."""
     due = sorted(
         (r for r in state.records.values() if r.waiting and r.deadline <= now),  # type: ignore[operator]
         key=lambda r: r.record_id,
@@ -218,9 +223,22 @@ def fire_due(state: SubjectState, now: int, policy: Policy) -> Outcome:
         level = policy.service_level(record.store)
         # Sent again at 1, 2, 4 and then every 8 service levels: a store that is down for long
         # is not flooded, and still hears from us regularly.
-        spacing = level * min(2 ** (record.reissues + 1), CHASE_BACKOFF_CAP)
+        spacing = level * chase_spacing(record.reissues + 1)
         records[record.record_id] = replace(record, chase_at=now + spacing, reissues=record.reissues + 1)
         commands.append(_command(state.subject_id, record, record.command_id, policy, now))
+        step = record.reissues + 1
+        if step > ESCALATION_STEPS:
+            continue  # past the last escalation step: sent again, reported overdue already
+        reason = (
+            f"no receipt from {record.store} within its service level of {_span(level)} "
+            f"(ordered {calendar.iso(record.ordered_at or now)}); the same command is sent again "
+            f"(re-issue {step})"
+        )
+        if step == ESCALATION_STEPS:
+            reason += (
+                f"; from now on it is sent again every {_span(spacing)} until {record.store} answers, "
+                "with no further overdue decision"
+            )
         decisions.append(
             _decision(
                 state.subject_id,
@@ -228,9 +246,7 @@ def fire_due(state: SubjectState, now: int, policy: Policy) -> Outcome:
                 "DELETION_OVERDUE",
                 policy.rule(record.rule_id),
                 record.deadline,
-                f"no receipt from {record.store} within its service level of {_span(level)} "
-                f"(ordered {calendar.iso(record.ordered_at or now)}); the same command is sent again "
-                f"(re-issue {record.reissues + 1})",
+                reason,
                 policy,
                 (record.command_id,),
                 tick,
@@ -255,6 +271,12 @@ def fire_due(state: SubjectState, now: int, policy: Policy) -> Outcome:
         )
     outcome_state = replace(state, records=records, overdue=state.overdue | set(late))
     return Outcome(outcome_state, tuple(decisions), tuple(commands))
+
+
+def chase_spacing(reissues: int) -> int:
+    """Service levels from re-issue ``reissues`` of a command to the next one: 2, 4, then 8
+    (CHASE_BACKOFF_CAP) ever after; the first re-issue comes one service level after the order."""
+    return min(1 << reissues, CHASE_BACKOFF_CAP)
 
 
 def _command(subject_id: str, record: RecordState, command_id: str, policy: Policy, now: int) -> DeleteRecord:

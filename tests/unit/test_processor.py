@@ -100,6 +100,24 @@ def test_a_tick_past_the_deadline_sends_one_deletion_command(closed_account: Har
     assert len(closed_account.commands()) == 1
 
 
+def test_a_command_sent_again_for_want_of_a_receipt_is_counted_as_resent(closed_account: Harness) -> None:
+    from ebbtide import metrics
+
+    def resent() -> float:
+        return metrics.COMMANDS_RESENT.labels("customer_db")._value.get()  # type: ignore[no-any-return]
+
+    before = resent()
+    closed_account.tick("2024-03-16T00:00:00Z")  # ordered: sent, not re-sent
+    assert resent() == before
+    # customer_db's service level is 1 hour: chased after 1, 2, 4, then every 8 hours
+    for now in ("01:00", "03:00", "07:00", "15:00", "23:00", "23:30"):
+        closed_account.tick(f"2024-03-16T{now}:00Z")
+    assert len(closed_account.commands()) == 6 and resent() == before + 5
+    overdue = [d for d in closed_account.decisions() if d["kind"] == "DELETION_OVERDUE"]
+    assert len(overdue) == 4  # one per escalation step (1, 2, 4 and 8 service levels), not per re-send
+    assert closed_account.processor.overdue() == {"customer_db": 1}  # still overdue for the gauge
+
+
 def test_a_tick_waits_for_the_events_published_before_it() -> None:
     h = Harness()
     h.publish(CLIENT_RECORD)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +15,16 @@ from ebbtide import certificates
 from ebbtide.signer import CertificateSigner
 from streams.policy import events as ev
 from streams.policy.decisions import CertificateDue
-from streams.policy.engine import Outcome, SubjectState, apply_event, apply_receipt, fire_due, new_subject
+from streams.policy.engine import (
+    CHASE_BACKOFF_CAP,
+    ESCALATION_STEPS,
+    Outcome,
+    SubjectState,
+    apply_event,
+    apply_receipt,
+    fire_due,
+    new_subject,
+)
 from streams.policy.rules import default_policy, rules_policy
 from streams.policy.stores import StoreMapError, parse_store_map
 from tests.unit.builders import (
@@ -215,6 +225,31 @@ class TestReconcilerChasesStoresThatDoNotAnswer:
             later = fire_due(later.state, t(now), POLICY)
         assert later.state.next_deadline() == t("2024-06-16")  # capped: 8 x 3 days
 
+    def test_overdue_is_reported_once_per_escalation_step_and_the_command_is_still_sent_after(
+        self,
+    ) -> None:
+        due = fire_due(fold(CLOSED_CLIENT), t("2024-03-15"), POLICY)
+        state = apply_receipt(due.state, receipt(due, "customer_db"), POLICY).state
+        state = apply_receipt(state, receipt(due, "chat_vendor"), POLICY).state
+        sent, overdue = [], []
+        # the support desk (3 days) chased after 3, 6, 12 and 24 days, then every 24 days
+        for now in ("2024-03-18", "2024-03-24", "2024-04-05", "2024-04-29", "2024-05-23", "2024-06-16"):
+            chased = fire_due(state, t(now), POLICY)
+            state = chased.state
+            sent += [c.issued_at for c in chased.commands]
+            overdue += [d for d in chased.decisions if d.kind == "DELETION_OVERDUE"]
+        assert len(sent) == 6  # every step and every capped re-send
+        assert [d.reason.split("(re-issue ")[1][0] for d in overdue] == ["1", "2", "3", "4"]  # one per step
+        assert overdue[-1].reason.endswith(
+            "from now on it is sent again every 24 d until support_desk answers, with no further overdue "
+            "decision"
+        )
+        (copy,) = state.overdue_copies()  # still overdue, for the gauge and `ebbtide overdue`
+        assert (copy.store, copy.reissues, state.next_deadline()) == ("support_desk", 6, t("2024-07-10"))
+        late = apply_receipt(state, receipt(due, "support_desk"), POLICY)
+        assert "after 6 re-issues: it was overdue" in late.decisions[0].reason
+        assert len(late.certificates) == 1
+
     def test_an_overdue_deletion_recovers_when_the_store_answers(self) -> None:
         due = fire_due(fold(CLOSED_CLIENT), t("2024-03-15"), POLICY)
         state = fire_due(due.state, t("2024-03-20"), POLICY).state  # all three chased
@@ -323,3 +358,60 @@ def test_receipts_in_any_order_give_the_same_certificate_byte_for_byte(
         found.append(certificates)
     assert len(found[0]) == 1 and found[0] == found[1]
     assert SIGNER.encode(found[0][0]) == SIGNER.encode(found[1][0])  # Ed25519 is deterministic
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.integers(min_value=1, max_value=40 * 24), min_size=1, max_size=60),  # hours between ticks
+    st.one_of(st.none(), st.integers(min_value=0, max_value=59)),  # the tick after which the store answers
+)
+def test_any_ticks_report_a_copy_overdue_at_most_once_per_escalation_step_and_keep_chasing_it(
+    gaps: list[int], answered_after: int | None
+) -> None:
+    """However the clock ticks (coarse as an accelerated clock, or fine), an unanswered copy gets
+    at most ESCALATION_STEPS overdue decisions, is sent again whenever its chase time has passed and
+    never sooner than its spacing (at most 8 service levels once capped), and the same ticks give
+    the same decisions byte for byte."""
+    hour = 3_600_000
+
+    def run() -> tuple[list[object], dict[str, list[int]], dict[str, int]]:
+        due = fire_due(fold(CLOSED_CLIENT), t("2024-03-15"), POLICY)
+        state, decided = due.state, list[object](due.decisions)
+        sends = {c.store: [c.issued_at] for c in due.commands}
+        overdue: dict[str, int] = {}
+        now = t("2024-03-15")
+        for n, gap in enumerate(gaps):
+            now += gap * hour
+            before = {rid: r.chase_at for rid, r in state.records.items()}
+            outcome = fire_due(state, now, POLICY)
+            chased = {f"{c.store}/{c.category}/{c.record_key}" for c in outcome.commands}
+            for rid, chase_at in before.items():  # sent again exactly when its chase time has passed
+                assert (rid in chased) == (chase_at is not None and chase_at <= now)
+            for rid in chased:  # and its next chase is 2, 4, then 8 service levels (the cap) later
+                copy = outcome.state.records[rid]
+                spacing = POLICY.service_level(copy.store) * min(2**copy.reissues, CHASE_BACKOFF_CAP)
+                assert copy.chase_at == now + spacing
+            for c in outcome.commands:
+                sends[c.store].append(c.issued_at)
+            for d in outcome.decisions:
+                assert d.kind == "DELETION_OVERDUE"
+                overdue[d.record] = overdue.get(d.record, 0) + 1
+            state, decided = outcome.state, decided + list(outcome.decisions)
+            if answered_after == n:  # every store answers now: nothing is chased after
+                for store in ("customer_db", "support_desk", "chat_vendor"):
+                    answered = apply_receipt(state, receipt(due, store), POLICY)
+                    state, decided = answered.state, decided + list(answered.decisions)
+                assert state.next_deadline() is None and state.overdue_copies() == []
+        return decided, sends, overdue
+
+    decided, sends, overdue = run()
+    assert all(n <= ESCALATION_STEPS for n in overdue.values())
+    for store, times in sends.items():
+        spacing = POLICY.service_level(store)
+        for i, (sent, after) in enumerate(pairwise(times)):
+            # never sooner than its backoff: 1, 2, 4, then 8 service levels
+            assert after - sent >= spacing * min(2**i, CHASE_BACKOFF_CAP)
+        resent = len(times) - 1
+        assert overdue.get(f"{store}/client/1", 0) == min(resent, ESCALATION_STEPS)
+    again, _, _ = run()
+    assert repr(again).encode() == repr(decided).encode()
