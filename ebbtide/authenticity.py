@@ -14,6 +14,11 @@ message carries the signature (``signature``: 64 bytes) and the signer's key id 
 the first 16 hex characters of the SHA-256 of the raw public key, as certificates name keys).
 Ed25519 is deterministic: the same command signed twice is the same bytes, so a re-send or a
 replay stays byte-identical.
+
+Legal hold events (``LegalHoldPlaced``, ``LegalHoldReleased``) are signed the same way by a trusted
+hold signer (the legal team's tool): the worker refuses one it cannot verify, so writing to the
+events topic is not enough to keep a subject's data forever or to lift a real hold
+(:class:`HoldKeys`, :func:`hold_content`). Other events carry no signature.
 """
 
 from __future__ import annotations
@@ -23,10 +28,10 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -34,17 +39,22 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ebbtide import certificates
 
+if TYPE_CHECKING:
+    from ebbtide.settings import Settings
+
 log = logging.getLogger(__name__)
 
 COMMAND = "command"
 RECEIPT = "receipt"
 TICK = "tick"  # a clock tick, signed by the clock's key for one partition
+HOLD = "hold"  # a LegalHoldPlaced or LegalHoldReleased event, signed by a trusted hold signer's key
 FORMATS = {
     COMMAND: "ebbtide-deletion-command/1",
     RECEIPT: "ebbtide-deletion-receipt/1",
     TICK: "ebbtide-clock-tick/1",
+    HOLD: "ebbtide-legal-hold/1",
 }
-NAMES = {COMMAND: "deletion_command", RECEIPT: "deletion_receipt", TICK: "clock_tick"}
+NAMES = {COMMAND: "deletion_command", RECEIPT: "deletion_receipt", TICK: "clock_tick", HOLD: "legal_hold"}
 SIGNED_FIELDS = {
     COMMAND: (
         "command_id",
@@ -72,6 +82,14 @@ SIGNED_FIELDS = {
     # partition): a tick moved to another partition would claim another partition's events_end.
     TICK: ("now", "events_end", "source", "partition"),
 }
+# A legal hold event is signed over its envelope's identifying fields, its type and these fields of
+# its payload (those of lifecycle_event v1): see :func:`hold_content`.
+HOLD_ENVELOPE = ("event_id", "subject_id", "event_time", "producer")
+HOLD_EVENTS = {
+    "LegalHoldPlaced": ("hold_id", "categories", "records"),
+    "LegalHoldReleased": ("hold_id",),
+}
+_HOLD_LISTS = frozenset({"categories", "records"})  # Avro default []: absent from a record not yet encoded
 TIME_FIELDS = frozenset({"deadline", "issued_at", "executed_at", "now"})
 SIGNATURE = "signature"
 KEY_ID = "signer_key_id"
@@ -80,7 +98,7 @@ KEY_ID = "signer_key_id"
 UNSIGNED = "unsigned"  # no signature or no key id
 BAD_SIGNATURE = "bad_signature"  # the signature does not match the fields (changed after signing)
 OTHER_KEY = "other_key"  # signed by a key that is not the one trusted for this message
-NO_TRUSTED_KEY = "no_trusted_key"  # the worker has no public key for the receipt's store
+NO_TRUSTED_KEY = "no_trusted_key"  # no public key for the receipt's store (or no hold signer's at all)
 NOT_ISSUED = "not_issued"  # a receipt for a command the worker never issued for that copy
 KINDS = (UNSIGNED, BAD_SIGNATURE, OTHER_KEY, NO_TRUSTED_KEY, NOT_ISSUED)
 
@@ -113,10 +131,47 @@ def signed_content(what: str, datum: Mapping[str, Any]) -> dict[str, Any]:
     """What is signed for a command or receipt (``what``), as a JSON object: its ``format`` and
     its signed fields, timestamps as epoch milliseconds. A deletion certificate embeds a receipt's
     signed content as this object (``ebbtide/certificates.py``)."""
+    if what == HOLD:
+        return hold_content(datum)
     body: dict[str, Any] = {"format": FORMATS[what]}
     for name in SIGNED_FIELDS[what]:
         value = datum.get(name)
         body[name] = millis(value) if name in TIME_FIELDS else value
+    return body
+
+
+def hold_event(record: Mapping[str, Any]) -> str | None:
+    """The type of a ``lifecycle_event`` record (its Avro form: ``payload`` is ``(record name,
+    fields)``) if it is a legal hold event (:data:`HOLD_EVENTS`), else None."""
+    payload = record.get("payload")
+    if isinstance(payload, tuple | list) and len(payload) == 2 and isinstance(payload[0], str):
+        kind = payload[0].rsplit(".", 1)[-1]
+        return kind if kind in HOLD_EVENTS else None
+    return None
+
+
+def hold_content(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What is signed for a legal hold event: its ``format``, the envelope's ``event_id``,
+    ``subject_id``, ``event_time`` (epoch ms) and ``producer``, its ``type`` and its payload's
+    fields (a list field absent from a record not yet encoded is its Avro default, empty). So a
+    hold cannot be moved to another subject or time, nor its categories or records changed."""
+    kind = hold_event(record)
+    if kind is None:
+        raise TypeError("not a legal hold event")
+    fields = record["payload"][1]
+    if not isinstance(fields, Mapping):
+        raise TypeError("a legal hold event's payload must be a record")
+    body: dict[str, Any] = {"format": FORMATS[HOLD], "type": kind}
+    for name in HOLD_ENVELOPE:
+        value = record.get(name)
+        body[name] = millis(value) if name == "event_time" else value
+    payload: dict[str, Any] = {}
+    for name in HOLD_EVENTS[kind]:
+        value = fields.get(name)
+        if name in _HOLD_LISTS:
+            value = [] if value is None else list(value)
+        payload[name] = value
+    body["payload"] = payload
     return body
 
 
@@ -133,7 +188,8 @@ def public_pem_of(private: Ed25519PrivateKey) -> bytes:
 
 
 class MessageSigner:
-    """Signs commands (the worker) or receipts (a sink) with one Ed25519 private key."""
+    """Signs commands (the worker), receipts (a sink), ticks (the clock) or legal hold events (the
+    legal hold signer) with one Ed25519 private key."""
 
     def __init__(self, private_pem: bytes) -> None:
         self._key = certificates.load_private_key(private_pem)  # ValueError for a wrong key
@@ -271,3 +327,68 @@ class ClockKey:
                     NO_TRUSTED_KEY, f"clock_tick: no trusted clock key at {path} ({reason})"
                 ) from None
         self._verifier.check(TICK, {**tick, "partition": partition})
+
+
+HOLD_SIGNING_KEY = "holds.key"  # the default pair on one host: <state dir>/keys/holds.key and .pub
+
+
+class HoldKeys:
+    """The worker's keys for legal hold events: the public keys of the trusted hold signers (e.g.
+    the legal team's tool), read once at the worker's start, so the same log replayed gets the same
+    decisions. With no key, every hold event is refused."""
+
+    def __init__(self, pems: Iterable[bytes] = ()) -> None:
+        verifiers = [Verifier(pem) for pem in pems]  # ValueError if one is not an Ed25519 public key
+        self._verifiers = {v.key_id: v for v in verifiers}
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        return tuple(sorted(self._verifiers))
+
+    @classmethod
+    def from_paths(cls, paths: Sequence[Path], setting: str = "EBBTIDE_HOLD_KEYS") -> HoldKeys:
+        """The keys in ``paths``: each a public key PEM file, or a directory whose ``*.pub`` files
+        are all trusted. A one-line ValueError naming ``setting`` if one is missing, empty or not an
+        Ed25519 public key."""
+        pems: list[bytes] = []
+        for path in paths:
+            files = sorted(path.glob("*.pub")) if path.is_dir() else [path]
+            if not files:
+                raise ValueError(f"{setting}: no public key (*.pub) in the directory {path}")
+            for file in files:
+                try:
+                    pem = file.read_bytes()
+                except OSError as exc:
+                    raise ValueError(
+                        f"{setting}: no public key at {file} to verify legal holds with ({exc.strerror}); "
+                        f"set {setting} to the hold signers' public keys"
+                    ) from None
+                try:
+                    certificates.load_public_key(pem)
+                except ValueError:
+                    raise ValueError(f"{setting}: {file}: not an Ed25519 public key") from None
+                pems.append(pem)
+        return cls(pems)
+
+    @classmethod
+    def for_worker(cls, settings: Settings) -> HoldKeys:
+        """The hold signers' keys a worker with ``settings`` trusts: ``EBBTIDE_HOLD_KEYS``; by
+        default ``<state dir>/keys/holds.pub``, whose pair (``holds.key``, mode 600) is made if
+        missing, for one host (the local stack, the demo, the tests)."""
+        if settings.hold_keys is None:
+            read_or_make_key(settings.local_hold_signing_key, "legal hold signing key")
+        return cls.from_paths(settings.hold_public_keys)
+
+    def check(self, record: Mapping[str, Any]) -> None:
+        """Raise :class:`Refused` unless the legal hold event ``record`` (Avro form) carries a
+        valid signature by one of these keys."""
+        signature, key_id, name = record.get(SIGNATURE), record.get(KEY_ID), NAMES[HOLD]
+        if not signature or not key_id:
+            raise Refused(UNSIGNED, f"{name}: not signed")
+        if not self._verifiers:
+            why = f"{name}: the worker trusts no hold signer's key (EBBTIDE_HOLD_KEYS)"
+            raise Refused(NO_TRUSTED_KEY, why)
+        verifier = self._verifiers.get(str(key_id))
+        if verifier is None:
+            raise Refused(OTHER_KEY, f"{name}: signed by a key that is not a trusted hold signer's")
+        verifier.check(HOLD, record)

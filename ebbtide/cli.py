@@ -40,18 +40,31 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     from kafka.errors import KafkaError
 
-    from ebbtide.client import EventPublisher, LineError, PublishFailed, read_jsonl, settings_policy
+    from ebbtide.client import (
+        EventPublisher,
+        LineError,
+        PublishFailed,
+        load_hold_signer,
+        read_jsonl,
+        settings_policy,
+    )
     from ebbtide.kafka_io import not_acknowledged
 
     path = Path(args.file)
     if not path.is_file():
         print(f"ebbtide publish: no such file: {path}", file=sys.stderr)
         return 2
+    hold_key = Path(args.hold_key) if args.hold_key else settings.hold_signing_key
+    try:
+        hold_signer = load_hold_signer(hold_key) if hold_key is not None else None
+    except ValueError as exc:
+        print(f"ebbtide publish: {exc}", file=sys.stderr)
+        return 2
     records: list[dict[str, object]] = []
     lines: list[int] = []  # the line of each record
     errors: list[LineError] = []
     policy = settings_policy(settings)
-    for number, item in read_jsonl(path, policy):
+    for number, item in read_jsonl(path, policy, hold_signer):
         if isinstance(item, LineError):
             errors.append(item)
         else:
@@ -72,7 +85,7 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     timeout = _timeout(args)
     again = "publish the file again (event ids make it idempotent)"
     try:
-        with EventPublisher(settings, policy, timeout) as publisher:
+        with EventPublisher(settings, policy, timeout, hold_signer) as publisher:
             sent = publisher.publish_all(records)
     except PublishFailed as exc:  # events never sent (after a send the producer refused) count too
         missing = exc.failed + len(records) - exc.total
@@ -145,6 +158,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from faust.worker import Worker
 
     from ebbtide import metrics
+    from ebbtide.authenticity import HoldKeys
     from streams.app import create_app
     from streams.policy.rules import load_policy, rules_policy
 
@@ -155,8 +169,13 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     if mismatch:
         print(f"ebbtide worker: {mismatch}", file=sys.stderr)
         return 2
+    try:
+        hold_keys = HoldKeys.for_worker(settings)  # read once: a replay gets the same answers
+    except ValueError as exc:
+        print(f"ebbtide worker: {exc}", file=sys.stderr)
+        return 2
     metrics.serve(settings.worker_metrics_port)
-    app = create_app(settings, policy)
+    app = create_app(settings, policy, hold_keys)
     logging.getLogger(__name__).warning(
         "lifecycle worker %s: policy %s, metrics on 127.0.0.1:%d",
         settings.app_id,
@@ -589,13 +608,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate and publish lifecycle events from a JSONL file",
         description="Validate every line against the lifecycle event schema (and the size of one Kafka "
         "message, 1 MB encoded), then publish all of them keyed by subject. Any invalid line refuses "
-        "the whole file unless --skip-invalid. If the broker does not acknowledge every event within "
+        "the whole file unless --skip-invalid. A LegalHoldPlaced or LegalHoldReleased is signed with "
+        "the legal hold signing key (--hold-key); without it such a line is invalid (the worker "
+        "refuses unsigned holds). If the broker does not acknowledge every event within "
         "--timeout, exit 1 naming how many and the first line not known to be published; publishing "
         "the file again is harmless (event ids make it idempotent).",
     )
     publish.add_argument("file", help="JSON Lines file, one event per line (see README)")
     publish.add_argument("--dry-run", action="store_true", help="validate only")
     publish.add_argument("--skip-invalid", action="store_true", help="publish the valid lines anyway")
+    publish.add_argument(
+        "--hold-key",
+        metavar="PATH",
+        help="the Ed25519 private key (PEM) to sign legal hold events with, one the worker trusts "
+        "(its public key in EBBTIDE_HOLD_KEYS; locally <state dir>/keys/holds.key); default "
+        "EBBTIDE_HOLD_SIGNING_KEY. Never made here: a missing file is an error",
+    )
     publish.add_argument(
         "--timeout",
         type=_seconds,
@@ -611,8 +639,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Consume events, clock ticks and receipts; stamp deadlines; send one deletion "
         "command per store copy (EBBTIDE_STORE_MAP); send unanswered commands again past their "
         "store's service level; sign and publish a deletion certificate when every store has "
-        "answered (key: EBBTIDE_CERTIFICATE_KEY, made on first start if missing). Serves /metrics "
-        "on EBBTIDE_WORKER_METRICS_PORT.",
+        "answered (key: EBBTIDE_CERTIFICATE_KEY, made on first start if missing). Applies a "
+        "LegalHoldPlaced or LegalHoldReleased only if signed by a key of EBBTIDE_HOLD_KEYS (default "
+        "<state dir>/keys/holds.pub, made with holds.key on first start if missing); others are "
+        "dead-lettered. Serves /metrics on EBBTIDE_WORKER_METRICS_PORT.",
     )
     worker.add_argument("--policy", help="policy TOML file (default: the shipped policy)")
     worker.add_argument("--loglevel", default="WARNING", help="default WARNING")

@@ -5,6 +5,10 @@ JSON form of an event (one per line in ``ebbtide publish FILE.jsonl``)::
     {"event_id": "evt-1", "type": "ServiceOrdered", "subject_id": "cust-42",
      "event_time": "2024-03-01T12:00:00Z", "producer": "billing",
      "payload": {"service_id": "svc-7", "kind": "HOSTING"}}
+
+A legal hold event (``LegalHoldPlaced``, ``LegalHoldReleased``) must be signed with a legal hold
+signing key (:func:`sign_hold`; ``--hold-key`` or ``EBBTIDE_HOLD_SIGNING_KEY``): the worker refuses
+one it cannot verify, so without the key such an event is refused here, before anything is sent.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from kafka.errors import KafkaError
 
+from ebbtide.authenticity import HOLD, KEY_ID, SIGNATURE, MessageSigner, hold_event, read_or_make_key
 from ebbtide.kafka_io import (
     DELIVERY_TIMEOUT,
     await_delivery,
@@ -108,6 +113,35 @@ def to_record(event: dict[str, Any], policy: Policy | None = None) -> dict[str, 
     return record
 
 
+HOLD_KEY_OPTIONS = "--hold-key PATH or EBBTIDE_HOLD_SIGNING_KEY"
+
+
+def load_hold_signer(path: Path) -> MessageSigner:
+    """The legal hold signer of the private key at ``path``. The key is never made here (a wrong
+    path must not mint a key the worker does not trust): a one-line ValueError naming the path if
+    it cannot be read or is not an Ed25519 private key."""
+    pem = read_or_make_key(path, "legal hold signing key", create=False)  # a ValueError naming it
+    try:
+        return MessageSigner(pem)
+    except ValueError as exc:
+        raise ValueError(f"legal hold signing key {path}: {str(exc).splitlines()[0]}") from None
+
+
+def sign_hold(record: dict[str, Any], signer: MessageSigner | None) -> dict[str, Any]:
+    """``record`` (Avro form) as it must be sent: a legal hold event signed with ``signer`` (one
+    that already carries a signature is kept as it is); any other event unchanged. Raises
+    :class:`InvalidEvent` for a hold event without a signature and no ``signer``."""
+    kind = hold_event(record)
+    if kind is None or (record.get(SIGNATURE) and record.get(KEY_ID)):
+        return record
+    if signer is None:
+        raise InvalidEvent(
+            f"{kind} must be signed with a legal hold signing key ({HOLD_KEY_OPTIONS}); "
+            "the worker refuses an unsigned one"
+        )
+    return signer.sign(HOLD, record)
+
+
 def check_size(record: dict[str, Any], value: bytes | None = None) -> bytes:
     """The encoded value of ``record`` (or ``value``, already encoded); raises
     :class:`InvalidEvent` if the event is too large for one Kafka message (:data:`MAX_EVENT_BYTES`):
@@ -186,15 +220,18 @@ class LineError:
         return f"line {self.line}: {self.message}"
 
 
-def read_jsonl(path: Path, policy: Policy | None = None) -> Iterator[tuple[int, dict[str, Any] | LineError]]:
+def read_jsonl(
+    path: Path, policy: Policy | None = None, hold_signer: MessageSigner | None = None
+) -> Iterator[tuple[int, dict[str, Any] | LineError]]:
     """Each non-blank line of a JSONL file as (line number, Avro record or error); with a
-    ``policy``, announcements it could not enforce are errors too."""
+    ``policy``, announcements it could not enforce are errors too. Legal hold events are signed
+    with ``hold_signer``; without it, each is an error (:func:`sign_hold`)."""
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
-                yield number, to_record(json.loads(line), policy)
+                yield number, sign_hold(to_record(json.loads(line), policy), hold_signer)
             except json.JSONDecodeError as exc:
                 yield number, LineError(number, f"not JSON ({exc.msg} at column {exc.colno})")
             except InvalidEvent as exc:
@@ -212,11 +249,22 @@ class EventPublisher:
     raises :class:`PublishFailed` naming how many. Once one has failed, the next
     :meth:`publish_record` sends nothing more and raises it (a broker that died mid-file is not
     sent the rest of it). A broker that is down when the publisher is made raises
-    ``kafka.errors.KafkaError`` after ``timeout`` seconds."""
+    ``kafka.errors.KafkaError`` after ``timeout`` seconds.
+
+    Legal hold events are signed with ``hold_signer`` (default: the key of the settings'
+    ``hold_signing_key``, if set; a ValueError if it cannot be read); without one, publishing a
+    hold event that carries no signature raises :class:`InvalidEvent` and sends nothing."""
 
     def __init__(
-        self, settings: Settings, policy: Policy | None = None, timeout: float = DELIVERY_TIMEOUT
+        self,
+        settings: Settings,
+        policy: Policy | None = None,
+        timeout: float = DELIVERY_TIMEOUT,
+        hold_signer: MessageSigner | None = None,
     ) -> None:
+        if hold_signer is None and settings.hold_signing_key is not None:
+            hold_signer = load_hold_signer(settings.hold_signing_key)
+        self.hold_signer = hold_signer
         self.policy = policy if policy is not None else settings_policy(settings)
         self.timeout = timeout
         self._producer = producer(settings, timeout)
@@ -231,9 +279,11 @@ class EventPublisher:
         self.publish_record(to_record(event, self.policy))
 
     def publish_record(self, record: dict[str, Any]) -> None:
-        """Send one Avro record; raises :class:`InvalidEvent` if it is too large for one message,
-        :class:`PublishFailed` if the producer cannot take it (e.g. no metadata for the topic
-        within the timeout), after waiting for what was sent before it."""
+        """Send one Avro record (a legal hold event signed, :func:`sign_hold`); raises
+        :class:`InvalidEvent` if it is too large for one message or an unsigned hold event with no
+        signer, :class:`PublishFailed` if the producer cannot take it (e.g. no metadata for the
+        topic within the timeout), after waiting for what was sent before it."""
+        record = sign_hold(record, self.hold_signer)
         value = check_size(record, self._codec.encode(record))
         if self._failed is not None:  # the broker refused or dropped one: stop sending, settle
             failure = self._settle()

@@ -150,7 +150,9 @@ SECURITY_EVENTS = Counter(
     "(answered FAILED: its record key matches rows of another subject, per the store map's subject "
     "column); receipts "
     "also no_trusted_key (no public key for its store) and not_issued (answers a command the worker "
-    "never issued for that copy). clock: tick_time (far from wall time), events_end (an impossible tick).",
+    "never issued for that copy). clock: tick_time (far from wall time), events_end (an impossible tick). "
+    "events (a LegalHoldPlaced or LegalHoldReleased not signed by a trusted hold signer's key): "
+    "unsigned, bad_signature, other_key, no_trusted_key (the worker trusts no hold key).",
     ["source", "kind"],
 )
 
@@ -168,6 +170,8 @@ for _kind in ("unsigned", "bad_signature", "other_key", "no_trusted_key", "not_i
 SECURITY_EVENTS.labels("commands", "wrong_subject")
 for _kind in ("tick_time", "events_end"):
     SECURITY_EVENTS.labels("clock", _kind)
+for _kind in ("unsigned", "bad_signature", "other_key", "no_trusted_key"):
+    SECURITY_EVENTS.labels("events", _kind)  # legal hold events
 
 
 def serve(port: int) -> None:

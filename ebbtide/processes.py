@@ -70,11 +70,14 @@ def start(
     """Run ``python -m ebbtide ARGS`` with ``settings`` (and ``env`` on top), output to
     ``log_dir/NAME.log``. The worker's signing key is made first if missing (as the worker would
     on its first start), so a sink started beside it finds the public key it verifies commands
-    with."""
+    with; so is the default legal hold key pair of a worker (``holds.key``, for the publisher
+    beside it to sign holds with)."""
     from ebbtide.authenticity import read_or_make_key
 
     if settings.worker_public_key is None:
         read_or_make_key(settings.signing_key, "certificate signing key")
+    if args[:1] == ["worker"] and settings.hold_keys is None:
+        read_or_make_key(settings.local_hold_signing_key, "legal hold signing key")
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}.log"
     with log.open("ab") as out:

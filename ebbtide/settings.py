@@ -54,6 +54,14 @@ class Settings:
     # The clock's Ed25519 key for its ticks (default <state dir>/keys/clock.key, made on first
     # start with clock.pub beside it; the worker trusts <trusted keys>/clock.pub).
     clock_key: Path | None = None
+    # The public keys of the legal hold signers (e.g. the legal team's tool) the worker trusts: a
+    # LegalHoldPlaced or LegalHoldReleased not signed by one of them is dead-lettered. Comma-separated
+    # PEM files or directories (every *.pub in one is trusted), read at the worker's start. Default
+    # <state dir>/keys/holds.pub, made on the worker's first start with holds.key beside it (one host).
+    hold_keys: str | None = None
+    # The private key `ebbtide publish` and EventPublisher sign legal hold events with. No default:
+    # without it, a hold event is refused before anything is sent.
+    hold_signing_key: Path | None = None
     # Event times the worker accepts, FROM-UNTIL in years ([1 January FROM, 1 January UNTIL), UTC);
     # an event outside is dead-lettered (a placeholder date must not stop or skew deletions).
     event_years: str = "1990-2100"
@@ -93,6 +101,10 @@ class Settings:
         settings.event_window  # noqa: B018  # refused at start, not at the first event
         if settings.clock_mode not in ("wall", "replay"):
             raise SettingsError("EBBTIDE_CLOCK_MODE must be wall or replay")
+        if settings.hold_keys is not None and not settings.hold_public_keys:
+            raise SettingsError(
+                "EBBTIDE_HOLD_KEYS must name public key files or directories (comma-separated)"
+            )
         return settings
 
     @property
@@ -134,6 +146,18 @@ class Settings:
     @property
     def clock_signing_key(self) -> Path:
         return self.clock_key or self.state_dir / "keys" / "clock.key"
+
+    @property
+    def local_hold_signing_key(self) -> Path:
+        """The private key of the default hold key pair, ``<state dir>/keys/holds.key`` (one host)."""
+        return self.state_dir / "keys" / "holds.key"
+
+    @property
+    def hold_public_keys(self) -> tuple[Path, ...]:
+        """The files or directories of the hold signers' public keys (EBBTIDE_HOLD_KEYS)."""
+        if self.hold_keys is None:
+            return (self.local_hold_signing_key.with_suffix(".pub"),)
+        return tuple(Path(part.strip()) for part in self.hold_keys.split(",") if part.strip())
 
     @property
     def trusted_keys_dir(self) -> Path:

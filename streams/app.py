@@ -11,7 +11,7 @@ from typing import Any
 
 import faust
 
-from ebbtide.authenticity import ClockKey, TrustedKeys
+from ebbtide.authenticity import ClockKey, HoldKeys, TrustedKeys
 from ebbtide.settings import Settings, Topics
 from ebbtide.signer import CertificateSigner
 from ebbtide.web_token import authorised, read_or_make_token, token_file
@@ -55,8 +55,9 @@ def wall_clock_check(tolerance: float, wall: Callable[[], float] = time.time) ->
     return problem
 
 
-def create_app(settings: Settings, policy: Policy) -> faust.App:
-    """Build the app; nothing connects until a worker starts it."""
+def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = None) -> faust.App:
+    """Build the app; nothing connects until a worker starts it. ``hold_keys``: the legal hold
+    signers' keys (default: read from ``settings``; a ValueError if they cannot be)."""
     topics = Topics(settings.topic_prefix)
     app = faust.App(
         settings.app_id,
@@ -106,6 +107,7 @@ def create_app(settings: Settings, policy: Policy) -> faust.App:
         tick_problem=wall_clock_check(settings.clock_tolerance) if settings.clock_mode == "wall" else None,
         trusted=TrustedKeys(settings.trusted_keys_dir),  # sink-<store>.pub of each store
         clock_key=ClockKey(settings.trusted_keys_dir),  # clock.pub
+        hold_keys=hold_keys if hold_keys is not None else HoldKeys.for_worker(settings),  # EBBTIDE_HOLD_KEYS
     )
 
     @app.agent(source, name="lifecycle")

@@ -165,6 +165,7 @@ class LifecycleProcessor:
         tick_problem: Callable[[int], str | None] | None = None,
         clock_key: authenticity.ClockKey | None = None,
         trusted: authenticity.TrustedKeys | None = None,
+        hold_keys: authenticity.HoldKeys | None = None,
     ) -> None:
         """A record announced by a store the policy's store map does not list as holding its
         category is dead-lettered (its deletion commands would have nowhere to go).
@@ -172,8 +173,12 @@ class LifecycleProcessor:
         which only tests of other things should do); it also signs every deletion command.
         ``trusted`` holds the sinks' public keys: a receipt not signed by its store's key, or
         answering a command never issued for its copy, is dead-lettered and changes nothing
-        (None: no key is trusted, so every receipt is refused)."""
+        (None: no key is trusted, so every receipt is refused).
+        ``hold_keys`` holds the legal hold signers' public keys: a ``LegalHoldPlaced`` or
+        ``LegalHoldReleased`` not signed by one of them is dead-lettered before the engine sees it
+        (None: no key is trusted, so every hold event is refused)."""
         self.trusted = trusted or authenticity.TrustedKeys()
+        self.hold_keys = hold_keys if hold_keys is not None else authenticity.HoldKeys()
         self.policy = policy
         self.signer = signer
         self.partitions = partitions
@@ -256,13 +261,16 @@ class LifecycleProcessor:
         progress = self._progress(partition)
         out: list[Out] = []
         try:
-            event = to_event(self._events.decode(value))
+            record = self._events.decode(value)
+            event = to_event(record)
             self._check_routing("lifecycle_event", partition, key, event.subject_id)
             if not self.event_window[0] <= event.time < self.event_window[1]:
                 raise InvalidMessage(
                     f"lifecycle_event: event_time outside the accepted window "
                     f"[{calendar.iso(self.event_window[0])}, {calendar.iso(self.event_window[1])})"
                 )
+            if authenticity.hold_event(record) is not None:
+                self._check_hold(record)
             if isinstance(event, RecordWritten):
                 problem = self.policy.announcement_problem(event.store, event.category, event.ref)
                 if problem is not None:
@@ -354,6 +362,18 @@ class LifecycleProcessor:
         return self._settle(partition, state, outcome)
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _check_hold(self, record: dict[str, Any]) -> None:
+        """A legal hold event must be signed by a trusted hold signer's key, over its fields (its
+        subject, time and what it holds), or anyone who can write to the events topic could keep a
+        subject's data forever or lift a real hold. One that is not is refused as a security event
+        (an :class:`InvalidMessage`: dead-lettered, not applied). The keys are fixed for the
+        worker's life, so a replay of the same log gets the same answer."""
+        try:
+            self.hold_keys.check(record)
+        except authenticity.Refused as refused:
+            metrics.SECURITY_EVENTS.labels("events", refused.kind).inc()
+            raise InvalidMessage(f"security: {refused.reason}") from None
 
     def _check_routing(self, what: str, partition: int, key: bytes | None, subject_id: str) -> None:
         """A subject's messages must be keyed by it and on its partition (Kafka's default

@@ -23,7 +23,7 @@ from ebbtide.settings import Settings, Topics
 from schemas import Codec
 
 if TYPE_CHECKING:
-    from ebbtide.authenticity import MessageSigner, TrustedKeys
+    from ebbtide.authenticity import HoldKeys, MessageSigner, TrustedKeys
     from ebbtide.signer import CertificateSigner
 
 T = TypeVar("T")
@@ -272,6 +272,34 @@ def signed_receipt(settings: Settings, receipt: dict[str, Any]) -> dict[str, Any
     from ebbtide.authenticity import RECEIPT
 
     return sink_signer(settings, receipt["store"]).sign(RECEIPT, receipt)
+
+
+def hold_signer(settings: Settings) -> MessageSigner:
+    """The legal hold signing key the worker of ``settings`` trusts by default (the local pair
+    ``<state dir>/keys/holds.key``, made if missing): what signs the tests' hold events."""
+    from ebbtide.authenticity import MessageSigner
+
+    return MessageSigner.from_file(settings.local_hold_signing_key, "test legal hold signing key")
+
+
+_UNIT_HOLD_KEY: list[MessageSigner] = []
+
+
+def unit_hold_signer() -> MessageSigner:
+    """A test legal hold signing key kept in memory (unit tests of the processor)."""
+    from ebbtide import certificates
+    from ebbtide.authenticity import MessageSigner
+
+    if not _UNIT_HOLD_KEY:
+        _UNIT_HOLD_KEY.append(MessageSigner(certificates.generate_key()[0]))
+    return _UNIT_HOLD_KEY[0]
+
+
+def unit_hold_keys() -> HoldKeys:
+    """The hold keys of a processor under unit test: :func:`unit_hold_signer`'s public key."""
+    from ebbtide.authenticity import HoldKeys
+
+    return HoldKeys([unit_hold_signer().public_pem])
 
 
 _UNIT_SINK_KEYS: dict[str, MessageSigner] = {}

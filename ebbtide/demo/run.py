@@ -69,7 +69,11 @@ def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_da
         app_id=f"ebbtide-{run_id}",
         state_dir=base.state_dir / "demo" / run_id,
         clock_mode="replay",  # an accelerated clock: years in a minute
+        hold_keys=None,  # the worker trusts the local pair <state dir>/keys/holds.pub ...
     )
+    # ... and the demo, playing the legal team too, signs its legal holds with holds.key (made
+    # before the worker starts, processes.start).
+    settings = replace(settings, hold_signing_key=settings.local_hold_signing_key)
     stores = settings.stores()
     console.rule("[bold]Ebbtide demo")
     sc = scenario.build(customers, seed)

@@ -8,7 +8,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ebbtide.client import to_record
+from ebbtide import certificates, processes
+from ebbtide.authenticity import MessageSigner
+from ebbtide.client import sign_hold, to_record
 from ebbtide.kafka_io import producer
 from ebbtide.settings import Settings
 from schemas import CLOCK_TICK, LIFECYCLE_EVENT, codec_for
@@ -89,3 +91,40 @@ def test_a_forged_tick_from_2099_is_refused_by_a_worker_on_the_wall_clock(
         assert running.worker.alive(), running.worker.tail()
     finally:
         running.stop()
+
+
+def test_a_forged_legal_hold_does_not_stop_a_due_deletion(
+    settings: Settings, customer_db: str, pipeline: Pipeline
+) -> None:
+    """Anyone who can write to the events topic used to be able to keep a subject's data forever
+    with a LegalHoldPlaced: unsigned, or signed by a key the worker does not trust, it is refused."""
+    publish(settings, CLOSED_ACCOUNT)  # account closed 2020-02-01: the client record is due 2023-02-01
+    codec = codec_for(LIFECYCLE_EVENT)
+    whole_subject = {"hold_id": "forged", "categories": [], "records": []}
+    unsigned = to_record(ev("f1", "LegalHoldPlaced", "cust-00001", "2022-01-01T00:00:00Z", **whole_subject))
+    stranger = MessageSigner(certificates.generate_key()[0])
+    other_key = sign_hold(
+        to_record(ev("f2", "LegalHoldPlaced", "cust-00001", "2022-01-02T00:00:00Z", **whole_subject)),
+        stranger,
+    )
+    out = producer(settings)  # anyone who can write to the events topic, keyed as the client keys
+    for record in (unsigned, other_key):
+        out.send(pipeline.topics.events, key=b"cust-00001", value=codec.encode(record))
+    out.flush()
+    out.close()
+    tick(settings, datetime(2023, 6, 1, tzinfo=UTC))
+    pipeline.wait_confirmed({"customer_db/client/1", "customer_db/correspondence/20"})
+    assert rows(customer_db, "SELECT customer_id FROM customers") == [(2,)]
+
+    dlq = TopicReader(settings, pipeline.topics.dlq)
+    dead = dlq.wait_for(lambda seen: len(seen) >= 2, 30, "the forged holds dead-lettered")
+    dlq.close()
+    reasons = sorted(d.headers["reason"].decode() for d in dead)
+    assert reasons == [
+        "security: legal_hold: not signed",
+        "security: legal_hold: signed by a key that is not a trusted hold signer's",
+    ]
+    worker = processes.scrape(pipeline.settings.worker_metrics_port)
+    assert processes.total(worker, "ebbtide_security_events_total", source="events", kind="unsigned") == 1
+    assert processes.total(worker, "ebbtide_security_events_total", source="events", kind="other_key") == 1
+    assert pipeline.worker.alive(), pipeline.worker.tail()

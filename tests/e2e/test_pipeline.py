@@ -12,7 +12,8 @@ import psycopg2
 import pytest
 
 from ebbtide import processes
-from ebbtide.client import EventPublisher, to_record
+from ebbtide.authenticity import HoldKeys
+from ebbtide.client import EventPublisher, sign_hold, to_record
 from ebbtide.clock import ClockPublisher, steps
 from ebbtide.demo import database as demo_db
 from ebbtide.demo.run import publish_timeline
@@ -23,7 +24,7 @@ from schemas import CLOCK_TICK, DECISION, codec_for
 from streams.policy.rules import Policy, rules_policy
 from streams.policy.stores import load_store_map
 from streams.processor import LifecycleProcessor
-from tests.support import TopicReader, demo_database, make_topics, wait_until
+from tests.support import TopicReader, demo_database, hold_signer, make_topics, wait_until
 
 WORKER_READY = 90.0  # a Faust worker joins its group and recovers its tables within this
 
@@ -139,7 +140,8 @@ CLOSED_ACCOUNT = [
 
 
 def publish(settings: Settings, events: list[dict[str, Any]]) -> None:
-    with EventPublisher(settings) as publisher:
+    """Publish ``events`` (JSON form), legal holds signed with the key the worker trusts."""
+    with EventPublisher(settings, hold_signer=hold_signer(settings)) as publisher:
         for event in events:
             publisher.publish(event)
 
@@ -214,10 +216,12 @@ def test_bad_events_go_to_the_dlq_and_the_pipeline_goes_on(
     assert {r.raw for r in dead} >= {b'{"not": "avro"}', b"garbage tick"}  # nothing lost
 
 
-def expected_deletions(records: list[dict[str, Any]], ticks: list[datetime]) -> set[str]:
+def expected_deletions(
+    records: list[dict[str, Any]], ticks: list[datetime], hold_keys: HoldKeys | None = None
+) -> set[str]:
     """The same timeline through the in-memory processor: what must be deleted."""
     topics = Topics("oracle")
-    oracle = LifecycleProcessor(own_databases_policy(), topics, {})
+    oracle = LifecycleProcessor(own_databases_policy(), topics, {}, hold_keys=hold_keys)
     events, ticker = codec_for("lifecycle_event"), codec_for(CLOCK_TICK)
     ordered: set[str] = set()
     offset = index = 0
@@ -248,9 +252,10 @@ def test_killing_worker_and_sink_mid_run_loses_no_deletion_and_repeats_none(
     settings: Settings, forty_customers: Scenario, database: str, pipeline: Pipeline
 ) -> None:
     scenario = forty_customers
-    records = [to_record(e) for e in scenario.events]
+    holds = hold_signer(settings)  # the scenario has legal holds: signed as the legal team would
+    records = [sign_hold(to_record(e), holds) for e in scenario.events]
     ticks = list(steps(START, datetime(2032, 1, 1, tzinfo=UTC), 30))
-    expected = expected_deletions(records, ticks)
+    expected = expected_deletions(records, ticks, HoldKeys([holds.public_pem]))
     assert len(expected) > 100
     half = len(ticks) // 2
 
