@@ -692,6 +692,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sink_role.set_defaults(func=cmd_sink_role)
 
+    from ebbtide import acls as kafka_acls  # imports no Kafka client until apply runs
+
+    acls = sub.add_parser(
+        "acls",
+        help="the Kafka ACLs of each principal (worker, sinks, clock, producers): print or apply them",
+        description=kafka_acls.DESCRIPTION,
+    )
+    kafka_acls.add_arguments(acls)
+    acls.set_defaults(func=kafka_acls.command)
+
     backfill = sub.add_parser(
         "backfill",
         help="announce the records an existing database already holds",

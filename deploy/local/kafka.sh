@@ -16,7 +16,24 @@ usage() {
 Usage: $PROG <fetch|start|stop|status>
 
 Runs a single-node Apache Kafka broker (KRaft mode, broker+controller) bound
-to 127.0.0.1 only.
+to 127.0.0.1 only, with three listeners:
+  PLAINTEXT      \$EBBTIDE_KAFKA_PORT             no authentication: every client is
+                 User:ANONYMOUS, a super user of this development broker. The door
+                 the pipeline, the demo and the tests use. A production broker must
+                 not expose such a listener: anyone who reaches it may do anything.
+  SASL_PLAINTEXT \$EBBTIDE_KAFKA_SASL_PORT        SASL/PLAIN users (below); each is
+                 User:<name>, allowed only what Kafka ACLs grant it (StandardAuthorizer,
+                 nothing without an ACL; 'ebbtide acls apply' grants the pipeline's).
+                 User:admin is a super user.
+  CONTROLLER     \$EBBTIDE_KAFKA_CONTROLLER_PORT  KRaft controller (the broker itself).
+
+SASL users: admin plus \$EBBTIDE_KAFKA_SASL_USERS. Each gets a random password at
+the first start that needs it, kept in \$EBBTIDE_STATE_DIR/kafka/sasl-passwords (mode
+600, NAME=PASSWORD lines, never printed). PLAIN, not SCRAM: the users live in the
+broker's generated settings, so a state dir formatted by an older kafka.sh gets
+them at its next start without reformatting. PLAIN sends the password in clear:
+fine on 127.0.0.1; a production SASL listener must be SASL_SSL (TLS), whether its
+mechanism is PLAIN or SCRAM.
 
 Commands:
   fetch    Download the broker jars (Maven) into the cache, unless already cached.
@@ -24,13 +41,16 @@ Commands:
            background and wait until it is ready (timeout \${EBBTIDE_KAFKA_START_TIMEOUT:-90}s).
            Succeeds without doing anything if our broker is already running.
   stop     Stop our broker (SIGTERM, SIGKILL after 60 s). Succeeds if not running.
-  status   Print running/stopped and the bootstrap address.
+  status   Print running/stopped and the bootstrap addresses (PLAINTEXT, SASL).
            Exit status: 0 running, 3 stopped.
 
 Environment (defaults in brackets):
   EBBTIDE_STATE_DIR              [<repo>/.state]  runtime state; Kafka uses ./kafka
   EBBTIDE_KAFKA_PORT             [9092]           client (PLAINTEXT) listener port
   EBBTIDE_KAFKA_CONTROLLER_PORT  [9093]           KRaft controller listener port
+  EBBTIDE_KAFKA_SASL_PORT        [9094]           SASL_PLAINTEXT (PLAIN) listener port
+  EBBTIDE_KAFKA_SASL_USERS       [worker sink clock producer]  SASL users besides admin
+                                                  (names: a-z, then a-z 0-9 _ -)
   EBBTIDE_KAFKA_HEAP             [512m]           JVM -Xmx
   EBBTIDE_CACHE_DIR              [\${XDG_CACHE_HOME:-\$HOME/.cache}/ebbtide]  jar cache
   EBBTIDE_KAFKA_START_TIMEOUT    [90]             seconds to wait for readiness
@@ -39,10 +59,14 @@ Environment (defaults in brackets):
 Files:
   \$EBBTIDE_STATE_DIR/kafka/                   mode 700, and so is everything in it
                                               (umask 077: the data is every message)
-  \$EBBTIDE_STATE_DIR/kafka/server.properties  generated on every start
+  \$EBBTIDE_STATE_DIR/kafka/server.properties  generated on every start (holds the SASL users)
+  \$EBBTIDE_STATE_DIR/kafka/sasl-passwords     NAME=PASSWORD per SASL user, mode 600; made
+                                              at first start, kept across restarts
   \$EBBTIDE_STATE_DIR/kafka/kafka.log          broker log (stdout/stderr)
   \$EBBTIDE_STATE_DIR/kafka/kafka.pid          pid of the running broker
-  \$EBBTIDE_STATE_DIR/env                      EBBTIDE_KAFKA_BOOTSTRAP=... line
+  \$EBBTIDE_STATE_DIR/env                      EBBTIDE_KAFKA_BOOTSTRAP (PLAINTEXT),
+                                              EBBTIDE_KAFKA_SASL_BOOTSTRAP, _SASL_MECHANISM
+                                              (PLAIN) and _SASL_PASSWORDS (the file above)
 EOF
 }
 
@@ -63,6 +87,9 @@ abspath() {
 STATE_DIR=$(abspath "${EBBTIDE_STATE_DIR:-$REPO_ROOT/.state}")
 KAFKA_PORT=${EBBTIDE_KAFKA_PORT:-9092}
 CONTROLLER_PORT=${EBBTIDE_KAFKA_CONTROLLER_PORT:-9093}
+SASL_PORT=${EBBTIDE_KAFKA_SASL_PORT:-9094}
+SASL_USERS_SETTING=${EBBTIDE_KAFKA_SASL_USERS:-worker sink clock producer}
+SASL_ADMIN=admin
 HEAP=${EBBTIDE_KAFKA_HEAP:-512m}
 START_TIMEOUT=${EBBTIDE_KAFKA_START_TIMEOUT:-90}
 STOP_TIMEOUT=60
@@ -76,6 +103,7 @@ DATA_DIR=$KAFKA_DIR/data
 PROPS=$KAFKA_DIR/server.properties
 LOG_FILE=$KAFKA_DIR/kafka.log
 PID_FILE=$KAFKA_DIR/kafka.pid
+PASSWORDS_FILE=$KAFKA_DIR/sasl-passwords
 ENV_FILE=$STATE_DIR/env
 READY_MSG='Kafka Server started'
 
@@ -88,8 +116,20 @@ validate_port() { # name value
 validate_settings() {
     validate_port EBBTIDE_KAFKA_PORT "$KAFKA_PORT"
     validate_port EBBTIDE_KAFKA_CONTROLLER_PORT "$CONTROLLER_PORT"
+    validate_port EBBTIDE_KAFKA_SASL_PORT "$SASL_PORT"
     ((10#$KAFKA_PORT != 10#$CONTROLLER_PORT)) ||
         die "EBBTIDE_KAFKA_PORT and EBBTIDE_KAFKA_CONTROLLER_PORT must differ (both are $KAFKA_PORT)"
+    ((10#$SASL_PORT != 10#$KAFKA_PORT && 10#$SASL_PORT != 10#$CONTROLLER_PORT)) ||
+        die "EBBTIDE_KAFKA_SASL_PORT ($SASL_PORT) must differ from EBBTIDE_KAFKA_PORT and EBBTIDE_KAFKA_CONTROLLER_PORT"
+    # The users' names become JAAS option names (user_<name>="..."): keep them to safe words.
+    local user names=()
+    IFS=$', \t\n' read -r -a names <<<"$SASL_USERS_SETTING" || true
+    SASL_USERS=("$SASL_ADMIN")
+    for user in "${names[@]}"; do
+        [[ $user =~ ^[a-z][a-z0-9_-]{0,63}$ ]] ||
+            die "EBBTIDE_KAFKA_SASL_USERS: '$user' is not a user name (a-z first, then a-z 0-9 _ -; at most 64)"
+        [[ " ${SASL_USERS[*]} " == *" $user "* ]] || SASL_USERS+=("$user")
+    done
     [[ $HEAP =~ ^[0-9]+[kKmMgG]$ ]] ||
         die "EBBTIDE_KAFKA_HEAP must look like 384m or 1g, got '$HEAP'"
     if ! [[ $START_TIMEOUT =~ ^[0-9]+$ ]] || ((10#$START_TIMEOUT == 0)); then
@@ -148,6 +188,22 @@ env_update() {
             printf '# (readable by bash "source" and GNU make "include"). Do not edit.\n'
             sort <<<"$keep"
         } >"$tmp"
+        chmod 600 "$tmp"
+        mv -f -- "$tmp" "$ENV_FILE"
+    ) 9>"$ENV_FILE.lock"
+}
+
+# env_drop KEY...: remove these keys from $ENV_FILE (settings of a listener that is not there).
+env_drop() {
+    [[ -f $ENV_FILE ]] || return 0
+    local tmp pattern='^(' key
+    for key in "$@"; do pattern+="$key|"; done
+    pattern="${pattern%|})="
+    grep -qE -- "$pattern" "$ENV_FILE" || return 0
+    (
+        flock -w 30 9 || die "timed out waiting for lock $ENV_FILE.lock"
+        tmp=$(mktemp "$ENV_FILE.XXXXXX")
+        grep -Ev -- "$pattern" "$ENV_FILE" >"$tmp" || true
         chmod 600 "$tmp"
         mv -f -- "$tmp" "$ENV_FILE"
     ) 9>"$ENV_FILE.lock"
@@ -214,6 +270,11 @@ configured_port() {
     sed -n "s#^listeners=PLAINTEXT://$HOST:\([0-9]*\),.*#\1#p" "$PROPS" 2>/dev/null | head -n 1
 }
 
+# Its SASL port; empty for a broker an older kafka.sh started (no SASL listener).
+configured_sasl_port() {
+    sed -n "s#^listeners=.*SASL_PLAINTEXT://$HOST:\([0-9]*\).*#\1#p" "$PROPS" 2>/dev/null | head -n 1
+}
+
 heap_mib() { # 384m -> 384, 1g -> 1024, 512k -> 0
     local n=${HEAP%?} u=${HEAP: -1}
     case $u in
@@ -276,6 +337,58 @@ cmd_fetch() {
     ) 8>"$KAFKA_HOME/.lock"
 }
 
+# The SASL users' passwords: kept from $PASSWORDS_FILE, a new random one (192 bits, hex) for a
+# user that has none. Only this file and server.properties (both 0600) ever hold them.
+declare -A SASL_PASSWORD=()
+ensure_sasl_passwords() {
+    local line name password made=() n=0 tmp
+    SASL_PASSWORD=()
+    if [[ -e $PASSWORDS_FILE ]]; then
+        while IFS= read -r line || [[ -n $line ]]; do
+            n=$((n + 1))
+            [[ -z $line || $line == \#* ]] && continue
+            name=${line%%=*}
+            password=${line#*=}
+            # Quoted in a JAAS option: the generated alphabet only, no quote or backslash.
+            [[ $line == *=* && $name =~ ^[a-z][a-z0-9_-]{0,63}$ && $password =~ ^[A-Za-z0-9]{16,256}$ ]] ||
+                die "$PASSWORDS_FILE: line $n is not NAME=PASSWORD (a name of a-z 0-9 _ -, a password of 16 to 256 letters and digits); fix or delete that line"
+            SASL_PASSWORD[$name]=$password
+        done <"$PASSWORDS_FILE"
+    fi
+    for name in "${SASL_USERS[@]}"; do
+        if [[ -z ${SASL_PASSWORD[$name]:-} ]]; then
+            SASL_PASSWORD[$name]=$(od -An -v -tx1 -N24 /dev/urandom | tr -d ' \n')
+            [[ ${SASL_PASSWORD[$name]} =~ ^[0-9a-f]{48}$ ]] || die "could not read 24 random bytes from /dev/urandom"
+            made+=("$name")
+        fi
+    done
+    ((${#made[@]})) || {
+        chmod 600 -- "$PASSWORDS_FILE"
+        return 0
+    }
+    tmp=$(mktemp "$PASSWORDS_FILE.XXXXXX")
+    {
+        printf '# SASL/PLAIN users of the broker deploy/local/kafka.sh runs: NAME=PASSWORD (mode 600).\n'
+        printf '# Made by kafka.sh; a user listed here keeps its password across restarts.\n'
+        for name in $(printf '%s\n' "${!SASL_PASSWORD[@]}" | sort); do
+            printf '%s=%s\n' "$name" "${SASL_PASSWORD[$name]}"
+        done
+    } >"$tmp"
+    chmod 600 -- "$tmp"
+    mv -f -- "$tmp" "$PASSWORDS_FILE"
+    info "made a password for SASL user(s) ${made[*]} in $PASSWORDS_FILE"
+}
+
+# The JAAS entry of the SASL listener: one user_<name>="<password>" option per user of
+# $EBBTIDE_KAFKA_SASL_USERS (and admin); users only in the passwords file are not let in.
+plain_jaas() {
+    local name out='org.apache.kafka.common.security.plain.PlainLoginModule required'
+    for name in "${SASL_USERS[@]}"; do
+        out+=" user_$name=\"${SASL_PASSWORD[$name]}\""
+    done
+    printf '%s;\n' "$out"
+}
+
 write_properties() {
     local tmp
     tmp=$(mktemp "$PROPS.XXXXXX")
@@ -284,11 +397,20 @@ write_properties() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
-listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$CONTROLLER_PORT,SASL_PLAINTEXT://$HOST:$SASL_PORT
+advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT,SASL_PLAINTEXT://$HOST:$SASL_PORT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
+# Kafka ACLs (KRaft's StandardAuthorizer): a principal may do only what an ACL allows it.
+# PLAINTEXT and CONTROLLER clients are User:ANONYMOUS (the broker itself, and every client of the
+# unauthenticated development listener): a super user here, which no production broker may have.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:ANONYMOUS;User:$SASL_ADMIN
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=$(plain_jaas)
 log.dirs=$DATA_DIR
 num.partitions=4
 offsets.topic.replication.factor=1
@@ -325,15 +447,15 @@ wait_ready() { # pid log_offset
             die "Kafka broker (pid $pid) exited during startup; see $LOG_FILE"
         fi
         if grep -qF -- "$READY_MSG" <(tail -c +"$((offset + 1))" "$LOG_FILE") &&
-            port_open "$KAFKA_PORT"; then
+            port_open "$KAFKA_PORT" && port_open "$SASL_PORT"; then
             return 0
         fi
         if (($(now_ms) >= deadline)); then
             echo "---- last lines of $LOG_FILE ----" >&2
             tail -c +"$((offset + 1))" "$LOG_FILE" | tail -n 30 >&2 || true
             stop_pid "$pid" >&2 || true
-            die "Kafka broker did not become ready on $HOST:$KAFKA_PORT within ${START_TIMEOUT}s" \
-                "(no '$READY_MSG' line and/or port closed); it was stopped. See $LOG_FILE"
+            die "Kafka broker did not become ready on $HOST:$KAFKA_PORT and $HOST:$SASL_PORT within" \
+                "${START_TIMEOUT}s (no '$READY_MSG' line and/or a port closed); it was stopped. See $LOG_FILE"
         fi
         sleep 0.25 # poll interval, not a readiness guess
     done
@@ -346,7 +468,7 @@ private_files() {
     for f in "$KAFKA_DIR" "$DATA_DIR"; do
         [[ -d $f ]] && chmod 700 -- "$f"
     done
-    for f in "$LOG_FILE" "$LOG_FILE.1" "$PID_FILE" "$PROPS"; do
+    for f in "$LOG_FILE" "$LOG_FILE.1" "$PID_FILE" "$PROPS" "$PASSWORDS_FILE"; do
         [[ -e $f ]] && chmod 600 -- "$f"
     done
     return 0
@@ -364,8 +486,17 @@ cmd_start() {
     ) 7>"$KAFKA_DIR/.lock"
 }
 
+# The settings clients read from $ENV_FILE: both listeners, and where the SASL passwords are.
+SASL_ENV_KEYS=(EBBTIDE_KAFKA_SASL_BOOTSTRAP EBBTIDE_KAFKA_SASL_MECHANISM EBBTIDE_KAFKA_SASL_PASSWORDS)
+env_write_bootstrap() {
+    env_update EBBTIDE_KAFKA_BOOTSTRAP "$HOST:$KAFKA_PORT" \
+        EBBTIDE_KAFKA_SASL_BOOTSTRAP "$HOST:$SASL_PORT" \
+        EBBTIDE_KAFKA_SASL_MECHANISM PLAIN \
+        EBBTIDE_KAFKA_SASL_PASSWORDS "$PASSWORDS_FILE"
+}
+
 start_locked() {
-    local pid running_port
+    local pid running_port running_sasl
     if pid=$(running_pid); then
         running_port=$(configured_port)
         if [[ -n $running_port && $running_port != "$KAFKA_PORT" ]]; then
@@ -373,17 +504,29 @@ start_locked() {
         fi
         port_open "$KAFKA_PORT" ||
             die "our broker (pid $pid) is running but $HOST:$KAFKA_PORT does not accept connections; see $LOG_FILE"
-        info "already running (pid $pid), bootstrap $HOST:$KAFKA_PORT"
-        env_update EBBTIDE_KAFKA_BOOTSTRAP "$HOST:$KAFKA_PORT"
+        running_sasl=$(configured_sasl_port)
+        if [[ -z $running_sasl ]]; then
+            # Started by an older kafka.sh: it keeps running as it is (others may be using it).
+            info "already running (pid $pid), bootstrap $HOST:$KAFKA_PORT; it has no SASL listener" \
+                "(an older kafka.sh started it): '$PROG stop' and '$PROG start' to add one"
+            env_update EBBTIDE_KAFKA_BOOTSTRAP "$HOST:$KAFKA_PORT"
+            env_drop "${SASL_ENV_KEYS[@]}"
+            return 0
+        fi
+        if [[ $running_sasl != "$SASL_PORT" ]]; then
+            die "our broker (pid $pid) has its SASL listener on $HOST:$running_sasl, but EBBTIDE_KAFKA_SASL_PORT=$SASL_PORT; run '$PROG stop' first"
+        fi
+        info "already running (pid $pid), bootstrap $HOST:$KAFKA_PORT, SASL $HOST:$SASL_PORT"
+        env_write_bootstrap
         return 0
     fi
     rm -f -- "$PID_FILE"
 
     local p
-    for p in "$KAFKA_PORT" "$CONTROLLER_PORT"; do
+    for p in "$KAFKA_PORT" "$CONTROLLER_PORT" "$SASL_PORT"; do
         if port_open "$p"; then
             die "port $HOST:$p is already in use by another process (not our broker);" \
-                "stop it or choose other ports via EBBTIDE_KAFKA_PORT / EBBTIDE_KAFKA_CONTROLLER_PORT"
+                "stop it or choose other ports via EBBTIDE_KAFKA_PORT / EBBTIDE_KAFKA_CONTROLLER_PORT / EBBTIDE_KAFKA_SASL_PORT"
         fi
     done
     [[ -r $LOG4J_CONFIG ]] || die "missing log4j config $LOG4J_CONFIG"
@@ -395,6 +538,7 @@ start_locked() {
 
     mkdir -p -- "$DATA_DIR"
     private_files
+    ensure_sasl_passwords
     write_properties
     format_storage
 
@@ -408,8 +552,8 @@ start_locked() {
     ((xmx_mib < 128)) && xms=$HEAP
 
     local start=$SECONDS
-    printf '\n==== %s kafka.sh start (port %s, controller %s) ====\n' \
-        "$(date '+%F %T')" "$KAFKA_PORT" "$CONTROLLER_PORT" >>"$LOG_FILE"
+    printf '\n==== %s kafka.sh start (port %s, controller %s, SASL %s) ====\n' \
+        "$(date '+%F %T')" "$KAFKA_PORT" "$CONTROLLER_PORT" "$SASL_PORT" >>"$LOG_FILE"
     offset=$(stat -c %s "$LOG_FILE")
     rm -f -- "$PID_FILE.new"
     # setsid -f: new session, no controlling terminal, reparented to init, so the
@@ -434,8 +578,8 @@ start_locked() {
     pid=$(<"$PID_FILE")
     info "starting (pid $pid), waiting up to ${START_TIMEOUT}s for readiness; log: $LOG_FILE"
     wait_ready "$pid" "$offset"
-    info "started (pid $pid) in $((SECONDS - start))s, bootstrap $HOST:$KAFKA_PORT"
-    env_update EBBTIDE_KAFKA_BOOTSTRAP "$HOST:$KAFKA_PORT"
+    info "started (pid $pid) in $((SECONDS - start))s, bootstrap $HOST:$KAFKA_PORT, SASL $HOST:$SASL_PORT"
+    env_write_bootstrap
 }
 
 stop_pid() { # pid
@@ -474,18 +618,20 @@ cmd_stop() {
 }
 
 cmd_status() {
-    local pid port
+    local pid port sasl
     if [[ -d $KAFKA_DIR ]] && pid=$(running_pid); then
         port=$(configured_port)
         port=${port:-$KAFKA_PORT}
+        sasl=$(configured_sasl_port)
+        sasl=${sasl:+, SASL $HOST:$sasl}
         if port_open "$port"; then
-            echo "kafka: running (pid $pid), bootstrap $HOST:$port"
+            echo "kafka: running (pid $pid), bootstrap $HOST:$port${sasl:-, no SASL listener (started by an older kafka.sh)}"
         else
             echo "kafka: running (pid $pid) but $HOST:$port is not accepting connections yet; log: $LOG_FILE"
         fi
         return 0
     fi
-    echo "kafka: stopped (bootstrap would be $HOST:$KAFKA_PORT)"
+    echo "kafka: stopped (bootstrap would be $HOST:$KAFKA_PORT, SASL $HOST:$SASL_PORT)"
     return 3
 }
 

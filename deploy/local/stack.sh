@@ -14,7 +14,9 @@ Usage: $PROG <up|down|status>
 Commands:
   up      Start PostgreSQL, then Kafka (each is a no-op if already running),
           and write \$EBBTIDE_STATE_DIR/env with the connection settings:
-            EBBTIDE_KAFKA_BOOTSTRAP, EBBTIDE_PG_DSN, EBBTIDE_PG_TEST_DSN
+            EBBTIDE_KAFKA_BOOTSTRAP, EBBTIDE_PG_DSN, EBBTIDE_PG_TEST_DSN, and Kafka's
+            SASL listener: EBBTIDE_KAFKA_SASL_BOOTSTRAP, EBBTIDE_KAFKA_SASL_MECHANISM,
+            EBBTIDE_KAFKA_SASL_PASSWORDS (the file of its users' passwords)
           (plain KEY=value lines: 'source' it in bash, 'include' it in make).
   down    Stop Kafka and PostgreSQL (only the processes this project started).
   status  Show both. Exit 0 if both are running, 3 otherwise.
@@ -23,6 +25,7 @@ Environment (defaults in brackets):
   EBBTIDE_STATE_DIR              [<repo>/.state]
   EBBTIDE_KAFKA_PORT             [9092]
   EBBTIDE_KAFKA_CONTROLLER_PORT  [9093]
+  EBBTIDE_KAFKA_SASL_PORT        [9094]
   EBBTIDE_PG_PORT                [5433]
   EBBTIDE_KAFKA_HEAP             [512m]
   EBBTIDE_CACHE_DIR              [\${XDG_CACHE_HOME:-\$HOME/.cache}/ebbtide]
