@@ -10,7 +10,7 @@ WITH_STACK := deploy/local/with-stack.sh
 PYTEST_ARGS ?=
 SIZE ?= medium
 
-.PHONY: help install tools stack-up stack-down stack-status demo test test-unit lint bench clean
+.PHONY: help install tools stack-up stack-down stack-status demo test test-unit lint bench chaos clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -50,6 +50,14 @@ test-unit: $(STAMP) ## only the unit tests (no servers)
 
 bench: $(STAMP) ## benchmarks on the local stack, JSON in bench/results/ (SIZE=small|medium|large)
 	$(WITH_STACK) $(PY) -m bench --size $(SIZE) $(BENCH_ARGS)
+
+# The chaos run kills the broker and PostgreSQL: it gets a stack of its own (.state/chaos, other
+# ports), started and stopped here, so a developer's stack is never touched.
+CHAOS_STACK := EBBTIDE_STATE_DIR=$(CURDIR)/.state/chaos EBBTIDE_KAFKA_PORT=19092 \
+	EBBTIDE_KAFKA_CONTROLLER_PORT=19093 EBBTIDE_KAFKA_SASL_PORT=19094 EBBTIDE_PG_PORT=15433
+
+chaos: $(STAMP) ## faults and hostile input on a stack of its own, judged by a ledger (JSON in chaos/results/)
+	$(CHAOS_STACK) $(WITH_STACK) $(PY) -m chaos $(CHAOS_ARGS)
 
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check .
