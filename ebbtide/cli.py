@@ -270,6 +270,8 @@ def cmd_sink_role(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     import psycopg2
 
+    from kafka.errors import KafkaError
+
     from ebbtide.client import PublishFailed
     from sinks.backfill import run_backfill
     from sinks.mapping import StoreMapError, load_store_map, map_path
@@ -285,8 +287,23 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     except PublishFailed as exc:
         print(f"ebbtide backfill: {exc}; run it again (event ids make it idempotent)", file=sys.stderr)
         return 1
+    except KafkaError as exc:
+        print(
+            f"ebbtide backfill: the broker at {settings.kafka_bootstrap} did not answer "
+            f"({type(exc).__name__}); nothing was published",
+            file=sys.stderr,
+        )
+        return 1
     events = sum(r.events for r in reports)
     print(f"{'would publish' if args.dry_run else 'published'} {events} event(s)")
+    refused = sum(r.refused for r in reports)
+    if refused:
+        print(
+            f"ebbtide backfill: {refused} row(s) could not be announced (see the tables above); "
+            "fix them and run it again",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -32,6 +32,7 @@ from ebbtide.kafka_io import (
 )
 from ebbtide.settings import Settings, Topics
 from schemas import LIFECYCLE_EVENT, InvalidMessage, codec_for
+from streams.translate import check_sizes
 
 if TYPE_CHECKING:
     from streams.policy.rules import Policy
@@ -105,6 +106,7 @@ def to_record(event: dict[str, Any], policy: Policy | None = None) -> dict[str, 
     }
     try:
         codec_for(LIFECYCLE_EVENT).validate(record)
+        check_sizes(record)  # a text field over the worker's limit would only be dead-lettered
     except InvalidMessage as exc:
         raise InvalidEvent(exc.reason.removeprefix("lifecycle_event: ")) from None
     if policy is not None:

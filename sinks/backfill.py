@@ -52,6 +52,8 @@ class TableReport:
     total: int  # rows at the start (COUNT(*) in the backfill's snapshot)
     events: int = 0  # events published (or, in a dry run, built and validated)
     skipped: int = 0  # rows with a NULL key or subject
+    refused: int = 0  # rows no valid event can announce (e.g. a key over the field limit)
+    first_refusal: str | None = None  # why the first was refused (names fields, never values)
 
     @property
     def label(self) -> str:
@@ -59,8 +61,10 @@ class TableReport:
 
     def summary(self, dry_run: bool = False) -> str:
         verb = "would publish" if dry_run else "published"
-        return f"{self.label}: {self.total} rows, {verb} {self.events} events" + (
-            f", skipped {self.skipped} (no key or subject)" if self.skipped else ""
+        return (
+            f"{self.label}: {self.total} rows, {verb} {self.events} events"
+            + (f", skipped {self.skipped} (no key or subject)" if self.skipped else "")
+            + (f", refused {self.refused} ({self.first_refusal})" if self.refused else "")
         )
 
 
@@ -126,7 +130,7 @@ class Backfill:
     ) -> TableReport:
         """Read ``report``'s table and publish one event per row; ``on_chunk(rows)`` after each
         chunk the broker acknowledged."""
-        from ebbtide.client import to_record
+        from ebbtide.client import InvalidEvent, to_record
 
         action = report.action
         where = f"{action.qualified} (store map {report.store}, category {action.category})"
@@ -150,7 +154,12 @@ class Backfill:
                         else format_value(action.ref_format, ref, f"{where}.ref_column"),
                     },
                 }
-                record = to_record(event)
+                try:
+                    record = to_record(event)
+                except InvalidEvent as exc:  # this row cannot be announced; the others still are
+                    report.refused += 1
+                    report.first_refusal = report.first_refusal or str(exc)
+                    continue
                 if publisher is not None:
                     publisher.publish_record(record)
                 report.events += 1

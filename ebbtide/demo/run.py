@@ -163,13 +163,17 @@ def publish_timeline(
     records: list[dict[str, Any]],
     ticks: list[datetime],
     on_tick: Callable[[datetime, int], None] | None = None,
+    after: datetime | None = None,
 ) -> None:
     """Publish events (Avro records, sorted by time) and tick the clock as their time passes:
-    every event up to a tick's time is published before that tick."""
+    every event up to a tick's time is published before that tick. Events at or before ``after``
+    are left out (an earlier call, whose last tick was ``after``, published them)."""
     publisher = EventPublisher(settings)
     clock = ClockPublisher(settings, "accelerated")
     try:
         index = 0
+        while after is not None and index < len(records) and records[index]["event_time"] <= after:
+            index += 1
         for moment in ticks:
             while index < len(records) and records[index]["event_time"] <= moment:
                 publisher.publish_record(records[index])
@@ -208,14 +212,19 @@ def _drive(
         f"`ebbtide overdue` lists them). The vendor comes back now."
     )
     standin.set_mode(OUTAGE_VENDOR, "ok")
-    _publish(console, running, records, [t for t in ticks if t > OUTAGE_UNTIL])
+    _publish(console, running, records, [t for t in ticks if t > OUTAGE_UNTIL], after=first[-1])
     return ticks[-1]
 
 
 def _publish(
-    console: Console, running: Running, records: list[dict[str, Any]], ticks: list[datetime]
+    console: Console,
+    running: Running,
+    records: list[dict[str, Any]],
+    ticks: list[datetime],
+    after: datetime | None = None,
 ) -> None:
-    """Publish the events up to each tick and the tick, each tick paced (:func:`_paced`)."""
+    """Publish the events up to each tick (those after ``after``) and the tick, each tick paced
+    (:func:`_paced`)."""
     with progress_bar(console) as progress:
         task = progress.add_task("publishing events and ticking the clock", total=len(ticks))
 
@@ -223,7 +232,7 @@ def _publish(
             _paced(running, moment)
             progress.update(task, advance=1, description=f"clock at {moment.date()}, {sent} events sent")
 
-        publish_timeline(running.settings, records, ticks, advance)
+        publish_timeline(running.settings, records, ticks, advance, after)
 
 
 @dataclass

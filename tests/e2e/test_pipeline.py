@@ -268,7 +268,7 @@ def test_killing_worker_and_sink_mid_run_loses_no_deletion_and_repeats_none(
         "first commands",
     )
     pipeline.worker.kill()  # SIGKILL mid-run: no clean shutdown, no final commit
-    publish_timeline(settings, records, ticks[half:])
+    publish_timeline(settings, records, ticks[half:], after=ticks[half - 1])
     pipeline.worker = pipeline.restart(pipeline.worker)
     wait_until(lambda: len(pipeline.confirmed()) > len(expected) // 3, WORKER_READY, "a third confirmed")
     pipeline.sink.kill()

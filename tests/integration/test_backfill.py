@@ -197,3 +197,55 @@ def test_the_cli_dry_run_reads_everything_and_publishes_nothing(
         scenario.payments,
     )
     assert lines[-1] == f"would publish {sum(map(len, rows))} event(s)"
+
+
+def test_a_row_no_event_can_announce_is_refused_by_name_and_the_others_are_published(
+    database: str, scenario: Scenario
+) -> None:
+    with psycopg2.connect(database) as conn, conn.cursor() as cur:
+        cur.execute("ALTER TABLE support_tickets ALTER COLUMN ticket_id TYPE text")
+        cur.execute(
+            "UPDATE support_tickets SET ticket_id = repeat('k', 600) "
+            "WHERE ticket_id = (SELECT min(ticket_id) FROM support_tickets)"
+        )
+        cur.execute("SELECT count(*) FROM support_tickets")
+        tickets = int(cur.fetchone()[0])  # type: ignore[index]
+    conn.close()
+    store_map = parse_store_map(
+        {
+            "store": "customer_db",
+            "categories": {
+                "correspondence": [
+                    {
+                        "table": "support_tickets",
+                        "key_column": "ticket_id",
+                        "action": "delete",
+                        "subject_column": "customer_id",
+                        "subject_format": "cust-{:05d}",
+                    }
+                ]
+            },
+        },
+        "tickets.toml",
+    )
+    conn = psycopg2.connect(database)
+    backfill = Backfill(conn, [store_map])
+    (report,) = backfill.plan()
+    publisher = Collect()
+    backfill.run(report, publisher)
+    conn.close()
+    assert (report.events, report.refused) == (tickets - 1, 1)
+    assert report.first_refusal is not None and "over the 512 allowed" in report.first_refusal
+    assert "k" * 600 not in report.summary() and "refused 1" in report.summary()
+    assert all(len(r["payload"][1]["record_key"]) <= 512 for r in publisher.records)
+
+
+def test_a_broker_that_does_not_answer_is_one_line_and_nothing_is_published(
+    database: str, scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EBBTIDE_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    code = main(["backfill", "--map", "customer_db", "--dsn", database])
+    _, err = capsys.readouterr()
+    assert code == 1
+    assert err.startswith("ebbtide backfill: the broker at 127.0.0.1:1 did not answer")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
