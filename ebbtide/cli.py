@@ -269,7 +269,6 @@ def cmd_sink_role(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     import psycopg2
-
     from kafka.errors import KafkaError
 
     from ebbtide.client import PublishFailed
