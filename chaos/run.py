@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import KafkaAdminClient
 from rich.console import Console
 
 from chaos import hostile
@@ -219,6 +220,7 @@ def run(base: Settings, options: Options) -> int:
     servers = Servers(base.state_dir)
     with _standin(sc, stores) as standin:
         before = _holdings(dsn, maps, standin, vendors)
+        _forget_earlier_runs(settings)
         create_topics(settings, pipeline_topics(Topics(settings.topic_prefix), stores.ids))
         supervisor = _start(settings, standin)
         chaos = Run(console, settings, servers, supervisor, standin, Oracle(policy), options)
@@ -242,6 +244,18 @@ def run(base: Settings, options: Options) -> int:
     path = _write(chaos, verdict, run_id)
     _show(console, chaos, verdict, path)
     return 0 if verdict.passed else 1
+
+
+def _forget_earlier_runs(settings: Settings) -> None:
+    """Delete the topics of earlier chaos runs on this stack (kept until now for inspection): a
+    broker killed with many partitions takes long to recover them all."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        earlier = [t for t in admin.list_topics() if t.startswith(("ebbtide.chaos-", "ebbtide-chaos-"))]
+        if earlier:
+            admin.delete_topics(earlier)
+    finally:
+        admin.close()
 
 
 @contextmanager
