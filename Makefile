@@ -41,9 +41,13 @@ stack-status: ## show whether the local stack is running
 demo: $(STAMP) ## run the scripted demo on the local stack and print the summary
 	$(WITH_STACK) $(PY) -m ebbtide demo $(DEMO_ARGS)
 
-test: $(STAMP) tools ## lint, then the whole suite against the real servers (started and stopped as needed)
+# `make test` ends with a small chaos run (about 4 minutes); SKIP_CHAOS=1 leaves it out.
+TEST_CHAOS_ARGS := --customers 40 --results $(CURDIR)/.state/chaos/results
+
+test: $(STAMP) tools ## lint, the whole suite against the real servers, then a small chaos run (SKIP_CHAOS=1: not)
 	$(MAKE) --no-print-directory lint
 	$(WITH_STACK) $(PY) -m pytest $(PYTEST_ARGS)
+	@if [ -z "$(SKIP_CHAOS)" ]; then $(MAKE) --no-print-directory chaos CHAOS_ARGS="$(TEST_CHAOS_ARGS)"; fi
 
 test-unit: $(STAMP) ## only the unit tests (no servers)
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)

@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         until=datetime(args.until_year, 1, 1, tzinfo=UTC),
         step_days=args.step_days,
         outage_seconds=args.outage_seconds,
+        max_minutes=args.max_minutes,
         results=args.results,
         name=args.name,
     )

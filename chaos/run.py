@@ -92,6 +92,7 @@ class Options:
     until: datetime = datetime(2032, 1, 1, tzinfo=UTC)
     step_days: int = 14
     outage_seconds: float = 10.0  # how long the broker and PostgreSQL stay dead
+    max_minutes: float = 15.0  # the whole run is given up (exit 2) after this long
     results: Path = Path("chaos/results")
     name: str | None = None  # the result file's name (default: the run's time stamp)
 
@@ -151,6 +152,8 @@ class Run:
         while not self.settled(moment):
             for name in self.supervisor.revive():
                 self.console.print(f"[yellow]the {name} exited on its own; started again")
+            if self.now() > self.options.max_minutes * 60:
+                raise ChaosError(f"the run took longer than {self.options.max_minutes:g} minutes")
             if time.monotonic() - began > SETTLE_SECONDS:
                 tails = "\n".join(
                     f"--- {name} ---\n{self.supervisor.tail(name)}" for name in self.supervisor.children
