@@ -239,6 +239,10 @@ class LifecycleProcessor:
         """Drop what is held in memory for partitions this worker lost or (re)gained: their
         state may have moved on elsewhere, so the due index is rebuilt from the table when next
         needed."""
+        touched = {  # the stores whose per-store gauges count these partitions' copies
+            kind: {store for p in partitions for store in by_partition.get(p, {})}
+            for kind, by_partition in self._unanswered.items()
+        }
         for partition in partitions:
             self._due.pop(partition, None)
             self._pending.pop(partition, None)
@@ -246,9 +250,16 @@ class LifecycleProcessor:
                 metrics.CERTIFICATES_UNSIGNED.set(self.unsigned())
             for counts in self._unanswered.values():
                 counts.pop(partition, None)
+            # Gauges by partition say what this worker holds: a lost partition's series go (the
+            # worker that took it reports them), and the per-store totals lose its share.
+            metrics.PENDING_DEADLINES.remove(str(partition))
+            metrics.CLOCK_TIME.remove(str(partition))
             prefix = f"s:{partition}:"
             for key in [k for k in self._decoded if k.startswith(prefix)]:
                 del self._decoded[key]
+        for kind, gauge in (("late", metrics.OVERDUE), ("open", metrics.AWAITING_RECEIPT)):
+            for store in touched[kind]:
+                gauge.labels(store).set(sum(c.get(store, 0) for c in self._unanswered[kind].values()))
 
     def flush(self) -> int:
         """Apply this message's state writes (after its output is on the broker)."""

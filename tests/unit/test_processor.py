@@ -351,3 +351,18 @@ def test_overdue_copies_are_counted_per_store_and_recover_with_the_receipt() -> 
     restarted.processor.on_receipt(0, 9, b"cust-1", answer(first))
     restarted.processor.flush()
     assert restarted.processor.overdue() == {"support_desk": 0}
+
+
+def test_a_lost_partition_leaves_the_gauges_of_the_worker_that_lost_it(closed_account: Harness) -> None:
+    from prometheus_client import REGISTRY
+
+    def awaiting() -> float | None:
+        return REGISTRY.get_sample_value("ebbtide_deletions_awaiting_receipt", {"store": "customer_db"})
+
+    closed_account.tick("2024-03-16T00:00:00Z")
+    assert closed_account.commands() and awaiting() == 1
+    assert REGISTRY.get_sample_value("ebbtide_clock_time_seconds", {"partition": "0"}) is not None
+    closed_account.processor.forget({0})  # a rebalance gave partition 0 to another worker
+    assert awaiting() == 0
+    assert REGISTRY.get_sample_value("ebbtide_clock_time_seconds", {"partition": "0"}) is None
+    assert REGISTRY.get_sample_value("ebbtide_pending_deadlines", {"partition": "0"}) is None
