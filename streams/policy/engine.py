@@ -74,10 +74,31 @@ class RecordState:
     # the signature is kept until the copy is certified (the certificate embeds it), then dropped.
     answer: Answer | None = None
     certified: bool = False  # listed in a deletion certificate already
+    # Set once the copy is pruned (see ``prune``): the ``issued_at`` of the deletion certificate
+    # that lists it, or 0 for a copy certified before copies were pruned.
+    certificate: int | None = None
+    # Announced again after an earlier copy under this key was deleted: the time that copy was
+    # ordered. What the store had written by then went with it (see ``covers``).
+    after: int | None = None
 
     @property
     def record_id(self) -> str:
         return record_id(self.store, self.category, self.record_key)
+
+    @property
+    def pruned(self) -> bool:
+        """Deleted, certified and reduced to what the engine still needs (see ``prune``)."""
+        return self.certificate is not None
+
+    def covers(self, event_time: int) -> bool:
+        """Whether an announcement of this copy written at ``event_time`` is of a copy deleted
+        already: this one, deleted by a command ordered at or after that time, or the earlier
+        copy under its key (``after``). What a store had written under a key when a command was
+        ordered went with it (the store deletes by key when it executes the command, after the
+        order), so such an announcement is neither a new record nor an earlier start of this one."""
+        if self.status == "deleted" and self.ordered_at is not None and event_time <= self.ordered_at:
+            return True
+        return self.after is not None and event_time <= self.after
 
     def overdue(self, now: int | None = None) -> bool:
         """Ordered and not answered within its store's service level: chased at least once or,
@@ -134,22 +155,30 @@ def new_subject(subject_id: str) -> SubjectState:
 
 
 def apply_event(state: SubjectState, event: Event, policy: Policy) -> Outcome:
-    """Fold one lifecycle event in; a repeated event id changes nothing."""
-    if event.event_id in state.seen:
+    """Fold one lifecycle event in; a repeated event id changes nothing.
+
+    Only the ids of record announcements are kept in ``seen``: a fact keeps its event's id
+    itself, and an event that is no fact and no announcement changes nothing, so applying it
+    again changes nothing either. An announcement whose every copy is deleted by a command
+    ordered after it was written (``RecordState.covers``) changes nothing and is not kept."""
+    if event.event_id in state.seen or any(f.event_id == event.event_id for f in state.facts):
         return Outcome(state)
-    seen = state.seen | {event.event_id}
-    facts, records = state.facts, state.records
+    seen, facts, records = state.seen, state.facts, state.records
     fact: Fact | None = None
     if isinstance(event, RecordWritten):
-        records = _written(records, event, policy)
-        only: frozenset[str] | None = frozenset(
+        copies = [
             record_id(store, event.category, event.record_key)
             for store in policy.copies_of(event.store, event.category, event.ref)
-        )
+        ]
+        if all(rid in records and records[rid].covers(event.time) for rid in copies):
+            return Outcome(state)  # a copy of what is deleted already, e.g. announced again late
+        records = _written(records, event, policy)
+        seen = seen | {event.event_id}
+        only: frozenset[str] | None = frozenset(copies)
     else:
         fact = fact_of(event)
         if fact is None:
-            return Outcome(replace(state, seen=seen))
+            return Outcome(state)
         facts_list = list(facts)
         insort(facts_list, fact)
         facts = tuple(facts_list)
@@ -365,15 +394,70 @@ def apply_receipt(state: SubjectState, report: DeletionReported, policy: Policy)
     state = replace(state, records=records)
     certificate = _certificate_due(state, policy)
     if certificate is not None:
-        records = dict(records)
-        for copy in certificate.copies:
-            certified = records[copy.record]
-            answer = (*certified.answer[:4], None, None) if certified.answer is not None else None
-            # The signature is in the certificate now: the state keeps no more than before.
-            records[copy.record] = replace(certified, certified=True, answer=answer)
-        state = replace(state, records=records)
-        return Outcome(state, (decision,), certificates=(certificate,))
+        # Everything the certificate needs of its copies (each store's answer and signed receipt)
+        # is in it now, and it goes out with this outcome before the state is written.
+        return Outcome(prune(state, certificate), (decision,), certificates=(certificate,))
     return Outcome(state, (decision,))
+
+
+def prune(state: SubjectState, certificate: CertificateDue) -> SubjectState:
+    """The state once ``certificate`` is issued: each copy it lists (and any copy certified
+    before copies were pruned) is reduced to its tombstone, the least that keeps the engine
+    correct and idempotent:
+    - store, category and record key: the copy is known, so announcing it again is recognised;
+    - its command id: a late or repeated receipt for it is its own (and changes nothing);
+    - when it was ordered: an announcement written by then is of what that command deleted
+      (``RecordState.covers``), so it neither starts a new deletion nor is stamped again;
+    - the store's outcome, rows and time, and the certificate's ``issued_at``: for ``explain``.
+    Its rule, deadline, ref, causes and the store's signed receipt are in the certificate.
+
+    Ids of announcements whose every copy is pruned are dropped from ``seen`` where a tombstone
+    recognises them anyway: written no later than their copies' orders, and no copy anonymised
+    (an anonymised row stays in its table, so ``backfill`` may announce it again, later, under
+    the same id)."""
+    listed = {copy.record for copy in certificate.copies}
+    records = dict(state.records)
+    announcements: dict[str, tuple[int, str, str]] = {}  # event id: (time, category, record key)
+    for rid, record in state.records.items():
+        if rid in listed or (record.certified and record.certificate is None):
+            records[rid] = _tombstone(record, certificate.issued_at if rid in listed else 0)
+            if record.written_by in state.seen:
+                announcements[record.written_by] = (record.written_at, record.category, record.record_key)
+    siblings: dict[tuple[str, str], list[RecordState]] = {}  # the copies of one record, in every store
+    for record in records.values():
+        siblings.setdefault((record.category, record.record_key), []).append(record)
+    forget = {
+        event_id
+        for event_id, (written_at, category, key) in announcements.items()
+        if all(
+            copy.pruned and copy.covers(written_at) and not _anonymised(copy)
+            for copy in siblings[(category, key)]
+        )
+    }
+    return replace(state, records=records, seen=state.seen - forget if forget else state.seen)
+
+
+def _anonymised(record: RecordState) -> bool:
+    return record.answer is not None and record.answer[0] == "ANONYMISED"
+
+
+def _tombstone(record: RecordState, certificate: int) -> RecordState:
+    """A deleted copy as ``prune`` keeps it."""
+    answer = record.answer
+    return RecordState(
+        record.store,
+        record.category,
+        record.record_key,
+        None,
+        "",
+        0,
+        "deleted",
+        command_id=record.command_id,
+        ordered_at=record.ordered_at,
+        answer=(answer[0], answer[1], answer[2], None, None, None) if answer is not None else None,
+        certified=True,
+        certificate=certificate,
+    )
 
 
 def _certificate_due(state: SubjectState, policy: Policy) -> CertificateDue | None:
@@ -764,6 +848,8 @@ def _written(records: dict[str, RecordState], event: RecordWritten, policy: Poli
     for store in policy.copies_of(event.store, event.category, event.ref):
         key = record_id(store, event.category, event.record_key)
         current = out.get(key)
+        if current is not None and current.covers(event.time):
+            continue  # deleted by a command ordered after this was written: not a new record
         if current is not None and current.status != "deleted":
             # Already known: its life starts at the earliest announcement, whatever the arrival order.
             if current.status not in JUDGED or (current.written_at, current.written_by) <= (
@@ -773,8 +859,17 @@ def _written(records: dict[str, RecordState], event: RecordWritten, policy: Poli
                 continue
             replacement = replace(current, ref=event.ref, written_by=event.event_id, written_at=event.time)
         else:
+            # New, or written again after its copy was deleted (a later announcement than that
+            # copy's order: covered ones were skipped above): a new record, from this announcement.
+            before = [x for x in (current.ordered_at, current.after) if x is not None] if current else []
             replacement = RecordState(
-                store, event.category, event.record_key, event.ref, event.event_id, event.time
+                store,
+                event.category,
+                event.record_key,
+                event.ref,
+                event.event_id,
+                event.time,
+                after=max(before, default=None),
             )
         if out is records:
             out = dict(records)

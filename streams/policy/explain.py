@@ -51,6 +51,16 @@ def explain(state: SubjectState, policy: Policy, now: int | None) -> dict[str, A
                 f"{record.store} answered {outcome} ({rows} row(s)) at {calendar.iso(executed_at)} "
                 f"to command {record.command_id}" + (f": {reason}" if reason else "")
             ]
+            if record.pruned:
+                proof = (
+                    f"the subject's deletion certificate issued {calendar.iso(record.certificate)}"
+                    if record.certificate
+                    else "one of the subject's deletion certificates"
+                )
+                why.append(
+                    f"proven by {proof}, whose entry for this command gives the rule, the deadline and "
+                    "the store's signed receipt (the worker keeps no more of a certified copy)"
+                )
         else:
             why = [
                 f"deletion {'confirmed' if record.status == 'deleted' else 'ordered'} "
@@ -80,6 +90,11 @@ def explain(state: SubjectState, policy: Policy, now: int | None) -> dict[str, A
                 "blockers": list(record.blockers),
                 "set_by": list(record.caused_by),
                 "command_id": record.command_id,
+                # Pruned (certified) copies: the certificate with their rule and deadline, by its
+                # issued_at ("earlier": certified before copies were pruned); None otherwise.
+                "certificate": (calendar.iso(record.certificate) if record.certificate else "earlier")
+                if record.pruned
+                else None,
             }
         )
     duties = [
@@ -111,10 +126,16 @@ def render(report: dict[str, Any]) -> str:
         f"subject {report['subject']}  (policy {report['policy']}, pipeline clock {report['clock'] or '-'})"
     ]
     for r in report["records"]:
-        lines.append(
-            f"- {r['record']}  [{r['status']}]  category {r['category']}, rule {r['rule'] or '-'}, "
-            f"deadline {r['deadline'] or 'not set'}"
-        )
+        if r.get("certificate"):  # pruned: its rule and deadline are in its certificate
+            lines.append(
+                f"- {r['record']}  [{r['status']}]  category {r['category']}, rule and deadline in its "
+                "deletion certificate"
+            )
+        else:
+            lines.append(
+                f"- {r['record']}  [{r['status']}]  category {r['category']}, rule {r['rule'] or '-'}, "
+                f"deadline {r['deadline'] or 'not set'}"
+            )
         if r["clause"]:
             lines.append(f"    clause: {r['clause']}")
             lines.append(f"    basis:  {r['basis']}")

@@ -48,9 +48,20 @@ def dump(state: SubjectState) -> dict[str, Any]:
                 _dump_answer(r.answer),
                 r.certified,
             ]
+            + ([r.after] if r.after is not None else [])  # written again after a deletion
             for r in state.records.values()
+            if not r.pruned
         ],
     }
+    settled: dict[tuple[str, str], list[list[Any]]] = {}
+    for r in state.records.values():
+        if r.pruned:
+            outcome, rows, executed_at = r.answer[:3] if r.answer is not None else (None, None, None)
+            settled.setdefault((r.store, r.category), []).append(
+                [r.record_key, r.command_id, r.ordered_at, outcome, rows, executed_at, r.certificate]
+            )
+    if settled:  # a key of its own: a worker of an earlier version reads the rest as before
+        out["settled"] = [[store, category, copies] for (store, category), copies in settled.items()]
     if state.duties:
         out["duties"] = [
             [d.duty_id, d.kind, d.due, d.opened_by, d.source, d.done_at, d.done_by]
@@ -166,8 +177,26 @@ def load(raw: dict[str, Any]) -> SubjectState:
             reissues,
             _load_answer(answer),
             certified,
+            after=fields[19] if len(fields) > 19 else None,
         )
         records[record.record_id] = record
+    for store, category, copies in raw.get("settled", []):  # pruned copies, by store and category
+        for key, command, ordered_at, outcome, rows, executed_at, certificate in copies:
+            record = RecordState(
+                store,
+                category,
+                key,
+                None,
+                "",
+                0,
+                "deleted",
+                command_id=command,
+                ordered_at=ordered_at,
+                answer=(outcome, rows, executed_at, None, None, None) if outcome is not None else None,
+                certified=True,
+                certificate=certificate,
+            )
+            records[record.record_id] = record
     return SubjectState(
         subject_id=raw["s"],
         seen=frozenset(raw["seen"]),
