@@ -15,7 +15,7 @@ from kafka.errors import KafkaTimeoutError
 from ebbtide import client
 from ebbtide import clock as clock_module
 from ebbtide.cli import main
-from ebbtide.client import MAX_EVENT_BYTES, EventPublisher, InvalidEvent, PublishFailed, to_record
+from ebbtide.client import EventPublisher, InvalidEvent, PublishFailed, check_size, to_record
 from ebbtide.clock import ClockPublisher, TickFailed
 from ebbtide.kafka_io import await_delivery, close_producer
 from ebbtide.settings import Settings
@@ -104,13 +104,24 @@ def write(path: Path, lines: list[str]) -> Path:
 
 
 def test_an_event_too_large_for_one_message_is_invalid() -> None:
-    assert len(to_record(event(1, producer="x" * (MAX_EVENT_BYTES - 100)))["producer"]) > 0
+    record = to_record(event(1))
+    record["producer"] = "x" * 1_200_000  # built past to_record, whose field limits come first
     with pytest.raises(
         InvalidEvent, match=r"^event is 1\.2 MB encoded, over the 1 MB limit of one Kafka message$"
     ):
-        to_record(event(1, producer="x" * 1_200_000))
-    with pytest.raises(InvalidEvent, match=r"^event is 1,000,0\d\d bytes encoded, over the 1 MB limit"):
-        to_record(event(1, producer="x" * MAX_EVENT_BYTES))
+        check_size(record)
+
+
+def test_a_text_over_the_workers_limit_is_invalid_before_it_is_sent() -> None:
+    assert to_record(event(1, producer="x" * 512))
+    with pytest.raises(InvalidEvent, match=r"^field producer is 513 characters, over the 512 allowed$"):
+        to_record(event(1, producer="x" * 513))
+    with pytest.raises(InvalidEvent, match=r"^an entry of field payload.records is over 512 characters$"):
+        to_record(
+            event(
+                1, type="LegalHoldPlaced", payload={"hold_id": "h", "categories": [], "records": ["r" * 513]}
+            )
+        )
 
 
 def test_publish_refuses_a_file_with_an_oversized_line_naming_it(
@@ -122,7 +133,7 @@ def test_publish_refuses_a_file_with_an_oversized_line_naming_it(
     )
     assert main(["publish", str(path)]) == 1
     err = capsys.readouterr().err
-    assert "events.jsonl: line 2: event is 10.4 MB encoded, over the 1 MB limit of one Kafka message" in err
+    assert "events.jsonl: line 2: field producer is 10400000 characters, over the 512 allowed" in err
     assert "xxxx" not in err
     assert "nothing was published" in err
     assert broker == []  # no producer was even made
@@ -132,7 +143,7 @@ def test_publish_refuses_a_file_with_an_oversized_line_naming_it(
 
 def test_the_client_refuses_an_oversized_event_and_sends_nothing(broker: list[DeadBroker]) -> None:
     publisher = EventPublisher(Settings())
-    with pytest.raises(InvalidEvent, match="over the 1 MB limit"):
+    with pytest.raises(InvalidEvent, match="over the 512 allowed"):
         publisher.publish(event(1, producer="x" * 1_200_000))
     record = to_record(event(1))
     record["producer"] = "x" * 1_200_000  # a record built past to_record
