@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         results=args.results,
         name=args.name,
     )
+    # SIGTERM (e.g. from `timeout` or a CI runner) ends the run like Ctrl-C: through the
+    # `finally` blocks that stop the worker and sinks, so none is left running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     return run(settings, options)
 
 

@@ -590,8 +590,12 @@ def _get_certificates(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
     from ebbtide.demo.run import run_demo
 
+    # SIGTERM ends the demo like Ctrl-C: through the `finally` that stops its worker and sinks.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     return run_demo(
         settings,
         customers=args.customers,
