@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.common import SIZES, Context, Figure, env_dsn
-from ebbtide.settings import Settings
+from ebbtide.runtime.settings import Settings
 
 BENCHMARKS = ("stamping", "deletion", "pending", "latency", "recovery")
 RESULTS = Path(__file__).resolve().parent / "results"

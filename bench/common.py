@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from ebbtide.settings import Settings
+from ebbtide.runtime.settings import Settings
 
 SizeName = Literal["small", "medium", "large"]
 

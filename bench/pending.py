@@ -14,7 +14,7 @@ import tracemalloc
 from typing import Any
 
 from bench.common import Context, Figure
-from ebbtide.settings import Topics
+from ebbtide.runtime.settings import Topics
 from streams.policy import snapshot
 from streams.policy.calendar import MS_PER_DAY
 from streams.policy.engine import RecordState, SubjectState

@@ -29,8 +29,8 @@ from bench.stamping import (
     wait_metrics,
 )
 from ebbtide import processes
-from ebbtide.kafka_io import end_offsets, offsets_reader
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.kafka import end_offsets, offsets_reader
+from ebbtide.runtime.settings import Settings, Topics
 from schemas import LIFECYCLE_EVENT, codec_for
 
 NAME = "recovery"

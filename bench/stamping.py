@@ -25,8 +25,8 @@ from bench.common import Context, Figure
 from ebbtide import processes
 from ebbtide.client import to_record
 from ebbtide.demo.scenario import build
-from ebbtide.kafka_io import create_topics, pipeline_topics
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.kafka import create_topics, pipeline_topics
+from ebbtide.runtime.settings import Settings, Topics
 from schemas import LIFECYCLE_EVENT, codec_for
 from streams.policy.rules import default_policy
 from streams.processor import LifecycleProcessor

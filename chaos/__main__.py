@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from chaos.run import Options, run
-from ebbtide.settings import Settings, SettingsError
+from ebbtide.runtime.settings import Settings, SettingsError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ebbtide import processes
-from ebbtide.settings import Settings
+from ebbtide.runtime.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "local"
 

@@ -18,8 +18,8 @@ from kafka.partitioner.default import murmur2
 
 from chaos.ledger import Copy, Sent
 from ebbtide import certificates
-from ebbtide.authenticity import COMMAND, RECEIPT, TICK, MessageSigner
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.authenticity import COMMAND, RECEIPT, TICK, MessageSigner
+from ebbtide.runtime.settings import Settings, Topics
 from schemas import CLOCK_TICK, DELETION_COMMAND, DELETION_RECEIPT, LIFECYCLE_EVENT, codec_for
 
 NAMESPACE = "io.ebbtide.events"

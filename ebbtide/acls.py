@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.settings import Settings, Topics
 
 DEFAULT_WORKER = "User:worker"
 DEFAULT_SINK = "User:sink"

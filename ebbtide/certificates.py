@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import html
 import json
 from collections.abc import Iterable, Mapping
@@ -40,9 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ebbtide.runtime import authenticity
+from ebbtide.runtime.keys import generate_key, key_id, load_private_key, load_public_key  # noqa: F401
+from ebbtide.runtime.keys import key_id_of as _key_id_of
 from streams.policy.calendar import iso
 from streams.policy.decisions import ANSWERED, answer_problem
 
@@ -66,7 +67,7 @@ ENTRY_FIELDS_V1 = (
 )
 ENTRY_FIELDS = (*ENTRY_FIELDS_V1, "receipt")
 RECEIPT_FIELDS = ("signed", "signer_key_id", "signature")
-# A receipt's signed content is ebbtide.authenticity's (imported where used: that module imports
+# A receipt's signed content is ebbtide.runtime.authenticity's (imported where used: that module imports
 # this one for its keys).
 TIME_FIELDS = ("deadline", "ordered_at", "executed_at")
 CERTIFICATE_FIELDS = ("format", "subject_id", "issued_at", "policy_version", "issuer", "key_id", "entries")
@@ -91,15 +92,11 @@ class StoreReceipt:
     signature: str
 
     def signed(self) -> dict[str, Any]:
-        """The receipt's signed content, as :func:`ebbtide.authenticity.signed_content` makes it."""
-        from ebbtide import authenticity
-
+        """The receipt's signed content, as :func:`ebbtide.runtime.authenticity.signed_content` makes it."""
         return authenticity.signed_content(authenticity.RECEIPT, asdict(self))
 
     def signed_bytes(self) -> bytes:
         """The bytes the store signed."""
-        from ebbtide import authenticity
-
         return authenticity.canonical_bytes(authenticity.RECEIPT, asdict(self))
 
     def as_dict(self) -> dict[str, Any]:
@@ -195,53 +192,6 @@ def canonical_bytes(certificate: Certificate) -> bytes:
     :func:`build` refuses those.
     """
     return _canonical_json(_certificate_dict(certificate))
-
-
-# --- keys ---------------------------------------------------------------------------------------
-
-
-def generate_key() -> tuple[bytes, bytes]:
-    """A new Ed25519 key pair: (private key, unencrypted PKCS#8 PEM; public key, SubjectPublicKeyInfo PEM)."""
-    private = Ed25519PrivateKey.generate()
-    private_pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    public_pem = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private_pem, public_pem
-
-
-def load_private_key(pem: bytes) -> Ed25519PrivateKey:
-    """An unencrypted PEM Ed25519 private key; ValueError for anything else."""
-    try:
-        key = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"not an unencrypted PEM private key: {error}") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"not an Ed25519 private key but {type(key).__name__}")
-    return key
-
-
-def load_public_key(pem: bytes) -> Ed25519PublicKey:
-    """A PEM (SubjectPublicKeyInfo) Ed25519 public key; ValueError for anything else."""
-    try:
-        key = serialization.load_pem_public_key(pem)
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"not a PEM public key: {error}") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise ValueError(f"not an Ed25519 public key but {type(key).__name__}")
-    return key
-
-
-def _key_id_of(public: Ed25519PublicKey) -> str:
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
-
-
-def key_id(public_pem: bytes) -> str:
-    """First 16 hex characters of the SHA-256 of the raw 32-byte public key."""
-    return _key_id_of(load_public_key(public_pem))
 
 
 # --- validation ---------------------------------------------------------------------------------
@@ -449,8 +399,6 @@ def _integer(value: Any, where: str, found: list[str]) -> int | None:
 
 def _parse_receipt(value: Any, where: str, found: list[str]) -> StoreReceipt | None:
     """An embedded receipt: the signed content exactly as the store signed it, its key id, its signature."""
-    from ebbtide import authenticity
-
     data = _fields(value, where, RECEIPT_FIELDS, found)
     if data is None:
         return None

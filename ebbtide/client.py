@@ -22,15 +22,16 @@ from typing import TYPE_CHECKING, Any
 
 from kafka.errors import KafkaError
 
-from ebbtide.authenticity import HOLD, KEY_ID, SIGNATURE, MessageSigner, hold_event, read_or_make_key
-from ebbtide.kafka_io import (
+from ebbtide.runtime.authenticity import HOLD, KEY_ID, SIGNATURE, MessageSigner, hold_event
+from ebbtide.runtime.kafka import (
     DELIVERY_TIMEOUT,
     await_delivery,
     close_producer,
     not_acknowledged,
     producer,
 )
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.keys import read_or_make_key
+from ebbtide.runtime.settings import Settings, Topics
 from schemas import LIFECYCLE_EVENT, InvalidMessage, codec_for
 from streams.translate import check_sizes
 

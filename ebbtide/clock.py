@@ -12,8 +12,8 @@ from datetime import datetime
 
 from kafka.errors import KafkaError
 
-from ebbtide.authenticity import KEY_ID, SIGNATURE, TICK, MessageSigner
-from ebbtide.kafka_io import (
+from ebbtide.runtime.authenticity import KEY_ID, SIGNATURE, TICK, MessageSigner
+from ebbtide.runtime.kafka import (
     DELIVERY_TIMEOUT,
     await_delivery,
     close_producer,
@@ -22,7 +22,7 @@ from ebbtide.kafka_io import (
     offsets_reader,
     producer,
 )
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.settings import Settings, Topics
 from schemas import CLOCK_TICK, codec_for
 
 

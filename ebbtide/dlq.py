@@ -21,8 +21,8 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from ebbtide.kafka_io import CLIENT_ID, DELIVERY_TIMEOUT, await_delivery, not_acknowledged
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.kafka import CLIENT_ID, DELIVERY_TIMEOUT, await_delivery, not_acknowledged
+from ebbtide.runtime.settings import Settings, Topics
 
 # Headers every dead letter carries (the dead-lettering code writes them in this order).
 REASON, SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET = (
@@ -420,8 +420,8 @@ def main(args: Any, settings: Settings) -> int:
 def _replay(args: Any, settings: Settings, chosen: list[DeadLetter], name: str) -> int:
     from rich.console import Console
 
-    from ebbtide.kafka_io import close_producer, producer
     from ebbtide.progress import progress_bar
+    from ebbtide.runtime.kafka import close_producer, producer
 
     topics = Topics(settings.topic_prefix)
     plan = plan_replay(chosen, replayable_topics(settings), topics.clock)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from ebbtide.settings import Settings
+from ebbtide.runtime.settings import Settings
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -72,7 +72,7 @@ def start(
     on its first start), so a sink started beside it finds the public key it verifies commands
     with; so is the default legal hold key pair of a worker (``holds.key``, for the publisher
     beside it to sign holds with)."""
-    from ebbtide.authenticity import read_or_make_key
+    from ebbtide.runtime.keys import read_or_make_key
 
     if settings.worker_public_key is None:
         read_or_make_key(settings.signing_key, "certificate signing key")

@@ -4,7 +4,7 @@ The signing key is an Ed25519 private key in a PEM file (``EBBTIDE_CERTIFICATE_K
 ``<state dir>/keys/certificate-signing.key``). A worker that finds no key makes one on its
 first start, with the public key beside it (``.pub``), and logs the key id: give that public
 key to customers and auditors, and to every sink (it verifies the deletion commands the worker
-signs with the same key, :mod:`ebbtide.authenticity`). Ed25519 signatures are deterministic, so
+signs with the same key, :mod:`ebbtide.runtime.authenticity`). Ed25519 signatures are deterministic, so
 a replay with the same key gives the same certificates and commands, byte for byte.
 """
 
@@ -17,7 +17,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from ebbtide import authenticity, certificates
+from ebbtide import certificates
+from ebbtide.runtime import authenticity, keys
 from streams.policy.calendar import iso
 from streams.policy.decisions import CertificateDue, CertifiedCopy
 
@@ -38,7 +39,7 @@ class CertificateSigner:
     @classmethod
     def from_file(cls, path: Path, issuer: str, create: bool = True) -> CertificateSigner:
         """The signer of the key at ``path``; with ``create``, a new key pair is made if missing."""
-        return cls(authenticity.read_or_make_key(path, "certificate signing key", create), issuer)
+        return cls(keys.read_or_make_key(path, "certificate signing key", create), issuer)
 
     def sign_command(self, record: dict[str, Any]) -> dict[str, Any]:
         """A DeleteRecord (deletion_command) signed with this key, for the sinks to verify."""

@@ -11,11 +11,11 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from ebbtide.kafka_io import CLIENT_ID
-from ebbtide.settings import Settings, Topics
-from ebbtide.web_token import ENV as TOKEN_ENV
-from ebbtide.web_token import TokenUnavailable, read_token, token_file
-from ebbtide.web_token import header as token_header
+from ebbtide.runtime.kafka import CLIENT_ID
+from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.runtime.web_token import ENV as TOKEN_ENV
+from ebbtide.runtime.web_token import TokenUnavailable, read_token, token_file
+from ebbtide.runtime.web_token import header as token_header
 from streams.policy import snapshot
 from streams.policy.engine import SubjectState
 
@@ -99,7 +99,7 @@ def subject_from_worker(
     settings: Settings, subject_id: str, timeout: float = 5.0
 ) -> tuple[SubjectState | None, int | None]:
     """Ask the running worker (fast: one table lookup), with its web token (the file the worker
-    made at start, see :mod:`ebbtide.web_token`). Raises StateUnavailable if there is no token or
+    made at start, see :mod:`ebbtide.runtime.web_token`). Raises StateUnavailable if there is no token or
     the worker does not answer or refuses."""
     path = token_file(settings)
     try:

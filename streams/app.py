@@ -11,10 +11,10 @@ from typing import Any
 
 import faust
 
-from ebbtide.authenticity import ClockKey, HoldKeys, TrustedKeys
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.authenticity import ClockKey, HoldKeys, TrustedKeys
+from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.runtime.web_token import authorised, read_or_make_token, token_file
 from ebbtide.signer import CertificateSigner
-from ebbtide.web_token import authorised, read_or_make_token, token_file
 from streams.policy.rules import Policy
 from streams.processor import LifecycleProcessor, partition_of_key
 
@@ -159,7 +159,7 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
     @app.page("/subjects/{subject_id}/")
     async def subject(web: Any, request: Any, subject_id: str) -> Any:
         """One subject's state and its partition's clock: what `ebbtide explain` renders. Only
-        for a caller with the worker's web token (ebbtide.web_token): 401 otherwise."""
+        for a caller with the worker's web token (ebbtide.runtime.web_token): 401 otherwise."""
         if not authorised(request.headers.get("Authorization"), web_token):
             return web.json(
                 {"error": "unauthorised: send the worker's web token as 'Authorization: Bearer <token>'"},

@@ -25,8 +25,8 @@ from typing import Any
 
 from kafka.partitioner.default import murmur2
 
-from ebbtide import authenticity, metrics
-from ebbtide.settings import Topics
+from ebbtide.runtime import authenticity, metrics
+from ebbtide.runtime.settings import Topics
 from ebbtide.signer import CertificateSigner
 from schemas import (
     CLOCK_TICK,

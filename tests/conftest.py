@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ebbtide.settings import Settings
+from ebbtide.runtime.settings import Settings
 
 HERE = Path(__file__).parent
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ebbtide.settings import Settings
+from ebbtide.runtime.settings import Settings
 from tests.e2e.test_pipeline import Pipeline
 
 

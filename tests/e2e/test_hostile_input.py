@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ebbtide import certificates, processes
-from ebbtide.authenticity import MessageSigner
 from ebbtide.client import sign_hold, to_record
-from ebbtide.kafka_io import producer
-from ebbtide.settings import Settings
+from ebbtide.runtime.authenticity import MessageSigner
+from ebbtide.runtime.kafka import producer
+from ebbtide.runtime.settings import Settings
 from schemas import CLOCK_TICK, LIFECYCLE_EVENT, codec_for
 from streams.processor import partition_for
 from tests.e2e.test_pipeline import CLOSED_ACCOUNT, Pipeline, customer_db, ev, publish, rows, tick, written

@@ -54,7 +54,7 @@ from ebbtide import dlq
 from ebbtide.demo import database
 from ebbtide.demo import run as demo_run
 from ebbtide.demo import scenario as demo_scenario
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.state_reader import read_to_end
 from schemas import DELETION_RECEIPT, LIFECYCLE_EVENT, codec_for
 from tests.support import drop_topics, state_dir

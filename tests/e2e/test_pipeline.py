@@ -12,14 +12,14 @@ import psycopg2
 import pytest
 
 from ebbtide import processes
-from ebbtide.authenticity import HoldKeys
 from ebbtide.client import EventPublisher, sign_hold, to_record
 from ebbtide.clock import ClockPublisher, steps
 from ebbtide.demo import database as demo_db
 from ebbtide.demo.run import publish_timeline
 from ebbtide.demo.scenario import START, STORE_OF, Scenario, build
-from ebbtide.kafka_io import producer
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.authenticity import HoldKeys
+from ebbtide.runtime.kafka import producer
+from ebbtide.runtime.settings import Settings, Topics
 from schemas import CLOCK_TICK, DECISION, codec_for
 from streams.policy.rules import Policy, rules_policy
 from streams.policy.stores import load_store_map

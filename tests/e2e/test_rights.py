@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ebbtide import processes
-from ebbtide.settings import Settings
+from ebbtide.runtime.settings import Settings
 from schemas import ERASURE_ANSWER, codec_for
 from tests.e2e.test_pipeline import Pipeline, ev, publish, rows, tick, written
 from tests.support import TopicReader, demo_database

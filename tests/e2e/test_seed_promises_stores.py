@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg2
 
-from ebbtide.settings import Topics
+from ebbtide.runtime.settings import Topics
 from ebbtide.state_reader import StateUnavailable, read_to_end, subject_from_worker
 from schemas import DECISION, DELETION_COMMAND, codec_for
 from sinks import backups

@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 
 from ebbtide import cli
-from ebbtide.settings import Settings
+from ebbtide.runtime.settings import Settings
 from sinks.backups import (
     BackupError,
     BackupsExecutor,

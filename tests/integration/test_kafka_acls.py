@@ -21,7 +21,7 @@ from kafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from ebbtide.acls import Principals, password_for, plan
 from ebbtide.cli import main
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.settings import Settings, Topics
 from tests.support import drop_topics, make_topics, unique_settings, wait_until
 
 STORE = "customer_db"

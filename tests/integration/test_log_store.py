@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 
 from ebbtide.client import to_record
-from ebbtide.settings import Settings
+from ebbtide.runtime.settings import Settings
 from sinks.logstore import (
     ZONE,
     LogStoreExecutor,

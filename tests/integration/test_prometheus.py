@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from ebbtide.settings import Settings
+from ebbtide.runtime.settings import Settings
 
 PROMETHEUS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
 
@@ -34,7 +34,7 @@ def test_the_alerts_fire_when_they_should_and_not_before() -> None:
 def test_every_metric_passes_promtool_lint() -> None:
     from prometheus_client import generate_latest
 
-    from ebbtide import metrics
+    from ebbtide.runtime import metrics
 
     metrics.DLQ_MESSAGES.labels("events").inc(0)  # a labelled sample too, not only HELP and TYPE lines
     done = promtool("check", "metrics", stdin=generate_latest().decode())

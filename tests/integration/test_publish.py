@@ -9,7 +9,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 from ebbtide.client import EventPublisher, PublishFailed
-from ebbtide.settings import Topics
+from ebbtide.runtime.settings import Topics
 from tests.support import EVENT, unique_settings
 
 

@@ -19,9 +19,9 @@ import pytest
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
 from ebbtide import processes
-from ebbtide.authenticity import read_or_make_key
-from ebbtide.kafka_io import end_offsets, offsets_reader, producer
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.kafka import end_offsets, offsets_reader, producer
+from ebbtide.runtime.keys import read_or_make_key
+from ebbtide.runtime.settings import Settings, Topics
 from streams.processor import partition_for
 from tests.support import EVENT, TopicReader, unique_settings
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from ebbtide import processes
 from ebbtide.demo import database as demo_db
 from ebbtide.demo.scenario import build
-from ebbtide.kafka_io import producer
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.kafka import producer
+from ebbtide.runtime.settings import Settings, Topics
 from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 from tests.support import TopicReader, deletion_command, signed_command, worker_signer
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ebbtide.cli import partition_mismatch
-from ebbtide.settings import Settings
+from ebbtide.runtime.settings import Settings
 from tests.support import make_topics
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from ebbtide.acls import PREFIXED, AclError, Grant, Principals, password_for, plan, principal, render
 from ebbtide.cli import main
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.settings import Settings, Topics
 
 SETTINGS = Settings(topic_prefix="p", app_id="app")
 TOPICS = Topics("p")

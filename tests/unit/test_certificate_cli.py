@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ebbtide import authenticity, certificates
+from ebbtide import certificates
 from ebbtide.cli import main
+from ebbtide.runtime import authenticity
 
 ENTRY = certificates.DeletionEntry(
     store="customer_db",

@@ -15,7 +15,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ebbtide.authenticity import RECEIPT, MessageSigner, millis
 from ebbtide.certificates import (
     FORMAT_V1,
     Certificate,
@@ -33,6 +32,7 @@ from ebbtide.certificates import (
     sign,
     verify,
 )
+from ebbtide.runtime.authenticity import RECEIPT, MessageSigner, millis
 
 PRIVATE, PUBLIC = generate_key()
 KEY_ID = key_id(PUBLIC)

@@ -14,7 +14,7 @@ from kafka.errors import KafkaTimeoutError
 from ebbtide import dlq
 from ebbtide.cli import main
 from ebbtide.dlq import DeadLetter, ReplayFailed
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.settings import Settings, Topics
 
 PREFIX = "t"
 TOPICS = Topics(PREFIX)
@@ -216,8 +216,8 @@ def fake_dlq(monkeypatch: pytest.MonkeyPatch) -> Iterator[Producer]:
     """`ebbtide dlq` reading LETTERS and replaying through a fake producer."""
     out = Producer()
     monkeypatch.setattr(dlq, "read", lambda settings, timeout: iter(LETTERS))
-    monkeypatch.setattr("ebbtide.kafka_io.producer", lambda settings, timeout: out)
-    monkeypatch.setattr("ebbtide.kafka_io.close_producer", lambda out, timeout=1.0: None)
+    monkeypatch.setattr("ebbtide.runtime.kafka.producer", lambda settings, timeout: out)
+    monkeypatch.setattr("ebbtide.runtime.kafka.close_producer", lambda out, timeout=1.0: None)
     monkeypatch.setenv("EBBTIDE_TOPIC_PREFIX", PREFIX)
     yield out
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from ebbtide import certificates
-from ebbtide.authenticity import RECEIPT
 from ebbtide.client import to_record
-from ebbtide.settings import Topics
+from ebbtide.runtime.authenticity import RECEIPT
+from ebbtide.runtime.settings import Topics
 from ebbtide.signer import CertificateSigner
 from schemas import CLOCK_TICK, DECISION, DELETION_COMMAND, DELETION_RECEIPT, LIFECYCLE_EVENT, codec_for
 from streams.policy.rules import Policy, default_policy, rules_policy
@@ -101,7 +101,7 @@ def test_a_tick_past_the_deadline_sends_one_deletion_command(closed_account: Har
 
 
 def test_a_command_sent_again_for_want_of_a_receipt_is_counted_as_resent(closed_account: Harness) -> None:
-    from ebbtide import metrics
+    from ebbtide.runtime import metrics
 
     def resent() -> float:
         return metrics.COMMANDS_RESENT.labels("customer_db")._value.get()  # type: ignore[no-any-return]

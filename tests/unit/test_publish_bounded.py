@@ -17,8 +17,8 @@ from ebbtide import clock as clock_module
 from ebbtide.cli import main
 from ebbtide.client import EventPublisher, InvalidEvent, PublishFailed, check_size, to_record
 from ebbtide.clock import ClockPublisher, TickFailed
-from ebbtide.kafka_io import await_delivery, close_producer
-from ebbtide.settings import Settings
+from ebbtide.runtime.kafka import await_delivery, close_producer
+from ebbtide.runtime.settings import Settings
 from tests.support import EVENT
 
 

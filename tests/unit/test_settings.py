@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ebbtide.settings import Settings, SettingsError
+from ebbtide.runtime.settings import Settings, SettingsError
 from streams.policy.stores import DEFAULT_STORES
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from ebbtide.settings import Settings
+from ebbtide.runtime.settings import Settings
+from ebbtide.runtime.web_token import ENV, authorised, token_file
 from ebbtide.state_reader import StateUnavailable, subject_from_worker
-from ebbtide.web_token import ENV, authorised, token_file
 from streams.app import create_app
 from streams.policy.rules import rules_policy
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,13 +33,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ebbtide import certificates
+from ebbtide.runtime import keys
 
 if TYPE_CHECKING:
-    from ebbtide.settings import Settings
+    from ebbtide.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +128,7 @@ def millis(value: Any) -> int:
 def signed_content(what: str, datum: Mapping[str, Any]) -> dict[str, Any]:
     """What is signed for a command or receipt (``what``), as a JSON object: its ``format`` and
     its signed fields, timestamps as epoch milliseconds. A deletion certificate embeds a receipt's
-    signed content as this object (``ebbtide/certificates.py``)."""
+    signed content as this object (``streams/certificates``)."""
     if what == HOLD:
         return hold_content(datum)
     body: dict[str, Any] = {"format": FORMATS[what]}
@@ -181,26 +179,20 @@ def canonical_bytes(what: str, datum: Mapping[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def public_pem_of(private: Ed25519PrivateKey) -> bytes:
-    return private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
 class MessageSigner:
     """Signs commands (the worker), receipts (a sink), ticks (the clock) or legal hold events (the
     legal hold signer) with one Ed25519 private key."""
 
     def __init__(self, private_pem: bytes) -> None:
-        self._key = certificates.load_private_key(private_pem)  # ValueError for a wrong key
-        self.public_pem = public_pem_of(self._key)
-        self.key_id = certificates.key_id(self.public_pem)
+        self._key = keys.load_private_key(private_pem)  # ValueError for a wrong key
+        self.public_pem = keys.public_pem_of(self._key)
+        self.key_id = keys.key_id(self.public_pem)
 
     @classmethod
     def from_file(cls, path: Path, what: str, create: bool = True) -> MessageSigner:
         """The signer of the PEM key at ``path``; with ``create``, a new pair is made if missing
         (private key mode 600, public key beside it as ``.pub``). ``what`` names the key in errors."""
-        return cls(read_or_make_key(path, what, create))
+        return cls(keys.read_or_make_key(path, what, create))
 
     def sign(self, what: str, datum: Mapping[str, Any]) -> dict[str, Any]:
         """``datum`` with its signature and this key's id (any earlier signature is replaced)."""
@@ -210,33 +202,12 @@ class MessageSigner:
         return signed
 
 
-def read_or_make_key(path: Path, what: str, create: bool = True) -> bytes:
-    """The private PEM at ``path``; made (with its ``.pub``) if missing and ``create``."""
-    if not path.exists() and create:
-        private, public = certificates.generate_key()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it first: use theirs
-            pass
-        else:
-            with os.fdopen(fd, "wb") as out:
-                out.write(private)
-            path.with_suffix(".pub").write_bytes(public)
-            key = certificates.key_id(public)
-            log.warning("made a new %s %s (public key %s)", what, key, path.with_suffix(".pub"))
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"{what} {path}: {exc.strerror}") from None
-
-
 class Verifier:
     """Checks messages signed with one public key."""
 
     def __init__(self, public_pem: bytes) -> None:
-        self._key: Ed25519PublicKey = certificates.load_public_key(public_pem)  # ValueError if not Ed25519
-        self.key_id = certificates.key_id(public_pem)
+        self._key: Ed25519PublicKey = keys.load_public_key(public_pem)  # ValueError if not Ed25519
+        self.key_id = keys.key_id(public_pem)
 
     @classmethod
     def from_file(cls, path: Path, setting: str, purpose: str) -> Verifier:
@@ -364,7 +335,7 @@ class HoldKeys:
                         f"set {setting} to the hold signers' public keys"
                     ) from None
                 try:
-                    certificates.load_public_key(pem)
+                    keys.load_public_key(pem)
                 except ValueError:
                     raise ValueError(f"{setting}: {file}: not an Ed25519 public key") from None
                 pems.append(pem)
@@ -376,7 +347,7 @@ class HoldKeys:
         default ``<state dir>/keys/holds.pub``, whose pair (``holds.key``, mode 600) is made if
         missing, for one host (the local stack, the demo, the tests)."""
         if settings.hold_keys is None:
-            read_or_make_key(settings.local_hold_signing_key, "legal hold signing key")
+            keys.read_or_make_key(settings.local_hold_signing_key, "legal hold signing key")
         return cls.from_paths(settings.hold_public_keys)
 
     def check(self, record: Mapping[str, Any]) -> None:

@@ -12,7 +12,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.settings import Settings, Topics
 
 CLIENT_ID = "ebbtide"
 # Seconds a producing command (publish, clock, dlq replay, the client classes) waits for the broker

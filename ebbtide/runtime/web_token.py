@@ -16,7 +16,7 @@ import os
 import secrets
 from pathlib import Path
 
-from ebbtide.settings import Settings
+from ebbtide.runtime.settings import Settings
 
 ENV = "EBBTIDE_WORKER_WEB_TOKEN_FILE"
 SCHEME = "Bearer"
