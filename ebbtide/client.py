@@ -179,13 +179,6 @@ def check_announcement(record: dict[str, Any], policy: Policy) -> None:
         raise InvalidEvent(problem)
 
 
-def settings_policy(settings: Settings) -> Policy:
-    """The policy a worker with these settings runs: the shipped rules and the settings' store map."""
-    from streams.policy.rules import rules_policy
-
-    return rules_policy().with_stores(settings.stores())
-
-
 def _timestamp_fields(kind: str) -> set[str]:
     """Payload fields of ``kind`` that are Avro timestamps."""
     envelope = codec_for(LIFECYCLE_EVENT).current.parsed
@@ -268,7 +261,11 @@ class EventPublisher:
         if hold_signer is None and settings.hold_signing_key is not None:
             hold_signer = load_hold_signer(settings.hold_signing_key)
         self.hold_signer = hold_signer
-        self.policy = policy if policy is not None else settings_policy(settings)
+        if policy is None:
+            from ebbtide import bootstrap
+
+            policy = bootstrap.policy(settings)  # the one a worker with these settings runs
+        self.policy = policy
         self.timeout = timeout
         self._producer = producer(settings, timeout)
         self._topic = Topics(settings.topic_prefix).events

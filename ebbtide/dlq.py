@@ -21,6 +21,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
+from ebbtide import bootstrap
 from ebbtide.runtime.kafka import CLIENT_ID, DELIVERY_TIMEOUT, await_delivery, not_acknowledged
 from ebbtide.runtime.settings import Settings, Topics
 
@@ -289,7 +290,8 @@ def replayable_topics(settings: Settings) -> set[str]:
     """The topics a dead letter may come from and be replayed to: the worker's inputs (events,
     clock, receipts) and the command topic of each store of the store map."""
     topics = Topics(settings.topic_prefix)
-    return {topics.events, topics.clock, topics.receipts} | {topics.commands(s) for s in settings.store_ids}
+    commands = {topics.commands(store) for store in bootstrap.store_map(settings).ids}
+    return {topics.events, topics.clock, topics.receipts} | commands
 
 
 @dataclass(frozen=True)

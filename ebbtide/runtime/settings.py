@@ -7,10 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from streams.policy.stores import StoreMap
 
 
 class SettingsError(ValueError):
@@ -37,7 +33,8 @@ class Settings:
     sink_instance_id: str | None = None
     clock_metrics_port: int = 9312  # `ebbtide clock wall` serves /metrics here, on 127.0.0.1
     pg_dsn: str | None = None  # no default: there is no default password
-    # The store map (which stores hold which categories); default: the one shipped with the policy.
+    # The store map (which stores hold which categories); default: the one shipped with the policy
+    # (read by ebbtide.bootstrap.store_map).
     store_map: Path | None = None
     # The worker's Ed25519 key for deletion certificates; made on first start if missing.
     certificate_key: Path | None = None
@@ -106,16 +103,6 @@ class Settings:
                 "EBBTIDE_HOLD_KEYS must name public key files or directories (comma-separated)"
             )
         return settings
-
-    @property
-    def store_ids(self) -> tuple[str, ...]:
-        """The stores of the store map: each has a command topic and a sink."""
-        return self.stores().ids
-
-    def stores(self) -> StoreMap:
-        from streams.policy.stores import DEFAULT_STORES, load_store_map
-
-        return load_store_map(self.store_map or DEFAULT_STORES)
 
     @property
     def event_window(self) -> tuple[int, int]:

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg2
 import pytest
 
-from ebbtide import processes
+from ebbtide import bootstrap, processes
 from ebbtide.client import EventPublisher, sign_hold, to_record
 from ebbtide.clock import ClockPublisher, steps
 from ebbtide.demo import database as demo_db
@@ -42,7 +42,7 @@ class Pipeline:
 
     def __init__(self, settings: Settings, log_dir: Path) -> None:
         self.settings = settings = replace(settings, store_map=OWN_DATABASES)
-        make_topics(settings, list(settings.store_ids))
+        make_topics(settings, list(bootstrap.store_map(settings).ids))
         self.topics = Topics(settings.topic_prefix)
         self.log_dir = log_dir
         self.worker = self.start("worker")
