@@ -26,14 +26,15 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
 from bench.common import Context, Figure, stopwatch
-from ebbtide.kafka_io import create_topics, producer
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.kafka import create_topics, producer
+from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.signer import CertificateSigner
 from schemas import DELETION_COMMAND, codec_for
-from sinks.mapping import StoreMap, TableAction
-from sinks.postgres import PostgresExecutor
-from sinks.receipts import Executed
-from sinks.runner import PostgresSink
+from sinks.base.receipts import Executed
+from sinks.base.tracking import ensure_tracking
+from sinks.postgres.executor import PostgresExecutor
+from sinks.postgres.sink import PostgresSink
+from sinks.postgres.table_map import TableAction, TableMap
 from streams.policy.decisions import stable_id
 
 NAME = "deletion"
@@ -117,9 +118,9 @@ def one_ceiling(conn: Connection, table: str, rows: int) -> float:
     return elapsed()
 
 
-def store_map(table: str) -> StoreMap:
+def store_map(table: str) -> TableMap:
     """A store whose client records are the rows of ``table``, keyed by id."""
-    return StoreMap(STORE, {"client": (TableAction("client", table, "id", "delete"),)})
+    return TableMap(STORE, {"client": (TableAction("client", table, "id", "delete"),)})
 
 
 def commands(rows: int) -> list[dict[str, Any]]:
@@ -177,7 +178,7 @@ class TimedExecutor(PostgresExecutor):
 class TimedSink(PostgresSink):
     """The real sink, noting when its first batch arrives and stopping after ``expected``."""
 
-    def __init__(self, settings: Settings, stores: StoreMap, dsn: str, expected: int) -> None:
+    def __init__(self, settings: Settings, stores: TableMap, dsn: str, expected: int) -> None:
         super().__init__(settings, stores, dsn, on_batch=self._done)
         self.executor.executor = self.timed = TimedExecutor(stores)  # type: ignore[attr-defined]
         self.expected, self.receipts, self.batches, self.first, self.last = expected, 0, 0, 0.0, 0.0
@@ -247,5 +248,5 @@ def run(ctx: Context) -> list[Figure]:
     """Measure the executor alone and the whole sink, each against a fresh ceiling."""
     rows = ctx.size.rows
     with scratch_database(ctx.pg_dsn, NAME) as dsn, contextlib.closing(psycopg2.connect(dsn)) as conn:
-        PostgresExecutor.ensure_tracking(conn)
+        ensure_tracking(conn)
         return [executor_figure(ctx, conn, rows), end_to_end_figure(ctx, conn, dsn, rows)]

@@ -28,10 +28,10 @@ from ebbtide.client import EventPublisher
 from ebbtide.clock import ClockPublisher
 from ebbtide.demo import database as demo_db
 from ebbtide.demo.scenario import build
-from ebbtide.kafka_io import create_topics, pipeline_topics, producer
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.kafka import create_topics, pipeline_topics, producer
+from ebbtide.runtime.settings import Settings, Topics
 from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
-from sinks.postgres import PostgresExecutor
+from sinks.base.tracking import ensure_tracking
 
 NAME = "latency"
 ROUNDS_PER_SECOND = 4
@@ -76,7 +76,7 @@ def prepare_database(dsn: str, customers: int) -> None:
     """The demo schema with ``customers`` customer rows, ids 1..customers."""
     demo_db.load(dsn, build(customers=0))
     with contextlib.closing(psycopg2.connect(dsn)) as conn:
-        PostgresExecutor.ensure_tracking(conn)  # so it can be polled before the sink starts
+        ensure_tracking(conn)  # so it can be polled before the sink starts
         with conn, conn.cursor() as cur:
             cur.execute("INSERT INTO customers SELECT g, 'Name ' || g, 'c' || g || '@example.invalid',"
                         " lpad(g::text, 8, '0'), 'Storgata 1', '2020-01-01'"

@@ -21,19 +21,19 @@ from rich.console import Console
 from chaos import hostile
 from chaos.cluster import ChaosError, Servers, Spec, Supervisor, second_worker
 from chaos.ledger import Copy, Oracle, Sent, Verdict, database_holdings, judge
-from ebbtide import certificates, dlq, processes
-from ebbtide.client import EventPublisher, InvalidEvent, settings_policy, to_record
+from ebbtide import bootstrap, certificates, dlq, processes
+from ebbtide.client import EventPublisher, InvalidEvent, to_record
 from ebbtide.clock import ClockPublisher, steps
 from ebbtide.demo import database, scenario
 from ebbtide.demo.run import DEMO_VENDORS
-from ebbtide.kafka_io import create_topics, pipeline_topics, producer
+from ebbtide.demo.vendor_standin import VendorStandIn
 from ebbtide.progress import progress_bar
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.kafka import create_topics, pipeline_topics, producer
+from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.state_reader import read_to_end
 from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
-from sinks.mapping import load_store_map, map_path
-from sinks.vendor_standin import VendorStandIn
-from sinks.vendors import tuned
+from sinks.http.vendors import tuned
+from sinks.postgres.table_map import load_table_map, map_path
 from streams.policy.calendar import to_ms
 
 log = logging.getLogger(__name__)
@@ -211,13 +211,13 @@ def run(base: Settings, options: Options) -> int:
     # playing the legal team too, signs the scenario's legal holds with holds.key.
     settings = replace(settings, hold_signing_key=settings.local_hold_signing_key)
     dsn = settings.require_pg_dsn()
-    stores = settings.stores()
+    stores = bootstrap.store_map(settings)
     sc = scenario.build(options.customers, options.seed)
-    policy = settings_policy(settings)
+    policy = bootstrap.policy(settings)
     records = [to_record(e, policy) for e in sc.events]
     console.rule("[bold]Ebbtide chaos run")
     database.load(dsn, sc)
-    maps = {store: load_store_map(map_path(name)) for store, name in DATABASES.items()}
+    maps = {store: load_table_map(map_path(name)) for store, name in DATABASES.items()}
     vendors = [s.id for s in stores.stores if s.kind == "http"]
     checked = [*maps, *vendors]
     servers = Servers(base.state_dir)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ebbtide.settings import Settings, SettingsError, Topics
+from ebbtide.runtime.settings import Settings, SettingsError, Topics
 
 if TYPE_CHECKING:
     from streams.policy.rules import Policy
@@ -28,7 +28,7 @@ def _time(text: str) -> datetime:
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
-    from ebbtide.kafka_io import create_topics, pipeline_topics
+    from ebbtide.runtime.kafka import create_topics, pipeline_topics
 
     names = pipeline_topics(Topics(settings.topic_prefix), args.store)
     created = create_topics(settings, names)
@@ -40,15 +40,9 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     from kafka.errors import KafkaError
 
-    from ebbtide.client import (
-        EventPublisher,
-        LineError,
-        PublishFailed,
-        load_hold_signer,
-        read_jsonl,
-        settings_policy,
-    )
-    from ebbtide.kafka_io import not_acknowledged
+    from ebbtide import bootstrap
+    from ebbtide.client import EventPublisher, LineError, PublishFailed, load_hold_signer, read_jsonl
+    from ebbtide.runtime.kafka import not_acknowledged
 
     path = Path(args.file)
     if not path.is_file():
@@ -63,7 +57,7 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     records: list[dict[str, object]] = []
     lines: list[int] = []  # the line of each record
     errors: list[LineError] = []
-    policy = settings_policy(settings)
+    policy = bootstrap.policy(settings)
     for number, item in read_jsonl(path, policy, hold_signer):
         if isinstance(item, LineError):
             errors.append(item)
@@ -122,8 +116,8 @@ def _seconds(text: str) -> float:
 
 
 def _timeout(args: argparse.Namespace) -> float:
-    """``--timeout``, or the delivery timeout of ebbtide.kafka_io (imported late: kafka is slow)."""
-    from ebbtide.kafka_io import DELIVERY_TIMEOUT
+    """``--timeout``, or the delivery timeout of ebbtide.runtime.kafka (imported late: kafka is slow)."""
+    from ebbtide.runtime.kafka import DELIVERY_TIMEOUT
 
     return float(args.timeout) if args.timeout is not None else DELIVERY_TIMEOUT
 
@@ -157,14 +151,12 @@ def partition_mismatch(settings: Settings) -> str | None:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from faust.worker import Worker
 
-    from ebbtide import metrics
-    from ebbtide.authenticity import HoldKeys
+    from ebbtide import bootstrap
+    from ebbtide.runtime import metrics
+    from ebbtide.runtime.authenticity import HoldKeys
     from streams.app import create_app
-    from streams.policy.rules import load_policy, rules_policy
 
-    policy = (load_policy(Path(args.policy)) if args.policy else rules_policy()).with_stores(
-        settings.stores()
-    )
+    policy = bootstrap.policy(settings, Path(args.policy) if args.policy else None)
     mismatch = partition_mismatch(settings)
     if mismatch:
         print(f"ebbtide worker: {mismatch}", file=sys.stderr)
@@ -192,12 +184,12 @@ def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
     import signal
     import threading
 
-    from ebbtide import metrics
-    from sinks.mapping import DEFAULT_MAP, load_store_map
-    from sinks.runner import PostgresSink
+    from ebbtide.runtime import metrics
+    from sinks.postgres.sink import PostgresSink
+    from sinks.postgres.table_map import DEFAULT_MAP, load_table_map
 
     if args.kind == "http":  # one thread per vendor store of sinks/vendors.toml (or --config)
-        from sinks.http import run_cli
+        from sinks.http.sink import run_cli
 
         return run_cli(settings, args.config, args.stores, args.metrics_port, args.loglevel)
     logging.basicConfig(level=args.loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -205,9 +197,9 @@ def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     if args.kind in ("logstore", "backups"):  # PostgreSQL-backed stores that are not plain rows
-        from sinks.backups import BackupsExecutor
-        from sinks.logstore import LogStoreExecutor
-        from sinks.runner import CommandSink
+        from sinks.backups.executor import BackupsExecutor
+        from sinks.base.loop import CommandSink
+        from sinks.logstore.executor import LogStoreExecutor
 
         kind = LogStoreExecutor if args.kind == "logstore" else BackupsExecutor
         executor = kind(settings.require_pg_dsn(), stop=stop)
@@ -220,13 +212,13 @@ def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
         )
         CommandSink(settings, executor, stop=stop).run()
         return 0
-    from sinks.mapping import StoreMapError, map_path
-    from sinks.postgres import SinkSetupError
+    from sinks.base.errors import SinkSetupError
+    from sinks.postgres.table_map import TableMapError, map_path
 
     try:  # the sink checks its map against the database (tables, columns, children first)
-        store_map = load_store_map(map_path(args.map) if args.map else DEFAULT_MAP)
+        store_map = load_table_map(map_path(args.map) if args.map else DEFAULT_MAP)
         postgres_sink = PostgresSink(settings, store_map, settings.require_pg_dsn(), stop=stop)
-    except (StoreMapError, SinkSetupError) as exc:
+    except (TableMapError, SinkSetupError) as exc:
         print(f"ebbtide sink postgres: {exc}", file=sys.stderr)
         return 2
     metrics.serve(settings.sink_metrics_port)
@@ -238,7 +230,7 @@ def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_vendor_standin(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.vendor_standin import serve
+    from ebbtide.demo.vendor_standin import serve
 
     return serve(args.port)
 
@@ -248,11 +240,11 @@ def cmd_sink_role(args: argparse.Namespace, settings: Settings) -> int:
 
     import psycopg2
 
-    from sinks.mapping import StoreMapError, load_store_map, map_path
-    from sinks.roles import RoleError, grant_sink_role
+    from sinks.postgres.roles import RoleError, grant_sink_role
+    from sinks.postgres.table_map import TableMapError, load_table_map, map_path
 
     try:
-        maps = [load_store_map(map_path(m)) for m in args.map]
+        maps = [load_table_map(map_path(m)) for m in args.map]
         conn = psycopg2.connect(args.admin_dsn or settings.require_pg_dsn())
         try:  # one transaction: all of it, or nothing
             done = grant_sink_role(
@@ -260,7 +252,7 @@ def cmd_sink_role(args: argparse.Namespace, settings: Settings) -> int:
             )
         finally:
             conn.close()
-    except (StoreMapError, RoleError, psycopg2.Error) as exc:
+    except (TableMapError, RoleError, psycopg2.Error) as exc:
         print(f"ebbtide sink-role: {exc}".rstrip(), file=sys.stderr)
         return 1
     print("\n".join(f"{statement};" for statement in done))
@@ -272,15 +264,15 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     from kafka.errors import KafkaError
 
     from ebbtide.client import PublishFailed
-    from sinks.backfill import run_backfill
-    from sinks.mapping import StoreMapError, load_store_map, map_path
+    from ebbtide.tools.backfill import run_backfill
+    from sinks.postgres.table_map import TableMapError, load_table_map, map_path
 
     try:
-        maps = [load_store_map(map_path(m)) for m in args.map or ["customer_db"]]
+        maps = [load_table_map(map_path(m)) for m in args.map or ["customer_db"]]
         reports = run_backfill(
             settings, args.dsn or settings.require_pg_dsn(), maps, dry_run=args.dry_run, chunk=args.chunk
         )
-    except (StoreMapError, psycopg2.Error) as exc:
+    except (TableMapError, psycopg2.Error) as exc:
         print(f"ebbtide backfill: {exc}".rstrip(), file=sys.stderr)
         return 1
     except PublishFailed as exc:
@@ -307,7 +299,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_backups(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.backups import BackupError, admin
+    from sinks.backups.catalogue import BackupError, admin
 
     try:
         lines = admin(settings.require_pg_dsn(), args.action, args.now or datetime.now(UTC))
@@ -326,7 +318,7 @@ def cmd_clock(args: argparse.Namespace, settings: Settings) -> int:
     timeout = _timeout(args)
     source = {"tick": "scripted", "run": "accelerated", "wall": "wall"}[args.mode]
     if args.mode == "wall":  # the production clock is scraped (job ebbtide-clock)
-        from ebbtide import metrics
+        from ebbtide.runtime import metrics
 
         # Served before the broker is reached: a clock that fails and is restarted shows up
         # in process_start_time_seconds (EbbtideProcessRestarting).
@@ -382,6 +374,7 @@ def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
+    from ebbtide import bootstrap
     from streams.policy.diff import deadline_moves, rule_changes
     from streams.policy.rules import PolicyError, load_policy
 
@@ -392,7 +385,7 @@ def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
                 f"ok: {args.files[0]}: rules {policy.label}, {len(policy.rules)} rules, "
                 f"every category covered, every rule cited"
             )
-            stores = settings.stores()
+            stores = bootstrap.store_map(settings)
             held = {h.category for s in stores.stores for h in s.holds}
             print(
                 f"ok: store map {settings.store_map or 'shipped'}: {len(stores.stores)} stores, "
@@ -412,7 +405,7 @@ def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
         if len(args.files) != 2:
             print("ebbtide policy diff: give OLD and NEW policy files", file=sys.stderr)
             return 2
-        old, new = (load_policy(Path(f)).with_stores(settings.stores()) for f in args.files)
+        old, new = (bootstrap.policy(settings, Path(f)) for f in args.files)
     except PolicyError as exc:
         print(f"ebbtide policy: {exc}", file=sys.stderr)
         return 1
@@ -466,10 +459,9 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
 
 def worker_policy(args: argparse.Namespace, settings: Settings) -> Policy:
     """The policy a worker runs: ``--policy`` (or the shipped rules) with the settings' store map."""
-    from streams.policy.rules import load_policy, rules_policy
+    from ebbtide import bootstrap
 
-    rules = load_policy(Path(args.policy)) if getattr(args, "policy", None) else rules_policy()
-    return rules.with_stores(settings.stores())
+    return bootstrap.policy(settings, Path(args.policy) if getattr(args, "policy", None) else None)
 
 
 def cmd_overdue(args: argparse.Namespace, settings: Settings) -> int:
@@ -912,7 +904,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         if getattr(args, "store", "unset") is None:
-            args.store = list(settings.store_ids)
+            from ebbtide import bootstrap
+
+            args.store = list(bootstrap.store_map(settings).ids)
         return int(args.func(args, settings))
     except SettingsError as exc:
         print(f"ebbtide: {exc}", file=sys.stderr)

@@ -1,1 +1,2 @@
-"""Deletion executors: one module per kind of store."""
+"""Deletion sinks: the generic command loop (``base/``), one package per kind of store
+(``postgres/``, ``http/``, ``logstore/``, ``backups/``) and the registry of kinds (``registry``)."""

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from sinks import backups, logstore
-from sinks.mapping import StoreMap as TableMap
-from sinks.mapping import StoreMapError, load_store_map, map_path
-from sinks.vendors import DEFAULT_VENDORS, Vendor, VendorConfigError, load_vendors
+from sinks.backups import catalogue as backups
+from sinks.http.vendors import DEFAULT_VENDORS, Vendor, VendorConfigError, load_vendors
+from sinks.logstore import partitions as logstore
+from sinks.postgres.table_map import TableMap, TableMapError, load_table_map, map_path
 from streams.policy.rules import Policy
 from streams.policy.stores import StoreMap
 
@@ -42,7 +42,7 @@ def coverage_problems(
         if store.kind == "postgres":
             try:
                 tables = table_map(store.id)
-            except StoreMapError as exc:
+            except TableMapError as exc:
                 problems.append(f"{store.id}: no usable table map ({exc})")
                 continue
             problems += [
@@ -83,7 +83,7 @@ def ref_problems(policy: Policy, table_map: Callable[[str], TableMap] | None = N
             continue
         try:
             tables = table_map(store.id)
-        except StoreMapError:
+        except TableMapError:
             continue
         for action in tables.all_actions():
             rule = policy.needs_ref(action.category)
@@ -98,7 +98,7 @@ def ref_problems(policy: Policy, table_map: Callable[[str], TableMap] | None = N
 
 def _shipped_table_map(store_id: str) -> TableMap:
     path: Path = map_path(store_id)
-    tables = load_store_map(path)
+    tables = load_table_map(path)
     if tables.store != store_id:
-        raise StoreMapError(f"{path} is the map of store {tables.store}")
+        raise TableMapError(f"{path} is the map of store {tables.store}")
     return tables

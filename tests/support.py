@@ -17,13 +17,13 @@ from urllib.parse import urlparse, urlunparse
 import psycopg2
 from kafka import KafkaConsumer, TopicPartition
 
-from ebbtide.kafka_io import create_topics, pipeline_topics
 from ebbtide.processes import free_port
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.kafka import create_topics, pipeline_topics
+from ebbtide.runtime.settings import Settings, Topics
 from schemas import Codec
 
 if TYPE_CHECKING:
-    from ebbtide.authenticity import HoldKeys, MessageSigner, TrustedKeys
+    from ebbtide.runtime.authenticity import HoldKeys, MessageSigner, TrustedKeys
     from ebbtide.signer import CertificateSigner
 
 T = TypeVar("T")
@@ -181,7 +181,7 @@ def demo_database(dsn: str, rows_sql: str) -> str:
 def sink_thread(settings: Settings, executor: Any) -> Iterator[threading.Event]:
     """A :class:`~sinks.runner.CommandSink` with ``executor`` (made with the yielded stop event's
     twin) running in a thread on the real broker; stopped and joined afterwards."""
-    from sinks.runner import CommandSink
+    from sinks.base.loop import CommandSink
 
     make_topics(settings, stores=[executor.store])
     worker_signer(settings)  # the worker's key, whose .pub the sink verifies commands with
@@ -199,7 +199,7 @@ def commands_and_receipts(
 ) -> list[dict[str, Any]]:
     """Send ``commands`` (signed here with the worker's test key, :func:`signed_command`) to the
     store's command topic; the receipts, once there is one each."""
-    from ebbtide.kafka_io import producer
+    from ebbtide.runtime.kafka import producer
     from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 
     topics = Topics(settings.topic_prefix)
@@ -262,14 +262,14 @@ def signed_command(settings: Settings, command: dict[str, Any]) -> dict[str, Any
 def sink_signer(settings: Settings, store: str) -> MessageSigner:
     """The receipt key of ``store``'s sink under ``settings`` (made if missing): the one the
     worker of the same settings trusts (``sink-<store>.pub`` in its trusted-keys directory)."""
-    from ebbtide.authenticity import MessageSigner
+    from ebbtide.runtime.authenticity import MessageSigner
 
     return MessageSigner.from_file(settings.sink_key_for(store), f"test receipt key of {store}")
 
 
 def signed_receipt(settings: Settings, receipt: dict[str, Any]) -> dict[str, Any]:
     """``receipt`` signed as its store's sink under ``settings`` signs it."""
-    from ebbtide.authenticity import RECEIPT
+    from ebbtide.runtime.authenticity import RECEIPT
 
     return sink_signer(settings, receipt["store"]).sign(RECEIPT, receipt)
 
@@ -277,7 +277,7 @@ def signed_receipt(settings: Settings, receipt: dict[str, Any]) -> dict[str, Any
 def hold_signer(settings: Settings) -> MessageSigner:
     """The legal hold signing key the worker of ``settings`` trusts by default (the local pair
     ``<state dir>/keys/holds.key``, made if missing): what signs the tests' hold events."""
-    from ebbtide.authenticity import MessageSigner
+    from ebbtide.runtime.authenticity import MessageSigner
 
     return MessageSigner.from_file(settings.local_hold_signing_key, "test legal hold signing key")
 
@@ -288,7 +288,7 @@ _UNIT_HOLD_KEY: list[MessageSigner] = []
 def unit_hold_signer() -> MessageSigner:
     """A test legal hold signing key kept in memory (unit tests of the processor)."""
     from ebbtide import certificates
-    from ebbtide.authenticity import MessageSigner
+    from ebbtide.runtime.authenticity import MessageSigner
 
     if not _UNIT_HOLD_KEY:
         _UNIT_HOLD_KEY.append(MessageSigner(certificates.generate_key()[0]))
@@ -297,7 +297,7 @@ def unit_hold_signer() -> MessageSigner:
 
 def unit_hold_keys() -> HoldKeys:
     """The hold keys of a processor under unit test: :func:`unit_hold_signer`'s public key."""
-    from ebbtide.authenticity import HoldKeys
+    from ebbtide.runtime.authenticity import HoldKeys
 
     return HoldKeys([unit_hold_signer().public_pem])
 
@@ -308,7 +308,7 @@ _UNIT_SINK_KEYS: dict[str, MessageSigner] = {}
 def unit_sink_signer(store: str) -> MessageSigner:
     """A test receipt key of ``store`` kept in memory (unit tests of the processor)."""
     from ebbtide import certificates
-    from ebbtide.authenticity import MessageSigner
+    from ebbtide.runtime.authenticity import MessageSigner
 
     if store not in _UNIT_SINK_KEYS:
         _UNIT_SINK_KEYS[store] = MessageSigner(certificates.generate_key()[0])
@@ -317,7 +317,7 @@ def unit_sink_signer(store: str) -> MessageSigner:
 
 def unit_trusted_keys() -> TrustedKeys:
     """Trusted keys of a processor under unit test: every store's :func:`unit_sink_signer` key."""
-    from ebbtide.authenticity import TrustedKeys, Verifier
+    from ebbtide.runtime.authenticity import TrustedKeys, Verifier
 
     class _Trusted(TrustedKeys):
         def verifier(self, store: str) -> Verifier:

@@ -9,8 +9,9 @@ import psycopg2
 from psycopg2.extras import execute_values
 
 from ebbtide.demo.scenario import Scenario
-from sinks import backups, logstore
-from sinks.postgres import TRACKING_SCHEMA
+from sinks.backups import catalogue as backups
+from sinks.base.tracking import TRACKING_SCHEMA
+from sinks.logstore import partitions as logstore
 
 SCHEMA = f"""
 DROP TABLE IF EXISTS orders, services, domain_contacts, ssl_contacts, invoices, support_tickets,

@@ -14,10 +14,10 @@ from rich.table import Table
 
 from ebbtide import certificates, processes
 from ebbtide.demo import database, scenario
-from ebbtide.settings import Settings, Topics
+from ebbtide.demo.vendor_standin import VendorStandIn
+from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.state_reader import read_to_end
 from schemas import DECISION, codec_for
-from sinks.vendor_standin import VendorStandIn
 from streams.policy.engine import record_id
 from streams.policy.stores import StoreMap
 

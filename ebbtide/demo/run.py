@@ -12,15 +12,15 @@ from typing import Any
 
 from rich.console import Console
 
-from ebbtide import processes
-from ebbtide.client import EventPublisher, settings_policy, to_record
+from ebbtide import bootstrap, processes
+from ebbtide.client import EventPublisher, to_record
 from ebbtide.clock import ClockPublisher, steps
 from ebbtide.demo import database, report, scenario
-from ebbtide.kafka_io import create_topics, pipeline_topics
+from ebbtide.demo.vendor_standin import VendorStandIn
 from ebbtide.progress import progress_bar
-from ebbtide.settings import Settings, Topics
-from sinks.vendor_standin import VendorStandIn
-from sinks.vendors import tuned
+from ebbtide.runtime.kafka import create_topics, pipeline_topics
+from ebbtide.runtime.settings import Settings, Topics
+from sinks.http.vendors import tuned
 from streams.policy.calendar import to_ms
 from streams.policy.stores import StoreMap
 
@@ -74,7 +74,7 @@ def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_da
     # ... and the demo, playing the legal team too, signs its legal holds with holds.key (made
     # before the worker starts, processes.start).
     settings = replace(settings, hold_signing_key=settings.local_hold_signing_key)
-    stores = settings.stores()
+    stores = bootstrap.store_map(settings)
     console.rule("[bold]Ebbtide demo")
     sc = scenario.build(customers, seed)
     database.load(dsn, sc)
@@ -200,7 +200,7 @@ def _drive(
     the vendor back and go on."""
     # Validated as the client's publish() does: an announcement the policy could not enforce (a
     # store that does not hold its category, a missing ref its rule follows) stops the demo here.
-    policy = settings_policy(running.settings)
+    policy = bootstrap.policy(running.settings)
     records = [to_record(e, policy) for e in sc.events]
     ticks = list(steps(scenario.START, until, step_days))
     first = [t for t in ticks if t <= OUTAGE_UNTIL]

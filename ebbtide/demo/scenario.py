@@ -561,7 +561,7 @@ class _Generator:
         """The web servers' access log: one partition a day (log store); the log shipper
         announces each day's partition as one record of a system subject of its own per day
         (``logs:access_log:YYYYMMDD``)."""
-        from sinks.logstore import announcement
+        from sinks.logstore.partitions import announcement
 
         day = LOG_DAYS[0]
         while day < LOG_DAYS[1]:

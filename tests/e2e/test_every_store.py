@@ -16,13 +16,14 @@ from typing import Any
 import psycopg2
 import pytest
 
-from ebbtide import certificates, processes
+from ebbtide import bootstrap, certificates, processes
 from ebbtide.client import EventPublisher
-from ebbtide.settings import Settings, Topics
+from ebbtide.demo.vendor_standin import VendorStandIn
+from ebbtide.runtime.settings import Settings, Topics
 from schemas import DECISION, codec_for
-from sinks import backups, logstore
-from sinks.vendor_standin import VendorStandIn
-from sinks.vendors import tuned
+from sinks.backups import catalogue as backups
+from sinks.http.vendors import tuned
+from sinks.logstore import partitions as logstore
 from tests.e2e.test_pipeline import ev as pipeline_ev
 from tests.e2e.test_pipeline import rows, tick
 from tests.support import TopicReader, demo_database, free_port, make_topics, wait_until
@@ -161,7 +162,7 @@ def every_store(
     vendors = tmp_path / "vendors.toml"
     vendors.write_text(tuned(FAST))
     monkeypatch.setenv("EBBTIDE_VENDOR_URL", standin.url)
-    make_topics(settings, list(settings.store_ids))
+    make_topics(settings, list(bootstrap.store_map(settings).ids))
     log_dir = tmp_path / "logs"
 
     def sink(name: str, *args: str) -> processes.Child:

@@ -22,14 +22,14 @@ from typing import Any
 import psycopg2
 import pytest
 
-from ebbtide import certificates, processes
+from ebbtide import bootstrap, certificates, processes
 from ebbtide.client import to_record
-from ebbtide.kafka_io import producer
-from ebbtide.settings import Settings, Topics
+from ebbtide.runtime.kafka import producer
+from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.state_reader import StateUnavailable, read_changelog, read_to_end
 from schemas import DECISION, DELETION_COMMAND, DELETION_RECEIPT, ERASURE_ANSWER, LIFECYCLE_EVENT, codec_for
-from sinks import logstore
-from sinks.receipts import receipt_for
+from sinks.base.receipts import receipt_for
+from sinks.logstore import partitions as logstore
 from streams.policy.calendar import to_ms
 from tests.e2e.test_pipeline import OWN_DATABASES, WORKER_READY, Pipeline, ev, publish, rows, tick, written
 from tests.e2e.test_rights import explain, statuses
@@ -99,7 +99,7 @@ class Running:
 def worker(settings: Settings, tmp_path: Path) -> Iterator[Running]:
     """The worker alone, on our two databases' store map (customer_db, billing_db): no sinks."""
     own = replace(settings, store_map=OWN_DATABASES)
-    make_topics(own, list(own.store_ids))
+    make_topics(own, list(bootstrap.store_map(own).ids))
     running = Running(own, [processes.start("worker", ["worker"], own, tmp_path / "logs")])
     yield running
     for child in running.children:

@@ -8,7 +8,7 @@ import pytest
 from chaos.ledger import database_holdings
 from ebbtide.demo import database as demo_db
 from ebbtide.demo.scenario import build
-from sinks.mapping import load_store_map, map_path
+from sinks.postgres.table_map import load_table_map, map_path
 
 pytestmark = pytest.mark.integration
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.integration
 def test_a_deleted_row_and_a_blanked_row_are_no_longer_held_and_the_rest_are(database: str) -> None:
     sc = build(customers=6, seed=3)
     demo_db.load(database, sc)
-    store_map = load_store_map(map_path("customer_db"))
+    store_map = load_table_map(map_path("customer_db"))
     before = database_holdings(database, "customer_db", store_map)
     tickets = {("customer_db", "correspondence", str(t["ticket_id"])) for t in sc.tickets}
     clients = {("customer_db", "client", str(c["customer_id"])) for c in sc.customers}

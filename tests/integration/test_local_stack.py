@@ -12,8 +12,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from sinks.postgres import PostgresExecutor
-from tests.integration.test_postgres_actions import SERVICES, shop_map
+from sinks.base.tracking import ensure_tracking
+from sinks.postgres.executor import PostgresExecutor
+from tests.integration.sinks.postgres.test_postgres_actions import SERVICES, shop_map
 from tests.support import admin_dsn, demo_database, state_dir
 from tests.support import deletion_command as command
 
@@ -84,7 +85,7 @@ def test_the_log_keeps_no_key_of_a_failed_batch_and_the_receipt_still_names_erro
     start = log.stat().st_size
     executor = PostgresExecutor(shop_map(SERVICES))
     conn = psycopg2.connect(database)
-    PostgresExecutor.ensure_tracking(conn)
+    ensure_tracking(conn)
     try:
         # A key of the wrong type (the sink's statement fails), and a key still referenced.
         with conn, conn.cursor() as cur:

@@ -13,14 +13,15 @@ from typing import Any
 import fastavro
 import pytest
 
-from ebbtide import authenticity, certificates
-from ebbtide.authenticity import COMMAND, RECEIPT, MessageSigner, Refused, TrustedKeys, Verifier
-from ebbtide.settings import Settings, SettingsError
+from ebbtide import certificates
+from ebbtide.runtime import authenticity
+from ebbtide.runtime.authenticity import COMMAND, RECEIPT, MessageSigner, Refused, TrustedKeys, Verifier
+from ebbtide.runtime.settings import Settings, SettingsError
 from ebbtide.signer import CertificateSigner
 from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 from schemas.codec import MAGIC, versions_of
-from sinks.receipts import decode_receipt, executed, signed
-from sinks.runner import sink_keys
+from sinks.base.loop import sink_keys
+from sinks.base.receipts import decode_receipt, executed, signed
 from tests.support import deletion_command, security_events, unit_sink_signer, unit_trusted_keys
 from tests.unit.test_processor import TOPICS, answer, fanned_out
 

@@ -19,9 +19,7 @@ from ebbtide.client import InvalidEvent, to_record
 from ebbtide.signer import CertificateSigner
 from schemas import DECISION, DELETION_COMMAND, LIFECYCLE_EVENT, codec_for
 from sinks.coverage import ref_problems
-from sinks.mapping import StoreMap as TableMap
-from sinks.mapping import StoreMapError
-from sinks.mapping import parse_store_map as parse_table_map
+from sinks.postgres.table_map import TableMap, TableMapError, parse_table_map
 from streams.policy import calendar
 from streams.policy import events as ev
 from streams.policy.decisions import CertificateDue
@@ -304,7 +302,7 @@ class TestSeed003Section13ExportIsADutyNeverAGate:
                 paid_until="2023-06-30T00:00:00Z",
             )
         )
-        from ebbtide import metrics
+        from ebbtide.runtime import metrics
 
         before = metrics.DUTIES_OVERDUE.labels("export")._value.get()
         out = h.tick("2023-07-01T00:00:00Z")
@@ -364,7 +362,7 @@ class TestAnnouncementsWithoutTheRefTheirRuleNeeds:
 
         def table_map(store: str) -> TableMap:
             if store != "customer_db":
-                raise StoreMapError("not this test's")
+                raise TableMapError("not this test's")
             return tables
 
         (problem,) = ref_problems(POLICY, table_map=table_map)

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
-from ebbtide import certificates, metrics
-from ebbtide.authenticity import KEY_ID, SIGNATURE, TICK, ClockKey, MessageSigner
+from ebbtide import certificates
 from ebbtide.client import to_record
-from ebbtide.settings import Settings, SettingsError
+from ebbtide.runtime import metrics
+from ebbtide.runtime.authenticity import KEY_ID, SIGNATURE, TICK, ClockKey, MessageSigner
+from ebbtide.runtime.settings import Settings, SettingsError
 from schemas import CLOCK_TICK, LIFECYCLE_EVENT, codec_for
 from streams import processor as processor_module
 from streams.app import wall_clock_check
@@ -251,8 +252,8 @@ def test_a_replayed_tick_adds_nothing_to_the_partitions_progress() -> None:
 
 
 def test_a_row_no_one_owns_may_be_touched_for_any_subject() -> None:
-    from sinks.mapping import parse_store_map as parse_table_map
-    from sinks.postgres import _belongs
+    from sinks.postgres.executor import _belongs
+    from sinks.postgres.table_map import parse_table_map
 
     (action,) = parse_table_map(
         {

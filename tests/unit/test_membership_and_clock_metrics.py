@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ebbtide import metrics
-from ebbtide.settings import Settings
-from sinks.runner import consumer_config
+from ebbtide.runtime import metrics
+from ebbtide.runtime.settings import Settings
+from sinks.base.loop import consumer_config
 
 
 def test_a_sink_is_a_static_member_named_after_its_store_and_host_by_default() -> None:

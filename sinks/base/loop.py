@@ -1,0 +1,246 @@
+"""The sink process: consume a store's command topic, execute, publish receipts, then commit.
+
+One loop for every kind of store: a :class:`~sinks.base.executor.BatchExecutor` answers a batch of
+commands (the PostgreSQL executor in one database transaction with tracking rows; the HTTP,
+log-store and backup executors their own way). The loop publishes the receipts and waits for the
+broker, and only then commits the Kafka offsets. A crash anywhere replays the batch, and
+idempotent executors make the replay a no-op that re-sends the same receipts. An executor that
+raises one of its ``transient`` errors (database down, vendor circuit open) gets the same batch
+again after a backoff: nothing is committed, nothing is dropped.
+
+Authenticity: a command is executed only if the worker signed it (its public key,
+``EBBTIDE_WORKER_PUBLIC_KEY``; a sink without it does not start). One unsigned, signed by another
+key or changed after signing is dead-lettered with the reason and counted in
+``ebbtide_security_events_total{source="commands"}``; it gets no receipt. Every receipt is signed
+with the sink's key of its store (``EBBTIDE_SINK_KEY``), which the worker verifies.
+
+Kafka I/O here is confluent-kafka (librdkafka): the sink moves one message in and one out per
+row, and kafka-python's per-message cost capped it at a fraction of what the database does.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+
+from ebbtide.runtime import authenticity, metrics
+from ebbtide.runtime.kafka import CLIENT_ID
+from ebbtide.runtime.settings import Settings, SettingsError, Topics
+from schemas import DELETION_COMMAND, InvalidMessage, codec_for, dead_letter_body
+from sinks.base.executor import BatchExecutor
+from sinks.base.receipts import signed
+
+log = logging.getLogger(__name__)
+BATCH = 500  # commands per poll (per database transaction for PostgreSQL)
+
+
+def _skip(message: Message) -> bool:
+    """Partition-end and other informational events carry no command."""
+    error = message.error()
+    if error is None:
+        return False
+    if error.fatal():
+        raise KafkaException(error)
+    log.warning("consumer: %s", error)
+    return True
+
+
+def _next_batch(consumer: Consumer, size: int = BATCH) -> list[Message]:
+    """Wait for one command, then take what has already been fetched, up to a batch: low latency
+    when it is quiet, big batches under load (librdkafka's consume() would wait for a full batch)."""
+    first = consumer.poll(0.5)
+    if first is None:
+        return []
+    batch = [first, *consumer.consume(num_messages=size - 1, timeout=0)]
+    return [m for m in batch if not _skip(m)]
+
+
+def _position(message: Message) -> tuple[int, int]:
+    """(partition, offset) of a consumed message, which always has both."""
+    partition, offset = message.partition(), message.offset()
+    assert partition is not None and offset is not None
+    return partition, offset
+
+
+def _first_offsets(batch: list[Message]) -> dict[int, int]:
+    firsts: dict[int, int] = {}
+    for message in batch:
+        partition, offset = _position(message)
+        firsts.setdefault(partition, offset)
+    return firsts
+
+
+def _last_offsets(batch: list[Message]) -> dict[int, int]:
+    return dict(_position(m) for m in batch)
+
+
+def sink_keys(settings: Settings, store: str) -> tuple[authenticity.Verifier, authenticity.MessageSigner]:
+    """The worker's public key (to verify commands) and the store's receipt signing key (made on
+    first start, its .pub beside it). SettingsError, naming the setting, if either is unusable."""
+    try:
+        worker = authenticity.Verifier.from_file(
+            settings.command_public_key, "EBBTIDE_WORKER_PUBLIC_KEY", "deletion commands"
+        )
+    except ValueError as exc:
+        raise SettingsError(f"sink {store}: {exc}") from None
+    try:
+        signer = authenticity.MessageSigner.from_file(
+            settings.sink_key_for(store), f"receipt signing key of {store}"
+        )
+    except ValueError as exc:
+        raise SettingsError(f"sink {store}: EBBTIDE_SINK_KEY: {exc}") from None
+    return worker, signer
+
+
+def consumer_config(settings: Settings, store: str) -> dict[str, Any]:
+    """The confluent-kafka settings of the consumer of ``store``'s command topic."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "client.id": CLIENT_ID,
+        "group.id": f"{settings.topic_prefix}-sink-{store}",
+        # Static membership: a sink restarted after a crash (same id) takes its partitions back at
+        # once instead of waiting out the session timeout. The id is per group, so one per store
+        # and host by default (EBBTIDE_SINK_INSTANCE_ID to run two sinks of a store on one host). A
+        # static member does not leave its group on close: the partitions of a sink stopped for
+        # good move to another sink of its store after the session timeout.
+        "group.instance.id": settings.sink_instance_id or f"{store}-{socket.gethostname()}",
+        "session.timeout.ms": int(settings.session_timeout * 1000),
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    }
+
+
+class CommandSink:
+    """Consume ``<prefix>.commands.<store>``, let the executor answer, publish receipts, commit."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        executor: BatchExecutor,
+        stop: threading.Event | None = None,
+        on_batch: Callable[[int], None] | None = None,
+        batch_size: int = BATCH,
+    ) -> None:
+        self.settings = settings
+        self.executor = executor
+        self.store = executor.store
+        self.stop = stop or threading.Event()
+        self.on_batch = on_batch
+        self.batch_size = batch_size
+        self.topics = Topics(settings.topic_prefix)
+        self.topic = self.topics.commands(self.store)
+        self._commands = codec_for(DELETION_COMMAND)
+        self.worker_key, self.receipt_signer = sink_keys(settings, self.store)
+        executor.receipt_signer = self.receipt_signer
+
+    def run(self) -> None:
+        consumer = Consumer(consumer_config(self.settings, self.store))
+        consumer.subscribe([self.topic])
+        out = Producer(
+            {
+                "bootstrap.servers": self.settings.kafka_bootstrap,
+                "client.id": CLIENT_ID,
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                # Receipts must land on their subject's partition: the same murmur2 hash as the
+                # Java, kafka-python and aiokafka clients (librdkafka's default is CRC32).
+                "partitioner": "murmur2_random",
+            }
+        )
+        backoff = 0.5
+        retry: tuple[type[BaseException], ...] = (*self.executor.transient, KafkaException)
+        try:
+            while not self.stop.is_set():
+                batch = _next_batch(consumer, self.batch_size)
+                if not batch:
+                    continue
+                try:
+                    self._process(out, consumer, batch)
+                    backoff = 0.5
+                except retry as exc:
+                    # Nothing of the batch is committed to Kafka: take it again.
+                    log.error("batch not completed (%s); retrying it", type(exc).__name__)
+                    for partition, offset in _first_offsets(batch).items():
+                        consumer.seek(TopicPartition(self.topic, partition, offset))
+                    self.stop.wait(backoff * (1 + random.random()))
+                    backoff = min(backoff * 2, 30.0)
+                    if isinstance(exc, self.executor.transient):
+                        self.executor.recover()
+        finally:
+            consumer.close()
+            out.flush(30)
+            self.executor.close()
+
+    def _process(self, out: Producer, consumer: Consumer, batch: list[Message]) -> None:
+        started = time.perf_counter()
+        dead: list[tuple[Any, str]] = []
+        commands: list[dict[str, Any]] = []
+        sources: list[Message] = []
+        for message in batch:
+            try:
+                command = self._commands.decode(message.value())
+                self.worker_key.check(authenticity.COMMAND, command)
+                commands.append(command)
+                sources.append(message)
+            except InvalidMessage as exc:
+                dead.append((message, exc.reason))
+            except authenticity.Refused as exc:  # never executed, no receipt
+                metrics.SECURITY_EVENTS.labels("commands", exc.kind).inc()
+                log.error("refused a command on %s: %s", message.topic(), exc.reason)
+                dead.append((message, f"security: {exc.reason}"))
+        executed = self.executor.execute(commands) if commands else []
+        receipts: list[tuple[bytes, bytes]] = []
+        for command, message, answer in zip(commands, sources, executed, strict=True):
+            done = signed(answer, self.receipt_signer)
+            receipts.append((command["subject_id"].encode(), done.encoded))
+            metrics.SINK_COMMANDS.labels(self.store, done.receipt["outcome"]).inc()
+            if not done.repeated and done.receipt["rows"] and done.receipt["outcome"] != "EXPIRES":
+                metrics.ROWS_DELETED.labels(self.store, command["category"]).inc(done.receipt["rows"])
+            if done.dead_letter is not None:
+                metrics.SINK_GAVE_UP.labels(self.store).inc()
+                dead.append((message, done.dead_letter))
+        failures: list[str] = []
+
+        def delivered(error: Any, _message: Any) -> None:
+            if error is not None:
+                failures.append(str(error))
+
+        for key, value in receipts:
+            out.produce(self.topics.receipts, key=key, value=value, on_delivery=delivered)
+            out.poll(0)
+        for message, reason in dead:
+            metrics.DLQ_MESSAGES.labels("commands").inc()
+            log.warning(
+                "dead-lettered %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), reason
+            )
+            key, value, dropped = dead_letter_body(message.key(), message.value())
+            out.produce(
+                self.topics.dlq,
+                key=key,
+                value=value,
+                headers=[
+                    ("reason", reason.encode()),
+                    ("source_topic", (message.topic() or "").encode()),
+                    ("source_partition", str(message.partition()).encode()),
+                    ("source_offset", str(message.offset()).encode()),
+                    *dropped,
+                ],
+                on_delivery=delivered,
+            )
+        if out.flush(60) or failures:  # never commit offsets for output the broker did not take
+            raise KafkaException(f"receipts not acknowledged by the broker: {failures[:3] or 'timeout'}")
+        consumer.commit(
+            offsets=[TopicPartition(self.topic, p, offset + 1) for p, offset in _last_offsets(batch).items()],
+            asynchronous=False,
+        )
+        metrics.SINK_BATCH_SECONDS.labels(self.store).observe(time.perf_counter() - started)
+        if self.on_batch is not None:
+            self.on_batch(len(receipts))
