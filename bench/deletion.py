@@ -1,6 +1,6 @@
 """Deletion throughput: rows/s deleted by the PostgreSQL sink against a hand-written ceiling.
 
-(a) the executor alone, 500 commands per transaction as ``sinks/runner.py`` batches them;
+(a) the executor alone, 500 commands per transaction as ``sinks/base/loop.py`` batches them;
 (b) the real ``PostgresSink`` through Kafka, from its first batch to its last receipt.
 Each against a ceiling measured just before it: as many rows of a fresh, identical table
 deleted by one ``DELETE FROM t WHERE id = ANY(%s)`` and a commit. In a scratch database.
@@ -20,22 +20,22 @@ from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 import psycopg2
-from kafka import KafkaAdminClient
 from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
 from bench.common import Context, Figure, stopwatch
+from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import create_topics, producer
 from ebbtide.runtime.settings import Settings, Topics
-from ebbtide.signer import CertificateSigner
 from schemas import DELETION_COMMAND, codec_for
 from sinks.base.receipts import Executed
 from sinks.base.tracking import ensure_tracking
 from sinks.postgres.executor import PostgresExecutor
 from sinks.postgres.sink import PostgresSink
 from sinks.postgres.table_map import TableAction, TableMap
-from streams.policy.decisions import stable_id
+from streams.engine.decisions import stable_id
+from streams.worker.certify import CertificateSigner
 
 NAME = "deletion"
 BATCH = 500  # commands per transaction, as the sink's max_poll_records
@@ -70,7 +70,7 @@ def scratch_database(admin_dsn: str, label: str) -> Iterator[str]:
 
 def drop_topics(settings: Settings, prefixes: Iterable[str]) -> None:
     """Delete the topics whose names start with one of ``prefixes`` (best effort)."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = kafka.admin(settings, client_id=None)
     with contextlib.suppress(Exception):  # a leftover topic is harmless; figures matter more
         admin.delete_topics([t for t in admin.list_topics() if t.startswith(tuple(prefixes))])
     admin.close()

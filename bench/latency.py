@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from bench.common import Context, Figure
 from bench.deletion import drop_topics, scratch_database
@@ -28,6 +28,7 @@ from ebbtide.client import EventPublisher
 from ebbtide.clock import ClockPublisher
 from ebbtide.demo import database as demo_db
 from ebbtide.demo.scenario import build
+from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import create_topics, pipeline_topics, producer
 from ebbtide.runtime.settings import Settings, Topics
 from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
@@ -109,7 +110,7 @@ def round_trips(settings: Settings, samples: int) -> list[float]:
     topic = f"{settings.topic_prefix}.rtt"
     create_topics(settings, [topic])
     out, tp = producer(settings), TopicPartition(topic, 0)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = kafka.consumer(settings, client_id=None, enable_auto_commit=False)
     consumer.assign([tp])
     consumer.seek_to_end(tp)
     consumer.position(tp)
@@ -131,8 +132,8 @@ def round_trips(settings: Settings, samples: int) -> list[float]:
 def commands_sent(settings: Settings) -> dict[str, float]:
     """record_key -> time the worker produced its command (message CreateTime, epoch seconds)."""
     topic, codec = Topics(settings.topic_prefix).commands("customer_db"), codec_for(DELETION_COMMAND)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                             auto_offset_reset="earliest", consumer_timeout_ms=2000)
+    consumer = kafka.consumer(settings, client_id=None, enable_auto_commit=False,
+                              auto_offset_reset="earliest", consumer_timeout_ms=2000)
     consumer.assign([TopicPartition(topic, p) for p in range(settings.partitions)])
     try:
         return {codec.decode(m.value)["record_key"]: m.timestamp / 1000 for m in consumer}

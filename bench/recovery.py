@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from bench.common import Context, Figure
 from bench.stamping import (
@@ -29,6 +29,7 @@ from bench.stamping import (
     wait_metrics,
 )
 from ebbtide import processes
+from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import end_offsets, offsets_reader
 from ebbtide.runtime.settings import Settings, Topics
 from schemas import LIFECYCLE_EVENT, codec_for
@@ -105,8 +106,8 @@ def wait_committed(settings: Settings, timeout: float) -> None:
     """Wait until the worker's group has committed every event (so nothing is replayed)."""
     topic = Topics(settings.topic_prefix).events
     reader = offsets_reader(settings)
-    group = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id, enable_auto_commit=False
+    group = kafka.consumer(
+        settings, client_id=None, group_id=settings.app_id, enable_auto_commit=False
     )  # never subscribes: only reads commits
     try:
         ends = end_offsets(reader, topic)

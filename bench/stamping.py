@@ -18,18 +18,18 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import murmur2
-from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from bench.common import Context, Figure
 from ebbtide import processes
 from ebbtide.client import to_record
 from ebbtide.demo.scenario import build
+from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import create_topics, pipeline_topics
 from ebbtide.runtime.settings import Settings, Topics
 from schemas import LIFECYCLE_EVENT, codec_for
 from streams.policy.rules import default_policy
-from streams.processor import LifecycleProcessor
+from streams.worker.processor import LifecycleProcessor
 
 NAME = "stamping"
 CONSUMED = "ebbtide_events_consumed_total"
@@ -77,7 +77,7 @@ def scratch(ctx: Context, label: str, **changes: Any) -> Iterator[Settings]:
 
 def drop_topics(settings: Settings) -> None:
     """Delete this run's topics: ``<prefix>.*`` and Faust's ``<app id>-*`` (best effort)."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = kafka.admin(settings, client_id=None)
     with suppress(KafkaError):  # a leftover topic is harmless
         mine = (f"{settings.topic_prefix}.", f"{settings.app_id}-")
         admin.delete_topics([t for t in admin.list_topics() if t.startswith(mine)])
@@ -100,7 +100,7 @@ def publish(settings: Settings, topic: str, messages: list[Message]) -> None:
 
 
 async def _publish(bootstrap: str, topic: str, messages: list[Message]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+    producer = AIOKafkaProducer(**kafka.client_config(bootstrap, client_id=None), acks="all", linger_ms=5,
                                 max_batch_size=256 * 1024)
     await producer.start()
     try:
@@ -164,14 +164,14 @@ def time_passthrough(ctx: Context, messages: list[Message]) -> Run:
 
 
 async def _passthrough(settings: Settings, source: str, sink: str, count: int) -> Run:
-    # The worker's client settings (streams.app / Faust defaults): acks=-1, no linger,
+    # The worker's client settings (streams.worker.app / Faust defaults): acks=-1, no linger,
     # 16 KiB batches, 1 MiB per partition fetch, commit every 1000 messages or 1 s.
     consumer = AIOKafkaConsumer(
-        source, bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id,
+        source, **kafka.connection(settings, client_id=None), group_id=settings.app_id,
         enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=1500,
         max_partition_fetch_bytes=1024**2, session_timeout_ms=int(settings.session_timeout * 1000),
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
+    producer = AIOKafkaProducer(**kafka.connection(settings, client_id=None), acks="all",
                                 linger_ms=0, max_batch_size=16384)
     started = time.perf_counter()
     await producer.start()

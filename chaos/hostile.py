@@ -17,7 +17,7 @@ from kafka import KafkaProducer
 from kafka.partitioner.default import murmur2
 
 from chaos.ledger import Copy, Sent
-from ebbtide import certificates
+from ebbtide.runtime import keys
 from ebbtide.runtime.authenticity import COMMAND, RECEIPT, TICK, MessageSigner
 from ebbtide.runtime.settings import Settings, Topics
 from schemas import CLOCK_TICK, DELETION_COMMAND, DELETION_RECEIPT, LIFECYCLE_EVENT, codec_for
@@ -115,7 +115,7 @@ def poison_pills(sender: Sender, subject: str, when: datetime) -> list[Sent]:
 
 def _stranger() -> MessageSigner:
     """A signer whose key no one trusts."""
-    return MessageSigner(certificates.generate_key()[0])
+    return MessageSigner(keys.generate_key()[0])
 
 
 def forged_commands(sender: Sender, targets: list[tuple[Copy, str]], issued: datetime) -> list[Sent]:

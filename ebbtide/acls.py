@@ -211,22 +211,16 @@ class Connection:
     timeout: float = 30.0
 
     def admin_config(self) -> dict[str, Any]:
+        from ebbtide.runtime import kafka  # imports kafka-python: only when apply runs
+
         ms = max(1000, round(self.timeout * 1000))
-        config: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap,
-            "client_id": "ebbtide-acls",
-            "request_timeout_ms": ms,
-            "bootstrap_timeout_ms": ms,
-        }
+        sasl = None
         if self.user is not None:
-            config.update(
-                security_protocol=self.security_protocol,
-                sasl_mechanism=self.mechanism,
-                sasl_plain_username=self.user,
-                sasl_plain_password=self.password,
+            sasl = kafka.Sasl(
+                self.user, self.password, self.mechanism, self.security_protocol, self.ssl_cafile
             )
-            if self.ssl_cafile:
-                config["ssl_cafile"] = self.ssl_cafile
+        config = kafka.client_config(self.bootstrap, "ebbtide-acls", sasl)
+        config.update(request_timeout_ms=ms, bootstrap_timeout_ms=ms)
         return config
 
     def who(self) -> str:

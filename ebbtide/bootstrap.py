@@ -11,11 +11,27 @@ them, so a command that needs none of them starts fast.
 
 from __future__ import annotations
 
+import argparse
+import logging
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ebbtide.runtime.settings import Settings
+from ebbtide.runtime.settings import Settings, Topics
 from streams.policy.rules import Policy, load_policy, rules_policy
 from streams.policy.stores import DEFAULT_STORES, StoreMap, load_store_map
+
+if TYPE_CHECKING:
+    import faust
+
+    from sinks.base.kind import SinkGroup
+
+log = logging.getLogger(__name__)
+
+
+class CannotStart(Exception):
+    """Why a process must not start with these settings or arguments: one line for the operator
+    (the CLI prints it and exits 2)."""
 
 
 def store_map(settings: Settings) -> StoreMap:
@@ -29,3 +45,93 @@ def policy(settings: Settings, rules: Path | None = None) -> Policy:
     (default: the shipped rules) with the settings' store map."""
     loaded = load_policy(rules) if rules is not None else rules_policy()
     return loaded.with_stores(store_map(settings))
+
+
+# -- the worker ---------------------------------------------------------------------------------
+
+
+def partition_mismatch(settings: Settings) -> str | None:
+    """Why the worker must not start with these settings' partition count, if it must not: the
+    worker checks that every subject's message is on its key's partition, counted with
+    EBBTIDE_PARTITIONS, so its input topics must have exactly that many partitions."""
+    from kafka.errors import KafkaError
+
+    from ebbtide.runtime import kafka
+
+    topics = Topics(settings.topic_prefix)
+    try:
+        consumer = kafka.consumer(settings, client_id=None, request_timeout_ms=30_000)
+    except KafkaError as exc:
+        return f"the broker at {settings.kafka_bootstrap} did not answer ({type(exc).__name__})"
+    try:
+        for topic in (topics.events, topics.clock, topics.receipts):
+            found = consumer.partitions_for_topic(topic)
+            if found and len(found) != settings.partitions:
+                return (
+                    f"topic {topic} has {len(found)} partitions but EBBTIDE_PARTITIONS is "
+                    f"{settings.partitions}: set EBBTIDE_PARTITIONS to the topics' count (events, "
+                    "clock and receipts must have the same)"
+                )
+    finally:
+        consumer.close()
+    return None
+
+
+def worker(settings: Settings, rules: Path | None = None) -> faust.App:
+    """The lifecycle worker's Faust app, ready to run (:func:`run_worker`), with its /metrics
+    served: the policy of ``rules`` (default: the shipped rules) with the settings' store map, and
+    the legal hold signers' keys, read once (a replay gets the same answers). :class:`CannotStart`
+    if the input topics do not have EBBTIDE_PARTITIONS partitions or the hold keys cannot be read."""
+    from ebbtide.runtime import metrics
+    from ebbtide.runtime.authenticity import HoldKeys
+    from streams.worker.app import create_app
+
+    running = policy(settings, rules)
+    mismatch = partition_mismatch(settings)
+    if mismatch:
+        raise CannotStart(mismatch)
+    try:
+        hold_keys = HoldKeys.for_worker(settings)
+    except ValueError as exc:
+        raise CannotStart(str(exc)) from None
+    metrics.serve(settings.worker_metrics_port)
+    app = create_app(settings, running, hold_keys)
+    log.warning(
+        "lifecycle worker %s: policy %s, metrics on 127.0.0.1:%d",
+        settings.app_id,
+        running.label,
+        settings.worker_metrics_port,
+    )
+    return app
+
+
+def run_worker(app: faust.App, loglevel: str) -> None:
+    """Run the worker's app until it is stopped (Faust's worker: signals, logging at ``loglevel``)."""
+    from faust.worker import Worker
+
+    runner = Worker(app, loglevel=loglevel, quiet=True)
+    runner.spinner = None  # the terminal spinner costs CPU on every log record, even unseen
+    runner.execute_from_commandline()
+
+
+# -- the sinks ----------------------------------------------------------------------------------
+
+
+def sink(settings: Settings, kind: str, args: argparse.Namespace, stop: threading.Event) -> SinkGroup:
+    """The process of ``ebbtide sink <kind>``, ready to run until ``stop`` is set, with its /metrics
+    served: built by that kind of the sink registry (:mod:`sinks.registry`) from the settings and
+    the command's arguments. :class:`CannotStart` if its configuration or database cannot be used
+    (a sink checks them before it runs)."""
+    from ebbtide.runtime import metrics
+    from sinks import registry
+    from sinks.base.errors import SinkConfigError, SinkSetupError
+
+    chosen = registry.get(kind)
+    try:
+        process = chosen.build(settings, args, stop)
+    except (SinkConfigError, SinkSetupError) as exc:
+        raise CannotStart(str(exc)) from None
+    port = chosen.metrics_port(settings, args)
+    metrics.serve(port)
+    log.warning("%s sink for %s: metrics on 127.0.0.1:%d", chosen.name, process.label, port)
+    return process

@@ -33,7 +33,7 @@ from ebbtide.runtime.kafka import (
 from ebbtide.runtime.keys import read_or_make_key
 from ebbtide.runtime.settings import Settings, Topics
 from schemas import LIFECYCLE_EVENT, InvalidMessage, codec_for
-from streams.translate import check_sizes
+from streams.worker.translate import check_sizes
 
 if TYPE_CHECKING:
     from streams.policy.rules import Policy

@@ -2,7 +2,7 @@
 
 Each dead letter keeps the original message's key and value and says why and where from in its
 headers (``reason``, ``source_topic``, ``source_partition``, ``source_offset``; see
-``streams.processor`` and ``sinks.runner``). ``ebbtide dlq`` lists them by reason, shows them
+``streams.worker.routing`` and ``sinks.runner``). ``ebbtide dlq`` lists them by reason, shows them
 (headers, offsets and sizes: never a key or a value, which may hold personal data) and replays
 them to their source topic after a fix.
 """
@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import KafkaError
 
 from ebbtide import bootstrap
-from ebbtide.runtime.kafka import CLIENT_ID, DELIVERY_TIMEOUT, await_delivery, not_acknowledged
+from ebbtide.runtime import kafka
+from ebbtide.runtime.kafka import DELIVERY_TIMEOUT, await_delivery, not_acknowledged
 from ebbtide.runtime.settings import Settings, Topics
 
 # Headers every dead letter carries (the dead-lettering code writes them in this order).
@@ -140,9 +141,8 @@ def read(settings: Settings, timeout: float = DELIVERY_TIMEOUT) -> Iterator[Dead
     ms = max(1000, round(timeout * 1000))
     where = f"the broker at {settings.kafka_bootstrap}"
     try:
-        consumer = KafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            client_id=CLIENT_ID,
+        consumer = kafka.consumer(
+            settings,
             enable_auto_commit=False,
             request_timeout_ms=ms,
             bootstrap_timeout_ms=ms,

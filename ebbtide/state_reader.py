@@ -9,15 +9,15 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
-from ebbtide.runtime.kafka import CLIENT_ID
+from ebbtide.runtime import kafka
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.runtime.web_token import ENV as TOKEN_ENV
 from ebbtide.runtime.web_token import TokenUnavailable, read_token, token_file
 from ebbtide.runtime.web_token import header as token_header
-from streams.policy import snapshot
-from streams.policy.engine import SubjectState
+from streams.engine import snapshot
+from streams.engine.model import SubjectState
 
 TABLE = "state"
 
@@ -35,9 +35,7 @@ def read_to_end(settings: Settings, topic: str, missing: str | None = None) -> I
     """Every message of ``topic``, each partition from its beginning to its end as of now (no
     consumer group). A topic that does not exist raises :class:`StateUnavailable` with the
     ``missing`` explanation, or yields nothing when ``missing`` is None."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, client_id=CLIENT_ID, enable_auto_commit=False
-    )
+    consumer = kafka.consumer(settings, enable_auto_commit=False)
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:

@@ -15,16 +15,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse, urlunparse
 
 import psycopg2
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from ebbtide.processes import free_port
+from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import create_topics, pipeline_topics
 from ebbtide.runtime.settings import Settings, Topics
 from schemas import Codec
 
 if TYPE_CHECKING:
     from ebbtide.runtime.authenticity import HoldKeys, MessageSigner, TrustedKeys
-    from ebbtide.signer import CertificateSigner
+    from streams.worker.certify import CertificateSigner
 
 T = TypeVar("T")
 
@@ -82,9 +83,7 @@ def unique_settings(bootstrap: str, state_dir: Path, dsn: str | None = None) -> 
 def drop_topics(settings: Settings) -> None:
     """Delete a test's topics (its prefix) and its worker's changelogs (its app id): a broker
     with a small heap serves the whole suite only if tests clean up after themselves."""
-    from kafka.admin import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = kafka.admin(settings, client_id=None)
     try:
         mine = [
             t
@@ -139,9 +138,7 @@ class TopicReader:
     seen: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._consumer = KafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False
-        )
+        self._consumer = kafka.consumer(self.settings, client_id=None, enable_auto_commit=False)
         partitions = wait_until(
             lambda: self._consumer.partitions_for_topic(self.topic), 30, f"topic {self.topic}"
         )
@@ -249,7 +246,7 @@ def deletion_command(
 def worker_signer(settings: Settings) -> CertificateSigner:
     """The worker's signer of ``settings`` (its key made under the state directory if missing, with
     the .pub a sink of the same settings verifies commands with)."""
-    from ebbtide.signer import CertificateSigner
+    from streams.worker.certify import CertificateSigner
 
     return CertificateSigner.from_file(settings.signing_key, "Test ISP")
 
@@ -287,11 +284,11 @@ _UNIT_HOLD_KEY: list[MessageSigner] = []
 
 def unit_hold_signer() -> MessageSigner:
     """A test legal hold signing key kept in memory (unit tests of the processor)."""
-    from ebbtide import certificates
+    from ebbtide.runtime import keys
     from ebbtide.runtime.authenticity import MessageSigner
 
     if not _UNIT_HOLD_KEY:
-        _UNIT_HOLD_KEY.append(MessageSigner(certificates.generate_key()[0]))
+        _UNIT_HOLD_KEY.append(MessageSigner(keys.generate_key()[0]))
     return _UNIT_HOLD_KEY[0]
 
 
@@ -307,11 +304,11 @@ _UNIT_SINK_KEYS: dict[str, MessageSigner] = {}
 
 def unit_sink_signer(store: str) -> MessageSigner:
     """A test receipt key of ``store`` kept in memory (unit tests of the processor)."""
-    from ebbtide import certificates
+    from ebbtide.runtime import keys
     from ebbtide.runtime.authenticity import MessageSigner
 
     if store not in _UNIT_SINK_KEYS:
-        _UNIT_SINK_KEYS[store] = MessageSigner(certificates.generate_key()[0])
+        _UNIT_SINK_KEYS[store] = MessageSigner(keys.generate_key()[0])
     return _UNIT_SINK_KEYS[store]
 
 

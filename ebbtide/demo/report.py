@@ -12,13 +12,15 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ebbtide import certificates, processes
+from ebbtide import processes
 from ebbtide.demo import database, scenario
 from ebbtide.demo.vendor_standin import VendorStandIn
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.state_reader import read_to_end
+from ebbtide.tools import certificates as certificate_pages
 from schemas import DECISION, codec_for
-from streams.policy.engine import record_id
+from streams import certificates
+from streams.engine.model import record_id
 from streams.policy.stores import StoreMap
 
 
@@ -221,7 +223,7 @@ def _prove_a_certificate(console: Console, settings: Settings) -> int:
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{body['subject_id']}.json"
     path.write_text(certificates.dumps(best), encoding="utf-8")
-    path.with_suffix(".html").write_text(certificates.render_html(best), encoding="utf-8")
+    path.with_suffix(".html").write_text(certificate_pages.render_html(best), encoding="utf-8")
     public = settings.signing_key.with_suffix(".pub").read_bytes()
     valid = certificates.verify(best, public)
     table = Table(title=f"Deletion certificate of {body['subject_id']} (issued {body['issued_at']})")

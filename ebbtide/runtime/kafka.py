@@ -1,4 +1,14 @@
-"""Small kafka-python helpers shared by the CLI, the client, the clock and the sinks."""
+"""The Kafka client factory: every client of Ebbtide gets its connection settings here.
+
+kafka-python clients (the CLI, the client, the clock, the tools, the tests) are built by
+:func:`producer`, :func:`consumer` and :func:`admin`, or from :func:`client_config`; the sinks'
+confluent-kafka clients start from :func:`librdkafka_config` and the worker's Faust app from
+:func:`faust_config`. Where the brokers are, who the client says it is, and (later) SASL and TLS
+are decided in this module only.
+
+Also the producer's delivery bookkeeping (:func:`await_delivery`, :func:`close_producer`) and the
+pipeline's topics (:func:`pipeline_topics`, :func:`create_topics`, :func:`end_offsets`).
+"""
 
 from __future__ import annotations
 
@@ -28,6 +38,72 @@ def _ms(timeout: float) -> int:
     return max(1000, round(timeout * 1000))
 
 
+@dataclass(frozen=True)
+class Sasl:
+    """SASL credentials of a kafka-python client (``ebbtide acls apply`` as a super user)."""
+
+    user: str
+    password: str | None
+    mechanism: str = "PLAIN"
+    security_protocol: str = "SASL_PLAINTEXT"
+    ssl_cafile: str | None = None
+
+
+def client_config(
+    bootstrap: str, client_id: str | None = CLIENT_ID, sasl: Sasl | None = None
+) -> dict[str, Any]:
+    """The keywords that say where a kafka-python (or aiokafka) client connects and as whom:
+    ``bootstrap_servers``, ``client_id`` (None: the library's own default id) and SASL/TLS."""
+    config: dict[str, Any] = {"bootstrap_servers": bootstrap}
+    if client_id is not None:
+        config["client_id"] = client_id
+    if sasl is not None:
+        config.update(
+            security_protocol=sasl.security_protocol,
+            sasl_mechanism=sasl.mechanism,
+            sasl_plain_username=sasl.user,
+            sasl_plain_password=sasl.password,
+        )
+        if sasl.ssl_cafile:
+            config["ssl_cafile"] = sasl.ssl_cafile
+    return config
+
+
+def connection(settings: Settings, client_id: str | None = CLIENT_ID) -> dict[str, Any]:
+    """:func:`client_config` for the brokers of ``settings`` (EBBTIDE_KAFKA_BOOTSTRAP)."""
+    return client_config(settings.kafka_bootstrap, client_id)
+
+
+def consumer(
+    settings: Settings, *topics: str, client_id: str | None = CLIENT_ID, **options: Any
+) -> KafkaConsumer:
+    """A kafka-python consumer of ``settings``' brokers; ``options`` are KafkaConsumer's own
+    (``enable_auto_commit``, ``group_id``, timeouts ...)."""
+    return KafkaConsumer(*topics, **connection(settings, client_id), **options)
+
+
+def admin(settings: Settings, client_id: str | None = CLIENT_ID, **options: Any) -> KafkaAdminClient:
+    """A kafka-python admin client of ``settings``' brokers."""
+    return KafkaAdminClient(**connection(settings, client_id), **options)
+
+
+def librdkafka_config(settings: Settings) -> dict[str, Any]:
+    """The connection part of a confluent-kafka (librdkafka) client's configuration; the caller
+    adds its own (group, acks, ...)."""
+    return {"bootstrap.servers": settings.kafka_bootstrap, "client.id": CLIENT_ID}
+
+
+def faust_config(settings: Settings) -> dict[str, Any]:
+    """The broker part of the worker's Faust app settings: where the brokers are and how soon a
+    dead worker's partitions move on (EBBTIDE_SESSION_TIMEOUT; heartbeats a third of it, at most
+    every 3 s)."""
+    return {
+        "broker": f"kafka://{settings.kafka_bootstrap}",
+        "broker_session_timeout": settings.session_timeout,
+        "broker_heartbeat_interval": min(3.0, settings.session_timeout / 3),
+    }
+
+
 def producer(settings: Settings, timeout: float = DELIVERY_TIMEOUT) -> KafkaProducer:
     """A durable, bounded producer: every write acknowledged by the in-sync replicas (acks=all) and
     retried on transient errors, but for ``timeout`` seconds at most. Its constructor (bootstrap),
@@ -36,8 +112,7 @@ def producer(settings: Settings, timeout: float = DELIVERY_TIMEOUT) -> KafkaProd
     for the sends with :func:`await_delivery` and close it with :func:`close_producer`."""
     ms = _ms(timeout)
     return KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id=CLIENT_ID,
+        **connection(settings),
         acks="all",
         linger_ms=LINGER_MS,
         max_in_flight_requests_per_connection=1,
@@ -132,33 +207,28 @@ def create_topics(settings: Settings, names: Iterable[str]) -> list[str]:
     Events, clock and receipts must share one partition count: the lifecycle agent keeps each
     subject's state on the partition its events use.
     """
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id=CLIENT_ID)
+    client = admin(settings)
     try:
-        existing = set(admin.list_topics())
+        existing = set(client.list_topics())
         wanted = [n for n in names if n not in existing]
         created: list[str] = []
         for name in wanted:
             try:
-                admin.create_topics([NewTopic(name, settings.partitions, 1)])
+                client.create_topics([NewTopic(name, settings.partitions, 1)])
                 created.append(name)
             except TopicAlreadyExistsError:
                 pass
         return created
     finally:
-        admin.close()
+        client.close()
 
 
 def offsets_reader(settings: Settings, timeout: float | None = None) -> KafkaConsumer:
     """A group-less consumer used only to read end offsets; with a ``timeout``, its bootstrap and
     requests give up (``KafkaTimeoutError``) after that many seconds."""
     if timeout is None:
-        return KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, client_id=CLIENT_ID)
-    return KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id=CLIENT_ID,
-        request_timeout_ms=_ms(timeout),
-        bootstrap_timeout_ms=_ms(timeout),
-    )
+        return consumer(settings)
+    return consumer(settings, request_timeout_ms=_ms(timeout), bootstrap_timeout_ms=_ms(timeout))
 
 
 def end_offsets(consumer: KafkaConsumer, topic: str) -> dict[int, int]:

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg2
 import pytest
 
-from ebbtide import bootstrap, certificates, processes
+from ebbtide import bootstrap, processes
 from ebbtide.client import EventPublisher
 from ebbtide.demo.vendor_standin import VendorStandIn
 from ebbtide.runtime.settings import Settings, Topics
@@ -24,6 +24,7 @@ from schemas import DECISION, codec_for
 from sinks.backups import catalogue as backups
 from sinks.http.vendors import tuned
 from sinks.logstore import partitions as logstore
+from streams import certificates
 from tests.e2e.test_pipeline import ev as pipeline_ev
 from tests.e2e.test_pipeline import rows, tick
 from tests.support import TopicReader, demo_database, free_port, make_topics, wait_until

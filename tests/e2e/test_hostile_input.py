@@ -8,13 +8,14 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ebbtide import certificates, processes
+from ebbtide import processes
 from ebbtide.client import sign_hold, to_record
+from ebbtide.runtime import keys
 from ebbtide.runtime.authenticity import MessageSigner
 from ebbtide.runtime.kafka import producer
 from ebbtide.runtime.settings import Settings
 from schemas import CLOCK_TICK, LIFECYCLE_EVENT, codec_for
-from streams.processor import partition_for
+from streams.worker.routing import partition_for
 from tests.e2e.test_pipeline import CLOSED_ACCOUNT, Pipeline, customer_db, ev, publish, rows, tick, written
 from tests.e2e.test_seed_promises_rights import settle
 from tests.support import TopicReader, demo_database
@@ -102,7 +103,7 @@ def test_a_forged_legal_hold_does_not_stop_a_due_deletion(
     codec = codec_for(LIFECYCLE_EVENT)
     whole_subject = {"hold_id": "forged", "categories": [], "records": []}
     unsigned = to_record(ev("f1", "LegalHoldPlaced", "cust-00001", "2022-01-01T00:00:00Z", **whole_subject))
-    stranger = MessageSigner(certificates.generate_key()[0])
+    stranger = MessageSigner(keys.generate_key()[0])
     other_key = sign_hold(
         to_record(ev("f2", "LegalHoldPlaced", "cust-00001", "2022-01-02T00:00:00Z", **whole_subject)),
         stranger,

@@ -23,7 +23,7 @@ from ebbtide.runtime.settings import Settings, Topics
 from schemas import CLOCK_TICK, DECISION, codec_for
 from streams.policy.rules import Policy, rules_policy
 from streams.policy.stores import load_store_map
-from streams.processor import LifecycleProcessor
+from streams.worker.processor import LifecycleProcessor
 from tests.support import TopicReader, demo_database, hold_signer, make_topics, wait_until
 
 WORKER_READY = 90.0  # a Faust worker joins its group and recovers its tables within this

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg2
 import pytest
 
-from ebbtide import bootstrap, certificates, processes
+from ebbtide import bootstrap, processes
 from ebbtide.client import to_record
 from ebbtide.runtime.kafka import producer
 from ebbtide.runtime.settings import Settings, Topics
@@ -30,6 +30,7 @@ from ebbtide.state_reader import StateUnavailable, read_changelog, read_to_end
 from schemas import DECISION, DELETION_COMMAND, DELETION_RECEIPT, ERASURE_ANSWER, LIFECYCLE_EVENT, codec_for
 from sinks.base.receipts import receipt_for
 from sinks.logstore import partitions as logstore
+from streams import certificates
 from streams.policy.calendar import to_ms
 from tests.e2e.test_pipeline import OWN_DATABASES, WORKER_READY, Pipeline, ev, publish, rows, tick, written
 from tests.e2e.test_rights import explain, statuses

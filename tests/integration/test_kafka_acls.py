@@ -21,6 +21,7 @@ from kafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from ebbtide.acls import Principals, password_for, plan
 from ebbtide.cli import main
+from ebbtide.runtime import kafka
 from ebbtide.runtime.settings import Settings, Topics
 from tests.support import drop_topics, make_topics, unique_settings, wait_until
 
@@ -35,13 +36,9 @@ class Sasl:
     passwords: Path
 
     def config(self, user: str) -> dict[str, Any]:
-        return {
-            "bootstrap_servers": self.bootstrap,
-            "security_protocol": "SASL_PLAINTEXT",
-            "sasl_mechanism": self.mechanism,
-            "sasl_plain_username": user,
-            "sasl_plain_password": password_for(self.passwords, user),
-        }
+        """kafka-python keywords to connect as ``user`` (the library's default client id)."""
+        credentials = kafka.Sasl(user, password_for(self.passwords, user), self.mechanism)
+        return kafka.client_config(self.bootstrap, client_id=None, sasl=credentials)
 
 
 @pytest.fixture(scope="module")

@@ -5,17 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 from ebbtide.client import EventPublisher, PublishFailed
+from ebbtide.runtime import kafka
 from ebbtide.runtime.settings import Topics
 from tests.support import EVENT, unique_settings
 
 
 def test_events_the_broker_refuses_are_reported_not_dropped(stack: tuple[str, str], tmp_path: Path) -> None:
     settings = unique_settings(stack[0], tmp_path)
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = kafka.admin(settings, client_id=None)
     admin.create_topics(
         [NewTopic(Topics(settings.topic_prefix).events, 1, 1, topic_configs={"max.message.bytes": "200"})]
     )

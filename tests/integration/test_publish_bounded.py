@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType
 
 from ebbtide import processes
+from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import end_offsets, offsets_reader, producer
 from ebbtide.runtime.keys import read_or_make_key
 from ebbtide.runtime.settings import Settings, Topics
-from streams.processor import partition_for
+from streams.worker.routing import partition_for
 from tests.support import EVENT, TopicReader, unique_settings
 
 SECRET = "alice@example.invalid"  # stands for a personal value: it must never be printed
@@ -125,7 +126,7 @@ def test_an_oversized_line_refuses_the_whole_file(settings: Settings, tmp_path: 
 
 def test_events_the_broker_refuses_are_named_by_line(settings: Settings, tmp_path: Path) -> None:
     topic = Topics(settings.topic_prefix).events
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = kafka.admin(settings, client_id=None)
     try:
         admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": "400"})])
     finally:

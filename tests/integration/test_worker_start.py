@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ebbtide.cli import partition_mismatch
+from ebbtide.bootstrap import partition_mismatch
 from ebbtide.runtime.settings import Settings
 from tests.support import make_topics
 

@@ -13,23 +13,23 @@ from typing import Any
 import fastavro
 import pytest
 
-from ebbtide import certificates
-from ebbtide.runtime import authenticity
+from ebbtide.runtime import authenticity, keys
 from ebbtide.runtime.authenticity import COMMAND, RECEIPT, MessageSigner, Refused, TrustedKeys, Verifier
 from ebbtide.runtime.settings import Settings, SettingsError
-from ebbtide.signer import CertificateSigner
 from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 from schemas.codec import MAGIC, versions_of
 from sinks.base.loop import sink_keys
 from sinks.base.receipts import decode_receipt, executed, signed
+from streams import certificates
+from streams.worker.certify import CertificateSigner
 from tests.support import deletion_command, security_events, unit_sink_signer, unit_trusted_keys
-from tests.unit.test_processor import TOPICS, answer, fanned_out
+from tests.unit.streams.worker.harness import TOPICS, answer, fanned_out
 
 pytestmark = pytest.mark.unit
 
 
 def new_signer() -> MessageSigner:
-    return MessageSigner(certificates.generate_key()[0])
+    return MessageSigner(keys.generate_key()[0])
 
 
 COMMAND_DATUM = deletion_command("customer_db", "client", "1", command_id="c-1")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ebbtide import certificates
 from ebbtide.cli import main
-from ebbtide.runtime import authenticity
+from ebbtide.runtime import authenticity, keys
+from streams import certificates
 
 ENTRY = certificates.DeletionEntry(
     store="customer_db",
@@ -38,7 +38,7 @@ def signed(tmp_path: Path) -> tuple[Path, Path]:
         "2024-03-16T00:01:00Z",
         "v1+test",
         "PRO ISP AS via Ebbtide",
-        certificates.key_id(public),
+        keys.key_id(public),
     )
     path = tmp_path / "cust-1.json"
     path.write_text(certificates.dumps(certificates.sign(certificate, private)))
@@ -100,7 +100,7 @@ def with_store_receipt(tmp_path: Path) -> tuple[Path, Path, Path]:
         ),
     )
     certificate = certificates.build(
-        "cust-1", [entry], "2024-03-16T00:01:00Z", "v1+test", "PRO ISP AS", certificates.key_id(public)
+        "cust-1", [entry], "2024-03-16T00:01:00Z", "v1+test", "PRO ISP AS", keys.key_id(public)
     )
     path = tmp_path / "cust-1.json"
     path.write_text(certificates.dumps(certificates.sign(certificate, private)))
@@ -121,7 +121,7 @@ def test_a_receipt_the_store_did_not_sign_fails_naming_the_entry(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path, public, stores = with_store_receipt(tmp_path)
-    other = authenticity.MessageSigner(certificates.generate_key()[0])
+    other = authenticity.MessageSigner(keys.generate_key()[0])
     (stores / "sink-customer_db.pub").write_bytes(other.public_pem)  # not the key that signed it
     args = ["certificate", "verify", str(path), "--public-key", str(public), "--store-keys", str(stores)]
     assert main(args) == 1

@@ -15,7 +15,10 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ebbtide.certificates import (
+from ebbtide.runtime.authenticity import RECEIPT, MessageSigner, millis
+from ebbtide.runtime.keys import generate_key, key_id, load_private_key, load_public_key
+from ebbtide.tools.certificates import render_html
+from streams.certificates import (
     FORMAT_V1,
     Certificate,
     DeletionEntry,
@@ -23,16 +26,10 @@ from ebbtide.certificates import (
     build,
     canonical_bytes,
     dumps,
-    generate_key,
-    key_id,
-    load_private_key,
-    load_public_key,
     loads,
-    render_html,
     sign,
     verify,
 )
-from ebbtide.runtime.authenticity import RECEIPT, MessageSigner, millis
 
 PRIVATE, PUBLIC = generate_key()
 KEY_ID = key_id(PUBLIC)

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaAdminClient
 from prometheus_client import REGISTRY
 
 from ebbtide.demo.vendor_standin import VendorStandIn
+from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import producer
 from ebbtide.runtime.settings import Settings, Topics
 from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
@@ -232,7 +232,7 @@ def send(settings: Settings, *commands: dict[str, Any]) -> None:
 
 def committed(settings: Settings, store: str) -> int:
     """Offsets the store's sink committed, summed over partitions."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = kafka.admin(settings, client_id=None)
     try:
         group = f"{settings.topic_prefix}-sink-{store}"
         offsets = admin.list_group_offsets({group: None}).get(group, {})

@@ -10,9 +10,9 @@ import psycopg2
 import pytest
 from kafka.partitioner.default import murmur2
 
-from ebbtide import certificates
 from ebbtide.demo import database as demo_db
 from ebbtide.demo.scenario import build
+from ebbtide.runtime import keys
 from ebbtide.runtime.authenticity import COMMAND, MessageSigner, TrustedKeys
 from ebbtide.runtime.kafka import producer
 from ebbtide.runtime.settings import Settings, Topics
@@ -187,7 +187,7 @@ def test_the_sink_refuses_forged_commands_and_executes_the_workers_signed_one(
 ) -> None:
     topics = Topics(settings.topic_prefix)
     codec = codec_for(DELETION_COMMAND)
-    forger = MessageSigner(certificates.generate_key()[0])
+    forger = MessageSigner(keys.generate_key()[0])
     target = command("client", "4", subject="cust-00004")
     forged = {
         "unsigned": target,

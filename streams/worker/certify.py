@@ -4,8 +4,9 @@ The signing key is an Ed25519 private key in a PEM file (``EBBTIDE_CERTIFICATE_K
 ``<state dir>/keys/certificate-signing.key``). A worker that finds no key makes one on its
 first start, with the public key beside it (``.pub``), and logs the key id: give that public
 key to customers and auditors, and to every sink (it verifies the deletion commands the worker
-signs with the same key, :mod:`ebbtide.runtime.authenticity`). Ed25519 signatures are deterministic, so
-a replay with the same key gives the same certificates and commands, byte for byte.
+signs with the same key, :mod:`ebbtide.runtime.authenticity`). Ed25519 signatures are
+deterministic, so a replay with the same key gives the same certificates and commands, byte for
+byte. The certificate document is :mod:`streams.certificates`.
 """
 
 from __future__ import annotations
@@ -15,25 +16,21 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-
-from ebbtide import certificates
 from ebbtide.runtime import authenticity, keys
+from streams import certificates
+from streams.engine.certificate import CertificateDue, CertifiedCopy
 from streams.policy.calendar import iso
-from streams.policy.decisions import CertificateDue, CertifiedCopy
 
 log = logging.getLogger(__name__)
 
 
 class CertificateSigner:
     def __init__(self, private_pem: bytes, issuer: str) -> None:
-        key = certificates.load_private_key(private_pem)  # ValueError for a wrong key
+        key = keys.load_private_key(private_pem)  # ValueError for a wrong key
         self.private_pem = private_pem
         self.issuer = issuer
-        self.public_pem = key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        self.key_id = certificates.key_id(self.public_pem)
+        self.public_pem = keys.public_pem_of(key)
+        self.key_id = keys.key_id(self.public_pem)
         self._commands = authenticity.MessageSigner(private_pem)
 
     @classmethod
