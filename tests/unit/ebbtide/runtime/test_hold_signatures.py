@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from ebbtide import certificates
-from ebbtide.authenticity import (
+from ebbtide.cli import main
+from ebbtide.runtime import keys
+from ebbtide.runtime.authenticity import (
     HOLD,
     KEY_ID,
     SIGNATURE,
@@ -23,14 +24,14 @@ from ebbtide.authenticity import (
     canonical_bytes,
     hold_content,
 )
-from ebbtide.cli import main
-from ebbtide.client import EventPublisher, InvalidEvent, load_hold_signer, sign_hold, to_record
-from ebbtide.settings import Settings, SettingsError
+from ebbtide.runtime.settings import Settings, SettingsError
+from ebbtide.tools.client import EventPublisher, InvalidEvent, load_hold_signer, sign_hold, to_record
 from schemas import LIFECYCLE_EVENT, codec_for
-from streams.processor import LifecycleProcessor, Out
+from streams.worker.processor import LifecycleProcessor
+from streams.worker.routing import Out
 from tests.support import security_events, unit_hold_keys, unit_hold_signer
-from tests.unit.test_processor import CLIENT_RECORD, TOPICS, Harness, event
-from tests.unit.test_publish_bounded import DeadBroker, broker, write
+from tests.unit.ebbtide.tools.test_publish_bounded import DeadBroker, broker, write
+from tests.unit.streams.worker.harness import CLIENT_RECORD, TOPICS, Harness, event
 
 __all__ = ["broker"]  # the fixture, used by name
 
@@ -86,7 +87,7 @@ def _moved() -> dict[str, Any]:
 FORGERIES: dict[str, tuple[Callable[[], dict[str, Any]], str, str]] = {
     "unsigned": (lambda: to_record(hold()), "unsigned", "security: legal_hold: not signed"),
     "another key": (
-        lambda: signed(hold(), MessageSigner(certificates.generate_key()[0])),
+        lambda: signed(hold(), MessageSigner(keys.generate_key()[0])),
         "other_key",
         "security: legal_hold: signed by a key that is not a trusted hold signer's",
     ),
@@ -216,7 +217,7 @@ def test_a_placed_hold_signature_is_not_a_release() -> None:
 
 
 def test_hold_keys_come_from_files_and_directories_and_a_bad_setting_is_one_line(tmp_path: Path) -> None:
-    one, two = (MessageSigner(certificates.generate_key()[0]) for _ in range(2))
+    one, two = (MessageSigner(keys.generate_key()[0]) for _ in range(2))
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir" / "legal.pub").write_bytes(one.public_pem)
     (tmp_path / "two.pub").write_bytes(two.public_pem)
@@ -226,8 +227,8 @@ def test_hold_keys_come_from_files_and_directories_and_a_bad_setting_is_one_line
             "EBBTIDE_STATE_DIR": str(tmp_path / "state"),
         }
     )
-    keys = HoldKeys.for_worker(settings)
-    assert keys.key_ids == tuple(sorted({one.key_id, two.key_id}))
+    trusted = HoldKeys.for_worker(settings)
+    assert trusted.key_ids == tuple(sorted({one.key_id, two.key_id}))
     assert not (tmp_path / "state").exists()  # the setting names the keys: no local pair is made
 
     (tmp_path / "empty").mkdir()
@@ -246,13 +247,13 @@ def test_hold_keys_come_from_files_and_directories_and_a_bad_setting_is_one_line
 
 def test_by_default_the_worker_trusts_the_local_pair_and_makes_it_if_missing(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path)
-    keys = HoldKeys.for_worker(settings)
+    trusted = HoldKeys.for_worker(settings)
     local = tmp_path / "keys" / "holds.key"
     assert local.stat().st_mode & 0o777 == 0o600 and local.with_suffix(".pub").is_file()
     signer = load_hold_signer(local)
-    assert keys.key_ids == (signer.key_id,)
-    keys.check(signed(hold(), signer))
-    assert HoldKeys.for_worker(settings).key_ids == keys.key_ids  # made once, then read
+    assert trusted.key_ids == (signer.key_id,)
+    trusted.check(signed(hold(), signer))
+    assert HoldKeys.for_worker(settings).key_ids == trusted.key_ids  # made once, then read
 
 
 # -- the publishing side ----------------------------------------------------------------------------
@@ -307,7 +308,7 @@ def test_publish_without_a_hold_key_refuses_the_file_naming_the_line(
     assert err.count("\n") == 1
 
     key = tmp_path / "holds.key"
-    key.write_bytes(certificates.generate_key()[0])
+    key.write_bytes(keys.generate_key()[0])
     assert main(["publish", str(path), "--hold-key", str(key), "--dry-run"]) == 0
     assert "2 valid event(s)" in capsys.readouterr().out
     monkeypatch.setenv("EBBTIDE_HOLD_SIGNING_KEY", str(key))
