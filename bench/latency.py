@@ -23,14 +23,14 @@ from kafka import TopicPartition
 
 from bench.common import Context, Figure
 from bench.deletion import drop_topics, scratch_database
-from ebbtide import processes
-from ebbtide.client import EventPublisher
-from ebbtide.clock import ClockPublisher
 from ebbtide.demo import database as demo_db
 from ebbtide.demo.scenario import build
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import create_topics, pipeline_topics, producer
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.tools import processes
+from ebbtide.tools.client import EventPublisher
+from ebbtide.tools.clock import ClockPublisher
 from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 from sinks.base.tracking import ensure_tracking
 

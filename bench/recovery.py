@@ -28,10 +28,10 @@ from bench.stamping import (
     scratch,
     wait_metrics,
 )
-from ebbtide import processes
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import end_offsets, offsets_reader
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.tools import processes
 from schemas import LIFECYCLE_EVENT, codec_for
 
 NAME = "recovery"

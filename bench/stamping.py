@@ -21,12 +21,12 @@ from aiokafka.partitioner import murmur2
 from kafka.errors import KafkaError
 
 from bench.common import Context, Figure
-from ebbtide import processes
-from ebbtide.client import to_record
 from ebbtide.demo.scenario import build
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import create_topics, pipeline_topics
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.tools import processes
+from ebbtide.tools.client import to_record
 from schemas import LIFECYCLE_EVENT, codec_for
 from streams.policy.rules import default_policy
 from streams.worker.processor import LifecycleProcessor

@@ -18,8 +18,8 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ebbtide import processes
 from ebbtide.runtime.settings import Settings
+from ebbtide.tools import processes
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "local"
 

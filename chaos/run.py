@@ -14,27 +14,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
-from kafka.admin import KafkaAdminClient
+from kafka import TopicPartition
 from rich.console import Console
 
 from chaos import hostile
 from chaos.cluster import ChaosError, Servers, Spec, Supervisor, second_worker
 from chaos.ledger import Copy, Oracle, Sent, Verdict, database_holdings, judge
-from ebbtide import bootstrap, certificates, dlq, processes
-from ebbtide.client import EventPublisher, InvalidEvent, to_record
-from ebbtide.clock import ClockPublisher, steps
+from ebbtide import bootstrap
 from ebbtide.demo import database, scenario
 from ebbtide.demo.run import DEMO_VENDORS
 from ebbtide.demo.vendor_standin import VendorStandIn
-from ebbtide.progress import progress_bar
+from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import create_topics, pipeline_topics, producer
 from ebbtide.runtime.settings import Settings, Topics
-from ebbtide.state_reader import read_to_end
+from ebbtide.tools import dlq, processes
+from ebbtide.tools.client import EventPublisher, InvalidEvent, to_record
+from ebbtide.tools.clock import ClockPublisher, steps
+from ebbtide.tools.progress import progress_bar
+from ebbtide.tools.state_reader import read_to_end
 from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
+from sinks import registry
 from sinks.http.vendors import tuned
 from sinks.postgres.table_map import load_table_map, map_path
+from streams import certificates
 from streams.policy.calendar import to_ms
+from streams.policy.stores import StoreMap
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +79,6 @@ SCHEDULE = (
     Fault(f"{FLAKY_VENDOR} fails 20 requests", 0.80),
     Fault("kill -9 worker", 0.86),
 )
-
-SINKS: dict[str, list[str]] = {
-    "customer_db sink": ["postgres"],
-    "billing_db sink": ["postgres", "--map", scenario.BILLING_STORE],
-    "vendor sinks": ["http"],
-    "log store sink": ["logstore"],
-    "backups sink": ["backups"],
-}
-
 
 @dataclass
 class Options:
@@ -225,7 +220,7 @@ def run(base: Settings, options: Options) -> int:
         before = _holdings(dsn, maps, standin, vendors)
         _forget_earlier_runs(settings)
         create_topics(settings, pipeline_topics(Topics(settings.topic_prefix), stores.ids))
-        supervisor = _start(settings, standin)
+        supervisor = _start(settings, stores, standin)
         chaos = Run(console, settings, servers, supervisor, standin, Oracle(policy), options)
         console.print(
             f"{options.customers} customers, {len(records)} events, {len(before)} copies held in "
@@ -252,7 +247,7 @@ def run(base: Settings, options: Options) -> int:
 def _forget_earlier_runs(settings: Settings) -> None:
     """Delete the topics of earlier chaos runs on this stack (kept until now for inspection): a
     broker killed with many partitions takes long to recover them all."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = kafka.admin(settings, client_id=None)
     try:
         earlier = [t for t in admin.list_topics() if t.startswith(("ebbtide.chaos-", "ebbtide-chaos-"))]
         if earlier:
@@ -286,13 +281,13 @@ def _holdings(dsn: str, maps: dict[str, Any], standin: VendorStandIn, vendors: l
     return held
 
 
-def _start(settings: Settings, standin: VendorStandIn) -> Supervisor:
+def _start(settings: Settings, stores: StoreMap, standin: VendorStandIn) -> Supervisor:
     supervisor = Supervisor(settings.state_dir / "logs")
     config = settings.state_dir / "vendors.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(tuned(DEMO_VENDORS), encoding="utf-8")
     supervisor.add("worker", Spec(["worker"], settings, {}, settings.worker_metrics_port, worker=True))
-    for name, args in SINKS.items():
+    for name, args in registry.sink_processes(stores.stores).items():  # a sink per store of the map
         port = processes.free_port()
         if args[0] == "http":
             args = [*args, "--config", str(config), "--metrics-port", str(port)]
@@ -490,7 +485,7 @@ def _waiting_commands(chaos: Run, store: str, count: int) -> list[dict[str, Any]
 
 
 def _events_end(settings: Settings, partition: int) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = kafka.consumer(settings, client_id=None, enable_auto_commit=False)
     try:
         tp = TopicPartition(Topics(settings.topic_prefix).events, partition)
         return int(consumer.end_offsets([tp])[tp])

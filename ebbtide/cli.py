@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,8 +40,8 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     from kafka.errors import KafkaError
 
     from ebbtide import bootstrap
-    from ebbtide.client import EventPublisher, LineError, PublishFailed, load_hold_signer, read_jsonl
     from ebbtide.runtime.kafka import not_acknowledged
+    from ebbtide.tools.client import EventPublisher, LineError, PublishFailed, load_hold_signer, read_jsonl
 
     path = Path(args.file)
     if not path.is_file():
@@ -122,61 +121,15 @@ def _timeout(args: argparse.Namespace) -> float:
     return float(args.timeout) if args.timeout is not None else DELIVERY_TIMEOUT
 
 
-def partition_mismatch(settings: Settings) -> str | None:
-    """Why the worker must not start with these settings' partition count, if it must not: the
-    worker checks that every subject's message is on its key's partition, counted with
-    EBBTIDE_PARTITIONS, so its input topics must have exactly that many partitions."""
-    from kafka import KafkaConsumer
-    from kafka.errors import KafkaError
-
-    topics = Topics(settings.topic_prefix)
-    try:
-        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=30_000)
-    except KafkaError as exc:
-        return f"the broker at {settings.kafka_bootstrap} did not answer ({type(exc).__name__})"
-    try:
-        for topic in (topics.events, topics.clock, topics.receipts):
-            found = consumer.partitions_for_topic(topic)
-            if found and len(found) != settings.partitions:
-                return (
-                    f"topic {topic} has {len(found)} partitions but EBBTIDE_PARTITIONS is "
-                    f"{settings.partitions}: set EBBTIDE_PARTITIONS to the topics' count (events, "
-                    "clock and receipts must have the same)"
-                )
-    finally:
-        consumer.close()
-    return None
-
-
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from faust.worker import Worker
-
     from ebbtide import bootstrap
-    from ebbtide.runtime import metrics
-    from ebbtide.runtime.authenticity import HoldKeys
-    from streams.app import create_app
 
-    policy = bootstrap.policy(settings, Path(args.policy) if args.policy else None)
-    mismatch = partition_mismatch(settings)
-    if mismatch:
-        print(f"ebbtide worker: {mismatch}", file=sys.stderr)
-        return 2
     try:
-        hold_keys = HoldKeys.for_worker(settings)  # read once: a replay gets the same answers
-    except ValueError as exc:
+        app = bootstrap.worker(settings, Path(args.policy) if args.policy else None)
+    except bootstrap.CannotStart as exc:
         print(f"ebbtide worker: {exc}", file=sys.stderr)
         return 2
-    metrics.serve(settings.worker_metrics_port)
-    app = create_app(settings, policy, hold_keys)
-    logging.getLogger(__name__).warning(
-        "lifecycle worker %s: policy %s, metrics on 127.0.0.1:%d",
-        settings.app_id,
-        policy.label,
-        settings.worker_metrics_port,
-    )
-    worker = Worker(app, loglevel=args.loglevel, quiet=True)
-    worker.spinner = None  # the terminal spinner costs CPU on every log record, even unseen
-    worker.execute_from_commandline()
+    bootstrap.run_worker(app, args.loglevel)
     return 0
 
 
@@ -184,49 +137,19 @@ def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
     import signal
     import threading
 
-    from ebbtide.runtime import metrics
-    from sinks.postgres.sink import PostgresSink
-    from sinks.postgres.table_map import DEFAULT_MAP, load_table_map
+    from ebbtide import bootstrap
+    from ebbtide.runtime.logging import configure
 
-    if args.kind == "http":  # one thread per vendor store of sinks/vendors.toml (or --config)
-        from sinks.http.sink import run_cli
-
-        return run_cli(settings, args.config, args.stores, args.metrics_port, args.loglevel)
-    logging.basicConfig(level=args.loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(args.loglevel)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    if args.kind in ("logstore", "backups"):  # PostgreSQL-backed stores that are not plain rows
-        from sinks.backups.executor import BackupsExecutor
-        from sinks.base.loop import CommandSink
-        from sinks.logstore.executor import LogStoreExecutor
-
-        kind = LogStoreExecutor if args.kind == "logstore" else BackupsExecutor
-        executor = kind(settings.require_pg_dsn(), stop=stop)
-        metrics.serve(settings.sink_metrics_port)
-        logging.getLogger(__name__).warning(
-            "%s sink for store %s: metrics on 127.0.0.1:%d",
-            args.kind,
-            executor.store,
-            settings.sink_metrics_port,
-        )
-        CommandSink(settings, executor, stop=stop).run()
-        return 0
-    from sinks.base.errors import SinkSetupError
-    from sinks.postgres.table_map import TableMapError, map_path
-
-    try:  # the sink checks its map against the database (tables, columns, children first)
-        store_map = load_table_map(map_path(args.map) if args.map else DEFAULT_MAP)
-        postgres_sink = PostgresSink(settings, store_map, settings.require_pg_dsn(), stop=stop)
-    except (TableMapError, SinkSetupError) as exc:
-        print(f"ebbtide sink postgres: {exc}", file=sys.stderr)
+    try:  # a sink checks its config (and a PostgreSQL sink its map against the database) first
+        process = bootstrap.sink(settings, args.kind, args, stop)
+    except bootstrap.CannotStart as exc:
+        print(f"ebbtide sink {args.kind}: {exc}", file=sys.stderr)
         return 2
-    metrics.serve(settings.sink_metrics_port)
-    logging.getLogger(__name__).warning(
-        "postgres sink for store %s: metrics on 127.0.0.1:%d", store_map.store, settings.sink_metrics_port
-    )
-    postgres_sink.run()
-    return 0
+    return process.run()
 
 
 def cmd_vendor_standin(args: argparse.Namespace, settings: Settings) -> int:
@@ -263,8 +186,8 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     import psycopg2
     from kafka.errors import KafkaError
 
-    from ebbtide.client import PublishFailed
     from ebbtide.tools.backfill import run_backfill
+    from ebbtide.tools.client import PublishFailed
     from sinks.postgres.table_map import TableMapError, load_table_map, map_path
 
     try:
@@ -313,7 +236,7 @@ def cmd_backups(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_clock(args: argparse.Namespace, settings: Settings) -> int:
     from kafka.errors import KafkaError
 
-    from ebbtide.clock import ClockPublisher, TickFailed, steps, wall_ticks
+    from ebbtide.tools.clock import ClockPublisher, TickFailed, steps, wall_ticks
 
     timeout = _timeout(args)
     source = {"tick": "scripted", "run": "accelerated", "wall": "wall"}[args.mode]
@@ -367,7 +290,7 @@ def cmd_clock(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
-    from ebbtide import dlq
+    from ebbtide.tools import dlq
 
     args.timeout = _timeout(args)
     return dlq.main(args, settings)
@@ -375,7 +298,7 @@ def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
     from ebbtide import bootstrap
-    from streams.policy.diff import deadline_moves, rule_changes
+    from streams.engine.diff import deadline_moves, rule_changes
     from streams.policy.rules import PolicyError, load_policy
 
     try:
@@ -413,7 +336,7 @@ def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
     for line in rule_changes(old, new) or ["no rule changed"]:
         print(f"  {line}")
     if args.state:
-        from ebbtide.state_reader import StateUnavailable, subjects_from_changelog
+        from ebbtide.tools.state_reader import StateUnavailable, subjects_from_changelog
 
         try:
             moves = deadline_moves(subjects_from_changelog(settings), new)
@@ -429,13 +352,13 @@ def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
-    from ebbtide.state_reader import (
+    from ebbtide.tools.state_reader import (
         StateUnavailable,
         clock_from_changelog,
         subject_from_worker,
         subjects_from_changelog,
     )
-    from streams.policy.explain import explain, render
+    from streams.engine.explain import explain, render
 
     policy = worker_policy(args, settings)
     try:
@@ -467,8 +390,8 @@ def worker_policy(args: argparse.Namespace, settings: Settings) -> Policy:
 def cmd_overdue(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
-    from ebbtide.state_reader import StateUnavailable, clock_from_changelog, subjects_from_changelog
-    from streams.policy.overdue import overdue_report, render
+    from ebbtide.tools.state_reader import StateUnavailable, clock_from_changelog, subjects_from_changelog
+    from streams.engine.overdue import overdue_report, render
 
     policy = worker_policy(args, settings)
     if args.only_store and policy.stores is not None and args.only_store not in policy.stores.ids:
@@ -485,12 +408,14 @@ def cmd_overdue(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_certificate(args: argparse.Namespace, settings: Settings) -> int:
-    from ebbtide import certificates
+    from ebbtide.runtime import keys
+    from ebbtide.tools import certificates as certificate_pages
+    from streams import certificates
 
     if args.action == "keygen":
         directory = Path(args.path)
         directory.mkdir(parents=True, exist_ok=True)
-        private, public = certificates.generate_key()
+        private, public = keys.generate_key()
         secret = directory / "certificate-signing.key"
         if secret.exists():
             print(
@@ -501,7 +426,7 @@ def cmd_certificate(args: argparse.Namespace, settings: Settings) -> int:
         secret.chmod(0o600)
         (directory / "certificate-signing.pub").write_bytes(public)
         print(
-            f"key {certificates.key_id(public)}: private {secret} (mode 600), "
+            f"key {keys.key_id(public)}: private {secret} (mode 600), "
             f"public {directory / 'certificate-signing.pub'} (give this one to customers and auditors)"
         )
         return 0
@@ -514,7 +439,7 @@ def cmd_certificate(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if args.action == "html":
         try:
-            print(certificates.render_html(document))
+            print(certificate_pages.render_html(document))
         except ValueError as exc:
             print(f"ebbtide certificate html: {exc}", file=sys.stderr)
             return 1
@@ -525,7 +450,7 @@ def cmd_certificate(args: argparse.Namespace, settings: Settings) -> int:
     store_keys = None
     if args.store_keys:
         try:
-            store_keys = certificates.store_keys_in(Path(args.store_keys))
+            store_keys = certificate_pages.store_keys_in(Path(args.store_keys))
         except OSError as exc:
             where = args.store_keys
             print(
@@ -555,8 +480,9 @@ def cmd_certificate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _get_certificates(args: argparse.Namespace, settings: Settings) -> int:
     """Write a subject's certificates from the certificates topic as JSON (signed) and HTML."""
-    from ebbtide import certificates
-    from ebbtide.state_reader import StateUnavailable, read_certificates
+    from ebbtide.tools import certificates as certificate_pages
+    from ebbtide.tools.state_reader import StateUnavailable, read_certificates
+    from streams import certificates
 
     try:
         found = read_certificates(settings, args.path)
@@ -572,7 +498,7 @@ def _get_certificates(args: argparse.Namespace, settings: Settings) -> int:
         document = certificates.loads(raw)
         name = out / f"certificate-{number}"
         name.with_suffix(".json").write_text(certificates.dumps(document), encoding="utf-8")
-        name.with_suffix(".html").write_text(certificates.render_html(document), encoding="utf-8")
+        name.with_suffix(".html").write_text(certificate_pages.render_html(document), encoding="utf-8")
         body = document["certificate"]
         print(
             f"{name.with_suffix('.json')}: issued {body['issued_at']}, "
@@ -660,17 +586,21 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--loglevel", default="WARNING", help="default WARNING")
     worker.set_defaults(func=cmd_worker)
 
+    from sinks import registry as sink_kinds  # imports each kind's description, not its process
+
     sink = sub.add_parser(
         "sink",
         help="run a deletion sink",
-        description="Execute deletion commands for one store and publish receipts.",
+        description="Execute deletion commands for one store and publish receipts. Kinds: "
+        + "; ".join(f"{k.name}: {k.doc}" for k in sink_kinds.kinds())
+        + ".",
     )
-    sink.add_argument("kind", choices=["postgres", "logstore", "backups", "http"])
-    sink.add_argument("--map", help="store map TOML (default: sinks/customer_db.toml)")
+    sink.add_argument("kind", choices=sink_kinds.names())
     sink.add_argument("--loglevel", default="WARNING")
-    sink.add_argument("--config", help="http: vendors TOML (default: sinks/vendors.toml)")
-    sink.add_argument("--stores", help="http: comma-separated vendor store ids (default: every vendor)")
-    sink.add_argument("--metrics-port", type=int, help="http: /metrics port on 127.0.0.1 (default 9311)")
+    for kind in sink_kinds.kinds():  # each kind's own options, e.g. postgres --map, http --config
+        for option in kind.options:
+            help_text = f"{kind.name}: {option.help}"
+            sink.add_argument(option.flag, type=option.type, metavar=option.metavar, help=help_text)
     sink.set_defaults(func=cmd_sink)
 
     standin = sub.add_parser(
@@ -704,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sink_role.set_defaults(func=cmd_sink_role)
 
-    from ebbtide import acls as kafka_acls  # imports no Kafka client until apply runs
+    from ebbtide.tools import acls as kafka_acls  # imports no Kafka client until apply runs
 
     acls = sub.add_parser(
         "acls",
@@ -816,8 +746,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="check a policy file, or compare two",
         description="check FILE: validate a policy (unknown category, rule without source, impossible "
         "duration, uncovered category...), the store map (EBBTIDE_STORE_MAP, default: shipped), and "
-        "that the shipped sink configs (sinks/<store>.toml, sinks/vendors.toml) cover every category "
-        "each store holds. "
+        "that the shipped sink configs (sinks/postgres/maps/<store>.toml, sinks/http/vendors.toml) "
+        "cover every category each store holds. "
         "diff OLD NEW: which rules changed; with --state, how the "
         "deadlines of the running pipeline's pending records move (read from the worker's changelog, "
         "EBBTIDE_APP_ID).",

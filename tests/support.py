@@ -17,10 +17,10 @@ from urllib.parse import urlparse, urlunparse
 import psycopg2
 from kafka import TopicPartition
 
-from ebbtide.processes import free_port
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import create_topics, pipeline_topics
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.tools.processes import free_port
 from schemas import Codec
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ def demo_database(dsn: str, rows_sql: str) -> str:
 
 @contextmanager
 def sink_thread(settings: Settings, executor: Any) -> Iterator[threading.Event]:
-    """A :class:`~sinks.runner.CommandSink` with ``executor`` (made with the yielded stop event's
+    """A :class:`~sinks.base.loop.CommandSink` with ``executor`` (made with the yielded stop event's
     twin) running in a thread on the real broker; stopped and joined afterwards."""
     from sinks.base.loop import CommandSink
 

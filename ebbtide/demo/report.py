@@ -12,12 +12,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ebbtide import processes
 from ebbtide.demo import database, scenario
 from ebbtide.demo.vendor_standin import VendorStandIn
 from ebbtide.runtime.settings import Settings, Topics
-from ebbtide.state_reader import read_to_end
 from ebbtide.tools import certificates as certificate_pages
+from ebbtide.tools import processes
+from ebbtide.tools.state_reader import read_to_end
 from schemas import DECISION, codec_for
 from streams import certificates
 from streams.engine.model import record_id

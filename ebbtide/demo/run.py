@@ -12,14 +12,16 @@ from typing import Any
 
 from rich.console import Console
 
-from ebbtide import bootstrap, processes
-from ebbtide.client import EventPublisher, to_record
-from ebbtide.clock import ClockPublisher, steps
+from ebbtide import bootstrap
 from ebbtide.demo import database, report, scenario
 from ebbtide.demo.vendor_standin import VendorStandIn
-from ebbtide.progress import progress_bar
 from ebbtide.runtime.kafka import create_topics, pipeline_topics
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.tools import processes
+from ebbtide.tools.client import EventPublisher, to_record
+from ebbtide.tools.clock import ClockPublisher, steps
+from ebbtide.tools.progress import progress_bar
+from sinks import registry
 from sinks.http.vendors import tuned
 from streams.policy.calendar import to_ms
 from streams.policy.stores import StoreMap
@@ -91,7 +93,10 @@ def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_da
         )
         create_topics(settings, pipeline_topics(Topics(settings.topic_prefix), stores.ids))
         running = _start(settings, stores, standin)
-        console.print(f"Started the worker and 5 sink processes (logs in {settings.state_dir / 'logs'}).")
+        console.print(
+            f"Started the worker and {len(running.children) - 1} sink processes "
+            f"(logs in {settings.state_dir / 'logs'})."
+        )
         try:
             standin.set_mode(OUTAGE_VENDOR, "down")
             final = _drive(console, running, sc, until, step_days, standin)
@@ -134,20 +139,14 @@ def _start(settings: Settings, stores: StoreMap, standin: VendorStandIn) -> Runn
     vendors = settings.state_dir / "vendors.toml"
     vendors.parent.mkdir(parents=True, exist_ok=True)
     vendors.write_text(tuned(DEMO_VENDORS), encoding="utf-8")
-    sinks: dict[str, list[str]] = {
-        "customer_db sink": ["postgres"],
-        "billing_db sink": ["postgres", "--map", scenario.BILLING_STORE],
-        "vendor sinks": ["http", "--config", str(vendors)],
-        "log store sink": ["logstore"],
-        "backups sink": ["backups"],
-    }
+    sinks = registry.sink_processes(stores.stores)  # the sinks of every store of the map
     ports = {"worker": settings.worker_metrics_port}
     children = {"worker": processes.start("worker", ["worker"], settings, log_dir)}
     for name, args in sinks.items():
         port = processes.free_port()
         ports[name] = port
-        if args[0] == "http":
-            args = [*args, "--metrics-port", str(port)]
+        if args[0] == "http":  # the demo's vendor timings; the HTTP sink's own metrics port
+            args = [*args, "--config", str(vendors), "--metrics-port", str(port)]
         children[name] = processes.start(
             name.replace(" ", "-"),
             ["sink", *args],

@@ -28,8 +28,8 @@ from psycopg2.extensions import ISOLATION_LEVEL_REPEATABLE_READ
 from psycopg2.extensions import connection as Connection
 from rich.console import Console
 
-from ebbtide.progress import progress_bar
 from ebbtide.runtime.settings import Settings
+from ebbtide.tools.progress import progress_bar
 from sinks.base.tracking import utc_now
 from sinks.postgres.check import check_table_map
 from sinks.postgres.table_map import TableAction, TableMap, TableMapError, format_value
@@ -39,7 +39,7 @@ CHUNK = 5000  # rows fetched (and events flushed to the broker) at a time
 
 
 class Publisher(Protocol):
-    """What the backfill needs of :class:`ebbtide.client.EventPublisher`."""
+    """What the backfill needs of :class:`ebbtide.tools.client.EventPublisher`."""
 
     def publish_record(self, record: dict[str, Any]) -> None: ...
 
@@ -131,7 +131,7 @@ class Backfill:
     ) -> TableReport:
         """Read ``report``'s table and publish one event per row; ``on_chunk(rows)`` after each
         chunk the broker acknowledged."""
-        from ebbtide.client import InvalidEvent, to_record
+        from ebbtide.tools.client import InvalidEvent, to_record
 
         action = report.action
         where = f"{action.qualified} (store map {report.store}, category {action.category})"
@@ -202,8 +202,8 @@ def run_backfill(
 ) -> list[TableReport]:
     """The whole ``ebbtide backfill``: plan, then read and publish every table. On a terminal a
     rich progress bar per table and the summary lines at the end; otherwise a plain summary line
-    per table as it is done. Raises TableMapError, psycopg2.Error, ebbtide.client.PublishFailed."""
-    from ebbtide.client import EventPublisher
+    per table as it is done. Raises TableMapError, psycopg2.Error, ebbtide.tools.client.PublishFailed."""
+    from ebbtide.tools.client import EventPublisher
 
     console = console or Console()
     conn = psycopg2.connect(dsn, application_name="ebbtide-backfill")

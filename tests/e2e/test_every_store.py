@@ -16,10 +16,11 @@ from typing import Any
 import psycopg2
 import pytest
 
-from ebbtide import bootstrap, processes
-from ebbtide.client import EventPublisher
+from ebbtide import bootstrap
 from ebbtide.demo.vendor_standin import VendorStandIn
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.tools import processes
+from ebbtide.tools.client import EventPublisher
 from schemas import DECISION, codec_for
 from sinks.backups import catalogue as backups
 from sinks.http.vendors import tuned
@@ -174,7 +175,7 @@ def every_store(
     children = [processes.start("worker", ["worker"], settings, log_dir)]
     children += [
         sink("customer_db", "postgres"),
-        sink("billing_db", "postgres", "--map", "sinks/billing_db.toml"),
+        sink("billing_db", "postgres", "--map", "sinks/postgres/maps/billing_db.toml"),
         sink("vendors", "http", "--config", str(vendors), "--metrics-port", str(free_port())),
         sink("log_store", "logstore"),
         sink("backups", "backups"),

@@ -50,12 +50,12 @@ from typing import Any
 import psycopg2
 import pytest
 
-from ebbtide import dlq
 from ebbtide.demo import database
 from ebbtide.demo import run as demo_run
 from ebbtide.demo import scenario as demo_scenario
 from ebbtide.runtime.settings import Settings, Topics
-from ebbtide.state_reader import read_to_end
+from ebbtide.tools import dlq
+from ebbtide.tools.state_reader import read_to_end
 from schemas import DELETION_RECEIPT, LIFECYCLE_EVENT, codec_for
 from tests.support import drop_topics, state_dir
 
@@ -363,7 +363,7 @@ def test_the_scanner_finds_a_planted_value_and_tells_its_kind_not_the_value() ->
     """The check above can fail: each kind of value planted in a copy of a real log line is found."""
     sc = demo_scenario.build(customers=8, seed=SEED)
     scanner = Scanner(personal_values(sc))
-    line = "2026-11-27 18:33:52,265 ERROR sinks.runner: batch not completed (VendorUnavailable); retrying it"
+    line = "2026-11-27 18:33:52,265 ERROR sinks.base.loop: batch not completed (VendorUnavailable); retrying"
     assert not scanner.kinds_in(line)
     c, order = sc.customers[0], sc.orders[-1]
     words = [w for p in scanner.values if p.kind == "name word" for w in [p.value]]

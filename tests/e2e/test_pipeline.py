@@ -11,15 +11,16 @@ from typing import Any
 import psycopg2
 import pytest
 
-from ebbtide import bootstrap, processes
-from ebbtide.client import EventPublisher, sign_hold, to_record
-from ebbtide.clock import ClockPublisher, steps
+from ebbtide import bootstrap
 from ebbtide.demo import database as demo_db
 from ebbtide.demo.run import publish_timeline
 from ebbtide.demo.scenario import START, STORE_OF, Scenario, build
 from ebbtide.runtime.authenticity import HoldKeys
 from ebbtide.runtime.kafka import producer
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.tools import processes
+from ebbtide.tools.client import EventPublisher, sign_hold, to_record
+from ebbtide.tools.clock import ClockPublisher, steps
 from schemas import CLOCK_TICK, DECISION, codec_for
 from streams.policy.rules import Policy, rules_policy
 from streams.policy.stores import load_store_map

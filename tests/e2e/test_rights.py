@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from ebbtide import processes
 from ebbtide.runtime.settings import Settings
+from ebbtide.tools import processes
 from schemas import ERASURE_ANSWER, codec_for
 from tests.e2e.test_pipeline import Pipeline, ev, publish, rows, tick, written
 from tests.support import TopicReader, demo_database

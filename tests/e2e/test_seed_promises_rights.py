@@ -22,11 +22,12 @@ from typing import Any
 import psycopg2
 import pytest
 
-from ebbtide import bootstrap, processes
-from ebbtide.client import to_record
+from ebbtide import bootstrap
 from ebbtide.runtime.kafka import producer
 from ebbtide.runtime.settings import Settings, Topics
-from ebbtide.state_reader import StateUnavailable, read_changelog, read_to_end
+from ebbtide.tools import processes
+from ebbtide.tools.client import to_record
+from ebbtide.tools.state_reader import StateUnavailable, read_changelog, read_to_end
 from schemas import DECISION, DELETION_COMMAND, DELETION_RECEIPT, ERASURE_ANSWER, LIFECYCLE_EVENT, codec_for
 from sinks.base.receipts import receipt_for
 from sinks.logstore import partitions as logstore

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg2
 
 from ebbtide.runtime.settings import Topics
-from ebbtide.state_reader import StateUnavailable, read_to_end, subject_from_worker
+from ebbtide.tools.state_reader import StateUnavailable, read_to_end, subject_from_worker
 from schemas import DECISION, DELETION_COMMAND, codec_for
 from sinks.backups import catalogue as backups
 from streams.policy.calendar import to_ms

@@ -59,7 +59,7 @@ class RealPrometheus:
     def __init__(self, targets: dict[str, int], workdir: Path) -> None:
         import json
 
-        from ebbtide.processes import free_port
+        from ebbtide.tools.processes import free_port
 
         binary = shutil.which("prometheus")
         assert binary, "prometheus is missing: `make test` installs Debian's prometheus package"
@@ -128,7 +128,7 @@ def test_a_real_prometheus_scrapes_the_clock_and_alerts_when_it_keeps_restarting
 ) -> None:
     import time
 
-    from ebbtide import processes
+    from ebbtide.tools import processes
     from tests.support import wait_until
 
     port = processes.free_port()

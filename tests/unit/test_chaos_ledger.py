@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from chaos.ledger import Copy, Oracle, Sent, judge
-from ebbtide.client import to_record
+from ebbtide.tools.client import to_record
 from streams.policy.calendar import to_ms
 from streams.policy.rules import rules_policy
 

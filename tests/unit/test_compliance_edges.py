@@ -13,21 +13,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ebbtide import certificates
 from ebbtide.cli import main
-from ebbtide.client import InvalidEvent, to_record
-from ebbtide.signer import CertificateSigner
+from ebbtide.tools.client import InvalidEvent, to_record
 from schemas import DECISION, DELETION_COMMAND, LIFECYCLE_EVENT, codec_for
 from sinks.coverage import ref_problems
+from sinks.postgres import kind as postgres_kind
 from sinks.postgres.table_map import TableMap, TableMapError, parse_table_map
+from streams import certificates
+from streams.engine import events as ev
+from streams.engine.certificate import CertificateDue
+from streams.engine.explain import explain
+from streams.engine.firing import fire_due
+from streams.engine.model import SubjectState, new_subject
+from streams.engine.receipts import apply_receipt
+from streams.engine.stamping import apply_event
 from streams.policy import calendar
-from streams.policy import events as ev
-from streams.policy.decisions import CertificateDue
-from streams.policy.engine import SubjectState, apply_event, apply_receipt, fire_due, new_subject
-from streams.policy.explain import explain
 from streams.policy.rules import DEFAULT_POLICY, PolicyError, WaitsForever, default_policy, parse_policy
-from streams.translate import to_event
-from tests.unit.builders import (
+from streams.worker.certify import CertificateSigner
+from streams.worker.translate import to_event
+from tests.unit.streams.builders import (
     SUBJECT,
     closed,
     consent_withdrawn,
@@ -41,7 +45,7 @@ from tests.unit.builders import (
     withdrawn,
     written,
 )
-from tests.unit.test_processor import TOPICS, Harness, answer, event
+from tests.unit.streams.worker.harness import TOPICS, Harness, answer, event
 
 POLICY = default_policy()  # the shipped rules with the shipped store map
 OSLO = ZoneInfo("Europe/Oslo")
@@ -365,7 +369,9 @@ class TestAnnouncementsWithoutTheRefTheirRuleNeeds:
                 raise TableMapError("not this test's")
             return tables
 
-        (problem,) = ref_problems(POLICY, table_map=table_map)
+        assert POLICY.stores is not None
+        postgres = [s for s in POLICY.stores.stores if s.kind == "postgres"]
+        (problem,) = [p for s in postgres for p in postgres_kind.ref_problems(POLICY, s, table_map=table_map)]
         assert "customer_db: table" in problem and "without a ref_column" in problem
         assert ref_problems(POLICY) == []  # the shipped table maps name their refs
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ebbtide.client import to_record
+from ebbtide.tools.client import to_record
 from schemas import LIFECYCLE_EVENT, InvalidMessage, codec_for
 from schemas.codec import SCHEMA_DIR
 from schemas.compat import check_directory, incompatibilities

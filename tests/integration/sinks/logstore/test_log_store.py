@@ -10,8 +10,8 @@ from typing import Any
 import psycopg2
 import pytest
 
-from ebbtide.client import to_record
 from ebbtide.runtime.settings import Settings
+from ebbtide.tools.client import to_record
 from sinks.logstore.executor import LogStoreExecutor
 from sinks.logstore.partitions import (
     ZONE,

@@ -7,11 +7,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ebbtide import processes
 from ebbtide.demo import database as demo_db
 from ebbtide.demo.scenario import build
 from ebbtide.runtime.kafka import producer
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.tools import processes
 from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 from tests.support import TopicReader, deletion_command, signed_command, worker_signer
 

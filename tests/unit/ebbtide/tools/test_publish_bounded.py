@@ -1,6 +1,6 @@
 """Publishing and ticking never hang and never publish a file in part: an oversized event is
 refused while the file is validated, and what the broker does not acknowledge in time ends in one
-line naming it (fake producers; the real broker is in tests/integration/test_publish_bounded.py)."""
+line naming it (fake producers; the real broker is in tests/integration/tools/test_publish_bounded.py)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from kafka.errors import KafkaTimeoutError
 
-from ebbtide import client
-from ebbtide import clock as clock_module
 from ebbtide.cli import main
-from ebbtide.client import EventPublisher, InvalidEvent, PublishFailed, check_size, to_record
-from ebbtide.clock import ClockPublisher, TickFailed
 from ebbtide.runtime.kafka import await_delivery, close_producer
 from ebbtide.runtime.settings import Settings
+from ebbtide.tools import client
+from ebbtide.tools import clock as clock_module
+from ebbtide.tools.client import EventPublisher, InvalidEvent, PublishFailed, check_size, to_record
+from ebbtide.tools.clock import ClockPublisher, TickFailed
 from tests.support import EVENT
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from kafka.admin import NewTopic
 
-from ebbtide.client import EventPublisher, PublishFailed
 from ebbtide.runtime import kafka
 from ebbtide.runtime.settings import Topics
+from ebbtide.tools.client import EventPublisher, PublishFailed
 from tests.support import EVENT, unique_settings
 
 

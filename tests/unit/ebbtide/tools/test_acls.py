@@ -1,4 +1,4 @@
-"""The Kafka ACL plan (ebbtide.acls): each principal gets what its process uses, and only that."""
+"""The Kafka ACL plan (ebbtide.tools.acls): each principal gets what its process uses, and only that."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ebbtide.acls import PREFIXED, AclError, Grant, Principals, password_for, plan, principal, render
 from ebbtide.cli import main
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.tools.acls import PREFIXED, AclError, Grant, Principals, password_for, plan, principal, render
 
 SETTINGS = Settings(topic_prefix="p", app_id="app")
 TOPICS = Topics("p")

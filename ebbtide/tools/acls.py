@@ -113,7 +113,7 @@ class Grant:
 
 
 def sink_group(settings: Settings, store: str) -> str:
-    """The consumer group of ``store``'s sink (sinks.runner.consumer_config)."""
+    """The consumer group of ``store``'s sink (sinks.base.loop.consumer_config)."""
     return f"{settings.topic_prefix}-sink-{store}"
 
 

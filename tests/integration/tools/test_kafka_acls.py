@@ -19,10 +19,10 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, TopicAuthorizationFailedError
 
-from ebbtide.acls import Principals, password_for, plan
 from ebbtide.cli import main
 from ebbtide.runtime import kafka
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.tools.acls import Principals, password_for, plan
 from tests.support import drop_topics, make_topics, unique_settings, wait_until
 
 STORE = "customer_db"

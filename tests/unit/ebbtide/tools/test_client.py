@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ebbtide.cli import main
-from ebbtide.client import InvalidEvent, to_record
+from ebbtide.tools.client import InvalidEvent, to_record
 
 GOOD = {
     "event_id": "e1",

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from ebbtide import processes
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import end_offsets, offsets_reader, producer
 from ebbtide.runtime.keys import read_or_make_key
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.tools import processes
 from streams.worker.routing import partition_for
 from tests.support import EVENT, TopicReader, unique_settings
 

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from kafka.errors import KafkaTimeoutError
 
-from ebbtide import dlq
 from ebbtide.cli import main
-from ebbtide.dlq import DeadLetter, ReplayFailed
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.tools import dlq
+from ebbtide.tools.dlq import DeadLetter, ReplayFailed
 
 PREFIX = "t"
 TOPICS = Topics(PREFIX)

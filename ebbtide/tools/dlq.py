@@ -2,8 +2,8 @@
 
 Each dead letter keeps the original message's key and value and says why and where from in its
 headers (``reason``, ``source_topic``, ``source_partition``, ``source_offset``; see
-``streams.worker.routing`` and ``sinks.runner``). ``ebbtide dlq`` lists them by reason, shows them
-(headers, offsets and sizes: never a key or a value, which may hold personal data) and replays
+``streams.worker.routing`` and ``sinks.base.loop``). ``ebbtide dlq`` lists them by reason, shows
+them (headers, offsets and sizes: never a key or a value, which may hold personal data) and replays
 them to their source topic after a fix.
 """
 
@@ -422,8 +422,8 @@ def main(args: Any, settings: Settings) -> int:
 def _replay(args: Any, settings: Settings, chosen: list[DeadLetter], name: str) -> int:
     from rich.console import Console
 
-    from ebbtide.progress import progress_bar
     from ebbtide.runtime.kafka import close_producer, producer
+    from ebbtide.tools.progress import progress_bar
 
     topics = Topics(settings.topic_prefix)
     plan = plan_replay(chosen, replayable_topics(settings), topics.clock)
