@@ -84,7 +84,7 @@ CREATE TABLE newsletter_subscriptions (
     subscribed_at   timestamptz NOT NULL,
     purpose         text NOT NULL DEFAULT 'newsletter'
 );
--- The billing store (billing_db in the pipeline, sinks/billing_db.toml), in the same database.
+-- The billing store (billing_db in the pipeline, sinks/postgres/maps/billing_db.toml), in the same database.
 -- Invoices keep the billing name and address as printed: bookkeeping data with its own 5-year
 -- rule, so no foreign key to customers (it would block deleting the customer).
 CREATE SCHEMA billing;

@@ -26,16 +26,17 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from ebbtide.runtime import authenticity, metrics
-from ebbtide.runtime.kafka import CLIENT_ID
+from ebbtide.runtime.kafka import librdkafka_config
 from ebbtide.runtime.settings import Settings, SettingsError, Topics
 from schemas import DELETION_COMMAND, InvalidMessage, codec_for, dead_letter_body
 from sinks.base.executor import BatchExecutor
-from sinks.base.receipts import signed
+from sinks.base.receipts import Executed, executed, signed
 
 log = logging.getLogger(__name__)
 BATCH = 500  # commands per poll (per database transaction for PostgreSQL)
@@ -102,8 +103,7 @@ def sink_keys(settings: Settings, store: str) -> tuple[authenticity.Verifier, au
 def consumer_config(settings: Settings, store: str) -> dict[str, Any]:
     """The confluent-kafka settings of the consumer of ``store``'s command topic."""
     return {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "client.id": CLIENT_ID,
+        **librdkafka_config(settings),
         "group.id": f"{settings.topic_prefix}-sink-{store}",
         # Static membership: a sink restarted after a crash (same id) takes its partitions back at
         # once instead of waiting out the session timeout. The id is per group, so one per store
@@ -145,8 +145,7 @@ class CommandSink:
         consumer.subscribe([self.topic])
         out = Producer(
             {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
-                "client.id": CLIENT_ID,
+                **librdkafka_config(self.settings),
                 "acks": "all",
                 "enable.idempotence": True,
                 "linger.ms": 5,
@@ -180,25 +179,13 @@ class CommandSink:
             self.executor.close()
 
     def _process(self, out: Producer, consumer: Consumer, batch: list[Message]) -> None:
+        """One batch: verify, execute, publish the receipts and dead letters, wait until the broker
+        has them all, and only then commit the batch's offsets."""
         started = time.perf_counter()
-        dead: list[tuple[Any, str]] = []
-        commands: list[dict[str, Any]] = []
-        sources: list[Message] = []
-        for message in batch:
-            try:
-                command = self._commands.decode(message.value())
-                self.worker_key.check(authenticity.COMMAND, command)
-                commands.append(command)
-                sources.append(message)
-            except InvalidMessage as exc:
-                dead.append((message, exc.reason))
-            except authenticity.Refused as exc:  # never executed, no receipt
-                metrics.SECURITY_EVENTS.labels("commands", exc.kind).inc()
-                log.error("refused a command on %s: %s", message.topic(), exc.reason)
-                dead.append((message, f"security: {exc.reason}"))
-        executed = self.executor.execute(commands) if commands else []
+        commands, sources, dead = self._verified(batch)
+        answers = self._answers(commands)
         receipts: list[tuple[bytes, bytes]] = []
-        for command, message, answer in zip(commands, sources, executed, strict=True):
+        for command, message, answer in zip(commands, sources, answers, strict=True):
             done = signed(answer, self.receipt_signer)
             receipts.append((command["subject_id"].encode(), done.encoded))
             metrics.SINK_COMMANDS.labels(self.store, done.receipt["outcome"]).inc()
@@ -207,6 +194,62 @@ class CommandSink:
             if done.dead_letter is not None:
                 metrics.SINK_GAVE_UP.labels(self.store).inc()
                 dead.append((message, done.dead_letter))
+        self._publish(out, receipts, dead)
+        consumer.commit(
+            offsets=[TopicPartition(self.topic, p, offset + 1) for p, offset in _last_offsets(batch).items()],
+            asynchronous=False,
+        )
+        metrics.SINK_BATCH_SECONDS.labels(self.store).observe(time.perf_counter() - started)
+        if self.on_batch is not None:
+            self.on_batch(len(receipts))
+
+    def _verified(
+        self, batch: list[Message]
+    ) -> tuple[list[dict[str, Any]], list[Message], list[tuple[Message, str]]]:
+        """The batch's commands that decode and carry the worker's signature (with their messages),
+        and the rest with the reason to dead-letter them: those are never executed, no receipt."""
+        commands: list[dict[str, Any]] = []
+        sources: list[Message] = []
+        dead: list[tuple[Message, str]] = []
+        for message in batch:
+            try:
+                command = self._commands.decode(message.value())
+                self.worker_key.check(authenticity.COMMAND, command)
+                commands.append(command)
+                sources.append(message)
+            except InvalidMessage as exc:
+                dead.append((message, exc.reason))
+            except authenticity.Refused as exc:
+                metrics.SECURITY_EVENTS.labels("commands", exc.kind).inc()
+                log.error("refused a command on %s: %s", message.topic(), exc.reason)
+                dead.append((message, f"security: {exc.reason}"))
+        return commands, sources, dead
+
+    def _answers(self, commands: list[dict[str, Any]]) -> list[Executed]:
+        """One answer per command, in order. The executor answers its store's commands; a command
+        naming another store (it came on the wrong topic) is answered FAILED here and dead-lettered,
+        so no executor ever acts on it."""
+        own = [c for c in commands if c["store"] == self.store]
+        executed_own = iter(self.executor.execute(own) if own else [])
+        answers = [
+            next(executed_own, None) if c["store"] == self.store else self._misrouted(c) for c in commands
+        ]
+        if None in answers or next(executed_own, None) is not None:
+            raise RuntimeError(f"the executor of {self.store} did not answer each command once")
+        return [a for a in answers if a is not None]
+
+    def _misrouted(self, command: dict[str, Any]) -> Executed:
+        reason = f"command for store {command['store']} sent to {self.store}"
+        log.warning("%s: command %s refused: %s", self.store, command["command_id"], reason)
+        return executed(
+            command, "FAILED", 0, reason, datetime.now(UTC), dead_letter=reason, signer=self.receipt_signer
+        )
+
+    def _publish(
+        self, out: Producer, receipts: list[tuple[bytes, bytes]], dead: list[tuple[Message, str]]
+    ) -> None:
+        """Produce the receipts and the dead letters and wait for the broker to take every one;
+        KafkaException if it did not (then nothing of the batch is committed)."""
         failures: list[str] = []
 
         def delivered(error: Any, _message: Any) -> None:
@@ -237,10 +280,3 @@ class CommandSink:
             )
         if out.flush(60) or failures:  # never commit offsets for output the broker did not take
             raise KafkaException(f"receipts not acknowledged by the broker: {failures[:3] or 'timeout'}")
-        consumer.commit(
-            offsets=[TopicPartition(self.topic, p, offset + 1) for p, offset in _last_offsets(batch).items()],
-            asynchronous=False,
-        )
-        metrics.SINK_BATCH_SECONDS.labels(self.store).observe(time.perf_counter() - started)
-        if self.on_batch is not None:
-            self.on_batch(len(receipts))

@@ -13,11 +13,7 @@ from typing import Any
 
 from ebbtide.runtime.authenticity import RECEIPT, MessageSigner
 from schemas import DELETION_RECEIPT, codec_for
-
-# Outcomes a store can report (deletion_receipt.v1 Outcome). ANONYMISED: the row stays with its
-# personal fields blanked; EXPIRES: the record is in immutable copies (backups) and is gone when
-# the last of them expires, at ``executed_at``.
-OUTCOMES = ("DELETED", "NOT_FOUND", "FAILED", "ANONYMISED", "EXPIRES")
+from streams.policy.vocabulary import OUTCOMES  # what a store may answer (the receipt schema's enum)
 
 _RECEIPTS = codec_for(DELETION_RECEIPT)
 

@@ -18,11 +18,13 @@ import os
 import re
 import string
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
+
+from sinks.base.errors import SinkConfigError
 
 DEFAULT_VENDORS = Path(__file__).with_name("vendors.toml")
 URL_ENV = "EBBTIDE_VENDOR_URL"
@@ -59,7 +61,7 @@ _PER_VENDOR = (
 )
 
 
-class VendorConfigError(ValueError):
+class VendorConfigError(SinkConfigError):
     """A vendor configuration that cannot be used as written; the message names file, vendor and field."""
 
 
@@ -162,45 +164,9 @@ def _vendor(path: Path, index: int, raw: dict[str, Any], env: Mapping[str, str])
     if method not in METHODS:
         raise fail("method", f"must be one of {', '.join(METHODS)}, got {method!r}")
     template = _template("path", raw.get("path"), fail)
-    paths_raw = raw.get("paths", {})
-    if not isinstance(paths_raw, dict):
-        raise fail("paths", "must be a table of category = path template")
-    paths = {str(k): _template(f"paths.{k}", v, fail) for k, v in paths_raw.items()}
-    categories_raw = raw.get("categories")
-    categories: tuple[str, ...] | None = None
-    if categories_raw is not None:
-        if not isinstance(categories_raw, list) or not all(isinstance(c, str) and c for c in categories_raw):
-            raise fail("categories", "must be a list of category names")
-        categories = tuple(categories_raw)
-        stray = sorted(set(paths) - set(categories))
-        if stray:
-            raise fail("paths", f"category {stray[0]!r} is not in categories")
-    auth_header, auth_env, auth_scheme = raw.get("auth_header"), raw.get("auth_env"), raw.get("auth_scheme")
-    if (auth_header is None) != (auth_env is None):
-        raise fail(
-            "auth_header" if auth_header is None else "auth_env", "auth_header and auth_env go together"
-        )
-    if auth_header is not None and (not isinstance(auth_header, str) or not _HEADER.match(auth_header)):
-        raise fail("auth_header", f"not an HTTP header name: {auth_header!r}")
-    if auth_env is not None and (not isinstance(auth_env, str) or not _ENV_NAME.match(auth_env)):
-        raise fail("auth_env", f"must be the NAME of an environment variable (upper case), got {auth_env!r}")
-    if auth_scheme is not None and (
-        auth_header is None or not isinstance(auth_scheme, str) or not auth_scheme
-    ):
-        raise fail("auth_scheme", "must be a non-empty string, with auth_header")
-    deleted = _statuses("deleted_statuses", raw["deleted_statuses"], fail)
-    not_found = _statuses("not_found_statuses", raw["not_found_statuses"], fail)
-    retry = _statuses("retry_statuses", raw["retry_statuses"], fail)
-    for (a, sa), (b, sb) in (
-        (("deleted_statuses", deleted), ("not_found_statuses", not_found)),
-        (("deleted_statuses", deleted), ("retry_statuses", retry)),
-        (("not_found_statuses", not_found), ("retry_statuses", retry)),
-    ):
-        both = sorted(sa & sb)
-        if both:
-            raise fail(b, f"status {both[0]} is also in {a}")
-    if not deleted:
-        raise fail("deleted_statuses", "must list at least one status")
+    paths, categories = _categories(raw, fail)
+    auth_header, auth_env, auth_scheme = _auth(raw, fail)
+    deleted, not_found, retry = _answers(raw, fail)
     backoff_base = _number("backoff_base", raw["backoff_base"], fail, minimum=0.0)
     backoff_max = _number("backoff_max", raw["backoff_max"], fail, minimum=0.0)
     if backoff_max < backoff_base:
@@ -227,6 +193,62 @@ def _vendor(path: Path, index: int, raw: dict[str, Any], env: Mapping[str, str])
         breaker_open_seconds=_number("breaker_open_seconds", raw["breaker_open_seconds"], fail, minimum=0.0),
         source=str(path),
     )
+
+
+def _categories(raw: dict[str, Any], fail: Fail) -> tuple[dict[str, str], tuple[str, ...] | None]:
+    """The per-category path templates, and the only categories the vendor holds (None: any);
+    a path's category must be one of them."""
+    paths_raw = raw.get("paths", {})
+    if not isinstance(paths_raw, dict):
+        raise fail("paths", "must be a table of category = path template")
+    paths = {str(k): _template(f"paths.{k}", v, fail) for k, v in paths_raw.items()}
+    categories_raw = raw.get("categories")
+    categories: tuple[str, ...] | None = None
+    if categories_raw is not None:
+        if not isinstance(categories_raw, list) or not all(isinstance(c, str) and c for c in categories_raw):
+            raise fail("categories", "must be a list of category names")
+        categories = tuple(categories_raw)
+        stray = sorted(set(paths) - set(categories))
+        if stray:
+            raise fail("paths", f"category {stray[0]!r} is not in categories")
+    return paths, categories
+
+
+def _auth(raw: dict[str, Any], fail: Fail) -> tuple[str | None, str | None, str | None]:
+    """``auth_header``, ``auth_env`` and ``auth_scheme``: all absent, or a header name with the
+    environment variable holding its token (and a scheme, optionally)."""
+    auth_header, auth_env, auth_scheme = raw.get("auth_header"), raw.get("auth_env"), raw.get("auth_scheme")
+    if (auth_header is None) != (auth_env is None):
+        raise fail(
+            "auth_header" if auth_header is None else "auth_env", "auth_header and auth_env go together"
+        )
+    if auth_header is not None and (not isinstance(auth_header, str) or not _HEADER.match(auth_header)):
+        raise fail("auth_header", f"not an HTTP header name: {auth_header!r}")
+    if auth_env is not None and (not isinstance(auth_env, str) or not _ENV_NAME.match(auth_env)):
+        raise fail("auth_env", f"must be the NAME of an environment variable (upper case), got {auth_env!r}")
+    if auth_scheme is not None and (
+        auth_header is None or not isinstance(auth_scheme, str) or not auth_scheme
+    ):
+        raise fail("auth_scheme", "must be a non-empty string, with auth_header")
+    return auth_header, auth_env, auth_scheme
+
+
+def _answers(raw: dict[str, Any], fail: Fail) -> tuple[frozenset[int], frozenset[int], frozenset[int]]:
+    """The deleted, not-found and retry statuses: three sets with no status in two of them."""
+    deleted = _statuses("deleted_statuses", raw["deleted_statuses"], fail)
+    not_found = _statuses("not_found_statuses", raw["not_found_statuses"], fail)
+    retry = _statuses("retry_statuses", raw["retry_statuses"], fail)
+    for (a, sa), (b, sb) in (
+        (("deleted_statuses", deleted), ("not_found_statuses", not_found)),
+        (("deleted_statuses", deleted), ("retry_statuses", retry)),
+        (("not_found_statuses", not_found), ("retry_statuses", retry)),
+    ):
+        both = sorted(sa & sb)
+        if both:
+            raise fail(b, f"status {both[0]} is also in {a}")
+    if not deleted:
+        raise fail("deleted_statuses", "must list at least one status")
+    return deleted, not_found, retry
 
 
 def _base_url(store: str, configured: object, env: Mapping[str, str], fail: Fail) -> str:
@@ -302,3 +324,15 @@ def tuned(overrides: dict[str, float | int], path: Path = DEFAULT_VENDORS) -> st
     text = path.read_text(encoding="utf-8")
     pattern = re.compile(rf"^({'|'.join(overrides)}) = .*$", flags=re.M)
     return pattern.sub(lambda m: f"{m.group(1)} = {overrides[m.group(1)]!r}", text)
+
+
+def select_vendors(vendors: Mapping[str, Vendor], stores: Sequence[str] | None, source: Path) -> list[Vendor]:
+    """The vendors of ``stores`` (all when None or empty), in that order; unknown ids are an error."""
+    if not stores:
+        return list(vendors.values())
+    unknown = [s for s in stores if s not in vendors]
+    if unknown:
+        raise VendorConfigError(
+            f"{source}: no vendor for store(s) {', '.join(unknown)}; known: {', '.join(vendors)}"
+        )
+    return [vendors[s] for s in dict.fromkeys(stores)]

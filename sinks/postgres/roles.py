@@ -68,6 +68,18 @@ def needed_privileges(store_maps: Sequence[TableMap]) -> dict[str, TablePrivileg
     return tables
 
 
+class _Session:
+    """The administrator's cursor, and the statements run on it (as shown to the operator)."""
+
+    def __init__(self, cur: Cursor) -> None:
+        self.cur = cur
+        self.done: list[str] = []
+
+    def run(self, statement: sql.Composable, shown: sql.Composable | None = None) -> None:
+        self.cur.execute(statement)
+        self.done.append((shown or statement).as_string(self.cur))
+
+
 def grant_sink_role(
     conn: Connection,
     store_maps: Sequence[TableMap],
@@ -84,82 +96,82 @@ def grant_sink_role(
         raise RoleError(f"role {role!r}: must be a plain lower-case SQL identifier")
     if not store_maps:
         raise RoleError("no store map given")
-    done: list[str] = []
-    name = sql.Identifier(role)
     with conn, conn.cursor() as cur:
-
-        def run(statement: sql.Composable, shown: sql.Composable | None = None) -> None:
-            cur.execute(statement)
-            done.append((shown or statement).as_string(cur))
-
+        session = _Session(cur)
         for store_map in store_maps:
             check_table_map(cur, store_map)
-        cur.execute("SELECT to_regclass(%s)", (TRACKING_TABLE,))
-        row = cur.fetchone()
-        if row is None or row[0] is None:
-            run(sql.SQL(TRACKING_DDL.strip()))
-            # It belongs to the database's owner, like the tables it tracks, not to the
-            # administrator who made it: the application (and its other sinks) may use it.
-            cur.execute(
-                "SELECT pg_get_userbyid(datdba) <> current_user, pg_get_userbyid(datdba) "
-                "FROM pg_database WHERE datname = current_database()"
-            )
-            other, owner = cur.fetchone()  # type: ignore[misc]
-            if other:
-                owner_name = sql.Identifier(owner)
-                tracking = sql.Identifier(TRACKING_SCHEMA)
-                run(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(tracking, owner_name))
-                run(
-                    sql.SQL("ALTER TABLE {} OWNER TO {}").format(
-                        sql.Identifier(*TRACKING_TABLE.split(".")), owner_name
-                    )
-                )
-        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
-        verb = sql.SQL("ALTER ROLE" if cur.fetchone() else "CREATE ROLE")
-        options = sql.SQL("LOGIN" if login else "NOLOGIN")
-        try:
-            if password is not None:
-                run(
-                    sql.SQL("{} {} {} PASSWORD {}").format(verb, name, options, sql.Literal(password)),
-                    sql.SQL("{} {} {} PASSWORD '***'").format(verb, name, options),
-                )
-            else:
-                run(sql.SQL("{} {} {}").format(verb, name, options))
-        except psycopg2.errors.InsufficientPrivilege:
-            raise RoleError(
-                f"role {role}: this connection's role may not create or alter roles; connect as an "
-                "administrator (--admin-dsn; the local stack's is in .state/postgres/admin-dsn)"
-            ) from None
+        _tracking_table(session)
+        _create_or_alter(session, role, login, password)
         for statement in _revoke_all(cur, role):
-            run(statement)
-        cur.execute("SELECT current_database()")
-        database = str(cur.fetchone()[0])  # type: ignore[index]
-        run(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), name))
-        tables = needed_privileges(store_maps)
-        schemas = dict.fromkeys([*(t.split(".")[0] for t in tables), TRACKING_SCHEMA])
-        for schema in schemas:
-            run(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), name))
-        for table, privileges in tables.items():
-            target = sql.Identifier(*table.split("."))
-            run(
-                sql.SQL("GRANT SELECT ({}) ON {} TO {}").format(
-                    sql.SQL(", ").join(map(sql.Identifier, privileges.select)), target, name
-                )
+            session.run(statement)
+        _grant(session, role, needed_privileges(store_maps))
+    return session.done
+
+
+def _tracking_table(session: _Session) -> None:
+    """Create the tracking table if missing, owned by the database's owner."""
+    cur = session.cur
+    cur.execute("SELECT to_regclass(%s)", (TRACKING_TABLE,))
+    row = cur.fetchone()
+    if row is not None and row[0] is not None:
+        return
+    session.run(sql.SQL(TRACKING_DDL.strip()))
+    # It belongs to the database's owner, like the tables it tracks, not to the
+    # administrator who made it: the application (and its other sinks) may use it.
+    cur.execute(
+        "SELECT pg_get_userbyid(datdba) <> current_user, pg_get_userbyid(datdba) "
+        "FROM pg_database WHERE datname = current_database()"
+    )
+    other, owner = cur.fetchone()  # type: ignore[misc]
+    if other:
+        owner_name = sql.Identifier(owner)
+        tracking = sql.Identifier(TRACKING_SCHEMA)
+        session.run(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(tracking, owner_name))
+        table = sql.Identifier(*TRACKING_TABLE.split("."))
+        session.run(sql.SQL("ALTER TABLE {} OWNER TO {}").format(table, owner_name))
+
+
+def _create_or_alter(session: _Session, role: str, login: bool, password: str | None) -> None:
+    """CREATE ROLE, or ALTER ROLE if it exists (LOGIN or not, and the password if given)."""
+    name = sql.Identifier(role)
+    session.cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+    verb = sql.SQL("ALTER ROLE" if session.cur.fetchone() else "CREATE ROLE")
+    options = sql.SQL("LOGIN" if login else "NOLOGIN")
+    try:
+        if password is not None:
+            session.run(
+                sql.SQL("{} {} {} PASSWORD {}").format(verb, name, options, sql.Literal(password)),
+                sql.SQL("{} {} {} PASSWORD '***'").format(verb, name, options),
             )
-            if privileges.delete:
-                run(sql.SQL("GRANT DELETE ON {} TO {}").format(target, name))
-            if privileges.update:
-                run(
-                    sql.SQL("GRANT UPDATE ({}) ON {} TO {}").format(
-                        sql.SQL(", ").join(map(sql.Identifier, privileges.update)), target, name
-                    )
-                )
-        run(
-            sql.SQL("GRANT SELECT, INSERT ON {} TO {}").format(
-                sql.Identifier(*TRACKING_TABLE.split(".")), name
-            )
-        )
-    return done
+        else:
+            session.run(sql.SQL("{} {} {}").format(verb, name, options))
+    except psycopg2.errors.InsufficientPrivilege:
+        raise RoleError(
+            f"role {role}: this connection's role may not create or alter roles; connect as an "
+            "administrator (--admin-dsn; the local stack's is in .state/postgres/admin-dsn)"
+        ) from None
+
+
+def _grant(session: _Session, role: str, tables: dict[str, TablePrivileges]) -> None:
+    """CONNECT on the database, USAGE on the schemas, the tables' privileges, the tracking table's."""
+    name = sql.Identifier(role)
+    session.cur.execute("SELECT current_database()")
+    database = str(session.cur.fetchone()[0])  # type: ignore[index]
+    session.run(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), name))
+    schemas = dict.fromkeys([*(t.split(".")[0] for t in tables), TRACKING_SCHEMA])
+    for schema in schemas:
+        session.run(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), name))
+    for table, privileges in tables.items():
+        target = sql.Identifier(*table.split("."))
+        columns = sql.SQL(", ").join(map(sql.Identifier, privileges.select))
+        session.run(sql.SQL("GRANT SELECT ({}) ON {} TO {}").format(columns, target, name))
+        if privileges.delete:
+            session.run(sql.SQL("GRANT DELETE ON {} TO {}").format(target, name))
+        if privileges.update:
+            updated = sql.SQL(", ").join(map(sql.Identifier, privileges.update))
+            session.run(sql.SQL("GRANT UPDATE ({}) ON {} TO {}").format(updated, target, name))
+    tracking = sql.Identifier(*TRACKING_TABLE.split("."))
+    session.run(sql.SQL("GRANT SELECT, INSERT ON {} TO {}").format(tracking, name))
 
 
 def _revoke_all(cur: Cursor, role: str) -> list[sql.Composable]:

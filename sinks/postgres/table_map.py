@@ -226,23 +226,7 @@ def _action(category: str, entry: Any, fail: Fail, index: int) -> TableAction:
     action = entry.get("action")
     if action not in ACTIONS:
         raise fail(f"{where}.action", f"{action!r}: must be one of {', '.join(ACTIONS)}")
-    columns = entry.get("columns", [])
-    if not isinstance(columns, list) or not all(isinstance(c, str) and _IDENT.match(c) for c in columns):
-        raise fail(f"{where}.columns", "must be a list of plain lower-case column names")
-    if len(set(columns)) != len(columns):
-        raise fail(f"{where}.columns", "a column is listed twice")
-    replace = entry.get("replace", {})
-    if not isinstance(replace, dict):
-        raise fail(f"{where}.replace", "must be a table of column = value")
-    if action == "anonymise" and not columns:
-        raise fail(f"{where}.columns", "an anonymise action must list the columns it blanks")
-    if action == "delete" and (columns or replace):
-        raise fail(f"{where}.columns", "a delete action removes whole rows; columns/replace do not apply")
-    for column, value in replace.items():
-        if column not in columns:
-            raise fail(f"{where}.replace.{column}", "not one of the action's columns")
-        if not isinstance(value, str | int | float | bool):
-            raise fail(f"{where}.replace.{column}", "must be a string, number or boolean")
+    columns, replace = _blanked(entry, action, where, fail)
     subject_format = _format(entry, "subject_format", where, fail)
     ref_format = _format(entry, "ref_format", where, fail)
     subject_column = ident("subject_column")
@@ -268,6 +252,31 @@ def _action(category: str, entry: Any, fail: Fail, index: int) -> TableAction:
         time_column=ident("time_column"),
         note=note,
     )
+
+
+def _blanked(
+    entry: dict[str, Any], action: str, where: str, fail: Fail
+) -> tuple[list[str], dict[str, Value]]:
+    """An action's ``columns`` and their ``replace`` values: listed for an anonymise action (each
+    once, a value only for a listed column), absent for a delete."""
+    columns = entry.get("columns", [])
+    if not isinstance(columns, list) or not all(isinstance(c, str) and _IDENT.match(c) for c in columns):
+        raise fail(f"{where}.columns", "must be a list of plain lower-case column names")
+    if len(set(columns)) != len(columns):
+        raise fail(f"{where}.columns", "a column is listed twice")
+    replace = entry.get("replace", {})
+    if not isinstance(replace, dict):
+        raise fail(f"{where}.replace", "must be a table of column = value")
+    if action == "anonymise" and not columns:
+        raise fail(f"{where}.columns", "an anonymise action must list the columns it blanks")
+    if action == "delete" and (columns or replace):
+        raise fail(f"{where}.columns", "a delete action removes whole rows; columns/replace do not apply")
+    for column, value in replace.items():
+        if column not in columns:
+            raise fail(f"{where}.replace.{column}", "not one of the action's columns")
+        if not isinstance(value, str | int | float | bool):
+            raise fail(f"{where}.replace.{column}", "must be a string, number or boolean")
+    return columns, replace
 
 
 def _format(entry: dict[str, Any], key: str, where: str, fail: Fail) -> str | None:

@@ -8,6 +8,7 @@ import pytest
 
 from ebbtide.cli import main
 from sinks.coverage import coverage_problems
+from sinks.postgres import kind as postgres_kind
 from sinks.postgres.table_map import TableMapError
 from streams.policy.stores import load_store_map, parse_store_map
 
@@ -57,8 +58,8 @@ def test_a_table_map_of_another_store_does_not_count() -> None:
     def wrong(store_id: str) -> object:
         raise TableMapError("sinks/x.toml is the map of store other")
 
-    stores = parse_store_map(one_store("customer_db", "postgres", "client"))
-    assert coverage_problems(stores, table_map=wrong) == [  # type: ignore[arg-type]
+    (store,) = parse_store_map(one_store("customer_db", "postgres", "client")).stores
+    assert postgres_kind.covers(store, table_map=wrong) == [  # type: ignore[arg-type]
         "customer_db: no usable table map (sinks/x.toml is the map of store other)"
     ]
 

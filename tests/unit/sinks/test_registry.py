@@ -1,0 +1,46 @@
+"""The registry of sink kinds: what the CLI, the coverage check, the demo and the docs iterate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sinks import registry
+from streams.policy.stores import KINDS, load_store_map
+
+ROOT = Path(__file__).resolve().parents[3]
+SHIPPED = load_store_map()
+
+
+def test_every_kind_the_store_map_accepts_has_a_sink_and_no_other() -> None:
+    # The pure policy layer cannot import the registry: the two lists are kept equal here.
+    assert set(registry.names()) == set(KINDS)
+    assert [kind.name for kind in registry.kinds()] == list(registry.names())
+
+
+def test_the_kinds_options_do_not_collide_on_the_one_sink_command() -> None:
+    flags = [option.flag for kind in registry.kinds() for option in kind.options]
+    assert len(flags) == len(set(flags)) and "--loglevel" not in flags
+
+
+def test_the_shipped_store_map_is_served_by_the_demos_five_sink_processes() -> None:
+    assert registry.sink_processes(SHIPPED.stores) == {
+        "customer_db sink": ["postgres", "--map", "customer_db"],
+        "billing_db sink": ["postgres", "--map", "billing_db"],
+        "vendor sinks": ["http"],
+        "log store sink": ["logstore"],
+        "backups sink": ["backups"],
+    }
+
+
+def test_each_kind_names_its_package() -> None:
+    for kind in registry.kinds():
+        assert (ROOT / kind.code / "kind.py").is_file(), kind.name
+
+
+def test_the_docs_table_of_kinds_is_the_registrys() -> None:
+    table = registry.markdown_table(SHIPPED)
+    header = "| kind | command | stores of the shipped map"
+    pages = [p for p in (ROOT / "docs").glob("*.md") if header in p.read_text(encoding="utf-8")]
+    assert pages, "no page of docs/ has the table of sink kinds"
+    for page in pages:
+        assert table in page.read_text(encoding="utf-8"), f"{page.name}: run `python -m sinks.registry`"
