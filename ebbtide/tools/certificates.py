@@ -61,7 +61,8 @@ def _table_cells(entry: DeletionEntry) -> tuple[str, ...]:
 def render_html(document: Mapping[str, Any]) -> str:
     """A readable, self-contained HTML page of a signed document (it does not check the signature).
 
-    ValueError if the document is malformed. Every value is HTML-escaped.
+    ValueError if the document is malformed. Every value is HTML-escaped. Long because it is the
+    page's one template, read top to bottom like the page.
     """
     try:
         certificate, signature = parse_document(document)
