@@ -15,11 +15,12 @@ from typing import Any
 
 from bench.common import Context, Figure
 from ebbtide.runtime.settings import Topics
-from streams.policy import snapshot
+from streams.engine import snapshot
+from streams.engine.model import RecordState, SubjectState
 from streams.policy.calendar import MS_PER_DAY
-from streams.policy.engine import RecordState, SubjectState
 from streams.policy.rules import default_policy
-from streams.processor import LifecycleProcessor, subject_key
+from streams.worker.processor import LifecycleProcessor
+from streams.worker.staging import subject_key
 
 NAME = "pending"
 BASE = 20_000 * MS_PER_DAY  # 2024-10-04
@@ -60,7 +61,7 @@ def _measure(count: int) -> dict[str, float]:
     after_table = tracemalloc.get_traced_memory()[0]
     processor = LifecycleProcessor(default_policy(), Topics("bench"), table)
     started = time.perf_counter()
-    index = processor._index(0)  # the rebuild a restarted worker does
+    index = processor.owned.index(0)  # the rebuild a restarted worker does
     rebuild = time.perf_counter() - started
     after_index = tracemalloc.get_traced_memory()[0]
     ids = [f"cust-{n:08d}" for n in range(count)]  # baseline: the bare list of subject ids

@@ -23,9 +23,11 @@ from typing import Any
 
 import psycopg2
 
-from streams.policy.engine import SubjectState, apply_event, fire_due, new_subject
+from streams.engine.firing import fire_due
+from streams.engine.model import SubjectState, new_subject
+from streams.engine.stamping import apply_event
 from streams.policy.rules import Policy
-from streams.translate import to_event
+from streams.worker.translate import to_event
 
 Copy = tuple[str, str, str]  # (store, category, record key)
 
@@ -61,9 +63,9 @@ class Oracle:
 
 
 def database_holdings(dsn: str, store: str, store_map: Any) -> set[Copy]:
-    """The copies whose personal data a PostgreSQL store still holds, per its store map
-    (``sinks.mapping.StoreMap``): a row matching the key in a table the category deletes from,
-    or a matching row whose anonymised columns are not blank yet."""
+    """The copies whose personal data a PostgreSQL store still holds, per its table map
+    (``sinks.postgres.table_map.TableMap``): a row matching the key in a table the category deletes
+    from, or a matching row whose anonymised columns are not blank yet."""
     held: set[Copy] = set()
     conn = psycopg2.connect(dsn)
     try:

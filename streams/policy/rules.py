@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from streams.policy import calendar
+from streams.policy.vocabulary import ACCOUNT_STARTS, ACCOUNT_STOPS, CLOCK_EVENTS, UNTIL_EVENTS
 
 if TYPE_CHECKING:
     from streams.policy.stores import StoreMap
@@ -33,25 +34,6 @@ Scope = Literal["subject", "ref"]
 OnErasure = Literal["delete", "restrict"]
 CLOCK_KINDS: tuple[str, ...] = ("account", "event", "written")
 ANCHORS: tuple[str, ...] = ("event_time", "end_of_financial_year", "end_of_day", "until")
-ACCOUNT_STARTS = ("AccountClosed", "ServiceCancelled")
-ACCOUNT_STOPS = ("ServiceOrdered",)
-# Events that carry an end date (`until`) usable as an anchor.
-UNTIL_EVENTS = ("CertificateIssued", "HostingAgreementTerminated")
-CLOCK_EVENTS = (
-    "ServiceOrdered",
-    "ServiceCancelled",
-    "AccountClosed",
-    "InvoiceIssued",
-    "PaymentRecorded",
-    "DomainRegistered",
-    "DomainReleased",
-    "CertificateIssued",
-    "CertificateRevoked",
-    "HostingAgreementTerminated",
-    "ExportOffered",
-    "ConsentGiven",
-    "ConsentWithdrawn",
-)
 DEFAULT_POLICY = Path(__file__).with_name("retention.v1.toml")
 
 
@@ -295,32 +277,11 @@ def _rule(origin: str, index: int, raw: dict[str, Any]) -> Rule:
             "(an overdue duty is reported and alerted, and the data still goes at its deadline)"
         )
     starts, stops = (_names(where, raw, f) for f in ("starts", "stops"))
-    if clock == "account" and (set(starts) != set(ACCOUNT_STARTS) or set(stops) != set(ACCOUNT_STOPS)):
-        raise PolicyError(
-            f"{where}: the account clock starts on {', '.join(ACCOUNT_STARTS)} "
-            f"and stops on {', '.join(ACCOUNT_STOPS)}; list exactly those"
-        )
-    if clock == "event" and not starts:
-        raise PolicyError(f"{where}: an event clock needs at least one event in 'starts'")
-    if clock == "written" and (starts or stops):
-        raise PolicyError(
-            f"{where}: a written clock starts when the record is written; it takes no 'starts' or 'stops'"
-        )
-    if anchor == "until" and not set(starts) <= set(UNTIL_EVENTS) | {"CertificateRevoked"}:
-        raise PolicyError(
-            f"{where}: anchor 'until' needs start events that carry an end date ({', '.join(UNTIL_EVENTS)})"
-        )
+    _check_clock(where, clock, anchor, starts, stops)
     scope = raw.get("scope", "subject")
     if scope not in ("subject", "ref"):
         raise PolicyError(f"{where}: 'scope' must be 'subject' or 'ref'")
-    keep_raw = raw.get("keep")
-    if not isinstance(keep_raw, dict) or not set(keep_raw) <= {"years", "months", "days"} or not keep_raw:
-        raise PolicyError(
-            f"{where}: 'keep' must be a table of years, months and/or days, e.g. {{ years = 3 }}"
-        )
-    keep = Keep(**{unit: _count(where, n, f"keep.{unit}", 36_500) for unit, n in keep_raw.items()})
-    if keep.years > 100 or keep.months > 1200:
-        raise PolicyError(f"{where}: 'keep' of {keep.describe()} is not a possible retention period")
+    keep = _keep(where, raw.get("keep"))
     on_erasure = raw.get("on_erasure", "restrict")
     if on_erasure not in ("delete", "restrict"):
         raise PolicyError(f"{where}: 'on_erasure' must be 'delete' or 'restrict'")
@@ -339,6 +300,39 @@ def _rule(origin: str, index: int, raw: dict[str, Any]) -> Rule:
         basis=basis,
         reason=reason,
     )
+
+
+def _check_clock(
+    where: str, clock: str, anchor: str, starts: tuple[str, ...], stops: tuple[str, ...]
+) -> None:
+    """A rule's clock and the events it names must fit together (see the vocabulary's roles)."""
+    if clock == "account" and (set(starts) != set(ACCOUNT_STARTS) or set(stops) != set(ACCOUNT_STOPS)):
+        raise PolicyError(
+            f"{where}: the account clock starts on {', '.join(ACCOUNT_STARTS)} "
+            f"and stops on {', '.join(ACCOUNT_STOPS)}; list exactly those"
+        )
+    if clock == "event" and not starts:
+        raise PolicyError(f"{where}: an event clock needs at least one event in 'starts'")
+    if clock == "written" and (starts or stops):
+        raise PolicyError(
+            f"{where}: a written clock starts when the record is written; it takes no 'starts' or 'stops'"
+        )
+    if anchor == "until" and not set(starts) <= set(UNTIL_EVENTS) | {"CertificateRevoked"}:
+        raise PolicyError(
+            f"{where}: anchor 'until' needs start events that carry an end date ({', '.join(UNTIL_EVENTS)})"
+        )
+
+
+def _keep(where: str, keep_raw: object) -> Keep:
+    """A rule's retention period, from its ``keep`` table."""
+    if not isinstance(keep_raw, dict) or not set(keep_raw) <= {"years", "months", "days"} or not keep_raw:
+        raise PolicyError(
+            f"{where}: 'keep' must be a table of years, months and/or days, e.g. {{ years = 3 }}"
+        )
+    keep = Keep(**{unit: _count(where, n, f"keep.{unit}", 36_500) for unit, n in keep_raw.items()})
+    if keep.years > 100 or keep.months > 1200:
+        raise PolicyError(f"{where}: 'keep' of {keep.describe()} is not a possible retention period")
+    return keep
 
 
 def _duties(origin: str, raw: dict[str, Any]) -> Duties:

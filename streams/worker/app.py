@@ -1,0 +1,162 @@
+"""The Faust wiring: one lifecycle agent over events, clock ticks and receipts, its state
+table, the partition signals and the worker's one web page.
+
+Only wiring: each batch goes to the batch step (``batch``), each message in it to the processor
+(``processor``); a rebalance makes the processor forget what it held for the partitions that
+moved."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import faust
+
+from ebbtide.runtime.authenticity import ClockKey, HoldKeys, TrustedKeys
+from ebbtide.runtime.kafka import faust_config
+from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.runtime.web_token import authorised, read_or_make_token, token_file
+from streams.policy.rules import Policy
+from streams.worker.batch import BatchStep
+from streams.worker.certify import CertificateSigner
+from streams.worker.processor import LifecycleProcessor
+from streams.worker.routing import Out
+from streams.worker.staging import partition_of_key
+
+BATCH = 500  # events per batch: one broker acknowledgement and one state write per key
+BATCH_WAIT = 0.05  # seconds to wait for a batch to fill
+
+
+class PartitionedTable(faust.Table[str, Any]):
+    """A table whose keys name their partition (``s:<p>:…``, ``p:<p>``), so every write goes to
+    the changelog partition of the source partition it belongs to, also when written after a
+    batch rather than while its event is the current one."""
+
+    def partition_for_key(self, key: Any) -> int | None:
+        return partition_of_key(key)
+
+
+def certificate_signer(settings: Settings) -> CertificateSigner:
+    """The worker's signer; its key is made on first start if missing (and logged)."""
+    return CertificateSigner.from_file(settings.signing_key, settings.certificate_issuer)
+
+
+def wall_clock_check(tolerance: float, wall: Callable[[], float] = time.time) -> Callable[[int], str | None]:
+    """Why a tick is refused in wall mode: its time is more than ``tolerance`` seconds ahead of
+    this worker's wall clock (a forged tick from 2099 would order deletions years early). Ticks
+    behind the wall clock are harmless: the pipeline clock never goes back."""
+
+    def problem(now: int) -> str | None:
+        ahead = now / 1000 - wall()
+        if ahead > tolerance:
+            return (
+                f"tick is {ahead:.0f} s ahead of the worker's wall clock (more than {tolerance:.0f} s); "
+                "refused in wall mode (EBBTIDE_CLOCK_MODE=replay for accelerated or scripted clocks)"
+            )
+        return None
+
+    return problem
+
+
+def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = None) -> faust.App:
+    """Build the app; nothing connects until a worker starts it. ``hold_keys``: the legal hold
+    signers' keys (default: read from ``settings``; a ValueError if they cannot be)."""
+    topics = Topics(settings.topic_prefix)
+    app = _faust_app(settings)
+    source = app.topic(
+        topics.events,
+        topics.clock,
+        topics.receipts,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+    )
+    # Keys are str, values JSON-able dicts (Faust's default json codec); see streams.worker.staging.
+    table = PartitionedTable(app, name="state", partitions=settings.partitions, beacon=app.tables.beacon)
+    app.tables.add(table)
+    processor = LifecycleProcessor(
+        policy,
+        topics,
+        table,
+        settings.partitions,
+        signer=certificate_signer(settings),
+        event_window=settings.event_window,
+        tick_problem=wall_clock_check(settings.clock_tolerance) if settings.clock_mode == "wall" else None,
+        trusted=TrustedKeys(settings.trusted_keys_dir),  # sink-<store>.pub of each store
+        clock_key=ClockKey(settings.trusted_keys_dir),  # clock.pub
+        hold_keys=hold_keys if hold_keys is not None else HoldKeys.for_worker(settings),  # EBBTIDE_HOLD_KEYS
+    )
+
+    async def send(out: Out) -> Any:
+        return await app.producer.send(out.topic, out.key, out.value, None, None, list(out.headers) or None)
+
+    step = BatchStep(processor, send)
+
+    @app.agent(source, name="lifecycle")
+    async def lifecycle(stream: faust.StreamT[Any]) -> None:
+        assert isinstance(stream, faust.Stream)  # take_events is on the class, not the protocol
+        async for events in stream.take_events(BATCH, within=BATCH_WAIT):
+            await step([event.message for event in events])
+
+    _forget_on_rebalance(app, processor, {topics.events, topics.clock, topics.receipts})
+    _subject_page(app, processor, read_or_make_token(token_file(settings)))
+    return app
+
+
+def _faust_app(settings: Settings) -> faust.App:
+    return faust.App(
+        settings.app_id,
+        **faust_config(settings),  # the brokers, the session timeout and heartbeats
+        store="memory://",
+        datadir=str(settings.state_dir / "faust"),
+        web_enabled=True,
+        # Only our token-checked page: Faust's own table, router, stats and graph pages would serve
+        # the state without it.
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
+        web_metrics_enabled=False,
+        web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+        web_port=settings.worker_web_port,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        producer_acks=-1,
+        producer_linger=0.005,
+        broker_commit_every=10_000,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        consumer_group_instance_id=settings.worker_instance_id,
+    )
+
+
+def _forget_on_rebalance(app: faust.App, processor: LifecycleProcessor, sources: set[str]) -> None:
+    """A partition of ``sources`` revoked or assigned: the processor drops what it held for it."""
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types signals loosely
+    async def on_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
+        processor.forget({tp.partition for tp in revoked if tp.topic in sources})
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def on_assigned(app: faust.App, assigned: set[Any], **kwargs: Any) -> None:
+        processor.forget({tp.partition for tp in assigned if tp.topic in sources})
+
+
+def _subject_page(app: faust.App, processor: LifecycleProcessor, web_token: str) -> None:
+    @app.page("/subjects/{subject_id}/")
+    async def subject(web: Any, request: Any, subject_id: str) -> Any:
+        """One subject's state and its partition's clock: what `ebbtide explain` renders. Only
+        for a caller with the worker's web token (ebbtide.runtime.web_token): 401 otherwise."""
+        if not authorised(request.headers.get("Authorization"), web_token):
+            return web.json(
+                {"error": "unauthorised: send the worker's web token as 'Authorization: Bearer <token>'"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="ebbtide-worker"'},
+            )
+        found = processor.lookup(subject_id)
+        if found is None:
+            return web.json({"state": None, "now": None})
+        raw, now = found
+        return web.json({"state": raw, "now": now})

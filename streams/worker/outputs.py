@@ -1,0 +1,63 @@
+"""What the engine decided, as the messages the worker sends: deletion commands (signed with the
+worker's key, for the sinks to verify) to each store's topic, decisions and erasure answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ebbtide.runtime import metrics
+from ebbtide.runtime.settings import Topics
+from schemas import DECISION, DELETION_COMMAND, ERASURE_ANSWER, codec_for
+from streams.engine.decisions import DeleteRecord
+from streams.engine.model import Outcome, SubjectState, record_id
+from streams.worker.certify import CertificateSigner
+from streams.worker.routing import Out
+from streams.worker.translate import answer_record, command_record, decision_record
+
+
+class Outputs:
+    """Encodes an outcome as the messages to send."""
+
+    def __init__(self, topics: Topics, signer: CertificateSigner | None) -> None:
+        """``signer`` signs every deletion command (None: commands go unsigned, and the sinks
+        refuse them; only tests of other things do that)."""
+        self.topics = topics
+        self.signer = signer
+        self._commands = codec_for(DELETION_COMMAND)
+        self._decisions = codec_for(DECISION)
+        self._answers = codec_for(ERASURE_ANSWER)
+
+    def messages(self, outcome: Outcome) -> list[Out]:
+        """The outcome's commands, decisions and answers, in that order, keyed by its subject."""
+        key = outcome.state.subject_id.encode()
+        out = [
+            Out(self.topics.commands(c.store), key, self._commands.encode(self._command(c)))
+            for c in outcome.commands
+        ]
+        out += [
+            Out(self.topics.decisions, key, self._decisions.encode(decision_record(d)))
+            for d in outcome.decisions
+        ]
+        out += [
+            Out(self.topics.answers, key, self._answers.encode(answer_record(a))) for a in outcome.answers
+        ]
+        return out
+
+    def _command(self, command: DeleteRecord) -> dict[str, Any]:
+        """A deletion command as sent: signed with the worker's key, for the sinks to verify."""
+        record = command_record(command)
+        return self.signer.sign_command(record) if self.signer is not None else record
+
+
+def count(before: SubjectState, outcome: Outcome) -> None:
+    """Count what an outcome sends: commands (and those sent again for want of a receipt) and
+    decisions (and the duties reported overdue, by kind)."""
+    for command in outcome.commands:
+        metrics.COMMANDS_SENT.labels(command.store, command.category).inc()
+        sent = before.records.get(record_id(command.store, command.category, command.record_key))
+        if sent is not None and sent.status == "ordered" and sent.command_id == command.command_id:
+            metrics.COMMANDS_RESENT.labels(command.store).inc()  # chased: no receipt in time
+    for decision in outcome.decisions:
+        metrics.DECISIONS.labels(decision.kind).inc()
+        if decision.kind == "DUTY_OVERDUE":  # record: duty/<erasure|export|breach>/<id>...
+            metrics.DUTIES_OVERDUE.labels(decision.record.split("/")[1]).inc()

@@ -1,0 +1,135 @@
+"""What the worker keeps in memory per partition it holds, and the gauges that report it.
+
+Per partition: the due index (which subjects may have a deadline in which day), the number of
+records waiting for a deadline, the copies ordered and not answered per store (all of them, and
+those chased for want of a receipt), and the keys of certificates held for want of a signature.
+None of it is written anywhere: it is rebuilt from the recovered table when a partition is
+first needed (after a start or a rebalance), so it never has to be kept in step with the
+changelog. The partition's progress (clock, events processed, deferred ticks) is in the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ebbtide.runtime import metrics
+from streams.engine import snapshot
+from streams.worker.progress import DueIndex, PartitionProgress
+from streams.worker.staging import StagedTable
+
+_GAUGES = (("late", metrics.OVERDUE), ("open", metrics.AWAITING_RECEIPT))
+
+
+class Partitions:
+    """The per-partition indexes and counts of the partitions this worker holds (see above)."""
+
+    def __init__(self, state: StagedTable, policy_label: str, load: Callable[[int, str], object]) -> None:
+        """``load`` loads a subject (``partition``, ``subject_id``): called, once its partition's
+        index is rebuilt, for each subject stamped under a policy other than ``policy_label``,
+        so that it is judged again now."""
+        self.state = state
+        self.policy_label = policy_label
+        self.load = load
+        self._due: dict[int, DueIndex] = {}
+        self._pending: dict[int, int] = {}
+        # Per partition: the table keys of certificates held for want of a signature.
+        self._unsigned: dict[int, set[str]] = {}
+        # Per partition and store: copies chased for want of a receipt ("late") and all copies
+        # ordered and not answered yet ("open").
+        self._unanswered: dict[str, dict[int, dict[str, int]]] = {"late": {}, "open": {}}
+
+    def progress(self, partition: int) -> PartitionProgress:
+        return PartitionProgress.load(self.state.get(f"p:{partition}"))
+
+    def save_progress(self, partition: int, progress: PartitionProgress) -> None:
+        self.state[f"p:{partition}"] = progress.dump()
+
+    def index(self, partition: int) -> DueIndex:
+        """The partition's due index; after a restart, rebuilt from the recovered states."""
+        index = self._due.get(partition)
+        if index is None:
+            index = self._due[partition] = DueIndex()
+            prefix = f"s:{partition}:"
+            pending = 0
+            judged_before: list[str] = []
+            for counts in self._unanswered.values():
+                counts[partition] = {}
+            held = self._unsigned[partition] = set()
+            for key in self.state.keys_in_table():
+                if key.startswith(f"u:{partition}:"):
+                    held.add(key)
+                elif key.startswith(prefix):
+                    raw = self.state.table[key]
+                    self.count_unanswered(partition, snapshot.unanswered_summary(raw), +1)
+                    subject_id, deadline, waiting, label = snapshot.summary(raw)
+                    if deadline is not None:
+                        index.file(subject_id, deadline)
+                    pending += waiting
+                    if label != self.policy_label:
+                        judged_before.append(subject_id)
+            self._pending[partition] = 0
+            self.count_pending(partition, pending)
+            metrics.CERTIFICATES_UNSIGNED.set(self.unsigned())
+            for subject_id in judged_before:  # stamped under another policy: judge them again now
+                self.load(partition, subject_id)
+        return index
+
+    def count_pending(self, partition: int, delta: int) -> None:
+        self.index(partition)  # make sure the count starts from the recovered states
+        self._pending[partition] = self._pending.get(partition, 0) + delta
+        metrics.PENDING_DEADLINES.labels(str(partition)).set(self._pending[partition])
+
+    def count_unanswered(
+        self, partition: int, by_store: tuple[dict[str, int], dict[str, int]], sign: int
+    ) -> None:
+        for (kind, gauge), changes in zip(_GAUGES, by_store, strict=True):
+            counts = self._unanswered[kind].setdefault(partition, {})
+            for store, n in changes.items():
+                counts[store] = counts.get(store, 0) + sign * n
+                gauge.labels(store).set(sum(c.get(store, 0) for c in self._unanswered[kind].values()))
+
+    def overdue(self, kind: str = "late") -> dict[str, int]:
+        """Per store, over the partitions this worker holds: copies chased for want of a receipt
+        (``late``) or all copies ordered and not answered yet (``open``)."""
+        total: dict[str, int] = {}
+        for counts in self._unanswered[kind].values():
+            for store, n in counts.items():
+                total[store] = total.get(store, 0) + n
+        return total
+
+    def hold(self, partition: int, key: str) -> None:
+        """Count the table key of a certificate held for want of a signature."""
+        self.index(partition)  # so the held keys are known before this one is added
+        self._unsigned.setdefault(partition, set()).add(key)
+        metrics.CERTIFICATES_UNSIGNED.set(self.unsigned())
+
+    def held(self, partition: int) -> set[str] | None:
+        """The keys of the partition's certificates held for want of a signature (the live set;
+        None until its index is built)."""
+        return self._unsigned.get(partition)
+
+    def unsigned(self) -> int:
+        """Certificates held for want of a signature, over the partitions this worker holds."""
+        return sum(len(keys) for keys in self._unsigned.values())
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop what is held for partitions this worker lost or (re)gained: their state may have
+        moved on elsewhere, so it is rebuilt from the table when next needed."""
+        touched = {  # the stores whose per-store gauges count these partitions' copies
+            kind: {store for p in partitions for store in by_partition.get(p, {})}
+            for kind, by_partition in self._unanswered.items()
+        }
+        for partition in partitions:
+            self._due.pop(partition, None)
+            self._pending.pop(partition, None)
+            if self._unsigned.pop(partition, None):
+                metrics.CERTIFICATES_UNSIGNED.set(self.unsigned())
+            for counts in self._unanswered.values():
+                counts.pop(partition, None)
+            # Gauges by partition say what this worker holds: a lost partition's series go (the
+            # worker that took it reports them), and the per-store totals lose its share.
+            metrics.PENDING_DEADLINES.remove(str(partition))
+            metrics.CLOCK_TIME.remove(str(partition))
+        for kind, gauge in _GAUGES:
+            for store in touched[kind]:
+                gauge.labels(store).set(sum(c.get(store, 0) for c in self._unanswered[kind].values()))

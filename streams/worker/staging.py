@@ -1,0 +1,166 @@
+"""The worker's state table: staged writes, subject keys and limits, and decoded subjects.
+
+The lifecycle agent stages every table write of a batch, sends the batch's output and waits for
+the broker to acknowledge it, and only then applies the writes (``batch``). All writes of a
+partition go to one changelog partition, so after a crash a prefix of them survives: a subject
+is never durably "deletion ordered" unless its command is already on the broker.
+
+Keys: ``s:<partition>:<subject>`` for a subject's state, ``p:<partition>`` for the partition's
+progress (clock, events processed, deferred ticks) and ``u:<partition>:<content id>`` for each
+certificate the engine issued that could not be signed yet. All events of a subject share a
+partition, and every key names its partition, so each partition's state lives, in order, in
+that partition of the changelog, and a restarted worker recovers exactly what it owned.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any
+
+from streams.engine import snapshot
+from streams.engine.model import SubjectState
+
+_DELETED = object()
+DECODED_CACHE = 20_000  # subjects kept decoded in memory beside the table
+
+# A subject's state is one changelog message: past what the broker takes (1 MB by default) it
+# could not be written and the worker would fail on the same batch again and again. A new record
+# may take a subject's state to MAX_STATE_BYTES, with room kept for what each live copy still
+# grows by (its order, its answer and signature: RESERVE_PER_COPY); any other event (a fact: an
+# account closed, an erasure, ...) may take it to HARD_STATE_BYTES, so a subject that has
+# reached the limit can still be closed and deleted.
+MAX_STATE_BYTES = 700_000
+HARD_STATE_BYTES = 900_000
+RESERVE_PER_COPY = 400
+# Entries (seen ids, facts, records) a subject may have before its size is measured: with every
+# id and key at its 512-character limit, fewer entries cannot come near the limits.
+_MEASURE_FROM = 100
+
+
+def subject_key(partition: int, subject_id: str) -> str:
+    return f"s:{partition}:{subject_id}"
+
+
+def partition_of_key(key: str) -> int:
+    """The partition a state key belongs to: ``s:<p>:<subject>``, ``p:<p>`` or ``u:<p>:<id>``."""
+    return int(key.split(":", 2)[1])
+
+
+def state_size(state: SubjectState, grows: bool) -> int | None:
+    """The size ``state`` counts as (encoded, plus the reserve of its live copies) if that is over
+    its limit (MAX_STATE_BYTES where the event adds a record, ``grows``; else HARD_STATE_BYTES),
+    else None. Measured only for subjects with many entries."""
+    if len(state.seen) + len(state.facts) + len(state.records) < _MEASURE_FROM:
+        return None
+    live = sum(1 for r in state.records.values() if r.status in ("pending", "ordered") or not r.certified)
+    size = len(json.dumps(snapshot.dump(state), separators=(",", ":"))) + RESERVE_PER_COPY * live
+    return size if size > (MAX_STATE_BYTES if grows else HARD_STATE_BYTES) else None
+
+
+class StagedTable(MutableMapping[str, Any]):
+    """Read-your-writes now, applied to the real table later (:meth:`flush`), in order."""
+
+    def __init__(self, table: MutableMapping[str, Any]) -> None:
+        self.table = table
+        self._staged: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._staged:
+            value = self._staged[key]
+            if value is _DELETED:
+                raise KeyError(key)
+            return value
+        return self.table[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._staged.pop(key, None)  # re-insert: keep the order of last writes
+        self._staged[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self._staged.pop(key, None)
+        self._staged[key] = _DELETED
+
+    def __iter__(self) -> Iterator[str]:
+        staged = {k for k, v in self._staged.items() if v is not _DELETED}
+        yield from staged
+        yield from (k for k in self.table if k not in self._staged)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def keys_in_table(self) -> Iterator[str]:
+        """Keys of the underlying table only (for rebuilding in-memory indexes)."""
+        return iter(list(self.table.keys()))
+
+    def flush(self) -> int:
+        """Apply the staged writes to the table, in the order they were last made."""
+        count = len(self._staged)
+        for key, value in self._staged.items():
+            if value is _DELETED:
+                self.table.pop(key, None)
+            else:
+                self.table[key] = value
+        self._staged.clear()
+        return count
+
+    def discard(self) -> None:
+        self._staged.clear()
+
+
+class Subjects:
+    """Subject states in the staged table, with the most recent ones kept decoded beside it.
+
+    A decoded state is valid while the table still holds the very object it came from, so a
+    write staged or flushed by anyone else is never hidden by the cache. ``on_decoded`` sees each
+    state decoded from the table (not those from the cache) and gives the one to use: the
+    processor judges a state stamped under another policy again there."""
+
+    def __init__(
+        self,
+        state: StagedTable,
+        on_decoded: Callable[[int, SubjectState], SubjectState] = lambda partition, state: state,
+    ) -> None:
+        self.state = state
+        self.on_decoded = on_decoded
+        self._decoded: dict[str, tuple[Any, SubjectState]] = {}
+
+    def load(self, partition: int, subject_id: str) -> SubjectState | None:
+        """The subject's state, if it has one."""
+        key = subject_key(partition, subject_id)
+        raw = self.state.get(key)
+        if raw is None:
+            return None
+        cached = self._decoded.get(key)
+        if cached is not None and cached[0] is raw:
+            return cached[1]
+        state = snapshot.load(raw)
+        self._remember(key, raw, state)
+        return self.on_decoded(partition, state)
+
+    def save(self, partition: int, state: SubjectState) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """Stage ``state``; return (what was stored before, None for a new subject; what is now)."""
+        key = subject_key(partition, state.subject_id)
+        old = self.state.get(key)
+        raw = snapshot.dump(state)  # with its derived counts, read here rather than recounted
+        self.state[key] = raw
+        self._remember(key, raw, state)
+        return old, raw
+
+    def forget(self, partition: int) -> None:
+        """Drop the partition's decoded states (it moved, or came back after a rebalance)."""
+        prefix = f"s:{partition}:"
+        for key in [k for k in self._decoded if k.startswith(prefix)]:
+            del self._decoded[key]
+
+    def _remember(self, key: str, raw: Any, state: SubjectState) -> None:
+        self._decoded.pop(key, None)
+        self._decoded[key] = (raw, state)
+        if len(self._decoded) > DECODED_CACHE:
+            del self._decoded[next(iter(self._decoded))]  # the oldest entry (first in, first out)

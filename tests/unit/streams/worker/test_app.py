@@ -1,0 +1,107 @@
+"""The Faust wiring, through ``agent.test_context()``: a batch the agent takes goes through the
+processor, its output to the producer, and only then its state to the table's changelog, on the
+source partition; a batch whose output the broker refuses writes no state and exits.
+
+The app's producer is a fake that records what is sent (``send``: the outputs, awaited for the
+broker's acknowledgement) and what the state table writes to its changelog (``send_soon``)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import faust
+import pytest
+
+from ebbtide import bootstrap
+from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.tools.client import to_record
+from schemas import LIFECYCLE_EVENT, codec_for
+from streams.worker import batch
+from streams.worker.app import create_app
+from streams.worker.batch import EXIT_BATCH_FAILED
+from streams.worker.routing import partition_for
+from tests.unit.streams.worker.harness import CLIENT_RECORD
+
+
+class Producer:
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.log: list[tuple[str, str, bytes, int | None]] = []
+
+    async def send(
+        self, topic: str, key: bytes, value: bytes, partition: Any, timestamp: Any, headers: Any
+    ) -> asyncio.Future[None]:
+        self.log.append(("send", topic, key, partition))
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.refuse:
+            ack.set_exception(RuntimeError("not leader for partition"))
+        else:
+            ack.set_result(None)
+        return ack
+
+    def send_soon(self, pending: Any) -> None:
+        message = pending.message
+        self.log.append(("changelog", message.channel.get_topic_name(), message.key, message.partition))
+
+
+def worker(tmp_path: Path, producer: Producer) -> tuple[faust.App, Topics, int]:
+    """The worker's app with a fake producer; its topics and partition count."""
+    settings = Settings(state_dir=tmp_path, topic_prefix="unit.app", app_id="unit-app")
+    app = create_app(settings, bootstrap.policy(settings))
+    app._producer = producer  # type: ignore[attr-defined]  # what app.producer returns
+    return app, Topics(settings.topic_prefix), settings.partitions
+
+
+async def publish(app: faust.App, topic: str, key: bytes, value: bytes, partition: int) -> None:
+    """Hand one message of ``topic`` to the lifecycle agent, as its consumer would."""
+    async with app.agents["lifecycle"].test_context() as agent:
+        message = agent.to_message(key, value, partition=partition)
+        message.topic = topic  # the agent reads three topics; the wrapper names none of them
+        channel = agent.stream().channel
+        await channel.put(await channel.decode(message))
+        for _ in range(200):  # the agent takes a batch within BATCH_WAIT
+            await asyncio.sleep(0.01)
+            if app._producer.log:  # type: ignore[attr-defined]
+                await asyncio.sleep(0.05)
+                return
+
+
+def record_written(partitions: int) -> tuple[bytes, bytes, int]:
+    """A record announcement: its key, its encoded value and its subject's partition."""
+    key = CLIENT_RECORD["subject_id"].encode()
+    value = codec_for(LIFECYCLE_EVENT).encode(to_record(CLIENT_RECORD))
+    return key, value, partition_for(key, partitions)
+
+
+def test_the_agent_sends_the_output_first_then_writes_the_state_on_the_source_partition(
+    tmp_path: Path,
+) -> None:
+    producer = Producer()
+    app, topics, partitions = worker(tmp_path, producer)
+    key, value, partition = record_written(partitions)
+    asyncio.run(publish(app, topics.events, key, value, partition))
+    sends = [entry for entry in producer.log if entry[0] == "send"]
+    changelog = [entry for entry in producer.log if entry[0] == "changelog"]
+    assert sends and {topic for _, topic, _, _ in sends} == {topics.decisions}
+    assert producer.log == sends + changelog  # every output before any state
+    assert [(k, p) for _, _, k, p in changelog] == [
+        (f'"s:{partition}:cust-1"'.encode(), partition),
+        (f'"p:{partition}"'.encode(), partition),
+    ]
+    assert app.tables["state"][f"s:{partition}:cust-1"]["s"] == "cust-1"
+
+
+def test_a_batch_whose_output_is_refused_writes_no_state_and_exits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exits: list[int] = []
+    monkeypatch.setattr(batch, "exit_now", exits.append)
+    producer = Producer(refuse=True)
+    app, topics, partitions = worker(tmp_path, producer)
+    key, value, partition = record_written(partitions)
+    asyncio.run(publish(app, topics.events, key, value, partition))
+    assert [entry[0] for entry in producer.log] and {entry[0] for entry in producer.log} == {"send"}
+    assert exits == [EXIT_BATCH_FAILED]
+    assert f"s:{partition}:cust-1" not in app.tables["state"]
