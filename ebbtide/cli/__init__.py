@@ -1,0 +1,69 @@
+"""``ebbtide``: the one command-line entry point. Every command has ``--help``.
+
+One module per group of commands, each adding its subparsers and holding their ``cmd_*``
+functions: :mod:`.events` (topics, publish, backfill), :mod:`.dlq`, :mod:`.pipeline` (worker,
+sink, clock), :mod:`.admin` (sink-role, acls, backups), :mod:`.policy` (policy, explain,
+overdue), :mod:`.certificates` and :mod:`.demo` (demo, vendor-standin). Each command imports
+what it runs only when it runs: ``ebbtide --help`` loads no Kafka or database client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from ebbtide.cli import admin, certificates, demo, dlq, events, pipeline, policy
+from ebbtide.cli.arguments import Subcommands
+from ebbtide.runtime.settings import Settings, SettingsError
+
+DESCRIPTION = """Ebbtide stamps personal-data records with retention deadlines from a versioned
+policy and, when a deadline passes, orders and proves their deletion in every store.
+Settings come from EBBTIDE_* environment variables (see README)."""
+
+# The commands in the order `ebbtide --help` lists them.
+COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
+    events.add_topics,
+    events.add_publish,
+    pipeline.add_worker,
+    pipeline.add_sink,
+    demo.add_vendor_standin,
+    admin.add_sink_role,
+    admin.add_acls,
+    events.add_backfill,
+    admin.add_backups,
+    dlq.add_dlq,
+    pipeline.add_clock,
+    policy.add_policy,
+    policy.add_explain,
+    policy.add_overdue,
+    certificates.add_certificate,
+    demo.add_demo,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ebbtide`` parser: every command of :data:`COMMANDS` as a subcommand."""
+    parser = argparse.ArgumentParser(prog="ebbtide", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status (2 for settings that are not valid, 130 on Ctrl-C)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if getattr(args, "store", "unset") is None:
+            from ebbtide import bootstrap
+
+            args.store = list(bootstrap.store_map(settings).ids)
+        return int(args.func(args, settings))
+    except SettingsError as exc:
+        print(f"ebbtide: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
