@@ -4,6 +4,7 @@ billing, store billing_db), in one PostgreSQL database the project started: sche
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import psycopg2
 from psycopg2.extras import execute_values
@@ -119,75 +120,49 @@ TABLES = (
 )
 
 
+# Where each table's rows come from: the scenario's list, and the keys of a row in column order.
+ROWS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "customers": ("customers", ("customer_id", "name", "email", "phone", "address", "registered_at")),
+    "services": ("services", ("service_id", "customer_id", "kind", "ordered_at", "cancelled_at")),
+    "orders": (
+        "orders",
+        ("order_id", "customer_id", "kind", "ordered_at", "ordered_from_ip", "contact_email"),
+    ),
+    "domain_contacts": (
+        "domains",
+        ("contact_id", "customer_id", "domain", "name", "email", "national_id", "created_at"),
+    ),
+    "ssl_contacts": (
+        "certificates",
+        ("contact_id", "customer_id", "certificate_id", "name", "email", "created_at"),
+    ),
+    "support_tickets": ("tickets", ("ticket_id", "customer_id", "subject", "body", "created_at")),
+    "newsletter_subscriptions": (
+        "subscriptions",
+        ("subscription_id", "customer_id", "email", "subscribed_at", "purpose"),
+    ),
+    "billing.invoices": (
+        "invoices",
+        ("invoice_id", "customer_id", "billing_name", "billing_address", "amount_nok", "issued_at"),
+    ),
+    "billing.payments": (
+        "payments",
+        ("payment_id", "invoice_id", "customer_id", "payer_name", "amount_nok", "paid_at"),
+    ),
+}
+
+
+def table_rows(scenario: Scenario) -> dict[str, list[tuple[Any, ...]]]:
+    """Each table's rows (tuples in column order) from the scenario."""
+    return {
+        table: [tuple(row[key] for key in keys) for row in getattr(scenario, attr)]
+        for table, (attr, keys) in ROWS.items()
+    }
+
+
 def load(dsn: str, scenario: Scenario) -> None:
     """(Re)create the demo tables and fill them with the scenario's rows."""
-    rows = {
-        "customers": [
-            (c["customer_id"], c["name"], c["email"], c["phone"], c["address"], c["registered_at"])
-            for c in scenario.customers
-        ],
-        "services": [
-            (s["service_id"], s["customer_id"], s["kind"], s["ordered_at"], s["cancelled_at"])
-            for s in scenario.services
-        ],
-        "orders": [
-            (
-                o["order_id"],
-                o["customer_id"],
-                o["kind"],
-                o["ordered_at"],
-                o["ordered_from_ip"],
-                o["contact_email"],
-            )
-            for o in scenario.orders
-        ],
-        "domain_contacts": [
-            (
-                d["contact_id"],
-                d["customer_id"],
-                d["domain"],
-                d["name"],
-                d["email"],
-                d["national_id"],
-                d["created_at"],
-            )
-            for d in scenario.domains
-        ],
-        "ssl_contacts": [
-            (c["contact_id"], c["customer_id"], c["certificate_id"], c["name"], c["email"], c["created_at"])
-            for c in scenario.certificates
-        ],
-        "support_tickets": [
-            (t["ticket_id"], t["customer_id"], t["subject"], t["body"], t["created_at"])
-            for t in scenario.tickets
-        ],
-        "newsletter_subscriptions": [
-            (n["subscription_id"], n["customer_id"], n["email"], n["subscribed_at"], n["purpose"])
-            for n in scenario.subscriptions
-        ],
-        "billing.invoices": [
-            (
-                i["invoice_id"],
-                i["customer_id"],
-                i["billing_name"],
-                i["billing_address"],
-                i["amount_nok"],
-                i["issued_at"],
-            )
-            for i in scenario.invoices
-        ],
-        "billing.payments": [
-            (
-                p["payment_id"],
-                p["invoice_id"],
-                p["customer_id"],
-                p["payer_name"],
-                p["amount_nok"],
-                p["paid_at"],
-            )
-            for p in scenario.payments
-        ],
-    }
+    rows = table_rows(scenario)
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute(SCHEMA)
         for table in TABLES:  # parents before children

@@ -1,18 +1,19 @@
 """The demo's summary: what happened in every store, why what is left is left, and the proof:
-every confirmed deletion is really gone, and a signed certificate verifies (a tampered one not)."""
+every confirmed deletion is really gone (:mod:`ebbtide.demo.checks`), and a signed certificate
+verifies (a tampered one not)."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from ebbtide.demo import database, scenario
+from ebbtide.demo import checks, database, scenario
 from ebbtide.demo.vendor_standin import VendorStandIn
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.tools import certificates as certificate_pages
@@ -61,6 +62,41 @@ def summarise(
     decisions = read_topic(settings, Topics(settings.topic_prefix).decisions)
     latest = {d["record"]: d for d in decisions}
 
+    console.print(_pipeline_table(worker))
+    console.print(_stores_table(worker, stores))
+    console.print(_holdings_table(before, after))
+    console.print(_rights_table(decisions, latest, sc))
+
+    problems, kept = checks.check_databases(dsn, latest)
+    problems += checks.check_vendors(standin, stores, latest)
+    problems += checks.check_compliance(sc, final, standin, stores, decisions, latest)
+    refused_holds = processes.total(worker, "ebbtide_security_events_total", source="events")
+    if refused_holds:  # the demo signs every hold it publishes: none may be refused
+        problems.append(f"{refused_holds:.0f} legal hold events refused as not signed by a trusted key")
+    console.print(_kept_table(kept))
+    if problems:
+        for problem in problems[:20]:
+            console.print(f"[red]{problem}")
+        console.print(f"[red]{len(problems)} inconsistencies between decisions and the stores")
+        return 1
+    confirmed = sum(1 for d in latest.values() if d["kind"] == "DELETION_CONFIRMED")
+    console.print(
+        f"[green]Proven: {confirmed} deletions confirmed by receipts, each really gone from its store "
+        "(database rows, vendor records, log partitions; backups expire); every remaining row is "
+        "explained by a rule."
+    )
+    console.print(_compliance_line(sc, decisions, latest, final))
+    exports = checks.overdue(decisions)["export"]
+    if exports:
+        console.print(
+            f"[yellow]Expected warning: {exports} export offers overdue (hosting agreements terminated "
+            "without an export offer). Their hosted data was deleted at the end of the paid period all "
+            "the same, backups included: data not exported is the customer's loss (seed 003 section 13)."
+        )
+    return _prove_a_certificate(console, settings)
+
+
+def _pipeline_table(worker: processes.Samples) -> Table:
     flow = Table(title="Pipeline")
     flow.add_column("step")
     flow.add_column("count", justify="right")
@@ -83,43 +119,16 @@ def summarise(
         ("dead-lettered messages", metric("ebbtide_dlq_messages_total")),
     ):
         flow.add_row(label, f"{value:.0f}")
-    console.print(flow)
-    console.print(_stores_table(worker, stores))
-    console.print(_holdings_table(before, after))
-    console.print(_rights_table(decisions, latest, sc))
+    return flow
 
-    problems, kept = _check_databases(dsn, latest)
-    problems += _check_vendors(standin, stores, latest)
-    problems += _check_compliance(sc, final, standin, stores, decisions, latest)
-    refused_holds = processes.total(worker, "ebbtide_security_events_total", source="events")
-    if refused_holds:  # the demo signs every hold it publishes: none may be refused
-        problems.append(f"{refused_holds:.0f} legal hold events refused as not signed by a trusted key")
+
+def _kept_table(kept: Counter[tuple[str, str]]) -> Table:
     why = Table(title="Database rows kept, and why")
     for column in ("category", "why", "rows"):
         why.add_column(column, justify="right" if column == "rows" else "left")
     for (category, reason), count in sorted(kept.items()):
         why.add_row(category, reason, str(count))
-    console.print(why)
-    if problems:
-        for problem in problems[:20]:
-            console.print(f"[red]{problem}")
-        console.print(f"[red]{len(problems)} inconsistencies between decisions and the stores")
-        return 1
-    confirmed = sum(1 for d in latest.values() if d["kind"] == "DELETION_CONFIRMED")
-    console.print(
-        f"[green]Proven: {confirmed} deletions confirmed by receipts, each really gone from its store "
-        "(database rows, vendor records, log partitions; backups expire); every remaining row is "
-        "explained by a rule."
-    )
-    console.print(_compliance_line(sc, decisions, latest, final))
-    exports = _overdue(decisions)["export"]
-    if exports:
-        console.print(
-            f"[yellow]Expected warning: {exports} export offers overdue (hosting agreements terminated "
-            "without an export offer). Their hosted data was deleted at the end of the paid period all "
-            "the same, backups included: data not exported is the customer's loss (seed 003 section 13)."
-        )
-    return _prove_a_certificate(console, settings)
+    return why
 
 
 def _stores_table(worker: processes.Samples, stores: StoreMap) -> Table:
@@ -148,59 +157,6 @@ def _holdings_table(before: Inventory, after: Inventory) -> Table:
     for where, was, now in rows:
         table.add_row(where, str(was), str(now), str(was - now))
     return table
-
-
-def _check_databases(
-    dsn: str, latest: dict[str, dict[str, Any]]
-) -> tuple[list[str], Counter[tuple[str, str]]]:
-    """Every row left is explained by a decision, and none whose deletion was confirmed is left;
-    the rows kept, counted by category and reason."""
-    problems = []
-    kept: Counter[tuple[str, str]] = Counter()
-    for category, keys in database.present_keys(dsn).items():
-        for key in keys:
-            decision = latest.get(record_id(scenario.STORE_OF[category], category, key))
-            if decision is None:
-                problems.append(f"{category} {key}: in the database but no decision explains it")
-            elif decision["kind"] == "DELETION_CONFIRMED":
-                problems.append(f"{category} {key}: deletion confirmed but the row is still there")
-            else:
-                kept[(category, _why(decision))] += 1
-    return problems, kept
-
-
-def _why(decision: dict[str, Any]) -> str:
-    """Why a record is still there, from its latest decision."""
-    reason = str(decision["reason"]).split(";")[0]
-    if decision["kind"] in ("HELD", "RESTRICTED") or decision["deadline"] is None:
-        return reason  # a hold, a restriction or a stopped clock says it all
-    if decision["kind"] in ("DELETION_ORDERED", "DELETION_OVERDUE"):
-        return f"deletion ordered, receipt pending ({decision['rule_id']})"
-    return f"rule {decision['rule_id']}: kept until {_when(decision['deadline'])}"
-
-
-def _check_vendors(standin: VendorStandIn, stores: StoreMap, latest: dict[str, dict[str, Any]]) -> list[str]:
-    problems = []
-    for store in stores.stores:
-        if store.kind != "http":
-            continue
-        for holding in store.holds:
-            present = standin.keys(store.id, holding.category)
-            for key in present:
-                decision = latest.get(record_id(store.id, holding.category, key))
-                if decision is not None and decision["kind"] == "DELETION_CONFIRMED":
-                    problems.append(
-                        f"{store.id} {holding.category} {key}: deletion confirmed but still there"
-                    )
-            for rid, decision in latest.items():
-                prefix = f"{store.id}/{holding.category}/"
-                if (
-                    rid.startswith(prefix)
-                    and decision["kind"] == "DELETION_CONFIRMED"
-                    and rid[len(prefix) :] in present
-                ):
-                    problems.append(f"{rid}: confirmed but the vendor still holds it")
-    return problems
 
 
 def _prove_a_certificate(console: Console, settings: Settings) -> int:
@@ -253,39 +209,14 @@ def read_topic(settings: Settings, topic: str, raw: bool = False) -> list[Any]:
     return [m.value if raw else codec.decode(m.value) for m in read_to_end(settings, topic)]
 
 
-TRANSFERRED = "transferred out"  # how a registry's copy of a transferred domain is explained
-
-
-def _transferred(latest: dict[str, dict[str, Any]]) -> set[str]:
-    """Registry copies left with the registry: the domain was transferred out, so no deletion is
-    sent there (seed 001 'Data portability'). Their latest decision says so."""
-    return {
-        record
-        for record, d in latest.items()
-        if d["kind"] in ("CLOCK_STOPPED", "STAMPED") and str(d["reason"]).startswith(TRANSFERRED)
-    }
-
-
-def _closed(decisions: list[dict[str, Any]], how: str) -> set[str]:
-    """Erasure duties closed without a deletion, ``how``: refused or withdrawn."""
-    return {
-        d["record"]
-        for d in decisions
-        if d["kind"] == "DUTY_DONE" and d["record"].startswith("duty/erasure/") and how in d["reason"]
-    }
-
-
-def _overdue(decisions: list[dict[str, Any]]) -> Counter[str]:
-    """Duties reported overdue, by duty (erasure, export, breach): record duty/<duty>/<id>."""
-    return Counter(d["record"].split("/")[1] for d in decisions if d["kind"] == "DUTY_OVERDUE")
-
-
 def _rights_table(
     decisions: list[dict[str, Any]], latest: dict[str, dict[str, Any]], sc: scenario.Scenario
 ) -> Table:
     kinds = Counter(d["kind"] for d in decisions)
     stopped = sum(
-        1 for d in decisions if d["kind"] == "CLOCK_STOPPED" and not str(d["reason"]).startswith(TRANSFERRED)
+        1
+        for d in decisions
+        if d["kind"] == "CLOCK_STOPPED" and not str(d["reason"]).startswith(checks.TRANSFERRED)
     )
     erased = {
         d["record"] for d in decisions if d["kind"] == "DEADLINE_MOVED" and "erasure request" in d["reason"]
@@ -296,8 +227,8 @@ def _rights_table(
     opened = sum(
         1 for d in decisions if d["kind"] == "DUTY_OPENED" and d["record"].startswith("duty/erasure/")
     )
-    refused, withdrawn = _closed(decisions, "refused"), _closed(decisions, "withdrawn")
-    overdue = _overdue(decisions)
+    refused, withdrawn = checks.closed(decisions, "refused"), checks.closed(decisions, "withdrawn")
+    overdue = checks.overdue(decisions)
     table = Table(title="Rights and duties")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -306,7 +237,10 @@ def _rights_table(
         ("newsletter consents withdrawn (marketing deleted at once)", sc.withdrawn),
         ("customers unsubscribed from review invitations (Trustpilot)", sc.review_unsubscribes),
         ("review invitations deleted at Trustpilot (unsubscribed or erased)", len(reviews)),
-        ("domain copies left with registries (transferred out: no deletion sent)", len(_transferred(latest))),
+        (
+            "domain copies left with registries (transferred out: no deletion sent)",
+            len(checks.transferred(latest)),
+        ),
         ("erasure requests answered", kinds["ERASURE_ANSWERED"]),
         ("erasure requests refused (identity never verified)", len(refused)),
         ("erasure requests withdrawn by the person", len(withdrawn)),
@@ -326,78 +260,6 @@ def _rights_table(
     return table
 
 
-def _check_compliance(
-    sc: scenario.Scenario,
-    final: datetime,
-    standin: VendorStandIn,
-    stores: StoreMap,
-    decisions: list[dict[str, Any]],
-    latest: dict[str, dict[str, Any]],
-) -> list[str]:
-    """What the scenario did to the new compliance rules, seen in the decisions and the stores,
-    for what happened by ``final``: review invitations of customers who unsubscribed are gone
-    from Trustpilot; a domain transferred out stays at its registry (no deletion ever sent
-    there) while our copy goes; refused and withdrawn requests close their duty, never overdue;
-    a hosting agreement never offered for export has its data deleted all the same, and its
-    export duty reported overdue (and only those). A copy under a legal hold may wait."""
-    problems: list[str] = []
-    ordered = {d["record"] for d in decisions if d["kind"] == "DELETION_ORDERED"}
-
-    def gone(rid: str, store: str, category: str, key: str) -> None:
-        decision = latest.get(rid)
-        kind = decision["kind"] if decision else None
-        if kind == "HELD":
-            return
-        if kind != "DELETION_CONFIRMED":
-            problems.append(f"{rid}: expected deleted, latest decision {kind}")
-        elif store in {s.id for s in stores.stores if s.kind == "http"} and key in standin.keys(
-            store, category
-        ):
-            problems.append(f"{rid}: deletion confirmed but {store} still holds it")
-
-    for review in sc.reviews:
-        if review["unsubscribed_at"] is not None and review["unsubscribed_at"] <= final:
-            key = review["key"]
-            gone(record_id(scenario.REVIEW_STORE, "marketing", key), scenario.REVIEW_STORE, "marketing", key)
-    for transfer in sc.transfers:
-        if transfer["released_at"] > final:
-            continue
-        key, domain = str(transfer["contact_id"]), transfer["domain"]
-        for store in stores.holders("domain_contact", domain):
-            rid = record_id(store, "domain_contact", key)
-            if not stores.is_registry(store):
-                if transfer["released_at"] + timedelta(days=31) <= final:  # 30 days' grace
-                    gone(rid, store, "domain_contact", key)
-                continue
-            reason = str((latest.get(rid) or {}).get("reason", ""))
-            if not reason.startswith(TRANSFERRED):
-                problems.append(f"{rid}: transferred out, but its latest decision does not say so")
-            if rid in ordered:
-                problems.append(f"{rid}: transferred out, but a deletion was ordered at the registry")
-            if key not in standin.keys(store, "domain_contact"):
-                problems.append(f"{rid}: transferred out, but {store} no longer holds it")
-    overdue = {d["record"] for d in decisions if d["kind"] == "DUTY_OVERDUE"}
-    closed = {how: _closed(decisions, how) for how in ("refused", "withdrawn")}
-    for request in sc.closed_requests:
-        if request["at"] > final:
-            continue
-        duty = f"duty/erasure/{request['request_id']}"
-        if duty not in closed[request["how"]]:
-            problems.append(f"{duty}: {request['how']}, but no decision closed the duty so")
-        if duty in overdue:
-            problems.append(f"{duty}: {request['how']} in time, but reported overdue")
-    unexported = {f"duty/export/{u['agreement']}" for u in sc.unexported if u["paid_until"] <= final}
-    for duty in sorted(unexported - overdue):
-        problems.append(f"{duty}: never offered, but not reported overdue")
-    for duty in sorted(d for d in overdue if d.startswith("duty/export/") and d not in unexported):
-        problems.append(f"{duty}: reported overdue, but the export was offered in time")
-    for lost in sc.unexported:
-        if lost["paid_until"] <= final:
-            key = lost["site"]
-            gone(record_id(scenario.HOSTING_STORE, "hosted", key), scenario.HOSTING_STORE, "hosted", key)
-    return problems
-
-
 def _compliance_line(
     sc: scenario.Scenario, decisions: list[dict[str, Any]], latest: dict[str, dict[str, Any]], final: datetime
 ) -> str:
@@ -406,14 +268,12 @@ def _compliance_line(
 
     reviews = sum(1 for r in latest if r.startswith(f"{scenario.REVIEW_STORE}/marketing/") and confirmed(r))
     lost = sum(1 for u in sc.unexported if confirmed(record_id(scenario.HOSTING_STORE, "hosted", u["site"])))
+    transferred = len(checks.transferred(latest))
+    refused, withdrawn = (len(checks.closed(decisions, how)) for how in ("refused", "withdrawn"))
     return (
         f"[green]Checked by {final.date()}: {reviews} review invitations gone from Trustpilot; "
-        f"{len(_transferred(latest))} copies of domains transferred out still at their registries, with "
-        f"no deletion sent there; {len(_closed(decisions, 'refused'))} refused and "
-        f"{len(_closed(decisions, 'withdrawn'))} withdrawn erasure requests closed in time; {lost} hosting "
+        f"{transferred} copies of domains transferred out still at their registries, with "
+        f"no deletion sent there; {refused} refused and "
+        f"{withdrawn} withdrawn erasure requests closed in time; {lost} hosting "
         "agreements never offered for export deleted at the end of the paid period all the same."
     )
-
-
-def _when(value: Any) -> str:
-    return value.date().isoformat() if isinstance(value, datetime) else str(value)
