@@ -19,7 +19,7 @@ from ebbtide.runtime.settings import Settings, SettingsError
 
 DESCRIPTION = """Ebbtide stamps personal-data records with retention deadlines from a versioned
 policy and, when a deadline passes, orders and proves their deletion in every store.
-Settings come from EBBTIDE_* environment variables (see README)."""
+Settings come from EBBTIDE_* environment variables (see docs/operations.md, "Settings")."""
 
 # The commands in the order `ebbtide --help` lists them.
 COMMANDS: tuple[Callable[[Subcommands], None], ...] = (

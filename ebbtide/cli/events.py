@@ -54,7 +54,7 @@ def add_publish(sub: Subcommands) -> None:
         "--timeout, exit 1 naming how many and the first line not known to be published; publishing "
         "the file again is harmless (event ids make it idempotent).",
     )
-    publish.add_argument("file", help="JSON Lines file, one event per line (see README)")
+    publish.add_argument("file", help="JSON Lines file, one event per line (see docs/events.md)")
     publish.add_argument("--dry-run", action="store_true", help="validate only")
     publish.add_argument("--skip-invalid", action="store_true", help="publish the valid lines anyway")
     publish.add_argument(

@@ -3,7 +3,7 @@
 Each vendor (sub-processor) gets one REST call per deletion command: ``method`` on
 ``base_url`` + ``path`` with ``{category}`` and ``{record_key}`` filled in (URL-quoted). Which
 answers mean what, how often to retry and when to stop calling are per-vendor settings, with
-defaults in an optional ``[defaults]`` table. See docs/sinks.md, "HTTP vendor sink".
+defaults in an optional ``[defaults]`` table. See docs/stores-and-sinks.md, "HTTP vendor sink".
 
 Base URLs can be overridden from the environment, most specific first:
 
