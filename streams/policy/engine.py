@@ -77,9 +77,9 @@ class RecordState:
     # Set once the copy is pruned (see ``prune``): the ``issued_at`` of the deletion certificate
     # that lists it, or 0 for a copy certified before copies were pruned.
     certificate: int | None = None
-    # Announced again after an earlier copy under this key was deleted: the time that copy was
-    # ordered. What the store had written by then went with it (see ``covers``).
-    after: int | None = None
+    # Announced again after an earlier copy under this key was deleted: the announcements of the
+    # earlier copies, so a late or replayed one of them is not taken for this one (see ``covers``).
+    earlier: tuple[str, ...] = ()
 
     @property
     def record_id(self) -> str:
@@ -90,15 +90,15 @@ class RecordState:
         """Deleted, certified and reduced to what the engine still needs (see ``prune``)."""
         return self.certificate is not None
 
-    def covers(self, event_time: int) -> bool:
-        """Whether an announcement of this copy written at ``event_time`` is of a copy deleted
-        already: this one, deleted by a command ordered at or after that time, or the earlier
-        copy under its key (``after``). What a store had written under a key when a command was
-        ordered went with it (the store deletes by key when it executes the command, after the
-        order), so such an announcement is neither a new record nor an earlier start of this one."""
-        if self.status == "deleted" and self.ordered_at is not None and event_time <= self.ordered_at:
+    def covers(self, event_id: str) -> bool:
+        """Whether the announcement ``event_id`` is one this copy already took in: the one that
+        announced this copy once it is deleted (its id may be gone from ``seen``, see ``prune``),
+        or one of an earlier copy under its key (``earlier``). Any other announcement of a
+        deleted copy is news: the store holds the record again (a restored backup, a late
+        sync), so it is a new record, deleted in its turn."""
+        if self.status == "deleted" and event_id == self.written_by:
             return True
-        return self.after is not None and event_time <= self.after
+        return event_id in self.earlier
 
     def overdue(self, now: int | None = None) -> bool:
         """Ordered and not answered within its store's service level: chased at least once or,
@@ -155,29 +155,30 @@ def new_subject(subject_id: str) -> SubjectState:
 
 
 def apply_event(state: SubjectState, event: Event, policy: Policy) -> Outcome:
-    """Fold one lifecycle event in; a repeated event id changes nothing.
+    """Fold one lifecycle event in; the same event again changes nothing.
 
-    Only the ids of record announcements are kept in ``seen``: a fact keeps its event's id
-    itself, and an event that is no fact and no announcement changes nothing, so applying it
-    again changes nothing either. An announcement whose every copy is deleted by a command
-    ordered after it was written (``RecordState.covers``) changes nothing and is not kept."""
-    if event.event_id in state.seen or any(f.event_id == event.event_id for f in state.facts):
-        return Outcome(state)
+    An announcement is known by its id, kept in ``seen`` (or by the copies it announced, once
+    they are pruned: ``RecordState.covers``). A fact is known by itself: the same fact again
+    changes nothing, while another event that reuses its id (a forger who took the id of a hold
+    still to come, say) does not stop it. An event that is no fact and no announcement changes
+    nothing, so applying it again changes nothing either."""
     seen, facts, records = state.seen, state.facts, state.records
     fact: Fact | None = None
     if isinstance(event, RecordWritten):
+        if event.event_id in seen:
+            return Outcome(state)
         copies = [
             record_id(store, event.category, event.record_key)
             for store in policy.copies_of(event.store, event.category, event.ref)
         ]
-        if all(rid in records and records[rid].covers(event.time) for rid in copies):
-            return Outcome(state)  # a copy of what is deleted already, e.g. announced again late
+        if all(rid in records and records[rid].covers(event.event_id) for rid in copies):
+            return Outcome(state)  # taken in already; its id went from ``seen`` with the pruning
         records = _written(records, event, policy)
         seen = seen | {event.event_id}
         only: frozenset[str] | None = frozenset(copies)
     else:
         fact = fact_of(event)
-        if fact is None:
+        if fact is None or fact in facts:
             return Outcome(state)
         facts_list = list(facts)
         insort(facts_list, fact)
@@ -406,31 +407,33 @@ def prune(state: SubjectState, certificate: CertificateDue) -> SubjectState:
     correct and idempotent:
     - store, category and record key: the copy is known, so announcing it again is recognised;
     - its command id: a late or repeated receipt for it is its own (and changes nothing);
-    - when it was ordered: an announcement written by then is of what that command deleted
-      (``RecordState.covers``), so it neither starts a new deletion nor is stamped again;
+    - the announcement that announced it, and those of earlier copies under its key: a late or
+      replayed one is recognised (``RecordState.covers``) though its id leaves ``seen``, so it
+      neither starts a new deletion nor is stamped again (another announcement of the key is a
+      new record: the store holds it again);
+    - when it was ordered: for ``explain``;
     - the store's outcome, rows and time, and the certificate's ``issued_at``: for ``explain``.
     Its rule, deadline, ref, causes and the store's signed receipt are in the certificate.
 
-    Ids of announcements whose every copy is pruned are dropped from ``seen`` where a tombstone
-    recognises them anyway: written no later than their copies' orders, and no copy anonymised
-    (an anonymised row stays in its table, so ``backfill`` may announce it again, later, under
-    the same id)."""
+    Ids of announcements whose every copy is pruned are dropped from ``seen``, as their
+    tombstones recognise them, unless a copy was anonymised (an anonymised row stays in its
+    table: it stays known by ``seen`` as before)."""
     listed = {copy.record for copy in certificate.copies}
     records = dict(state.records)
-    announcements: dict[str, tuple[int, str, str]] = {}  # event id: (time, category, record key)
+    announcements: dict[str, tuple[str, str]] = {}  # event id: (category, record key)
     for rid, record in state.records.items():
         if rid in listed or (record.certified and record.certificate is None):
             records[rid] = _tombstone(record, certificate.issued_at if rid in listed else 0)
             if record.written_by in state.seen:
-                announcements[record.written_by] = (record.written_at, record.category, record.record_key)
+                announcements[record.written_by] = (record.category, record.record_key)
     siblings: dict[tuple[str, str], list[RecordState]] = {}  # the copies of one record, in every store
     for record in records.values():
         siblings.setdefault((record.category, record.record_key), []).append(record)
     forget = {
         event_id
-        for event_id, (written_at, category, key) in announcements.items()
+        for event_id, (category, key) in announcements.items()
         if all(
-            copy.pruned and copy.covers(written_at) and not _anonymised(copy)
+            copy.pruned and copy.covers(event_id) and not _anonymised(copy)
             for copy in siblings[(category, key)]
         )
     }
@@ -449,7 +452,7 @@ def _tombstone(record: RecordState, certificate: int) -> RecordState:
         record.category,
         record.record_key,
         None,
-        "",
+        record.written_by,
         0,
         "deleted",
         command_id=record.command_id,
@@ -457,6 +460,7 @@ def _tombstone(record: RecordState, certificate: int) -> RecordState:
         answer=(answer[0], answer[1], answer[2], None, None, None) if answer is not None else None,
         certified=True,
         certificate=certificate,
+        earlier=record.earlier,
     )
 
 
@@ -848,8 +852,8 @@ def _written(records: dict[str, RecordState], event: RecordWritten, policy: Poli
     for store in policy.copies_of(event.store, event.category, event.ref):
         key = record_id(store, event.category, event.record_key)
         current = out.get(key)
-        if current is not None and current.covers(event.time):
-            continue  # deleted by a command ordered after this was written: not a new record
+        if current is not None and current.covers(event.event_id):
+            continue  # this very announcement, taken in already
         if current is not None and current.status != "deleted":
             # Already known: its life starts at the earliest announcement, whatever the arrival order.
             if current.status not in JUDGED or (current.written_at, current.written_by) <= (
@@ -861,7 +865,7 @@ def _written(records: dict[str, RecordState], event: RecordWritten, policy: Poli
         else:
             # New, or written again after its copy was deleted (a later announcement than that
             # copy's order: covered ones were skipped above): a new record, from this announcement.
-            before = [x for x in (current.ordered_at, current.after) if x is not None] if current else []
+            earlier = (*current.earlier, current.written_by) if current else ()
             replacement = RecordState(
                 store,
                 event.category,
@@ -869,7 +873,7 @@ def _written(records: dict[str, RecordState], event: RecordWritten, policy: Poli
                 event.ref,
                 event.event_id,
                 event.time,
-                after=max(before, default=None),
+                earlier=earlier,
             )
         if out is records:
             out = dict(records)
