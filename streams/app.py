@@ -109,6 +109,7 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
         clock_key=ClockKey(settings.trusted_keys_dir),  # clock.pub
         hold_keys=hold_keys if hold_keys is not None else HoldKeys.for_worker(settings),  # EBBTIDE_HOLD_KEYS
     )
+    log.info("legal hold signers trusted (key ids): %s", ", ".join(processor.hold_keys.key_ids) or "none")
 
     @app.agent(source, name="lifecycle")
     async def lifecycle(stream: faust.StreamT[Any]) -> None:
