@@ -155,6 +155,10 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
     async def on_assigned(app: faust.App, assigned: set[Any], **kwargs: Any) -> None:
         processor.forget({tp.partition for tp in assigned if tp.topic in sources})
 
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+    async def on_recovered(app: faust.App, **kwargs: Any) -> None:
+        processor.resume({tp.partition for tp in app.consumer.assignment() if tp.topic in sources})
+
     web_token = read_or_make_token(token_file(settings))
 
     @app.page("/subjects/{subject_id}/")

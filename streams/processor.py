@@ -235,6 +235,16 @@ class LifecycleProcessor:
         backlog, self._backlog = self._backlog, []
         return backlog + out
 
+    def resume(self, partitions: set[int]) -> None:
+        """Once the state of ``partitions`` is recovered (a start, a rebalance): their gauges say
+        where they are at once (the clock of each, the copies awaiting a receipt), not only after
+        their next message, which may be long in coming."""
+        for partition in sorted(partitions):
+            progress = self._progress(partition)
+            if progress.now is not None:
+                metrics.CLOCK_TIME.labels(str(partition)).set(progress.now / 1000)
+            self._index(partition)
+
     def forget(self, partitions: set[int]) -> None:
         """Drop what is held in memory for partitions this worker lost or (re)gained: their
         state may have moved on elsewhere, so the due index is rebuilt from the table when next
