@@ -45,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         help="how long the broker and PostgreSQL stay dead",
     )
     parser.add_argument(
+        "--max-minutes",
+        type=float,
+        default=defaults.max_minutes,
+        help="give the run up (exit 2) after this long",
+    )
+    parser.add_argument(
         "--results", type=Path, default=defaults.results, help="directory of the JSON results"
     )
     parser.add_argument("--name", help="the result file's name, without .json (default: the UTC time)")

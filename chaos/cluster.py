@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -50,14 +51,29 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _kill(pid: int | None, tree: bool = False) -> bool:
-    if pid is None:
+def _alive(pid: int) -> bool:
+    """Running (a zombie is dead: only its exit status is left)."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return False
+    return state != "Z"
+
+
+def _kill(what: str, pid: int | None, tree: bool = False) -> None:
+    """SIGKILL ``pid`` (and its children with ``tree``) and wait until they are gone: a kill
+    that hit nothing is an error of the run, not a fault survived."""
+    if pid is None or not _alive(pid):
+        raise ChaosError(f"the {what} is not running (pid {pid}): nothing to kill")
     victims = [pid, *(_children(pid) if tree else [])]
     for victim in victims:
         with contextlib.suppress(ProcessLookupError):
             os.kill(victim, signal.SIGKILL)
-    return True
+    deadline = time.monotonic() + 15
+    while any(_alive(v) for v in victims):
+        if time.monotonic() > deadline:
+            raise ChaosError(f"the {what} (pid {pid}) outlived SIGKILL for 15 s")
+        time.sleep(0.05)  # polling interval of a bounded wait for the processes to go
 
 
 @dataclass
@@ -75,15 +91,15 @@ class Servers:
             raise ChaosError(f"{name}.sh {command} failed: {(done.stderr or done.stdout).strip()[-400:]}")
 
     def kill_broker(self) -> None:
-        if not _kill(_read_pid(self.state_dir / "kafka" / "kafka.pid")):
-            raise ChaosError("no broker pid to kill")
+        _kill("broker", _read_pid(self.state_dir / "kafka" / "kafka.pid"))
 
     def start_broker(self) -> None:
         self._script("kafka", "start")
 
     def kill_postgres(self) -> None:
-        if not _kill(_read_pid(self.state_dir / "postgres" / "data" / "postmaster.pid"), tree=True):
-            raise ChaosError("no PostgreSQL pid to kill")
+        _kill(
+            "PostgreSQL server", _read_pid(self.state_dir / "postgres" / "data" / "postmaster.pid"), tree=True
+        )
 
     def start_postgres(self) -> None:
         self._script("postgres", "start")

@@ -10,13 +10,19 @@ It owes nothing to the worker's state (its table, changelog, decisions or metric
   records, before the run and after it;
 - **what was done twice** is read from the receipts topic (two receipts that each deleted rows
   of the same copy), and **what was claimed** from the certificates topic;
+- **when it was ordered** is read from the command topics of every store (the first genuine
+  command of each copy, against the tick that made it due);
 - **what was refused** is read from the dead-letter topic, by the source coordinates of every
-  poison pill and forgery the run sent.
+  poison pill and forgery the run sent (a forgery must be refused as a security event), and any
+  other dead letter is a genuine message refused.
+
+The oracle is the same pure engine the worker runs: a rule the engine gets wrong would be wrong
+on both sides. What the ledger checks is everything around it: that faults, restarts and hostile
+input make the pipeline do exactly what the engine decides, once, in every store.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,6 +114,9 @@ class Sent:
     target: Copy | None = None  # the copy a forgery tried to have deleted or kept
 
 
+Letter = tuple[str | None, int | None, int | None]  # a dead letter's source topic, partition, offset
+
+
 @dataclass
 class Verdict:
     lost: list[Copy]
@@ -116,6 +125,7 @@ class Verdict:
     false_proofs: list[Copy]
     poison_missing: list[str]
     forgeries_accepted: list[str]
+    genuine_dead_lettered: list[str]
     counts: dict[str, int]
 
     @property
@@ -127,6 +137,7 @@ class Verdict:
             "certificates_for_copies_still_held": len(self.false_proofs),
             "poison_pills_missing_from_dlq": len(self.poison_missing),
             "forgeries_accepted": len(self.forgeries_accepted),
+            "genuine_messages_dead_lettered": len(self.genuine_dead_lettered),
         }
 
     @property
@@ -148,6 +159,7 @@ class Verdict:
                 "certificates_for_copies_still_held": show(self.false_proofs),
                 "poison_pills_missing_from_dlq": self.poison_missing[:50],
                 "forgeries_accepted": self.forgeries_accepted[:50],
+                "genuine_messages_dead_lettered": self.genuine_dead_lettered[:50],
             },
         }
 
@@ -158,40 +170,55 @@ def judge(
     before: set[Copy],
     after: set[Copy],
     receipts: Iterable[Mapping[str, Any]],
+    first_orders: Mapping[Copy, int],
     certified: Iterable[Copy],
-    dead_letters: Iterable[tuple[str | None, int | None, int | None]],
+    dead_letters: Mapping[Letter, str],
     sent: Iterable[Sent],
 ) -> Verdict:
     """The ledger's verdict on a run.
 
     ``before``/``after``: the copies whose personal data the checked stores held before the run
     and after it. ``receipts``: the genuine receipts (forged ones excluded by their offsets).
-    ``certified``: copies a certificate says are gone. ``dead_letters``: the (source topic,
-    partition, offset) of every dead letter."""
+    ``first_orders``: for every copy of every store a genuine command named, the earliest
+    ``issued_at`` (ms) of those commands. ``certified``: copies a certificate says are gone.
+    ``dead_letters``: the reason of every dead letter, by its source coordinates."""
     stores = set(checked_stores)
     announced = {c for c in oracle.copies() if c[0] in stores}
     due = {c for c in oracle.ordered if c[0] in stores}
     lost = sorted(c for c in due if c in after)
-    premature = sorted(c for c in announced - due if c in before and c not in after)
-    deleted: Counter[Copy] = Counter()
-    for receipt in receipts:
+    # Deleted and never due; or ordered (in any store) before the tick that made it due.
+    gone_undue = {c for c in announced - due if c in before and c not in after}
+    early = {c for c, at in first_orders.items() if at < oracle.ordered.get(c, 2**63)}
+    premature = sorted(gone_undue | early)
+    deleted: dict[Copy, set[str]] = {}
+    for receipt in receipts:  # a repeated command is answered with its stored receipt: one command
         if receipt["outcome"] == "DELETED" and int(receipt.get("rows") or 0) > 0:
-            deleted[(receipt["store"], receipt["category"], receipt["record_key"])] += 1
-    duplicated = sorted(c for c, n in deleted.items() if n > 1)
+            copy = (receipt["store"], receipt["category"], receipt["record_key"])
+            deleted.setdefault(copy, set()).add(receipt["command_id"])
+    duplicated = sorted(c for c, commands in deleted.items() if len(commands) > 1)
     false_proofs = sorted({c for c in certified if c[0] in stores and c in after})
-    refused = set(dead_letters)
     missing: list[str] = []
     accepted: list[str] = []
+    expected: set[Letter] = set()
     for message in sent:
-        in_dlq = (message.topic, message.partition, message.offset) in refused
-        where = f"{message.what} ({message.topic}[{message.partition}]@{message.offset})"
-        if message.kind == "poison" and not in_dlq:
-            missing.append(where)
+        where: Letter = (message.topic, message.partition, message.offset)
+        expected.add(where)
+        reason = dead_letters.get(where)
+        label = f"{message.what} ({message.topic}[{message.partition}]@{message.offset})"
+        if message.kind == "poison" and reason is None:
+            missing.append(label)
         if message.kind == "forgery":
-            if not in_dlq:
-                accepted.append(f"{where}: not dead-lettered")
+            if reason is None:
+                accepted.append(f"{label}: not dead-lettered")
+            elif not reason.startswith("security"):
+                accepted.append(f"{label}: dead-lettered for another reason ({reason[:80]})")
             elif message.target is not None and _took_effect(message, due, before, after):
-                accepted.append(f"{where}: dead-lettered, yet it took effect")
+                accepted.append(f"{label}: dead-lettered, yet it took effect")
+    genuine = sorted(
+        f"{topic}[{partition}]@{offset}: {reason[:100]}"
+        for (topic, partition, offset), reason in dead_letters.items()
+        if (topic, partition, offset) not in expected
+    )
     counts = {
         "events_replayed": oracle.events,
         "ticks_replayed": oracle.ticks,
@@ -200,11 +227,12 @@ def judge(
         "copies_held_before": len(before & announced),
         "copies_held_after": len(after & announced),
         "copies_gone": len((before - after) & announced),
-        "deletions_receipted": sum(deleted.values()),
+        "copies_ordered_in_all_stores": len(first_orders),
+        "deletions_receipted": sum(len(c) for c in deleted.values()),
         "certified_copies": len(set(certified)),
-        "dead_letters": len(refused),
+        "dead_letters": len(dead_letters),
     }
-    return Verdict(lost, premature, duplicated, false_proofs, missing, accepted, counts)
+    return Verdict(lost, premature, duplicated, false_proofs, missing, accepted, genuine, counts)
 
 
 def _took_effect(message: Sent, due: set[Copy], before: set[Copy], after: set[Copy]) -> bool:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import signal
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -14,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 from kafka import TopicPartition
 from rich.console import Console
 
@@ -35,6 +38,7 @@ from ebbtide.tools.state_reader import read_to_end
 from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 from sinks import registry
 from sinks.http.vendors import tuned
+from sinks.logstore import partitions as logstore
 from sinks.postgres.table_map import load_table_map, map_path
 from streams import certificates
 from streams.policy.calendar import to_ms
@@ -45,8 +49,11 @@ log = logging.getLogger(__name__)
 SETTLE_SECONDS = 240.0  # a tick not settled this long after its faults fails the run
 POLL = 0.05  # seconds between two looks at the workers' metrics while waiting for a tick
 DATABASES = {scenario.STORE: "customer_db", scenario.BILLING_STORE: scenario.BILLING_STORE}
-VENDOR_OUTAGE = "chat_vendor"  # down for a stretch: forged receipts answer its waiting commands
 FLAKY_VENDOR = "review_vendor"  # fails a burst of requests
+# A vendor is down from OUTAGE[0] to OUTAGE[1] of the run: the one with the most deletions ordered
+# in that stretch (from a replay of the whole scenario before the run), so its commands wait and
+# the forged receipts have real, unanswered commands to answer.
+OUTAGE = (0.40, 0.62)
 
 
 @dataclass
@@ -60,25 +67,26 @@ class Fault:
 SCHEDULE = (
     Fault("kill -9 worker", 0.08),
     Fault("kill -9 customer_db sink", 0.12),
-    Fault(f"{VENDOR_OUTAGE} down", 0.16),
-    Fault("poison pills", 0.20),
-    Fault("kill -9 billing_db sink", 0.24),
-    Fault("add a second worker", 0.28),
-    Fault(f"forged receipts for {VENDOR_OUTAGE}", 0.31),
-    Fault("kill -9 worker (of two)", 0.34),
-    Fault(f"{VENDOR_OUTAGE} back", 0.37),
-    Fault("remove the second worker", 0.40),
-    Fault("kill -9 broker", 0.45),
-    Fault("kill -9 vendor sinks", 0.50),
+    Fault("poison pills", 0.16),
+    Fault("kill -9 billing_db sink", 0.20),
+    Fault("add a second worker", 0.24),
+    Fault("kill -9 worker (of two)", 0.28),
+    Fault("remove the second worker", 0.32),
+    Fault("kill -9 broker", 0.36),
+    Fault("vendor down", OUTAGE[0]),
+    Fault("kill -9 vendor sinks", 0.45),
+    Fault("forged receipts", 0.50),
     Fault("forged commands", 0.54),
     Fault("kill -9 PostgreSQL", 0.58),
-    Fault("kill -9 log store sink", 0.63),
-    Fault("forged ticks", 0.67),
-    Fault("forged legal hold", 0.70),
-    Fault("kill -9 backups sink", 0.75),
-    Fault(f"{FLAKY_VENDOR} fails 20 requests", 0.80),
+    Fault("vendor back", OUTAGE[1]),
+    Fault("kill -9 log store sink", 0.66),
+    Fault("forged ticks", 0.70),
+    Fault("forged legal hold", 0.73),
+    Fault("kill -9 backups sink", 0.77),
+    Fault(f"{FLAKY_VENDOR} fails 20 requests", 0.81),
     Fault("kill -9 worker", 0.86),
 )
+
 
 @dataclass
 class Options:
@@ -98,7 +106,10 @@ class Recovery:
     tick: str
     injected_at: float  # seconds since the start of the load
     down_s: float  # seconds the faulted part stayed down (0: started again at once)
-    recovered_s: float  # seconds from its return until the pipeline had settled the next tick
+    recovered_s: float  # seconds from its return until the pipeline had settled the tick
+    # For a kill: whether the killed part had work in flight (commands awaiting its store's
+    # receipt) when it was killed; None for other faults.
+    busy: bool | None = None
 
 
 @dataclass
@@ -113,6 +124,7 @@ class Run:
     sent: list[Sent] = field(default_factory=list)
     recoveries: list[Recovery] = field(default_factory=list)
     vendors_down: set[str] = field(default_factory=set)
+    outage_vendor: str = ""
     started: float = field(default_factory=time.monotonic)
     settles: int = 0
     settle_times: list[float] = field(default_factory=list)  # seconds to settle a tick, faults aside
@@ -140,6 +152,33 @@ class Run:
             and min(clocks.values()) >= to_ms(moment) / 1000
             and awaiting == 0
         )
+
+    @property
+    def vendors(self) -> list[str]:
+        return [s.id for s in bootstrap.store_map(self.settings).stores if s.kind == "http"]
+
+    def awaiting(self) -> dict[str, float]:
+        """Commands awaiting a receipt, by store, over the workers."""
+        out: dict[str, float] = {}
+        for spec in self.supervisor.workers():
+            for labels, value in (
+                processes.scrape(spec.metrics_port).get("ebbtide_deletions_awaiting_receipt", {}).items()
+            ):
+                store = dict(labels).get("store", "")
+                out[store] = out.get(store, 0.0) + value
+        return out
+
+    def wait_busy(self, stores: tuple[str, ...] | list[str] | None) -> bool:
+        """Wait (BUSY_WAIT at most) until one of ``stores`` (None: any) has commands in flight, so
+        a kill strikes a part at work; whether it had."""
+        deadline = time.monotonic() + BUSY_WAIT
+        while True:
+            awaiting = self.awaiting()
+            if any(n > 0 for store, n in awaiting.items() if stores is None or store in stores):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(POLL)  # polling interval of a bounded wait on the condition above
 
     def settle(self, moment: datetime) -> float:
         """Wait until :meth:`settled`, starting again any process that exits; seconds waited."""
@@ -191,10 +230,56 @@ class Run:
 def run(base: Settings, options: Options) -> int:
     console = Console()
     run_id = options.name or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    settings = _settings(base, run_id)
+    dsn = settings.require_pg_dsn()
+    stores = bootstrap.store_map(settings)
+    sc = scenario.build(options.customers, options.seed)
+    policy = bootstrap.policy(settings)
+    records = [to_record(e, policy) for e in sc.events]
+    ticks = list(steps(scenario.START, options.until, options.step_days))
+    console.rule("[bold]Ebbtide chaos run")
+    database.load(dsn, sc)
+    maps = {store: load_table_map(map_path(name)) for store, name in DATABASES.items()}
+    vendors = [s.id for s in stores.stores if s.kind == "http"]
+    checked = [*maps, *vendors, logstore.STORE]
+    outage_vendor = _outage_vendor(policy, records, ticks, vendors)
+    with _standin(sc, stores) as standin:
+        before = _holdings(dsn, maps, standin, vendors)
+        supervisor = Supervisor(settings.state_dir / "logs")
+        chaos = Run(console, settings, Servers(base.state_dir), supervisor, standin, Oracle(policy), options)
+        chaos.outage_vendor = outage_vendor
+        try:
+            _forget_earlier_runs(settings)
+            create_topics(settings, pipeline_topics(Topics(settings.topic_prefix), stores.ids))
+            _start(supervisor, settings, stores, standin)
+            console.print(
+                f"{options.customers} customers, {len(records)} events, {len(before)} copies held in "
+                f"{len(checked)} checked stores; {len(SCHEDULE)} faults over the run ({outage_vendor} is "
+                f"the vendor that goes down). Logs in {settings.state_dir / 'logs'}."
+            )
+            final = _drive(chaos, records, ticks)
+            console.print("Waiting for the last deletions …")
+            chaos.settle(final)
+            after = _holdings(dsn, maps, standin, vendors)
+            verdict = _judge(chaos, checked, stores.ids, before, after)
+        except ChaosError as exc:
+            console.print(f"[red]chaos run failed: {exc}")
+            return 2
+        finally:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup
+            chaos.drop_clients()
+            supervisor.stop()
+    path = _write(chaos, verdict, run_id)
+    _show(console, chaos, verdict, path)
+    return 0 if verdict.passed else 1
+
+
+def _settings(base: Settings, run_id: str) -> Settings:
+    stamp = int(time.time())
     settings = replace(
         base,
-        topic_prefix=f"ebbtide.chaos-{int(time.time())}",
-        app_id=f"ebbtide-chaos-{int(time.time())}",
+        topic_prefix=f"ebbtide.chaos-{stamp}",
+        app_id=f"ebbtide-chaos-{stamp}",
         state_dir=base.state_dir / "chaos-runs" / run_id,
         clock_mode="replay",  # an accelerated clock
         worker_instance_id="chaos-worker-1",
@@ -204,44 +289,26 @@ def run(base: Settings, options: Options) -> int:
         hold_keys=None,  # the worker trusts the local pair <state dir>/keys/holds.pub, and the run,
     )
     # playing the legal team too, signs the scenario's legal holds with holds.key.
-    settings = replace(settings, hold_signing_key=settings.local_hold_signing_key)
-    dsn = settings.require_pg_dsn()
-    stores = bootstrap.store_map(settings)
-    sc = scenario.build(options.customers, options.seed)
-    policy = bootstrap.policy(settings)
-    records = [to_record(e, policy) for e in sc.events]
-    console.rule("[bold]Ebbtide chaos run")
-    database.load(dsn, sc)
-    maps = {store: load_table_map(map_path(name)) for store, name in DATABASES.items()}
-    vendors = [s.id for s in stores.stores if s.kind == "http"]
-    checked = [*maps, *vendors]
-    servers = Servers(base.state_dir)
-    with _standin(sc, stores) as standin:
-        before = _holdings(dsn, maps, standin, vendors)
-        _forget_earlier_runs(settings)
-        create_topics(settings, pipeline_topics(Topics(settings.topic_prefix), stores.ids))
-        supervisor = _start(settings, stores, standin)
-        chaos = Run(console, settings, servers, supervisor, standin, Oracle(policy), options)
-        console.print(
-            f"{options.customers} customers, {len(records)} events, {len(before)} copies held in "
-            f"{len(checked)} checked stores; {len(SCHEDULE)} faults over the run. "
-            f"Logs in {settings.state_dir / 'logs'}."
-        )
-        try:
-            final = _drive(chaos, records)
-            console.print("Waiting for the last deletions …")
-            chaos.settle(final)
-            after = _holdings(dsn, maps, standin, vendors)
-            verdict = _judge(chaos, checked, before, after)
-        except ChaosError as exc:
-            console.print(f"[red]chaos run failed: {exc}")
-            return 2
-        finally:
-            chaos.drop_clients()
-            supervisor.stop()
-    path = _write(chaos, verdict, run_id)
-    _show(console, chaos, verdict, path)
-    return 0 if verdict.passed else 1
+    return replace(settings, hold_signing_key=settings.local_hold_signing_key)
+
+
+def _outage_vendor(
+    policy: Any, records: list[dict[str, Any]], ticks: list[datetime], vendors: list[str]
+) -> str:
+    """The vendor with the most deletions ordered while it is down (OUTAGE), from a replay of the
+    whole scenario through the pure engine before the run."""
+    plan = Oracle(policy)
+    index = 0
+    for moment in ticks:
+        while index < len(records) and records[index]["event_time"] <= moment:
+            plan.event(records[index])
+            index += 1
+        plan.tick(to_ms(moment))
+    start, end = (to_ms(ticks[round(f * len(ticks))]) for f in OUTAGE)
+    ordered = Counter(copy[0] for copy, at in plan.ordered.items() if start < at < end and copy[0] in vendors)
+    if not ordered:
+        raise ChaosError("no vendor has a deletion ordered in the outage window: a bigger --customers")
+    return ordered.most_common(1)[0][0]
 
 
 def _forget_earlier_runs(settings: Settings) -> None:
@@ -275,18 +342,24 @@ def _holdings(dsn: str, maps: dict[str, Any], standin: VendorStandIn, vendors: l
     held: set[Copy] = set()
     for store, store_map in maps.items():
         held |= database_holdings(dsn, store, store_map)
+    conn = psycopg2.connect(dsn)
+    try:  # the log store: a day's partition is the record (its key is the partition's name)
+        held |= {(logstore.STORE, logstore.CATEGORY, p.name) for p in logstore.list_partitions(conn)}
+    finally:
+        conn.close()
     for store in vendors:
         for category in standin.stats(store)["records"]:
             held |= {(store, category, key) for key in standin.keys(store, category)}
     return held
 
 
-def _start(settings: Settings, stores: StoreMap, standin: VendorStandIn) -> Supervisor:
-    supervisor = Supervisor(settings.state_dir / "logs")
+def _start(supervisor: Supervisor, settings: Settings, stores: StoreMap, standin: VendorStandIn) -> None:
     config = settings.state_dir / "vendors.toml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(tuned(DEMO_VENDORS), encoding="utf-8")
-    supervisor.add("worker", Spec(["worker"], settings, {}, settings.worker_metrics_port, worker=True))
+    # INFO: Faust's rebalances and recoveries are in the logs of a run, to tell what a fault did.
+    worker = ["worker", "--loglevel", "INFO"]
+    supervisor.add("worker", Spec(worker, settings, {}, settings.worker_metrics_port, worker=True))
     for name, args in registry.sink_processes(stores.stores).items():  # a sink per store of the map
         port = processes.free_port()
         if args[0] == "http":
@@ -300,14 +373,11 @@ def _start(settings: Settings, stores: StoreMap, standin: VendorStandIn) -> Supe
                 port,
             ),
         )
-    return supervisor
 
 
-def _drive(chaos: Run, records: list[dict[str, Any]]) -> datetime:
-    """Publish the events up to each tick, then the tick; apply the faults due at that tick
-    and wait until the pipeline has settled it."""
-    options = chaos.options
-    ticks = list(steps(scenario.START, options.until, options.step_days))
+def _drive(chaos: Run, records: list[dict[str, Any]], ticks: list[datetime]) -> datetime:
+    """Publish the events up to each tick, then the tick; strike with the faults due at that
+    tick while the pipeline works on it, and wait until it has settled the tick."""
     at: dict[int, list[Fault]] = {}
     for fault in SCHEDULE:
         at.setdefault(min(len(ticks) - 1, round(fault.at * len(ticks))), []).append(fault)
@@ -322,23 +392,30 @@ def _drive(chaos: Run, records: list[dict[str, Any]]) -> datetime:
             _publish(chaos, batch)
             for record in batch:
                 chaos.oracle.event(record)
-            # A fault strikes while the batch is being processed; the tick is sent once the part
-            # is back, and the time from then until the tick is settled is the recovery time.
+            sent = time.monotonic()
+            _tick(chaos, moment)
+            chaos.oracle.tick(to_ms(moment))
             struck = []
             for fault in at.get(number, []):
                 progress.update(task, description=f"clock at {moment.date()}: {fault.name}")
-                injected = chaos.now()
-                struck.append((fault, injected, _inject(chaos, fault, moment)))
-            back = time.monotonic()
-            _tick(chaos, moment)
-            chaos.oracle.tick(to_ms(moment))
+                struck.append((fault, chaos.now(), *_inject(chaos, fault, moment)))
+            back = time.monotonic()  # every faulted part is back (started again, or never down)
             chaos.settle(moment)
-            settled = time.monotonic() - back
             if not struck:
-                chaos.settle_times.append(settled)
-            for fault, injected, down in struck:
+                chaos.settle_times.append(time.monotonic() - sent)
+            for fault, injected, down, busy in struck:
+                name = fault.name
+                if name in ("vendor down", "vendor back", "forged receipts"):
+                    name = f"{name} ({chaos.outage_vendor})"
                 chaos.recoveries.append(
-                    Recovery(fault.name, str(moment.date()), round(injected, 1), down, round(settled, 2))
+                    Recovery(
+                        name,
+                        str(moment.date()),
+                        round(injected, 1),
+                        down,
+                        round(time.monotonic() - back, 2),
+                        busy,
+                    )
                 )
             progress.update(task, advance=1, description=f"clock at {moment.date()}")
     return ticks[-1]
@@ -387,37 +464,54 @@ def _tick(chaos: Run, moment: datetime) -> None:
     _retry(chaos, f"the tick of {moment.date()}", send)
 
 
-def _inject(chaos: Run, fault: Fault, moment: datetime) -> float:
-    """Do ``fault``; the seconds the faulted part stayed down."""
+# The stores each process serves: a kill waits (a little) until one has commands in flight.
+SERVES = {
+    "customer_db sink": ("customer_db",),
+    "billing_db sink": ("billing_db",),
+    "log store sink": ("log_store",),
+    "backups sink": ("hosting_backups",),
+    "PostgreSQL": ("customer_db", "billing_db", "log_store", "hosting_backups"),
+}
+BUSY_WAIT = 3.0  # seconds a kill waits for work in flight before it strikes anyway
+
+
+def _inject(chaos: Run, fault: Fault, moment: datetime) -> tuple[float, bool | None]:
+    """Do ``fault``: the seconds the faulted part stayed down, and (for a kill) whether it had
+    work in flight."""
     supervisor, servers, name = chaos.supervisor, chaos.servers, fault.name
+    if name.startswith("kill -9 "):
+        what = name.removeprefix("kill -9 ").removesuffix(" (of two)")
+        busy = chaos.wait_busy(SERVES.get(what, tuple(chaos.vendors)) if what != "worker" else None)
+        if what == "broker":
+            chaos.drop_clients()
+            return _outage(chaos, servers.kill_broker, servers.start_broker), busy
+        if what == "PostgreSQL":
+            return _outage(chaos, servers.kill_postgres, servers.start_postgres), busy
+        supervisor.kill(what)
+        return 0.0, busy
     sender = hostile.Sender(chaos.settings, producer(chaos.settings))
     try:
-        if (name.startswith("kill -9 ") and name.endswith(" sink")) or name == "kill -9 vendor sinks":
-            supervisor.kill(name.removeprefix("kill -9 "))
-        elif name.startswith("kill -9 worker"):
-            supervisor.kill("worker")
-        elif name == "kill -9 broker":
-            chaos.drop_clients()
-            return _outage(chaos, servers.kill_broker, servers.start_broker)
-        elif name == "kill -9 PostgreSQL":
-            return _outage(chaos, servers.kill_postgres, servers.start_postgres)
-        elif name == "add a second worker":
+        if name == "add a second worker":
             second = second_worker(chaos.settings, chaos.settings.state_dir)
-            supervisor.add("worker 2", Spec(["worker"], second, {}, second.worker_metrics_port, worker=True))
+            args = ["worker", "--loglevel", "INFO"]
+            supervisor.add("worker 2", Spec(args, second, {}, second.worker_metrics_port, worker=True))
         elif name == "remove the second worker":
             supervisor.remove("worker 2")
-        elif name.endswith(" down"):
-            chaos.standin.set_mode(VENDOR_OUTAGE, "down")
-            chaos.vendors_down.add(VENDOR_OUTAGE)
-        elif name.endswith(" back"):
-            chaos.standin.set_mode(VENDOR_OUTAGE, "ok")
-            chaos.vendors_down.discard(VENDOR_OUTAGE)
+        elif name == "vendor down":
+            chaos.standin.set_mode(chaos.outage_vendor, "down")
+            chaos.vendors_down.add(chaos.outage_vendor)
+        elif name == "vendor back":
+            chaos.standin.set_mode(chaos.outage_vendor, "ok")
+            chaos.vendors_down.discard(chaos.outage_vendor)
         elif name.endswith("fails 20 requests"):
             chaos.standin.set_mode(FLAKY_VENDOR, "fail", count=20)
         elif name == "poison pills":
             chaos.sent += hostile.poison_pills(sender, _a_subject(chaos), moment)
-        elif name.startswith("forged receipts"):
-            chaos.sent += hostile.forged_receipts(sender, _waiting_commands(chaos, VENDOR_OUTAGE, 4), moment)
+        elif name == "forged receipts":
+            waiting = _waiting_commands(chaos, chaos.outage_vendor, 4)
+            if not waiting:
+                raise ChaosError(f"no command waits at {chaos.outage_vendor} to forge a receipt for")
+            chaos.sent += hostile.forged_receipts(sender, waiting, moment)
         elif name == "forged commands":
             chaos.sent += hostile.forged_commands(sender, _not_due(chaos, 3), moment)
         elif name == "forged ticks":
@@ -429,7 +523,7 @@ def _inject(chaos: Run, fault: Fault, moment: datetime) -> float:
         sender.producer.flush(timeout=30)
     finally:
         sender.producer.close(timeout=1)
-    return 0.0
+    return 0.0, None
 
 
 def _outage(chaos: Run, kill: Callable[[], None], start: Callable[[], None]) -> float:
@@ -475,12 +569,21 @@ def _soon_due_subject(chaos: Run) -> str:
 
 
 def _waiting_commands(chaos: Run, store: str, count: int) -> list[dict[str, Any]]:
-    """Commands the down vendor has not carried out: the latest of each copy on its topic."""
+    """Commands the down vendor has not carried out (no receipt says it deleted): the latest of
+    each copy on its topic."""
+    topics = Topics(chaos.settings.topic_prefix)
+    receipts = codec_for(DELETION_RECEIPT)
+    done = {
+        receipt["command_id"]
+        for receipt in (receipts.decode(m.value) for m in read_to_end(chaos.settings, topics.receipts))
+        if receipt["store"] == store and receipt["outcome"] != "FAILED"
+    }
     codec = codec_for(DELETION_COMMAND)
     latest: dict[Copy, dict[str, Any]] = {}
-    for message in read_to_end(chaos.settings, Topics(chaos.settings.topic_prefix).commands(store)):
+    for message in read_to_end(chaos.settings, topics.commands(store)):
         command = codec.decode(message.value)
-        latest[(command["store"], command["category"], command["record_key"])] = command
+        if command["command_id"] not in done:
+            latest[(command["store"], command["category"], command["record_key"])] = command
     return [latest[c] for c in sorted(latest)][:count]
 
 
@@ -493,21 +596,35 @@ def _events_end(settings: Settings, partition: int) -> int:
         consumer.close()
 
 
-def _judge(chaos: Run, checked: list[str], before: set[Copy], after: set[Copy]) -> Verdict:
+def _judge(
+    chaos: Run, checked: list[str], all_stores: tuple[str, ...], before: set[Copy], after: set[Copy]
+) -> Verdict:
     topics = Topics(chaos.settings.topic_prefix)
     forged = {(s.topic, s.partition, s.offset) for s in chaos.sent}
-    receipts = [
-        codec_for(DELETION_RECEIPT).decode(m.value)
-        for m in read_to_end(chaos.settings, topics.receipts)
-        if (m.topic, m.partition, m.offset) not in forged
-    ]
+
+    def genuine(topic: str) -> Iterator[bytes]:
+        for message in read_to_end(chaos.settings, topic):
+            if (message.topic, message.partition, message.offset) not in forged:
+                yield message.value
+
+    receipts = [codec_for(DELETION_RECEIPT).decode(v) for v in genuine(topics.receipts)]
+    first: dict[Copy, int] = {}
+    commands = codec_for(DELETION_COMMAND)
+    for store in all_stores:
+        for value in genuine(topics.commands(store)):
+            command = commands.decode(value)
+            copy = (command["store"], command["category"], command["record_key"])
+            issued = to_ms(command["issued_at"])
+            first[copy] = min(first.get(copy, issued), issued)
     certified: list[Copy] = []
-    for message in read_to_end(chaos.settings, topics.certificates):
-        for entry in certificates.loads(message.value)["certificate"]["entries"]:
+    for value in genuine(topics.certificates):
+        for entry in certificates.loads(value)["certificate"]["entries"]:
             store, category, key = entry["record"].split("/", 2)
             certified.append((store, category, key))
-    letters = [(d.source_topic, d.source_partition, d.source_offset) for d in dlq.read(chaos.settings)]
-    return judge(chaos.oracle, checked, before, after, receipts, certified, letters, chaos.sent)
+    letters = {
+        (d.source_topic, d.source_partition, d.source_offset): d.reason for d in dlq.read(chaos.settings)
+    }
+    return judge(chaos.oracle, checked, before, after, receipts, first, certified, letters, chaos.sent)
 
 
 def _write(chaos: Run, verdict: Verdict, run_id: str) -> Path:

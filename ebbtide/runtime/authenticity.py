@@ -303,6 +303,13 @@ class ClockKey:
 HOLD_SIGNING_KEY = "holds.key"  # the default pair on one host: <state dir>/keys/holds.key and .pub
 
 
+def _other_role(name: str) -> bool:
+    """A public key file named as the pipeline names the keys of its other roles."""
+    return name in ("clock.pub", "certificate-signing.pub") or (
+        name.startswith("sink-") and name.endswith(".pub")
+    )
+
+
 class HoldKeys:
     """The worker's keys for legal hold events: the public keys of the trusted hold signers (e.g.
     the legal team's tool), read once at the worker's start, so the same log replayed gets the same
@@ -326,6 +333,12 @@ class HoldKeys:
             files = sorted(path.glob("*.pub")) if path.is_dir() else [path]
             if not files:
                 raise ValueError(f"{setting}: no public key (*.pub) in the directory {path}")
+            others = [f.name for f in files if path.is_dir() and _other_role(f.name)]
+            if others:  # a directory of every key (e.g. <state dir>/keys) would trust sinks, clock...
+                raise ValueError(
+                    f"{setting}: the directory {path} holds keys of other roles ({', '.join(others)}); "
+                    "give the hold signers' key files, or a directory of theirs only"
+                )
             for file in files:
                 try:
                     pem = file.read_bytes()
@@ -343,10 +356,17 @@ class HoldKeys:
 
     @classmethod
     def for_worker(cls, settings: Settings) -> HoldKeys:
-        """The hold signers' keys a worker with ``settings`` trusts: ``EBBTIDE_HOLD_KEYS``; by
-        default ``<state dir>/keys/holds.pub``, whose pair (``holds.key``, mode 600) is made if
-        missing, for one host (the local stack, the demo, the tests)."""
+        """The hold signers' keys a worker with ``settings`` trusts: ``EBBTIDE_HOLD_KEYS``. Unset,
+        a worker on the wall clock refuses to start (a ValueError naming the setting): with no key
+        it trusts, every real hold would be refused and the held data deleted. A worker on a
+        replay clock (the demo, the tests, a replay) then trusts ``<state dir>/keys/holds.pub``,
+        whose pair (``holds.key``, mode 600) is made if missing, for one host."""
         if settings.hold_keys is None:
+            if settings.clock_mode == "wall":
+                raise ValueError(
+                    "EBBTIDE_HOLD_KEYS is not set: give the public keys of the legal hold signers (a "
+                    "worker that trusts none refuses every legal hold, and the held data is deleted)"
+                )
             keys.read_or_make_key(settings.local_hold_signing_key, "legal hold signing key")
         return cls.from_paths(settings.hold_public_keys)
 

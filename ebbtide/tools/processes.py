@@ -9,7 +9,7 @@ import subprocess
 import sys
 import urllib.request
 from collections import defaultdict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -76,8 +76,9 @@ def start(
 
     if settings.worker_public_key is None:
         read_or_make_key(settings.signing_key, "certificate signing key")
-    if args[:1] == ["worker"] and settings.hold_keys is None:
+    if args[:1] == ["worker"] and settings.hold_keys is None:  # trusted explicitly, as on the wall clock
         read_or_make_key(settings.local_hold_signing_key, "legal hold signing key")
+        settings = replace(settings, hold_keys=str(settings.local_hold_signing_key.with_suffix(".pub")))
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}.log"
     with log.open("ab") as out:

@@ -58,9 +58,9 @@ class RecordState:
     # Set once the copy is pruned (see ``receipts.prune``): the ``issued_at`` of the deletion certificate
     # that lists it, or 0 for a copy certified before copies were pruned.
     certificate: int | None = None
-    # Announced again after an earlier copy under this key was deleted: the time that copy was
-    # ordered. What the store had written by then went with it (see ``covers``).
-    after: int | None = None
+    # Announced again after an earlier copy under this key was deleted: the announcements of the
+    # earlier copies, so a late or replayed one of them is not taken for this one (see ``covers``).
+    earlier: tuple[str, ...] = ()
 
     @property
     def record_id(self) -> str:
@@ -71,15 +71,15 @@ class RecordState:
         """Deleted, certified and reduced to what the engine still needs (see ``receipts.prune``)."""
         return self.certificate is not None
 
-    def covers(self, event_time: int) -> bool:
-        """Whether an announcement of this copy written at ``event_time`` is of a copy deleted
-        already: this one, deleted by a command ordered at or after that time, or the earlier
-        copy under its key (``after``). What a store had written under a key when a command was
-        ordered went with it (the store deletes by key when it executes the command, after the
-        order), so such an announcement is neither a new record nor an earlier start of this one."""
-        if self.status == "deleted" and self.ordered_at is not None and event_time <= self.ordered_at:
+    def covers(self, event_id: str) -> bool:
+        """Whether the announcement ``event_id`` is one this copy already took in: the one that
+        announced this copy once it is deleted (its id may be gone from ``seen``, see ``prune``),
+        or one of an earlier copy under its key (``earlier``). Any other announcement of a
+        deleted copy is news: the store holds the record again (a restored backup, a late
+        sync), so it is a new record, deleted in its turn."""
+        if self.status == "deleted" and event_id == self.written_by:
             return True
-        return self.after is not None and event_time <= self.after
+        return event_id in self.earlier
 
     def overdue(self, now: int | None = None) -> bool:
         """Ordered and not answered within its store's service level: chased at least once or,

@@ -108,31 +108,33 @@ def prune(state: SubjectState, certificate: CertificateDue) -> SubjectState:
     correct and idempotent:
     - store, category and record key: the copy is known, so announcing it again is recognised;
     - its command id: a late or repeated receipt for it is its own (and changes nothing);
-    - when it was ordered: an announcement written by then is of what that command deleted
-      (``RecordState.covers``), so it neither starts a new deletion nor is stamped again;
+    - the announcement that announced it, and those of earlier copies under its key: a late or
+      replayed one is recognised (``RecordState.covers``) though its id leaves ``seen``, so it
+      neither starts a new deletion nor is stamped again (another announcement of the key is a
+      new record: the store holds it again);
+    - when it was ordered: for ``explain``;
     - the store's outcome, rows and time, and the certificate's ``issued_at``: for ``explain``.
     Its rule, deadline, ref, causes and the store's signed receipt are in the certificate.
 
-    Ids of announcements whose every copy is pruned are dropped from ``seen`` where a tombstone
-    recognises them anyway: written no later than their copies' orders, and no copy anonymised
-    (an anonymised row stays in its table, so ``backfill`` may announce it again, later, under
-    the same id)."""
+    Ids of announcements whose every copy is pruned are dropped from ``seen``, as their
+    tombstones recognise them, unless a copy was anonymised (an anonymised row stays in its
+    table: it stays known by ``seen`` as before)."""
     listed = {copy.record for copy in certificate.copies}
     records = dict(state.records)
-    announcements: dict[str, tuple[int, str, str]] = {}  # event id: (time, category, record key)
+    announcements: dict[str, tuple[str, str]] = {}  # event id: (category, record key)
     for rid, record in state.records.items():
         if rid in listed or (record.certified and record.certificate is None):
             records[rid] = _tombstone(record, certificate.issued_at if rid in listed else 0)
             if record.written_by in state.seen:
-                announcements[record.written_by] = (record.written_at, record.category, record.record_key)
+                announcements[record.written_by] = (record.category, record.record_key)
     siblings: dict[tuple[str, str], list[RecordState]] = {}  # the copies of one record, in every store
     for record in records.values():
         siblings.setdefault((record.category, record.record_key), []).append(record)
     forget = {
         event_id
-        for event_id, (written_at, category, key) in announcements.items()
+        for event_id, (category, key) in announcements.items()
         if all(
-            copy.pruned and copy.covers(written_at) and not _anonymised(copy)
+            copy.pruned and copy.covers(event_id) and not _anonymised(copy)
             for copy in siblings[(category, key)]
         )
     }
@@ -151,7 +153,7 @@ def _tombstone(record: RecordState, certificate: int) -> RecordState:
         record.category,
         record.record_key,
         None,
-        "",
+        record.written_by,
         0,
         "deleted",
         command_id=record.command_id,
@@ -159,4 +161,5 @@ def _tombstone(record: RecordState, certificate: int) -> RecordState:
         answer=(answer[0], answer[1], answer[2], None, None, None) if answer is not None else None,
         certified=True,
         certificate=certificate,
+        earlier=record.earlier,
     )

@@ -48,7 +48,7 @@ def dump(state: SubjectState) -> dict[str, Any]:
                 _dump_answer(r.answer),
                 r.certified,
             ]
-            + ([r.after] if r.after is not None else [])  # written again after a deletion
+            + ([list(r.earlier)] if r.earlier else [])  # written again after a deletion
             for r in state.records.values()
             if not r.pruned
         ],
@@ -58,7 +58,18 @@ def dump(state: SubjectState) -> dict[str, Any]:
         if r.pruned:
             outcome, rows, executed_at = r.answer[:3] if r.answer is not None else (None, None, None)
             settled.setdefault((r.store, r.category), []).append(
-                [r.record_key, r.command_id, r.ordered_at, outcome, rows, executed_at, r.certificate]
+                # key, command, order, answer, certificate, and the announcements it recognises
+                [
+                    r.record_key,
+                    r.command_id,
+                    r.ordered_at,
+                    outcome,
+                    rows,
+                    executed_at,
+                    r.certificate,
+                    r.written_by,
+                    list(r.earlier),
+                ]
             )
     if settled:  # a key of its own: a worker of an earlier version reads the rest as before
         out["settled"] = [[store, category, copies] for (store, category), copies in settled.items()]
@@ -133,13 +144,15 @@ def load(raw: dict[str, Any]) -> SubjectState:
         record = _load_record(fields)
         records[record.record_id] = record
     for store, category, copies in raw.get("settled", []):  # pruned copies, by store and category
-        for key, command, ordered_at, outcome, rows, executed_at, certificate in copies:
+        for copy in copies:
+            key, command, ordered_at, outcome, rows, executed_at, certificate = copy[:7]
+            written_by, earlier = copy[7:9] if len(copy) > 7 else ("", [])
             record = RecordState(
                 store,
                 category,
                 key,
                 None,
-                "",
+                written_by,
                 0,
                 "deleted",
                 command_id=command,
@@ -147,6 +160,7 @@ def load(raw: dict[str, Any]) -> SubjectState:
                 answer=(outcome, rows, executed_at, None, None, None) if outcome is not None else None,
                 certified=True,
                 certificate=certificate,
+                earlier=tuple(earlier),
             )
             records[record.record_id] = record
     return SubjectState(
@@ -211,5 +225,5 @@ def _load_record(fields: list[Any]) -> RecordState:
         reissues,
         _load_answer(answer),
         certified,
-        after=fields[19] if len(fields) > 19 else None,
+        earlier=tuple(fields[19]) if len(fields) > 19 and isinstance(fields[19], list) else (),
     )

@@ -25,29 +25,30 @@ from streams.policy.vocabulary import DUTY_EVENTS, RIGHTS_EVENTS
 
 
 def apply_event(state: SubjectState, event: Event, policy: Policy) -> Outcome:
-    """Fold one lifecycle event in; a repeated event id changes nothing.
+    """Fold one lifecycle event in; the same event again changes nothing.
 
-    Only the ids of record announcements are kept in ``seen``: a fact keeps its event's id
-    itself, and an event that is no fact and no announcement changes nothing, so applying it
-    again changes nothing either. An announcement whose every copy is deleted by a command
-    ordered after it was written (``RecordState.covers``) changes nothing and is not kept."""
-    if event.event_id in state.seen or any(f.event_id == event.event_id for f in state.facts):
-        return Outcome(state)
+    An announcement is known by its id, kept in ``seen`` (or by the copies it announced, once
+    they are pruned: ``RecordState.covers``). A fact is known by itself: the same fact again
+    changes nothing, while another event that reuses its id (a forger who took the id of a hold
+    still to come, say) does not stop it. An event that is no fact and no announcement changes
+    nothing, so applying it again changes nothing either."""
     seen, facts, records = state.seen, state.facts, state.records
     fact: Fact | None = None
     if isinstance(event, RecordWritten):
+        if event.event_id in seen:
+            return Outcome(state)
         copies = [
             record_id(store, event.category, event.record_key)
             for store in policy.copies_of(event.store, event.category, event.ref)
         ]
-        if all(rid in records and records[rid].covers(event.time) for rid in copies):
-            return Outcome(state)  # a copy of what is deleted already, e.g. announced again late
+        if all(rid in records and records[rid].covers(event.event_id) for rid in copies):
+            return Outcome(state)  # taken in already; its id went from ``seen`` with the pruning
         records = _written(records, event, policy)
         seen = seen | {event.event_id}
         only: frozenset[str] | None = frozenset(copies)
     else:
         fact = fact_of(event)
-        if fact is None:
+        if fact is None or fact in facts:
             return Outcome(state)
         facts_list = list(facts)
         insort(facts_list, fact)
@@ -117,8 +118,8 @@ def _written(records: dict[str, RecordState], event: RecordWritten, policy: Poli
     for store in policy.copies_of(event.store, event.category, event.ref):
         key = record_id(store, event.category, event.record_key)
         current = out.get(key)
-        if current is not None and current.covers(event.time):
-            continue  # deleted by a command ordered after this was written: not a new record
+        if current is not None and current.covers(event.event_id):
+            continue  # this very announcement, taken in already
         if current is not None and current.status != "deleted":
             # Already known: its life starts at the earliest announcement, whatever the arrival order.
             if current.status not in JUDGED or (current.written_at, current.written_by) <= (
@@ -130,7 +131,7 @@ def _written(records: dict[str, RecordState], event: RecordWritten, policy: Poli
         else:
             # New, or written again after its copy was deleted (a later announcement than that
             # copy's order: covered ones were skipped above): a new record, from this announcement.
-            before = [x for x in (current.ordered_at, current.after) if x is not None] if current else []
+            earlier = (*current.earlier, current.written_by) if current else ()
             replacement = RecordState(
                 store,
                 event.category,
@@ -138,7 +139,7 @@ def _written(records: dict[str, RecordState], event: RecordWritten, policy: Poli
                 event.ref,
                 event.event_id,
                 event.time,
-                after=max(before, default=None),
+                earlier=earlier,
             )
         if out is records:
             out = dict(records)

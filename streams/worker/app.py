@@ -3,10 +3,11 @@ table, the partition signals and the worker's one web page.
 
 Only wiring: each batch goes to the batch step (``batch``), each message in it to the processor
 (``processor``); a rebalance makes the processor forget what it held for the partitions that
-moved."""
+moved, and resume reporting them once their state is recovered."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,8 @@ from streams.worker.staging import partition_of_key
 
 BATCH = 500  # events per batch: one broker acknowledgement and one state write per key
 BATCH_WAIT = 0.05  # seconds to wait for a batch to fill
+
+log = logging.getLogger(__name__)
 
 
 class PartitionedTable(faust.Table[str, Any]):
@@ -87,6 +90,7 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
         clock_key=ClockKey(settings.trusted_keys_dir),  # clock.pub
         hold_keys=hold_keys if hold_keys is not None else HoldKeys.for_worker(settings),  # EBBTIDE_HOLD_KEYS
     )
+    log.info("legal hold signers trusted (key ids): %s", ", ".join(processor.hold_keys.key_ids) or "none")
 
     async def send(out: Out) -> Any:
         return await app.producer.send(out.topic, out.key, out.value, None, None, list(out.headers) or None)
@@ -133,7 +137,8 @@ def _faust_app(settings: Settings) -> faust.App:
 
 
 def _forget_on_rebalance(app: faust.App, processor: LifecycleProcessor, sources: set[str]) -> None:
-    """A partition of ``sources`` revoked or assigned: the processor drops what it held for it."""
+    """A partition of ``sources`` revoked or assigned: the processor drops what it held for it;
+    once the rebalance is complete (the tables recovered), it reports the partitions it holds."""
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types signals loosely
     async def on_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
@@ -142,6 +147,10 @@ def _forget_on_rebalance(app: faust.App, processor: LifecycleProcessor, sources:
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: faust.App, assigned: set[Any], **kwargs: Any) -> None:
         processor.forget({tp.partition for tp in assigned if tp.topic in sources})
+
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+    async def on_recovered(app: faust.App, **kwargs: Any) -> None:
+        processor.resume({tp.partition for tp in app.consumer.assignment() if tp.topic in sources})
 
 
 def _subject_page(app: faust.App, processor: LifecycleProcessor, web_token: str) -> None:

@@ -112,6 +112,16 @@ class Partitions:
         """Certificates held for want of a signature, over the partitions this worker holds."""
         return sum(len(keys) for keys in self._unsigned.values())
 
+    def resume(self, partitions: set[int]) -> None:
+        """Once the state of ``partitions`` is recovered (a start, a rebalance): their gauges say
+        where they are at once (the clock of each, the copies awaiting a receipt), not only after
+        their next message, which may be long in coming."""
+        for partition in sorted(partitions):
+            progress = self.progress(partition)
+            if progress.now is not None:
+                metrics.CLOCK_TIME.labels(str(partition)).set(progress.now / 1000)
+            self.index(partition)
+
     def forget(self, partitions: set[int]) -> None:
         """Drop what is held for partitions this worker lost or (re)gained: their state may have
         moved on elsewhere, so it is rebuilt from the table when next needed."""

@@ -120,6 +120,12 @@ class LifecycleProcessor:
                 return raw, self.owned.progress(partition).now
         return None
 
+    def resume(self, partitions: set[int]) -> None:
+        """Once the state of ``partitions`` is recovered (a start, a rebalance): their gauges say
+        where they are at once (the clock of each, the copies awaiting a receipt), not only after
+        their next message, which may be long in coming."""
+        self.owned.resume(partitions)
+
     def forget(self, partitions: set[int]) -> None:
         """Drop what is held in memory for partitions this worker lost or (re)gained: their
         state may have moved on elsewhere, so the due index is rebuilt from the table when next

@@ -161,7 +161,8 @@ def poison_events(sc: demo_scenario.Scenario) -> list[dict[str, Any]]:
     """Two events the worker must dead-letter, carrying a customer's personal values: an
     announcement dated before the accepted years (1990-2100) whose record key is the customer's
     e-mail address, and one whose record key (name, address, phone) is over the 512 characters
-    allowed. Both pass the client's checks (the demo validates its events as ``publish`` does)."""
+    allowed. The first passes the client's checks and goes in the demo's scenario; the client
+    refuses the second (its text limit), so it is sent past the client (:func:`send_past_client`)."""
     c = sc.customers[0]
 
     def written(event_id: str, when: str, key: str) -> dict[str, Any]:
@@ -179,6 +180,28 @@ def poison_events(sc: demo_scenario.Scenario) -> list[dict[str, Any]]:
         written("too-early", "1985-06-01T12:00:00Z", c["email"]),
         written("too-long", "2019-06-01T12:00:00Z", long_key),
     ]
+
+
+PAST_CLIENT = {"poison-too-long"}  # what the client refuses: a producer not using it sends it
+
+
+def send_past_client(settings: Settings, events: list[dict[str, Any]]) -> None:
+    """Encode and send ``events`` as a producer that does not use Ebbtide's client would, keyed
+    by subject (the record key is checked by the worker alone)."""
+    from ebbtide.runtime.kafka import producer
+    from ebbtide.tools.client import to_record
+
+    out = producer(settings)
+    try:
+        for event in events:
+            key = event["payload"]["record_key"]
+            record = to_record({**event, "payload": {**event["payload"], "record_key": "k"}})
+            record["payload"] = (record["payload"][0], {**record["payload"][1], "record_key": key})
+            value = codec_for(LIFECYCLE_EVENT).encode(record)
+            out.send(Topics(settings.topic_prefix).events, key=event["subject_id"].encode(), value=value)
+        out.flush(timeout=30)
+    finally:
+        out.close(timeout=5)
 
 
 @dataclass
@@ -208,7 +231,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
 
     def building(customers: int, seed: int) -> demo_scenario.Scenario:
         sc = build(customers, seed)
-        sc.events.extend(poison_events(sc))
+        sc.events.extend(p for p in poison_events(sc) if p["event_id"] not in PAST_CLIENT)
         sc.events.sort(key=lambda e: (datetime.fromisoformat(e["event_time"]), e["event_id"]))
         got.scenario = sc
         return sc
@@ -216,6 +239,10 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
     def starting(*args: Any) -> demo_run.Running:
         running = start(*args)
         got.running = running
+        assert got.scenario is not None
+        send_past_client(
+            running.settings, [p for p in poison_events(got.scenario) if p["event_id"] in PAST_CLIENT]
+        )
         scrape = running.scrape
 
         def scraping() -> dict[str, Any]:

@@ -70,8 +70,9 @@ T1, T2 = _ticket("t1"), _ticket("t2")  # the tickets of cust-1 and cust-2
 def verdict(oracle: Oracle, after: set[Copy], **more: Any) -> Any:
     args: dict[str, Any] = {
         "receipts": [],
+        "first_orders": {},
         "certified": [],
-        "dead_letters": [],
+        "dead_letters": {},
         "sent": [],
         **more,
     }
@@ -100,12 +101,25 @@ def test_a_copy_gone_before_it_was_due_is_premature() -> None:
     assert result.premature == [T1, T2] and result.failures["premature_deletions"] == 2
 
 
-def test_two_receipts_that_each_deleted_rows_of_one_copy_are_a_duplicated_deletion() -> None:
+def test_two_commands_that_each_deleted_rows_of_one_copy_are_a_duplicated_deletion() -> None:
     deleted = {"store": "customer_db", "category": "correspondence", "record_key": "t1", "rows": 1}
-    again = [{**deleted, "outcome": "DELETED"}, {**deleted, "outcome": "DELETED"}]
-    assert verdict(oracle_of_two_customers("2023"), after={T2}, receipts=again).duplicated == [T1]
-    once_then_gone = [again[0], {**deleted, "outcome": "NOT_FOUND", "rows": 0}]
+    twice = [{**deleted, "outcome": "DELETED", "command_id": c} for c in ("c1", "c2")]
+    assert verdict(oracle_of_two_customers("2023"), after={T2}, receipts=twice).duplicated == [T1]
+    # A repeated command is answered with its stored receipt again: one deletion.
+    repeated = [{**deleted, "outcome": "DELETED", "command_id": "c1"}] * 2
+    assert verdict(oracle_of_two_customers("2023"), after={T2}, receipts=repeated).passed
+    once_then_gone = [twice[0], {**deleted, "outcome": "NOT_FOUND", "rows": 0, "command_id": "c2"}]
     assert verdict(oracle_of_two_customers("2023"), after={T2}, receipts=once_then_gone).passed
+
+
+def test_a_copy_ordered_before_the_tick_that_made_it_due_is_premature_even_if_due_by_the_end() -> None:
+    oracle = oracle_of_two_customers("2023")
+    due_at = oracle.ordered[T1]
+    early = verdict(oracle, after={T2}, first_orders={T1: due_at - 1})
+    assert early.premature == [T1] and not early.passed
+    assert verdict(oracle, after={T2}, first_orders={T1: due_at}).passed
+    never_due = verdict(oracle, after={T2}, first_orders={T1: due_at, T2: due_at})
+    assert never_due.premature == [T2]  # ordered although never due (its store kept it: still early)
 
 
 def test_a_certificate_for_a_copy_still_held_is_a_false_proof() -> None:
@@ -117,13 +131,14 @@ def test_a_poison_pill_not_in_the_dead_letters_is_reported() -> None:
     pill = Sent("poison", "event dated 9999-12-31", EVENTS, 0, 7)
     missing = verdict(oracle_of_two_customers("2023"), after={T2}, sent=[pill])
     assert missing.poison_missing and not missing.passed
-    found = verdict(oracle_of_two_customers("2023"), after={T2}, sent=[pill], dead_letters=[(EVENTS, 0, 7)])
+    letters = {(EVENTS, 0, 7): "lifecycle_event: event_time outside the accepted window"}
+    found = verdict(oracle_of_two_customers("2023"), after={T2}, sent=[pill], dead_letters=letters)
     assert found.passed
 
 
 def test_a_forged_command_that_deleted_its_target_is_accepted_even_if_dead_lettered() -> None:
     command = Sent("forgery", "unsigned command", "p.commands.customer_db", 1, 3, target=T2)
-    letters = [("p.commands.customer_db", 1, 3)]
+    letters = {("p.commands.customer_db", 1, 3): "security: unsigned"}
     took_effect = verdict(oracle_of_two_customers("2023"), after=set(), sent=[command], dead_letters=letters)
     assert took_effect.failures["forgeries_accepted"] == 1
     refused = verdict(oracle_of_two_customers("2023"), after={T2}, sent=[command], dead_letters=letters)
@@ -132,7 +147,7 @@ def test_a_forged_command_that_deleted_its_target_is_accepted_even_if_dead_lette
 
 def test_a_forged_receipt_whose_copy_was_never_deleted_is_accepted() -> None:
     receipt = Sent("forgery", "unsigned DELETED receipt", "p.receipts", 0, 9, target=T1)
-    letters = [("p.receipts", 0, 9)]
+    letters = {("p.receipts", 0, 9): "security: unsigned"}
     result = verdict(oracle_of_two_customers("2023"), after={T1, T2}, sent=[receipt], dead_letters=letters)
     assert result.failures["forgeries_accepted"] == 1 and result.lost == [T1]
 
@@ -140,3 +155,19 @@ def test_a_forged_receipt_whose_copy_was_never_deleted_is_accepted() -> None:
 def test_a_forgery_not_dead_lettered_is_accepted() -> None:
     tick = Sent("forgery", "unsigned tick from 2099", "p.clock", 0, 4)
     assert verdict(oracle_of_two_customers("2023"), after={T2}, sent=[tick]).forgeries_accepted
+
+
+def test_a_forgery_dead_lettered_for_another_reason_than_security_is_accepted() -> None:
+    tick = Sent("forgery", "tick from 2099 signed with an unknown key", "p.clock", 0, 4)
+    letters = {("p.clock", 0, 4): "clock_tick: events_end is negative"}
+    assert verdict(
+        oracle_of_two_customers("2023"), after={T2}, sent=[tick], dead_letters=letters
+    ).forgeries_accepted
+    letters = {("p.clock", 0, 4): "security: other_key"}
+    assert verdict(oracle_of_two_customers("2023"), after={T2}, sent=[tick], dead_letters=letters).passed
+
+
+def test_a_genuine_message_in_the_dead_letters_is_reported() -> None:
+    letters = {("p.receipts", 1, 12): "security: not_issued"}
+    result = verdict(oracle_of_two_customers("2023"), after={T2}, dead_letters=letters)
+    assert result.genuine_dead_lettered and result.failures["genuine_messages_dead_lettered"] == 1

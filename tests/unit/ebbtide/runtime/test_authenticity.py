@@ -292,7 +292,8 @@ class TestCertificateReceipts:
         (raw,) = [v for k, v in h.table.items() if k.startswith("s:")]
         assert raw["records"] == []  # every copy is certified: each is pruned to its tombstone
         settled = [copy for _, _, copies in raw["settled"] for copy in copies]
-        assert settled and all(len(c) == 7 for c in settled)  # key, command, order, answer, certificate
+        # key, command, order, answer, certificate, and the announcement ids it recognises
+        assert settled and all(len(c) == 9 for c in settled)
         assert not any(isinstance(v, str) and len(v) > 64 for c in settled for v in c)  # no signature
         _, _, again = self.certified(tmp_path)  # same key, same receipts
         assert again == value

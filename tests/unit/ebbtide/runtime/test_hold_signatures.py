@@ -245,8 +245,25 @@ def test_hold_keys_come_from_files_and_directories_and_a_bad_setting_is_one_line
         Settings.from_env({"EBBTIDE_HOLD_KEYS": " , "})
 
 
-def test_by_default_the_worker_trusts_the_local_pair_and_makes_it_if_missing(tmp_path: Path) -> None:
-    settings = Settings(state_dir=tmp_path)
+def test_a_worker_on_the_wall_clock_without_hold_keys_refuses_to_start(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"^EBBTIDE_HOLD_KEYS is not set: ") as error:
+        HoldKeys.for_worker(Settings(state_dir=tmp_path, clock_mode="wall"))
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "keys").exists()  # no key of its own: it would trust itself only
+
+
+def test_a_directory_of_every_role_s_keys_is_not_a_hold_signers_directory(tmp_path: Path) -> None:
+    directory = tmp_path / "keys"
+    directory.mkdir()
+    (directory / "holds.pub").write_bytes(MessageSigner(keys.generate_key()[0]).public_pem)
+    (directory / "sink-customer_db.pub").write_bytes(MessageSigner(keys.generate_key()[0]).public_pem)
+    with pytest.raises(ValueError, match=r"holds keys of other roles \(sink-customer_db.pub\)"):
+        HoldKeys.for_worker(Settings(hold_keys=str(directory)))
+    assert HoldKeys.for_worker(Settings(hold_keys=str(directory / "holds.pub"))).key_ids
+
+
+def test_on_a_replay_clock_the_worker_trusts_the_local_pair_and_makes_it_if_missing(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path, clock_mode="replay")
     trusted = HoldKeys.for_worker(settings)
     local = tmp_path / "keys" / "holds.key"
     assert local.stat().st_mode & 0o777 == 0o600 and local.with_suffix(".pub").is_file()

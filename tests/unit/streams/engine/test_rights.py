@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -123,6 +124,16 @@ class TestSeed001LegalHoldSuspendsDeletion:
         state = fold([*CUSTOMER, hold("police-1", "2023-01-01", records=("customer_db/client/1",))])
         assert state.records["customer_db/client/1"].blockers == ("hold:police-1",)
         assert state.records["customer_db/marketing/m1"].blockers == ()
+
+    def test_an_event_that_took_the_id_of_a_hold_to_come_does_not_stop_it(self) -> None:
+        # Anyone who can write events may send one with a guessed id; the signed hold that comes
+        # later under that id is a fact of its own and is applied all the same.
+        court = hold("court-1", "2026-06-01")
+        squatter = replace(closed("2026-05-01"), event_id=court.event_id)
+        state = fold([*CUSTOMER, squatter, court])
+        assert state.records["customer_db/client/1"].blockers == ("hold:court-1",)
+        assert fire_due(state, t("2030-01-01"), POLICY).commands == ()
+        assert fold([*CUSTOMER, squatter, court, court]) == state  # the hold again: nothing new
 
     def test_a_hold_overrides_erasure(self) -> None:
         state = fold([*CUSTOMER, hold("court-1", "2024-02-05"), erasure("req-1", "2024-02-10")])

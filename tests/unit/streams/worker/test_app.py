@@ -15,6 +15,7 @@ import faust
 import pytest
 
 from ebbtide import bootstrap
+from ebbtide.runtime.authenticity import HoldKeys
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.tools.client import to_record
 from schemas import LIFECYCLE_EVENT, codec_for
@@ -49,7 +50,7 @@ class Producer:
 def worker(tmp_path: Path, producer: Producer) -> tuple[faust.App, Topics, int]:
     """The worker's app with a fake producer; its topics and partition count."""
     settings = Settings(state_dir=tmp_path, topic_prefix="unit.app", app_id="unit-app")
-    app = create_app(settings, bootstrap.policy(settings))
+    app = create_app(settings, bootstrap.policy(settings), HoldKeys())  # no hold signer trusted
     app._producer = producer  # type: ignore[attr-defined]  # what app.producer returns
     return app, Topics(settings.topic_prefix), settings.partitions
 

@@ -279,3 +279,19 @@ def test_a_lost_partition_leaves_the_gauges_of_the_worker_that_lost_it(closed_ac
     assert awaiting() == 0
     assert REGISTRY.get_sample_value("ebbtide_clock_time_seconds", {"partition": "0"}) is None
     assert REGISTRY.get_sample_value("ebbtide_pending_deadlines", {"partition": "0"}) is None
+
+
+def test_a_worker_that_takes_a_partition_over_reports_its_clock_and_open_copies_at_once(
+    closed_account: Harness,
+) -> None:
+    from prometheus_client import REGISTRY
+
+    closed_account.tick("2024-03-16T00:00:00Z")  # ordered: one copy awaits its receipt
+    closed_account.processor.forget({0})  # the partition goes to a worker started afresh
+    assert REGISTRY.get_sample_value("ebbtide_clock_time_seconds", {"partition": "0"}) is None
+    restarted = LifecycleProcessor(rules_policy(), TOPICS, closed_account.table)
+    restarted.resume({0})  # its state recovered: before any message arrives
+    clock = REGISTRY.get_sample_value("ebbtide_clock_time_seconds", {"partition": "0"})
+    assert clock == datetime(2024, 3, 16, tzinfo=UTC).timestamp()
+    awaiting = REGISTRY.get_sample_value("ebbtide_deletions_awaiting_receipt", {"store": "customer_db"})
+    assert awaiting == 1

@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from ebbtide import bootstrap
+from ebbtide.runtime.authenticity import HoldKeys
 from ebbtide.runtime.settings import Settings
 from ebbtide.runtime.web_token import ENV, authorised, token_file
 from ebbtide.tools.state_reader import StateUnavailable, subject_from_worker
@@ -24,7 +25,7 @@ def worker_settings(state_dir: Path) -> Settings:
 
 async def serve(settings: Settings, requests: list[dict[str, str]]) -> list[tuple[int, object]]:
     """Build the worker's app on ``settings`` and GET one subject page per header set."""
-    app = create_app(settings, bootstrap.policy(settings))
+    app = create_app(settings, bootstrap.policy(settings), HoldKeys())
     client = TestClient(TestServer(app.web.web_app))  # type: ignore[attr-defined]
     await client.start_server()
     try:
@@ -72,7 +73,7 @@ def test_explain_sends_the_token_from_the_same_file(tmp_path: Path, monkeypatch:
     settings = worker_settings(tmp_path)
 
     async def run() -> tuple[object, str]:
-        app = create_app(settings, bootstrap.policy(settings))
+        app = create_app(settings, bootstrap.policy(settings), HoldKeys())
         server = TestServer(app.web.web_app, host="127.0.0.1")  # type: ignore[attr-defined]
         await server.start_server()
         try:
@@ -112,6 +113,6 @@ def test_authorisation_header_checks() -> None:
 
 def test_faust_serves_no_page_of_its_own_that_would_bypass_the_token(tmp_path: Path) -> None:
     """Faust's table and router pages would serve the state table without the token."""
-    app = create_app(worker_settings(tmp_path), bootstrap.policy(Settings()))
+    app = create_app(worker_settings(tmp_path), bootstrap.policy(Settings()), HoldKeys())
     paths = {r.resource.canonical for r in app.web.web_app.router.routes()}  # type: ignore[attr-defined]
     assert paths == {"/subjects/{subject_id}/"}
