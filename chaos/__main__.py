@@ -9,11 +9,39 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from chaos.run import Options, run
+from chaos.run import run
+from chaos.schedule import Options
 from ebbtide.runtime.settings import Settings, SettingsError
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    # kafka-python's errors while the broker is dead would hide the progress line
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+    try:
+        settings = Settings.from_env()
+        settings.require_pg_dsn()
+    except SettingsError as exc:
+        print(f"chaos: {exc}", file=sys.stderr)
+        return 2
+    options = Options(
+        customers=args.customers,
+        seed=args.seed,
+        until=datetime(args.until_year, 1, 1, tzinfo=UTC),
+        step_days=args.step_days,
+        outage_seconds=args.outage_seconds,
+        max_minutes=args.max_minutes,
+        results=args.results,
+        name=args.name,
+    )
+    # SIGTERM (e.g. from `timeout` or a CI runner) ends the run like Ctrl-C: through the
+    # `finally` blocks that stop the worker and sinks, so none is left running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    return run(settings, options)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m chaos",
         description=(
@@ -54,30 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         "--results", type=Path, default=defaults.results, help="directory of the JSON results"
     )
     parser.add_argument("--name", help="the result file's name, without .json (default: the UTC time)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    # kafka-python's errors while the broker is dead would hide the progress line
-    logging.getLogger("kafka").setLevel(logging.CRITICAL)
-    try:
-        settings = Settings.from_env()
-        settings.require_pg_dsn()
-    except SettingsError as exc:
-        print(f"chaos: {exc}", file=sys.stderr)
-        return 2
-    options = Options(
-        customers=args.customers,
-        seed=args.seed,
-        until=datetime(args.until_year, 1, 1, tzinfo=UTC),
-        step_days=args.step_days,
-        outage_seconds=args.outage_seconds,
-        max_minutes=args.max_minutes,
-        results=args.results,
-        name=args.name,
-    )
-    # SIGTERM (e.g. from `timeout` or a CI runner) ends the run like Ctrl-C: through the
-    # `finally` blocks that stop the worker and sinks, so none is left running.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    return run(settings, options)
+    return parser
 
 
 if __name__ == "__main__":

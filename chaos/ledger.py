@@ -197,6 +197,32 @@ def judge(
             deleted.setdefault(copy, set()).add(receipt["command_id"])
     duplicated = sorted(c for c, commands in deleted.items() if len(commands) > 1)
     false_proofs = sorted({c for c in certified if c[0] in stores and c in after})
+    missing, accepted, genuine = _refusals(dead_letters, sent, due, before, after)
+    counts = {
+        "events_replayed": oracle.events,
+        "ticks_replayed": oracle.ticks,
+        "copies_announced_in_checked_stores": len(announced),
+        "copies_due": len(due),
+        "copies_held_before": len(before & announced),
+        "copies_held_after": len(after & announced),
+        "copies_gone": len((before - after) & announced),
+        "copies_ordered_in_all_stores": len(first_orders),
+        "deletions_receipted": sum(len(c) for c in deleted.values()),
+        "certified_copies": len(set(certified)),
+        "dead_letters": len(dead_letters),
+    }
+    return Verdict(lost, premature, duplicated, false_proofs, missing, accepted, genuine, counts)
+
+
+def _refusals(
+    dead_letters: Mapping[Letter, str],
+    sent: Iterable[Sent],
+    due: set[Copy],
+    before: set[Copy],
+    after: set[Copy],
+) -> tuple[list[str], list[str], list[str]]:
+    """Poison pills missing from the dead letters, forgeries accepted, and genuine messages
+    refused (every other dead letter)."""
     missing: list[str] = []
     accepted: list[str] = []
     expected: set[Letter] = set()
@@ -219,20 +245,7 @@ def judge(
         for (topic, partition, offset), reason in dead_letters.items()
         if (topic, partition, offset) not in expected
     )
-    counts = {
-        "events_replayed": oracle.events,
-        "ticks_replayed": oracle.ticks,
-        "copies_announced_in_checked_stores": len(announced),
-        "copies_due": len(due),
-        "copies_held_before": len(before & announced),
-        "copies_held_after": len(after & announced),
-        "copies_gone": len((before - after) & announced),
-        "copies_ordered_in_all_stores": len(first_orders),
-        "deletions_receipted": sum(len(c) for c in deleted.values()),
-        "certified_copies": len(set(certified)),
-        "dead_letters": len(dead_letters),
-    }
-    return Verdict(lost, premature, duplicated, false_proofs, missing, accepted, genuine, counts)
+    return missing, accepted, genuine
 
 
 def _took_effect(message: Sent, due: set[Copy], before: set[Copy], after: set[Copy]) -> bool:

@@ -16,6 +16,47 @@ def dump_certificate(certificate: CertificateDue) -> dict[str, Any]:
     return asdict(certificate)
 
 
+def _dump_record(r: RecordState) -> list[Any]:
+    return [
+        r.store,
+        r.category,
+        r.record_key,
+        r.ref,
+        r.written_by,
+        r.written_at,
+        r.status,
+        r.rule_id,
+        r.deadline,
+        list(r.caused_by),
+        r.command_id,
+        list(r.blockers),
+        r.restricted_by,
+        r.failures,
+        r.ordered_at,
+        r.chase_at,
+        r.reissues,
+        _dump_answer(r.answer),
+        r.certified,
+        *([list(r.earlier)] if r.earlier else []),  # written again after a deletion
+    ]
+
+
+def _dump_tombstone(r: RecordState) -> list[Any]:
+    """Key, command, order, answer, certificate, and the announcements it recognises."""
+    outcome, rows, executed_at = r.answer[:3] if r.answer is not None else (None, None, None)
+    return [
+        r.record_key,
+        r.command_id,
+        r.ordered_at,
+        outcome,
+        rows,
+        executed_at,
+        r.certificate,
+        r.written_by,
+        list(r.earlier),
+    ]
+
+
 def load_certificate(raw: dict[str, Any]) -> CertificateDue:
     copies = tuple(CertifiedCopy(**c) for c in raw["copies"])
     return CertificateDue(raw["subject_id"], raw["issued_at"], raw["policy_version"], copies)
@@ -26,51 +67,12 @@ def dump(state: SubjectState) -> dict[str, Any]:
         "s": state.subject_id,
         "seen": sorted(state.seen),
         "facts": [[f.time, f.event_id, f.kind, f.ref, f.until, list(f.detail)] for f in state.facts],
-        "records": [
-            [
-                r.store,
-                r.category,
-                r.record_key,
-                r.ref,
-                r.written_by,
-                r.written_at,
-                r.status,
-                r.rule_id,
-                r.deadline,
-                list(r.caused_by),
-                r.command_id,
-                list(r.blockers),
-                r.restricted_by,
-                r.failures,
-                r.ordered_at,
-                r.chase_at,
-                r.reissues,
-                _dump_answer(r.answer),
-                r.certified,
-            ]
-            + ([list(r.earlier)] if r.earlier else [])  # written again after a deletion
-            for r in state.records.values()
-            if not r.pruned
-        ],
+        "records": [_dump_record(r) for r in state.records.values() if not r.pruned],
     }
     settled: dict[tuple[str, str], list[list[Any]]] = {}
     for r in state.records.values():
         if r.pruned:
-            outcome, rows, executed_at = r.answer[:3] if r.answer is not None else (None, None, None)
-            settled.setdefault((r.store, r.category), []).append(
-                # key, command, order, answer, certificate, and the announcements it recognises
-                [
-                    r.record_key,
-                    r.command_id,
-                    r.ordered_at,
-                    outcome,
-                    rows,
-                    executed_at,
-                    r.certificate,
-                    r.written_by,
-                    list(r.earlier),
-                ]
-            )
+            settled.setdefault((r.store, r.category), []).append(_dump_tombstone(r))
     if settled:  # a key of its own: a worker of an earlier version reads the rest as before
         out["settled"] = [[store, category, copies] for (store, category), copies in settled.items()]
     if state.duties:
