@@ -80,6 +80,7 @@ def write(chaos: Run, verdict: Verdict, run_id: str) -> Path:
             {"kind": s.kind, "what": s.what, "topic": s.topic.rsplit(".", 1)[-1], "partition": s.partition}
             for s in chaos.sent
         ],
+        "ticks_sent_again": chaos.nudges,  # a tick not settled in 20 s is sent again
         "processes": {
             "killed": dict(chaos.supervisor.kills),
             "exited_on_their_own": dict(chaos.supervisor.exits),

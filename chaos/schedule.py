@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from chaos.cluster import ChaosError
+from chaos.ledger import Oracle
+from streams.policy.calendar import to_ms
 
 FLAKY_VENDOR = "review_vendor"  # fails a burst of requests
 # A vendor is down from OUTAGE[0] to OUTAGE[1] of the run: the one with the most deletions ordered
@@ -67,3 +73,22 @@ class Recovery:
     # For a kill: whether the killed part had work in flight (commands awaiting its store's
     # receipt) when it was killed; None for other faults.
     busy: bool | None = None
+
+
+def choose_outage_vendor(
+    policy: Any, records: list[dict[str, Any]], ticks: list[datetime], vendors: list[str]
+) -> str:
+    """The vendor with the most deletions ordered while it is down (OUTAGE), from a replay of the
+    whole scenario through the pure engine before the run."""
+    plan = Oracle(policy)
+    index = 0
+    for moment in ticks:
+        while index < len(records) and records[index]["event_time"] <= moment:
+            plan.event(records[index])
+            index += 1
+        plan.tick(to_ms(moment))
+    start, end = (to_ms(ticks[round(f * len(ticks))]) for f in OUTAGE)
+    ordered = Counter(copy[0] for copy, at in plan.ordered.items() if start < at < end and copy[0] in vendors)
+    if not ordered:
+        raise ChaosError("no vendor has a deletion ordered in the outage window: a bigger --customers")
+    return ordered.most_common(1)[0][0]

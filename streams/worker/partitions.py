@@ -10,12 +10,15 @@ changelog. The partition's progress (clock, events processed, deferred ticks) is
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from ebbtide.runtime import metrics
 from streams.engine import snapshot
 from streams.worker.progress import DueIndex, PartitionProgress
 from streams.worker.staging import StagedTable
+
+log = logging.getLogger(__name__)
 
 _GAUGES = (("late", metrics.OVERDUE), ("open", metrics.AWAITING_RECEIPT))
 
@@ -116,11 +119,14 @@ class Partitions:
         """Once the state of ``partitions`` is recovered (a start, a rebalance): their gauges say
         where they are at once (the clock of each, the copies awaiting a receipt), not only after
         their next message, which may be long in coming."""
+        clocks = {}
         for partition in sorted(partitions):
             progress = self.progress(partition)
             if progress.now is not None:
                 metrics.CLOCK_TIME.labels(str(partition)).set(progress.now / 1000)
+            clocks[partition] = progress.now
             self.index(partition)
+        log.info("partitions recovered, with their clocks (ms): %s", clocks)
 
     def forget(self, partitions: set[int]) -> None:
         """Drop what is held for partitions this worker lost or (re)gained: their state may have

@@ -201,6 +201,8 @@ class LifecycleProcessor:
         progress = self.owned.progress(partition)
         latest = max([progress.now or -1, *(when for when, _ in progress.deferred)])
         if now <= latest:  # a replayed or stale tick: the clock never goes back, so it is a no-op
+            if progress.now is not None:  # ...but for the gauge, which says where the clock is
+                metrics.CLOCK_TIME.labels(str(partition)).set(progress.now / 1000)
             out = self.certificates.sign_held(partition)
             return out + self._release_deferred(partition, progress)
         if len(progress.deferred) >= MAX_DEFERRED_TICKS:
