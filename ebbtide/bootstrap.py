@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ebbtide.runtime.settings import Settings, Topics
 from streams.policy.rules import Policy, load_policy, rules_policy
-from streams.policy.stores import DEFAULT_STORES, StoreMap, load_store_map
+from streams.policy.stores import DEFAULT_STORES, StoreMap, StoreMapError, load_store_map
 
 if TYPE_CHECKING:
     import faust
@@ -37,7 +37,16 @@ class CannotStart(Exception):
 def store_map(settings: Settings) -> StoreMap:
     """The store map of ``settings`` (EBBTIDE_STORE_MAP; default: the one shipped with the policy):
     which stores hold which categories. Each store has a command topic and a sink."""
-    return load_store_map(settings.store_map or DEFAULT_STORES)
+    path = settings.store_map or DEFAULT_STORES
+    stores = load_store_map(path)
+    from sinks import registry  # the store map names kinds; the sinks' registry knows which exist
+
+    unknown = sorted({s.kind for s in stores.stores} - set(registry.names()))
+    if unknown:
+        raise StoreMapError(
+            f"{path}: no sink of kind {', '.join(unknown)} (known: {', '.join(registry.names())})"
+        )
+    return stores
 
 
 def policy(settings: Settings, rules: Path | None = None) -> Policy:

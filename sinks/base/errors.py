@@ -16,5 +16,5 @@ class SinkSetupError(RuntimeError):
     """The database is not set up for the sink (and the sink may not set it up itself)."""
 
 
-class StoreSetupError(RuntimeError):
+class StoreSetupError(SinkSetupError):
     """The store's tables are missing and the sink may not create them."""

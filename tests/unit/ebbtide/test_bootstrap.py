@@ -16,7 +16,7 @@ from sinks import registry
 from sinks.base.errors import SinkConfigError
 from sinks.base.kind import SinkGroup, SinkKind, one_process, one_store
 from streams.policy.rules import DEFAULT_POLICY, load_policy, rules_policy
-from streams.policy.stores import DEFAULT_STORES, load_store_map
+from streams.policy.stores import DEFAULT_STORES, StoreMapError, load_store_map
 
 
 def test_the_store_map_is_the_shipped_one_unless_a_file_is_set(tmp_path: Path) -> None:
@@ -102,3 +102,11 @@ def test_the_worker_does_not_start_without_its_hold_keys(
     with pytest.raises(bootstrap.CannotStart, match="EBBTIDE_HOLD_KEYS: no public key at"):
         bootstrap.worker(settings)
     assert served == []
+
+
+def test_a_store_map_naming_a_kind_with_no_sink_is_refused(tmp_path: Path) -> None:
+    odd = tmp_path / "stores.toml"
+    odd.write_text(DEFAULT_STORES.read_text().replace('kind = "logstore"', 'kind = "logstor"', 1))
+    with pytest.raises(StoreMapError, match=r"no sink of kind logstor \(known: "):
+        bootstrap.store_map(Settings(store_map=odd))
+    assert load_store_map(odd)  # the pure layer takes any name: the registry is the shell's

@@ -1,7 +1,7 @@
 """A subject's state is bounded: a copy confirmed by its store and listed in a deletion certificate
 is pruned to a tombstone, and ``seen`` keeps only the event ids deduplication needs.
 
-Run as a script (``python -m tests.unit.test_state_pruning``) to print the state sizes of a
+Run as a script (``python -m tests.unit.streams.engine.test_state_pruning``) to print the state sizes of a
 long-lived subject with many written-and-deleted records, before and after pruning.
 """
 
