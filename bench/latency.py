@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import socket
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.tools import processes
 from ebbtide.tools.client import EventPublisher
 from ebbtide.tools.clock import ClockPublisher
+from ebbtide.tools.processes import free_port
 from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 from sinks.base.tracking import ensure_tracking
 
@@ -43,13 +43,6 @@ READY_TIMEOUT = 180.0  # the worker joins its group and recovers within this
 DRAIN_TIMEOUT = 120.0
 RTT_SAMPLES = 200
 GOAL = "p99 < 2 s"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (for the children's metrics)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -9,7 +9,6 @@ group join and table recovery are left out (startup is reported in the notes).
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -27,6 +26,7 @@ from ebbtide.runtime.kafka import create_topics, pipeline_topics
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.tools import processes
 from ebbtide.tools.client import to_record
+from ebbtide.tools.processes import free_port
 from schemas import LIFECYCLE_EVENT, codec_for
 from streams.policy.rules import default_policy
 from streams.worker.processor import LifecycleProcessor
@@ -56,13 +56,6 @@ class Run:
 
 
 # Helpers, also used by bench.recovery.
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def scratch(ctx: Context, label: str, **changes: Any) -> Iterator[Settings]:
     """Fresh prefix, app id, state dir and ports; the pipeline's topics, dropped afterwards."""

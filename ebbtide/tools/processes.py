@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -92,9 +93,23 @@ def start(
     return Child(name, process, log)
 
 
+# Below the kernel's ephemeral range (32768-60999 on Linux), from which every outgoing connection
+# (a Kafka client's, say) takes its local port: a port picked there may be taken by one of them
+# before the child binds it, which failed a test run once.
+_PORTS = (20000, 32000)
+
+
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (for a child's metrics)."""
-    with socket.socket() as probe:
+    """A TCP port free on 127.0.0.1 right now (for a child's metrics), outside the ephemeral range."""
+    for _ in range(200):
+        port = random.randrange(*_PORTS)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as probe:  # a crowded range: any free port
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
