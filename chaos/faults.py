@@ -7,8 +7,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from kafka import TopicPartition
-
 from chaos import hostile
 from chaos.cluster import ChaosError, Spec, second_worker
 from chaos.ledger import Copy
@@ -146,9 +144,8 @@ def _waiting_commands(chaos: Run, store: str, count: int) -> list[dict[str, Any]
 
 
 def _events_end(settings: Settings, partition: int) -> int:
-    consumer = kafka.consumer(settings, client_id=None, enable_auto_commit=False)
+    reader = kafka.offsets_reader(settings)
     try:
-        tp = TopicPartition(Topics(settings.topic_prefix).events, partition)
-        return int(consumer.end_offsets([tp])[tp])
+        return kafka.end_offsets(reader, Topics(settings.topic_prefix).events)[partition]
     finally:
-        consumer.close()
+        reader.close()

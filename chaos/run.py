@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +20,7 @@ from chaos.report import show, verdict_of, write
 from chaos.schedule import SCHEDULE, Fault, Options, Recovery, choose_outage_vendor
 from ebbtide import bootstrap
 from ebbtide.demo import database, scenario
-from ebbtide.demo.run import DEMO_VENDORS
+from ebbtide.demo.run import DEMO_VENDORS, vendor_standin
 from ebbtide.demo.vendor_standin import VendorStandIn
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import create_topics, pipeline_topics
@@ -58,6 +57,7 @@ class Run:
     recoveries: list[Recovery] = field(default_factory=list)
     vendors_down: set[str] = field(default_factory=set)
     outage_vendor: str = ""
+    vendors: list[str] = field(default_factory=list)  # the HTTP stores of the store map
     started: float = field(default_factory=time.monotonic)
     settles: int = 0
     nudges: int = 0  # ticks sent again because one did not settle within NUDGE_SECONDS
@@ -66,49 +66,37 @@ class Run:
 
     # -- waiting for the pipeline ------------------------------------------------------------
 
-    def settled(self, moment: datetime) -> bool:
-        """Every partition's clock at ``moment`` (in the workers that hold it) and no command
-        awaiting a receipt from a store that is up."""
+    def scrape_workers(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Over the workers: each partition's clock (the furthest a worker holding it reports) and
+        the commands awaiting a receipt, by store."""
         clocks: dict[str, float] = {}
-        awaiting = 0.0
+        awaiting: dict[str, float] = {}
         for spec in self.supervisor.workers():
-            try:
-                samples = processes.scrape(spec.metrics_port)
-            except OSError:
-                return False  # a worker starting again: not settled yet
+            samples = processes.scrape(spec.metrics_port)  # empty while a worker starts again
             for labels, value in samples.get("ebbtide_clock_time_seconds", {}).items():
                 partition = dict(labels).get("partition", "")
                 clocks[partition] = max(clocks.get(partition, 0.0), value)
             for labels, value in samples.get("ebbtide_deletions_awaiting_receipt", {}).items():
-                if dict(labels).get("store") not in self.vendors_down:
-                    awaiting += value
+                store = dict(labels).get("store", "")
+                awaiting[store] = awaiting.get(store, 0.0) + value
+        return clocks, awaiting
+
+    def settled(self, moment: datetime) -> bool:
+        """Every partition's clock at ``moment`` (in the workers that hold it) and no command
+        awaiting a receipt from a store that is up."""
+        clocks, awaiting = self.scrape_workers()
         return (
             len(clocks) == self.settings.partitions
             and min(clocks.values()) >= to_ms(moment) / 1000
-            and awaiting == 0
+            and not any(n for store, n in awaiting.items() if store not in self.vendors_down)
         )
-
-    @property
-    def vendors(self) -> list[str]:
-        return [s.id for s in bootstrap.store_map(self.settings).stores if s.kind == "http"]
-
-    def awaiting(self) -> dict[str, float]:
-        """Commands awaiting a receipt, by store, over the workers."""
-        out: dict[str, float] = {}
-        for spec in self.supervisor.workers():
-            for labels, value in (
-                processes.scrape(spec.metrics_port).get("ebbtide_deletions_awaiting_receipt", {}).items()
-            ):
-                store = dict(labels).get("store", "")
-                out[store] = out.get(store, 0.0) + value
-        return out
 
     def wait_busy(self, stores: tuple[str, ...] | list[str] | None) -> bool:
         """Wait (BUSY_WAIT at most) until one of ``stores`` (None: any) has commands in flight, so
         a kill strikes a part at work; whether it had."""
         deadline = time.monotonic() + BUSY_WAIT
         while True:
-            awaiting = self.awaiting()
+            _, awaiting = self.scrape_workers()
             if any(n > 0 for store, n in awaiting.items() if stores is None or store in stores):
                 return True
             if time.monotonic() > deadline:
@@ -184,11 +172,11 @@ def run(base: Settings, options: Options) -> int:
     vendors = [s.id for s in stores.stores if s.kind == "http"]
     checked = [*maps, *vendors, logstore.STORE]
     outage_vendor = choose_outage_vendor(policy, records, ticks, vendors)
-    with _standin(sc, stores) as standin:
+    with vendor_standin(sc, stores) as standin:
         before = _holdings(dsn, maps, standin, vendors)
         supervisor = Supervisor(settings.state_dir / "logs")
         chaos = Run(console, settings, Servers(base.state_dir), supervisor, standin, Oracle(policy), options)
-        chaos.outage_vendor = outage_vendor
+        chaos.outage_vendor, chaos.vendors = outage_vendor, vendors
         chaos.retick = lambda moment: _tick(chaos, moment)
         try:
             _forget_earlier_runs(settings)
@@ -244,21 +232,6 @@ def _forget_earlier_runs(settings: Settings) -> None:
             admin.delete_topics(earlier)
     finally:
         admin.close()
-
-
-@contextmanager
-def _standin(sc: scenario.Scenario, stores: Any) -> Iterator[VendorStandIn]:
-    standin = VendorStandIn()
-    standin.start()
-    try:
-        vendors = {s.id for s in stores.stores if s.kind == "http"}
-        for category, key, ref in sc.vendor_copies():
-            for store in stores.holders(category, ref or None):
-                if store in vendors:
-                    standin.seed(store, category, key)
-        yield standin
-    finally:
-        standin.stop()
 
 
 def _holdings(dsn: str, maps: dict[str, Any], standin: VendorStandIn, vendors: list[str]) -> set[Copy]:

@@ -80,7 +80,7 @@ def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_da
     console.rule("[bold]Ebbtide demo")
     sc = scenario.build(customers, seed)
     database.load(dsn, sc)
-    with _vendors(sc, stores) as standin:
+    with vendor_standin(sc, stores) as standin:
         before = report.Inventory.take(dsn, standin, stores)
         console.print(
             f"Loaded {sc.rows} database rows, {len(sc.log_days)} days of logs, {len(sc.backups())} backups, "
@@ -119,7 +119,7 @@ def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_da
 
 
 @contextmanager
-def _vendors(sc: scenario.Scenario, stores: StoreMap) -> Iterator[VendorStandIn]:
+def vendor_standin(sc: scenario.Scenario, stores: StoreMap) -> Iterator[VendorStandIn]:
     """The vendor stand-in, holding each vendor's copies of the scenario's records."""
     standin = VendorStandIn()
     standin.start()
