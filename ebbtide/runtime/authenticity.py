@@ -17,8 +17,9 @@ replay stays byte-identical.
 
 Legal hold events (``LegalHoldPlaced``, ``LegalHoldReleased``) are signed the same way by a trusted
 hold signer (the legal team's tool): the worker refuses one it cannot verify, so writing to the
-events topic is not enough to keep a subject's data forever or to lift a real hold
-(:class:`HoldKeys`, :func:`hold_content`). Other events carry no signature.
+events topic is not enough to place or lift a legal hold (:class:`HoldKeys`,
+:func:`hold_content`). Other events carry no signature: an unsigned ``RestrictionRequested``
+still suspends a subject's deletions until it is lifted (a known limitation).
 """
 
 from __future__ import annotations
