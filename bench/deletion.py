@@ -28,21 +28,22 @@ from bench.common import Context, Figure, stopwatch
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import create_topics, producer
 from ebbtide.runtime.settings import Settings, Topics
-from schemas import DELETION_COMMAND, codec_for
-from sinks.base.receipts import Executed
-from sinks.base.tracking import ensure_tracking
-from sinks.postgres.executor import PostgresExecutor
-from sinks.postgres.sink import PostgresSink
-from sinks.postgres.table_map import TableAction, TableMap
-from streams.engine.decisions import stable_id
-from streams.worker.certify import CertificateSigner
+from ebbtide.schemas import DELETION_COMMAND, codec_for
+from ebbtide.sinks.base.receipts import Executed
+from ebbtide.sinks.base.tracking import ensure_tracking
+from ebbtide.sinks.postgres.executor import PostgresExecutor
+from ebbtide.sinks.postgres.sink import PostgresSink
+from ebbtide.sinks.postgres.table_map import TableAction, TableMap
+from ebbtide.streams.engine.decisions import stable_id
+from ebbtide.streams.worker.certify import CertificateSigner
 
 NAME = "deletion"
 BATCH = 500  # commands per transaction, as the sink's max_poll_records
 STORE = "bench_store"
 GOAL = ">= 0.8 of the ceiling and >= 100,000 rows/s"
-CEILING = ("one DELETE FROM t WHERE id = ANY(array) of the same rows + COMMIT, fresh identical "
-           "table (median of 3)")
+CEILING = (
+    "one DELETE FROM t WHERE id = ANY(array) of the same rows + COMMIT, fresh identical table (median of 3)"
+)
 SINK_TIMEOUT = 1800.0
 TABLE = """
 DROP TABLE IF EXISTS {t};
@@ -126,19 +127,37 @@ def store_map(table: str) -> TableMap:
 def commands(rows: int) -> list[dict[str, Any]]:
     """One DeleteRecord per row, with command ids shaped like the engine's."""
     run, now = uuid.uuid4().hex, datetime.now(UTC)
-    return [{"command_id": stable_id("bench", run, i), "subject_id": f"cust-{i}", "store": STORE,
-             "category": "client", "record_key": str(i), "rule_id": "account",
-             "policy_version": "bench", "deadline": now, "issued_at": now}
-            for i in range(1, rows + 1)]
+    return [
+        {
+            "command_id": stable_id("bench", run, i),
+            "subject_id": f"cust-{i}",
+            "store": STORE,
+            "category": "client",
+            "record_key": str(i),
+            "rule_id": "account",
+            "policy_version": "bench",
+            "deadline": now,
+            "issued_at": now,
+        }
+        for i in range(1, rows + 1)
+    ]
 
 
-def figure(name: str, rows: int, seconds: float, ceiling: float, notes: str,
-           **extra: Any) -> Figure:
+def figure(name: str, rows: int, seconds: float, ceiling: float, notes: str, **extra: Any) -> Figure:
     """A rows/s figure against its ceiling, judged by the issue's goal."""
     value, base = rows / seconds, rows / ceiling
-    return Figure(NAME, name, value, "rows/s", CEILING, base, goal=GOAL,
-                  meets_goal=value >= 0.8 * base and value >= 100_000, notes=notes,
-                  extra={"rows": rows, "seconds": seconds, "ceiling_seconds": ceiling, **extra})
+    return Figure(
+        NAME,
+        name,
+        value,
+        "rows/s",
+        CEILING,
+        base,
+        goal=GOAL,
+        meets_goal=value >= 0.8 * base and value >= 100_000,
+        notes=notes,
+        extra={"rows": rows, "seconds": seconds, "ceiling_seconds": ceiling, **extra},
+    )
 
 
 def executor_figure(ctx: Context, conn: Connection, rows: int) -> Figure:
@@ -151,16 +170,25 @@ def executor_figure(ctx: Context, conn: Connection, rows: int) -> Figure:
     with stopwatch() as elapsed:
         for start in range(0, rows, BATCH):
             with conn:
-                executor.execute_batch(cur, todo[start:start + BATCH])
+                executor.execute_batch(cur, todo[start : start + BATCH])
     if remaining(conn, "sink_a"):
         raise RuntimeError("the executor left rows behind")
     seconds = elapsed()
     ctx.report(f"deletion: executor {rows / seconds:,.0f} rows/s")
-    notes = (f"{cur.statements / rows:.3f} statements per row; {100 * cur.seconds / seconds:.0f}% of the "
-             "time is spent in cursor.execute (the DELETE, the look-up of repeats and the tracking rows "
-             "the ceiling does not write), the rest is Avro encoding of receipts and Python.")
-    return figure("executor rows/s (500 commands per transaction)", rows, seconds, ceiling, notes,
-                  statements=cur.statements, seconds_in_statements=cur.seconds)
+    notes = (
+        f"{cur.statements / rows:.3f} statements per row; {100 * cur.seconds / seconds:.0f}% of the "
+        "time is spent in cursor.execute (the DELETE, the look-up of repeats and the tracking rows "
+        "the ceiling does not write), the rest is Avro encoding of receipts and Python."
+    )
+    return figure(
+        "executor rows/s (500 commands per transaction)",
+        rows,
+        seconds,
+        ceiling,
+        notes,
+        statements=cur.statements,
+        seconds_in_statements=cur.seconds,
+    )
 
 
 class TimedExecutor(PostgresExecutor):
@@ -200,8 +228,11 @@ def publish_commands(settings: Settings, rows: int) -> None:
     codec, out = codec_for(DELETION_COMMAND), producer(settings)
     signer = CertificateSigner.from_file(settings.signing_key, "bench")
     for command in commands(rows):
-        out.send(Topics(settings.topic_prefix).commands(STORE), key=command["subject_id"].encode(),
-                 value=codec.encode(signer.sign_command(command)))
+        out.send(
+            Topics(settings.topic_prefix).commands(STORE),
+            key=command["subject_id"].encode(),
+            value=codec.encode(signer.sign_command(command)),
+        )
     out.flush()
     out.close()
 
@@ -235,13 +266,22 @@ def end_to_end_figure(ctx: Context, conn: Connection, dsn: str, rows: int) -> Fi
     seconds = sink.last - sink.first
     ctx.report(f"deletion: sink through Kafka {rows / seconds:,.0f} rows/s")
     share = 100 * sink.timed.seconds / seconds
-    notes = ("The real PostgresSink in a thread, first non-empty poll to the broker's ack of the "
-             "last receipt (group join excluded). Per poll: one transaction, receipts sent and "
-             f"flushed (acks=all), offsets committed. {share:.0f}% of it is in the executor; the rest "
-             "is polling, Avro decoding, kafka-python's send (~50 µs per message), flush, commit.")
-    return figure("sink through Kafka rows/s (first poll to last receipt)", rows, seconds, ceiling,
-                  notes, batches=sink.batches, rows_per_batch=rows / max(sink.batches, 1),
-                  seconds_in_executor=sink.timed.seconds)
+    notes = (
+        "The real PostgresSink in a thread, first non-empty poll to the broker's ack of the "
+        "last receipt (group join excluded). Per poll: one transaction, receipts sent and "
+        f"flushed (acks=all), offsets committed. {share:.0f}% of it is in the executor; the rest "
+        "is polling, Avro decoding, kafka-python's send (~50 µs per message), flush, commit."
+    )
+    return figure(
+        "sink through Kafka rows/s (first poll to last receipt)",
+        rows,
+        seconds,
+        ceiling,
+        notes,
+        batches=sink.batches,
+        rows_per_batch=rows / max(sink.batches, 1),
+        seconds_in_executor=sink.timed.seconds,
+    )
 
 
 def run(ctx: Context) -> list[Figure]:

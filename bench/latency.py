@@ -27,12 +27,12 @@ from ebbtide.demo.scenario import build
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import create_topics, pipeline_topics, producer
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
+from ebbtide.sinks.base.tracking import ensure_tracking
 from ebbtide.tools import processes
 from ebbtide.tools.client import EventPublisher
 from ebbtide.tools.clock import ClockPublisher
 from ebbtide.tools.processes import free_port
-from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
-from sinks.base.tracking import ensure_tracking
 
 NAME = "latency"
 ROUNDS_PER_SECOND = 4
@@ -59,10 +59,20 @@ def due_subject(n: int, tick: datetime) -> list[dict[str, Any]]:
     closed = (tick - STEP / 2).replace(year=tick.year - 3)
     base = {"subject_id": f"cust-{n}", "producer": "bench"}
     return [
-        {**base, "event_id": f"w-{n}", "type": "RecordWritten", "event_time": (closed - STEP).isoformat(),
-         "payload": {"store": "customer_db", "category": "client", "record_key": str(n)}},
-        {**base, "event_id": f"c-{n}", "type": "AccountClosed", "event_time": closed.isoformat(),
-         "payload": {}},
+        {
+            **base,
+            "event_id": f"w-{n}",
+            "type": "RecordWritten",
+            "event_time": (closed - STEP).isoformat(),
+            "payload": {"store": "customer_db", "category": "client", "record_key": str(n)},
+        },
+        {
+            **base,
+            "event_id": f"c-{n}",
+            "type": "AccountClosed",
+            "event_time": closed.isoformat(),
+            "payload": {},
+        },
     ]
 
 
@@ -72,9 +82,12 @@ def prepare_database(dsn: str, customers: int) -> None:
     with contextlib.closing(psycopg2.connect(dsn)) as conn:
         ensure_tracking(conn)  # so it can be polled before the sink starts
         with conn, conn.cursor() as cur:
-            cur.execute("INSERT INTO customers SELECT g, 'Name ' || g, 'c' || g || '@example.invalid',"
-                        " lpad(g::text, 8, '0'), 'Storgata 1', '2020-01-01'"
-                        " FROM generate_series(1, %s) g", (customers,))
+            cur.execute(
+                "INSERT INTO customers SELECT g, 'Name ' || g, 'c' || g || '@example.invalid',"
+                " lpad(g::text, 8, '0'), 'Storgata 1', '2020-01-01'"
+                " FROM generate_series(1, %s) g",
+                (customers,),
+            )
 
 
 def applied(dsn: str) -> dict[str, float]:
@@ -125,8 +138,13 @@ def round_trips(settings: Settings, samples: int) -> list[float]:
 def commands_sent(settings: Settings) -> dict[str, float]:
     """record_key -> time the worker produced its command (message CreateTime, epoch seconds)."""
     topic, codec = Topics(settings.topic_prefix).commands("customer_db"), codec_for(DELETION_COMMAND)
-    consumer = kafka.consumer(settings, client_id=None, enable_auto_commit=False,
-                              auto_offset_reset="earliest", consumer_timeout_ms=2000)
+    consumer = kafka.consumer(
+        settings,
+        client_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=2000,
+    )
     consumer.assign([TopicPartition(topic, p) for p in range(settings.partitions)])
     try:
         return {codec.decode(m.value)["record_key"]: m.timestamp / 1000 for m in consumer}
@@ -172,29 +190,42 @@ class Load:
 
 def figures(latencies: list[float], rtts: list[float], extra: dict[str, Any]) -> list[Figure]:
     """p50 and p99 figures (ms), each against the same percentile of the broker round trip."""
-    notes = ("Latency = the sink's applied_at (wall clock when it executes the command, just "
-             "before its transaction commits) minus time.time() just before ClockPublisher.tick "
-             "(which reads the events end offsets, sends one tick per partition, waits for acks). "
-             "Path: tick -> worker (waits for the events the tick covers, fires, sends the command "
-             "acks=all) -> sink poll -> delete; extra splits it at the command's CreateTime. Receipt "
-             "publication is not included. Baseline: "
-             "the project's producer (acks=all, linger 5 ms) -> a kafka-python consumer, 1 message.")
+    notes = (
+        "Latency = the sink's applied_at (wall clock when it executes the command, just "
+        "before its transaction commits) minus time.time() just before ClockPublisher.tick "
+        "(which reads the events end offsets, sends one tick per partition, waits for acks). "
+        "Path: tick -> worker (waits for the events the tick covers, fires, sends the command "
+        "acks=all) -> sink poll -> delete; extra splits it at the command's CreateTime. Receipt "
+        "publication is not included. Baseline: "
+        "the project's producer (acks=all, linger 5 ms) -> a kafka-python consumer, 1 message."
+    )
     out = []
     for label, q in (("p50", 0.50), ("p99", 0.99)):
         value = 1000 * percentile(latencies, q)
-        out.append(Figure(NAME, f"tick -> tracking row {label}", value, "ms",
-                          f"bare Kafka produce -> consume round trip {label}",
-                          1000 * percentile(rtts, q), higher_is_better=False,
-                          goal=GOAL if label == "p99" else None,
-                          meets_goal=value < 2000 if label == "p99" else None, notes=notes,
-                          extra=extra))
+        out.append(
+            Figure(
+                NAME,
+                f"tick -> tracking row {label}",
+                value,
+                "ms",
+                f"bare Kafka produce -> consume round trip {label}",
+                1000 * percentile(rtts, q),
+                higher_is_better=False,
+                goal=GOAL if label == "p99" else None,
+                meets_goal=value < 2000 if label == "p99" else None,
+                notes=notes,
+                extra=extra,
+            )
+        )
     return out
 
 
 def measure(ctx: Context, settings: Settings, dsn: str, log_dir: Path) -> list[Figure]:
     """Warm up, measure the broker round trip, then run the steady load and collect latencies."""
-    children = [processes.start("worker", ["worker"], settings, log_dir),
-                processes.start("sink", ["sink", "postgres"], settings, log_dir)]
+    children = [
+        processes.start("worker", ["worker"], settings, log_dir),
+        processes.start("sink", ["sink", "postgres"], settings, log_dir),
+    ]
     load = Load(settings)
     try:
         load.round(range(1, 2))  # warm-up: the worker joins its group and recovers first
@@ -212,14 +243,24 @@ def measure(ctx: Context, settings: Settings, dsn: str, log_dir: Path) -> list[F
     latencies = [done[key] - sent for key, sent in load.sent.items()]
     worker = [produced[key] - sent for key, sent in load.sent.items()]
     sink = [done[key] - produced[key] for key in load.sent]
-    ctx.report(f"latency: {len(latencies)} deletions, p50 {1000 * percentile(latencies, 0.5):.0f} ms, "
-               f"p99 {1000 * percentile(latencies, 0.99):.0f} ms")
-    extra = {"samples": len(latencies), "rounds": rounds, "rounds_per_second": ROUNDS_PER_SECOND,
-             "subjects_per_round": SUBJECTS_PER_ROUND, "rtt_samples": len(rtts),
-             "min_ms": 1000 * min(latencies), "max_ms": 1000 * max(latencies)}
+    ctx.report(
+        f"latency: {len(latencies)} deletions, p50 {1000 * percentile(latencies, 0.5):.0f} ms, "
+        f"p99 {1000 * percentile(latencies, 0.99):.0f} ms"
+    )
+    extra = {
+        "samples": len(latencies),
+        "rounds": rounds,
+        "rounds_per_second": ROUNDS_PER_SECOND,
+        "subjects_per_round": SUBJECTS_PER_ROUND,
+        "rtt_samples": len(rtts),
+        "min_ms": 1000 * min(latencies),
+        "max_ms": 1000 * max(latencies),
+    }
     for part, values in (("tick_to_command", worker), ("command_to_row", sink)):
-        extra |= {f"{part}_p50_ms": 1000 * percentile(values, 0.5),
-                  f"{part}_p99_ms": 1000 * percentile(values, 0.99)}
+        extra |= {
+            f"{part}_p50_ms": 1000 * percentile(values, 0.5),
+            f"{part}_p99_ms": 1000 * percentile(values, 0.99),
+        }
     return figures(latencies, rtts, extra)
 
 
@@ -243,8 +284,13 @@ def run(ctx: Context) -> list[Figure]:
     customers = 2 + math.ceil(ctx.size.latency_seconds * ROUNDS_PER_SECOND + 10) * SUBJECTS_PER_ROUND
     with scratch_database(ctx.pg_dsn, NAME) as dsn:
         prepare_database(dsn, customers)
-        settings = replace(ctx.unique_settings(NAME), pg_dsn=dsn, worker_metrics_port=free_port(),
-                           sink_metrics_port=free_port(), worker_web_port=free_port())
+        settings = replace(
+            ctx.unique_settings(NAME),
+            pg_dsn=dsn,
+            worker_metrics_port=free_port(),
+            sink_metrics_port=free_port(),
+            worker_web_port=free_port(),
+        )
         store_map = settings.state_dir / "stores.toml"
         store_map.parent.mkdir(parents=True, exist_ok=True)
         store_map.write_text(ONE_STORE, encoding="utf-8")

@@ -15,12 +15,12 @@ from typing import Any
 
 from bench.common import Context, Figure
 from ebbtide.runtime.settings import Topics
-from streams.engine import snapshot
-from streams.engine.model import RecordState, SubjectState
-from streams.policy.calendar import MS_PER_DAY
-from streams.policy.rules import default_policy
-from streams.worker.processor import LifecycleProcessor
-from streams.worker.staging import subject_key
+from ebbtide.streams.engine import snapshot
+from ebbtide.streams.engine.model import RecordState, SubjectState
+from ebbtide.streams.policy.calendar import MS_PER_DAY
+from ebbtide.streams.policy.rules import default_policy
+from ebbtide.streams.worker.processor import LifecycleProcessor
+from ebbtide.streams.worker.staging import subject_key
 
 NAME = "pending"
 BASE = 20_000 * MS_PER_DAY  # 2024-10-04
@@ -90,7 +90,7 @@ def _measure(count: int) -> dict[str, float]:
 def _tick(now: int) -> bytes:
     from datetime import UTC, datetime
 
-    from schemas import CLOCK_TICK, codec_for
+    from ebbtide.schemas import CLOCK_TICK, codec_for
 
     return codec_for(CLOCK_TICK).encode(
         {"now": datetime.fromtimestamp(now / 1000, UTC), "events_end": 0, "source": "bench"}

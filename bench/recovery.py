@@ -31,8 +31,8 @@ from bench.stamping import (
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import end_offsets, offsets_reader
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.schemas import LIFECYCLE_EVENT, codec_for
 from ebbtide.tools import processes
-from schemas import LIFECYCLE_EVENT, codec_for
 
 NAME = "recovery"
 PENDING = "ebbtide_pending_deadlines"

@@ -24,12 +24,12 @@ from ebbtide.demo.scenario import build
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import create_topics, pipeline_topics
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.schemas import LIFECYCLE_EVENT, codec_for
+from ebbtide.streams.policy.rules import default_policy
+from ebbtide.streams.worker.processor import LifecycleProcessor
 from ebbtide.tools import processes
 from ebbtide.tools.client import to_record
 from ebbtide.tools.processes import free_port
-from schemas import LIFECYCLE_EVENT, codec_for
-from streams.policy.rules import default_policy
-from streams.worker.processor import LifecycleProcessor
 
 NAME = "stamping"
 CONSUMED = "ebbtide_events_consumed_total"
@@ -59,8 +59,9 @@ class Run:
 @contextmanager
 def scratch(ctx: Context, label: str, **changes: Any) -> Iterator[Settings]:
     """Fresh prefix, app id, state dir and ports; the pipeline's topics, dropped afterwards."""
-    settings = replace(ctx.unique_settings(label), worker_metrics_port=free_port(),
-                       worker_web_port=free_port(), **changes)
+    settings = replace(
+        ctx.unique_settings(label), worker_metrics_port=free_port(), worker_web_port=free_port(), **changes
+    )
     create_topics(settings, pipeline_topics(Topics(settings.topic_prefix), ["customer_db"]))
     try:
         yield settings
@@ -93,8 +94,9 @@ def publish(settings: Settings, topic: str, messages: list[Message]) -> None:
 
 
 async def _publish(bootstrap: str, topic: str, messages: list[Message]) -> None:
-    producer = AIOKafkaProducer(**kafka.client_config(bootstrap, client_id=None), acks="all", linger_ms=5,
-                                max_batch_size=256 * 1024)
+    producer = AIOKafkaProducer(
+        **kafka.client_config(bootstrap, client_id=None), acks="all", linger_ms=5, max_batch_size=256 * 1024
+    )
     await producer.start()
     try:
         sent = [await producer.send(topic, value, key=key) for key, value in messages]
@@ -108,8 +110,13 @@ def partition_of(key: bytes, partitions: int) -> int:
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-def wait_metrics(child: processes.Child, port: int, done: Callable[[processes.Samples], bool],
-                 timeout: float, poll: float = POLL) -> tuple[float, processes.Samples]:
+def wait_metrics(
+    child: processes.Child,
+    port: int,
+    done: Callable[[processes.Samples], bool],
+    timeout: float,
+    poll: float = POLL,
+) -> tuple[float, processes.Samples]:
     """Scrape ``port`` until ``done(samples)``; return when (perf_counter) and the samples."""
     deadline = time.perf_counter() + timeout
     while True:
@@ -139,11 +146,11 @@ def time_worker(ctx: Context, messages: list[Message]) -> Run:
         started = time.perf_counter()
         with running("worker", settings) as child:
             port = settings.worker_metrics_port
-            first, samples = wait_metrics(child, port, lambda s: processes.total(s, CONSUMED) > 0,
-                                          timeout)
+            first, samples = wait_metrics(child, port, lambda s: processes.total(s, CONSUMED) > 0, timeout)
             already = processes.total(samples, CONSUMED)
-            last, _ = wait_metrics(child, port, lambda s: processes.total(s, CONSUMED) >= len(messages),
-                                   timeout, poll=SLOW_POLL)
+            last, _ = wait_metrics(
+                child, port, lambda s: processes.total(s, CONSUMED) >= len(messages), timeout, poll=SLOW_POLL
+            )
     return Run(first - started, last - first, int(len(messages) - already))
 
 
@@ -160,12 +167,18 @@ async def _passthrough(settings: Settings, source: str, sink: str, count: int) -
     # The worker's client settings (streams.worker.app / Faust defaults): acks=-1, no linger,
     # 16 KiB batches, 1 MiB per partition fetch, commit every 1000 messages or 1 s.
     consumer = AIOKafkaConsumer(
-        source, **kafka.connection(settings, client_id=None), group_id=settings.app_id,
-        enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=1500,
-        max_partition_fetch_bytes=1024**2, session_timeout_ms=int(settings.session_timeout * 1000),
+        source,
+        **kafka.connection(settings, client_id=None),
+        group_id=settings.app_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=1500,
+        max_partition_fetch_bytes=1024**2,
+        session_timeout_ms=int(settings.session_timeout * 1000),
     )
-    producer = AIOKafkaProducer(**kafka.connection(settings, client_id=None), acks="all",
-                                linger_ms=0, max_batch_size=16384)
+    producer = AIOKafkaProducer(
+        **kafka.connection(settings, client_id=None), acks="all", linger_ms=0, max_batch_size=16384
+    )
     started = time.perf_counter()
     await producer.start()
     await consumer.start()
@@ -216,26 +229,48 @@ def run(ctx: Context) -> list[Figure]:
     ctx.report(f"{NAME}: worker {worker.rate:,.0f} events/s; now the in-process processor")
     alone = time_in_process(messages, partitions)
     ctx.report(f"{NAME}: in-process {alone.rate:,.0f} events/s")
-    baseline = (f"aiokafka consume->produce passthrough, same broker, {partitions} partitions, "
-                "same client settings as the worker")
-    common = (f"{len(messages):,} demo-scenario events pre-published, keyed by subject; "
-              f"passthrough (median of {[round(p.rate) for p in passes]}) {passthrough.rate:,.0f} "
-              f"events/s over {passthrough.seconds:.2f}s, "
-              f"startup {passthrough.startup:.2f}s")
+    baseline = (
+        f"aiokafka consume->produce passthrough, same broker, {partitions} partitions, "
+        "same client settings as the worker"
+    )
+    common = (
+        f"{len(messages):,} demo-scenario events pre-published, keyed by subject; "
+        f"passthrough (median of {[round(p.rate) for p in passes]}) {passthrough.rate:,.0f} "
+        f"events/s over {passthrough.seconds:.2f}s, "
+        f"startup {passthrough.startup:.2f}s"
+    )
     share = worker.rate / passthrough.rate
     return [
-        Figure(NAME, "worker events/s (full policy, one worker)", worker.rate, "events/s",
-               baseline, passthrough.rate,
-               goal=f">= {GOAL_SHARE} of the passthrough and >= {GOAL_RATE:,.0f} events/s",
-               meets_goal=share >= GOAL_SHARE and worker.rate >= GOAL_RATE,
-               notes=(f"{common}; worker {worker.events:,} events in {worker.seconds:.2f}s after a "
-                      f"startup of {worker.startup:.2f}s (process start to first event consumed)"),
-               extra={"worker_startup_s": worker.startup, "worker_seconds": worker.seconds,
-                      "passthrough_startup_s": passthrough.startup, "events": len(messages)}),
-        Figure(NAME, "processor events/s in process (no Kafka, no Faust)", alone.rate, "events/s",
-               baseline, passthrough.rate,
-               goal=f">= {GOAL_RATE:,.0f} events/s (the worker cannot beat this ceiling)",
-               meets_goal=alone.rate >= GOAL_RATE,
-               notes=f"{common}; LifecycleProcessor.on_event + flush on a dict, {alone.seconds:.2f}s",
-               extra={"seconds": alone.seconds, "events": len(messages)}),
+        Figure(
+            NAME,
+            "worker events/s (full policy, one worker)",
+            worker.rate,
+            "events/s",
+            baseline,
+            passthrough.rate,
+            goal=f">= {GOAL_SHARE} of the passthrough and >= {GOAL_RATE:,.0f} events/s",
+            meets_goal=share >= GOAL_SHARE and worker.rate >= GOAL_RATE,
+            notes=(
+                f"{common}; worker {worker.events:,} events in {worker.seconds:.2f}s after a "
+                f"startup of {worker.startup:.2f}s (process start to first event consumed)"
+            ),
+            extra={
+                "worker_startup_s": worker.startup,
+                "worker_seconds": worker.seconds,
+                "passthrough_startup_s": passthrough.startup,
+                "events": len(messages),
+            },
+        ),
+        Figure(
+            NAME,
+            "processor events/s in process (no Kafka, no Faust)",
+            alone.rate,
+            "events/s",
+            baseline,
+            passthrough.rate,
+            goal=f">= {GOAL_RATE:,.0f} events/s (the worker cannot beat this ceiling)",
+            meets_goal=alone.rate >= GOAL_RATE,
+            notes=f"{common}; LifecycleProcessor.on_event + flush on a dict, {alone.seconds:.2f}s",
+            extra={"seconds": alone.seconds, "events": len(messages)},
+        ),
     ]

@@ -15,8 +15,8 @@ from ebbtide.demo import scenario
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import producer
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 from ebbtide.tools.state_reader import read_to_end
-from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 
 if TYPE_CHECKING:
     from chaos.run import Run

@@ -20,7 +20,7 @@ from chaos.ledger import Copy, Sent
 from ebbtide.runtime import keys
 from ebbtide.runtime.authenticity import COMMAND, RECEIPT, TICK, MessageSigner
 from ebbtide.runtime.settings import Settings, Topics
-from schemas import CLOCK_TICK, DELETION_COMMAND, DELETION_RECEIPT, LIFECYCLE_EVENT, codec_for
+from ebbtide.schemas import CLOCK_TICK, DELETION_COMMAND, DELETION_RECEIPT, LIFECYCLE_EVENT, codec_for
 
 NAMESPACE = "io.ebbtide.events"
 FORGED = "chaos-forger"

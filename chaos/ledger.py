@@ -29,11 +29,11 @@ from typing import Any
 
 import psycopg2
 
-from streams.engine.firing import fire_due
-from streams.engine.model import SubjectState, new_subject
-from streams.engine.stamping import apply_event
-from streams.policy.rules import Policy
-from streams.worker.translate import to_event
+from ebbtide.streams.engine.firing import fire_due
+from ebbtide.streams.engine.model import SubjectState, new_subject
+from ebbtide.streams.engine.stamping import apply_event
+from ebbtide.streams.policy.rules import Policy
+from ebbtide.streams.worker.translate import to_event
 
 Copy = tuple[str, str, str]  # (store, category, record key)
 

@@ -15,11 +15,11 @@ from rich.console import Console
 
 from chaos.ledger import Copy, Verdict, judge
 from ebbtide.runtime.settings import Topics
+from ebbtide.schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
+from ebbtide.streams import certificates
+from ebbtide.streams.policy.calendar import to_ms
 from ebbtide.tools import dlq
 from ebbtide.tools.state_reader import read_to_end
-from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
-from streams import certificates
-from streams.policy.calendar import to_ms
 
 if TYPE_CHECKING:
     from chaos.run import Run

@@ -25,16 +25,16 @@ from ebbtide.demo.vendor_standin import VendorStandIn
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import create_topics, pipeline_topics
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.sinks import registry
+from ebbtide.sinks.http.vendors import tuned
+from ebbtide.sinks.logstore import partitions as logstore
+from ebbtide.sinks.postgres.table_map import load_table_map, map_path
+from ebbtide.streams.policy.calendar import to_ms
+from ebbtide.streams.policy.stores import StoreMap
 from ebbtide.tools import processes
 from ebbtide.tools.client import EventPublisher, InvalidEvent, to_record
 from ebbtide.tools.clock import ClockPublisher, steps
 from ebbtide.tools.progress import progress_bar
-from sinks import registry
-from sinks.http.vendors import tuned
-from sinks.logstore import partitions as logstore
-from sinks.postgres.table_map import load_table_map, map_path
-from streams.policy.calendar import to_ms
-from streams.policy.stores import StoreMap
 
 log = logging.getLogger(__name__)
 

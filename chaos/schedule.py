@@ -10,7 +10,7 @@ from typing import Any
 
 from chaos.cluster import ChaosError
 from chaos.ledger import Oracle
-from streams.policy.calendar import to_ms
+from ebbtide.streams.policy.calendar import to_ms
 
 FLAKY_VENDOR = "review_vendor"  # fails a burst of requests
 # A vendor is down from OUTAGE[0] to OUTAGE[1] of the run: the one with the most deletions ordered

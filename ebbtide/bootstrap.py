@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ebbtide.runtime.settings import Settings, Topics
-from streams.policy.rules import Policy, load_policy, rules_policy
-from streams.policy.stores import DEFAULT_STORES, StoreMap, StoreMapError, load_store_map
+from ebbtide.streams.policy.rules import Policy, load_policy, rules_policy
+from ebbtide.streams.policy.stores import DEFAULT_STORES, StoreMap, StoreMapError, load_store_map
 
 if TYPE_CHECKING:
     import faust
 
-    from sinks.base.kind import SinkGroup
+    from ebbtide.sinks.base.kind import SinkGroup
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def store_map(settings: Settings) -> StoreMap:
     which stores hold which categories. Each store has a command topic and a sink."""
     path = settings.store_map or DEFAULT_STORES
     stores = load_store_map(path)
-    from sinks import registry  # the store map names kinds; the sinks' registry knows which exist
+    from ebbtide.sinks import registry  # the store map names kinds; the sinks' registry knows which exist
 
     unknown = sorted({s.kind for s in stores.stores} - set(registry.names()))
     if unknown:
@@ -93,7 +93,7 @@ def worker(settings: Settings, rules: Path | None = None) -> faust.App:
     if the input topics do not have EBBTIDE_PARTITIONS partitions or the hold keys cannot be read."""
     from ebbtide.runtime import metrics
     from ebbtide.runtime.authenticity import HoldKeys
-    from streams.worker.app import create_app
+    from ebbtide.streams.worker.app import create_app
 
     running = policy(settings, rules)
     mismatch = partition_mismatch(settings)
@@ -132,8 +132,8 @@ def sink(settings: Settings, kind: str, args: argparse.Namespace, stop: threadin
     the command's arguments. :class:`CannotStart` if its configuration or database cannot be used
     (a sink checks them before it runs)."""
     from ebbtide.runtime import metrics
-    from sinks import registry
-    from sinks.base.errors import SinkConfigError, SinkSetupError
+    from ebbtide.sinks import registry
+    from ebbtide.sinks.base.errors import SinkConfigError, SinkSetupError
 
     chosen = registry.get(kind)
     try:

@@ -5,7 +5,7 @@ writer schema's CRC-64-AVRO fingerprint), so a reader always knows which version
 ``.avsc`` file wrote it and can resolve it to its own schema.
 """
 
-from schemas.codec import (
+from ebbtide.schemas.codec import (
     CLOCK_TICK,
     DECISION,
     DELETION_COMMAND,

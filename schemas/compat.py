@@ -12,7 +12,7 @@ from pathlib import Path
 import avro.schema
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
-from schemas.codec import SCHEMA_DIR, SchemaFile, schema_files
+from ebbtide.schemas.codec import SCHEMA_DIR, SchemaFile, schema_files
 
 
 def _avro(path: Path) -> avro.schema.Schema:

@@ -9,9 +9,9 @@ front, asking each store's kind in the registry (:mod:`sinks.registry`).
 
 from __future__ import annotations
 
-from sinks import registry
-from streams.policy.rules import Policy
-from streams.policy.stores import StoreMap
+from ebbtide.sinks import registry
+from ebbtide.streams.policy.rules import Policy
+from ebbtide.streams.policy.stores import StoreMap
 
 
 def coverage_problems(stores: StoreMap) -> list[str]:

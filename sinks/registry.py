@@ -9,7 +9,7 @@ shipped (a test's, a deployment's own) is added at run time with :func:`register
 Each kind module is imported when the registry is first asked; what a kind's process needs (the
 Kafka client, the database driver) is imported when it is built.
 
-``python -m sinks.registry`` prints the docs' table of kinds for the shipped store map.
+``python -m ebbtide.sinks.registry`` prints the docs' table of kinds for the shipped store map.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterable
 
-from sinks.base.kind import SinkKind
-from streams.policy.stores import Store, StoreMap
+from ebbtide.sinks.base.kind import SinkKind
+from ebbtide.streams.policy.stores import Store, StoreMap
 
 # kind name (the store map's `kind`, `ebbtide sink <kind>`) -> the module defining its KIND
 BUILT_IN: dict[str, str] = {
-    "postgres": "sinks.postgres.kind",
-    "http": "sinks.http.kind",
-    "logstore": "sinks.logstore.kind",
-    "backups": "sinks.backups.kind",
+    "postgres": "ebbtide.sinks.postgres.kind",
+    "http": "ebbtide.sinks.http.kind",
+    "logstore": "ebbtide.sinks.logstore.kind",
+    "backups": "ebbtide.sinks.backups.kind",
 }
 
 _added: dict[str, SinkKind] = {}
@@ -99,6 +99,6 @@ def markdown_table(stores: StoreMap) -> str:
 
 
 if __name__ == "__main__":
-    from streams.policy.stores import load_store_map
+    from ebbtide.streams.policy.stores import load_store_map
 
     print(markdown_table(load_store_map()))

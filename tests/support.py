@@ -20,12 +20,12 @@ from kafka import TopicPartition
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import create_topics, pipeline_topics
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.schemas import Codec
 from ebbtide.tools.processes import free_port
-from schemas import Codec
 
 if TYPE_CHECKING:
     from ebbtide.runtime.authenticity import HoldKeys, MessageSigner, TrustedKeys
-    from streams.worker.certify import CertificateSigner
+    from ebbtide.streams.worker.certify import CertificateSigner
 
 T = TypeVar("T")
 
@@ -178,7 +178,7 @@ def demo_database(dsn: str, rows_sql: str) -> str:
 def sink_thread(settings: Settings, executor: Any) -> Iterator[threading.Event]:
     """A :class:`~sinks.base.loop.CommandSink` with ``executor`` (made with the yielded stop event's
     twin) running in a thread on the real broker; stopped and joined afterwards."""
-    from sinks.base.loop import CommandSink
+    from ebbtide.sinks.base.loop import CommandSink
 
     make_topics(settings, stores=[executor.store])
     worker_signer(settings)  # the worker's key, whose .pub the sink verifies commands with
@@ -197,7 +197,7 @@ def commands_and_receipts(
     """Send ``commands`` (signed here with the worker's test key, :func:`signed_command`) to the
     store's command topic; the receipts, once there is one each."""
     from ebbtide.runtime.kafka import producer
-    from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
+    from ebbtide.schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 
     topics = Topics(settings.topic_prefix)
     out = producer(settings)
@@ -246,7 +246,7 @@ def deletion_command(
 def worker_signer(settings: Settings) -> CertificateSigner:
     """The worker's signer of ``settings`` (its key made under the state directory if missing, with
     the .pub a sink of the same settings verifies commands with)."""
-    from streams.worker.certify import CertificateSigner
+    from ebbtide.streams.worker.certify import CertificateSigner
 
     return CertificateSigner.from_file(settings.signing_key, "Test ISP")
 

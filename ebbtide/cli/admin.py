@@ -55,8 +55,8 @@ def cmd_sink_role(args: argparse.Namespace, settings: Settings) -> int:
 
     import psycopg2
 
-    from sinks.postgres.roles import RoleError, grant_sink_role
-    from sinks.postgres.table_map import TableMapError, load_table_map, map_path
+    from ebbtide.sinks.postgres.roles import RoleError, grant_sink_role
+    from ebbtide.sinks.postgres.table_map import TableMapError, load_table_map, map_path
 
     try:
         maps = [load_table_map(map_path(m)) for m in args.map]
@@ -246,7 +246,7 @@ def add_backups(sub: Subcommands) -> None:
 
 
 def cmd_backups(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.backups.catalogue import BackupError, admin
+    from ebbtide.sinks.backups.catalogue import BackupError, admin
 
     try:
         lines = admin(settings.require_pg_dsn(), args.action, args.now or datetime.now(UTC))

@@ -37,8 +37,8 @@ def add_certificate(sub: Subcommands) -> None:
 
 
 def cmd_certificate(args: argparse.Namespace, settings: Settings) -> int:
+    from ebbtide.streams import certificates
     from ebbtide.tools import certificates as certificate_pages
-    from streams import certificates
 
     if args.action == "keygen":
         return _keygen(Path(args.path))
@@ -81,8 +81,8 @@ def _keygen(directory: Path) -> int:
 
 def _verify(args: argparse.Namespace, document: Any) -> int:
     """Check ``document`` against the issuer's key (and the stores' keys): exit 0 valid, 1 invalid."""
+    from ebbtide.streams import certificates
     from ebbtide.tools import certificates as certificate_pages
-    from streams import certificates
 
     if not args.public_key:
         print("ebbtide certificate verify: give --public-key KEY.pem", file=sys.stderr)
@@ -120,9 +120,9 @@ def _verify(args: argparse.Namespace, document: Any) -> int:
 
 def _get_certificates(args: argparse.Namespace, settings: Settings) -> int:
     """Write a subject's certificates from the certificates topic as JSON (signed) and HTML."""
+    from ebbtide.streams import certificates
     from ebbtide.tools import certificates as certificate_pages
     from ebbtide.tools.state_reader import StateUnavailable, read_certificates
-    from streams import certificates
 
     try:
         found = read_certificates(settings, args.path)

@@ -12,8 +12,8 @@ from ebbtide.runtime.settings import Settings, Topics
 
 if TYPE_CHECKING:
     from ebbtide.runtime.authenticity import MessageSigner
+    from ebbtide.streams.policy.rules import Policy
     from ebbtide.tools.client import LineError
-    from streams.policy.rules import Policy
 
 
 def add_topics(sub: Subcommands) -> None:
@@ -191,9 +191,9 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     import psycopg2
     from kafka.errors import KafkaError
 
+    from ebbtide.sinks.postgres.table_map import TableMapError, load_table_map, map_path
     from ebbtide.tools.backfill import run_backfill
     from ebbtide.tools.client import PublishFailed
-    from sinks.postgres.table_map import TableMapError, load_table_map, map_path
 
     try:
         maps = [load_table_map(map_path(m)) for m in args.map or ["customer_db"]]

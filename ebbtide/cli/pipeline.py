@@ -48,7 +48,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def add_sink(sub: Subcommands) -> None:
-    from sinks import registry as sink_kinds  # imports each kind's description, not its process
+    from ebbtide.sinks import registry as sink_kinds  # imports each kind's description, not its process
 
     sink = sub.add_parser(
         "sink",

@@ -11,7 +11,7 @@ from ebbtide.cli.arguments import Subcommands
 from ebbtide.runtime.settings import Settings
 
 if TYPE_CHECKING:
-    from streams.policy.rules import Policy
+    from ebbtide.streams.policy.rules import Policy
 
 
 def add_policy(sub: Subcommands) -> None:
@@ -36,7 +36,7 @@ def add_policy(sub: Subcommands) -> None:
 
 def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
     from ebbtide import bootstrap
-    from streams.policy.rules import PolicyError
+    from ebbtide.streams.policy.rules import PolicyError
 
     try:
         if args.action == "check":
@@ -54,8 +54,8 @@ def cmd_policy(args: argparse.Namespace, settings: Settings) -> int:
 def _check(path: Path, named: str, settings: Settings) -> int:
     """The policy file, the store map, and the shipped sink configs against both."""
     from ebbtide import bootstrap
-    from sinks.coverage import coverage_problems, ref_problems
-    from streams.policy.rules import load_policy
+    from ebbtide.sinks.coverage import coverage_problems, ref_problems
+    from ebbtide.streams.policy.rules import load_policy
 
     policy = load_policy(path)
     print(
@@ -81,7 +81,7 @@ def _check(path: Path, named: str, settings: Settings) -> int:
 
 def _diff(old: Policy, new: Policy, state: bool, settings: Settings) -> int:
     """The rules that changed; with ``state``, how the live pending deadlines would move."""
-    from streams.engine.diff import deadline_moves, rule_changes
+    from ebbtide.streams.engine.diff import deadline_moves, rule_changes
 
     print(f"policy {old.label} -> {new.label}")
     for line in rule_changes(old, new) or ["no rule changed"]:
@@ -130,13 +130,13 @@ def add_explain(sub: Subcommands) -> None:
 def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
+    from ebbtide.streams.engine.explain import explain, render
     from ebbtide.tools.state_reader import (
         StateUnavailable,
         clock_from_changelog,
         subject_from_worker,
         subjects_from_changelog,
     )
-    from streams.engine.explain import explain, render
 
     policy = worker_policy(args, settings)
     try:
@@ -177,8 +177,8 @@ def add_overdue(sub: Subcommands) -> None:
 def cmd_overdue(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
+    from ebbtide.streams.engine.overdue import overdue_report, render
     from ebbtide.tools.state_reader import StateUnavailable, clock_from_changelog, subjects_from_changelog
-    from streams.engine.overdue import overdue_report, render
 
     policy = worker_policy(args, settings)
     if args.only_store and policy.stores is not None and args.only_store not in policy.stores.ids:

@@ -10,8 +10,8 @@ from typing import Any
 
 from ebbtide.demo import database, scenario
 from ebbtide.demo.vendor_standin import VendorStandIn
-from streams.engine.model import record_id
-from streams.policy.stores import StoreMap
+from ebbtide.streams.engine.model import record_id
+from ebbtide.streams.policy.stores import StoreMap
 
 Decisions = list[dict[str, Any]]
 Latest = dict[str, dict[str, Any]]  # the latest decision of each record

@@ -10,9 +10,9 @@ import psycopg2
 from psycopg2.extras import execute_values
 
 from ebbtide.demo.scenario import Scenario
-from sinks.backups import catalogue as backups
-from sinks.base.tracking import TRACKING_SCHEMA
-from sinks.logstore import partitions as logstore
+from ebbtide.sinks.backups import catalogue as backups
+from ebbtide.sinks.base.tracking import TRACKING_SCHEMA
+from ebbtide.sinks.logstore import partitions as logstore
 
 SCHEMA = f"""
 DROP TABLE IF EXISTS orders, services, domain_contacts, ssl_contacts, invoices, support_tickets,

@@ -310,7 +310,7 @@ class Generator:
         """The web servers' access log: one partition a day (log store); the log shipper
         announces each day's partition as one record of a system subject of its own per day
         (``logs:access_log:YYYYMMDD``)."""
-        from sinks.logstore.partitions import announcement
+        from ebbtide.sinks.logstore.partitions import announcement
 
         day = LOG_DAYS[0]
         while day < LOG_DAYS[1]:

@@ -16,13 +16,13 @@ from rich.table import Table
 from ebbtide.demo import checks, database, scenario
 from ebbtide.demo.vendor_standin import VendorStandIn
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.schemas import DECISION, codec_for
+from ebbtide.streams import certificates
+from ebbtide.streams.engine.model import record_id
+from ebbtide.streams.policy.stores import StoreMap
 from ebbtide.tools import certificates as certificate_pages
 from ebbtide.tools import processes
 from ebbtide.tools.state_reader import read_to_end
-from schemas import DECISION, codec_for
-from streams import certificates
-from streams.engine.model import record_id
-from streams.policy.stores import StoreMap
 
 
 @dataclass

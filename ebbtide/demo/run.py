@@ -17,14 +17,14 @@ from ebbtide.demo import database, report, scenario
 from ebbtide.demo.vendor_standin import VendorStandIn
 from ebbtide.runtime.kafka import create_topics, pipeline_topics
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.sinks import registry
+from ebbtide.sinks.http.vendors import tuned
+from ebbtide.streams.policy.calendar import to_ms
+from ebbtide.streams.policy.stores import StoreMap
 from ebbtide.tools import processes
 from ebbtide.tools.client import EventPublisher, to_record
 from ebbtide.tools.clock import ClockPublisher, steps
 from ebbtide.tools.progress import progress_bar
-from sinks import registry
-from sinks.http.vendors import tuned
-from streams.policy.calendar import to_ms
-from streams.policy.stores import StoreMap
 
 CATCH_UP_SECONDS = 600.0
 # The chat vendor is down from the start until the pipeline clock reaches this day: its

@@ -29,10 +29,10 @@ from psycopg2.extensions import connection as Connection
 from rich.console import Console
 
 from ebbtide.runtime.settings import Settings
+from ebbtide.sinks.base.tracking import utc_now
+from ebbtide.sinks.postgres.check import check_table_map
+from ebbtide.sinks.postgres.table_map import TableAction, TableMap, TableMapError, format_value
 from ebbtide.tools.progress import progress_bar
-from sinks.base.tracking import utc_now
-from sinks.postgres.check import check_table_map
-from sinks.postgres.table_map import TableAction, TableMap, TableMapError, format_value
 
 PRODUCER = "ebbtide-backfill"
 CHUNK = 5000  # rows fetched (and events flushed to the broker) at a time

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from streams.certificates import DeletionEntry, entry_order, parse_document
+from ebbtide.streams.certificates import DeletionEntry, entry_order, parse_document
 
 
 def store_keys_in(directory: Path) -> dict[str, bytes]:

@@ -32,11 +32,11 @@ from ebbtide.runtime.kafka import (
 )
 from ebbtide.runtime.keys import read_or_make_key
 from ebbtide.runtime.settings import Settings, Topics
-from schemas import LIFECYCLE_EVENT, InvalidMessage, codec_for
-from streams.worker.translate import check_sizes
+from ebbtide.schemas import LIFECYCLE_EVENT, InvalidMessage, codec_for
+from ebbtide.streams.worker.translate import check_sizes
 
 if TYPE_CHECKING:
-    from streams.policy.rules import Policy
+    from ebbtide.streams.policy.rules import Policy
 
 NAMESPACE = "io.ebbtide.events"
 ENVELOPE_FIELDS = ("event_id", "type", "subject_id", "event_time", "producer")

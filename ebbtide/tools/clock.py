@@ -23,7 +23,7 @@ from ebbtide.runtime.kafka import (
     producer,
 )
 from ebbtide.runtime.settings import Settings, Topics
-from schemas import CLOCK_TICK, codec_for
+from ebbtide.schemas import CLOCK_TICK, codec_for
 
 
 class TickFailed(RuntimeError):

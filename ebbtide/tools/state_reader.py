@@ -16,8 +16,8 @@ from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.runtime.web_token import ENV as TOKEN_ENV
 from ebbtide.runtime.web_token import TokenUnavailable, read_token, token_file
 from ebbtide.runtime.web_token import header as token_header
-from streams.engine import snapshot
-from streams.engine.model import SubjectState
+from ebbtide.streams.engine import snapshot
+from ebbtide.streams.engine.model import SubjectState
 
 TABLE = "state"
 

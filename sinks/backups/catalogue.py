@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from psycopg2.extensions import connection as Connection
 from psycopg2.extras import execute_values
 
-from sinks.base.tracked import ensure_tables
+from ebbtide.sinks.base.tracked import ensure_tables
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from typing import Any
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
-from sinks.backups.catalogue import SCHEMA, STORE, create_catalogue
-from sinks.base.tracked import Outcome, TrackedExecutor
+from ebbtide.sinks.backups.catalogue import SCHEMA, STORE, create_catalogue
+from ebbtide.sinks.base.tracked import Outcome, TrackedExecutor
 
 
 def expiry_reason(backups: int, last_expiry: datetime) -> str:

@@ -7,14 +7,14 @@ import argparse
 import threading
 
 from ebbtide.runtime.settings import Settings
-from sinks.backups.catalogue import CATEGORY, STORE
-from sinks.base.kind import SinkGroup, SinkKind, one_process, one_store
+from ebbtide.sinks.backups.catalogue import CATEGORY, STORE
+from ebbtide.sinks.base.kind import SinkGroup, SinkKind, one_process, one_store
 
 
 def build(settings: Settings, args: argparse.Namespace, stop: threading.Event) -> SinkGroup:
     """The backups' sink on ``EBBTIDE_PG_DSN`` (its catalogue made if missing)."""
-    from sinks.backups.executor import BackupsExecutor
-    from sinks.base.loop import CommandSink
+    from ebbtide.sinks.backups.executor import BackupsExecutor
+    from ebbtide.sinks.base.loop import CommandSink
 
     executor = BackupsExecutor(settings.require_pg_dsn(), stop=stop)
     return SinkGroup([CommandSink(settings, executor, stop=stop)], stop)

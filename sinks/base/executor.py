@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ebbtide.runtime.authenticity import MessageSigner
-from sinks.base.receipts import Executed
+from ebbtide.sinks.base.receipts import Executed
 
 
 class BatchExecutor(Protocol):

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ebbtide.runtime.settings import Settings
-from streams.policy.rules import Policy
-from streams.policy.stores import Store
+from ebbtide.streams.policy.rules import Policy
+from ebbtide.streams.policy.stores import Store
 
 if TYPE_CHECKING:  # the loop imports the Kafka client: not needed to list the kinds
-    from sinks.base.loop import CommandSink
+    from ebbtide.sinks.base.loop import CommandSink
 
 log = logging.getLogger(__name__)
 

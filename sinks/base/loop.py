@@ -34,9 +34,9 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from ebbtide.runtime import authenticity, metrics
 from ebbtide.runtime.kafka import librdkafka_config
 from ebbtide.runtime.settings import Settings, SettingsError, Topics
-from schemas import DELETION_COMMAND, InvalidMessage, codec_for, dead_letter_body
-from sinks.base.executor import BatchExecutor
-from sinks.base.receipts import Executed, executed, signed
+from ebbtide.schemas import DELETION_COMMAND, InvalidMessage, codec_for, dead_letter_body
+from ebbtide.sinks.base.executor import BatchExecutor
+from ebbtide.sinks.base.receipts import Executed, executed, signed
 
 log = logging.getLogger(__name__)
 BATCH = 500  # commands per poll (per database transaction for PostgreSQL)

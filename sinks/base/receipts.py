@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from ebbtide.runtime.authenticity import RECEIPT, MessageSigner
-from schemas import DELETION_RECEIPT, codec_for
-from streams.policy.vocabulary import OUTCOMES  # what a store may answer (the receipt schema's enum)
+from ebbtide.schemas import DELETION_RECEIPT, codec_for
+from ebbtide.streams.policy.vocabulary import OUTCOMES  # what a store may answer (the receipt schema's enum)
 
 _RECEIPTS = codec_for(DELETION_RECEIPT)
 

@@ -23,9 +23,9 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
 from ebbtide.runtime.authenticity import MessageSigner
-from sinks.base.errors import StoreSetupError
-from sinks.base.receipts import Executed, decode_receipt, executed
-from sinks.base.tracking import COMMAND_ERRORS, TRACKING_SCHEMA, Connected, utc_now
+from ebbtide.sinks.base.errors import StoreSetupError
+from ebbtide.sinks.base.receipts import Executed, decode_receipt, executed
+from ebbtide.sinks.base.tracking import COMMAND_ERRORS, TRACKING_SCHEMA, Connected, utc_now
 
 # First key of the advisory locks the tracked sinks take on a command id (the second key is
 # the hash of the id); a constant of its own so other advisory locks of the database do not mix.

@@ -17,7 +17,7 @@ import psycopg2
 import psycopg2.errors
 from psycopg2.extensions import connection as Connection
 
-from sinks.base.errors import SinkSetupError
+from ebbtide.sinks.base.errors import SinkSetupError
 
 TRACKING_SCHEMA = "ebbtide_sink"
 TRACKING_TABLE = f"{TRACKING_SCHEMA}.applied_commands"

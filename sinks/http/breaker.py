@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from sinks.http.vendors import Vendor
+from ebbtide.sinks.http.vendors import Vendor
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 # Result classes of one call (the `result` label of ebbtide_vendor_attempts_total).

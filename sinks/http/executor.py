@@ -44,10 +44,10 @@ from typing import Any
 
 from ebbtide.runtime import metrics
 from ebbtide.runtime.authenticity import MessageSigner
-from sinks.base.receipts import Executed, executed
-from sinks.http.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, backoff_delay, classify
-from sinks.http.transport import Transport, http_transport
-from sinks.http.vendors import Vendor
+from ebbtide.sinks.base.receipts import Executed, executed
+from ebbtide.sinks.http.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, backoff_delay, classify
+from ebbtide.sinks.http.transport import Transport, http_transport
+from ebbtide.sinks.http.vendors import Vendor
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,6 @@ class VendorUnavailable(Exception):
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,15 @@ import threading
 from pathlib import Path
 
 from ebbtide.runtime.settings import Settings
-from sinks.base.kind import Option, SinkGroup, SinkKind, one_process
-from sinks.http.vendors import DEFAULT_VENDORS, Vendor, VendorConfigError, load_vendors, select_vendors
-from streams.policy.stores import Store
+from ebbtide.sinks.base.kind import Option, SinkGroup, SinkKind, one_process
+from ebbtide.sinks.http.vendors import (
+    DEFAULT_VENDORS,
+    Vendor,
+    VendorConfigError,
+    load_vendors,
+    select_vendors,
+)
+from ebbtide.streams.policy.stores import Store
 
 HTTP_METRICS_PORT = 9311  # beside the PostgreSQL sink's 9309 (deploy/prometheus job ebbtide-sink-http)
 
@@ -17,7 +23,7 @@ HTTP_METRICS_PORT = 9311  # beside the PostgreSQL sink's 9309 (deploy/prometheus
 def build(settings: Settings, args: argparse.Namespace, stop: threading.Event) -> SinkGroup:
     """The sinks of the vendors ``--stores`` names (comma-separated; default all) of ``--config``
     (default: the shipped vendors file); a vendor whose token is missing stops it before any runs."""
-    from sinks.http.sink import HttpSink
+    from ebbtide.sinks.http.sink import HttpSink
 
     config, stores = getattr(args, "config", None), getattr(args, "stores", None)
     path = Path(config) if config else DEFAULT_VENDORS

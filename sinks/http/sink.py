@@ -8,9 +8,9 @@ import threading
 from collections.abc import Callable, Mapping
 
 from ebbtide.runtime.settings import Settings
-from sinks.base.loop import CommandSink
-from sinks.http.executor import HttpExecutor
-from sinks.http.vendors import Vendor
+from ebbtide.sinks.base.loop import CommandSink
+from ebbtide.sinks.http.executor import HttpExecutor
+from ebbtide.sinks.http.vendors import Vendor
 
 HTTP_BATCH = 50  # commands per poll: one HTTP call each, so smaller batches than the database sinks
 

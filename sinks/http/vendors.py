@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from sinks.base.errors import SinkConfigError
+from ebbtide.sinks.base.errors import SinkConfigError
 
 DEFAULT_VENDORS = Path(__file__).with_name("vendors.toml")
 URL_ENV = "EBBTIDE_VENDOR_URL"

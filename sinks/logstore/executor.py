@@ -8,8 +8,8 @@ from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
-from sinks.base.tracked import Outcome, Refused, TrackedExecutor
-from sinks.logstore.partitions import (
+from ebbtide.sinks.base.tracked import Outcome, Refused, TrackedExecutor
+from ebbtide.sinks.logstore.partitions import (
     CATEGORY,
     SCHEMA,
     STORE,

@@ -6,14 +6,14 @@ import argparse
 import threading
 
 from ebbtide.runtime.settings import Settings
-from sinks.base.kind import SinkGroup, SinkKind, one_process, one_store
-from sinks.logstore.partitions import CATEGORY, STORE
+from ebbtide.sinks.base.kind import SinkGroup, SinkKind, one_process, one_store
+from ebbtide.sinks.logstore.partitions import CATEGORY, STORE
 
 
 def build(settings: Settings, args: argparse.Namespace, stop: threading.Event) -> SinkGroup:
     """The log store's sink on ``EBBTIDE_PG_DSN`` (its partitioned table made if missing)."""
-    from sinks.base.loop import CommandSink
-    from sinks.logstore.executor import LogStoreExecutor
+    from ebbtide.sinks.base.loop import CommandSink
+    from ebbtide.sinks.logstore.executor import LogStoreExecutor
 
     executor = LogStoreExecutor(settings.require_pg_dsn(), stop=stop)
     return SinkGroup([CommandSink(settings, executor, stop=stop)], stop)

@@ -29,8 +29,8 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
-from sinks.base.tracked import ensure_tables
-from streams.policy import calendar
+from ebbtide.sinks.base.tracked import ensure_tables
+from ebbtide.streams.policy import calendar
 
 STORE = "log_store"
 CATEGORY = "auto_collected"

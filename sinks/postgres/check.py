@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from psycopg2.extensions import cursor as Cursor
 
-from sinks.postgres.table_map import TableMap, TableMapError
+from ebbtide.sinks.postgres.table_map import TableMap, TableMapError
 
 
 def check_table_map(cur: Cursor, table_map: TableMap) -> None:

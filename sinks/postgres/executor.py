@@ -27,11 +27,11 @@ from psycopg2.extras import execute_values
 
 from ebbtide.runtime import metrics
 from ebbtide.runtime.authenticity import MessageSigner
-from sinks.base.receipts import Executed, decode_receipt, executed
-from sinks.base.tracking import COMMAND_ERRORS, TRACKING_TABLE, utc_now
-from sinks.postgres.check import check_table_map
-from sinks.postgres.statements import Statements
-from sinks.postgres.table_map import TableAction, TableMap, format_value
+from ebbtide.sinks.base.receipts import Executed, decode_receipt, executed
+from ebbtide.sinks.base.tracking import COMMAND_ERRORS, TRACKING_TABLE, utc_now
+from ebbtide.sinks.postgres.check import check_table_map
+from ebbtide.sinks.postgres.statements import Statements
+from ebbtide.sinks.postgres.table_map import TableAction, TableMap, format_value
 
 log = logging.getLogger(__name__)
 WRONG_SUBJECT = "wrong_subject"  # the kind label of ebbtide_security_events_total

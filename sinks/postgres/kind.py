@@ -8,16 +8,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ebbtide.runtime.settings import Settings
-from sinks.base.kind import Option, SinkGroup, SinkKind
-from sinks.postgres.table_map import DEFAULT_MAP, TableMap, TableMapError, load_table_map, map_path
-from streams.policy.rules import Policy
-from streams.policy.stores import Store
+from ebbtide.sinks.base.kind import Option, SinkGroup, SinkKind
+from ebbtide.sinks.postgres.table_map import DEFAULT_MAP, TableMap, TableMapError, load_table_map, map_path
+from ebbtide.streams.policy.rules import Policy
+from ebbtide.streams.policy.stores import Store
 
 
 def build(settings: Settings, args: argparse.Namespace, stop: threading.Event) -> SinkGroup:
     """The sink of the store whose table map ``--map`` names (default: ``customer_db``'s); the
     map is checked against the database (tables, columns, children first) before it runs."""
-    from sinks.postgres.sink import PostgresSink
+    from ebbtide.sinks.postgres.sink import PostgresSink
 
     chosen = getattr(args, "map", None)
     table_map = load_table_map(map_path(chosen) if chosen else DEFAULT_MAP)

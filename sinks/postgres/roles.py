@@ -31,9 +31,9 @@ from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
-from sinks.base.tracking import TRACKING_DDL, TRACKING_SCHEMA, TRACKING_TABLE
-from sinks.postgres.check import check_table_map
-from sinks.postgres.table_map import TableMap
+from ebbtide.sinks.base.tracking import TRACKING_DDL, TRACKING_SCHEMA, TRACKING_TABLE
+from ebbtide.sinks.postgres.check import check_table_map
+from ebbtide.sinks.postgres.table_map import TableMap
 
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]*$")
 

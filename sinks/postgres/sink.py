@@ -9,11 +9,11 @@ from typing import Any
 
 from ebbtide.runtime import authenticity
 from ebbtide.runtime.settings import Settings
-from sinks.base.loop import CommandSink
-from sinks.base.receipts import Executed
-from sinks.base.tracking import Connected
-from sinks.postgres.executor import PostgresExecutor
-from sinks.postgres.table_map import TableMap
+from ebbtide.sinks.base.loop import CommandSink
+from ebbtide.sinks.base.receipts import Executed
+from ebbtide.sinks.base.tracking import Connected
+from ebbtide.sinks.postgres.executor import PostgresExecutor
+from ebbtide.sinks.postgres.table_map import TableMap
 
 
 class PostgresBatch(Connected):

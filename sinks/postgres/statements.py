@@ -12,7 +12,7 @@ import psycopg2
 from psycopg2 import sql
 from psycopg2.extensions import cursor as Cursor
 
-from sinks.postgres.table_map import TableAction
+from ebbtide.sinks.postgres.table_map import TableAction
 
 
 class Statements:

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from schemas import LIFECYCLE_EVENT, codec_for
-from sinks.base.errors import SinkConfigError
+from ebbtide.schemas import LIFECYCLE_EVENT, codec_for
+from ebbtide.sinks.base.errors import SinkConfigError
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 _TABLE = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")

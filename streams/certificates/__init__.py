@@ -32,7 +32,7 @@ The worker's signer is :mod:`streams.worker.certify`; the keys are :mod:`ebbtide
 the HTML page is :mod:`ebbtide.tools.certificates`. Pure functions: no wall clock, no I/O.
 """
 
-from streams.certificates.document import (
+from ebbtide.streams.certificates.document import (
     ALGORITHM,
     CERTIFICATE_FIELDS,
     ENTRY_FIELDS,
@@ -55,7 +55,7 @@ from streams.certificates.document import (
     sign,
     signature_bytes,
 )
-from streams.certificates.reading import (
+from ebbtide.streams.certificates.reading import (
     dumps,
     loads,
     parse_certificate,

@@ -16,8 +16,8 @@ from typing import Any
 
 from ebbtide.runtime import authenticity
 from ebbtide.runtime.keys import key_id_of, load_private_key
-from streams.policy.calendar import iso
-from streams.policy.vocabulary import ANSWERED, answer_problem
+from ebbtide.streams.policy.calendar import iso
+from ebbtide.streams.policy.vocabulary import ANSWERED, answer_problem
 
 FORMAT = "ebbtide-deletion-certificate/2"
 FORMAT_V1 = "ebbtide-deletion-certificate/1"  # before store receipts were embedded: still verified

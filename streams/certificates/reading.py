@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ebbtide.runtime import authenticity
 from ebbtide.runtime.keys import key_id_of, load_public_key
-from streams.certificates.document import (
+from ebbtide.streams.certificates.document import (
     ALGORITHM,
     CERTIFICATE_FIELDS,
     ENTRY_FIELDS,

@@ -6,15 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from streams.engine.clocks import account_clock, deadline_from
-from streams.engine.decisions import Decision, duty_decision
-from streams.engine.judging import judge
-from streams.engine.rights import Duty, Rights
-from streams.policy import calendar
-from streams.policy.rules import Policy
+from ebbtide.streams.engine.clocks import account_clock, deadline_from
+from ebbtide.streams.engine.decisions import Decision, duty_decision
+from ebbtide.streams.engine.judging import judge
+from ebbtide.streams.engine.rights import Duty, Rights
+from ebbtide.streams.policy import calendar
+from ebbtide.streams.policy.rules import Policy
 
 if TYPE_CHECKING:  # the state model names answers in its outcome: it imports this module
-    from streams.engine.model import SubjectState
+    from ebbtide.streams.engine.model import SubjectState
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from streams.policy.rules import Policy
+from ebbtide.streams.policy.rules import Policy
 
 if TYPE_CHECKING:  # the state model names certificates in its outcome: it imports this module
-    from streams.engine.model import SubjectState
+    from ebbtide.streams.engine.model import SubjectState
 
 
 @dataclass(frozen=True)

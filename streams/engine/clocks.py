@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import tzinfo
 
-from streams.engine.facts import Fact
-from streams.policy import calendar
-from streams.policy.rules import Rule
+from ebbtide.streams.engine.facts import Fact
+from ebbtide.streams.policy import calendar
+from ebbtide.streams.policy.rules import Rule
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,12 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from streams.engine.rights import Duty
-from streams.policy import calendar
-from streams.policy.rules import Policy, Rule
+from ebbtide.streams.engine.rights import Duty
+from ebbtide.streams.policy import calendar
+from ebbtide.streams.policy.rules import Policy, Rule
 
 if TYPE_CHECKING:  # the state model holds decisions: it imports this module
-    from streams.engine.model import RecordState
+    from ebbtide.streams.engine.model import RecordState
 
 DecisionKind = Literal[
     "STAMPED",

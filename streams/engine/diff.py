@@ -6,11 +6,11 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict
 
-from streams.engine.clocks import account_clock
-from streams.engine.judging import judge
-from streams.engine.model import SubjectState
-from streams.engine.rights import rights_of
-from streams.policy.rules import Policy
+from ebbtide.streams.engine.clocks import account_clock
+from ebbtide.streams.engine.judging import judge
+from ebbtide.streams.engine.model import SubjectState
+from ebbtide.streams.engine.rights import rights_of
+from ebbtide.streams.policy.rules import Policy
 
 
 def rule_changes(old: Policy, new: Policy) -> list[str]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from streams.engine.clocks import account_clock
-from streams.engine.judging import judge
-from streams.engine.model import RecordState, SubjectState
-from streams.engine.rights import Rights, rights_of
-from streams.policy import calendar
-from streams.policy.rules import Policy
-from streams.policy.vocabulary import ANSWERED_STATUS
+from ebbtide.streams.engine.clocks import account_clock
+from ebbtide.streams.engine.judging import judge
+from ebbtide.streams.engine.model import RecordState, SubjectState
+from ebbtide.streams.engine.rights import Rights, rights_of
+from ebbtide.streams.policy import calendar
+from ebbtide.streams.policy.rules import Policy
+from ebbtide.streams.policy.vocabulary import ANSWERED_STATUS
 
 
 def record_status(record: RecordState, now: int | None) -> str:
@@ -119,8 +119,7 @@ def _why(
             )
         return why
     why = [
-        f"deletion {'confirmed' if record.status == 'deleted' else 'ordered'} "
-        f"(command {record.command_id})"
+        f"deletion {'confirmed' if record.status == 'deleted' else 'ordered'} (command {record.command_id})"
     ]
     if record.status == "ordered" and record.ordered_at is not None:
         why.append(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streams.engine import events as ev
+from ebbtide.streams.engine import events as ev
 
 
 @dataclass(frozen=True, order=True)

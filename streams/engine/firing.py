@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from streams.engine.decisions import Decision, DeleteRecord, duty_decision, record_decision, stable_id
-from streams.engine.model import Outcome, RecordState, SubjectState
-from streams.policy import calendar
-from streams.policy.rules import Policy
+from ebbtide.streams.engine.decisions import Decision, DeleteRecord, duty_decision, record_decision, stable_id
+from ebbtide.streams.engine.model import Outcome, RecordState, SubjectState
+from ebbtide.streams.policy import calendar
+from ebbtide.streams.policy.rules import Policy
 
 CHASE_BACKOFF_CAP = 8  # an unanswered command is sent again at most every 8 service levels
 # The re-sends after 1, 2, 4 and 8 service levels are the escalation steps: each reports the copy

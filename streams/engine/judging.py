@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from streams.engine.clocks import Stamp, stamp, transferred_out
-from streams.engine.facts import Fact
-from streams.engine.model import RecordState
-from streams.engine.rights import Rights, erasure_for, hold_blockers
-from streams.policy import calendar
-from streams.policy.rules import Policy, Rule
+from ebbtide.streams.engine.clocks import Stamp, stamp, transferred_out
+from ebbtide.streams.engine.facts import Fact
+from ebbtide.streams.engine.model import RecordState
+from ebbtide.streams.engine.rights import Rights, erasure_for, hold_blockers
+from ebbtide.streams.policy import calendar
+from ebbtide.streams.policy.rules import Policy, Rule
 
 
 def judge(

@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from streams.engine.decisions import Decision, DeleteRecord
-from streams.engine.facts import Fact
-from streams.engine.rights import Duty
+from ebbtide.streams.engine.decisions import Decision, DeleteRecord
+from ebbtide.streams.engine.facts import Fact
+from ebbtide.streams.engine.rights import Duty
 
 if TYPE_CHECKING:  # built from a state: they import this module
-    from streams.engine.answers import ErasureAnswer
-    from streams.engine.certificate import CertificateDue
+    from ebbtide.streams.engine.answers import ErasureAnswer
+    from ebbtide.streams.engine.certificate import CertificateDue
 
 # transferred: a registry's copy of a domain transferred out to another registrar. The domain
 # stays registered there, so no deletion is ever sent for it (seed 001 "Data portability").

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from streams.engine.model import SubjectState
-from streams.policy import calendar
-from streams.policy.rules import Policy
+from ebbtide.streams.engine.model import SubjectState
+from ebbtide.streams.policy import calendar
+from ebbtide.streams.policy.rules import Policy
 
 
 def overdue_report(

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from streams.engine.certificate import CertificateDue, certificate_due
-from streams.engine.decisions import record_decision
-from streams.engine.events import DeletionReported
-from streams.engine.model import Outcome, RecordState, SubjectState, record_id
-from streams.policy import calendar
-from streams.policy.rules import Policy
-from streams.policy.vocabulary import FAILED
+from ebbtide.streams.engine.certificate import CertificateDue, certificate_due
+from ebbtide.streams.engine.decisions import record_decision
+from ebbtide.streams.engine.events import DeletionReported
+from ebbtide.streams.engine.model import Outcome, RecordState, SubjectState, record_id
+from ebbtide.streams.policy import calendar
+from ebbtide.streams.policy.rules import Policy
+from ebbtide.streams.policy.vocabulary import FAILED
 
 # What a DELETION_CONFIRMED decision says of each answer (vocabulary.ANSWERED); {expires}: the
 # time the last backup holding the copy expires.

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import tzinfo
 
-from streams.engine.facts import Fact
-from streams.policy import calendar
-from streams.policy.rules import Duties
+from ebbtide.streams.engine.facts import Fact
+from ebbtide.streams.policy import calendar
+from ebbtide.streams.policy.rules import Duties
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from streams.engine.certificate import CertificateDue, CertifiedCopy
-from streams.engine.facts import Fact
-from streams.engine.model import Answer, RecordState, SubjectState
-from streams.engine.rights import Duty
+from ebbtide.streams.engine.certificate import CertificateDue, CertifiedCopy
+from ebbtide.streams.engine.facts import Fact
+from ebbtide.streams.engine.model import Answer, RecordState, SubjectState
+from ebbtide.streams.engine.rights import Duty
 
 
 def dump_certificate(certificate: CertificateDue) -> dict[str, Any]:

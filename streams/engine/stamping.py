@@ -12,16 +12,16 @@ from __future__ import annotations
 from bisect import insort
 from dataclasses import replace
 
-from streams.engine.answers import answers_given
-from streams.engine.clocks import account_clock
-from streams.engine.decisions import Decision, duty_changes, record_changes
-from streams.engine.events import Event, RecordWritten
-from streams.engine.facts import Fact, fact_of
-from streams.engine.judging import judge
-from streams.engine.model import JUDGED, Outcome, RecordState, SubjectState, record_id
-from streams.engine.rights import duties_of, rights_of
-from streams.policy.rules import Policy
-from streams.policy.vocabulary import DUTY_EVENTS, RIGHTS_EVENTS
+from ebbtide.streams.engine.answers import answers_given
+from ebbtide.streams.engine.clocks import account_clock
+from ebbtide.streams.engine.decisions import Decision, duty_changes, record_changes
+from ebbtide.streams.engine.events import Event, RecordWritten
+from ebbtide.streams.engine.facts import Fact, fact_of
+from ebbtide.streams.engine.judging import judge
+from ebbtide.streams.engine.model import JUDGED, Outcome, RecordState, SubjectState, record_id
+from ebbtide.streams.engine.rights import duties_of, rights_of
+from ebbtide.streams.policy.rules import Policy
+from ebbtide.streams.policy.vocabulary import DUTY_EVENTS, RIGHTS_EVENTS
 
 
 def apply_event(state: SubjectState, event: Event, policy: Policy) -> Outcome:

@@ -11,11 +11,11 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from streams.policy import calendar
-from streams.policy.vocabulary import ACCOUNT_STARTS, ACCOUNT_STOPS, CLOCK_EVENTS, UNTIL_EVENTS
+from ebbtide.streams.policy import calendar
+from ebbtide.streams.policy.vocabulary import ACCOUNT_STARTS, ACCOUNT_STOPS, CLOCK_EVENTS, UNTIL_EVENTS
 
 if TYPE_CHECKING:
-    from streams.policy.stores import StoreMap
+    from ebbtide.streams.policy.stores import StoreMap
 
 CATEGORIES = (
     "client",
@@ -369,6 +369,6 @@ def rules_policy() -> Policy:
 @cache
 def default_policy() -> Policy:
     """The policy shipped with this version of Ebbtide: retention rules and store map."""
-    from streams.policy.stores import load_store_map
+    from ebbtide.streams.policy.stores import load_store_map
 
     return rules_policy().with_stores(load_store_map())

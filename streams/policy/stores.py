@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from streams.policy.rules import CATEGORIES, PolicyError
+from ebbtide.streams.policy.rules import CATEGORIES, PolicyError
 
 DEFAULT_STORES = Path(__file__).with_name("stores.v1.toml")
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")

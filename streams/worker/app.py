@@ -18,12 +18,12 @@ from ebbtide.runtime.authenticity import ClockKey, HoldKeys, TrustedKeys
 from ebbtide.runtime.kafka import faust_config
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.runtime.web_token import authorised, read_or_make_token, token_file
-from streams.policy.rules import Policy
-from streams.worker.batch import BatchStep
-from streams.worker.certify import CertificateSigner
-from streams.worker.processor import LifecycleProcessor
-from streams.worker.routing import Out
-from streams.worker.staging import partition_of_key
+from ebbtide.streams.policy.rules import Policy
+from ebbtide.streams.worker.batch import BatchStep
+from ebbtide.streams.worker.certify import CertificateSigner
+from ebbtide.streams.worker.processor import LifecycleProcessor
+from ebbtide.streams.worker.routing import Out
+from ebbtide.streams.worker.staging import partition_of_key
 
 BATCH = 500  # events per batch: one broker acknowledgement and one state write per key
 BATCH_WAIT = 0.05  # seconds to wait for a batch to fill

@@ -21,7 +21,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
-from streams.worker.routing import Out
+from ebbtide.streams.worker.routing import Out
 
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: restart me
 log = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ebbtide.runtime import authenticity, keys
-from streams import certificates
-from streams.engine.certificate import CertificateDue, CertifiedCopy
-from streams.policy.calendar import iso
+from ebbtide.streams import certificates
+from ebbtide.streams.engine.certificate import CertificateDue, CertifiedCopy
+from ebbtide.streams.policy.calendar import iso
 
 log = logging.getLogger(__name__)
 

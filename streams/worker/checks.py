@@ -11,11 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ebbtide.runtime import authenticity, metrics
-from schemas import InvalidMessage
-from streams.engine.events import DeletionReported
-from streams.engine.model import SubjectState, record_id
-from streams.policy import calendar
-from streams.worker.translate import tick_time
+from ebbtide.schemas import InvalidMessage
+from ebbtide.streams.engine.events import DeletionReported
+from ebbtide.streams.engine.model import SubjectState, record_id
+from ebbtide.streams.policy import calendar
+from ebbtide.streams.worker.translate import tick_time
 
 # Event times the worker accepts by default: 1990 to 2100 (EBBTIDE_EVENT_YEARS). A time outside
 # is a producer's error (e.g. a placeholder 9999-12-31), not something to keep data for.

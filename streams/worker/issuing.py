@@ -8,13 +8,13 @@ import json
 import logging
 
 from ebbtide.runtime import metrics
-from streams.engine import snapshot
-from streams.engine.certificate import CertificateDue
-from streams.engine.decisions import stable_id
-from streams.worker.certify import CertificateSigner
-from streams.worker.partitions import Partitions
-from streams.worker.routing import Out
-from streams.worker.staging import StagedTable
+from ebbtide.streams.engine import snapshot
+from ebbtide.streams.engine.certificate import CertificateDue
+from ebbtide.streams.engine.decisions import stable_id
+from ebbtide.streams.worker.certify import CertificateSigner
+from ebbtide.streams.worker.partitions import Partitions
+from ebbtide.streams.worker.routing import Out
+from ebbtide.streams.worker.staging import StagedTable
 
 log = logging.getLogger(__name__)
 

@@ -7,12 +7,12 @@ from typing import Any
 
 from ebbtide.runtime import metrics
 from ebbtide.runtime.settings import Topics
-from schemas import DECISION, DELETION_COMMAND, ERASURE_ANSWER, codec_for
-from streams.engine.decisions import DeleteRecord
-from streams.engine.model import Outcome, SubjectState, record_id
-from streams.worker.certify import CertificateSigner
-from streams.worker.routing import Out
-from streams.worker.translate import answer_record, command_record, decision_record
+from ebbtide.schemas import DECISION, DELETION_COMMAND, ERASURE_ANSWER, codec_for
+from ebbtide.streams.engine.decisions import DeleteRecord
+from ebbtide.streams.engine.model import Outcome, SubjectState, record_id
+from ebbtide.streams.worker.certify import CertificateSigner
+from ebbtide.streams.worker.routing import Out
+from ebbtide.streams.worker.translate import answer_record, command_record, decision_record
 
 
 class Outputs:

@@ -14,9 +14,9 @@ import logging
 from collections.abc import Callable
 
 from ebbtide.runtime import metrics
-from streams.engine import snapshot
-from streams.worker.progress import DueIndex, PartitionProgress
-from streams.worker.staging import StagedTable
+from ebbtide.streams.engine import snapshot
+from ebbtide.streams.worker.progress import DueIndex, PartitionProgress
+from ebbtide.streams.worker.staging import StagedTable
 
 log = logging.getLogger(__name__)
 

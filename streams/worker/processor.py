@@ -17,25 +17,25 @@ from typing import Any
 
 from ebbtide.runtime import authenticity, metrics
 from ebbtide.runtime.settings import Topics
-from schemas import CLOCK_TICK, DELETION_RECEIPT, LIFECYCLE_EVENT, InvalidMessage, codec_for
-from streams.engine import snapshot
-from streams.engine.events import RecordWritten
-from streams.engine.firing import fire_due
-from streams.engine.model import Outcome, SubjectState, new_subject
-from streams.engine.receipts import apply_receipt
-from streams.engine.stamping import apply_event, restamp
-from streams.policy.rules import Policy
-from streams.policy.vocabulary import answer_problem
-from streams.worker import checks
-from streams.worker.certify import CertificateSigner
-from streams.worker.checks import DEFAULT_EVENT_WINDOW
-from streams.worker.issuing import Certificates
-from streams.worker.outputs import Outputs, count
-from streams.worker.partitions import Partitions
-from streams.worker.progress import PartitionProgress
-from streams.worker.routing import Out, check_routing, dead_letter, engine_step
-from streams.worker.staging import StagedTable, Subjects, state_size, subject_key
-from streams.worker.translate import to_event, to_report
+from ebbtide.schemas import CLOCK_TICK, DELETION_RECEIPT, LIFECYCLE_EVENT, InvalidMessage, codec_for
+from ebbtide.streams.engine import snapshot
+from ebbtide.streams.engine.events import RecordWritten
+from ebbtide.streams.engine.firing import fire_due
+from ebbtide.streams.engine.model import Outcome, SubjectState, new_subject
+from ebbtide.streams.engine.receipts import apply_receipt
+from ebbtide.streams.engine.stamping import apply_event, restamp
+from ebbtide.streams.policy.rules import Policy
+from ebbtide.streams.policy.vocabulary import answer_problem
+from ebbtide.streams.worker import checks
+from ebbtide.streams.worker.certify import CertificateSigner
+from ebbtide.streams.worker.checks import DEFAULT_EVENT_WINDOW
+from ebbtide.streams.worker.issuing import Certificates
+from ebbtide.streams.worker.outputs import Outputs, count
+from ebbtide.streams.worker.partitions import Partitions
+from ebbtide.streams.worker.progress import PartitionProgress
+from ebbtide.streams.worker.routing import Out, check_routing, dead_letter, engine_step
+from ebbtide.streams.worker.staging import StagedTable, Subjects, state_size, subject_key
+from ebbtide.streams.worker.translate import to_event, to_report
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from streams.policy.calendar import MS_PER_DAY
+from ebbtide.streams.policy.calendar import MS_PER_DAY
 
 BUCKET_MS = MS_PER_DAY
 

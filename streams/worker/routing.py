@@ -18,8 +18,8 @@ from typing import Any
 from kafka.partitioner.default import murmur2
 
 from ebbtide.runtime import metrics
-from schemas import InvalidMessage, dead_letter_body
-from streams.engine.model import Outcome
+from ebbtide.schemas import InvalidMessage, dead_letter_body
+from ebbtide.streams.engine.model import Outcome
 
 log = logging.getLogger(__name__)
 

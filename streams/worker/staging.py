@@ -18,8 +18,8 @@ import json
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
-from streams.engine import snapshot
-from streams.engine.model import SubjectState
+from ebbtide.streams.engine import snapshot
+from ebbtide.streams.engine.model import SubjectState
 
 _DELETED = object()
 DECODED_CACHE = 20_000  # subjects kept decoded in memory beside the table

@@ -6,11 +6,11 @@ import base64
 from datetime import datetime
 from typing import Any
 
-from schemas import InvalidMessage
-from streams.engine.answers import ErasureAnswer
-from streams.engine.decisions import Decision, DeleteRecord
-from streams.engine.events import EVENT_TYPES, DeletionReported, Event, RecordWritten
-from streams.policy.calendar import to_ms
+from ebbtide.schemas import InvalidMessage
+from ebbtide.streams.engine.answers import ErasureAnswer
+from ebbtide.streams.engine.decisions import Decision, DeleteRecord
+from ebbtide.streams.engine.events import EVENT_TYPES, DeletionReported, Event, RecordWritten
+from ebbtide.streams.policy.calendar import to_ms
 
 
 def _ms(value: Any) -> int:

@@ -19,13 +19,13 @@ import pytest
 from ebbtide import bootstrap
 from ebbtide.demo.vendor_standin import VendorStandIn
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.schemas import DECISION, codec_for
+from ebbtide.sinks.backups import catalogue as backups
+from ebbtide.sinks.http.vendors import tuned
+from ebbtide.sinks.logstore import partitions as logstore
+from ebbtide.streams import certificates
 from ebbtide.tools import processes
 from ebbtide.tools.client import EventPublisher
-from schemas import DECISION, codec_for
-from sinks.backups import catalogue as backups
-from sinks.http.vendors import tuned
-from sinks.logstore import partitions as logstore
-from streams import certificates
 from tests.e2e.test_pipeline import ev as pipeline_ev
 from tests.e2e.test_pipeline import rows, tick
 from tests.support import TopicReader, demo_database, free_port, make_topics, wait_until

@@ -12,10 +12,10 @@ from ebbtide.runtime import keys
 from ebbtide.runtime.authenticity import MessageSigner
 from ebbtide.runtime.kafka import producer
 from ebbtide.runtime.settings import Settings
+from ebbtide.schemas import CLOCK_TICK, LIFECYCLE_EVENT, codec_for
+from ebbtide.streams.worker.routing import partition_for
 from ebbtide.tools import processes
 from ebbtide.tools.client import sign_hold, to_record
-from schemas import CLOCK_TICK, LIFECYCLE_EVENT, codec_for
-from streams.worker.routing import partition_for
 from tests.e2e.test_pipeline import CLOSED_ACCOUNT, Pipeline, customer_db, ev, publish, rows, tick, written
 from tests.e2e.test_seed_promises_rights import settle
 from tests.support import TopicReader, demo_database

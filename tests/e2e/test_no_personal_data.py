@@ -54,9 +54,9 @@ from ebbtide.demo import database
 from ebbtide.demo import run as demo_run
 from ebbtide.demo import scenario as demo_scenario
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.schemas import DELETION_RECEIPT, LIFECYCLE_EVENT, codec_for
 from ebbtide.tools import dlq
 from ebbtide.tools.state_reader import read_to_end
-from schemas import DELETION_RECEIPT, LIFECYCLE_EVENT, codec_for
 from tests.support import drop_topics, state_dir
 
 CUSTOMERS = 30

@@ -18,13 +18,13 @@ from ebbtide.demo.scenario import START, STORE_OF, Scenario, build
 from ebbtide.runtime.authenticity import HoldKeys
 from ebbtide.runtime.kafka import producer
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.schemas import CLOCK_TICK, DECISION, codec_for
+from ebbtide.streams.policy.rules import Policy, rules_policy
+from ebbtide.streams.policy.stores import load_store_map
+from ebbtide.streams.worker.processor import LifecycleProcessor
 from ebbtide.tools import processes
 from ebbtide.tools.client import EventPublisher, sign_hold, to_record
 from ebbtide.tools.clock import ClockPublisher, steps
-from schemas import CLOCK_TICK, DECISION, codec_for
-from streams.policy.rules import Policy, rules_policy
-from streams.policy.stores import load_store_map
-from streams.worker.processor import LifecycleProcessor
 from tests.support import TopicReader, demo_database, hold_signer, make_topics, wait_until
 
 WORKER_READY = 90.0  # a Faust worker joins its group and recovers its tables within this

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from ebbtide.runtime.settings import Settings
+from ebbtide.schemas import ERASURE_ANSWER, codec_for
 from ebbtide.tools import processes
-from schemas import ERASURE_ANSWER, codec_for
 from tests.e2e.test_pipeline import Pipeline, ev, publish, rows, tick, written
 from tests.support import TopicReader, demo_database
 
@@ -127,7 +127,7 @@ def test_erasure_with_a_bookkeeping_exception_and_a_legal_hold(
 def test_policy_diff_counts_how_the_live_deadlines_move(
     settings: Settings, one_customer: str, pipeline: Pipeline, tmp_path: Path
 ) -> None:
-    from streams.policy.rules import DEFAULT_POLICY
+    from ebbtide.streams.policy.rules import DEFAULT_POLICY
     from tests.support import wait_until
 
     publish(settings, LIFE[:8])  # a closed account: client, invoice, ticket, newsletter

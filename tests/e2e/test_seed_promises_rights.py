@@ -25,14 +25,21 @@ import pytest
 from ebbtide import bootstrap
 from ebbtide.runtime.kafka import producer
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.schemas import (
+    DECISION,
+    DELETION_COMMAND,
+    DELETION_RECEIPT,
+    ERASURE_ANSWER,
+    LIFECYCLE_EVENT,
+    codec_for,
+)
+from ebbtide.sinks.base.receipts import receipt_for
+from ebbtide.sinks.logstore import partitions as logstore
+from ebbtide.streams import certificates
+from ebbtide.streams.policy.calendar import to_ms
 from ebbtide.tools import processes
 from ebbtide.tools.client import to_record
 from ebbtide.tools.state_reader import StateUnavailable, read_changelog, read_to_end
-from schemas import DECISION, DELETION_COMMAND, DELETION_RECEIPT, ERASURE_ANSWER, LIFECYCLE_EVENT, codec_for
-from sinks.base.receipts import receipt_for
-from sinks.logstore import partitions as logstore
-from streams import certificates
-from streams.policy.calendar import to_ms
 from tests.e2e.test_pipeline import OWN_DATABASES, WORKER_READY, Pipeline, ev, publish, rows, tick, written
 from tests.e2e.test_rights import explain, statuses
 from tests.support import TopicReader, demo_database, make_topics, signed_receipt, wait_until

@@ -17,10 +17,10 @@ from typing import Any
 import psycopg2
 
 from ebbtide.runtime.settings import Topics
+from ebbtide.schemas import DECISION, DELETION_COMMAND, codec_for
+from ebbtide.sinks.backups import catalogue as backups
+from ebbtide.streams.policy.calendar import to_ms
 from ebbtide.tools.state_reader import StateUnavailable, read_to_end, subject_from_worker
-from schemas import DECISION, DELETION_COMMAND, codec_for
-from sinks.backups import catalogue as backups
-from streams.policy.calendar import to_ms
 from tests.e2e.test_every_store import WORKER_READY, EveryStore, every_store
 from tests.e2e.test_pipeline import ev, publish, rows, tick
 from tests.support import wait_until

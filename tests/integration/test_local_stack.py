@@ -12,8 +12,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from sinks.base.tracking import ensure_tracking
-from sinks.postgres.executor import PostgresExecutor
+from ebbtide.sinks.base.tracking import ensure_tracking
+from ebbtide.sinks.postgres.executor import PostgresExecutor
 from tests.integration.sinks.postgres.test_postgres_actions import SERVICES, shop_map
 from tests.support import admin_dsn, demo_database, state_dir
 from tests.support import deletion_command as command

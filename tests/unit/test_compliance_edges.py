@@ -14,23 +14,29 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ebbtide.cli import main
+from ebbtide.schemas import DECISION, DELETION_COMMAND, LIFECYCLE_EVENT, codec_for
+from ebbtide.sinks.coverage import ref_problems
+from ebbtide.sinks.postgres import kind as postgres_kind
+from ebbtide.sinks.postgres.table_map import TableMap, TableMapError, parse_table_map
+from ebbtide.streams import certificates
+from ebbtide.streams.engine import events as ev
+from ebbtide.streams.engine.certificate import CertificateDue
+from ebbtide.streams.engine.explain import explain
+from ebbtide.streams.engine.firing import fire_due
+from ebbtide.streams.engine.model import SubjectState, new_subject
+from ebbtide.streams.engine.receipts import apply_receipt
+from ebbtide.streams.engine.stamping import apply_event
+from ebbtide.streams.policy import calendar
+from ebbtide.streams.policy.rules import (
+    DEFAULT_POLICY,
+    PolicyError,
+    WaitsForever,
+    default_policy,
+    parse_policy,
+)
+from ebbtide.streams.worker.certify import CertificateSigner
+from ebbtide.streams.worker.translate import to_event
 from ebbtide.tools.client import InvalidEvent, to_record
-from schemas import DECISION, DELETION_COMMAND, LIFECYCLE_EVENT, codec_for
-from sinks.coverage import ref_problems
-from sinks.postgres import kind as postgres_kind
-from sinks.postgres.table_map import TableMap, TableMapError, parse_table_map
-from streams import certificates
-from streams.engine import events as ev
-from streams.engine.certificate import CertificateDue
-from streams.engine.explain import explain
-from streams.engine.firing import fire_due
-from streams.engine.model import SubjectState, new_subject
-from streams.engine.receipts import apply_receipt
-from streams.engine.stamping import apply_event
-from streams.policy import calendar
-from streams.policy.rules import DEFAULT_POLICY, PolicyError, WaitsForever, default_policy, parse_policy
-from streams.worker.certify import CertificateSigner
-from streams.worker.translate import to_event
 from tests.unit.streams.builders import (
     SUBJECT,
     closed,

@@ -8,7 +8,7 @@ import pytest
 from chaos.ledger import database_holdings
 from ebbtide.demo import database as demo_db
 from ebbtide.demo.scenario import build
-from sinks.postgres.table_map import load_table_map, map_path
+from ebbtide.sinks.postgres.table_map import load_table_map, map_path
 
 pytestmark = pytest.mark.integration
 

@@ -25,9 +25,9 @@ import pytest
 
 from ebbtide.runtime.kafka import producer
 from ebbtide.runtime.settings import Settings, Topics
-from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
-from sinks import registry
-from sinks.base.loop import CommandSink
+from ebbtide.schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
+from ebbtide.sinks import registry
+from ebbtide.sinks.base.loop import CommandSink
 from tests.support import Received, TopicReader, deletion_command, make_topics, signed_command, worker_signer
 
 

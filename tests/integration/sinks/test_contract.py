@@ -14,9 +14,9 @@ import pytest
 
 from ebbtide.demo.vendor_standin import VendorStandIn
 from ebbtide.runtime.settings import Settings
-from sinks.backups import catalogue
-from sinks.http.vendors import tuned
-from sinks.logstore import partitions
+from ebbtide.sinks.backups import catalogue
+from ebbtide.sinks.http.vendors import tuned
+from ebbtide.sinks.logstore import partitions
 from tests.integration.sinks.contract import Running, SinkContract
 
 # Keys the contract's records get in the log store: one day partition each.

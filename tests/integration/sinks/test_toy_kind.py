@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from ebbtide.cli import build_parser
-from sinks import registry
-from sinks.coverage import coverage_problems
-from streams.policy.stores import Holding, Store, StoreMap
+from ebbtide.sinks import registry
+from ebbtide.sinks.coverage import coverage_problems
+from ebbtide.streams.policy.stores import Holding, Store, StoreMap
 from tests.integration.sinks.contract import Running, SinkContract
 from tests.integration.sinks.toy import kind as toy
 

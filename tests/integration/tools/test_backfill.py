@@ -15,10 +15,16 @@ from ebbtide.cli import main
 from ebbtide.demo import database as demo_db
 from ebbtide.demo.scenario import Scenario, build
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.schemas import LIFECYCLE_EVENT, codec_for
+from ebbtide.sinks.postgres.table_map import (
+    TableMap,
+    TableMapError,
+    load_table_map,
+    map_path,
+    parse_table_map,
+)
 from ebbtide.tools.backfill import Backfill, run_backfill
 from ebbtide.tools.client import to_record
-from schemas import LIFECYCLE_EVENT, codec_for
-from sinks.postgres.table_map import TableMap, TableMapError, load_table_map, map_path, parse_table_map
 from tests.support import Received, TopicReader
 
 MAPS = ("customer_db", "billing_db")

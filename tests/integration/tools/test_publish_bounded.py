@@ -22,8 +22,8 @@ from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import end_offsets, offsets_reader, producer
 from ebbtide.runtime.keys import read_or_make_key
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.streams.worker.routing import partition_for
 from ebbtide.tools import processes
-from streams.worker.routing import partition_for
 from tests.support import EVENT, TopicReader, unique_settings
 
 SECRET = "alice@example.invalid"  # stands for a personal value: it must never be printed

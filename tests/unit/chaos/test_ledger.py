@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from chaos.ledger import Copy, Oracle, Sent, judge
+from ebbtide.streams.policy.calendar import to_ms
+from ebbtide.streams.policy.rules import rules_policy
 from ebbtide.tools.client import to_record
-from streams.policy.calendar import to_ms
-from streams.policy.rules import rules_policy
 
 pytestmark = pytest.mark.unit
 

@@ -12,11 +12,11 @@ import pytest
 
 from ebbtide import bootstrap
 from ebbtide.runtime.settings import Settings
-from sinks import registry
-from sinks.base.errors import SinkConfigError
-from sinks.base.kind import SinkGroup, SinkKind, one_process, one_store
-from streams.policy.rules import DEFAULT_POLICY, load_policy, rules_policy
-from streams.policy.stores import DEFAULT_STORES, StoreMapError, load_store_map
+from ebbtide.sinks import registry
+from ebbtide.sinks.base.errors import SinkConfigError
+from ebbtide.sinks.base.kind import SinkGroup, SinkKind, one_process, one_store
+from ebbtide.streams.policy.rules import DEFAULT_POLICY, load_policy, rules_policy
+from ebbtide.streams.policy.stores import DEFAULT_STORES, StoreMapError, load_store_map
 
 
 def test_the_store_map_is_the_shipped_one_unless_a_file_is_set(tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ebbtide.schemas import LIFECYCLE_EVENT, InvalidMessage, codec_for
+from ebbtide.schemas.codec import SCHEMA_DIR
+from ebbtide.schemas.compat import check_directory, incompatibilities
 from ebbtide.tools.client import to_record
-from schemas import LIFECYCLE_EVENT, InvalidMessage, codec_for
-from schemas.codec import SCHEMA_DIR
-from schemas.compat import check_directory, incompatibilities
 
 text = st.text(min_size=1, max_size=20).filter(lambda s: s.strip() != "")
 times = st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))

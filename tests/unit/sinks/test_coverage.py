@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from ebbtide.cli import main
-from sinks.coverage import coverage_problems
-from sinks.postgres import kind as postgres_kind
-from sinks.postgres.table_map import TableMapError
-from streams.policy.stores import load_store_map, parse_store_map
+from ebbtide.sinks.coverage import coverage_problems
+from ebbtide.sinks.postgres import kind as postgres_kind
+from ebbtide.sinks.postgres.table_map import TableMapError
+from ebbtide.streams.policy.stores import load_store_map, parse_store_map
 
 SHIPPED = load_store_map()
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sinks import registry
-from sinks.coverage import coverage_problems
-from streams.policy.stores import load_store_map, parse_store_map
+from ebbtide.sinks import registry
+from ebbtide.sinks.coverage import coverage_problems
+from ebbtide.streams.policy.stores import load_store_map, parse_store_map
 
 ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = load_store_map()
@@ -50,4 +50,5 @@ def test_the_docs_table_of_kinds_is_the_registrys() -> None:
     pages = [p for p in (ROOT / "docs").glob("*.md") if header in p.read_text(encoding="utf-8")]
     assert pages, "no page of docs/ has the table of sink kinds"
     for page in pages:
-        assert table in page.read_text(encoding="utf-8"), f"{page.name}: run `python -m sinks.registry`"
+        hint = f"{page.name}: run `python -m ebbtide.sinks.registry`"
+        assert table in page.read_text(encoding="utf-8"), hint

@@ -6,11 +6,11 @@ import itertools
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from streams.engine import events as ev
-from streams.engine.model import SubjectState, new_subject
-from streams.engine.stamping import apply_event
-from streams.policy.calendar import to_ms
-from streams.policy.rules import rules_policy
+from ebbtide.streams.engine import events as ev
+from ebbtide.streams.engine.model import SubjectState, new_subject
+from ebbtide.streams.engine.stamping import apply_event
+from ebbtide.streams.policy.calendar import to_ms
+from ebbtide.streams.policy.rules import rules_policy
 
 _ids = itertools.count(1)
 SUBJECT = "cust-1"

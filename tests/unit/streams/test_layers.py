@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 STREAMS = Path(__file__).resolve().parents[3] / "streams"
-ALLOWED = {"policy": ("streams.policy",), "engine": ("streams.engine", "streams.policy")}
+ALLOWED = {
+    "policy": ("ebbtide.streams.policy",),
+    "engine": ("ebbtide.streams.engine", "ebbtide.streams.policy"),
+}
 
 
 def imports_of(path: Path) -> set[str]:

@@ -12,7 +12,7 @@ import pytest
 
 from ebbtide import cli
 from ebbtide.runtime.settings import Settings
-from sinks.backups.catalogue import (
+from ebbtide.sinks.backups.catalogue import (
     BackupError,
     create_catalogue,
     list_backups,
@@ -20,7 +20,7 @@ from sinks.backups.catalogue import (
     restore_suppression,
     take_backup,
 )
-from sinks.backups.executor import BackupsExecutor
+from ebbtide.sinks.backups.executor import BackupsExecutor
 from tests.support import commands_and_receipts, deletion_command, sink_thread
 
 NOW = datetime(2026, 1, 20, 12, 0, tzinfo=UTC)  # the executor's clock (NOT_FOUND receipts)

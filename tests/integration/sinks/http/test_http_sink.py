@@ -23,10 +23,10 @@ from ebbtide.demo.vendor_standin import VendorStandIn
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import producer
 from ebbtide.runtime.settings import Settings, Topics
-from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
-from sinks.base.loop import CommandSink
-from sinks.http.executor import HttpExecutor, VendorUnavailable
-from sinks.http.vendors import Vendor, load_vendors
+from ebbtide.schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
+from ebbtide.sinks.base.loop import CommandSink
+from ebbtide.sinks.http.executor import HttpExecutor, VendorUnavailable
+from ebbtide.sinks.http.vendors import Vendor, load_vendors
 from tests.support import (
     TopicReader,
     deletion_command,

@@ -11,9 +11,8 @@ import psycopg2
 import pytest
 
 from ebbtide.runtime.settings import Settings
-from ebbtide.tools.client import to_record
-from sinks.logstore.executor import LogStoreExecutor
-from sinks.logstore.partitions import (
+from ebbtide.sinks.logstore.executor import LogStoreExecutor
+from ebbtide.sinks.logstore.partitions import (
     ZONE,
     announcements,
     append_rows,
@@ -21,6 +20,7 @@ from sinks.logstore.partitions import (
     list_partitions,
     partition_name,
 )
+from ebbtide.tools.client import to_record
 from tests.support import commands_and_receipts, deletion_command, sink_thread
 
 NOW = datetime(2026, 6, 1, 3, 0, tzinfo=UTC)

@@ -12,12 +12,18 @@ import pytest
 from ebbtide.demo import database as demo_db
 from ebbtide.demo.scenario import build
 from ebbtide.runtime.settings import Settings
-from sinks.base.receipts import Executed
-from sinks.base.tracking import ensure_tracking
-from sinks.postgres.check import check_table_map
-from sinks.postgres.executor import PostgresExecutor
-from sinks.postgres.sink import PostgresSink
-from sinks.postgres.table_map import TableMap, TableMapError, load_table_map, map_path, parse_table_map
+from ebbtide.sinks.base.receipts import Executed
+from ebbtide.sinks.base.tracking import ensure_tracking
+from ebbtide.sinks.postgres.check import check_table_map
+from ebbtide.sinks.postgres.executor import PostgresExecutor
+from ebbtide.sinks.postgres.sink import PostgresSink
+from ebbtide.sinks.postgres.table_map import (
+    TableMap,
+    TableMapError,
+    load_table_map,
+    map_path,
+    parse_table_map,
+)
 from tests.integration.sinks.postgres.test_postgres_sink import command, count
 
 

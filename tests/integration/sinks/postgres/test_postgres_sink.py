@@ -16,11 +16,11 @@ from ebbtide.runtime import keys
 from ebbtide.runtime.authenticity import COMMAND, MessageSigner, TrustedKeys
 from ebbtide.runtime.kafka import producer
 from ebbtide.runtime.settings import Settings, Topics
-from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
-from sinks.base.tracking import ensure_tracking
-from sinks.postgres.executor import PostgresExecutor
-from sinks.postgres.sink import PostgresSink
-from sinks.postgres.table_map import load_table_map
+from ebbtide.schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
+from ebbtide.sinks.base.tracking import ensure_tracking
+from ebbtide.sinks.postgres.executor import PostgresExecutor
+from ebbtide.sinks.postgres.sink import PostgresSink
+from ebbtide.sinks.postgres.table_map import load_table_map
 from tests.support import TopicReader, deletion_command, security_events, signed_command, worker_signer
 
 # Whose rows a key matches in the database the ``loaded`` fixture fills (the sink refuses a

@@ -11,8 +11,8 @@ from ebbtide.demo import database as demo_db
 from ebbtide.demo.scenario import build
 from ebbtide.runtime.kafka import producer
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 from ebbtide.tools import processes
-from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 from tests.support import TopicReader, deletion_command, signed_command, worker_signer
 
 SESSION_TIMEOUT = 30.0  # the default: what a dynamic member's restart would wait for (librdkafka's: 45)

@@ -18,13 +18,13 @@ from ebbtide.demo import database as demo_db
 from ebbtide.demo.scenario import build
 from ebbtide.runtime.kafka import producer
 from ebbtide.runtime.settings import Settings, Topics
-from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
-from sinks.base.errors import SinkSetupError
-from sinks.base.tracking import ensure_tracking
-from sinks.postgres.executor import PostgresExecutor
-from sinks.postgres.roles import RoleError, grant_sink_role
-from sinks.postgres.sink import PostgresSink
-from sinks.postgres.table_map import load_table_map, map_path
+from ebbtide.schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
+from ebbtide.sinks.base.errors import SinkSetupError
+from ebbtide.sinks.base.tracking import ensure_tracking
+from ebbtide.sinks.postgres.executor import PostgresExecutor
+from ebbtide.sinks.postgres.roles import RoleError, grant_sink_role
+from ebbtide.sinks.postgres.sink import PostgresSink
+from ebbtide.sinks.postgres.table_map import load_table_map, map_path
 from tests.integration.sinks.postgres.test_postgres_sink import command, count
 from tests.support import TopicReader, admin_dsn, signed_command, worker_signer
 

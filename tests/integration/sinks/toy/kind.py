@@ -10,9 +10,9 @@ from typing import Any
 
 from ebbtide.runtime.authenticity import MessageSigner
 from ebbtide.runtime.settings import Settings
-from sinks.base.kind import SinkGroup, SinkKind, one_process, one_store
-from sinks.base.loop import CommandSink
-from sinks.base.receipts import Executed, executed
+from ebbtide.sinks.base.kind import SinkGroup, SinkKind, one_process, one_store
+from ebbtide.sinks.base.loop import CommandSink
+from ebbtide.sinks.base.receipts import Executed, executed
 
 STORE = "toy_store"
 CATEGORY = "client"
@@ -49,7 +49,11 @@ class ToyExecutor:
             found = command["record_key"] in held
             held.discard(command["record_key"])
             done = executed(
-                command, "DELETED" if found else "NOT_FOUND", int(found), None, datetime.now(UTC),
+                command,
+                "DELETED" if found else "NOT_FOUND",
+                int(found),
+                None,
+                datetime.now(UTC),
                 signer=self.receipt_signer,
             )
             self.answered[command["command_id"]] = done

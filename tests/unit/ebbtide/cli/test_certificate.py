@@ -11,7 +11,7 @@ import pytest
 
 from ebbtide.cli import main
 from ebbtide.runtime import authenticity, keys
-from streams import certificates
+from ebbtide.streams import certificates
 
 ENTRY = certificates.DeletionEntry(
     store="customer_db",

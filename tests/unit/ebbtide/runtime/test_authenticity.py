@@ -16,12 +16,12 @@ import pytest
 from ebbtide.runtime import authenticity, keys
 from ebbtide.runtime.authenticity import COMMAND, RECEIPT, MessageSigner, Refused, TrustedKeys, Verifier
 from ebbtide.runtime.settings import Settings, SettingsError
-from schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
-from schemas.codec import MAGIC, versions_of
-from sinks.base.loop import sink_keys
-from sinks.base.receipts import decode_receipt, executed, signed
-from streams import certificates
-from streams.worker.certify import CertificateSigner
+from ebbtide.schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
+from ebbtide.schemas.codec import MAGIC, versions_of
+from ebbtide.sinks.base.loop import sink_keys
+from ebbtide.sinks.base.receipts import decode_receipt, executed, signed
+from ebbtide.streams import certificates
+from ebbtide.streams.worker.certify import CertificateSigner
 from tests.support import deletion_command, security_events, unit_sink_signer, unit_trusted_keys
 from tests.unit.streams.worker.harness import TOPICS, answer, fanned_out
 

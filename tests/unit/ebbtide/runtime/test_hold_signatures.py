@@ -25,10 +25,10 @@ from ebbtide.runtime.authenticity import (
     hold_content,
 )
 from ebbtide.runtime.settings import Settings, SettingsError
+from ebbtide.schemas import LIFECYCLE_EVENT, codec_for
+from ebbtide.streams.worker.processor import LifecycleProcessor
+from ebbtide.streams.worker.routing import Out
 from ebbtide.tools.client import EventPublisher, InvalidEvent, load_hold_signer, sign_hold, to_record
-from schemas import LIFECYCLE_EVENT, codec_for
-from streams.worker.processor import LifecycleProcessor
-from streams.worker.routing import Out
 from tests.support import security_events, unit_hold_keys, unit_hold_signer
 from tests.unit.ebbtide.tools.test_publish_bounded import DeadBroker, broker, write
 from tests.unit.streams.worker.harness import CLIENT_RECORD, TOPICS, Harness, event

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ebbtide.runtime import metrics
 from ebbtide.runtime.settings import Settings
-from sinks.base.loop import consumer_config
+from ebbtide.sinks.base.loop import consumer_config
 
 
 def test_a_sink_is_a_static_member_named_after_its_store_and_host_by_default() -> None:

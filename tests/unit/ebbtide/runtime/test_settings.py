@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ebbtide.runtime.settings import Settings, SettingsError
-from streams.policy.stores import DEFAULT_STORES
+from ebbtide.streams.policy.stores import DEFAULT_STORES
 
 
 def test_a_store_map_path_is_a_path(tmp_path: Path) -> None:

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from sinks.http.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, backoff_delay, classify
-from sinks.http.executor import HttpExecutor, VendorUnavailable
-from sinks.http.transport import Answer
-from sinks.http.vendors import DEFAULT_VENDORS, Vendor, VendorConfigError, load_vendors
+from ebbtide.sinks.http.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, backoff_delay, classify
+from ebbtide.sinks.http.executor import HttpExecutor, VendorUnavailable
+from ebbtide.sinks.http.transport import Answer
+from ebbtide.sinks.http.vendors import DEFAULT_VENDORS, Vendor, VendorConfigError, load_vendors
 from tests.support import deletion_command
 
 STORES = Path(__file__).resolve().parents[4] / "streams" / "policy" / "stores.v1.toml"
@@ -492,7 +492,7 @@ def test_the_default_file_is_the_one_shipped_beside_the_code() -> None:
 
 
 def test_a_tuned_vendors_file_sets_the_value_for_every_vendor(tmp_path: Path) -> None:
-    from sinks.http.vendors import load_vendors, tuned
+    from ebbtide.sinks.http.vendors import load_vendors, tuned
 
     path = tmp_path / "vendors.toml"
     path.write_text(tuned({"timeout": 0.5, "breaker_open_seconds": 1.5}))

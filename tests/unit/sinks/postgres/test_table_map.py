@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from sinks.postgres.roles import needed_privileges
-from sinks.postgres.table_map import (
+from ebbtide.sinks.postgres.roles import needed_privileges
+from ebbtide.sinks.postgres.table_map import (
     MAP_DIR,
     TableMapError,
     format_value,

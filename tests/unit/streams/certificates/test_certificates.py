@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 
 from ebbtide.runtime.authenticity import RECEIPT, MessageSigner, millis
 from ebbtide.runtime.keys import generate_key, key_id, load_private_key, load_public_key
-from ebbtide.tools.certificates import render_html
-from streams.certificates import (
+from ebbtide.streams.certificates import (
     FORMAT_V1,
     Certificate,
     DeletionEntry,
@@ -30,6 +29,7 @@ from streams.certificates import (
     sign,
     verify,
 )
+from ebbtide.tools.certificates import render_html
 
 PRIVATE, PUBLIC = generate_key()
 KEY_ID = key_id(PUBLIC)

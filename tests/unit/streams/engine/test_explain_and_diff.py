@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from streams.engine.diff import deadline_moves, rule_changes
-from streams.engine.explain import explain, render
-from streams.engine.firing import fire_due
-from streams.engine.model import SubjectState, new_subject
-from streams.engine.stamping import apply_event
-from streams.policy.rules import DEFAULT_POLICY, parse_policy, rules_policy
+from ebbtide.streams.engine.diff import deadline_moves, rule_changes
+from ebbtide.streams.engine.explain import explain, render
+from ebbtide.streams.engine.firing import fire_due
+from ebbtide.streams.engine.model import SubjectState, new_subject
+from ebbtide.streams.engine.stamping import apply_event
+from ebbtide.streams.policy.rules import DEFAULT_POLICY, parse_policy, rules_policy
 from tests.unit.streams.builders import SUBJECT, closed, erasure, hold, invoiced, t, written
 
 POLICY = rules_policy()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from streams.engine.events import DeletionReported
-from streams.engine.firing import fire_due
-from streams.engine.receipts import apply_receipt
+from ebbtide.streams.engine.events import DeletionReported
+from ebbtide.streams.engine.firing import fire_due
+from ebbtide.streams.engine.receipts import apply_receipt
 from tests.unit.streams.builders import POLICY, breach, closed, fold, notified, t, written
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.engine.events import (
+from ebbtide.streams.engine.events import (
     AccountClosed,
     BreachDetected,
     BreachNotified,
@@ -29,11 +29,11 @@ from streams.engine.events import (
     ServiceCancelled,
     ServiceOrdered,
 )
-from streams.engine.firing import fire_due
-from streams.engine.model import SubjectState, new_subject
-from streams.engine.stamping import apply_event
-from streams.policy import calendar
-from streams.policy.rules import default_policy
+from ebbtide.streams.engine.firing import fire_due
+from ebbtide.streams.engine.model import SubjectState, new_subject
+from ebbtide.streams.engine.stamping import apply_event
+from ebbtide.streams.policy import calendar
+from ebbtide.streams.policy.rules import default_policy
 
 POLICY = default_policy()  # the shipped rules and store map: every copy in every store
 DAY = calendar.MS_PER_DAY
@@ -269,7 +269,7 @@ def test_same_events_give_byte_identical_decisions_in_fresh_processes_with_other
 
 
 def decisions_of_a_fixed_history() -> str:
-    from streams.engine.events import LegalHoldPlaced as Placed
+    from ebbtide.streams.engine.events import LegalHoldPlaced as Placed
 
     events = [
         RecordWritten("w1", SUBJECT, START, "customer_db", "client", "1"),

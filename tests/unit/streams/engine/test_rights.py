@@ -8,11 +8,11 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.engine.events import Event
-from streams.engine.firing import fire_due
-from streams.engine.model import Outcome, SubjectState
-from streams.engine.stamping import apply_event
-from streams.policy.rules import rules_policy
+from ebbtide.streams.engine.events import Event
+from ebbtide.streams.engine.firing import fire_due
+from ebbtide.streams.engine.model import Outcome, SubjectState
+from ebbtide.streams.engine.stamping import apply_event
+from ebbtide.streams.policy.rules import rules_policy
 from tests.unit.streams.builders import (
     SUBJECT,
     breach,
@@ -179,8 +179,8 @@ holds_and_times = st.lists(st.tuples(st.integers(0, 3000), st.booleans()), min_s
 @given(holds_and_times, st.integers(0, 6000))
 def test_a_legal_hold_never_lets_a_deletion_through(toggles: list[tuple[int, bool]], day: int) -> None:
     """Whatever the placements and releases, nothing under an active hold is ordered deleted."""
-    from streams.engine.events import LegalHoldPlaced, LegalHoldReleased
-    from streams.policy.calendar import MS_PER_DAY
+    from ebbtide.streams.engine.events import LegalHoldPlaced, LegalHoldReleased
+    from ebbtide.streams.policy.calendar import MS_PER_DAY
 
     base = t("2018-01-01")
     events: list[Event] = list(CUSTOMER)

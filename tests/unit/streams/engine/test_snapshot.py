@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from streams.engine import snapshot
+from ebbtide.streams.engine import snapshot
 from tests.unit.streams.builders import breach, closed, erasure, fold, hold, invoiced, written
 
 

@@ -20,17 +20,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.engine import events as ev
-from streams.engine import receipts, snapshot
-from streams.engine.certificate import CertificateDue
-from streams.engine.decisions import DeleteRecord
-from streams.engine.explain import explain, render
-from streams.engine.firing import fire_due
-from streams.engine.model import Outcome, RecordState, SubjectState, new_subject
-from streams.engine.receipts import apply_receipt
-from streams.engine.stamping import apply_event
-from streams.policy import calendar
-from streams.policy.rules import default_policy
+from ebbtide.streams.engine import events as ev
+from ebbtide.streams.engine import receipts, snapshot
+from ebbtide.streams.engine.certificate import CertificateDue
+from ebbtide.streams.engine.decisions import DeleteRecord
+from ebbtide.streams.engine.explain import explain, render
+from ebbtide.streams.engine.firing import fire_due
+from ebbtide.streams.engine.model import Outcome, RecordState, SubjectState, new_subject
+from ebbtide.streams.engine.receipts import apply_receipt
+from ebbtide.streams.engine.stamping import apply_event
+from ebbtide.streams.policy import calendar
+from ebbtide.streams.policy.rules import default_policy
 from tests.unit.streams.builders import SUBJECT, closed, invoiced, t, written
 from tests.unit.streams.engine.test_properties import START, histories
 
@@ -235,8 +235,8 @@ class TestTheWorkerWithPrunedCopies:
     def test_a_late_receipt_is_its_commands_not_a_security_event_and_a_replay_writes_nothing(
         self, tmp_path: Path
     ) -> None:
-        from streams.worker.certify import CertificateSigner
-        from streams.worker.staging import subject_key
+        from ebbtide.streams.worker.certify import CertificateSigner
+        from ebbtide.streams.worker.staging import subject_key
         from tests.support import security_events
         from tests.unit.streams.worker.harness import CLIENT_RECORD, TOPICS, answer, fanned_out
 

@@ -12,15 +12,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ebbtide.runtime import keys
-from streams.engine import events as ev
-from streams.engine.certificate import CertificateDue
-from streams.engine.firing import CHASE_BACKOFF_CAP, ESCALATION_STEPS, fire_due
-from streams.engine.model import Outcome, SubjectState, new_subject
-from streams.engine.receipts import apply_receipt
-from streams.engine.stamping import apply_event
-from streams.policy.rules import default_policy, rules_policy
-from streams.policy.stores import StoreMapError, parse_store_map
-from streams.worker.certify import CertificateSigner
+from ebbtide.streams.engine import events as ev
+from ebbtide.streams.engine.certificate import CertificateDue
+from ebbtide.streams.engine.firing import CHASE_BACKOFF_CAP, ESCALATION_STEPS, fire_due
+from ebbtide.streams.engine.model import Outcome, SubjectState, new_subject
+from ebbtide.streams.engine.receipts import apply_receipt
+from ebbtide.streams.engine.stamping import apply_event
+from ebbtide.streams.policy.rules import default_policy, rules_policy
+from ebbtide.streams.policy.stores import StoreMapError, parse_store_map
+from ebbtide.streams.worker.certify import CertificateSigner
 from tests.unit.streams.builders import (
     SUBJECT,
     closed,
@@ -310,7 +310,7 @@ class TestTheStoreMapIsPartOfThePolicy:
         stores = POLICY.stores
         assert stores is not None
         assert all(s.source for s in stores.stores)
-        from streams.policy.rules import CATEGORIES
+        from ebbtide.streams.policy.rules import CATEGORIES
 
         assert {h.category for s in stores.stores for h in s.holds} == set(CATEGORIES)
 

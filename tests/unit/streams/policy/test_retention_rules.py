@@ -3,8 +3,8 @@ marketing and hosted data), one class per seed clause."""
 
 from __future__ import annotations
 
-from streams.engine.firing import fire_due
-from streams.engine.stamping import apply_event
+from ebbtide.streams.engine.firing import fire_due
+from ebbtide.streams.engine.stamping import apply_event
 from tests.unit.streams.builders import (
     POLICY,
     cancelled,

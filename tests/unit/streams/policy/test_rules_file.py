@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.policy.rules import (
+from ebbtide.streams.policy.rules import (
     CATEGORIES,
     DEFAULT_POLICY,
     PolicyError,

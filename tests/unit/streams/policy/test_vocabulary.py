@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from schemas import DELETION_RECEIPT, LIFECYCLE_EVENT
-from schemas.codec import versions_of
-from streams.engine import clocks, facts, receipts, rights
-from streams.engine.events import EVENT_TYPES, Event
-from streams.policy import vocabulary
-from streams.policy.rules import CLOCK_KINDS
-from streams.policy.vocabulary import (
+from ebbtide.schemas import DELETION_RECEIPT, LIFECYCLE_EVENT
+from ebbtide.schemas.codec import versions_of
+from ebbtide.streams.engine import clocks, facts, receipts, rights
+from ebbtide.streams.engine.events import EVENT_TYPES, Event
+from ebbtide.streams.policy import vocabulary
+from ebbtide.streams.policy.rules import CLOCK_KINDS
+from ebbtide.streams.policy.vocabulary import (
     ACCOUNT_STARTS,
     ACCOUNT_STOPS,
     ANSWERED,
@@ -108,6 +108,6 @@ def test_every_answer_is_described_by_the_engine_and_explain(answered_in: dict[s
 
 
 def test_the_sinks_answer_with_the_vocabulary_outcomes() -> None:
-    from sinks.base import receipts as sink_receipts
+    from ebbtide.sinks.base import receipts as sink_receipts
 
     assert sink_receipts.OUTCOMES is OUTCOMES

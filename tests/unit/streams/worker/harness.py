@@ -7,12 +7,19 @@ from typing import Any
 
 from ebbtide.runtime.authenticity import RECEIPT
 from ebbtide.runtime.settings import Topics
+from ebbtide.schemas import (
+    CLOCK_TICK,
+    DECISION,
+    DELETION_COMMAND,
+    DELETION_RECEIPT,
+    LIFECYCLE_EVENT,
+    codec_for,
+)
+from ebbtide.streams.policy.rules import Policy, default_policy, rules_policy
+from ebbtide.streams.worker.certify import CertificateSigner
+from ebbtide.streams.worker.processor import LifecycleProcessor
+from ebbtide.streams.worker.routing import Out
 from ebbtide.tools.client import to_record
-from schemas import CLOCK_TICK, DECISION, DELETION_COMMAND, DELETION_RECEIPT, LIFECYCLE_EVENT, codec_for
-from streams.policy.rules import Policy, default_policy, rules_policy
-from streams.worker.certify import CertificateSigner
-from streams.worker.processor import LifecycleProcessor
-from streams.worker.routing import Out
 from tests.support import unit_sink_signer, unit_trusted_keys
 
 TOPICS = Topics("t")

@@ -17,12 +17,12 @@ import pytest
 from ebbtide import bootstrap
 from ebbtide.runtime.authenticity import HoldKeys
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.schemas import LIFECYCLE_EVENT, codec_for
+from ebbtide.streams.worker import batch
+from ebbtide.streams.worker.app import create_app
+from ebbtide.streams.worker.batch import EXIT_BATCH_FAILED
+from ebbtide.streams.worker.routing import partition_for
 from ebbtide.tools.client import to_record
-from schemas import LIFECYCLE_EVENT, codec_for
-from streams.worker import batch
-from streams.worker.app import create_app
-from streams.worker.batch import EXIT_BATCH_FAILED
-from streams.worker.routing import partition_for
 from tests.unit.streams.worker.harness import CLIENT_RECORD
 
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from streams.worker.batch import EXIT_BATCH_FAILED, BatchStep
-from streams.worker.routing import Out
+from ebbtide.streams.worker.batch import EXIT_BATCH_FAILED, BatchStep
+from ebbtide.streams.worker.routing import Out
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def test_a_failing_message_sends_nothing_of_the_batch_and_exits_for_a_replay() -
 
 
 def test_by_default_a_failed_batch_leaves_the_process_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    import streams.worker.batch as batch
+    import ebbtide.streams.worker.batch as batch
 
     codes: list[int] = []
     monkeypatch.setattr(batch.os, "_exit", codes.append)

@@ -14,14 +14,14 @@ import pytest
 from ebbtide.runtime import keys, metrics
 from ebbtide.runtime.authenticity import KEY_ID, SIGNATURE, TICK, ClockKey, MessageSigner
 from ebbtide.runtime.settings import Settings, SettingsError
+from ebbtide.schemas import CLOCK_TICK, LIFECYCLE_EVENT, codec_for
+from ebbtide.streams.policy.rules import rules_policy
+from ebbtide.streams.worker import processor as processor_module
+from ebbtide.streams.worker.app import wall_clock_check
+from ebbtide.streams.worker.processor import LifecycleProcessor
+from ebbtide.streams.worker.routing import partition_for
+from ebbtide.streams.worker.staging import MAX_STATE_BYTES
 from ebbtide.tools.client import to_record
-from schemas import CLOCK_TICK, LIFECYCLE_EVENT, codec_for
-from streams.policy.rules import rules_policy
-from streams.worker import processor as processor_module
-from streams.worker.app import wall_clock_check
-from streams.worker.processor import LifecycleProcessor
-from streams.worker.routing import partition_for
-from streams.worker.staging import MAX_STATE_BYTES
 from tests.unit.streams.worker.harness import CLIENT_RECORD, TOPICS, Harness, event
 from tests.unit.streams.worker.harness import tick as encoded_tick
 
@@ -253,8 +253,8 @@ def test_a_replayed_tick_adds_nothing_to_the_partitions_progress() -> None:
 
 
 def test_a_row_no_one_owns_may_be_touched_for_any_subject() -> None:
-    from sinks.postgres.executor import _belongs
-    from sinks.postgres.table_map import parse_table_map
+    from ebbtide.sinks.postgres.executor import _belongs
+    from ebbtide.sinks.postgres.table_map import parse_table_map
 
     (action,) = parse_table_map(
         {

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from ebbtide.runtime.authenticity import RECEIPT
+from ebbtide.schemas import DECISION, DELETION_COMMAND, DELETION_RECEIPT, LIFECYCLE_EVENT, codec_for
+from ebbtide.streams import certificates
+from ebbtide.streams.policy.rules import default_policy, rules_policy
+from ebbtide.streams.worker.certify import CertificateSigner
+from ebbtide.streams.worker.processor import LifecycleProcessor
 from ebbtide.tools.client import to_record
-from schemas import DECISION, DELETION_COMMAND, DELETION_RECEIPT, LIFECYCLE_EVENT, codec_for
-from streams import certificates
-from streams.policy.rules import default_policy, rules_policy
-from streams.worker.certify import CertificateSigner
-from streams.worker.processor import LifecycleProcessor
 from tests.support import unit_sink_signer
 from tests.unit.streams.worker.harness import CLIENT_RECORD, TOPICS, Harness, answer, event, fanned_out, tick
 
@@ -197,7 +197,7 @@ def test_a_partition_gained_again_rebuilds_its_due_index_from_the_table(closed_a
 
 
 def test_a_new_policy_judges_stamped_subjects_again_when_the_worker_restarts(closed_account: Harness) -> None:
-    from streams.policy.rules import DEFAULT_POLICY, parse_policy
+    from ebbtide.streams.policy.rules import DEFAULT_POLICY, parse_policy
 
     longer = parse_policy(
         DEFAULT_POLICY.read_text().replace("keep = { years = 3 }", "keep = { years = 5 }", 1)

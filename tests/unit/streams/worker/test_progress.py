@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.policy.calendar import MS_PER_DAY
-from streams.worker.progress import DueIndex, PartitionProgress
+from ebbtide.streams.policy.calendar import MS_PER_DAY
+from ebbtide.streams.worker.progress import DueIndex, PartitionProgress
 
 DAY = MS_PER_DAY
 BASE = 20_000 * DAY

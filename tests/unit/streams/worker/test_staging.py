@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.engine.model import SubjectState, new_subject
-from streams.worker.staging import StagedTable, Subjects
+from ebbtide.streams.engine.model import SubjectState, new_subject
+from ebbtide.streams.worker.staging import StagedTable, Subjects
 
 
 def test_writes_are_visible_before_flush_but_not_in_the_table() -> None:

@@ -15,8 +15,8 @@ from ebbtide import bootstrap
 from ebbtide.runtime.authenticity import HoldKeys
 from ebbtide.runtime.settings import Settings
 from ebbtide.runtime.web_token import ENV, authorised, token_file
+from ebbtide.streams.worker.app import create_app
 from ebbtide.tools.state_reader import StateUnavailable, subject_from_worker
-from streams.worker.app import create_app
 
 
 def worker_settings(state_dir: Path) -> Settings:
