@@ -32,8 +32,6 @@ from ebbtide.sinks.base.tracked import ensure_tables
 
 log = logging.getLogger(__name__)
 
-STORE = "hosting_backups"
-CATEGORY = "hosted"
 SCHEMA = "backups"
 
 CATALOGUE_DDL = f"""

@@ -9,7 +9,8 @@ from typing import Any
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
-from ebbtide.sinks.backups.catalogue import SCHEMA, STORE, create_catalogue
+from ebbtide.sinks.backups import STORE
+from ebbtide.sinks.backups.catalogue import SCHEMA, create_catalogue
 from ebbtide.sinks.base.tracked import Outcome, TrackedExecutor
 
 

@@ -7,7 +7,7 @@ import argparse
 import threading
 
 from ebbtide.runtime.settings import Settings
-from ebbtide.sinks.backups.catalogue import CATEGORY, STORE
+from ebbtide.sinks.backups import CATEGORY, STORE
 from ebbtide.sinks.base.kind import SinkGroup, SinkKind, one_process, one_store
 
 

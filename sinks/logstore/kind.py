@@ -7,7 +7,7 @@ import threading
 
 from ebbtide.runtime.settings import Settings
 from ebbtide.sinks.base.kind import SinkGroup, SinkKind, one_process, one_store
-from ebbtide.sinks.logstore.partitions import CATEGORY, STORE
+from ebbtide.sinks.logstore import CATEGORY, STORE
 
 
 def build(settings: Settings, args: argparse.Namespace, stop: threading.Event) -> SinkGroup:

@@ -30,10 +30,10 @@ from psycopg2.extensions import cursor as Cursor
 from psycopg2.extras import execute_values
 
 from ebbtide.sinks.base.tracked import ensure_tables
+from ebbtide.sinks.logstore import CATEGORY as CATEGORY  # re-exported: the module names its records
+from ebbtide.sinks.logstore import STORE as STORE
 from ebbtide.streams.policy import calendar
 
-STORE = "log_store"
-CATEGORY = "auto_collected"
 SCHEMA = "logs"
 TABLE = "access_log"
 SUBJECT = f"{SCHEMA}:{TABLE}"  # the prefix of the system subjects the shipper announces days under

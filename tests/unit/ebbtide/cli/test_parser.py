@@ -54,3 +54,25 @@ def test_help_loads_no_kafka_client() -> None:
     code = "import sys; from ebbtide.cli import build_parser; build_parser(); print('kafka' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout == "False\n"
+
+
+HELP_WITHOUT_DRIVERS = """
+import sys
+from ebbtide.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(" ".join(m for m in ("psycopg2", "faust", "confluent_kafka", "aiokafka") if m in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["sink", "--help"], ["sink", "logstore", "--help"]])
+def test_help_loads_no_driver_or_stream_library(argv: list[str]) -> None:
+    """`ebbtide --help` and the sink kinds' help list every kind without importing the database
+    driver, Faust or the Kafka clients: they are imported where a process is built."""
+    run = subprocess.run(
+        [sys.executable, "-c", HELP_WITHOUT_DRIVERS, *argv], capture_output=True, text=True, check=True
+    )
+    assert "usage: ebbtide" in run.stdout
+    assert run.stdout.splitlines()[-1] == ""
