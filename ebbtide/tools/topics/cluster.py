@@ -6,6 +6,7 @@ differ, then reads them again. Neither ever changes a partition count or a repli
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,13 +105,27 @@ def apply(settings: Settings, specs: Sequence[TopicSpec], timeout: float = 30.0)
         before = observe(client, specs)
         created = _create(client, [spec for spec in specs if spec.name not in before])
         altered = _alter(client, specs, before)
-        observed = observe(client, specs)
+        observed, found = _settled(client, specs, timeout if created or altered else 0.0)
     except KafkaError as exc:
         raise TopicsError(f"could not change the topics ({type(exc).__name__}: {exc})") from None
     finally:
         client.close()
-    found = [d for spec in specs for d in differences(spec, observed.get(spec.name))]
     return Report(list(specs), observed, found, created, altered)
+
+
+def _settled(
+    client: Any, specs: Sequence[TopicSpec], timeout: float
+) -> tuple[dict[str, Observed], list[Difference]]:
+    """The topics once the broker shows the changes just made (it applies them from its metadata
+    log a moment later): read again until only what apply cannot fix differs, ``timeout`` seconds
+    at most."""
+    deadline = time.monotonic() + timeout
+    while True:
+        observed = observe(client, specs)
+        found = [d for spec in specs for d in differences(spec, observed.get(spec.name))]
+        if not any(d.fixable for d in found) or time.monotonic() > deadline:
+            return observed, found
+        time.sleep(0.2)  # the polling interval of a bounded wait
 
 
 def _enough_brokers(client: Any, specs: Sequence[TopicSpec]) -> None:
