@@ -57,14 +57,16 @@ def add_topics(sub: Subcommands) -> None:
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 0 if every topic is as declared (create: exists), 1 otherwise or on a broker error."""
-    from ebbtide.runtime.kafka import create_topics
     from ebbtide.tools.topics import declared
-    from ebbtide.tools.topics.cluster import TopicsError, apply, check
+    from ebbtide.tools.topics.cluster import TopicsError, apply, check, create
 
     specs = declared(settings, args.store)
-    if args.action == "create":
-        return _create(settings, specs, create_topics)
     try:
+        if args.action == "create":
+            created = create(settings, specs, args.timeout)
+            for spec in specs:
+                print(f"{'created' if spec.name in created else 'exists '} {spec.name}")
+            return 0
         report = (
             apply(settings, specs, args.timeout)
             if args.action == "apply"
@@ -89,19 +91,6 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
     return 1 if report.differences else 0
-
-
-def _create(settings: Settings, specs: list[TopicSpec], create_topics: Any) -> int:
-    from kafka.errors import KafkaError
-
-    try:
-        created = create_topics(settings, specs)
-    except KafkaError as exc:
-        print(f"ebbtide topics create: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    for spec in specs:
-        print(f"{'created' if spec.name in created else 'exists '} {spec.name}")
-    return 0
 
 
 def warnings(settings: Settings) -> list[str]:

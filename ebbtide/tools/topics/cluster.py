@@ -96,6 +96,20 @@ def check(settings: Settings, specs: Sequence[TopicSpec], timeout: float = 30.0)
     return Report(list(specs), observed, found)
 
 
+def create(settings: Settings, specs: Sequence[TopicSpec], timeout: float = 30.0) -> list[str]:
+    """Create the missing topics of ``specs`` as declared; the names created. Existing topics are
+    left as they are, whatever they differ in."""
+    client = _admin(settings, timeout)
+    try:
+        _enough_brokers(client, specs)
+        present = observe(client, specs)
+        return _create(client, [spec for spec in specs if spec.name not in present])
+    except KafkaError as exc:
+        raise TopicsError(f"could not create the topics ({type(exc).__name__}: {exc})") from None
+    finally:
+        client.close()
+
+
 def apply(settings: Settings, specs: Sequence[TopicSpec], timeout: float = 30.0) -> Report:
     """Create the missing topics of ``specs`` and set the configurations that differ; then read
     them again: the report's differences are what apply could not fix (partitions, replicas)."""
