@@ -114,12 +114,6 @@ def test_only_the_state_changelog_is_compacted_and_it_never_expires() -> None:
     changelog = by_name(specs)["app-state-changelog"]
     assert changelog.config[RETENTION] == "-1"
     assert changelog.partitions == 6  # one changelog partition per source partition
-    # every other topic is keyed by subject (or a constant), with many messages per key
-    assert all(
-        "many messages" in spec.key or "tick" in spec.key or "nothing" in spec.key or "refused" in spec.key
-        for spec in specs
-        if spec.cleanup != COMPACT
-    )
 
 
 def test_every_pipeline_topic_is_declared_with_the_settings_durability() -> None:
