@@ -23,8 +23,8 @@ from ebbtide.demo import database, scenario
 from ebbtide.demo.run import DEMO_VENDORS, vendor_standin
 from ebbtide.demo.vendor_standin import VendorStandIn
 from ebbtide.runtime import kafka
-from ebbtide.runtime.kafka import create_topics, pipeline_topics
-from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.runtime.kafka import create_topics
+from ebbtide.runtime.settings import Settings
 from ebbtide.sinks import registry
 from ebbtide.sinks.http.vendors import tuned
 from ebbtide.sinks.logstore import partitions as logstore
@@ -35,6 +35,7 @@ from ebbtide.tools import processes
 from ebbtide.tools.client import EventPublisher, InvalidEvent, to_record
 from ebbtide.tools.clock import ClockPublisher, steps
 from ebbtide.tools.progress import progress_bar
+from ebbtide.tools.topics import declared
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ def run(base: Settings, options: Options) -> int:
         chaos.retick = lambda moment: _tick(chaos, moment)
         try:
             _forget_earlier_runs(settings)
-            create_topics(settings, pipeline_topics(Topics(settings.topic_prefix), stores.ids))
+            create_topics(settings, declared(settings, stores.ids))
             _start(supervisor, settings, stores, standin)
             console.print(
                 f"{options.customers} customers, {len(records)} events, {len(before)} copies held in "

@@ -18,10 +18,11 @@ import psycopg2
 from kafka import TopicPartition
 
 from ebbtide.runtime import kafka
-from ebbtide.runtime.kafka import create_topics, pipeline_topics
+from ebbtide.runtime.kafka import create_topics
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.schemas import Codec
 from ebbtide.tools.processes import free_port
+from ebbtide.tools.topics import declared
 
 if TYPE_CHECKING:
     from ebbtide.runtime.authenticity import HoldKeys, MessageSigner, TrustedKeys
@@ -77,6 +78,8 @@ def unique_settings(bootstrap: str, state_dir: Path, dsn: str | None = None) -> 
         pg_dsn=dsn,
         session_timeout=6.0,
         clock_mode="replay",  # the tests' clocks are scripted
+        topic_replication_factor=1,  # the local stack has one broker
+        topic_min_insync_replicas=1,
     )
 
 
@@ -98,7 +101,7 @@ def drop_topics(settings: Settings) -> None:
 
 def make_topics(settings: Settings, stores: list[str] | None = None) -> Topics:
     topics = Topics(settings.topic_prefix)
-    create_topics(settings, pipeline_topics(topics, stores or ["customer_db"]))
+    create_topics(settings, declared(settings, stores or ["customer_db"]))
     return topics
 
 

@@ -1,7 +1,7 @@
 """``ebbtide``: the one command-line entry point. Every command has ``--help``.
 
 One module per group of commands, each adding its subparsers and holding their ``cmd_*``
-functions: :mod:`.events` (topics, publish, backfill), :mod:`.dlq`, :mod:`.pipeline` (worker,
+functions: :mod:`.topics`, :mod:`.events` (publish, backfill), :mod:`.dlq`, :mod:`.pipeline` (worker,
 sink, clock), :mod:`.admin` (sink-role, acls, backups), :mod:`.policy` (policy, explain,
 overdue), :mod:`.certificates` and :mod:`.demo` (demo, vendor-standin). Each command imports
 what it runs only when it runs: ``ebbtide --help`` loads no Kafka client.
@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from ebbtide.cli import admin, certificates, demo, dlq, events, pipeline, policy
+from ebbtide.cli import admin, certificates, demo, dlq, events, pipeline, policy, topics
 from ebbtide.cli.arguments import Subcommands
 from ebbtide.runtime.settings import Settings, SettingsError
 
@@ -23,7 +23,7 @@ Settings come from EBBTIDE_* environment variables (see docs/operations.md, "Set
 
 # The commands in the order `ebbtide --help` lists them.
 COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
-    events.add_topics,
+    topics.add_topics,
     events.add_publish,
     pipeline.add_worker,
     pipeline.add_sink,

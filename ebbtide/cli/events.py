@@ -1,4 +1,4 @@
-"""Commands that put lifecycle events on the pipeline: ``topics``, ``publish``, ``backfill``."""
+"""Commands that put lifecycle events on the pipeline: ``publish``, ``backfill``."""
 
 from __future__ import annotations
 
@@ -14,32 +14,6 @@ if TYPE_CHECKING:
     from ebbtide.runtime.authenticity import MessageSigner
     from ebbtide.streams.policy.rules import Policy
     from ebbtide.tools.client import LineError
-
-
-def add_topics(sub: Subcommands) -> None:
-    topics = sub.add_parser(
-        "topics",
-        help="create the pipeline's Kafka topics",
-        description="Create missing topics (EBBTIDE_PARTITIONS partitions each).",
-    )
-    topics.add_argument("action", choices=["create"])
-    topics.add_argument(
-        "--store",
-        action="append",
-        default=None,
-        help="a store whose command topic to create (repeatable; default: every store of the store map)",
-    )
-    topics.set_defaults(func=cmd_topics)
-
-
-def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
-    from ebbtide.runtime.kafka import create_topics, pipeline_topics
-
-    names = pipeline_topics(Topics(settings.topic_prefix), args.store)
-    created = create_topics(settings, names)
-    for name in names:
-        print(f"{'created' if name in created else 'exists '} {name}")
-    return 0
 
 
 def add_publish(sub: Subcommands) -> None:

@@ -15,8 +15,8 @@ from rich.console import Console
 from ebbtide import bootstrap
 from ebbtide.demo import database, report, scenario
 from ebbtide.demo.vendor_standin import VendorStandIn
-from ebbtide.runtime.kafka import create_topics, pipeline_topics
-from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.runtime.kafka import create_topics
+from ebbtide.runtime.settings import Settings
 from ebbtide.sinks import registry
 from ebbtide.sinks.http.vendors import tuned
 from ebbtide.streams.policy.calendar import to_ms
@@ -25,6 +25,7 @@ from ebbtide.tools import processes
 from ebbtide.tools.client import EventPublisher, to_record
 from ebbtide.tools.clock import ClockPublisher, steps
 from ebbtide.tools.progress import progress_bar
+from ebbtide.tools.topics import declared
 
 CATCH_UP_SECONDS = 600.0
 # The chat vendor is down from the start until the pipeline clock reaches this day: its
@@ -91,7 +92,7 @@ def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_da
             f"Store map: {len(stores.stores)} stores ({', '.join(stores.ids)}). The {OUTAGE_VENDOR} vendor "
             f"is down until the pipeline clock reaches {OUTAGE_UNTIL.date()}."
         )
-        create_topics(settings, pipeline_topics(Topics(settings.topic_prefix), stores.ids))
+        create_topics(settings, declared(settings, stores.ids))
         running = _start(settings, stores, standin)
         console.print(
             f"Started the worker and {len(running.children) - 1} sink processes "

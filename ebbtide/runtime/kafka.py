@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.runtime.topic_spec import MIN_INSYNC, TopicSpec
 
 CLIENT_ID = "ebbtide"
 # Seconds a producing command (publish, clock, dlq replay, the client classes) waits for the broker
@@ -188,7 +188,8 @@ def close_producer(out: KafkaProducer, timeout: float = 1.0) -> None:
 
 
 def pipeline_topics(topics: Topics, stores: Iterable[str]) -> list[str]:
-    """Every topic the lifecycle agent and the given stores' sinks use."""
+    """The names of every topic the lifecycle agent and the given stores' sinks use (their
+    partitions, replicas and retention: :func:`ebbtide.tools.topics.project_topics`)."""
     names = [
         topics.events,
         topics.clock,
@@ -201,26 +202,52 @@ def pipeline_topics(topics: Topics, stores: Iterable[str]) -> list[str]:
     return names + [topics.commands(store) for store in stores]
 
 
-def create_topics(settings: Settings, names: Iterable[str]) -> list[str]:
-    """Create missing topics with the configured partition count; return those created.
+def create_topics(settings: Settings, wanted: Iterable[str | TopicSpec]) -> list[str]:
+    """Create the missing topics of ``wanted``; return the names of those created. A
+    :class:`TopicSpec` is created as it says (partitions, replicas, configuration); a bare name
+    with EBBTIDE_PARTITIONS partitions, EBBTIDE_TOPIC_REPLICATION_FACTOR replicas and
+    EBBTIDE_TOPIC_MIN_INSYNC_REPLICAS, the rest the broker's defaults (scratch topics). Existing
+    topics are left as they are (``ebbtide topics apply`` changes them).
 
     Events, clock and receipts must share one partition count: the lifecycle agent keeps each
     subject's state on the partition its events use.
     """
+    specs = [_as_spec(settings, item) for item in wanted]
     client = admin(settings)
     try:
         existing = set(client.list_topics())
-        wanted = [n for n in names if n not in existing]
         created: list[str] = []
-        for name in wanted:
+        for spec in specs:
+            if spec.name in existing:
+                continue
             try:
-                client.create_topics([NewTopic(name, settings.partitions, 1)])
-                created.append(name)
+                client.create_topics({spec.name: new_topic(spec)})
+                created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass
         return created
     finally:
         client.close()
+
+
+def _as_spec(settings: Settings, item: str | TopicSpec) -> TopicSpec:
+    if isinstance(item, TopicSpec):
+        return item
+    return TopicSpec(
+        item,
+        settings.partitions,
+        settings.topic_replication_factor,
+        {MIN_INSYNC: str(settings.topic_min_insync_replicas)},
+    )
+
+
+def new_topic(spec: TopicSpec) -> dict[str, Any]:
+    """kafka-python's description of a new topic (``KafkaAdminClient.create_topics``)."""
+    return {
+        "num_partitions": spec.partitions,
+        "replication_factor": spec.replication_factor,
+        "configs": dict(spec.config),
+    }
 
 
 def offsets_reader(settings: Settings, timeout: float | None = None) -> KafkaConsumer:

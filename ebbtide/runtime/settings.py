@@ -67,6 +67,13 @@ class Settings:
     # goes (accelerated and scripted clocks: the demo, tests, replays, benchmarks).
     clock_mode: str = "wall"
     clock_tolerance: float = 300.0
+    # Copies of every partition of the project's topics (`ebbtide topics apply`, the worker's
+    # changelog): 3 in production, so one broker can be lost; 1 only on a one-broker development
+    # stack (the local stack's env file says 1).
+    topic_replication_factor: int = 3
+    # Replicas that must have a write before the broker acknowledges it (acks=all): 2 of 3 in
+    # production, so an acknowledged write survives one broker's loss; at most the replication factor.
+    topic_min_insync_replicas: int = 2
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -98,6 +105,7 @@ class Settings:
         settings.event_window  # noqa: B018  # refused at start, not at the first event
         if settings.clock_mode not in ("wall", "replay"):
             raise SettingsError("EBBTIDE_CLOCK_MODE must be wall or replay")
+        _check_topic_durability(settings)
         if settings.hold_keys is not None and not settings.hold_public_keys:
             raise SettingsError(
                 "EBBTIDE_HOLD_KEYS must name public key files or directories (comma-separated)"
@@ -158,6 +166,18 @@ class Settings:
                 "(make stack-up writes one to .state/env)"
             )
         return self.pg_dsn
+
+
+def _check_topic_durability(settings: Settings) -> None:
+    """A replication factor of at least 1, and a min.insync.replicas the replicas can meet."""
+    factor, least = settings.topic_replication_factor, settings.topic_min_insync_replicas
+    if factor < 1:
+        raise SettingsError("EBBTIDE_TOPIC_REPLICATION_FACTOR must be at least 1")
+    if not 1 <= least <= factor:
+        raise SettingsError(
+            f"EBBTIDE_TOPIC_MIN_INSYNC_REPLICAS must be from 1 to EBBTIDE_TOPIC_REPLICATION_FACTOR "
+            f"({factor}); it is {least}"
+        )
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import faust
 from ebbtide.runtime.authenticity import ClockKey, HoldKeys, TrustedKeys
 from ebbtide.runtime.kafka import faust_config
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.runtime.topic_spec import STATE_TABLE, changelog_config
 from ebbtide.runtime.web_token import authorised, read_or_make_token, token_file
 from ebbtide.streams.policy.rules import Policy
 from ebbtide.streams.worker.batch import BatchStep
@@ -76,7 +77,13 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
         partitions=settings.partitions,
     )
     # Keys are str, values JSON-able dicts (Faust's default json codec); see streams.worker.staging.
-    table = PartitionedTable(app, name="state", partitions=settings.partitions, beacon=app.tables.beacon)
+    table = PartitionedTable(
+        app,
+        name=STATE_TABLE,
+        partitions=settings.partitions,
+        beacon=app.tables.beacon,
+        extra_topic_configs=changelog_config(settings),  # compacted, min.insync.replicas (docs/topics.md)
+    )
     app.tables.add(table)
     processor = LifecycleProcessor(
         policy,
@@ -126,7 +133,7 @@ def _faust_app(settings: Settings) -> faust.App:
         web_host="127.0.0.1",
         web_port=settings.worker_web_port,
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.topic_replication_factor,  # its changelog and leader topic
         producer_acks=-1,
         producer_linger=0.005,
         broker_commit_every=10_000,
