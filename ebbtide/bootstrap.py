@@ -106,10 +106,14 @@ def worker(settings: Settings, rules: Path | None = None) -> faust.App:
     host = settings.http_host
     try:  # Faust's web binds later, with a traceback if it cannot: checked here first
         endpoints.check_free(host, settings.worker_web_port, "EBBTIDE_WORKER_WEB_PORT")
+        endpoints.check_free(host, settings.worker_metrics_port, "EBBTIDE_WORKER_METRICS_PORT")
+    except endpoints.CannotServe as exc:
+        raise CannotStart(str(exc)) from None
+    app = create_app(settings, running, hold_keys)  # its readiness check waits for partitions
+    try:
         port = endpoints.serve(host, settings.worker_metrics_port, "EBBTIDE_WORKER_METRICS_PORT")
     except endpoints.CannotServe as exc:
         raise CannotStart(str(exc)) from None
-    app = create_app(settings, running, hold_keys)
     log.warning(
         "lifecycle worker %s (own member id set: %s): policy %s, /metrics /healthz /readyz on %s:%d, "
         "web on %s:%d",

@@ -173,6 +173,7 @@ def _serve_clock_metrics(args: argparse.Namespace, settings: Settings) -> bool:
     except endpoints.CannotServe as exc:
         print(f"ebbtide clock: {exc}", file=sys.stderr)
         return False
+    endpoints.READINESS.ready("clock", "serving")  # its /readyz: nothing to wait for
     log.warning("a tick every %g s; /metrics on %s:%d", args.interval, settings.http_host, port)
     return True
 

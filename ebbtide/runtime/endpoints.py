@@ -63,6 +63,8 @@ class Readiness:
             checks = dict(self._checks)
         holding = {name: detail for name, (ok, detail) in checks.items() if ok}
         waiting = {name: reason for name, (ok, reason) in checks.items() if not ok}
+        if not checks:  # the process has not said what it waits for yet
+            waiting = {"start": "starting"}
         return not waiting, holding, waiting
 
 

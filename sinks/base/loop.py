@@ -40,6 +40,9 @@ from ebbtide.sinks.base.executor import BatchExecutor
 from ebbtide.sinks.base.receipts import Executed, executed, signed
 
 log = logging.getLogger(__name__)
+# librdkafka's own log lines go through Python's logging (in the process's log format), not
+# straight to stderr: delivered at the clients' poll() calls.
+CLIENT_LOG = logging.getLogger("ebbtide.sinks.librdkafka")
 BATCH = 500  # commands per poll (per database transaction for PostgreSQL)
 
 
@@ -115,6 +118,7 @@ def consumer_config(settings: Settings, store: str) -> dict[str, Any]:
         "session.timeout.ms": int(settings.session_timeout * 1000),
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
+        "logger": CLIENT_LOG,
     }
 
 
@@ -158,6 +162,7 @@ class CommandSink:
                 # Receipts must land on their subject's partition: the same murmur2 hash as the
                 # Java, kafka-python and aiokafka clients (librdkafka's default is CRC32).
                 "partitioner": "murmur2_random",
+                "logger": CLIENT_LOG,
             }
         )
         backoff = 0.5
