@@ -31,7 +31,8 @@ def add_worker(sub: Subcommands) -> None:
         "answered (key: EBBTIDE_CERTIFICATE_KEY, made on first start if missing). Applies a "
         "LegalHoldPlaced or LegalHoldReleased only if signed by a key of EBBTIDE_HOLD_KEYS (default "
         "<state dir>/keys/holds.pub, made with holds.key on first start if missing); others are "
-        "dead-lettered. Serves /metrics on EBBTIDE_WORKER_METRICS_PORT.",
+        "dead-lettered. Serves /metrics, /healthz and /readyz on EBBTIDE_HTTP_HOST (default "
+        "127.0.0.1), port EBBTIDE_WORKER_METRICS_PORT; logs in EBBTIDE_LOG_FORMAT (text or json).",
     )
     worker.add_argument("--policy", help="policy TOML file (default: the shipped policy)")
     worker.add_argument("--loglevel", default="WARNING", help="default WARNING")
