@@ -91,7 +91,7 @@ def worker(settings: Settings, rules: Path | None = None) -> faust.App:
     served: the policy of ``rules`` (default: the shipped rules) with the settings' store map, and
     the legal hold signers' keys, read once (a replay gets the same answers). :class:`CannotStart`
     if the input topics do not have EBBTIDE_PARTITIONS partitions or the hold keys cannot be read."""
-    from ebbtide.runtime import metrics
+    from ebbtide.runtime import endpoints
     from ebbtide.runtime.authenticity import HoldKeys
     from ebbtide.streams.worker.app import create_app
 
@@ -103,22 +103,40 @@ def worker(settings: Settings, rules: Path | None = None) -> faust.App:
         hold_keys = HoldKeys.for_worker(settings)
     except ValueError as exc:
         raise CannotStart(str(exc)) from None
-    metrics.serve(settings.worker_metrics_port)
-    app = create_app(settings, running, hold_keys)
+    host = settings.http_host
+    try:  # Faust's web binds later, with a traceback if it cannot: checked here first
+        endpoints.check_free(host, settings.worker_web_port, "EBBTIDE_WORKER_WEB_PORT")
+        endpoints.check_free(host, settings.worker_metrics_port, "EBBTIDE_WORKER_METRICS_PORT")
+    except endpoints.CannotServe as exc:
+        raise CannotStart(str(exc)) from None
+    app = create_app(settings, running, hold_keys)  # its readiness check waits for partitions
+    try:
+        port = endpoints.serve(host, settings.worker_metrics_port, "EBBTIDE_WORKER_METRICS_PORT")
+    except endpoints.CannotServe as exc:
+        raise CannotStart(str(exc)) from None
     log.warning(
-        "lifecycle worker %s: policy %s, metrics on 127.0.0.1:%d",
+        "lifecycle worker %s (own member id set: %s): policy %s, /metrics /healthz /readyz on %s:%d, "
+        "web on %s:%d",
         settings.app_id,
+        settings.worker_instance_id is not None,
         running.label,
-        settings.worker_metrics_port,
+        host,
+        port,
+        host,
+        settings.worker_web_port,
     )
     return app
 
 
-def run_worker(app: faust.App, loglevel: str) -> None:
-    """Run the worker's app until it is stopped (Faust's worker: signals, logging at ``loglevel``)."""
+def run_worker(app: faust.App, loglevel: str, log_format: str = "text") -> None:
+    """Run the worker's app until it is stopped (Faust's worker: signals, logging at ``loglevel``
+    in ``log_format``, Faust's records and ours alike)."""
     from faust.worker import Worker
 
-    runner = Worker(app, loglevel=loglevel, quiet=True)
+    from ebbtide.runtime.logging import faust_logging_config
+
+    config = faust_logging_config(loglevel, log_format)
+    runner = Worker(app, loglevel=loglevel, quiet=True, logging_config=config)
     runner.spinner = None  # the terminal spinner costs CPU on every log record, even unseen
     runner.execute_from_commandline()
 
@@ -131,7 +149,7 @@ def sink(settings: Settings, kind: str, args: argparse.Namespace, stop: threadin
     served: built by that kind of the sink registry (:mod:`sinks.registry`) from the settings and
     the command's arguments. :class:`CannotStart` if its configuration or database cannot be used
     (a sink checks them before it runs)."""
-    from ebbtide.runtime import metrics
+    from ebbtide.runtime import endpoints
     from ebbtide.sinks import registry
     from ebbtide.sinks.base.errors import SinkConfigError, SinkSetupError
 
@@ -140,7 +158,15 @@ def sink(settings: Settings, kind: str, args: argparse.Namespace, stop: threadin
         process = chosen.build(settings, args, stop)
     except (SinkConfigError, SinkSetupError) as exc:
         raise CannotStart(str(exc)) from None
-    port = chosen.metrics_port(settings, args)
-    metrics.serve(port)
-    log.warning("%s sink for %s: metrics on 127.0.0.1:%d", chosen.name, process.label, port)
+    try:
+        port = endpoints.serve(settings.http_host, chosen.metrics_port(settings, args), chosen.port_setting)
+    except endpoints.CannotServe as exc:
+        raise CannotStart(str(exc)) from None
+    log.warning(
+        "%s sink for %s: /metrics /healthz /readyz on %s:%d",
+        chosen.name,
+        process.label,
+        settings.http_host,
+        port,
+    )
     return process

@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
+        if settings.log_format == "json":  # text: Python's default for a command's warnings, as before
+            from ebbtide.runtime.logging import configure
+
+            configure("WARNING", "json", "cli")
         if getattr(args, "store", "unset") is None:
             from ebbtide import bootstrap
 

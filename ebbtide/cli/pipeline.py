@@ -7,12 +7,15 @@ process that cannot start, and run it.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ebbtide.cli.arguments import Subcommands, iso_time, seconds, timeout
 from ebbtide.runtime.settings import Settings
+
+log = logging.getLogger("ebbtide.clock")
 
 if TYPE_CHECKING:
     from ebbtide.tools.clock import ClockPublisher
@@ -28,7 +31,8 @@ def add_worker(sub: Subcommands) -> None:
         "answered (key: EBBTIDE_CERTIFICATE_KEY, made on first start if missing). Applies a "
         "LegalHoldPlaced or LegalHoldReleased only if signed by a key of EBBTIDE_HOLD_KEYS (default "
         "<state dir>/keys/holds.pub, made with holds.key on first start if missing); others are "
-        "dead-lettered. Serves /metrics on EBBTIDE_WORKER_METRICS_PORT.",
+        "dead-lettered. Serves /metrics, /healthz and /readyz on EBBTIDE_HTTP_HOST (default "
+        "127.0.0.1), port EBBTIDE_WORKER_METRICS_PORT; logs in EBBTIDE_LOG_FORMAT (text or json).",
     )
     worker.add_argument("--policy", help="policy TOML file (default: the shipped policy)")
     worker.add_argument("--loglevel", default="WARNING", help="default WARNING")
@@ -37,13 +41,15 @@ def add_worker(sub: Subcommands) -> None:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from ebbtide import bootstrap
+    from ebbtide.runtime.logging import configure
 
+    configure(args.loglevel.upper(), settings.log_format, "worker")  # until Faust's worker sets it up
     try:
         app = bootstrap.worker(settings, Path(args.policy) if args.policy else None)
     except bootstrap.CannotStart as exc:
         print(f"ebbtide worker: {exc}", file=sys.stderr)
         return 2
-    bootstrap.run_worker(app, args.loglevel)
+    bootstrap.run_worker(app, args.loglevel, settings.log_format)
     return 0
 
 
@@ -73,7 +79,7 @@ def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
     from ebbtide import bootstrap
     from ebbtide.runtime.logging import configure
 
-    configure(args.loglevel)
+    configure(args.loglevel.upper(), settings.log_format, f"sink-{args.kind}")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -106,7 +112,7 @@ def add_clock(sub: Subcommands) -> None:
     wall.add_argument(
         "--metrics-port",
         type=int,
-        help="/metrics port on 127.0.0.1 (default EBBTIDE_CLOCK_METRICS_PORT, 9312)",
+        help="/metrics port on EBBTIDE_HTTP_HOST (default EBBTIDE_CLOCK_METRICS_PORT, 9312)",
     )
     for mode in (tick, run, wall):
         mode.add_argument(
@@ -121,7 +127,10 @@ def add_clock(sub: Subcommands) -> None:
 def cmd_clock(args: argparse.Namespace, settings: Settings) -> int:
     from kafka.errors import KafkaError
 
+    from ebbtide.runtime.logging import configure
     from ebbtide.tools.clock import ClockPublisher, TickFailed
+
+    configure("WARNING", settings.log_format, "clock")
 
     wait = timeout(args)
     source = {"tick": "scripted", "run": "accelerated", "wall": "wall"}[args.mode]
@@ -155,15 +164,18 @@ def _serve_clock_metrics(args: argparse.Namespace, settings: Settings) -> bool:
 
     Served before the broker is reached: a clock that fails and is restarted shows up in
     process_start_time_seconds (EbbtideProcessRestarting)."""
-    from ebbtide.runtime import metrics
+    from ebbtide.runtime import endpoints, metrics
 
     port = settings.clock_metrics_port if args.metrics_port is None else args.metrics_port
     try:
-        metrics.serve_clock(port)
-    except OSError as exc:
-        print(f"ebbtide clock: cannot serve /metrics on 127.0.0.1:{port}: {exc.strerror}", file=sys.stderr)
+        port = endpoints.serve(
+            settings.http_host, port, "EBBTIDE_CLOCK_METRICS_PORT or --metrics-port", metrics.CLOCK_REGISTRY
+        )
+    except endpoints.CannotServe as exc:
+        print(f"ebbtide clock: {exc}", file=sys.stderr)
         return False
-    print(f"ebbtide clock: a tick every {args.interval:g} s; /metrics on 127.0.0.1:{port}", file=sys.stderr)
+    endpoints.READINESS.ready("clock", "serving")  # its /readyz: nothing to wait for
+    log.warning("a tick every %g s; /metrics on %s:%d", args.interval, settings.http_host, port)
     return True
 
 

@@ -15,7 +15,6 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
-    start_http_server,
 )
 
 EVENTS_CONSUMED = Counter(
@@ -172,17 +171,6 @@ for _kind in ("tick_time", "events_end"):
     SECURITY_EVENTS.labels("clock", _kind)
 for _kind in ("unsigned", "bad_signature", "other_key", "no_trusted_key"):
     SECURITY_EVENTS.labels("events", _kind)  # legal hold events
-
-
-def serve(port: int) -> None:
-    """Serve /metrics on 127.0.0.1:``port`` (0 picks a free port)."""
-    start_http_server(port, addr="127.0.0.1")
-
-
-def serve_clock(port: int) -> None:
-    """Serve the clock process's /metrics (its tick metrics and the process_* ones) on
-    127.0.0.1:``port``."""
-    start_http_server(port, addr="127.0.0.1", registry=CLOCK_REGISTRY)
 
 
 def clock_ticked(now: datetime) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -20,18 +21,24 @@ class Settings:
     partitions: int = 4
     app_id: str = "ebbtide-lifecycle"
     state_dir: Path = Path(".state")
+    # Every HTTP endpoint (/metrics, /healthz, /readyz of each process, the worker's web) listens on
+    # http_host (0.0.0.0: every interface); each process kind on its own port.
+    http_host: str = "127.0.0.1"
     worker_metrics_port: int = 9308
-    sink_metrics_port: int = 9309
-    worker_web_port: int = 9310  # the worker's state lookups (ebbtide explain), on 127.0.0.1
+    sink_metrics_port: int = 9309  # the PostgreSQL, log-store and backups sinks
+    worker_web_port: int = 9310  # the worker's state lookups (ebbtide explain)
+    http_sink_metrics_port: int = 9311  # `ebbtide sink http` (--metrics-port overrides)
+    log_format: str = "text"  # text (for terminals) or json (one object per line)
     session_timeout: float = 30.0  # seconds before a dead worker's partitions move on
     # Static group membership: a restarted worker with the same id takes its partitions back at
-    # once. Give each worker process its own stable id (e.g. its host name); never share one.
+    # once. Default: the host or pod name (worker_member_id); two workers on one host must each
+    # set their own, never share one.
     worker_instance_id: str | None = None
     # Static group membership of a sink's consumer (group.instance.id): a sink restarted after a
     # crash takes its partitions back at once. Default ``<store>-<host name>``; two sinks of the
     # same store on one host must each set their own (one id fences the other).
     sink_instance_id: str | None = None
-    clock_metrics_port: int = 9312  # `ebbtide clock wall` serves /metrics here, on 127.0.0.1
+    clock_metrics_port: int = 9312  # `ebbtide clock wall` serves /metrics here
     pg_dsn: str | None = None  # no default: there is no default password
     # The store map (which stores hold which categories); default: the one shipped with the policy
     # (read by ebbtide.bootstrap.store_map).
@@ -106,6 +113,8 @@ class Settings:
         if settings.clock_mode not in ("wall", "replay"):
             raise SettingsError("EBBTIDE_CLOCK_MODE must be wall or replay")
         _check_topic_durability(settings)
+        if settings.log_format not in ("text", "json"):
+            raise SettingsError("EBBTIDE_LOG_FORMAT must be text or json")
         if settings.hold_keys is not None and not settings.hold_public_keys:
             raise SettingsError(
                 "EBBTIDE_HOLD_KEYS must name public key files or directories (comma-separated)"
@@ -122,6 +131,12 @@ class Settings:
             int(datetime(int(first), 1, 1, tzinfo=UTC).timestamp()) * 1000,
             int(datetime(int(last), 1, 1, tzinfo=UTC).timestamp()) * 1000,
         )
+
+    @property
+    def worker_member_id(self) -> str:
+        """The worker's static member id (Kafka group.instance.id): EBBTIDE_WORKER_INSTANCE_ID, else
+        the host or pod name (HOSTNAME, else the system's host name)."""
+        return self.worker_instance_id or os.environ.get("HOSTNAME") or socket.gethostname()
 
     @property
     def signing_key(self) -> Path:

@@ -12,6 +12,7 @@ from typing import Any
 from kafka import TopicPartition
 
 from ebbtide.runtime import kafka
+from ebbtide.runtime.endpoints import client_host
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.runtime.web_token import ENV as TOKEN_ENV
 from ebbtide.runtime.web_token import TokenUnavailable, read_token, token_file
@@ -107,7 +108,8 @@ def subject_from_worker(
             f"{exc} (the worker makes it at start; set {TOKEN_ENV} to the worker's token file); "
             "use --source changelog to read its state from Kafka"
         ) from None
-    url = f"http://127.0.0.1:{settings.worker_web_port}/subjects/{urllib.parse.quote(subject_id, safe='')}/"
+    where = f"{client_host(settings.http_host)}:{settings.worker_web_port}"  # EBBTIDE_HTTP_HOST
+    url = f"http://{where}/subjects/{urllib.parse.quote(subject_id, safe='')}/"
     request = urllib.request.Request(url, headers=token_header(token))
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -116,12 +118,11 @@ def subject_from_worker(
         exc.close()
         why = "refused the web token in " + str(path) if exc.code == 401 else f"answered HTTP {exc.code}"
         raise StateUnavailable(
-            f"the worker on 127.0.0.1:{settings.worker_web_port} {why}; "
-            "use --source changelog to read its state from Kafka"
+            f"the worker on {where} {why}; use --source changelog to read its state from Kafka"
         ) from None
     except (urllib.error.URLError, OSError) as exc:
         raise StateUnavailable(
-            f"the worker does not answer on 127.0.0.1:{settings.worker_web_port} ({exc}); "
+            f"the worker does not answer on {where} ({exc}); "
             "use --source changelog to read its state from Kafka"
         ) from None
     state = snapshot.load(body["state"]) if body.get("state") else None

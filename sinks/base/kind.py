@@ -100,7 +100,8 @@ class SinkKind:
       arguments (the demo and the chaos run start them);
     - ``ref_problems``: records the kind announces (``ebbtide backfill``) that the policy could
       never delete, in words;
-    - ``metrics_port``: where the process serves /metrics;
+    - ``metrics_port``: where the process serves /metrics, /healthz and /readyz; ``port_setting``
+      names the setting (or option) that chooses it, for the error when it is taken;
     - ``code``: the package, for the docs' table of kinds.
     """
 
@@ -113,6 +114,7 @@ class SinkKind:
     options: tuple[Option, ...] = ()
     ref_problems: Callable[[Policy, Store], list[str]] = no_refs
     metrics_port: Callable[[Settings, argparse.Namespace], int] = settings_port
+    port_setting: str = "EBBTIDE_SINK_METRICS_PORT"
 
     def usage(self) -> str:
         """``ebbtide sink <name> [--option VALUE] ...``"""

@@ -32,6 +32,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from ebbtide.runtime import authenticity, metrics
+from ebbtide.runtime.endpoints import READINESS
 from ebbtide.runtime.kafka import librdkafka_config
 from ebbtide.runtime.settings import Settings, SettingsError, Topics
 from ebbtide.schemas import DELETION_COMMAND, InvalidMessage, codec_for, dead_letter_body
@@ -39,6 +40,9 @@ from ebbtide.sinks.base.executor import BatchExecutor
 from ebbtide.sinks.base.receipts import Executed, executed, signed
 
 log = logging.getLogger(__name__)
+# librdkafka's own log lines go through Python's logging (in the process's log format), not
+# straight to stderr: delivered at the clients' poll() calls.
+CLIENT_LOG = logging.getLogger("ebbtide.sinks.librdkafka")
 BATCH = 500  # commands per poll (per database transaction for PostgreSQL)
 
 
@@ -114,6 +118,7 @@ def consumer_config(settings: Settings, store: str) -> dict[str, Any]:
         "session.timeout.ms": int(settings.session_timeout * 1000),
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
+        "logger": CLIENT_LOG,
     }
 
 
@@ -139,10 +144,15 @@ class CommandSink:
         self._commands = codec_for(DELETION_COMMAND)
         self.worker_key, self.receipt_signer = sink_keys(settings, self.store)
         executor.receipt_signer = self.receipt_signer
+        # /readyz: the store answered when its executor was built (a PostgreSQL sink checks its
+        # database first) until a batch fails on it; the broker once the group assigns partitions.
+        self.store_check, self.broker_check = f"store {self.store}", f"broker {self.topic}"
+        READINESS.ready(self.store_check)
+        READINESS.waiting(self.broker_check, "not connected to the broker, or no partitions assigned yet")
 
     def run(self) -> None:
         consumer = Consumer(consumer_config(self.settings, self.store))
-        consumer.subscribe([self.topic])
+        consumer.subscribe([self.topic], on_assign=self._assigned, on_revoke=self._revoked)
         out = Producer(
             {
                 **librdkafka_config(self.settings),
@@ -152,6 +162,7 @@ class CommandSink:
                 # Receipts must land on their subject's partition: the same murmur2 hash as the
                 # Java, kafka-python and aiokafka clients (librdkafka's default is CRC32).
                 "partitioner": "murmur2_random",
+                "logger": CLIENT_LOG,
             }
         )
         backoff = 0.5
@@ -164,9 +175,16 @@ class CommandSink:
                 try:
                     self._process(out, consumer, batch)
                     backoff = 0.5
+                    READINESS.ready(self.store_check)
                 except retry as exc:
                     # Nothing of the batch is committed to Kafka: take it again.
-                    log.error("batch not completed (%s); retrying it", type(exc).__name__)
+                    log.error(
+                        "batch not completed (%s); retrying it",
+                        type(exc).__name__,
+                        extra={"topic": self.topic},
+                    )
+                    if isinstance(exc, self.executor.transient):
+                        READINESS.waiting(self.store_check, f"store unavailable ({type(exc).__name__})")
                     for partition, offset in _first_offsets(batch).items():
                         consumer.seek(TopicPartition(self.topic, partition, offset))
                     self.stop.wait(backoff * (1 + random.random()))
@@ -174,9 +192,18 @@ class CommandSink:
                     if isinstance(exc, self.executor.transient):
                         self.executor.recover()
         finally:
+            READINESS.waiting(self.broker_check, "stopping")
             consumer.close()
             out.flush(30)
             self.executor.close()
+
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The group gave this sink its partitions (maybe none: more sinks than partitions)."""
+        held = ",".join(str(tp.partition) for tp in partitions) or "none"
+        READINESS.ready(self.broker_check, f"partitions assigned: {held}")
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        READINESS.waiting(self.broker_check, "rebalancing: partitions revoked")
 
     def _process(self, out: Producer, consumer: Consumer, batch: list[Message]) -> None:
         """One batch: verify, execute, publish the receipts and dead letters, wait until the broker
@@ -221,7 +248,12 @@ class CommandSink:
                 dead.append((message, exc.reason))
             except authenticity.Refused as exc:
                 metrics.SECURITY_EVENTS.labels("commands", exc.kind).inc()
-                log.error("refused a command on %s: %s", message.topic(), exc.reason)
+                log.error(
+                    "refused a command on %s: %s",
+                    message.topic(),
+                    exc.reason,
+                    extra={"topic": message.topic(), "partition": message.partition()},
+                )
                 dead.append((message, f"security: {exc.reason}"))
         return commands, sources, dead
 
@@ -262,7 +294,12 @@ class CommandSink:
         for message, reason in dead:
             metrics.DLQ_MESSAGES.labels("commands").inc()
             log.warning(
-                "dead-lettered %s[%d]@%d: %s", message.topic(), message.partition(), message.offset(), reason
+                "dead-lettered %s[%d]@%d: %s",
+                message.topic(),
+                message.partition(),
+                message.offset(),
+                reason,
+                extra={"topic": message.topic(), "partition": message.partition()},
             )
             key, value, dropped = dead_letter_body(message.key(), message.value())
             out.produce(

@@ -17,8 +17,6 @@ from ebbtide.sinks.http.vendors import (
 )
 from ebbtide.streams.policy.stores import Store
 
-HTTP_METRICS_PORT = 9311  # beside the PostgreSQL sink's 9309 (deploy/prometheus job ebbtide-sink-http)
-
 
 def build(settings: Settings, args: argparse.Namespace, stop: threading.Event) -> SinkGroup:
     """The sinks of the vendors ``--stores`` names (comma-separated; default all) of ``--config``
@@ -36,9 +34,10 @@ def build(settings: Settings, args: argparse.Namespace, stop: threading.Event) -
 
 
 def metrics_port(settings: Settings, args: argparse.Namespace) -> int:
-    """``--metrics-port``, else 9311 (beside the other sinks' ``EBBTIDE_SINK_METRICS_PORT``)."""
+    """``--metrics-port``, else ``EBBTIDE_HTTP_SINK_METRICS_PORT`` (9311, beside the other sinks'
+    ``EBBTIDE_SINK_METRICS_PORT``; deploy/prometheus job ebbtide-sink-http)."""
     port = getattr(args, "metrics_port", None)
-    return HTTP_METRICS_PORT if port is None else int(port)
+    return settings.http_sink_metrics_port if port is None else int(port)
 
 
 def shipped_vendors() -> dict[str, Vendor]:
@@ -72,7 +71,13 @@ KIND = SinkKind(
     options=(
         Option("--config", "vendors TOML (default: sinks/http/vendors.toml)", metavar="FILE"),
         Option("--stores", "comma-separated vendor store ids (default: every vendor)", metavar="A,B"),
-        Option("--metrics-port", "/metrics port on 127.0.0.1 (default 9311)", type=int, metavar="PORT"),
+        Option(
+            "--metrics-port",
+            "/metrics, /healthz and /readyz port (default EBBTIDE_HTTP_SINK_METRICS_PORT, 9311)",
+            type=int,
+            metavar="PORT",
+        ),
     ),
     metrics_port=metrics_port,
+    port_setting="--metrics-port or EBBTIDE_HTTP_SINK_METRICS_PORT",
 )

@@ -8,6 +8,7 @@ moved, and resume reporting them once their state is recovered."""
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import faust
 
 from ebbtide.runtime.authenticity import ClockKey, HoldKeys, TrustedKeys
+from ebbtide.runtime.endpoints import READINESS, WILDCARDS
 from ebbtide.runtime.kafka import faust_config
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.runtime.topic_spec import STATE_TABLE, changelog_config
@@ -28,6 +30,7 @@ from ebbtide.streams.worker.staging import partition_of_key
 
 BATCH = 500  # events per batch: one broker acknowledgement and one state write per key
 BATCH_WAIT = 0.05  # seconds to wait for a batch to fill
+READY_CHECK = "partitions"  # the worker's /readyz check
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +132,8 @@ def _faust_app(settings: Settings) -> faust.App:
         web_stats_enabled=False,
         web_graph_enabled=False,
         web_metrics_enabled=False,
-        web_bind="127.0.0.1",
-        web_host="127.0.0.1",
+        web_bind=settings.http_host,  # EBBTIDE_HTTP_HOST (bootstrap checks the port is free)
+        web_host=web_host(settings.http_host),
         web_port=settings.worker_web_port,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.topic_replication_factor,  # its changelog and leader topic
@@ -139,25 +142,39 @@ def _faust_app(settings: Settings) -> faust.App:
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
-        consumer_group_instance_id=settings.worker_instance_id,
+        consumer_group_instance_id=settings.worker_member_id,  # the host or pod name by default
     )
 
 
 def _forget_on_rebalance(app: faust.App, processor: LifecycleProcessor, sources: set[str]) -> None:
     """A partition of ``sources`` revoked or assigned: the processor drops what it held for it;
-    once the rebalance is complete (the tables recovered), it reports the partitions it holds."""
+    once the rebalance is complete (the tables recovered), it reports the partitions it holds.
+    The worker's /readyz (check ``partitions``) holds from then until the next rebalance."""
+    READINESS.waiting(READY_CHECK, "no partitions assigned yet")
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode types signals loosely
     async def on_revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
+        READINESS.waiting(READY_CHECK, "rebalancing: partitions revoked")
         processor.forget({tp.partition for tp in revoked if tp.topic in sources})
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(app: faust.App, assigned: set[Any], **kwargs: Any) -> None:
+        READINESS.waiting(READY_CHECK, "partitions assigned, recovering the state table")
         processor.forget({tp.partition for tp in assigned if tp.topic in sources})
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def on_recovered(app: faust.App, **kwargs: Any) -> None:
-        processor.resume({tp.partition for tp in app.consumer.assignment() if tp.topic in sources})
+        held = {tp.partition for tp in app.consumer.assignment() if tp.topic in sources}
+        processor.resume(held)
+        READINESS.ready(
+            READY_CHECK, "assigned and recovered: " + (",".join(map(str, sorted(held))) or "none")
+        )
+
+
+def web_host(bind: str) -> str:
+    """The host name the worker's web gives for itself: the bind address, or for a wildcard bind
+    (every interface) this host's name."""
+    return socket.gethostname() if bind in WILDCARDS else bind
 
 
 def _subject_page(app: faust.App, processor: LifecycleProcessor, web_token: str) -> None:

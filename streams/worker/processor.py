@@ -259,7 +259,12 @@ class LifecycleProcessor:
                 try:
                     outcome = engine_step(fire_due, "clock_tick", state, now, self.policy)
                 except InvalidMessage as exc:  # the tick is not at fault: the subject waits, counted
-                    log.error("subject on partition %d not judged at this tick: %s", partition, exc.reason)
+                    log.error(
+                        "subject on partition %d not judged at this tick: %s",
+                        partition,
+                        exc.reason,
+                        extra={"partition": partition},
+                    )
                     next_deadline = state.next_deadline()
                     if next_deadline is not None:  # tried again at the next tick, never dropped
                         self.owned.index(partition).file(subject_id, next_deadline)

@@ -85,7 +85,14 @@ def dead_letter(
     """The message for the dead-letter topic ``dlq``: the original key and value (or as much as
     fits), the reason and where it came from in headers. ``source`` labels the metric."""
     metrics.DLQ_MESSAGES.labels(source).inc()
-    log.warning("dead-lettered %s[%d]@%d: %s", topic, partition, offset, exc.reason)
+    log.warning(
+        "dead-lettered %s[%d]@%d: %s",
+        topic,
+        partition,
+        offset,
+        exc.reason,
+        extra={"topic": topic, "partition": partition},  # the JSON log's keys
+    )
     key, value, dropped = dead_letter_body(key, value)
     headers = (
         ("reason", exc.reason.encode()),

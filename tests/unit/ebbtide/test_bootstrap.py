@@ -57,7 +57,12 @@ def _kind(name: str, problem: str | None, made: list[SinkGroup]) -> SinkKind:
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     ports: list[int] = []
-    monkeypatch.setattr("ebbtide.runtime.metrics.serve", ports.append)
+
+    def serve(host: str, port: int, setting: str, *more: object) -> int:
+        ports.append(port)
+        return port
+
+    monkeypatch.setattr("ebbtide.runtime.endpoints.serve", serve)
     return ports
 
 
