@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from psycopg2.extensions import connection as Connection
 from psycopg2.extras import execute_values
 
+from ebbtide.sinks.backups import CATEGORY as CATEGORY  # re-exported: the module names its records
+from ebbtide.sinks.backups import STORE as STORE
 from ebbtide.sinks.base.tracked import ensure_tables
 
 log = logging.getLogger(__name__)
