@@ -31,8 +31,8 @@ def test_every_alert_links_its_own_runbook_section_and_every_section_is_an_alert
     rules, doc = alerts(), sections()
     assert len(rules) >= 13
     assert set(doc) == {name.lower() for name in rules}
-    for name, annotations in rules.items():
-        assert annotations.get("runbook_url") == f"docs/alerts.md#{name.lower()}", name
+    for name, annotated in rules.items():
+        assert annotated.get("runbook_url") == f"docs/alerts.md#{name.lower()}", name
 
 
 def test_every_runbook_section_says_what_it_means_why_what_to_check_and_how_to_resolve() -> None:
