@@ -68,6 +68,12 @@ ROWS: tuple[tuple[str, tuple[Chart, ...]], ...] = (
         "Deadlines and deletions",
         (
             Chart(
+                "Pending deadlines, by category",
+                "Records waiting for their deadline (nothing suspending it), summed over the workers.",
+                "short",
+                (("sum by (category) (ebbtide_records_waiting)", "{{category}}"),),
+            ),
+            Chart(
                 "Pending deadlines, by partition",
                 "Records waiting for their deadline, per partition the workers hold.",
                 "short",
@@ -133,6 +139,13 @@ ROWS: tuple[tuple[str, tuple[Chart, ...]], ...] = (
                 stat=True,
             ),
             Chart(
+                "Duties open, by duty",
+                "Duties not done yet, overdue ones included (erasure answers, export offers, breach "
+                "notices).",
+                "short",
+                (("sum by (duty) (ebbtide_duties_open)", "{{duty}}"),),
+            ),
+            Chart(
                 "Duties opened, done and overdue",
                 "Duties (erasure answers, export offers, breach notices) opened, done and reported "
                 "overdue in each interval.",
@@ -151,7 +164,13 @@ ROWS: tuple[tuple[str, tuple[Chart, ...]], ...] = (
                 ((f"sum by (duty) (increase(ebbtide_duties_overdue_total[{RATE}]))", "{{duty}}"),),
             ),
             Chart(
-                "Legal holds",
+                "Records kept by legal holds, by category",
+                "Records a legal hold keeps from deletion, summed over the workers.",
+                "short",
+                (("sum by (category) (ebbtide_records_held)", "{{category}}"),),
+            ),
+            Chart(
+                "Legal hold events",
                 "Legal hold events placed and released, and the records they held and released, in "
                 "each interval.",
                 "short",

@@ -104,6 +104,23 @@ AWAITING_RECEIPT = Gauge(
     "Deletion commands sent and not answered by their store yet, by store.",
     ["store"],
 )
+RECORDS_WAITING = Gauge(
+    "ebbtide_records_waiting",
+    "Records waiting for their deadline (nothing suspending it), by category; each worker counts "
+    "the partitions it holds.",
+    ["category"],
+)
+RECORDS_HELD = Gauge(
+    "ebbtide_records_held",
+    "Records a legal hold keeps from deletion, by category; each worker counts the partitions it holds.",
+    ["category"],
+)
+DUTIES_OPEN = Gauge(
+    "ebbtide_duties_open",
+    "Duties not done yet (overdue ones included), by duty: erasure, export or breach; each worker "
+    "counts the partitions it holds.",
+    ["duty"],
+)
 SINK_GAVE_UP = Counter(
     "ebbtide_sink_gave_up_total",
     "Commands a sink stopped retrying (dead-lettered with the reason and answered FAILED), by store.",
@@ -202,6 +219,8 @@ def worker_started(
         EVENTS_CONSUMED.labels(event_type)
     for category in categories:
         RECORDS_STAMPED.labels(category)
+        RECORDS_WAITING.labels(category)
+        RECORDS_HELD.labels(category)
     for kind in decision_kinds:
         DECISIONS.labels(kind)
     outcomes = tuple(outcomes)
@@ -219,6 +238,7 @@ def worker_started(
             DLQ_MESSAGES.labels(source, reason)
     for duty in DUTIES:
         DUTIES_OVERDUE.labels(duty)
+        DUTIES_OPEN.labels(duty)
     for result in CERTIFICATE_RESULTS:
         CERTIFICATES.labels(result)
     _security_events(("receipts", "clock", "events"))

@@ -135,6 +135,8 @@ def test_the_first_dead_letter_and_the_first_overdue_duty_fire_their_alerts(run:
     assert [(a["source"], a["reason"], a["severity"]) for a in dead] == [("events", "invalid", "warning")]
     late = wait_until(lambda: run.alive() or run.firing("EbbtideDutyOverdue"), READY, "EbbtideDutyOverdue")
     assert [(a["duty"], a["severity"]) for a in late] == [("erasure", "critical")]
+    # The overdue duty is still open.
+    assert run.prometheus.query('ebbtide_duties_open{duty="erasure"}') == {"ebbtide-worker": 1.0}
     # Each was the first of its kind: one dead letter, one overdue duty.
     assert run.prometheus.query('ebbtide_dlq_messages_total{source="events",reason="invalid"}') == {
         "ebbtide-worker": 1.0
