@@ -1,8 +1,9 @@
 """The Ebbtide Grafana dashboard, generated with Grafana's grafana-foundation-sdk.
 
 ``python deploy/grafana/dashboard.py > deploy/grafana/ebbtide.json`` writes the committed JSON;
-``tests/integration/test_prometheus_run.py`` checks that the two agree and runs every panel's
-query against a real Prometheus scraping a real worker and sink. Import the JSON into Grafana
+``tests/unit/deploy/test_grafana_dashboard.py`` checks that the two agree, and
+``tests/integration/test_prometheus_run.py`` runs every panel's query against a real Prometheus
+scraping a real worker and sink. Import the JSON into Grafana
 (Dashboards > New > Import) and pick the Prometheus data source that scrapes the jobs of
 ``deploy/prometheus/prometheus.yml``.
 """
