@@ -16,6 +16,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from ebbtide.runtime import metrics
 from ebbtide.schemas import InvalidMessage
 from ebbtide.streams.policy import vocabulary
+from ebbtide.streams.policy.rules import rules_policy
 from ebbtide.streams.policy.stores import load_store_map
 from ebbtide.streams.worker.routing import engine_step, reason_label
 
@@ -102,6 +103,10 @@ def test_the_series_cover_the_store_map_and_each_vocabulary() -> None:
     assert label_sets(exported["ebbtide_rows_deleted"], "store", "category") == held
     for per_store in PER_STORE:
         assert label_sets(exported[per_store], "store") == {(s,) for s in ids}, per_store
+    categories = {(c,) for rule in rules_policy().rules for c in rule.categories}
+    for per_category in ("ebbtide_records_stamped", "ebbtide_records_waiting", "ebbtide_records_held"):
+        assert label_sets(exported[per_category], "category") == categories, per_category
+    assert label_sets(exported["ebbtide_duties_open"], "duty") == {("erasure",), ("export",), ("breach",)}
     assert label_sets(exported["ebbtide_duties_overdue"], "duty") == {("erasure",), ("export",), ("breach",)}
     assert label_sets(exported["ebbtide_dlq_messages"], "source", "reason") == {
         (source, reason)
