@@ -25,8 +25,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install Ebbtide with its dev tools
 
-tools: ## Debian tools the tests use (promtool, from the prometheus package)
-	@command -v promtool >/dev/null || { echo "installing prometheus (promtool)"; \
+tools: ## Debian tools the tests use (prometheus and promtool, from the prometheus package)
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { echo "installing prometheus"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
 stack-up: ## start the local Kafka (KRaft) and PostgreSQL on 127.0.0.1

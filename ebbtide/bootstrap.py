@@ -109,6 +109,7 @@ def worker(settings: Settings, rules: Path | None = None) -> faust.App:
         endpoints.check_free(host, settings.worker_metrics_port, "EBBTIDE_WORKER_METRICS_PORT")
     except endpoints.CannotServe as exc:
         raise CannotStart(str(exc)) from None
+    worker_series(running)
     app = create_app(settings, running, hold_keys)  # its readiness check waits for partitions
     try:
         port = endpoints.serve(host, settings.worker_metrics_port, "EBBTIDE_WORKER_METRICS_PORT")
@@ -158,6 +159,7 @@ def sink(settings: Settings, kind: str, args: argparse.Namespace, stop: threadin
         process = chosen.build(settings, args, stop)
     except (SinkConfigError, SinkSetupError) as exc:
         raise CannotStart(str(exc)) from None
+    sink_series(settings, process, vendor=chosen.name == "http")
     try:
         port = endpoints.serve(settings.http_host, chosen.metrics_port(settings, args), chosen.port_setting)
     except endpoints.CannotServe as exc:
@@ -170,3 +172,40 @@ def sink(settings: Settings, kind: str, args: argparse.Namespace, stop: threadin
         port,
     )
     return process
+
+
+# -- the metric series each process has from its start -------------------------------------------
+
+
+def worker_series(running: Policy) -> None:
+    """The worker's labelled metric series at 0, for every store of the store map, category,
+    event type, decision kind and receipt outcome (so that an alert's increase() sees the first
+    of each)."""
+    from typing import get_args
+
+    from ebbtide.runtime import metrics
+    from ebbtide.streams.engine.decisions import DecisionKind
+    from ebbtide.streams.policy import vocabulary
+
+    stores = running.stores.stores if running.stores is not None else ()
+    metrics.worker_started(
+        stores={s.id: sorted({h.category for h in s.holds}) for s in stores},
+        categories=sorted({c for rule in running.rules for c in rule.categories}),
+        event_types=vocabulary.EVENTS,
+        decision_kinds=get_args(DecisionKind),
+        outcomes=vocabulary.OUTCOMES,
+    )
+
+
+def sink_series(settings: Settings, process: SinkGroup, vendor: bool) -> None:
+    """A sink process's labelled metric series at 0, for each store it serves (``vendor``: an
+    HTTP vendor sink, with its request and circuit series)."""
+    from ebbtide.runtime import metrics
+    from ebbtide.streams.policy import vocabulary
+
+    mapped = store_map(settings)
+    held = {}
+    for sink in process.sinks:
+        store = mapped.store(sink.store)
+        held[sink.store] = sorted({h.category for h in store.holds}) if store is not None else []
+    metrics.sink_started(held, vocabulary.OUTCOMES, vendor=vendor)

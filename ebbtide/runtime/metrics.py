@@ -6,6 +6,7 @@ record key or anything personal.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from prometheus_client import (
@@ -54,7 +55,10 @@ RECEIPTS = Counter(
     ["store", "outcome"],
 )
 DLQ_MESSAGES = Counter(
-    "ebbtide_dlq_messages_total", "Messages sent to the dead-letter topic, by source.", ["source"]
+    "ebbtide_dlq_messages_total",
+    "Messages sent to the dead-letter topic, by source (events, receipts, clock: the worker; "
+    "commands: a sink) and reason (see DLQ_REASONS).",
+    ["source", "reason"],
 )
 SINK_COMMANDS = Counter(
     "ebbtide_sink_commands_total",
@@ -98,6 +102,23 @@ AWAITING_RECEIPT = Gauge(
     "ebbtide_deletions_awaiting_receipt",
     "Deletion commands sent and not answered by their store yet, by store.",
     ["store"],
+)
+RECORDS_WAITING = Gauge(
+    "ebbtide_records_waiting",
+    "Records waiting for their deadline (nothing suspending it), by category; each worker counts "
+    "the partitions it holds.",
+    ["category"],
+)
+RECORDS_HELD = Gauge(
+    "ebbtide_records_held",
+    "Records a legal hold keeps from deletion, by category; each worker counts the partitions it holds.",
+    ["category"],
+)
+DUTIES_OPEN = Gauge(
+    "ebbtide_duties_open",
+    "Duties not done yet (overdue ones included), by duty: erasure, export or breach; each worker "
+    "counts the partitions it holds.",
+    ["duty"],
 )
 SINK_GAVE_UP = Counter(
     "ebbtide_sink_gave_up_total",
@@ -155,22 +176,99 @@ SECURITY_EVENTS = Counter(
     ["source", "kind"],
 )
 
-# Series an alert takes the increase() of exist from the start, at 0: otherwise the first
-# increment creates the series at 1 and increase() sees no change (the first overdue duty of a
-# worker's life would raise no alert).
-for _duty in ("erasure", "export", "breach"):
-    DUTIES_OVERDUE.labels(_duty)
-for _result in ("issued", "deferred", "unsigned"):
-    CERTIFICATES.labels(_result)
-for _kind in ("unsigned", "bad_signature", "other_key", "no_trusted_key", "not_issued"):
-    SECURITY_EVENTS.labels("receipts", _kind)
-    if _kind in ("unsigned", "bad_signature", "other_key"):
-        SECURITY_EVENTS.labels("commands", _kind)
-SECURITY_EVENTS.labels("commands", "wrong_subject")
-for _kind in ("tick_time", "events_end"):
-    SECURITY_EVENTS.labels("clock", _kind)
-for _kind in ("unsigned", "bad_signature", "other_key", "no_trusted_key"):
-    SECURITY_EVENTS.labels("events", _kind)  # legal hold events
+# The bounded vocabularies of the labels below that no configuration names (the store map names
+# the stores and categories, the policy's vocabulary the event types, decision kinds and outcomes).
+DLQ_REASONS = {
+    "invalid": "the message does not fit: its schema, its key or partition, the policy, the time window",
+    "security": "refused as not authentic or not possible (also counted in ebbtide_security_events_total)",
+    "processing_failed": "the policy engine raised on it (the reason names the exception and where)",
+    "gave_up": "a sink gave up on a command: the store refused it or every retry failed",
+}
+WORKER_DLQ_SOURCES = ("events", "receipts", "clock")
+SINK_DLQ_SOURCE = "commands"
+DUTIES = ("erasure", "export", "breach")
+CERTIFICATE_RESULTS = ("issued", "deferred", "unsigned")
+VENDOR_RESULTS = ("deleted", "not_found", "permanent", "retryable", "timeout", "connection_error")
+SECURITY_KINDS = {
+    "receipts": ("unsigned", "bad_signature", "other_key", "no_trusted_key", "not_issued"),
+    "commands": ("unsigned", "bad_signature", "other_key", "wrong_subject"),
+    "clock": ("unsigned", "bad_signature", "other_key", "tick_time", "events_end", "deferred_full"),
+    "events": ("unsigned", "bad_signature", "other_key", "no_trusted_key"),  # legal hold events
+}
+
+
+# Every series an alert or a dashboard takes the increase() or rate() of exists from the start,
+# at 0: otherwise the first increment creates the series at 1, increase() sees no change, and the
+# first overdue duty or dead letter of a process's life raises no alert. A process calls its
+# initialiser when it starts, with what it knows (the store map, the policy's vocabulary).
+
+
+def worker_started(
+    stores: Mapping[str, Iterable[str]],
+    categories: Iterable[str],
+    event_types: Iterable[str],
+    decision_kinds: Iterable[str],
+    outcomes: Iterable[str],
+) -> None:
+    """Create the lifecycle worker's labelled series at 0: ``stores`` maps each store of the
+    store map to the categories it holds; ``categories`` are every category the policy stamps,
+    ``event_types``, ``decision_kinds`` and receipt ``outcomes`` the vocabulary. (The series by
+    partition appear when a partition is assigned and go when it is revoked.)"""
+    for event_type in event_types:
+        EVENTS_CONSUMED.labels(event_type)
+    for category in categories:
+        RECORDS_STAMPED.labels(category)
+        RECORDS_WAITING.labels(category)
+        RECORDS_HELD.labels(category)
+    for kind in decision_kinds:
+        DECISIONS.labels(kind)
+    outcomes = tuple(outcomes)
+    for store, held in stores.items():
+        for category in held:
+            COMMANDS_SENT.labels(store, category)
+        COMMANDS_RESENT.labels(store)
+        OVERDUE.labels(store)
+        AWAITING_RECEIPT.labels(store)
+        for outcome in outcomes:
+            RECEIPTS.labels(store, outcome)
+    for source in WORKER_DLQ_SOURCES:
+        PROCESSING_ERRORS.labels(source)
+        for reason in DLQ_REASONS:
+            DLQ_MESSAGES.labels(source, reason)
+    for duty in DUTIES:
+        DUTIES_OVERDUE.labels(duty)
+        DUTIES_OPEN.labels(duty)
+    for result in CERTIFICATE_RESULTS:
+        CERTIFICATES.labels(result)
+    _security_events(("receipts", "clock", "events"))
+
+
+def sink_started(stores: Mapping[str, Iterable[str]], outcomes: Iterable[str], vendor: bool = False) -> None:
+    """Create a sink process's labelled series at 0: ``stores`` maps each store it serves to the
+    categories the store map says it holds; ``outcomes`` the receipt outcomes; ``vendor``: an
+    HTTP vendor sink (its request, attempt and circuit series too)."""
+    outcomes = tuple(outcomes)
+    for store, held in stores.items():
+        for outcome in outcomes:
+            SINK_COMMANDS.labels(store, outcome)
+        for category in held:
+            ROWS_DELETED.labels(store, category)
+        SINK_GAVE_UP.labels(store)
+        SINK_BATCH_SECONDS.labels(store)
+        if vendor:
+            VENDOR_REQUEST_SECONDS.labels(store)
+            SINK_CIRCUIT_OPEN.labels(store)
+            for result in VENDOR_RESULTS:
+                VENDOR_ATTEMPTS.labels(store, result)
+    for reason in DLQ_REASONS:
+        DLQ_MESSAGES.labels(SINK_DLQ_SOURCE, reason)
+    _security_events(("commands",))
+
+
+def _security_events(sources: Iterable[str]) -> None:
+    for source in sources:
+        for kind in SECURITY_KINDS[source]:
+            SECURITY_EVENTS.labels(source, kind)
 
 
 def clock_ticked(now: datetime) -> None:

@@ -220,7 +220,7 @@ class CommandSink:
                 metrics.ROWS_DELETED.labels(self.store, command["category"]).inc(done.receipt["rows"])
             if done.dead_letter is not None:
                 metrics.SINK_GAVE_UP.labels(self.store).inc()
-                dead.append((message, done.dead_letter))
+                dead.append((message, done.dead_letter, "gave_up"))
         self._publish(out, receipts, dead)
         consumer.commit(
             offsets=[TopicPartition(self.topic, p, offset + 1) for p, offset in _last_offsets(batch).items()],
@@ -232,12 +232,13 @@ class CommandSink:
 
     def _verified(
         self, batch: list[Message]
-    ) -> tuple[list[dict[str, Any]], list[Message], list[tuple[Message, str]]]:
+    ) -> tuple[list[dict[str, Any]], list[Message], list[tuple[Message, str, str]]]:
         """The batch's commands that decode and carry the worker's signature (with their messages),
-        and the rest with the reason to dead-letter them: those are never executed, no receipt."""
+        and the rest with the reason to dead-letter them and its label (invalid, security): those
+        are never executed, no receipt."""
         commands: list[dict[str, Any]] = []
         sources: list[Message] = []
-        dead: list[tuple[Message, str]] = []
+        dead: list[tuple[Message, str, str]] = []
         for message in batch:
             try:
                 command = self._commands.decode(message.value())
@@ -245,7 +246,7 @@ class CommandSink:
                 commands.append(command)
                 sources.append(message)
             except InvalidMessage as exc:
-                dead.append((message, exc.reason))
+                dead.append((message, exc.reason, "invalid"))
             except authenticity.Refused as exc:
                 metrics.SECURITY_EVENTS.labels("commands", exc.kind).inc()
                 log.error(
@@ -254,7 +255,7 @@ class CommandSink:
                     exc.reason,
                     extra={"topic": message.topic(), "partition": message.partition()},
                 )
-                dead.append((message, f"security: {exc.reason}"))
+                dead.append((message, f"security: {exc.reason}", "security"))
         return commands, sources, dead
 
     def _answers(self, commands: list[dict[str, Any]]) -> list[Executed]:
@@ -278,7 +279,7 @@ class CommandSink:
         )
 
     def _publish(
-        self, out: Producer, receipts: list[tuple[bytes, bytes]], dead: list[tuple[Message, str]]
+        self, out: Producer, receipts: list[tuple[bytes, bytes]], dead: list[tuple[Message, str, str]]
     ) -> None:
         """Produce the receipts and the dead letters and wait for the broker to take every one;
         KafkaException if it did not (then nothing of the batch is committed)."""
@@ -291,8 +292,8 @@ class CommandSink:
         for key, value in receipts:
             out.produce(self.topics.receipts, key=key, value=value, on_delivery=delivered)
             out.poll(0)
-        for message, reason in dead:
-            metrics.DLQ_MESSAGES.labels("commands").inc()
+        for message, reason, label in dead:  # label: the kind of reason, of metrics.DLQ_REASONS
+            metrics.DLQ_MESSAGES.labels(metrics.SINK_DLQ_SOURCE, label).inc()
             log.warning(
                 "dead-lettered %s[%d]@%d: %s",
                 message.topic(),

@@ -114,6 +114,31 @@ def unanswered_summary(raw: dict[str, Any]) -> tuple[dict[str, int], dict[str, i
     return unanswered_by_store(load(raw))
 
 
+def open_summary(raw: dict[str, Any]) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """Of a dumped state, cheaply: (records waiting for their deadline, by category; records a
+    legal hold keeps, by category; duties not done or closed yet, by duty: erasure, export,
+    breach). Read from the record fields every version wrote in the same places."""
+    waiting: dict[str, int] = {}
+    held: dict[str, int] = {}
+    for fields in raw["records"]:
+        category, status, deadline, blockers = fields[1], fields[6], fields[8], fields[11]
+        if status != "pending":
+            continue
+        if deadline is not None and not blockers:
+            waiting[category] = waiting.get(category, 0) + 1
+        if any(b.startswith("hold:") for b in blockers):
+            held[category] = held.get(category, 0) + 1
+    duties: dict[str, int] = {}
+    for row in raw.get(
+        "duties", ()
+    ):  # duty id (erasure/..., export/..., breach/...), ..., done at, by, closed as
+        done_at, closed_as = row[5], row[7] if len(row) > 7 else None
+        if done_at is None and not closed_as:
+            duty = row[0].split("/")[0]
+            duties[duty] = duties.get(duty, 0) + 1
+    return waiting, held, duties
+
+
 def summary(raw: dict[str, Any]) -> tuple[str, int | None, int, str]:
     """(subject id, next deadline, records waiting, policy label) of a dumped state, cheaply."""
     if "waiting" in raw:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from ebbtide.runtime import metrics
 from ebbtide.streams.engine import snapshot
@@ -20,7 +21,15 @@ from ebbtide.streams.worker.staging import StagedTable
 
 log = logging.getLogger(__name__)
 
-_GAUGES = (("late", metrics.OVERDUE), ("open", metrics.AWAITING_RECEIPT))
+# The gauges counted from each subject's dumped state (``snapshot.unanswered_summary`` and
+# ``snapshot.open_summary``, in this order), by their one label: store, category or duty.
+_GAUGES = (
+    ("late", metrics.OVERDUE),
+    ("open", metrics.AWAITING_RECEIPT),
+    ("waiting", metrics.RECORDS_WAITING),
+    ("held", metrics.RECORDS_HELD),
+    ("duties", metrics.DUTIES_OPEN),
+)
 
 
 class Partitions:
@@ -37,9 +46,11 @@ class Partitions:
         self._pending: dict[int, int] = {}
         # Per partition: the table keys of certificates held for want of a signature.
         self._unsigned: dict[int, set[str]] = {}
-        # Per partition and store: copies chased for want of a receipt ("late") and all copies
-        # ordered and not answered yet ("open").
-        self._unanswered: dict[str, dict[int, dict[str, int]]] = {"late": {}, "open": {}}
+        # Per gauge of _GAUGES, partition and label: copies chased for want of a receipt
+        # ("late") and all copies ordered and not answered yet ("open"), by store; records
+        # waiting for a deadline ("waiting") and kept by a legal hold ("held"), by category;
+        # duties not done ("duties"), by duty.
+        self._unanswered: dict[str, dict[int, dict[str, int]]] = {kind: {} for kind, _ in _GAUGES}
 
     def progress(self, partition: int) -> PartitionProgress:
         return PartitionProgress.load(self.state.get(f"p:{partition}"))
@@ -63,7 +74,7 @@ class Partitions:
                     held.add(key)
                 elif key.startswith(prefix):
                     raw = self.state.table[key]
-                    self.count_unanswered(partition, snapshot.unanswered_summary(raw), +1)
+                    self.count_state(partition, raw, +1)
                     subject_id, deadline, waiting, label = snapshot.summary(raw)
                     if deadline is not None:
                         index.file(subject_id, deadline)
@@ -82,10 +93,11 @@ class Partitions:
         self._pending[partition] = self._pending.get(partition, 0) + delta
         metrics.PENDING_DEADLINES.labels(str(partition)).set(self._pending[partition])
 
-    def count_unanswered(
-        self, partition: int, by_store: tuple[dict[str, int], dict[str, int]], sign: int
-    ) -> None:
-        for (kind, gauge), changes in zip(_GAUGES, by_store, strict=True):
+    def count_state(self, partition: int, raw: dict[str, Any], sign: int) -> None:
+        """Add (``sign`` +1) or take away (-1) what a subject's dumped state ``raw`` counts in
+        the gauges of :data:`_GAUGES`."""
+        by_label = snapshot.unanswered_summary(raw) + snapshot.open_summary(raw)
+        for (kind, gauge), changes in zip(_GAUGES, by_label, strict=True):
             counts = self._unanswered[kind].setdefault(partition, {})
             for store, n in changes.items():
                 counts[store] = counts.get(store, 0) + sign * n
@@ -131,7 +143,7 @@ class Partitions:
     def forget(self, partitions: set[int]) -> None:
         """Drop what is held for partitions this worker lost or (re)gained: their state may have
         moved on elsewhere, so it is rebuilt from the table when next needed."""
-        touched = {  # the stores whose per-store gauges count these partitions' copies
+        touched = {  # the labels (stores, categories, duties) whose gauges count these partitions' share
             kind: {store for p in partitions for store in by_partition.get(p, {})}
             for kind, by_partition in self._unanswered.items()
         }
@@ -147,5 +159,5 @@ class Partitions:
             metrics.PENDING_DEADLINES.remove(str(partition))
             metrics.CLOCK_TIME.remove(str(partition))
         for kind, gauge in _GAUGES:
-            for store in touched[kind]:
+            for store in touched[kind]:  # a store, category or duty
                 gauge.labels(store).set(sum(c.get(store, 0) for c in self._unanswered[kind].values()))

@@ -287,8 +287,8 @@ class LifecycleProcessor:
             old, raw = self.subjects.save(partition, state)  # ``old``: ``before`` as stored
             self.owned.count_pending(partition, raw["waiting"] - (snapshot.summary(old)[2] if old else 0))
             if old is not None:
-                self.owned.count_unanswered(partition, snapshot.unanswered_summary(old), -1)
-            self.owned.count_unanswered(partition, snapshot.unanswered_summary(raw), +1)
+                self.owned.count_state(partition, old, -1)
+            self.owned.count_state(partition, raw, +1)
             next_deadline = raw["next"]
         else:
             next_deadline = state.next_deadline()

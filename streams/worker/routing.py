@@ -56,6 +56,17 @@ def check_routing(what: str, partition: int, key: bytes | None, subject_id: str,
 
 
 _SOURCES = {"lifecycle_event": "events", "deletion_receipt": "receipts", "clock_tick": "clock"}
+_FAILED = "processing failed ("  # how engine_step's reasons say the engine raised
+SECURITY = "security: "  # how the reason of a message refused as not authentic begins
+
+
+def reason_label(reason: str) -> str:
+    """The bounded ``reason`` label (a key of ``metrics.DLQ_REASONS``) of a dead letter's reason."""
+    if reason.startswith(SECURITY):
+        return "security"
+    if _FAILED in reason:
+        return "processing_failed"
+    return "invalid"
 
 
 def engine_step(step: Callable[..., Outcome], what: str, *args: Any) -> Outcome:
@@ -69,7 +80,7 @@ def engine_step(step: Callable[..., Outcome], what: str, *args: Any) -> Outcome:
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         where = f"{Path(frame.filename).stem}.{frame.name}"
         metrics.PROCESSING_ERRORS.labels(_SOURCES[what]).inc()
-        raise InvalidMessage(f"{what}: processing failed ({type(exc).__name__} in {where})") from None
+        raise InvalidMessage(f"{what}: {_FAILED}{type(exc).__name__} in {where})") from None
 
 
 def dead_letter(
@@ -83,8 +94,9 @@ def dead_letter(
     exc: InvalidMessage,
 ) -> Out:
     """The message for the dead-letter topic ``dlq``: the original key and value (or as much as
-    fits), the reason and where it came from in headers. ``source`` labels the metric."""
-    metrics.DLQ_MESSAGES.labels(source).inc()
+    fits), the reason and where it came from in headers. ``source`` labels the metric, with the
+    kind of reason."""
+    metrics.DLQ_MESSAGES.labels(source, reason_label(exc.reason)).inc()
     log.warning(
         "dead-lettered %s[%d]@%d: %s",
         topic,

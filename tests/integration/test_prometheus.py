@@ -36,7 +36,7 @@ def test_every_metric_passes_promtool_lint() -> None:
 
     from ebbtide.runtime import metrics
 
-    metrics.DLQ_MESSAGES.labels("events").inc(0)  # a labelled sample too, not only HELP and TYPE lines
+    metrics.DLQ_MESSAGES.labels("events", "invalid").inc(0)  # a labelled sample too, not only HELP and TYPE
     done = promtool("check", "metrics", stdin=generate_latest().decode())
     assert done.returncode == 0, done.stdout + done.stderr
     done = promtool("check", "metrics", stdin=generate_latest(metrics.CLOCK_REGISTRY).decode())  # the clock's
