@@ -217,7 +217,8 @@ def check(bootstrap: str, chosen: KafkaSecurity, timeout: float = CHECK_TIMEOUT)
     config.update(error_cb=errors.append, log_level=0)  # errors to us, not to stderr
     client = AdminClient(config)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    grace: float | None = None  # after nothing but transport errors: when to stop waiting
+    while time.monotonic() < min(deadline, grace or deadline):
         try:
             client.list_topics(timeout=0.5)
             return
@@ -227,14 +228,20 @@ def check(bootstrap: str, chosen: KafkaSecurity, timeout: float = CHECK_TIMEOUT)
             verdict = _verdict(error, bootstrap, chosen)
             if verdict is not None:
                 raise SettingsError(verdict)
-            if error.code() == KafkaError._TRANSPORT:
-                return
+        if grace is None and errors and all(e.code() == KafkaError._TRANSPORT for e in errors):
+            grace = time.monotonic() + 2.0  # nobody there, or it hung up: a TLS or SASL error may follow
 
 
 def _verdict(error: Any, bootstrap: str, chosen: KafkaSecurity) -> str | None:
     from confluent_kafka import KafkaError
 
     text = str(error.str())
+    if "certificate verify failed" in text:  # librdkafka reports it as _SSL or as _TRANSPORT
+        trusted = chosen.cafile or "the system's CA certificates"
+        return (
+            f"{CAFILE}: the certificate of the broker at {bootstrap} is not trusted: not signed by "
+            f"a CA in {trusted}, or not made for that host name"
+        )
     if error.code() == KafkaError._AUTHENTICATION:
         if "mechanism" in text.lower() and "credentials" not in text.lower():
             return (
@@ -245,12 +252,6 @@ def _verdict(error: Any, bootstrap: str, chosen: KafkaSecurity) -> str | None:
             f"{chosen.username} ({chosen.mechanism}): wrong user name or password"
         )
     if error.code() == KafkaError._SSL:
-        trusted = chosen.cafile or "the system's CA certificates"
-        if "certificate verify failed" in text:
-            return (
-                f"{CAFILE}: the certificate of the broker at {bootstrap} is not trusted: not signed by "
-                f"a CA in {trusted}, or not made for that host name"
-            )
         reason = text.partition("SSL handshake failed: ")[2][:120] or "TLS handshake failed"
         return f"{PROTOCOL}: no TLS session with the broker at {bootstrap} ({reason}); is it a TLS listener?"
     return None
