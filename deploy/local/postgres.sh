@@ -13,7 +13,12 @@ usage() {
     cat <<EOF
 Usage: $PROG <install|start|stop|status|psql [psql args...]>
 
-Runs a private PostgreSQL cluster bound to 127.0.0.1 only.
+Runs a private PostgreSQL cluster bound to 127.0.0.1 only, with TLS: at the first
+start (and when its certificate is less than a day from expiry) openssl makes a CA
+and a server certificate for 127.0.0.1 and localhost signed by it; the server has
+ssl=on, so a client may ask for verify-full with that CA as its root certificate
+(sslmode=verify-full sslrootcert=\$EBBTIDE_STATE_DIR/postgres/tls/ca.pem). The DSNs
+in env name no sslmode: libpq's default (prefer) uses TLS without verifying it.
 
 Commands:
   install  apt-get install postgresql, unless a server (initdb) is already
@@ -47,7 +52,11 @@ Files:
                                             'ebbtide sink-role --admin-dsn' and the tests
                                             that create roles; not in env, so the
                                             pipeline's processes never get it
-  \$EBBTIDE_STATE_DIR/env                    EBBTIDE_PG_DSN / EBBTIDE_PG_TEST_DSN lines
+  \$EBBTIDE_STATE_DIR/postgres/tls/          ca.pem (the root certificate clients verify
+                                            with), ca.key, server.pem, server.key (keys
+                                            mode 600; server.key owned by the server's user)
+  \$EBBTIDE_STATE_DIR/env                    EBBTIDE_PG_DSN / EBBTIDE_PG_TEST_DSN lines, and
+                                            EBBTIDE_LOCAL_PG_SSLROOTCERT (tls/ca.pem)
 
 When run as root, the server runs as the OS user 'postgres' (it refuses to run
 as root); otherwise it runs as the invoking user.
@@ -90,6 +99,8 @@ LOG_FILE=$PG_DIR/postgres.log
 PASSWORD_FILE=$PG_DIR/password
 ADMIN_PASSWORD_FILE=$PG_DIR/admin-password
 ADMIN_DSN_FILE=$PG_DIR/admin-dsn
+TLS_DIR=$PG_DIR/tls
+PG_CA=$TLS_DIR/ca.pem
 OWNERS_PENDING=$PG_DIR/.owners-pending # ownership of old objects still to hand over
 ENV_FILE=$STATE_DIR/env
 
@@ -298,6 +309,36 @@ init_cluster() {
     ((rc == 0)) || die "initdb failed (exit $rc):"$'\n'"$out"
 }
 
+# The server's certificate for 127.0.0.1 and localhost, signed by a CA of its own: made with
+# openssl at the first start, and again only when it is within a day of expiring.
+ensure_tls() {
+    if [[ -f $TLS_DIR/server.key && -f $PG_CA ]] &&
+        openssl x509 -checkend 86400 -noout -in "$TLS_DIR/server.pem" >/dev/null 2>&1; then
+        return 0
+    fi
+    command -v openssl >/dev/null 2>&1 || die "openssl not found; install it (apt-get install openssl)"
+    install -d -m 755 -- "$TLS_DIR" # the server (another OS user when run as root) reads in it
+    local out ext=$TLS_DIR/server.ext
+    printf '%s\n' 'basicConstraints=critical,CA:FALSE' 'keyUsage=critical,digitalSignature,keyEncipherment' \
+        'extendedKeyUsage=serverAuth' 'subjectAltName=IP:127.0.0.1,DNS:localhost' >"$ext"
+    out=$( (
+        set -e
+        umask 077
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc -days 3650 \
+            -subj "/CN=Ebbtide local PostgreSQL CA" -keyout "$TLS_DIR/ca.key" -out "$PG_CA" \
+            -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign'
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc -subj "/CN=localhost" \
+            -keyout "$TLS_DIR/server.key" -out "$TLS_DIR/server.csr"
+        openssl x509 -req -in "$TLS_DIR/server.csr" -CA "$PG_CA" -CAkey "$TLS_DIR/ca.key" \
+            -CAcreateserial -days 825 -extfile "$ext" -out "$TLS_DIR/server.pem"
+    ) 2>&1) || die "openssl could not make the server's TLS certificate:"$'\n'"$out"
+    rm -f -- "$TLS_DIR/server.csr" "$ext" "$TLS_DIR/ca.srl"
+    chmod 644 -- "$PG_CA" "$TLS_DIR/server.pem"
+    chmod 600 -- "$TLS_DIR/ca.key" "$TLS_DIR/server.key"
+    if ((EUID == 0)); then chown "$PG_OS_USER" "$TLS_DIR/server.key" "$TLS_DIR/server.pem"; fi
+    info "made a CA and a server certificate for TLS in $TLS_DIR"
+}
+
 write_config() {
     local conf=$DATA_DIR/ebbtide.conf tmp sock_path
     sock_path="$SOCKET_DIR/.s.PGSQL.$PG_PORT"
@@ -316,6 +357,11 @@ write_config() {
 listen_addresses = '$HOST'
 port = $PG_PORT
 unix_socket_directories = '${SOCKET_DIR//\'/\'\'}'
+# TLS with the certificate of tls/ (signed by tls/ca.pem): clients may verify it (verify-full).
+ssl = on
+ssl_cert_file = '${TLS_DIR//\'/\'\'}/server.pem'
+ssl_key_file = '${TLS_DIR//\'/\'\'}/server.key'
+ssl_min_protocol_version = 'TLSv1.2'
 # Data protection: the log is private, and holds no statement and no error text. The text of an
 # error can quote a value of the failed statement (invalid input syntax for type bigint: "<key>"),
 # its DETAIL a key (Key (customer_id)=(42) is still referenced ...), its STATEMENT every key of a
@@ -517,14 +563,16 @@ start_locked() {
         port=$(postmaster_field 4)
         [[ -z $port || $port == "$PG_PORT" ]] ||
             die "our cluster (pid $pid) is already running on port $port, but EBBTIDE_PG_PORT=$PG_PORT; run '$PROG stop' first"
-        # Settings of this version (e.g. what the log holds) without a restart.
+        # Settings of this version (e.g. what the log holds, TLS) without a restart.
+        ensure_tls
         write_config
         as_pg "$PG_BIN/pg_ctl" reload -D "$DATA_DIR" -s 7>&- || die "pg_ctl reload failed; see $LOG_FILE"
         private_log
         ensure_roles
         ensure_databases
         info "already running (pid $pid), $HOST:$PG_PORT"
-        env_update EBBTIDE_PG_DSN "$(dsn ebbtide_demo)" EBBTIDE_PG_TEST_DSN "$(dsn ebbtide_test)"
+        env_update EBBTIDE_PG_DSN "$(dsn ebbtide_demo)" EBBTIDE_PG_TEST_DSN "$(dsn ebbtide_test)" \
+            EBBTIDE_LOCAL_PG_SSLROOTCERT "$PG_CA"
         return 0
     fi
     port_open "$PG_PORT" &&
@@ -534,6 +582,7 @@ start_locked() {
     read_password
     [[ -f $DATA_DIR/PG_VERSION ]] || ensure_admin_password # a new cluster's superuser
     init_cluster
+    ensure_tls
     write_config
 
     # Keep the log from growing without bound across restarts.
@@ -557,8 +606,9 @@ start_locked() {
     ensure_roles
     ensure_databases
     pid=$(postmaster_field 1)
-    info "started (pid $pid) in $((SECONDS - start))s, $HOST:$PG_PORT"
-    env_update EBBTIDE_PG_DSN "$(dsn ebbtide_demo)" EBBTIDE_PG_TEST_DSN "$(dsn ebbtide_test)"
+    info "started (pid $pid) in $((SECONDS - start))s, $HOST:$PG_PORT (TLS: root certificate $PG_CA)"
+    env_update EBBTIDE_PG_DSN "$(dsn ebbtide_demo)" EBBTIDE_PG_TEST_DSN "$(dsn ebbtide_test)" \
+        EBBTIDE_LOCAL_PG_SSLROOTCERT "$PG_CA"
 }
 
 cmd_stop() {
