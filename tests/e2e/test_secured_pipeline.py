@@ -1,11 +1,13 @@
 """The pipeline over the broker's SASL_SSL listener: every process (worker, PostgreSQL sinks, the
-publisher, the clock, the CLI) connects with TLS, trusting the local stack's CA, and SCRAM-SHA-512.
+publisher, the clock, the CLI) connects with TLS, trusting the local stack's CA, and SCRAM-SHA-512,
+each as its own user with only the ACLs `ebbtide acls apply` grants it.
 publish -> stamp -> tick -> command -> row deleted -> receipt -> signed certificate. A wrong
 password or an untrusted CA stops a command, a worker and a sink with one line naming the setting.
 
 The listener is the one deploy/local/kafka.sh starts (EBBTIDE_LOCAL_KAFKA_SASL_SSL_BOOTSTRAP, its
 CA in EBBTIDE_LOCAL_KAFKA_SSL_CAFILE, the users' passwords in EBBTIDE_LOCAL_KAFKA_USERS_DIR); the
-tests connect as its super user ``admin`` (the ACLs per principal are tests/integration/tools)."""
+administrator's part (topics, ACLs, reading results, `certificate get`) is its super user
+``admin``."""
 
 from __future__ import annotations
 
@@ -14,18 +16,21 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from ebbtide.runtime import kafka
 from ebbtide.runtime.keys import read_or_make_key
-from ebbtide.runtime.settings import Settings
+from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.tools import processes
+from ebbtide.tools.acls import Principals, plan
 from tests.e2e.test_pipeline import CLOSED_ACCOUNT, Pipeline, publish, rows, tick
 from tests.e2e.test_pipeline import customer_db as customer_db  # the fixture: its demo database
-from tests.support import TopicReader
+from tests.support import TopicReader, wait_until
 
 LISTENER = (
     "EBBTIDE_LOCAL_KAFKA_SASL_SSL_BOOTSTRAP",
@@ -58,6 +63,48 @@ def secured(settings: Settings) -> Settings:
     )
 
 
+def as_user(settings: Settings, user: str) -> Settings:
+    assert settings.kafka_sasl_password_file is not None
+    return replace(
+        settings,
+        kafka_sasl_username=user,
+        kafka_sasl_password_file=settings.kafka_sasl_password_file.with_name(user),
+    )
+
+
+class RolePipeline(Pipeline):
+    """The worker as User:worker and the sinks as User:sink."""
+
+    def start(self, name: str) -> processes.Child:
+        admin = self.settings
+        self.settings = as_user(admin, "worker" if name == "worker" else "sink")
+        try:
+            return super().start(name)
+        finally:
+            self.settings = admin
+
+
+@pytest.fixture
+def acls(secured: Settings) -> Iterator[None]:
+    """The pipeline's ACLs for this test's topics, applied with `ebbtide acls apply` (as admin,
+    over SASL_SSL); deleted afterwards (ACLs outlive their topics)."""
+    applied = cli(secured, "acls", "apply", "--store", "customer_db", "--store", "billing_db")
+    assert applied.returncode == 0, applied.stderr
+    # ACLs reach the broker's authorizer through its metadata log, just after CreateAcls answers.
+    worker = kafka.consumer(as_user(secured, "worker"), client_id=None)
+    try:
+        events = Topics(secured.topic_prefix).events
+        wait_until(lambda: events in worker.topics(), 20, "User:worker seeing the events topic")
+    finally:
+        worker.close()
+    yield
+    admin = kafka.admin(secured, client_id=None)
+    try:
+        admin.delete_acls([g.acl() for g in plan(secured, ["customer_db", "billing_db"], Principals())])
+    finally:
+        admin.close()
+
+
 def cli(settings: Settings, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ebbtide", *args],
@@ -69,17 +116,18 @@ def cli(settings: Settings, *args: str, timeout: float = 120) -> subprocess.Comp
 
 
 def test_a_closed_account_is_deleted_and_certified_over_sasl_ssl(
-    secured: Settings, customer_db: str, tmp_path: Path
+    secured: Settings, customer_db: str, acls: None, tmp_path: Path
 ) -> None:
     made = cli(secured, "topics", "create", "--store", "customer_db", "--store", "billing_db")
     assert made.returncode == 0 and "exists  " in made.stdout, made.stderr  # made by the fixture
-    pipeline = Pipeline(secured, tmp_path / "logs")
+    pipeline = RolePipeline(secured, tmp_path / "logs")
+    producer, clock = as_user(secured, "producer"), as_user(secured, "clock")
     try:
-        publish(secured, CLOSED_ACCOUNT)
-        tick(secured, datetime(2023, 6, 1, tzinfo=UTC))
+        publish(producer, CLOSED_ACCOUNT)
+        tick(clock, datetime(2023, 6, 1, tzinfo=UTC))
         pipeline.wait_confirmed({"customer_db/client/1", "customer_db/correspondence/20"})
         assert rows(customer_db, "SELECT customer_id FROM customers") == [(2,)]
-        tick(secured, datetime(2025, 1, 2, tzinfo=UTC))
+        tick(clock, datetime(2025, 1, 2, tzinfo=UTC))
         pipeline.wait_confirmed({"billing_db/invoice/10"})
         assert rows(customer_db, "SELECT count(*) FROM billing.invoices") == [(0,)]
 
