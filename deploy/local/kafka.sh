@@ -517,15 +517,45 @@ EOF
     mv -f -- "$tmp" "$PROPS"
 }
 
+# A new state dir is formatted with the SCRAM-SHA-512 credentials of every SASL user (storage
+# tool --add-scram), so its first start runs no kafka-configs. The tool's arguments, passwords
+# included, go in a mode-600 argument file (java @file), never on a command line.
 format_storage() {
     [[ -f $DATA_DIR/meta.properties ]] && return 0
-    local cluster_id out
-    cluster_id=$("$JAVA" -cp "$LIBS/*" kafka.tools.StorageTool random-uuid 2>&1 | tail -n 1) ||
-        die "kafka.tools.StorageTool random-uuid failed: $cluster_id"
+    local cluster_id out args name
+    # A cluster id as Kafka makes one (kafka-storage random-uuid): 16 random bytes, URL-safe
+    # base64 without padding, not starting with '-'; here without a JVM of its own.
+    cluster_id=-
+    while [[ $cluster_id == -* ]]; do
+        cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+    done
+    [[ $cluster_id =~ ^[A-Za-z0-9_-]{22}$ ]] || die "could not make a cluster id from /dev/urandom"
     info "formatting storage in $DATA_DIR (cluster id $cluster_id)"
-    out=$("$JAVA" -Dlog4j2.configurationFile="$LOG4J_CONFIG" -cp "$LIBS/*" \
-        kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS" 2>&1) ||
+    args=$(mktemp "$KAFKA_DIR/.format-args.XXXXXX")
+    {
+        printf '%s\n' kafka.tools.StorageTool format -t "$cluster_id" -c "\"$PROPS\""
+        for name in "${SASL_USERS[@]}"; do
+            printf -- '--add-scram\n"SCRAM-SHA-512=[name=%s,password=%s]"\n' "$name" "${SASL_PASSWORD[$name]}"
+        done
+    } >"$args"
+    out=$("$JAVA" -Dlog4j2.configurationFile="$LOG4J_CONFIG" -cp "$LIBS/*" "@$args" 2>&1) || {
+        rm -f -- "$args"
         die "formatting Kafka storage in $DATA_DIR failed:"$'\n'"$out"
+    }
+    rm -f -- "$args"
+    : >"$SCRAM_DONE"
+    for name in "${SASL_USERS[@]}"; do
+        scram_done "$name"
+    done
+}
+
+# scram_done NAME: record in $SCRAM_DONE that NAME's SCRAM credentials hold its current password.
+scram_done() {
+    local digest done_list=""
+    digest=$(printf '%s' "${SASL_PASSWORD[$1]}" | sha256sum | cut -d ' ' -f 1)
+    [[ -f $SCRAM_DONE ]] && done_list=$(grep -v -- "^$1 " "$SCRAM_DONE" || true)
+    done_list+=${done_list:+$'\n'}"$1 $digest"
+    printf '%s\n' "$done_list" >"$SCRAM_DONE"
 }
 
 wait_ready() { # pid log_offset
@@ -597,15 +627,15 @@ env_write_bootstrap() {
         EBBTIDE_LOCAL_KAFKA_SSL_CAFILE "$CA_CERT"
 }
 
-# SCRAM-SHA-512 credentials for the SASL users that have none yet (or whose password changed):
-# kafka-configs over the PLAINTEXT listener, the password in a mode-600 file. $SCRAM_DONE keeps
-# NAME SHA256(PASSWORD) per user done, so a later start runs no tool (a JVM takes seconds).
+# SCRAM-SHA-512 credentials for the SASL users that have none yet (or whose password changed)
+# on a broker formatted without them (by an older kafka.sh, or users added since): kafka-configs
+# over the PLAINTEXT listener, the password in a mode-600 file. $SCRAM_DONE keeps NAME
+# SHA256(PASSWORD) per user done, so a later start runs no tool (a JVM takes seconds).
 ensure_scram_users() {
-    local name digest done_list="" tmp out
-    [[ -f $SCRAM_DONE ]] && done_list=$(<"$SCRAM_DONE")
+    local name digest tmp out
     for name in "${SASL_USERS[@]}"; do
         digest=$(printf '%s' "${SASL_PASSWORD[$name]}" | sha256sum | cut -d ' ' -f 1)
-        grep -qxF -- "$name $digest" <<<"$done_list" && continue
+        [[ -f $SCRAM_DONE ]] && grep -qxF -- "$name $digest" "$SCRAM_DONE" && continue
         tmp=$(mktemp "$KAFKA_DIR/.scram.XXXXXX")
         printf 'SCRAM-SHA-512=password=%s\n' "${SASL_PASSWORD[$name]}" >"$tmp"
         out=$("$JAVA" -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Dlog4j2.configurationFile="$LOG4J_CONFIG" \
@@ -615,9 +645,7 @@ ensure_scram_users() {
             die "kafka-configs could not make the SCRAM-SHA-512 credentials of user $name:"$'\n'"$out"
         }
         rm -f -- "$tmp"
-        done_list=$(grep -v -- "^$name " <<<"$done_list" || true)
-        done_list+=${done_list:+$'\n'}"$name $digest"
-        printf '%s\n' "$done_list" >"$SCRAM_DONE"
+        scram_done "$name"
         info "made the SCRAM-SHA-512 credentials of SASL user $name"
     done
 }
