@@ -32,8 +32,8 @@ to 127.0.0.1 only, with four listeners:
 
 SASL users: admin plus \$EBBTIDE_KAFKA_SASL_USERS. Each gets a random password at
 the first start that needs it, kept in \$EBBTIDE_STATE_DIR/kafka/sasl-passwords (mode
-600, NAME=PASSWORD lines, never printed). PLAIN, not SCRAM: the users live in the
-broker's generated settings, so a state dir formatted by an older kafka.sh gets
+600, NAME=PASSWORD lines, never printed). On SASL_PLAINTEXT, PLAIN: the users live in
+the broker's generated settings, so a state dir formatted by an older kafka.sh gets
 them at its next start without reformatting. PLAIN sends the password in clear:
 fine on 127.0.0.1; a production SASL listener must be SASL_SSL (TLS), whether its
 mechanism is PLAIN or SCRAM. Each user's password is also in a file of its own,
@@ -43,10 +43,11 @@ The SASL_SSL listener: at the first start (and when its certificate is less than
 day from expiry) openssl makes a CA and a broker certificate for 127.0.0.1 and
 localhost signed by it, under \$EBBTIDE_STATE_DIR/kafka/tls (mode 700, keys 600);
 later starts reuse them. Clients trust tls/ca.pem (EBBTIDE_KAFKA_SSL_CAFILE). The
-SCRAM-SHA-512 credentials of the SASL users are made with Kafka's own
-kafka-configs (kafka.admin.ConfigCommand, over the PLAINTEXT listener, the password
-in a mode-600 file, never on a command line) after the start that first needs them,
-and kept in the broker's metadata; later starts skip it.
+SCRAM-SHA-512 credentials of the SASL users are made with Kafka's own tools and
+kept in the broker's metadata: by kafka-storage format --add-scram when the state
+dir is new, else (a state dir formatted by an older kafka.sh, a user added since) by
+kafka-configs --add-config-file over the PLAINTEXT listener after the start. The
+passwords reach either tool in a mode-600 file, never on a command line.
 
 Commands:
   fetch    Download the broker jars (Maven) into the cache, unless already cached.
