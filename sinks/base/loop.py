@@ -32,7 +32,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from ebbtide.runtime import authenticity, metrics
-from ebbtide.runtime.kafka import librdkafka_config
+from ebbtide.runtime.kafka import librdkafka_config, secured
 from ebbtide.runtime.settings import Settings, SettingsError, Topics
 from ebbtide.schemas import DELETION_COMMAND, InvalidMessage, codec_for, dead_letter_body
 from ebbtide.sinks.base.executor import BatchExecutor
@@ -138,6 +138,7 @@ class CommandSink:
         self.topic = self.topics.commands(self.store)
         self._commands = codec_for(DELETION_COMMAND)
         self.worker_key, self.receipt_signer = sink_keys(settings, self.store)
+        secured(settings)  # a secured broker that refuses us: one line at start, not in a sink thread
         executor.receipt_signer = self.receipt_signer
 
     def run(self) -> None:
