@@ -58,7 +58,8 @@ bench: $(STAMP) ## benchmarks on the local stack, JSON in bench/results/ (SIZE=s
 # The chaos run kills the broker and PostgreSQL: it gets a stack of its own (.state/chaos, other
 # ports), started and stopped here, so a developer's stack is never touched.
 CHAOS_STACK := EBBTIDE_STATE_DIR=$(CURDIR)/.state/chaos EBBTIDE_KAFKA_PORT=19092 \
-	EBBTIDE_KAFKA_CONTROLLER_PORT=19093 EBBTIDE_KAFKA_SASL_PORT=19094 EBBTIDE_PG_PORT=15433
+	EBBTIDE_KAFKA_CONTROLLER_PORT=19093 EBBTIDE_KAFKA_SASL_PORT=19094 EBBTIDE_KAFKA_SASL_SSL_PORT=19095 \
+	EBBTIDE_PG_PORT=15433
 
 chaos: $(STAMP) ## faults and hostile input on a stack of its own, judged by a ledger (JSON in chaos/results/)
 	$(CHAOS_STACK) $(WITH_STACK) $(PY) -m chaos $(CHAOS_ARGS)

@@ -16,7 +16,7 @@ usage() {
 Usage: $PROG <fetch|start|stop|status>
 
 Runs a single-node Apache Kafka broker (KRaft mode, broker+controller) bound
-to 127.0.0.1 only, with three listeners:
+to 127.0.0.1 only, with four listeners:
   PLAINTEXT      \$EBBTIDE_KAFKA_PORT             no authentication: every client is
                  User:ANONYMOUS, a super user of this development broker. The door
                  the pipeline, the demo and the tests use. A production broker must
@@ -25,15 +25,29 @@ to 127.0.0.1 only, with three listeners:
                  User:<name>, allowed only what Kafka ACLs grant it (StandardAuthorizer,
                  nothing without an ACL; 'ebbtide acls apply' grants the pipeline's).
                  User:admin is a super user.
+  SASL_SSL       \$EBBTIDE_KAFKA_SASL_SSL_PORT    TLS with the stack's own CA, then SASL
+                 SCRAM-SHA-512 (or PLAIN) as the same users, under the same ACLs: the
+                 listener a production client connects to (docs/security.md).
   CONTROLLER     \$EBBTIDE_KAFKA_CONTROLLER_PORT  KRaft controller (the broker itself).
 
 SASL users: admin plus \$EBBTIDE_KAFKA_SASL_USERS. Each gets a random password at
 the first start that needs it, kept in \$EBBTIDE_STATE_DIR/kafka/sasl-passwords (mode
-600, NAME=PASSWORD lines, never printed). PLAIN, not SCRAM: the users live in the
-broker's generated settings, so a state dir formatted by an older kafka.sh gets
+600, NAME=PASSWORD lines, never printed). On SASL_PLAINTEXT, PLAIN: the users live in
+the broker's generated settings, so a state dir formatted by an older kafka.sh gets
 them at its next start without reformatting. PLAIN sends the password in clear:
 fine on 127.0.0.1; a production SASL listener must be SASL_SSL (TLS), whether its
-mechanism is PLAIN or SCRAM.
+mechanism is PLAIN or SCRAM. Each user's password is also in a file of its own,
+\$EBBTIDE_STATE_DIR/kafka/users/<name> (mode 600): EBBTIDE_KAFKA_SASL_PASSWORD_FILE.
+
+The SASL_SSL listener: at the first start (and when its certificate is less than a
+day from expiry) openssl makes a CA and a broker certificate for 127.0.0.1 and
+localhost signed by it, under \$EBBTIDE_STATE_DIR/kafka/tls (mode 700, keys 600);
+later starts reuse them. Clients trust tls/ca.pem (EBBTIDE_KAFKA_SSL_CAFILE). The
+SCRAM-SHA-512 credentials of the SASL users are made with Kafka's own tools and
+kept in the broker's metadata: by kafka-storage format --add-scram when the state
+dir is new, else (a state dir formatted by an older kafka.sh, a user added since) by
+kafka-configs --add-config-file over the PLAINTEXT listener after the start. The
+passwords reach either tool in a mode-600 file, never on a command line.
 
 Commands:
   fetch    Download the broker jars (Maven) into the cache, unless already cached.
@@ -41,7 +55,7 @@ Commands:
            background and wait until it is ready (timeout \${EBBTIDE_KAFKA_START_TIMEOUT:-90}s).
            Succeeds without doing anything if our broker is already running.
   stop     Stop our broker (SIGTERM, SIGKILL after 60 s). Succeeds if not running.
-  status   Print running/stopped and the bootstrap addresses (PLAINTEXT, SASL).
+  status   Print running/stopped and the bootstrap addresses (PLAINTEXT, SASL, SASL_SSL).
            Exit status: 0 running, 3 stopped.
 
 Environment (defaults in brackets):
@@ -49,6 +63,7 @@ Environment (defaults in brackets):
   EBBTIDE_KAFKA_PORT             [9092]           client (PLAINTEXT) listener port
   EBBTIDE_KAFKA_CONTROLLER_PORT  [9093]           KRaft controller listener port
   EBBTIDE_KAFKA_SASL_PORT        [9094]           SASL_PLAINTEXT (PLAIN) listener port
+  EBBTIDE_KAFKA_SASL_SSL_PORT    [9095]           SASL_SSL (SCRAM-SHA-512, PLAIN) listener port
   EBBTIDE_KAFKA_SASL_USERS       [worker sink clock producer]  SASL users besides admin
                                                   (names: a-z, then a-z 0-9 _ -)
   EBBTIDE_KAFKA_HEAP             [512m]           JVM -Xmx
@@ -62,11 +77,21 @@ Files:
   \$EBBTIDE_STATE_DIR/kafka/server.properties  generated on every start (holds the SASL users)
   \$EBBTIDE_STATE_DIR/kafka/sasl-passwords     NAME=PASSWORD per SASL user, mode 600; made
                                               at first start, kept across restarts
+  \$EBBTIDE_STATE_DIR/kafka/users/<name>       that user's password alone, mode 600
+  \$EBBTIDE_STATE_DIR/kafka/tls/               ca.pem, ca.key, broker.pem, broker.key and
+                                              broker-keystore.pem (key + chain), mode 600
+  \$EBBTIDE_STATE_DIR/kafka/scram-users        the users whose SCRAM credentials are made
   \$EBBTIDE_STATE_DIR/kafka/kafka.log          broker log (stdout/stderr)
   \$EBBTIDE_STATE_DIR/kafka/kafka.pid          pid of the running broker
-  \$EBBTIDE_STATE_DIR/env                      EBBTIDE_KAFKA_BOOTSTRAP (PLAINTEXT),
-                                              EBBTIDE_KAFKA_SASL_BOOTSTRAP, _SASL_MECHANISM
-                                              (PLAIN) and _SASL_PASSWORDS (the file above)
+  \$EBBTIDE_STATE_DIR/env                      EBBTIDE_KAFKA_BOOTSTRAP (PLAINTEXT) and, for
+                                              the secured listeners (not settings of the
+                                              pipeline, which stays on PLAINTEXT):
+                                              EBBTIDE_LOCAL_KAFKA_SASL_BOOTSTRAP (SASL_PLAINTEXT),
+                                              EBBTIDE_LOCAL_KAFKA_SASL_MECHANISM (PLAIN),
+                                              EBBTIDE_LOCAL_KAFKA_SASL_PASSWORDS (the file above),
+                                              EBBTIDE_LOCAL_KAFKA_SASL_SSL_BOOTSTRAP (SASL_SSL),
+                                              EBBTIDE_LOCAL_KAFKA_SSL_CAFILE (tls/ca.pem),
+                                              EBBTIDE_LOCAL_KAFKA_USERS_DIR (users/)
 EOF
 }
 
@@ -88,6 +113,7 @@ STATE_DIR=$(abspath "${EBBTIDE_STATE_DIR:-$REPO_ROOT/.state}")
 KAFKA_PORT=${EBBTIDE_KAFKA_PORT:-9092}
 CONTROLLER_PORT=${EBBTIDE_KAFKA_CONTROLLER_PORT:-9093}
 SASL_PORT=${EBBTIDE_KAFKA_SASL_PORT:-9094}
+SASL_SSL_PORT=${EBBTIDE_KAFKA_SASL_SSL_PORT:-9095}
 SASL_USERS_SETTING=${EBBTIDE_KAFKA_SASL_USERS:-worker sink clock producer}
 SASL_ADMIN=admin
 HEAP=${EBBTIDE_KAFKA_HEAP:-512m}
@@ -104,6 +130,11 @@ PROPS=$KAFKA_DIR/server.properties
 LOG_FILE=$KAFKA_DIR/kafka.log
 PID_FILE=$KAFKA_DIR/kafka.pid
 PASSWORDS_FILE=$KAFKA_DIR/sasl-passwords
+USERS_DIR=$KAFKA_DIR/users
+TLS_DIR=$KAFKA_DIR/tls
+CA_CERT=$TLS_DIR/ca.pem
+KEYSTORE=$TLS_DIR/broker-keystore.pem
+SCRAM_DONE=$KAFKA_DIR/scram-users
 ENV_FILE=$STATE_DIR/env
 READY_MSG='Kafka Server started'
 
@@ -121,6 +152,9 @@ validate_settings() {
         die "EBBTIDE_KAFKA_PORT and EBBTIDE_KAFKA_CONTROLLER_PORT must differ (both are $KAFKA_PORT)"
     ((10#$SASL_PORT != 10#$KAFKA_PORT && 10#$SASL_PORT != 10#$CONTROLLER_PORT)) ||
         die "EBBTIDE_KAFKA_SASL_PORT ($SASL_PORT) must differ from EBBTIDE_KAFKA_PORT and EBBTIDE_KAFKA_CONTROLLER_PORT"
+    validate_port EBBTIDE_KAFKA_SASL_SSL_PORT "$SASL_SSL_PORT"
+    ((10#$SASL_SSL_PORT != 10#$KAFKA_PORT && 10#$SASL_SSL_PORT != 10#$CONTROLLER_PORT && 10#$SASL_SSL_PORT != 10#$SASL_PORT)) ||
+        die "EBBTIDE_KAFKA_SASL_SSL_PORT ($SASL_SSL_PORT) must differ from the other three listener ports"
     # The users' names become JAAS option names (user_<name>="..."): keep them to safe words.
     local user names=()
     IFS=$', \t\n' read -r -a names <<<"$SASL_USERS_SETTING" || true
@@ -186,6 +220,8 @@ env_update() {
             done
             printf '# Generated by deploy/local/{postgres,kafka,stack}.sh; plain KEY=value lines\n'
             printf '# (readable by bash "source" and GNU make "include"). Do not edit.\n'
+            printf '# EBBTIDE_LOCAL_*: the secured listeners of the local stack (Kafka SASL_PLAINTEXT and\n'
+            printf '# SASL_SSL, PostgreSQL TLS; docs/security.md), not settings of Ebbtide processes.\n'
             sort <<<"$keep"
         } >"$tmp"
         chmod 600 "$tmp"
@@ -273,6 +309,11 @@ configured_port() {
 # Its SASL port; empty for a broker an older kafka.sh started (no SASL listener).
 configured_sasl_port() {
     sed -n "s#^listeners=.*SASL_PLAINTEXT://$HOST:\([0-9]*\).*#\1#p" "$PROPS" 2>/dev/null | head -n 1
+}
+
+# Its SASL_SSL port; empty for a broker an older kafka.sh started (no SASL_SSL listener).
+configured_sasl_ssl_port() {
+    sed -n "s#^listeners=.*SASL_SSL://$HOST:\([0-9]*\).*#\1#p" "$PROPS" 2>/dev/null | head -n 1
 }
 
 heap_mib() { # 384m -> 384, 1g -> 1024, 512k -> 0
@@ -364,6 +405,7 @@ ensure_sasl_passwords() {
     done
     ((${#made[@]})) || {
         chmod 600 -- "$PASSWORDS_FILE"
+        write_user_files
         return 0
     }
     tmp=$(mktemp "$PASSWORDS_FILE.XXXXXX")
@@ -377,6 +419,50 @@ ensure_sasl_passwords() {
     chmod 600 -- "$tmp"
     mv -f -- "$tmp" "$PASSWORDS_FILE"
     info "made a password for SASL user(s) ${made[*]} in $PASSWORDS_FILE"
+    write_user_files
+}
+
+# users/<name>: each user's password alone (what EBBTIDE_KAFKA_SASL_PASSWORD_FILE names), 0600.
+write_user_files() {
+    local name
+    mkdir -p -- "$USERS_DIR"
+    chmod 700 -- "$USERS_DIR"
+    for name in "${SASL_USERS[@]}"; do
+        if [[ ! -f $USERS_DIR/$name || $(<"$USERS_DIR/$name") != "${SASL_PASSWORD[$name]}" ]]; then
+            printf '%s\n' "${SASL_PASSWORD[$name]}" >"$USERS_DIR/$name.tmp"
+            chmod 600 -- "$USERS_DIR/$name.tmp"
+            mv -f -- "$USERS_DIR/$name.tmp" "$USERS_DIR/$name"
+        fi
+    done
+}
+
+# The SASL_SSL listener's CA and broker certificate (for 127.0.0.1 and localhost), made with
+# openssl at the first start and again only when the broker's is within a day of expiring.
+ensure_tls() {
+    if [[ -f $KEYSTORE && -f $CA_CERT ]] &&
+        openssl x509 -checkend 86400 -noout -in "$TLS_DIR/broker.pem" >/dev/null 2>&1; then
+        return 0
+    fi
+    command -v openssl >/dev/null 2>&1 || die "openssl not found; install it (apt-get install openssl)"
+    mkdir -p -- "$TLS_DIR"
+    chmod 700 -- "$TLS_DIR"
+    local out ext=$TLS_DIR/broker.ext
+    printf '%s\n' 'basicConstraints=critical,CA:FALSE' 'keyUsage=critical,digitalSignature,keyEncipherment' \
+        'extendedKeyUsage=serverAuth' 'subjectAltName=IP:127.0.0.1,DNS:localhost' >"$ext"
+    out=$( (
+        set -e
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc -days 3650 \
+            -subj "/CN=Ebbtide local development CA" -keyout "$TLS_DIR/ca.key" -out "$CA_CERT" \
+            -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign'
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc -subj "/CN=localhost" \
+            -keyout "$TLS_DIR/broker.key" -out "$TLS_DIR/broker.csr"
+        openssl x509 -req -in "$TLS_DIR/broker.csr" -CA "$CA_CERT" -CAkey "$TLS_DIR/ca.key" \
+            -CAcreateserial -days 825 -extfile "$ext" -out "$TLS_DIR/broker.pem"
+    ) 2>&1) || die "openssl could not make the SASL_SSL listener's certificates:"$'\n'"$out"
+    cat -- "$TLS_DIR/broker.key" "$TLS_DIR/broker.pem" "$CA_CERT" >"$KEYSTORE"
+    rm -f -- "$TLS_DIR/broker.csr" "$ext" "$TLS_DIR/ca.srl"
+    chmod 600 -- "$TLS_DIR"/*
+    info "made a CA and a broker certificate for the SASL_SSL listener in $TLS_DIR"
 }
 
 # The JAAS entry of the SASL listener: one user_<name>="<password>" option per user of
@@ -397,10 +483,10 @@ write_properties() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
-listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$CONTROLLER_PORT,SASL_PLAINTEXT://$HOST:$SASL_PORT
-advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT,SASL_PLAINTEXT://$HOST:$SASL_PORT
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$CONTROLLER_PORT,SASL_PLAINTEXT://$HOST:$SASL_PORT,SASL_SSL://$HOST:$SASL_SSL_PORT
+advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT,SASL_PLAINTEXT://$HOST:$SASL_PORT,SASL_SSL://$HOST:$SASL_SSL_PORT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
 inter.broker.listener.name=PLAINTEXT
 # Kafka ACLs (KRaft's StandardAuthorizer): a principal may do only what an ACL allows it.
 # PLAINTEXT and CONTROLLER clients are User:ANONYMOUS (the broker itself, and every client of the
@@ -411,6 +497,13 @@ super.users=User:ANONYMOUS;User:$SASL_ADMIN
 sasl.enabled.mechanisms=PLAIN
 listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN
 listener.name.sasl_plaintext.plain.sasl.jaas.config=$(plain_jaas)
+# SASL_SSL: TLS with the stack's own CA (tls/), then SCRAM-SHA-512 (credentials in the metadata
+# log, made by kafka-configs) or PLAIN (the same users and passwords as above).
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=$(plain_jaas)
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$KEYSTORE
 log.dirs=$DATA_DIR
 num.partitions=4
 offsets.topic.replication.factor=1
@@ -425,15 +518,45 @@ EOF
     mv -f -- "$tmp" "$PROPS"
 }
 
+# A new state dir is formatted with the SCRAM-SHA-512 credentials of every SASL user (storage
+# tool --add-scram), so its first start runs no kafka-configs. The tool's arguments, passwords
+# included, go in a mode-600 argument file (java @file), never on a command line.
 format_storage() {
     [[ -f $DATA_DIR/meta.properties ]] && return 0
-    local cluster_id out
-    cluster_id=$("$JAVA" -cp "$LIBS/*" kafka.tools.StorageTool random-uuid 2>&1 | tail -n 1) ||
-        die "kafka.tools.StorageTool random-uuid failed: $cluster_id"
+    local cluster_id out args name
+    # A cluster id as Kafka makes one (kafka-storage random-uuid): 16 random bytes, URL-safe
+    # base64 without padding, not starting with '-'; here without a JVM of its own.
+    cluster_id=-
+    while [[ $cluster_id == -* ]]; do
+        cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+    done
+    [[ $cluster_id =~ ^[A-Za-z0-9_-]{22}$ ]] || die "could not make a cluster id from /dev/urandom"
     info "formatting storage in $DATA_DIR (cluster id $cluster_id)"
-    out=$("$JAVA" -Dlog4j2.configurationFile="$LOG4J_CONFIG" -cp "$LIBS/*" \
-        kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS" 2>&1) ||
+    args=$(mktemp "$KAFKA_DIR/.format-args.XXXXXX")
+    {
+        printf '%s\n' kafka.tools.StorageTool format -t "$cluster_id" -c "\"$PROPS\""
+        for name in "${SASL_USERS[@]}"; do
+            printf -- '--add-scram\n"SCRAM-SHA-512=[name=%s,password=%s]"\n' "$name" "${SASL_PASSWORD[$name]}"
+        done
+    } >"$args"
+    out=$("$JAVA" -Dlog4j2.configurationFile="$LOG4J_CONFIG" -cp "$LIBS/*" "@$args" 2>&1) || {
+        rm -f -- "$args"
         die "formatting Kafka storage in $DATA_DIR failed:"$'\n'"$out"
+    }
+    rm -f -- "$args"
+    : >"$SCRAM_DONE"
+    for name in "${SASL_USERS[@]}"; do
+        scram_done "$name"
+    done
+}
+
+# scram_done NAME: record in $SCRAM_DONE that NAME's SCRAM credentials hold its current password.
+scram_done() {
+    local digest done_list=""
+    digest=$(printf '%s' "${SASL_PASSWORD[$1]}" | sha256sum | cut -d ' ' -f 1)
+    [[ -f $SCRAM_DONE ]] && done_list=$(grep -v -- "^$1 " "$SCRAM_DONE" || true)
+    done_list+=${done_list:+$'\n'}"$1 $digest"
+    printf '%s\n' "$done_list" >"$SCRAM_DONE"
 }
 
 wait_ready() { # pid log_offset
@@ -447,14 +570,14 @@ wait_ready() { # pid log_offset
             die "Kafka broker (pid $pid) exited during startup; see $LOG_FILE"
         fi
         if grep -qF -- "$READY_MSG" <(tail -c +"$((offset + 1))" "$LOG_FILE") &&
-            port_open "$KAFKA_PORT" && port_open "$SASL_PORT"; then
+            port_open "$KAFKA_PORT" && port_open "$SASL_PORT" && port_open "$SASL_SSL_PORT"; then
             return 0
         fi
         if (($(now_ms) >= deadline)); then
             echo "---- last lines of $LOG_FILE ----" >&2
             tail -c +"$((offset + 1))" "$LOG_FILE" | tail -n 30 >&2 || true
             stop_pid "$pid" >&2 || true
-            die "Kafka broker did not become ready on $HOST:$KAFKA_PORT and $HOST:$SASL_PORT within" \
+            die "Kafka broker did not become ready on $HOST:$KAFKA_PORT, :$SASL_PORT and :$SASL_SSL_PORT within" \
                 "${START_TIMEOUT}s (no '$READY_MSG' line and/or a port closed); it was stopped. See $LOG_FILE"
         fi
         sleep 0.25 # poll interval, not a readiness guess
@@ -465,10 +588,10 @@ wait_ready() { # pid log_offset
 # broker): the broker's new files are, by the umask; older ones stay behind 0700 directories.
 private_files() {
     local f
-    for f in "$KAFKA_DIR" "$DATA_DIR"; do
+    for f in "$KAFKA_DIR" "$DATA_DIR" "$TLS_DIR" "$USERS_DIR"; do
         [[ -d $f ]] && chmod 700 -- "$f"
     done
-    for f in "$LOG_FILE" "$LOG_FILE.1" "$PID_FILE" "$PROPS" "$PASSWORDS_FILE"; do
+    for f in "$LOG_FILE" "$LOG_FILE.1" "$PID_FILE" "$PROPS" "$PASSWORDS_FILE" "$SCRAM_DONE"; do
         [[ -e $f ]] && chmod 600 -- "$f"
     done
     return 0
@@ -487,17 +610,50 @@ cmd_start() {
 }
 
 # The settings clients read from $ENV_FILE: both listeners, and where the SASL passwords are.
-SASL_ENV_KEYS=(EBBTIDE_KAFKA_SASL_BOOTSTRAP EBBTIDE_KAFKA_SASL_MECHANISM EBBTIDE_KAFKA_SASL_PASSWORDS)
+# They are EBBTIDE_LOCAL_*, not settings of Ebbtide's processes (EBBTIDE_KAFKA_SASL_MECHANISM is
+# one): sourcing the env file leaves the pipeline on PLAINTEXT. Older kafka.sh versions wrote
+# EBBTIDE_KAFKA_SASL_*; those lines are dropped.
+SASL_ENV_KEYS=(EBBTIDE_LOCAL_KAFKA_SASL_BOOTSTRAP EBBTIDE_LOCAL_KAFKA_SASL_MECHANISM
+    EBBTIDE_LOCAL_KAFKA_SASL_PASSWORDS EBBTIDE_LOCAL_KAFKA_USERS_DIR)
+SASL_SSL_ENV_KEYS=(EBBTIDE_LOCAL_KAFKA_SASL_SSL_BOOTSTRAP EBBTIDE_LOCAL_KAFKA_SSL_CAFILE)
+OLD_ENV_KEYS=(EBBTIDE_KAFKA_SASL_BOOTSTRAP EBBTIDE_KAFKA_SASL_MECHANISM EBBTIDE_KAFKA_SASL_PASSWORDS)
 env_write_bootstrap() {
+    env_drop "${OLD_ENV_KEYS[@]}"
     env_update EBBTIDE_KAFKA_BOOTSTRAP "$HOST:$KAFKA_PORT" \
-        EBBTIDE_KAFKA_SASL_BOOTSTRAP "$HOST:$SASL_PORT" \
-        EBBTIDE_KAFKA_SASL_MECHANISM PLAIN \
-        EBBTIDE_KAFKA_SASL_PASSWORDS "$PASSWORDS_FILE" \
+        EBBTIDE_LOCAL_KAFKA_SASL_BOOTSTRAP "$HOST:$SASL_PORT" \
+        EBBTIDE_LOCAL_KAFKA_SASL_MECHANISM PLAIN \
+        EBBTIDE_LOCAL_KAFKA_SASL_PASSWORDS "$PASSWORDS_FILE" \
+        EBBTIDE_LOCAL_KAFKA_USERS_DIR "$USERS_DIR" \
+        EBBTIDE_LOCAL_KAFKA_SASL_SSL_BOOTSTRAP "$HOST:$SASL_SSL_PORT" \
+        EBBTIDE_LOCAL_KAFKA_SSL_CAFILE "$CA_CERT" \
         EBBTIDE_TOPIC_REPLICATION_FACTOR 1 EBBTIDE_TOPIC_MIN_INSYNC_REPLICAS 1 # one broker: 1 copy
 }
 
+# SCRAM-SHA-512 credentials for the SASL users that have none yet (or whose password changed)
+# on a broker formatted without them (by an older kafka.sh, or users added since): kafka-configs
+# over the PLAINTEXT listener, the password in a mode-600 file. $SCRAM_DONE keeps NAME
+# SHA256(PASSWORD) per user done, so a later start runs no tool (a JVM takes seconds).
+ensure_scram_users() {
+    local name digest tmp out
+    for name in "${SASL_USERS[@]}"; do
+        digest=$(printf '%s' "${SASL_PASSWORD[$name]}" | sha256sum | cut -d ' ' -f 1)
+        [[ -f $SCRAM_DONE ]] && grep -qxF -- "$name $digest" "$SCRAM_DONE" && continue
+        tmp=$(mktemp "$KAFKA_DIR/.scram.XXXXXX")
+        printf 'SCRAM-SHA-512=password=%s\n' "${SASL_PASSWORD[$name]}" >"$tmp"
+        out=$("$JAVA" -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Dlog4j2.configurationFile="$LOG4J_CONFIG" \
+            -cp "$LIBS/*" kafka.admin.ConfigCommand --bootstrap-server "$HOST:$KAFKA_PORT" --alter \
+            --entity-type users --entity-name "$name" --add-config-file "$tmp" 2>&1) || {
+            rm -f -- "$tmp"
+            die "kafka-configs could not make the SCRAM-SHA-512 credentials of user $name:"$'\n'"$out"
+        }
+        rm -f -- "$tmp"
+        scram_done "$name"
+        info "made the SCRAM-SHA-512 credentials of SASL user $name"
+    done
+}
+
 start_locked() {
-    local pid running_port running_sasl
+    local pid running_port running_sasl running_ssl
     if pid=$(running_pid); then
         running_port=$(configured_port)
         if [[ -n $running_port && $running_port != "$KAFKA_PORT" ]]; then
@@ -510,24 +666,39 @@ start_locked() {
             # Started by an older kafka.sh: it keeps running as it is (others may be using it).
             info "already running (pid $pid), bootstrap $HOST:$KAFKA_PORT; it has no SASL listener" \
                 "(an older kafka.sh started it): '$PROG stop' and '$PROG start' to add one"
-            env_update EBBTIDE_KAFKA_BOOTSTRAP "$HOST:$KAFKA_PORT"
-            env_drop "${SASL_ENV_KEYS[@]}"
+            env_update EBBTIDE_KAFKA_BOOTSTRAP "$HOST:$KAFKA_PORT" \
+                EBBTIDE_TOPIC_REPLICATION_FACTOR 1 EBBTIDE_TOPIC_MIN_INSYNC_REPLICAS 1
+            env_drop "${SASL_ENV_KEYS[@]}" "${SASL_SSL_ENV_KEYS[@]}" "${OLD_ENV_KEYS[@]}"
             return 0
         fi
         if [[ $running_sasl != "$SASL_PORT" ]]; then
             die "our broker (pid $pid) has its SASL listener on $HOST:$running_sasl, but EBBTIDE_KAFKA_SASL_PORT=$SASL_PORT; run '$PROG stop' first"
         fi
-        info "already running (pid $pid), bootstrap $HOST:$KAFKA_PORT, SASL $HOST:$SASL_PORT"
+        running_ssl=$(configured_sasl_ssl_port)
+        if [[ -z $running_ssl ]]; then
+            info "already running (pid $pid), bootstrap $HOST:$KAFKA_PORT, SASL $HOST:$SASL_PORT; it has no" \
+                "SASL_SSL listener (an older kafka.sh started it): '$PROG stop' and '$PROG start' to add one"
+            env_write_bootstrap
+            env_drop "${SASL_SSL_ENV_KEYS[@]}"
+            return 0
+        fi
+        if [[ $running_ssl != "$SASL_SSL_PORT" ]]; then
+            die "our broker (pid $pid) has its SASL_SSL listener on $HOST:$running_ssl, but EBBTIDE_KAFKA_SASL_SSL_PORT=$SASL_SSL_PORT; run '$PROG stop' first"
+        fi
+        cache_paths
+        ensure_sasl_passwords
+        ensure_scram_users # a no-op unless an earlier start stopped before making them
+        info "already running (pid $pid), bootstrap $HOST:$KAFKA_PORT, SASL $HOST:$SASL_PORT, SASL_SSL $HOST:$SASL_SSL_PORT"
         env_write_bootstrap
         return 0
     fi
     rm -f -- "$PID_FILE"
 
     local p
-    for p in "$KAFKA_PORT" "$CONTROLLER_PORT" "$SASL_PORT"; do
+    for p in "$KAFKA_PORT" "$CONTROLLER_PORT" "$SASL_PORT" "$SASL_SSL_PORT"; do
         if port_open "$p"; then
             die "port $HOST:$p is already in use by another process (not our broker);" \
-                "stop it or choose other ports via EBBTIDE_KAFKA_PORT / EBBTIDE_KAFKA_CONTROLLER_PORT / EBBTIDE_KAFKA_SASL_PORT"
+                "stop it or choose other ports via EBBTIDE_KAFKA_PORT / EBBTIDE_KAFKA_CONTROLLER_PORT / EBBTIDE_KAFKA_SASL_PORT / EBBTIDE_KAFKA_SASL_SSL_PORT"
         fi
     done
     [[ -r $LOG4J_CONFIG ]] || die "missing log4j config $LOG4J_CONFIG"
@@ -540,6 +711,7 @@ start_locked() {
     mkdir -p -- "$DATA_DIR"
     private_files
     ensure_sasl_passwords
+    ensure_tls
     write_properties
     format_storage
 
@@ -553,8 +725,8 @@ start_locked() {
     ((xmx_mib < 128)) && xms=$HEAP
 
     local start=$SECONDS
-    printf '\n==== %s kafka.sh start (port %s, controller %s, SASL %s) ====\n' \
-        "$(date '+%F %T')" "$KAFKA_PORT" "$CONTROLLER_PORT" "$SASL_PORT" >>"$LOG_FILE"
+    printf '\n==== %s kafka.sh start (port %s, controller %s, SASL %s, SASL_SSL %s) ====\n' \
+        "$(date '+%F %T')" "$KAFKA_PORT" "$CONTROLLER_PORT" "$SASL_PORT" "$SASL_SSL_PORT" >>"$LOG_FILE"
     offset=$(stat -c %s "$LOG_FILE")
     rm -f -- "$PID_FILE.new"
     # setsid -f: new session, no controlling terminal, reparented to init, so the
@@ -579,7 +751,8 @@ start_locked() {
     pid=$(<"$PID_FILE")
     info "starting (pid $pid), waiting up to ${START_TIMEOUT}s for readiness; log: $LOG_FILE"
     wait_ready "$pid" "$offset"
-    info "started (pid $pid) in $((SECONDS - start))s, bootstrap $HOST:$KAFKA_PORT, SASL $HOST:$SASL_PORT"
+    ensure_scram_users
+    info "started (pid $pid) in $((SECONDS - start))s, bootstrap $HOST:$KAFKA_PORT, SASL $HOST:$SASL_PORT, SASL_SSL $HOST:$SASL_SSL_PORT"
     env_write_bootstrap
 }
 
@@ -619,12 +792,14 @@ cmd_stop() {
 }
 
 cmd_status() {
-    local pid port sasl
+    local pid port sasl ssl
     if [[ -d $KAFKA_DIR ]] && pid=$(running_pid); then
         port=$(configured_port)
         port=${port:-$KAFKA_PORT}
         sasl=$(configured_sasl_port)
         sasl=${sasl:+, SASL $HOST:$sasl}
+        ssl=$(configured_sasl_ssl_port)
+        [[ -z $sasl ]] || sasl+=${ssl:+, SASL_SSL $HOST:$ssl}
         if port_open "$port"; then
             echo "kafka: running (pid $pid), bootstrap $HOST:$port${sasl:-, no SASL listener (started by an older kafka.sh)}"
         else
@@ -632,7 +807,7 @@ cmd_status() {
         fi
         return 0
     fi
-    echo "kafka: stopped (bootstrap would be $HOST:$KAFKA_PORT, SASL $HOST:$SASL_PORT)"
+    echo "kafka: stopped (bootstrap would be $HOST:$KAFKA_PORT, SASL $HOST:$SASL_PORT, SASL_SSL $HOST:$SASL_SSL_PORT)"
     return 3
 }
 

@@ -14,9 +14,15 @@ Usage: $PROG <up|down|status>
 Commands:
   up      Start PostgreSQL, then Kafka (each is a no-op if already running),
           and write \$EBBTIDE_STATE_DIR/env with the connection settings:
-            EBBTIDE_KAFKA_BOOTSTRAP, EBBTIDE_PG_DSN, EBBTIDE_PG_TEST_DSN, and Kafka's
-            SASL listener: EBBTIDE_KAFKA_SASL_BOOTSTRAP, EBBTIDE_KAFKA_SASL_MECHANISM,
-            EBBTIDE_KAFKA_SASL_PASSWORDS (the file of its users' passwords)
+            EBBTIDE_KAFKA_BOOTSTRAP, EBBTIDE_PG_DSN, EBBTIDE_PG_TEST_DSN, and, for
+            the secured listeners (EBBTIDE_LOCAL_*: not settings of the pipeline,
+            which stays on PLAINTEXT): Kafka's SASL_PLAINTEXT listener
+            EBBTIDE_LOCAL_KAFKA_SASL_BOOTSTRAP, _SASL_MECHANISM, _SASL_PASSWORDS (the
+            file of its users' passwords), its SASL_SSL listener (SCRAM-SHA-512 or
+            PLAIN, TLS with the stack's own CA) EBBTIDE_LOCAL_KAFKA_SASL_SSL_BOOTSTRAP,
+            EBBTIDE_LOCAL_KAFKA_SSL_CAFILE, EBBTIDE_LOCAL_KAFKA_USERS_DIR (one password
+            file per user), and PostgreSQL's TLS root certificate
+            EBBTIDE_LOCAL_PG_SSLROOTCERT (docs/security.md)
           (plain KEY=value lines: 'source' it in bash, 'include' it in make).
   down    Stop Kafka and PostgreSQL (only the processes this project started).
   status  Show both. Exit 0 if both are running, 3 otherwise.
@@ -26,6 +32,7 @@ Environment (defaults in brackets):
   EBBTIDE_KAFKA_PORT             [9092]
   EBBTIDE_KAFKA_CONTROLLER_PORT  [9093]
   EBBTIDE_KAFKA_SASL_PORT        [9094]
+  EBBTIDE_KAFKA_SASL_SSL_PORT    [9095]
   EBBTIDE_PG_PORT                [5433]
   EBBTIDE_KAFKA_HEAP             [512m]
   EBBTIDE_CACHE_DIR              [\${XDG_CACHE_HOME:-\$HOME/.cache}/ebbtide]

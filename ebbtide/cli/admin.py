@@ -147,14 +147,17 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
         help="default EBBTIDE_KAFKA_BOOTSTRAP (for SASL: the SASL listener)",
     )
     conn.add_argument(
-        "--sasl-user", metavar="NAME", help="a super user of the broker (default: no authentication)"
+        "--sasl-user",
+        metavar="NAME",
+        help="a super user of the broker (default: as EBBTIDE_KAFKA_SECURITY_PROTOCOL and the "
+        "EBBTIDE_KAFKA_SASL_* settings say; PLAINTEXT: no authentication)",
     )
     conn.add_argument(
         "--sasl-password-file",
         metavar="FILE",
         type=Path,
         help="a file of NAME=PASSWORD lines, one for the --sasl-user (the local stack's: "
-        "$EBBTIDE_KAFKA_SASL_PASSWORDS)",
+        "$EBBTIDE_LOCAL_KAFKA_SASL_PASSWORDS)",
     )
     conn.add_argument(
         "--sasl-mechanism", choices=["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], default="PLAIN"
@@ -203,7 +206,9 @@ def cmd_acls(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _connection(args: argparse.Namespace, settings: Settings) -> Connection:
-    """How ``apply`` reaches the broker: ``--bootstrap`` (or the settings'), as ``--sasl-user``."""
+    """How ``apply`` reaches the broker: ``--bootstrap`` (or the settings'), as ``--sasl-user``
+    (or with the settings' Kafka security)."""
+    from ebbtide.runtime.kafka import secured
     from ebbtide.tools.acls.applying import Connection, password_for
 
     if args.sasl_user is not None and args.sasl_password_file is None:
@@ -216,6 +221,7 @@ def _connection(args: argparse.Namespace, settings: Settings) -> Connection:
         security_protocol="SASL_SSL" if args.ssl else "SASL_PLAINTEXT",
         ssl_cafile=args.ssl_cafile,
         timeout=args.timeout,
+        security=None if args.sasl_user else secured(settings),
     )
 
 

@@ -3,8 +3,10 @@
 kafka-python clients (the CLI, the client, the clock, the tools, the tests) are built by
 :func:`producer`, :func:`consumer` and :func:`admin`, or from :func:`client_config`; the sinks'
 confluent-kafka clients start from :func:`librdkafka_config` and the worker's Faust app from
-:func:`faust_config`. Where the brokers are, who the client says it is, and (later) SASL and TLS
-are decided in this module only.
+:func:`faust_config`. Where the brokers are, who the client says it is, and its security (SASL and
+TLS, :mod:`ebbtide.runtime.kafka_security`) are decided in this module only. A process's first
+client of a secured broker checks the connection once (:func:`secured`): a refused password or an
+untrusted certificate is a SettingsError naming the setting, not a timeout.
 
 Also the producer's delivery bookkeeping (:func:`await_delivery`, :func:`close_producer`) and the
 pipeline's topics (:func:`pipeline_topics`, :func:`create_topics`, :func:`end_offsets`).
@@ -21,6 +23,8 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from ebbtide.runtime import kafka_security
+from ebbtide.runtime.kafka_security import KafkaSecurity
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.runtime.topic_spec import MIN_INSYNC, TopicSpec
 
@@ -38,40 +42,40 @@ def _ms(timeout: float) -> int:
     return max(1000, round(timeout * 1000))
 
 
-@dataclass(frozen=True)
-class Sasl:
-    """SASL credentials of a kafka-python client (``ebbtide acls apply`` as a super user)."""
+_checked: set[tuple[str, KafkaSecurity]] = set()
 
-    user: str
-    password: str | None
-    mechanism: str = "PLAIN"
-    security_protocol: str = "SASL_PLAINTEXT"
-    ssl_cafile: str | None = None
+
+def secured(settings: Settings) -> KafkaSecurity:
+    """The Kafka security of ``settings`` (EBBTIDE_KAFKA_SECURITY_PROTOCOL ...). Unless PLAINTEXT,
+    the first call of a process for these brokers connects once to check it
+    (:func:`kafka_security.check`): SettingsError naming the setting if the broker refuses the
+    user or its certificate is not trusted."""
+    chosen = kafka_security.security(settings)
+    key = (settings.kafka_bootstrap, chosen)
+    if chosen.protocol != "PLAINTEXT" and key not in _checked:
+        kafka_security.check(settings.kafka_bootstrap, chosen)
+        _checked.add(key)
+    return chosen
 
 
 def client_config(
-    bootstrap: str, client_id: str | None = CLIENT_ID, sasl: Sasl | None = None
+    bootstrap: str, client_id: str | None = CLIENT_ID, security: KafkaSecurity | None = None
 ) -> dict[str, Any]:
-    """The keywords that say where a kafka-python (or aiokafka) client connects and as whom:
-    ``bootstrap_servers``, ``client_id`` (None: the library's own default id) and SASL/TLS."""
+    """The keywords that say where a kafka-python or aiokafka client connects and as whom:
+    ``bootstrap_servers``, ``client_id`` (None: the library's own default id) and its security
+    (SASL and TLS; both libraries take the same keywords, TLS as an ``ssl_context``)."""
     config: dict[str, Any] = {"bootstrap_servers": bootstrap}
     if client_id is not None:
         config["client_id"] = client_id
-    if sasl is not None:
-        config.update(
-            security_protocol=sasl.security_protocol,
-            sasl_mechanism=sasl.mechanism,
-            sasl_plain_username=sasl.user,
-            sasl_plain_password=sasl.password,
-        )
-        if sasl.ssl_cafile:
-            config["ssl_cafile"] = sasl.ssl_cafile
+    if security is not None:
+        config.update(security.python_config())
     return config
 
 
 def connection(settings: Settings, client_id: str | None = CLIENT_ID) -> dict[str, Any]:
-    """:func:`client_config` for the brokers of ``settings`` (EBBTIDE_KAFKA_BOOTSTRAP)."""
-    return client_config(settings.kafka_bootstrap, client_id)
+    """:func:`client_config` for the brokers and the security of ``settings``
+    (EBBTIDE_KAFKA_BOOTSTRAP, EBBTIDE_KAFKA_SECURITY_PROTOCOL ...)."""
+    return client_config(settings.kafka_bootstrap, client_id, secured(settings))
 
 
 def consumer(
@@ -88,19 +92,24 @@ def admin(settings: Settings, client_id: str | None = CLIENT_ID, **options: Any)
 
 
 def librdkafka_config(settings: Settings) -> dict[str, Any]:
-    """The connection part of a confluent-kafka (librdkafka) client's configuration; the caller
-    adds its own (group, acks, ...)."""
-    return {"bootstrap.servers": settings.kafka_bootstrap, "client.id": CLIENT_ID}
+    """The connection part of a confluent-kafka (librdkafka) client's configuration, its security
+    included; the caller adds its own (group, acks, ...)."""
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "client.id": CLIENT_ID,
+        **secured(settings).librdkafka_config(),
+    }
 
 
 def faust_config(settings: Settings) -> dict[str, Any]:
     """The broker part of the worker's Faust app settings: where the brokers are and how soon a
     dead worker's partitions move on (EBBTIDE_SESSION_TIMEOUT; heartbeats a third of it, at most
-    every 3 s)."""
+    every 3 s) and its security (``broker_credentials``, unless PLAINTEXT)."""
     return {
         "broker": f"kafka://{settings.kafka_bootstrap}",
         "broker_session_timeout": settings.session_timeout,
         "broker_heartbeat_interval": min(3.0, settings.session_timeout / 3),
+        **secured(settings).faust_config(),
     }
 
 

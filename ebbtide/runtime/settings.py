@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +17,18 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
+    # Kafka security, for every Kafka client of every process (ebbtide.runtime.kafka_security,
+    # docs/security.md): PLAINTEXT, SSL, SASL_SSL (or SASL_PLAINTEXT); SASL as a user whose
+    # password is in a file or in EBBTIDE_KAFKA_SASL_PASSWORD (never a default, never shown);
+    # TLS trusting the CA file (default: the system's CAs), with a client certificate if given.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None  # SCRAM-SHA-512 (default with SASL), SCRAM-SHA-256, PLAIN
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password_file: Path | None = None
+    kafka_sasl_password: str | None = field(default=None, repr=False)
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
     topic_prefix: str = "ebbtide"
     partitions: int = 4
     app_id: str = "ebbtide-lifecycle"
@@ -107,6 +119,9 @@ class Settings:
         if "store_map" in values and not Path(str(values["store_map"])).is_file():
             raise SettingsError(f"EBBTIDE_STORE_MAP: no such file: {values['store_map']}")
         settings = cls(**values)  # type: ignore[arg-type]
+        from ebbtide.runtime.kafka_security import security  # it imports this module
+
+        security(settings)  # refused at start, naming the setting
         if settings.partitions < 1:
             raise SettingsError("EBBTIDE_PARTITIONS must be at least 1")
         settings.event_window  # noqa: B018  # refused at start, not at the first event

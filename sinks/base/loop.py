@@ -33,7 +33,7 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 
 from ebbtide.runtime import authenticity, metrics
 from ebbtide.runtime.endpoints import READINESS
-from ebbtide.runtime.kafka import librdkafka_config
+from ebbtide.runtime.kafka import librdkafka_config, secured
 from ebbtide.runtime.settings import Settings, SettingsError, Topics
 from ebbtide.schemas import DELETION_COMMAND, InvalidMessage, codec_for, dead_letter_body
 from ebbtide.sinks.base.executor import BatchExecutor
@@ -143,6 +143,7 @@ class CommandSink:
         self.topic = self.topics.commands(self.store)
         self._commands = codec_for(DELETION_COMMAND)
         self.worker_key, self.receipt_signer = sink_keys(settings, self.store)
+        secured(settings)  # a secured broker that refuses us: one line at start, not in a sink thread
         executor.receipt_signer = self.receipt_signer
         # /readyz: the store answered when its executor was built (a PostgreSQL sink checks its
         # database first) until a batch fails on it; the broker once the group assigns partitions.

@@ -78,7 +78,11 @@ class Connected:
     def __init__(self, dsn: str, stop: threading.Event) -> None:
         self.dsn = dsn
         self.stop = stop
-        self.conn = self._connect()
+        try:
+            self.conn = self._connect()
+        except psycopg2.OperationalError as exc:  # e.g. a refused password or TLS certificate
+            reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            raise SinkSetupError(f"EBBTIDE_PG_DSN: cannot connect to PostgreSQL: {reason}") from None
 
     def setup(self, conn: Connection) -> None:
         """Create the store's tables if missing (on every (re)connect); none by default."""

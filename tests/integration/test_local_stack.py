@@ -42,8 +42,11 @@ def test_the_broker_data_and_log_are_private(state: Path) -> None:
     kafka = state / "kafka"
     assert mode(kafka) == 0o700
     assert mode(kafka / "data") == 0o700
-    for name in ("kafka.log", "server.properties", "kafka.pid"):
+    for name in ("kafka.log", "server.properties", "kafka.pid", "sasl-passwords", "scram-users"):
         assert mode(kafka / name) == 0o600, name
+    for secrets_dir in (kafka / "tls", kafka / "users"):  # the SASL_SSL listener's keys, passwords
+        assert mode(secrets_dir) == 0o700, secrets_dir
+        assert all(mode(f) == 0o600 for f in secrets_dir.iterdir()), secrets_dir
     # What the running broker made since: a topic partition's directory and its segment files.
     # Other tests delete their topics meanwhile: a directory may go between listing and reading.
     checked = 0
@@ -64,7 +67,7 @@ def test_the_broker_data_and_log_are_private(state: Path) -> None:
 
 def test_the_postgres_log_and_secrets_are_private(state: Path) -> None:
     postgres = state / "postgres"
-    for name in ("postgres.log", "password", "admin-password", "admin-dsn"):
+    for name in ("postgres.log", "password", "admin-password", "admin-dsn", "tls/ca.key", "tls/server.key"):
         assert mode(postgres / name) == 0o600, name
 
 

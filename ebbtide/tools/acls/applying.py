@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ebbtide.runtime.kafka_security import KafkaSecurity
 from ebbtide.runtime.settings import Settings
 from ebbtide.tools.acls.plan import AclError, Grant, Principals, plan
 
@@ -33,8 +34,9 @@ def password_for(path: Path, user: str) -> str:
 
 @dataclass(frozen=True)
 class Connection:
-    """How ``apply`` reaches the broker: without authentication (the local development
-    listener), or as a SASL user, who must be allowed to alter ACLs (a super user)."""
+    """How ``apply`` reaches the broker: as a SASL user given here, who must be allowed to alter
+    ACLs (a super user), or else with ``security`` (the settings' EBBTIDE_KAFKA_SECURITY_PROTOCOL
+    ...; None: no authentication, the local development listener)."""
 
     bootstrap: str
     user: str | None = None
@@ -43,24 +45,29 @@ class Connection:
     security_protocol: str = "SASL_PLAINTEXT"
     ssl_cafile: str | None = None
     timeout: float = 30.0
+    security: KafkaSecurity | None = None
+
+    def credentials(self) -> KafkaSecurity | None:
+        """The security ``apply`` connects with: the SASL user given here, else ``security``."""
+        if self.user is None:
+            return self.security
+        return KafkaSecurity(
+            self.security_protocol, self.mechanism, self.user, self.password, self.ssl_cafile
+        )
 
     def admin_config(self) -> dict[str, Any]:
         from ebbtide.runtime import kafka  # imports kafka-python: only when apply runs
 
         ms = max(1000, round(self.timeout * 1000))
-        sasl = None
-        if self.user is not None:
-            sasl = kafka.Sasl(
-                self.user, self.password, self.mechanism, self.security_protocol, self.ssl_cafile
-            )
-        config = kafka.client_config(self.bootstrap, "ebbtide-acls", sasl)
+        config = kafka.client_config(self.bootstrap, "ebbtide-acls", self.credentials())
         config.update(request_timeout_ms=ms, bootstrap_timeout_ms=ms)
         return config
 
     def who(self) -> str:
-        return (
-            f"{self.bootstrap} as User:{self.user}" if self.user else f"{self.bootstrap} (no authentication)"
-        )
+        chosen = self.credentials()
+        if chosen is not None and chosen.sasl:
+            return f"{self.bootstrap} as User:{chosen.username}"
+        return f"{self.bootstrap} (no authentication)"
 
 
 @dataclass

@@ -2,8 +2,8 @@
 pipeline may write what its process writes and the broker refuses it the rest.
 
 The local broker (deploy/local/kafka.sh) has a SASL/PLAIN listener with one user per role and the
-StandardAuthorizer; its settings are in the stack's env file (EBBTIDE_KAFKA_SASL_BOOTSTRAP,
-EBBTIDE_KAFKA_SASL_MECHANISM, EBBTIDE_KAFKA_SASL_PASSWORDS)."""
+StandardAuthorizer; its settings are in the stack's env file (EBBTIDE_LOCAL_KAFKA_SASL_BOOTSTRAP,
+EBBTIDE_LOCAL_KAFKA_SASL_MECHANISM, EBBTIDE_LOCAL_KAFKA_SASL_PASSWORDS)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from kafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from ebbtide.cli import main
 from ebbtide.runtime import kafka
+from ebbtide.runtime.kafka_security import KafkaSecurity
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.tools.acls import Principals, password_for, plan
 from tests.support import drop_topics, make_topics, unique_settings, wait_until
@@ -37,15 +38,20 @@ class Sasl:
 
     def config(self, user: str) -> dict[str, Any]:
         """kafka-python keywords to connect as ``user`` (the library's default client id)."""
-        credentials = kafka.Sasl(user, password_for(self.passwords, user), self.mechanism)
-        return kafka.client_config(self.bootstrap, client_id=None, sasl=credentials)
+        password = password_for(self.passwords, user)
+        credentials = KafkaSecurity("SASL_PLAINTEXT", self.mechanism, user, password)
+        return kafka.client_config(self.bootstrap, client_id=None, security=credentials)
 
 
 @pytest.fixture(scope="module")
 def sasl() -> Sasl:
     """The SASL listener of the local broker, from the stack's settings: a failure, not a skip, if
     they are not there (a broker started by an older kafka.sh has no SASL listener)."""
-    names = ("EBBTIDE_KAFKA_BOOTSTRAP", "EBBTIDE_KAFKA_SASL_BOOTSTRAP", "EBBTIDE_KAFKA_SASL_PASSWORDS")
+    names = (
+        "EBBTIDE_KAFKA_BOOTSTRAP",
+        "EBBTIDE_LOCAL_KAFKA_SASL_BOOTSTRAP",
+        "EBBTIDE_LOCAL_KAFKA_SASL_PASSWORDS",
+    )
     missing = [name for name in names if not os.environ.get(name)]
     if missing:
         pytest.fail(
@@ -53,21 +59,22 @@ def sasl() -> Sasl:
             "Restart the broker with this version of deploy/local/kafka.sh (kafka.sh stop; kafka.sh start) "
             "and export $EBBTIDE_STATE_DIR/env (`set -a; . .state/env; set +a`, as make test does)"
         )
-    passwords = Path(os.environ["EBBTIDE_KAFKA_SASL_PASSWORDS"])
+    passwords = Path(os.environ["EBBTIDE_LOCAL_KAFKA_SASL_PASSWORDS"])
     if not passwords.is_file():
         pytest.fail(
-            f"EBBTIDE_KAFKA_SASL_PASSWORDS: no such file {passwords} (made by deploy/local/kafka.sh start)"
+            f"EBBTIDE_LOCAL_KAFKA_SASL_PASSWORDS: no such file {passwords} "
+            "(made by deploy/local/kafka.sh start)"
         )
-    bootstrap = os.environ["EBBTIDE_KAFKA_SASL_BOOTSTRAP"]
+    bootstrap = os.environ["EBBTIDE_LOCAL_KAFKA_SASL_BOOTSTRAP"]
     host, _, port = bootstrap.rpartition(":")
     try:
         socket.create_connection((host, int(port)), timeout=5).close()
     except (OSError, ValueError) as exc:
         pytest.fail(
-            f"EBBTIDE_KAFKA_SASL_BOOTSTRAP={bootstrap}: nothing answers there ({exc}); is the broker "
+            f"EBBTIDE_LOCAL_KAFKA_SASL_BOOTSTRAP={bootstrap}: nothing answers there ({exc}); is the broker "
             "running, started by this version of deploy/local/kafka.sh?"
         )
-    return Sasl(bootstrap, os.environ.get("EBBTIDE_KAFKA_SASL_MECHANISM") or "PLAIN", passwords)
+    return Sasl(bootstrap, os.environ.get("EBBTIDE_LOCAL_KAFKA_SASL_MECHANISM") or "PLAIN", passwords)
 
 
 @pytest.fixture

@@ -3,14 +3,18 @@ acknowledgements and timeouts each had before (what a client says to the broker 
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ebbtide.runtime import kafka
+from ebbtide.runtime.kafka_security import KafkaSecurity
 from ebbtide.runtime.settings import Settings
 from ebbtide.tools.acls import Connection
 
+CA = Path(__file__).parent / "test-ca.pem"  # a self-signed CA certificate (CN=Test CA), no key
 SETTINGS = Settings(kafka_bootstrap="broker-1:9092,broker-2:9092", session_timeout=30.0)
 
 
@@ -75,16 +79,19 @@ def test_the_sinks_and_the_worker_get_their_brokers_here() -> None:
 
 
 def test_sasl_and_tls_are_added_in_one_place() -> None:
-    sasl = kafka.Sasl("admin", "secret", "SCRAM-SHA-512", "SASL_SSL", "/ca.pem")
-    assert kafka.client_config("b:9093", "ebbtide-acls", sasl) == {
+    chosen = KafkaSecurity("SASL_SSL", "SCRAM-SHA-512", "admin", "secret", cafile=str(CA))
+    config = kafka.client_config("b:9093", "ebbtide-acls", chosen)
+    context = config.pop("ssl_context")
+    assert config == {
         "bootstrap_servers": "b:9093",
         "client_id": "ebbtide-acls",
         "security_protocol": "SASL_SSL",
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "admin",
         "sasl_plain_password": "secret",
-        "ssl_cafile": "/ca.pem",
     }
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert [c["subject"] for c in context.get_ca_certs()] == [((("commonName", "Test CA"),),)]
 
 
 def test_acls_apply_connects_as_before() -> None:
@@ -106,3 +113,13 @@ def test_acls_apply_connects_as_before() -> None:
         "sasl_plain_username": "admin",
         "sasl_plain_password": "pw",
     }
+
+
+def test_acls_apply_without_a_user_connects_as_the_settings_say() -> None:
+    chosen = KafkaSecurity("SASL_SSL", "PLAIN", "ops", "pw", cafile=str(CA))
+    connection = Connection("b:9095", security=chosen)
+    assert connection.admin_config()["sasl_plain_username"] == "ops"
+    assert connection.who() == "b:9095 as User:ops"
+    explicit = Connection("b:9095", user="admin", password="x", security=chosen)
+    assert explicit.admin_config()["sasl_plain_username"] == "admin"
+    assert explicit.admin_config()["security_protocol"] == "SASL_PLAINTEXT"
