@@ -19,16 +19,29 @@ from chaos.ledger import Copy, Oracle, Verdict, database_holdings
 from chaos.report import topics_verdict
 from ebbtide import bootstrap
 from ebbtide.demo import database, scenario
-from ebbtide.runtime.settings import Settings
+from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.schemas import DECISION, codec_for
 from ebbtide.sinks.postgres.table_map import load_table_map, map_path
 from ebbtide.streams.policy.calendar import to_ms
 from ebbtide.tools import processes
 from ebbtide.tools.client import EventPublisher, InvalidEvent, to_record
 from ebbtide.tools.clock import ClockPublisher, steps
+from ebbtide.tools.state_reader import read_to_end
+from tests.e2e.test_pipeline import Pipeline
 
 # The databases of tests/e2e/own_databases.toml and the table map each one's sink runs.
 DATABASES = {scenario.STORE: "customer_db", scenario.BILLING_STORE: "billing_db"}
 POLL = 0.1  # seconds between two looks at the workers' metrics
+
+
+class LoggedPipeline(Pipeline):
+    """The pipeline of the e2e tests with its worker logging at INFO: Faust's rebalances and
+    recoveries are in its log, to tell what a kill did."""
+
+    def start(self, name: str) -> processes.Child:
+        if name == "worker":
+            return processes.start(name, ["worker", "--loglevel", "INFO"], self.settings, self.log_dir)
+        return super().start(name)
 
 
 def producible(events: list[dict[str, Any]], settings: Settings) -> list[dict[str, Any]]:
@@ -148,6 +161,15 @@ class LedgerRun:
         )
 
 
-def failures(verdict: Verdict) -> str:
-    """What the verdict found wrong, for an assertion message (synthetic keys only)."""
-    return str(verdict.as_json())
+def failures(run: LedgerRun, verdict: Verdict) -> str:
+    """What the verdict found wrong, for an assertion message (synthetic keys only), with the
+    decisions the worker published about each copy lost or deleted twice (where on the
+    decisions topic, of which kind): what a reader of the logs needs to tell what happened."""
+    wrong = {"/".join(c) for c in (*verdict.lost, *verdict.duplicated, *verdict.premature)}
+    trail: dict[str, list[str]] = {record: [] for record in sorted(wrong)[:10]}
+    codec = codec_for(DECISION)
+    for message in read_to_end(run.settings, Topics(run.settings.topic_prefix).decisions):
+        decision = codec.decode(message.value)
+        if decision["record"] in trail:
+            trail[decision["record"]].append(f"{decision['kind']}@{message.partition}:{message.offset}")
+    return f"{verdict.as_json()}\ndecisions of the copies named: {trail}"

@@ -20,7 +20,7 @@ from ebbtide.runtime.kafka import pipeline_topics
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.tools import processes
 from tests.e2e.kafka_cluster import NODES, REPLICATION, LocalCluster, create_replicated, describe, leaders
-from tests.e2e.ledger_run import LedgerRun, failures
+from tests.e2e.ledger_run import LedgerRun, LoggedPipeline, failures
 from tests.e2e.test_pipeline import OWN_DATABASES, WORKER_READY, Pipeline
 from tests.support import unique_settings, wait_until
 
@@ -61,7 +61,7 @@ def test_killing_the_busiest_broker_mid_run_loses_no_deletion_and_repeats_none(
     topics = replicated_topics(settings)
     create_replicated(settings, topics, compacted=[f"{settings.app_id}-state-changelog"])
     run = LedgerRun.prepare(settings, database, CUSTOMERS, UNTIL, STEP_DAYS)
-    pipeline = Pipeline(settings, tmp_path / "logs")  # the topics exist: it creates none
+    pipeline = LoggedPipeline(settings, tmp_path / "logs")  # the topics exist: it creates none
     try:
         half = len(run.ticks) // 2
         run.publish(half)
@@ -80,7 +80,7 @@ def test_killing_the_busiest_broker_mid_run_loses_no_deletion_and_repeats_none(
             assert child.alive(), f"the {child.name} died with the broker:\n{child.tail()}"
     finally:
         pipeline.stop()
-    assert verdict.passed, failures(verdict)
+    assert verdict.passed, failures(run, verdict)
     assert verdict.counts["copies_due"] > 50, verdict.counts
     assert verdict.counts["copies_gone"] == verdict.counts["copies_due"], verdict.counts
     # The two brokers left lead every partition, and all three hold a replica of each.
