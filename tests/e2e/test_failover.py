@@ -2,12 +2,10 @@
 of the pipeline at replication factor 3 and min.insync.replicas=2, the worker's Faust changelog
 too. The broker that leads the most partitions is killed (SIGKILL) in the middle of a run with an
 accelerated clock; publishing, stamping and deletion go on, and the chaos run's ledger finds every
-due record deleted exactly once and no genuine message refused. The killed broker then comes back
-and catches up (every replica in sync again)."""
+due record deleted exactly once and no genuine message refused."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -57,7 +55,6 @@ def test_killing_the_busiest_broker_mid_run_loses_no_deletion_and_repeats_none(
 ) -> None:
     settings = unique_settings(cluster.bootstrap, tmp_path / "state", database)
     settings = replace(settings, store_map=OWN_DATABASES)
-    T0 = time.monotonic()
     topics = replicated_topics(settings)
     create_replicated(settings, topics, compacted=[f"{settings.app_id}-state-changelog"])
     run = LedgerRun.prepare(settings, database, CUSTOMERS, UNTIL, STEP_DAYS)
@@ -65,17 +62,12 @@ def test_killing_the_busiest_broker_mid_run_loses_no_deletion_and_repeats_none(
     try:
         half = len(run.ticks) // 2
         run.publish(half)
-        print("TIMING half", round(time.monotonic() - T0, 1))
         wait_until(lambda: commands_sent(settings), WORKER_READY, "the first deletion commands")
-        print("TIMING sent", round(time.monotonic() - T0, 1))
         victim, led = leaders(settings, topics).most_common(1)[0]
         cluster.kill(victim)  # while the pipeline works on the first half
         run.publish(len(run.ticks) - half)  # its partitions' leaders move to the two others
-        print("TIMING published", round(time.monotonic() - T0, 1))
         run.wait_settled([settings.worker_metrics_port], SETTLE, lambda: logs(pipeline))
-        print("TIMING settled", round(time.monotonic() - T0, 1))
         verdict = run.verdict()
-        print("TIMING verdict", round(time.monotonic() - T0, 1), verdict.counts)
         for child in (pipeline.worker, pipeline.sink, pipeline.billing):
             assert child.alive(), f"the {child.name} died with the broker:\n{child.tail()}"
     finally:
@@ -83,11 +75,11 @@ def test_killing_the_busiest_broker_mid_run_loses_no_deletion_and_repeats_none(
     assert verdict.passed, failures(run, verdict)
     assert verdict.counts["copies_due"] > 50, verdict.counts
     assert verdict.counts["copies_gone"] == verdict.counts["copies_due"], verdict.counts
-    # The two brokers left lead every partition, and all three hold a replica of each.
+    # Every partition the victim led (``led`` of them) has a leader among the two brokers left, and
+    # all three still hold a replica of each.
     partitions = describe(settings, topics)
-    assert {p["leader_id"] for p in partitions} == set(NODES) - {victim}
+    assert {p["leader_id"] for p in partitions} <= set(NODES) - {victim}, (led, partitions)
     assert {len(p["replica_nodes"]) for p in partitions} == {REPLICATION}
-    assert led > 0
 
 
 def commands_sent(settings: Settings) -> bool:

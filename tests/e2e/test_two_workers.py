@@ -12,6 +12,7 @@ from pathlib import Path
 
 from chaos.cluster import second_worker
 from ebbtide.runtime.settings import Settings
+from ebbtide.streams.worker.batch import EXIT_BATCH_FAILED
 from ebbtide.tools import processes
 from tests.e2e.ledger_run import LedgerRun, LoggedPipeline, failures
 from tests.e2e.test_pipeline import OWN_DATABASES, WORKER_READY
@@ -56,7 +57,8 @@ def test_two_workers_one_stopped_then_the_other_killed_delete_every_due_record_o
         wait_until(lambda: commands_sent(a_port, b_port), WORKER_READY, "the first deletion commands")
 
         # Phase 1: B leaves with SIGTERM in the middle of the run; A takes its partitions.
-        assert b.stop() == 0, f"worker B did not stop cleanly on SIGTERM:\n{b.tail()}"
+        # 0, or EXIT_BATCH_FAILED if the signal cut a batch short (dropped, to be replayed).
+        assert b.stop() in (0, EXIT_BATCH_FAILED), f"worker B failed on SIGTERM:\n{b.tail()}"
         run.publish(third)
         run.wait_settled([a_port], SETTLE, pipeline.worker.tail)
         assert held(a_port) == {str(p) for p in range(first.partitions)}
