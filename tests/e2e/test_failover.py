@@ -25,6 +25,7 @@ from tests.support import unique_settings, wait_until
 CUSTOMERS = 20
 UNTIL = datetime(2031, 1, 1, tzinfo=UTC)
 STEP_DAYS = 90
+SESSION_TIMEOUT = 20.0
 SETTLE = 120.0  # seconds the pipeline may take to finish after the last tick (failover included)
 
 
@@ -54,7 +55,10 @@ def test_killing_the_busiest_broker_mid_run_loses_no_deletion_and_repeats_none(
     cluster: LocalCluster, database: str, tmp_path: Path
 ) -> None:
     settings = unique_settings(cluster.bootstrap, tmp_path / "state", database)
-    settings = replace(settings, store_map=OWN_DATABASES)
+    # The production default session timeout (30 s) rides out a group coordinator's failover; the
+    # tests' 6 s does not (a node is fenced after 6 s, then its partitions move), and a client that
+    # gives up its session then rejoins mid-failover (librdkafka may fence its own static member).
+    settings = replace(settings, store_map=OWN_DATABASES, session_timeout=SESSION_TIMEOUT)
     topics = replicated_topics(settings)
     create_replicated(settings, topics, compacted=[f"{settings.app_id}-state-changelog"])
     run = LedgerRun.prepare(settings, database, CUSTOMERS, UNTIL, STEP_DAYS)
