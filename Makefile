@@ -38,6 +38,13 @@ stack-down: ## stop the local stack (only what the project started)
 stack-status: ## show whether the local stack is running
 	deploy/local/stack.sh status
 
+.PHONY: cluster-up cluster-down
+cluster-up: ## start a local 3-broker KRaft cluster on 127.0.0.1 (deploy/local/kafka-cluster.sh --help)
+	deploy/local/kafka-cluster.sh start
+
+cluster-down: ## stop the local 3-broker cluster
+	deploy/local/kafka-cluster.sh stop
+
 demo: $(STAMP) ## run the scripted demo on the local stack and print the summary
 	$(WITH_STACK) $(PY) -m ebbtide demo $(DEMO_ARGS)
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from chaos.ledger import Copy, Verdict, judge
-from ebbtide.runtime.settings import Topics
+from chaos.ledger import Copy, Oracle, Sent, Verdict, judge
+from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 from ebbtide.streams import certificates
 from ebbtide.streams.policy.calendar import to_ms
@@ -28,11 +28,26 @@ if TYPE_CHECKING:
 def verdict_of(
     chaos: Run, checked: list[str], all_stores: tuple[str, ...], before: set[Copy], after: set[Copy]
 ) -> Verdict:
-    topics = Topics(chaos.settings.topic_prefix)
-    forged = {(s.topic, s.partition, s.offset) for s in chaos.sent}
+    return topics_verdict(chaos.settings, chaos.oracle, chaos.sent, checked, all_stores, before, after)
+
+
+def topics_verdict(
+    settings: Settings,
+    oracle: Oracle,
+    sent: list[Sent],
+    checked: list[str],
+    all_stores: tuple[str, ...],
+    before: set[Copy],
+    after: set[Copy],
+) -> Verdict:
+    """The ledger's verdict (:func:`chaos.ledger.judge`) from what the topics of ``settings`` hold:
+    receipts, commands, certificates and dead letters; messages of ``sent`` (hostile ones) are
+    not counted as genuine."""
+    topics = Topics(settings.topic_prefix)
+    forged = {(s.topic, s.partition, s.offset) for s in sent}
 
     def genuine(topic: str) -> Iterator[bytes]:
-        for message in read_to_end(chaos.settings, topic):
+        for message in read_to_end(settings, topic):
             if (message.topic, message.partition, message.offset) not in forged:
                 yield message.value
 
@@ -50,10 +65,8 @@ def verdict_of(
         for entry in certificates.loads(value)["certificate"]["entries"]:
             store, category, key = entry["record"].split("/", 2)
             certified.append((store, category, key))
-    letters = {
-        (d.source_topic, d.source_partition, d.source_offset): d.reason for d in dlq.read(chaos.settings)
-    }
-    return judge(chaos.oracle, checked, before, after, receipts, first, certified, letters, chaos.sent)
+    letters = {(d.source_topic, d.source_partition, d.source_offset): d.reason for d in dlq.read(settings)}
+    return judge(oracle, checked, before, after, receipts, first, certified, letters, sent)
 
 
 def write(chaos: Run, verdict: Verdict, run_id: str) -> Path:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from ebbtide.runtime import authenticity, metrics
 from ebbtide.runtime.endpoints import READINESS
@@ -47,11 +47,14 @@ BATCH = 500  # commands per poll (per database transaction for PostgreSQL)
 
 
 def _skip(message: Message) -> bool:
-    """Partition-end and other informational events carry no command."""
+    """Partition-end and other informational events carry no command. A fatal error ends the
+    sink (the consumer is unusable after it): librdkafka reports one as an event whose code is
+    _FATAL, e.g. a static member fenced after its coordinator died, and ``fatal()`` of that event
+    is false."""
     error = message.error()
     if error is None:
         return False
-    if error.fatal():
+    if error.fatal() or error.code() == KafkaError._FATAL:
         raise KafkaException(error)
     log.warning("consumer: %s", error)
     return True

@@ -60,21 +60,21 @@ def fire_due(state: SubjectState, now: int, policy: Policy) -> Outcome:
     return Outcome(outcome_state, tuple(decisions), tuple(commands))
 
 
+def order_id(subject_id: str, record: RecordState, policy: Policy) -> str:
+    """The id of the command that orders ``record`` deleted at its current deadline: the same
+    whichever worker issues it and however often (a tick replayed after a crash issues it again)."""
+    rule_id = record.rule_id or "erasure"  # a category no rule covers, erased on request
+    return stable_id(
+        "delete", subject_id, record.record_id, record.written_by, rule_id, record.deadline, policy.label
+    )
+
+
 def _order(
     subject_id: str, record: RecordState, now: int, policy: Policy, tick: str
 ) -> tuple[RecordState, DeleteRecord, Decision]:
     """A record whose deadline passed, ordered deleted: its new state, its command, the decision."""
     assert record.deadline is not None
-    rule_id = record.rule_id or "erasure"  # a category no rule covers, erased on request
-    command_id = stable_id(
-        "delete",
-        subject_id,
-        record.record_id,
-        record.written_by,
-        rule_id,
-        record.deadline,
-        policy.label,
-    )
+    command_id = order_id(subject_id, record, policy)
     ordered = replace(
         record,
         status="ordered",

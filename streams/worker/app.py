@@ -7,6 +7,7 @@ moved, and resume reporting them once their state is recovered."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import time
@@ -38,10 +39,27 @@ log = logging.getLogger(__name__)
 class PartitionedTable(faust.Table[str, Any]):
     """A table whose keys name their partition (``s:<p>:…``, ``p:<p>``), so every write goes to
     the changelog partition of the source partition it belongs to, also when written after a
-    batch rather than while its event is the current one."""
+    batch rather than while its event is the current one. Its changelog messages are kept until
+    :meth:`written` has awaited the broker's acknowledgement of them."""
+
+    _unacked: list[Any] | None = None
 
     def partition_for_key(self, key: Any) -> int | None:
         return partition_of_key(key)
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        sent = super().send_changelog(*args, **kwargs)
+        if self._unacked is None:
+            self._unacked = []
+        self._unacked.append(sent)
+        return sent
+
+    async def written(self) -> None:
+        """Wait until the broker has acknowledged every changelog message sent since the last call
+        (raises if one failed)."""
+        pending, self._unacked = self._unacked or [], []
+        if pending:
+            await asyncio.gather(*pending)
 
 
 def certificate_signer(settings: Settings) -> CertificateSigner:
@@ -105,7 +123,7 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
     async def send(out: Out) -> Any:
         return await app.producer.send(out.topic, out.key, out.value, None, None, list(out.headers) or None)
 
-    step = BatchStep(processor, send)
+    step = BatchStep(processor, send, written=table.written)
 
     @app.agent(source, name="lifecycle")
     async def lifecycle(stream: faust.StreamT[Any]) -> None:

@@ -4,7 +4,12 @@
    output returned);
 2. every output is sent, and the broker's acknowledgement of each is awaited;
 3. only then are the staged state writes applied: the state never says a command was sent
-   before the command is on the broker.
+   before the command is on the broker;
+4. and the broker's acknowledgement of those writes (the table's changelog) is awaited, so the
+   batch is never acked, nor its offsets committed, before its state is durable. Faust's commit
+   flushes its producer buffer first, but that flush gives up once no message has left the buffer
+   for 0.1 s (a busy event loop): the commit could run ahead of the changelog, and the next owner
+   of the partition would recover a state without the batch's writes, past its events.
 
 Faust commits the batch's offsets after the step returns (an explicit last step). If any of it
 fails, the worker exits at once, before Faust acks and commits a batch whose output or state is
@@ -56,6 +61,8 @@ class Processor(Protocol):
 
 # Hands one message to the producer; the awaitable it returns is done once the broker acks it.
 Send = Callable[[Out], Awaitable[Awaitable[Any]]]
+# Done once the broker has every state write the flush made (the table's changelog messages).
+Written = Callable[[], Awaitable[None]]
 
 
 def exit_now(code: int) -> None:
@@ -67,11 +74,19 @@ def exit_now(code: int) -> None:
 class BatchStep:
     """The step the lifecycle agent runs for each batch it takes (see the module docstring)."""
 
-    def __init__(self, processor: Processor, send: Send, exit: Callable[[int], None] | None = None) -> None:
-        """``exit`` leaves the process with a code (default: :func:`exit_now`)."""
+    def __init__(
+        self,
+        processor: Processor,
+        send: Send,
+        exit: Callable[[int], None] | None = None,
+        written: Written | None = None,
+    ) -> None:
+        """``exit`` leaves the process with a code (default: :func:`exit_now`); ``written`` (if
+        given) is awaited after the flush, until the broker has the state it wrote."""
         self.processor = processor
         self.send = send
         self.exit = exit
+        self.written = written
 
     async def __call__(self, messages: Iterable[Message]) -> None:
         """Process, send and await, then flush; on any failure, :meth:`crash`."""
@@ -85,6 +100,8 @@ class BatchStep:
                 pending = [await self.send(o) for o in outs]
                 await asyncio.gather(*pending)
             self.processor.flush()
+            if self.written is not None:
+                await self.written()
         except BaseException as exc:
             self.crash(exc)
 

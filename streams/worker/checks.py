@@ -13,8 +13,10 @@ from typing import Any
 from ebbtide.runtime import authenticity, metrics
 from ebbtide.schemas import InvalidMessage
 from ebbtide.streams.engine.events import DeletionReported
+from ebbtide.streams.engine.firing import order_id
 from ebbtide.streams.engine.model import SubjectState, record_id
 from ebbtide.streams.policy import calendar
+from ebbtide.streams.policy.rules import Policy
 from ebbtide.streams.worker.translate import tick_time
 
 # Event times the worker accepts by default: 1990 to 2100 (EBBTIDE_EVENT_YEARS). A time outside
@@ -70,14 +72,23 @@ def check_tick(
     return now, events_end
 
 
-def check_issued(state: SubjectState, report: DeletionReported) -> None:
+def check_issued(state: SubjectState, report: DeletionReported, policy: Policy) -> None:
     """Refuse a receipt for a command the worker never issued for that copy (the engine would
     ignore it; here it is a security event). A copy whose order failed forgets its command id
     until it is ordered again with the same id, so a late answer to that order is let through
-    (the engine ignores it)."""
+    (the engine ignores it). So is an answer to the order a copy not ordered in this state gets
+    at its deadline: a worker that crashed after sending that command, before its state said so,
+    left it to the tick replayed here, which sends it again with the same id (the store answers
+    that with the same receipt)."""
     record = state.records.get(record_id(report.store, report.category, report.record_key))
     if record is None or (
-        record.command_id != report.command_id and (record.command_id is not None or record.failures == 0)
+        record.command_id != report.command_id
+        and (record.command_id is not None or record.failures == 0)
+        and not (
+            record.command_id is None
+            and record.deadline is not None
+            and report.command_id == order_id(state.subject_id, record, policy)
+        )
     ):
         why = "deletion_receipt: answers a command the worker never issued for this copy"
         raise authenticity.Refused(authenticity.NOT_ISSUED, why)

@@ -231,7 +231,7 @@ class LifecycleProcessor:
             state = self.load(partition, report.subject_id)
             if state is None:
                 raise InvalidMessage("deletion_receipt: no subject with this id on this partition")
-            checks.check_issued(state, report)
+            checks.check_issued(state, report, self.policy)
             outcome = engine_step(apply_receipt, "deletion_receipt", state, report, self.policy)
         except authenticity.Refused as exc:  # changes nothing; dead-lettered, counted, alerted
             metrics.SECURITY_EVENTS.labels("receipts", exc.kind).inc()

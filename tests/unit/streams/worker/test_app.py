@@ -27,8 +27,9 @@ from tests.unit.streams.worker.harness import CLIENT_RECORD
 
 
 class Producer:
-    def __init__(self, refuse: bool = False) -> None:
+    def __init__(self, refuse: bool = False, refuse_changelog: bool = False) -> None:
         self.refuse = refuse
+        self.refuse_changelog = refuse_changelog
         self.log: list[tuple[str, str, bytes, int | None]] = []
 
     async def send(
@@ -45,6 +46,10 @@ class Producer:
     def send_soon(self, pending: Any) -> None:
         message = pending.message
         self.log.append(("changelog", message.channel.get_topic_name(), message.key, message.partition))
+        if self.refuse_changelog:
+            pending.set_exception(RuntimeError("not enough replicas"))
+        else:
+            pending.set_result(None)  # acknowledged at once
 
 
 def worker(tmp_path: Path, producer: Producer) -> tuple[faust.App, Topics, int]:
@@ -106,3 +111,18 @@ def test_a_batch_whose_output_is_refused_writes_no_state_and_exits(
     assert [entry[0] for entry in producer.log] and {entry[0] for entry in producer.log} == {"send"}
     assert exits == [EXIT_BATCH_FAILED]
     assert f"s:{partition}:cust-1" not in app.tables["state"]
+
+
+def test_a_batch_whose_state_the_broker_refuses_exits_before_it_is_acked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The state's changelog messages are awaited in the batch (Faust's own flush may give up on
+    them before its commit): one refused, the worker exits, and the batch is replayed."""
+    exits: list[int] = []
+    monkeypatch.setattr(batch, "exit_now", exits.append)
+    producer = Producer(refuse_changelog=True)
+    app, topics, partitions = worker(tmp_path, producer)
+    key, value, partition = record_written(partitions)
+    asyncio.run(publish(app, topics.events, key, value, partition))
+    assert "changelog" in {entry[0] for entry in producer.log}
+    assert exits == [EXIT_BATCH_FAILED]

@@ -143,3 +143,24 @@ def test_by_default_a_failed_batch_leaves_the_process_at_once(monkeypatch: pytes
     broker = Broker(processor.log)
     run(BatchStep(processor, broker.send), broker, messages(1))
     assert codes == [EXIT_BATCH_FAILED]
+
+
+def test_the_state_written_is_awaited_after_the_flush_and_a_failure_there_exits() -> None:
+    processor = FakeProcessor({0: [out("a")]})
+    broker = Broker(processor.log)
+
+    async def written() -> None:
+        processor.log.append("written")
+
+    run(BatchStep(processor, broker.send, [].append, written), broker, messages(1))
+    assert processor.log == ["process 0", "send a", "ack a", "flush", "written"]
+
+    async def refused() -> None:
+        raise RuntimeError("not enough replicas")
+
+    processor = FakeProcessor({0: [out("a")]})
+    broker = Broker(processor.log)
+    exits: list[int] = []
+    run(BatchStep(processor, broker.send, exits.append, refused), broker, messages(1))
+    assert processor.log[-2:] == ["flush", "discard"]
+    assert exits == [EXIT_BATCH_FAILED]
