@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,30 +73,6 @@ class LocalCluster:
 
     def log(self, node: int) -> Path:
         return self.state_dir / "kafka-cluster" / f"node-{node}" / "kafka.log"
-
-
-def create_replicated(settings: Settings, topics: Mapping[str, int], compacted: Iterable[str] = ()) -> None:
-    """Create ``topics`` (name: partitions) with replication factor 3 and min.insync.replicas=2,
-    those in ``compacted`` with cleanup.policy=compact."""
-    compact = set(compacted)
-    admin = kafka.admin(settings)
-    try:
-        admin.create_topics(
-            {
-                name: {
-                    "num_partitions": partitions,
-                    "replication_factor": REPLICATION,
-                    "configs": {
-                        "min.insync.replicas": str(MIN_INSYNC),
-                        **({"cleanup.policy": "compact"} if name in compact else {}),
-                    },
-                }
-                for name, partitions in topics.items()
-            },
-            wait_for_metadata=True,
-        )
-    finally:
-        admin.close()
 
 
 def describe(settings: Settings, topics: Iterable[str]) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
 """A real cluster, not one node: three KRaft brokers (deploy/local/kafka-cluster.sh), every topic
-of the pipeline at replication factor 3 and min.insync.replicas=2, the worker's Faust changelog
-too. The broker that leads the most partitions is killed (SIGKILL) in the middle of a run with an
+of the project (the worker's Faust changelog and leader topic too) made by ``topics apply`` at the
+production values, replication factor 3 and min.insync.replicas=2, and ``topics check`` clean.
+The broker that leads the most partitions is killed (SIGKILL) in the middle of a run with an
 accelerated clock; publishing, stamping and deletion go on, and the chaos run's ledger finds every
 due record deleted exactly once and no genuine message refused."""
 
@@ -13,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from ebbtide import bootstrap
-from ebbtide.runtime.kafka import pipeline_topics
-from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.runtime.settings import Settings
 from ebbtide.tools import processes
-from tests.e2e.kafka_cluster import NODES, REPLICATION, LocalCluster, create_replicated, describe, leaders
+from ebbtide.tools import topics as project_topics
+from ebbtide.tools.topics import cluster as topics_cluster
+from tests.e2e.kafka_cluster import MIN_INSYNC, NODES, REPLICATION, LocalCluster, describe, leaders
 from tests.e2e.ledger_run import LedgerRun, LoggedPipeline, failures
 from tests.e2e.test_pipeline import OWN_DATABASES, WORKER_READY, Pipeline
 from tests.support import unique_settings, wait_until
@@ -41,14 +42,15 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
         running.kill()
 
 
-def replicated_topics(settings: Settings) -> dict[str, int]:
-    """The pipeline's topics and the worker's own (Faust's table changelog and its leader topic,
-    which it would otherwise make at replication factor 1): name and partition count."""
-    stores = bootstrap.store_map(settings).ids
-    names = {name: settings.partitions for name in pipeline_topics(Topics(settings.topic_prefix), stores)}
-    names[f"{settings.app_id}-state-changelog"] = settings.partitions
-    names[f"{settings.app_id}-__assignor-__leader"] = 1
-    return names
+def applied_topics(settings: Settings) -> list[str]:
+    """Every topic of the project made by ``topics apply`` as the settings declare them; ``topics
+    check`` finds nothing to report afterwards. Their names."""
+    specs = project_topics.declared(settings)
+    assert {spec.replication_factor for spec in specs} == {REPLICATION}
+    applied = topics_cluster.apply(settings, specs, timeout=60.0)
+    assert applied.differences == [], applied.differences
+    assert topics_cluster.check(settings, specs).differences == []
+    return [spec.name for spec in specs]
 
 
 def test_killing_the_busiest_broker_mid_run_loses_no_deletion_and_repeats_none(
@@ -58,9 +60,14 @@ def test_killing_the_busiest_broker_mid_run_loses_no_deletion_and_repeats_none(
     # The production default session timeout (30 s) rides out a group coordinator's failover; the
     # tests' 6 s does not (a node is fenced after 6 s, then its partitions move), and a client that
     # gives up its session then rejoins mid-failover (librdkafka may fence its own static member).
-    settings = replace(settings, store_map=OWN_DATABASES, session_timeout=SESSION_TIMEOUT)
-    topics = replicated_topics(settings)
-    create_replicated(settings, topics, compacted=[f"{settings.app_id}-state-changelog"])
+    settings = replace(
+        settings,
+        store_map=OWN_DATABASES,
+        session_timeout=SESSION_TIMEOUT,
+        topic_replication_factor=REPLICATION,
+        topic_min_insync_replicas=MIN_INSYNC,
+    )
+    topics = applied_topics(settings)
     run = LedgerRun.prepare(settings, database, CUSTOMERS, UNTIL, STEP_DAYS)
     pipeline = LoggedPipeline(settings, tmp_path / "logs")  # the topics exist: it creates none
     try:
