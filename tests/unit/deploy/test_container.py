@@ -88,7 +88,18 @@ def test_the_build_stage_copies_what_the_wheel_is_built_from(tmp_path: Path) -> 
                 shutil.copy2(origin, copy)
     wheel = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheel), "."],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheel),
+            ".",
+        ],
         cwd=tmp_path / "src",
         check=True,
         capture_output=True,

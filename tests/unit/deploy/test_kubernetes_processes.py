@@ -119,7 +119,9 @@ def test_the_worker_is_a_stateful_set_whose_pods_are_its_member_ids() -> None:
     assert 1 <= worker["spec"]["replicas"] <= partitions
     policy = build_parser().parse_args(command(containers(worker)[0])).policy
     assert local_copy(worker, policy).name == "retention.v1.toml"
-    assert local_copy(worker, literal_env(containers(worker)[0])["EBBTIDE_STORE_MAP"]).name == "stores.v1.toml"
+    assert (
+        local_copy(worker, literal_env(containers(worker)[0])["EBBTIDE_STORE_MAP"]).name == "stores.v1.toml"
+    )
 
 
 def metrics_port(container: dict[str, Any]) -> int:
@@ -169,7 +171,9 @@ def test_topics_are_applied_by_a_job_as_the_kafka_administrator() -> None:
     assert command(container) == ["topics", "apply"]
     assert dict(mounted(job, "secret"))["ebbtide-kafka-passwords"] == ["admin"]
     others = [w for w in workloads() if w["kind"] != "Job"]
-    assert all("admin" not in (dict(mounted(w, "secret")).get("ebbtide-kafka-passwords") or []) for w in others)
+    assert all(
+        "admin" not in (dict(mounted(w, "secret")).get("ebbtide-kafka-passwords") or []) for w in others
+    )
 
 
 def test_every_container_has_resources_and_runs_unprivileged() -> None:

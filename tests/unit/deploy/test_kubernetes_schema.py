@@ -13,7 +13,16 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.unit.deploy.kube import INPUTS, KUBE, ROOT, documents, kustomization, pod_spec, resources, workloads
+from tests.unit.deploy.kube import (
+    INPUTS,
+    KUBE,
+    ROOT,
+    documents,
+    kustomization,
+    pod_spec,
+    resources,
+    workloads,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -47,7 +47,10 @@ def test_the_cluster_settings_are_the_production_values() -> None:
     assert shared["EBBTIDE_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
     assert shared["EBBTIDE_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
     assert len(shared["EBBTIDE_KAFKA_BOOTSTRAP"].split(",")) == 3
-    assert (shared["EBBTIDE_TOPIC_REPLICATION_FACTOR"], shared["EBBTIDE_TOPIC_MIN_INSYNC_REPLICAS"]) == ("3", "2")
+    assert (shared["EBBTIDE_TOPIC_REPLICATION_FACTOR"], shared["EBBTIDE_TOPIC_MIN_INSYNC_REPLICAS"]) == (
+        "3",
+        "2",
+    )
     assert shared["EBBTIDE_HTTP_HOST"] == "0.0.0.0"
     assert shared["EBBTIDE_CLOCK_MODE"] == "wall"
     for container in every_container():
@@ -58,7 +61,9 @@ def test_the_cluster_settings_are_the_production_values() -> None:
 
 def test_secret_values_come_from_secrets_only() -> None:
     assert [d["metadata"]["name"] for d in resources() if d["kind"] == "Secret"] == []
-    assert [n for n in generated_env("ebbtide-settings") if SECRET_LIKE.search(n) and not n.endswith("_FILE")] == []
+    assert [
+        n for n in generated_env("ebbtide-settings") if SECRET_LIKE.search(n) and not n.endswith("_FILE")
+    ] == []
     for container in every_container():
         for name, entry in container_env(container).items():
             if SECRET_LIKE.search(name) and not name.endswith("_FILE"):
@@ -82,10 +87,14 @@ def test_every_secret_and_key_used_is_listed_with_a_placeholder_in_the_inputs() 
                 if ref:
                     used.add(("Secret", ref["name"], ref["key"]))
     missing = [
-        u for u in used if u[1] not in generated and ((u[0], u[1]) not in inputs or u[2] not in (*inputs[u[:2]], None))
+        u
+        for u in used
+        if u[1] not in generated and ((u[0], u[1]) not in inputs or u[2] not in (*inputs[u[:2]], None))
     ]
     assert missing == []
-    assert {(k, n) for k, n, _ in used} - {("ConfigMap", g) for g in generated} == set(inputs), "inputs unused"
+    assert {(k, n) for k, n, _ in used} - {("ConfigMap", g) for g in generated} == set(inputs), (
+        "inputs unused"
+    )
     values = [v for data in inputs.values() for v in data.values()]
     assert [v for v in values if not re.fullmatch(r"<[^<>]+>", v)] == []
     dsns = inputs[("Secret", "ebbtide-pg-dsn")].values()

@@ -86,7 +86,11 @@ def test_each_unit_runs_ebbtide_restarting_on_failure_with_its_settings(name: st
     assert service["StateDirectory"] == "ebbtide"
     assert service["NoNewPrivileges"] == "yes" and service["ProtectSystem"] == "strict"
     assert service["User"] == "ebbtide"  # made by ebbtide.sysusers.conf
-    files = [line.split("=", 1)[1] for line in (UNITS / name).read_text().splitlines() if "EnvironmentFile=" in line]
+    files = [
+        line.split("=", 1)[1]
+        for line in (UNITS / name).read_text().splitlines()
+        if "EnvironmentFile=" in line
+    ]
     assert files[0] == "/etc/ebbtide/ebbtide.env" and len(files) == 2
 
 
