@@ -6,6 +6,7 @@ annotations on each process's own metrics port; only settings that exist."""
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +188,20 @@ def test_every_container_has_resources_and_runs_unprivileged() -> None:
             context = container["securityContext"]
             assert context["allowPrivilegeEscalation"] is False and context["readOnlyRootFilesystem"] is True
             assert context["capabilities"]["drop"] == ["ALL"]
+
+
+def test_the_cluster_scrape_config_reads_the_annotations_the_pods_carry() -> None:
+    config = yaml.safe_load((KUBE / "prometheus" / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["ebbtide.rules.yml"]
+    (job,) = config["scrape_configs"]
+    assert job["kubernetes_sd_configs"] == [{"role": "pod", "namespaces": {"names": ["ebbtide"]}}]
+    read = {label for step in job["relabel_configs"] for label in step.get("source_labels", [])}
+    given = {
+        "__meta_kubernetes_pod_annotation_" + re.sub(r"[^a-zA-Z0-9_]", "_", note)
+        for w in workloads()
+        if w["kind"] != "Job"
+        for note in w["spec"]["template"]["metadata"]["annotations"]
+    }
+    assert len(given) == 4 and given <= read
+    targets = {step.get("target_label") for step in job["relabel_configs"]}
+    assert {"__address__", "__metrics_path__", "job"} <= targets
