@@ -29,6 +29,7 @@ from tests.unit.deploy.kube import (
     literal_env,
     mounted,
     pod_spec,
+    resources,
     settings_of,
     show,
     workloads,
@@ -205,3 +206,13 @@ def test_the_cluster_scrape_config_reads_the_annotations_the_pods_carry() -> Non
     assert len(given) == 4 and given <= read
     targets = {step.get("target_label") for step in job["relabel_configs"]}
     assert {"__address__", "__metrics_path__", "job"} <= targets
+
+
+def test_the_network_policy_admits_exactly_the_metrics_ports() -> None:
+    (policy,) = [d for d in resources() if d["kind"] == "NetworkPolicy"]
+    (rule,) = policy["spec"]["ingress"]
+    ports = {metrics_port(c) for w in workloads() if w["kind"] != "Job" for c in containers(w)}
+    assert {p["port"] for p in rule["ports"]} == ports
+    assert "from" not in rule and policy["spec"]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "ebbtide"
+    }
