@@ -161,7 +161,7 @@ def sink(settings: Settings, kind: str, args: argparse.Namespace, stop: threadin
         raise CannotStart(str(exc)) from None
     sink_series(settings, process, vendor=chosen.name == "http")
     try:
-        port = endpoints.serve(settings.http_host, chosen.metrics_port(settings, args), chosen.port_setting)
+        port = endpoints.serve(settings.http_host, chosen.port(settings, args), chosen.port_setting)
     except endpoints.CannotServe as exc:
         raise CannotStart(str(exc)) from None
     log.warning(

@@ -37,7 +37,8 @@ class Settings:
     # http_host (0.0.0.0: every interface); each process kind on its own port.
     http_host: str = "127.0.0.1"
     worker_metrics_port: int = 9308
-    sink_metrics_port: int = 9309  # the PostgreSQL, log-store and backups sinks
+    # The PostgreSQL, log-store and backups sinks; unset: each kind's own (9309, 9314, 9315)
+    sink_metrics_port: int | None = None
     worker_web_port: int = 9310  # the worker's state lookups (ebbtide explain)
     http_sink_metrics_port: int = 9311  # `ebbtide sink http` (--metrics-port overrides)
     log_format: str = "text"  # text (for terminals) or json (one object per line)
@@ -107,7 +108,7 @@ class Settings:
                     values[f.name] = float(raw)
                 except ValueError:
                     raise SettingsError(f"EBBTIDE_{f.name.upper()} must be a number") from None
-            elif f.type in ("int", int):
+            elif f.type in ("int", int, "int | None"):
                 try:
                     values[f.name] = int(raw)
                 except ValueError:

@@ -28,4 +28,5 @@ KIND = SinkKind(
     covers=one_store("backups", STORE, CATEGORY),
     processes=one_process("backups sink", "backups"),
     code="sinks/backups/",
+    default_port=9315,
 )

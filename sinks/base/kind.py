@@ -76,8 +76,9 @@ class SinkGroup:
 Build = Callable[[Settings, argparse.Namespace, threading.Event], SinkGroup]
 
 
-def settings_port(settings: Settings, args: argparse.Namespace) -> int:
-    """The /metrics port of a sink process by default: ``EBBTIDE_SINK_METRICS_PORT``."""
+def settings_port(settings: Settings, args: argparse.Namespace) -> int | None:
+    """The /metrics port of a sink process by default: ``EBBTIDE_SINK_METRICS_PORT`` (None when
+    unset: the kind's own default port)."""
     return settings.sink_metrics_port
 
 
@@ -100,8 +101,10 @@ class SinkKind:
       arguments (the demo and the chaos run start them);
     - ``ref_problems``: records the kind announces (``ebbtide backfill``) that the policy could
       never delete, in words;
-    - ``metrics_port``: where the process serves /metrics, /healthz and /readyz; ``port_setting``
-      names the setting (or option) that chooses it, for the error when it is taken;
+    - ``metrics_port``: the port the settings or options choose for /metrics, /healthz and
+      /readyz (None: ``default_port``, each kind its own so that one host can run one process of
+      every kind); ``port_setting`` names the setting (or option) that chooses it, for the error
+      when it is taken;
     - ``code``: the package, for the docs' table of kinds.
     """
 
@@ -113,8 +116,14 @@ class SinkKind:
     code: str
     options: tuple[Option, ...] = ()
     ref_problems: Callable[[Policy, Store], list[str]] = no_refs
-    metrics_port: Callable[[Settings, argparse.Namespace], int] = settings_port
+    metrics_port: Callable[[Settings, argparse.Namespace], int | None] = settings_port
     port_setting: str = "EBBTIDE_SINK_METRICS_PORT"
+    default_port: int = 9309
+
+    def port(self, settings: Settings, args: argparse.Namespace) -> int:
+        """Where this kind's process serves /metrics, /healthz and /readyz."""
+        chosen = self.metrics_port(settings, args)
+        return self.default_port if chosen is None else chosen
 
     def usage(self) -> str:
         """``ebbtide sink <name> [--option VALUE] ...``"""

@@ -26,4 +26,5 @@ KIND = SinkKind(
     covers=one_store("logstore", STORE, CATEGORY),
     processes=one_process("log store sink", "logstore"),
     code="sinks/logstore/",
+    default_port=9314,
 )

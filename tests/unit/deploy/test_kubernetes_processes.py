@@ -133,7 +133,7 @@ def metrics_port(container: dict[str, Any]) -> int:
     if args.command == "worker":
         return settings.worker_metrics_port
     if args.command == "sink":
-        return registry.get(args.kind).metrics_port(settings, args)
+        return registry.get(args.kind).port(settings, args)
     assert args.command == "clock" and args.mode == "wall", show(container)
     return settings.clock_metrics_port if args.metrics_port is None else int(args.metrics_port)
 

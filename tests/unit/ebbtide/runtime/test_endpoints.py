@@ -93,14 +93,17 @@ def test_clients_reach_a_wildcard_bind_on_loopback() -> None:
 def test_host_ports_and_log_format_are_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     defaults = Settings.from_env({})
     assert defaults.http_host == "127.0.0.1" and defaults.log_format == "text"
+    assert defaults.sink_metrics_port is None  # each sink kind its own default
+    unset = argparse.Namespace(metrics_port=None)
     ports = (
         defaults.worker_metrics_port,
-        defaults.sink_metrics_port,
         defaults.worker_web_port,
-        defaults.http_sink_metrics_port,
         defaults.clock_metrics_port,
+        *(registry.get(kind).port(defaults, unset) for kind in ("postgres", "http", "logstore", "backups")),
     )
-    assert ports == (9308, 9309, 9310, 9311, 9312)  # each process kind its own (deploy/prometheus)
+    # each process kind its own (deploy/prometheus/prometheus.yml scrapes them there)
+    assert ports == (9308, 9310, 9312, 9309, 9311, 9314, 9315)
+    assert registry.get("logstore").port(Settings(sink_metrics_port=9400), unset) == 9400
     chosen = Settings.from_env(
         {
             "EBBTIDE_HTTP_HOST": "0.0.0.0",
