@@ -130,7 +130,9 @@ def cmd_clock(args: argparse.Namespace, settings: Settings) -> int:
     from ebbtide.runtime.logging import configure
     from ebbtide.tools.clock import ClockPublisher, TickFailed
 
-    configure("WARNING", settings.log_format, "clock")
+    if args.mode == "wall":  # a service: its log lines in EBBTIDE_LOG_FORMAT. A one-shot tick or
+        # run says what went wrong in one line, without the Kafka client's own log records.
+        configure("WARNING", settings.log_format, "clock")
 
     wait = timeout(args)
     source = {"tick": "scripted", "run": "accelerated", "wall": "wall"}[args.mode]
