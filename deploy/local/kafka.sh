@@ -122,6 +122,8 @@ STOP_TIMEOUT=60
 HOST=127.0.0.1
 POM=$SCRIPT_DIR/kafka-pom.xml
 LOG4J_CONFIG=$SCRIPT_DIR/log4j2.yaml
+# shellcheck source=local-ca.sh
+. "$SCRIPT_DIR/local-ca.sh"
 JAVA=${JAVA_HOME:+$JAVA_HOME/bin/}java
 
 KAFKA_DIR=$STATE_DIR/kafka
@@ -439,28 +441,15 @@ write_user_files() {
 # The SASL_SSL listener's CA and broker certificate (for 127.0.0.1 and localhost), made with
 # openssl at the first start and again only when the broker's is within a day of expiring.
 ensure_tls() {
-    if [[ -f $KEYSTORE && -f $CA_CERT ]] &&
-        openssl x509 -checkend 86400 -noout -in "$TLS_DIR/broker.pem" >/dev/null 2>&1; then
+    if [[ -f $KEYSTORE && -f $CA_CERT ]] && tls_current "$TLS_DIR/broker.pem"; then
         return 0
     fi
-    command -v openssl >/dev/null 2>&1 || die "openssl not found; install it (apt-get install openssl)"
     mkdir -p -- "$TLS_DIR"
     chmod 700 -- "$TLS_DIR"
-    local out ext=$TLS_DIR/broker.ext
-    printf '%s\n' 'basicConstraints=critical,CA:FALSE' 'keyUsage=critical,digitalSignature,keyEncipherment' \
-        'extendedKeyUsage=serverAuth' 'subjectAltName=IP:127.0.0.1,DNS:localhost' >"$ext"
-    out=$( (
-        set -e
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc -days 3650 \
-            -subj "/CN=Ebbtide local development CA" -keyout "$TLS_DIR/ca.key" -out "$CA_CERT" \
-            -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign'
-        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc -subj "/CN=localhost" \
-            -keyout "$TLS_DIR/broker.key" -out "$TLS_DIR/broker.csr"
-        openssl x509 -req -in "$TLS_DIR/broker.csr" -CA "$CA_CERT" -CAkey "$TLS_DIR/ca.key" \
-            -CAcreateserial -days 825 -extfile "$ext" -out "$TLS_DIR/broker.pem"
-    ) 2>&1) || die "openssl could not make the SASL_SSL listener's certificates:"$'\n'"$out"
+    local out
+    out=$(tls_make "$TLS_DIR" "$CA_CERT" "Ebbtide local development CA" broker) ||
+        die "openssl could not make the SASL_SSL listener's certificates:"$'\n'"$out"
     cat -- "$TLS_DIR/broker.key" "$TLS_DIR/broker.pem" "$CA_CERT" >"$KEYSTORE"
-    rm -f -- "$TLS_DIR/broker.csr" "$ext" "$TLS_DIR/ca.srl"
     chmod 600 -- "$TLS_DIR"/*
     info "made a CA and a broker certificate for the SASL_SSL listener in $TLS_DIR"
 }

@@ -7,6 +7,8 @@ set -euo pipefail
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 REPO_ROOT=$(cd -- "$SCRIPT_DIR/../.." && pwd -P)
+# shellcheck source=local-ca.sh
+. "$SCRIPT_DIR/local-ca.sh"
 PROG=$(basename -- "$0")
 
 usage() {
@@ -314,27 +316,13 @@ init_cluster() {
 # The server's certificate for 127.0.0.1 and localhost, signed by a CA of its own: made with
 # openssl at the first start, and again only when it is within a day of expiring.
 ensure_tls() {
-    if [[ -f $TLS_DIR/server.key && -f $PG_CA ]] &&
-        openssl x509 -checkend 86400 -noout -in "$TLS_DIR/server.pem" >/dev/null 2>&1; then
+    if [[ -f $TLS_DIR/server.key && -f $PG_CA ]] && tls_current "$TLS_DIR/server.pem"; then
         return 0
     fi
-    command -v openssl >/dev/null 2>&1 || die "openssl not found; install it (apt-get install openssl)"
     install -d -m 755 -- "$TLS_DIR" # the server (another OS user when run as root) reads in it
-    local out ext=$TLS_DIR/server.ext
-    printf '%s\n' 'basicConstraints=critical,CA:FALSE' 'keyUsage=critical,digitalSignature,keyEncipherment' \
-        'extendedKeyUsage=serverAuth' 'subjectAltName=IP:127.0.0.1,DNS:localhost' >"$ext"
-    out=$( (
-        set -e
-        umask 077
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc -days 3650 \
-            -subj "/CN=Ebbtide local PostgreSQL CA" -keyout "$TLS_DIR/ca.key" -out "$PG_CA" \
-            -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign'
-        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc -subj "/CN=localhost" \
-            -keyout "$TLS_DIR/server.key" -out "$TLS_DIR/server.csr"
-        openssl x509 -req -in "$TLS_DIR/server.csr" -CA "$PG_CA" -CAkey "$TLS_DIR/ca.key" \
-            -CAcreateserial -days 825 -extfile "$ext" -out "$TLS_DIR/server.pem"
-    ) 2>&1) || die "openssl could not make the server's TLS certificate:"$'\n'"$out"
-    rm -f -- "$TLS_DIR/server.csr" "$ext" "$TLS_DIR/ca.srl"
+    local out
+    out=$(tls_make "$TLS_DIR" "$PG_CA" "Ebbtide local PostgreSQL CA" server) ||
+        die "openssl could not make the server's TLS certificate:"$'\n'"$out"
     chmod 644 -- "$PG_CA" "$TLS_DIR/server.pem"
     chmod 600 -- "$TLS_DIR/ca.key" "$TLS_DIR/server.key"
     if ((EUID == 0)); then chown "$PG_OS_USER" "$TLS_DIR/server.key" "$TLS_DIR/server.pem"; fi
