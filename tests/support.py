@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -350,3 +352,28 @@ def security_events(source: str, kind: str) -> float:
 
     value = REGISTRY.get_sample_value("ebbtide_security_events_total", {"source": source, "kind": kind})
     return value or 0.0
+
+
+def build_wheel(source: Path, out: Path) -> Path:
+    """The project's wheel built from the tree at ``source`` into ``out`` (pip, no dependencies,
+    no build isolation: the dev extra pins setuptools); its path."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            ".",
+        ],
+        cwd=source,
+        check=True,
+        capture_output=True,
+        timeout=240,
+    )
+    (built,) = out.glob("ebbtide-*.whl")
+    return built

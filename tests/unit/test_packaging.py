@@ -19,6 +19,7 @@ import pytest
 from ebbtide.bootstrap import policy
 from ebbtide.runtime.settings import Settings
 from ebbtide.sinks import registry
+from tests.support import build_wheel
 
 pytestmark = pytest.mark.unit
 
@@ -43,26 +44,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             copy.symlink_to(os.readlink(origin))
         elif origin.is_file():
             shutil.copy2(origin, copy)
-    out = base / "dist"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(out),
-            ".",
-        ],
-        cwd=source,
-        check=True,
-        capture_output=True,
-    )
-    (built,) = out.glob("ebbtide-*.whl")
-    return built
+    return build_wheel(source, base / "dist")
 
 
 def test_the_wheel_claims_only_the_ebbtide_name(wheel: Path) -> None:

@@ -10,13 +10,14 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 from dockerfile_parse import DockerfileParser
+
+from tests.support import build_wheel
 
 pytestmark = pytest.mark.unit
 
@@ -86,26 +87,7 @@ def test_the_build_stage_copies_what_the_wheel_is_built_from(tmp_path: Path) -> 
             else:
                 copy.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(origin, copy)
-    wheel = tmp_path / "dist"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(wheel),
-            ".",
-        ],
-        cwd=tmp_path / "src",
-        check=True,
-        capture_output=True,
-        timeout=240,
-    )
-    (built,) = wheel.glob("ebbtide-*.whl")
+    built = build_wheel(tmp_path / "src", tmp_path / "dist")
     names = set(subprocess.run(["unzip", "-Z1", str(built)], capture_output=True, text=True).stdout.split())
     assert {"ebbtide/streams/policy/retention.v1.toml", "ebbtide/streams/policy/stores.v1.toml"} <= names
     assert any(n.startswith("ebbtide/schemas/") and n.endswith(".avsc") for n in names)
