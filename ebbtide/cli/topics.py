@@ -23,8 +23,11 @@ one line per difference (missing topic, partitions, replication factor, min.insy
 policy, retention) and exit 1 if there is any. The declaration: EBBTIDE_PARTITIONS partitions,
 EBBTIDE_TOPIC_REPLICATION_FACTOR replicas (3 in production, 1 only on a one-broker development
 stack), EBBTIDE_TOPIC_MIN_INSYNC_REPLICAS (2 in production), and each topic's cleanup policy and
-retention from the policy (docs/topics.md). The topics: events, clock, receipts, decisions, answers,
-certificates, dlq, a command topic per store, and the worker's state changelog and leader topic."""
+retention from the policy (--policy: the file the worker runs; docs/topics.md). The retention of
+a topic an auditor needs (decisions, receipts, answers, certificates) is a floor: a longer one, or
+none, is not a difference, and apply never shortens it. The topics: events, clock, receipts,
+decisions, answers, certificates, dlq, a command topic per store, and the worker's state
+changelog and leader topic."""
 
 # Below these, a broker's loss loses acknowledged writes or stops them: warned about.
 PRODUCTION_REPLICAS = 3
@@ -44,6 +47,11 @@ def add_topics(sub: Subcommands) -> None:
         default=None,
         help="a store whose command topic to cover (repeatable; default: every store of the store map)",
     )
+    topics.add_argument(
+        "--policy",
+        help="the policy file the worker runs, whose rules set the audit topics' retention "
+        "(default: the shipped policy)",
+    )
     topics.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     topics.add_argument(
         "--timeout",
@@ -57,10 +65,12 @@ def add_topics(sub: Subcommands) -> None:
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 0 if every topic is as declared (create: exists), 1 otherwise or on a broker error."""
+    from pathlib import Path
+
     from ebbtide.tools.topics import declared
     from ebbtide.tools.topics.cluster import TopicsError, apply, check, create
 
-    specs = declared(settings, args.store)
+    specs = declared(settings, args.store, Path(args.policy) if args.policy else None)
     try:
         if args.action == "create":
             created = create(settings, specs, args.timeout)

@@ -37,6 +37,10 @@ class TopicSpec:
     config: Mapping[str, str] = field(default_factory=dict)
     key: str = ""
     reason: str = ""
+    # retention.ms is a floor, not a ceiling: a topic an auditor needs (decisions, receipts,
+    # answers, certificates) may keep its messages longer, or for ever (-1), and is never shortened
+    # to the declaration. A topic holding personal values keeps its exact declared retention.
+    retention_floor: bool = False
 
     @property
     def cleanup(self) -> str:

@@ -7,19 +7,22 @@ on a live cluster (:mod:`.cluster`) and docs/topics.md's table (:mod:`.doc`). Th
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from ebbtide.runtime.settings import Settings
 from ebbtide.runtime.topic_spec import TopicSpec
 from ebbtide.tools.topics.spec import project_topics
 
 
-def declared(settings: Settings, stores: Iterable[str] | None = None) -> list[TopicSpec]:
+def declared(
+    settings: Settings, stores: Iterable[str] | None = None, rules: Path | None = None
+) -> list[TopicSpec]:
     """Every topic of the project under ``settings``, with the policy a worker of these settings
-    runs (the shipped rules, the settings' store map); command topics of ``stores`` (default: every
-    store of the store map)."""
+    runs (the rules file ``rules``, default the shipped rules, with the settings' store map);
+    command topics of ``stores`` (default: every store of the store map)."""
     from ebbtide import bootstrap
 
-    return project_topics(settings, bootstrap.policy(settings), stores)
+    return project_topics(settings, bootstrap.policy(settings, rules), stores)
 
 
 __all__ = ["TopicSpec", "declared", "project_topics"]

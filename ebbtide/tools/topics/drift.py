@@ -76,6 +76,16 @@ def differences(spec: TopicSpec, observed: Observed | None) -> list[Difference]:
         )
     for name, want in spec.config.items():
         have = observed.config.get(name, "unknown")
-        if have != want:
+        if have != want and not (name == RETENTION and spec.retention_floor and _keeps_longer(have, want)):
             found.append(Difference(spec.name, name, want, have))
     return found
+
+
+def _keeps_longer(have: str, want: str) -> bool:
+    """Whether a retention.ms of ``have`` keeps every message at least as long as ``want`` (-1:
+    for ever). Apply never shortens such a topic: Kafka would delete the proofs older than that."""
+    try:
+        kept, wanted = int(have), int(want)
+    except ValueError:
+        return False
+    return kept < 0 or (wanted >= 0 and kept >= wanted)

@@ -127,4 +127,5 @@ def _audit_topic(settings: Settings, name: str, period: Period, reason: str) -> 
         },
         key=SUBJECT,
         reason=f"{reason}; at least {period.why()}",
+        retention_floor=True,
     )

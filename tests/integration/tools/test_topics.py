@@ -92,6 +92,7 @@ def test_apply_then_check_then_drift_then_apply(fresh: Settings, capsys: pytest.
             names.events: {"retention.ms": "604800000"},
             names.decisions: {"cleanup.policy": "compact"},
             changelog: {"cleanup.policy": "delete"},
+            names.certificates: {"retention.ms": "-1"},  # kept for ever: longer than declared is fine
         },
     )
     code, lines = topics("check", capsys)
@@ -106,6 +107,15 @@ def test_apply_then_check_then_drift_then_apply(fresh: Settings, capsys: pytest.
 
     assert topics("apply", capsys) == (0, [])
     assert topics("check", capsys) == (0, [])
+    admin = kafka.admin(fresh, client_id=None)
+    try:  # apply did not shorten the certificates' retention back to the declared floor
+        shown = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, names.certificates, configs={"retention.ms": None})],
+            config_filter="all",
+        )["topic"][names.certificates]["retention.ms"]["value"]
+    finally:
+        admin.close()
+    assert shown == "-1"
 
 
 def test_apply_never_changes_a_partition_count(fresh: Settings, capsys: pytest.CaptureFixture[str]) -> None:

@@ -78,3 +78,34 @@ def test_no_time_limit_is_shown_as_such() -> None:
     changelog = TopicSpec("app-state-changelog", 4, 3, {"retention.ms": "-1"})
     (found,) = differences(changelog, Observed(changelog.name, 4, 3, {"retention.ms": "604800000"}))
     assert found.line() == "app-state-changelog: retention.ms is 604800000 (7 days), want -1 (no limit)"
+
+
+AUDIT = TopicSpec(
+    "p.receipts",
+    4,
+    3,
+    {"cleanup.policy": "delete", "retention.ms": "2332800000", "min.insync.replicas": "2"},
+    retention_floor=True,
+)
+
+
+def test_a_topic_with_personal_values_keeps_exactly_its_retention_not_longer() -> None:
+    (found,) = differences(SPEC, observed(retention_ms="-1"))
+    assert (found.what, found.have) == ("retention.ms", "-1")
+    (found,) = differences(SPEC, observed(retention_ms="9999999999"))
+    assert found.fixable  # apply brings it back down: personal values leave the log in time
+
+
+def test_an_audit_topic_may_keep_its_proofs_longer_or_for_ever_and_apply_never_shortens_it() -> None:
+    assert differences(AUDIT, observed(retention_ms="-1")) == []
+    assert differences(AUDIT, observed(retention_ms="9999999999")) == []
+    (shorter,) = differences(AUDIT, observed(retention_ms="604800000"))
+    assert (shorter.what, shorter.want, shorter.fixable) == ("retention.ms", "2332800000", True)
+
+
+def test_the_audit_topics_are_the_ones_whose_retention_is_a_floor() -> None:
+    from ebbtide.runtime.settings import Settings
+    from ebbtide.tools.topics import declared
+
+    floors = {spec.name.split(".")[-1] for spec in declared(Settings()) if spec.retention_floor}
+    assert floors == {"decisions", "receipts", "answers", "certificates"}
