@@ -40,6 +40,9 @@ class Settings:
     # The PostgreSQL, log-store and backups sinks; unset: each kind's own (9309, 9314, 9315)
     sink_metrics_port: int | None = None
     worker_web_port: int = 9310  # the worker's state lookups (ebbtide explain)
+    # Where the worker's state lookups listen: loopback unless set, also when EBBTIDE_HTTP_HOST
+    # opens the metrics and probes to other hosts (its pages hold a subject's state).
+    worker_web_host: str = "127.0.0.1"
     http_sink_metrics_port: int = 9311  # `ebbtide sink http` (--metrics-port overrides)
     log_format: str = "text"  # text (for terminals) or json (one object per line)
     session_timeout: float = 30.0  # seconds before a dead worker's partitions move on

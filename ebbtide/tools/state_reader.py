@@ -108,7 +108,7 @@ def subject_from_worker(
             f"{exc} (the worker makes it at start; set {TOKEN_ENV} to the worker's token file); "
             "use --source changelog to read its state from Kafka"
         ) from None
-    where = f"{client_host(settings.http_host)}:{settings.worker_web_port}"  # EBBTIDE_HTTP_HOST
+    where = f"{client_host(settings.worker_web_host)}:{settings.worker_web_port}"  # EBBTIDE_WORKER_WEB_HOST
     url = f"http://{where}/subjects/{urllib.parse.quote(subject_id, safe='')}/"
     request = urllib.request.Request(url, headers=token_header(token))
     try:

@@ -150,8 +150,8 @@ def _faust_app(settings: Settings) -> faust.App:
         web_stats_enabled=False,
         web_graph_enabled=False,
         web_metrics_enabled=False,
-        web_bind=settings.http_host,  # EBBTIDE_HTTP_HOST (bootstrap checks the port is free)
-        web_host=web_host(settings.http_host),
+        web_bind=settings.worker_web_host,  # EBBTIDE_WORKER_WEB_HOST (bootstrap checks the port)
+        web_host=web_host(settings.worker_web_host),
         web_port=settings.worker_web_port,
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.topic_replication_factor,  # its changelog and leader topic
