@@ -79,14 +79,17 @@ def check_issued(state: SubjectState, report: DeletionReported, policy: Policy) 
     (the engine ignores it). So is an answer to the order a copy not ordered in this state gets
     at its deadline: a worker that crashed after sending that command, before its state said so,
     left it to the tick replayed here, which sends it again with the same id (the store answers
-    that with the same receipt)."""
+    that with the same receipt). Only for a copy that such a tick can order: pending, with a
+    deadline and nothing suspending its deletion (a legal hold, a restriction)."""
     record = state.records.get(record_id(report.store, report.category, report.record_key))
     if record is None or (
         record.command_id != report.command_id
         and (record.command_id is not None or record.failures == 0)
         and not (
             record.command_id is None
+            and record.status == "pending"
             and record.deadline is not None
+            and not record.blockers
             and report.command_id == order_id(state.subject_id, record, policy)
         )
     ):

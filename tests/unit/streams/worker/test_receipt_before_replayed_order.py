@@ -6,9 +6,12 @@ the store answers it again (the two-worker e2e test found this)."""
 
 from __future__ import annotations
 
-from ebbtide.schemas import DELETION_COMMAND, codec_for
+from typing import Any
+
+from ebbtide.schemas import DELETION_COMMAND, LIFECYCLE_EVENT, codec_for
 from ebbtide.streams.policy.rules import default_policy
-from tests.support import security_events
+from ebbtide.tools.client import sign_hold, to_record
+from tests.support import security_events, unit_hold_keys, unit_hold_signer
 from tests.unit.streams.worker.harness import CLIENT_RECORD, TOPICS, Harness, answer, event, fanned_out
 
 DUE = "2024-03-16T00:00:00Z"
@@ -42,5 +45,26 @@ def test_an_answer_to_another_id_for_a_copy_not_ordered_is_still_refused() -> No
     taker.publish(event("c1", "AccountClosed", "2021-03-15T00:00:00Z"))
     before = security_events("receipts", "not_issued")
     (out,) = taker.processor.on_receipt(0, 0, b"cust-1", answer({**command, "command_id": "f" * 32}))
+    assert out.topic == TOPICS.dlq
+    assert security_events("receipts", "not_issued") == before + 1
+
+
+def publish_signed(h: Harness, raw: dict[str, Any]) -> None:
+    record = sign_hold(to_record(raw), unit_hold_signer())
+    h.publish_bytes(raw["subject_id"].encode(), codec_for(LIFECYCLE_EVENT).encode(record))
+
+
+def test_an_answer_to_that_id_for_a_copy_a_legal_hold_keeps_is_refused() -> None:
+    """No tick can order a held copy, so no crashed worker can have sent that command: a receipt
+    for it (e.g. made with a stolen store key, ahead of time) is a security event."""
+    _, commands = fanned_out()
+    command = commands[0]
+    taker = Harness(default_policy())
+    taker.processor.hold_keys = unit_hold_keys()
+    taker.publish(CLIENT_RECORD)
+    taker.publish(event("c1", "AccountClosed", "2021-03-15T00:00:00Z"))
+    publish_signed(taker, event("h1", "LegalHoldPlaced", "2021-04-01T00:00:00Z", hold_id="court-7"))
+    before = security_events("receipts", "not_issued")
+    (out,) = taker.processor.on_receipt(0, 0, b"cust-1", answer(command))
     assert out.topic == TOPICS.dlq
     assert security_events("receipts", "not_issued") == before + 1
