@@ -88,7 +88,18 @@ def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:
     except bootstrap.CannotStart as exc:
         print(f"ebbtide sink {args.kind}: {exc}", file=sys.stderr)
         return 2
-    return process.run()
+    from confluent_kafka import KafkaException
+
+    try:
+        return process.run()
+    except KafkaException as exc:  # e.g. its static member fenced: the consumer is unusable
+        error = exc.args[0] if exc.args else exc
+        print(
+            f"ebbtide sink {args.kind}: the Kafka consumer of {process.label} failed for good ({error}); "
+            "nothing of its last batch was committed: restart it (a supervisor does)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 def add_clock(sub: Subcommands) -> None:

@@ -36,3 +36,26 @@ def test_informational_events_are_skipped_and_messages_kept() -> None:
     assert _skip(Event(KafkaError(KafkaError._PARTITION_EOF, "end")))  # type: ignore[arg-type]
     assert _skip(Event(KafkaError(KafkaError._TRANSPORT, "broker down")))  # type: ignore[arg-type]
     assert not _skip(Event(None))  # type: ignore[arg-type]
+
+
+def test_the_sink_command_ends_with_one_line_and_exit_1_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from ebbtide import bootstrap
+    from ebbtide.cli.pipeline import cmd_sink
+    from ebbtide.runtime.settings import Settings
+
+    class Fenced:
+        label = "store customer_db"
+
+        def run(self) -> int:
+            raise KafkaException(KafkaError(KafkaError._FATAL, "Static consumer fenced"))
+
+    monkeypatch.setattr(bootstrap, "sink", lambda *_: Fenced())
+    code = cmd_sink(argparse.Namespace(kind="postgres", loglevel="warning"), Settings())
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "ebbtide sink postgres: the Kafka consumer of store customer_db failed for good" in err
