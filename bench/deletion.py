@@ -211,9 +211,9 @@ class TimedSink(PostgresSink):
         self.executor.executor = self.timed = TimedExecutor(stores)  # type: ignore[attr-defined]
         self.expected, self.receipts, self.batches, self.first, self.last = expected, 0, 0, 0.0, 0.0
 
-    def _process(self, out: Any, consumer: Any, batch: Any) -> None:
+    def _process(self, out: Any, consumer: Any, batch: Any) -> bool:
         self.first = self.first or time.perf_counter()
-        super()._process(out, consumer, batch)
+        return super()._process(out, consumer, batch)
 
     def _done(self, receipts: int) -> None:
         self.receipts, self.batches = self.receipts + receipts, self.batches + 1

@@ -177,9 +177,10 @@ class CommandSink:
                 if not batch:
                     continue
                 try:
-                    self._process(out, consumer, batch)
+                    reached_store = self._process(out, consumer, batch)
                     backoff = 0.5
-                    READINESS.ready(self.store_check)
+                    if reached_store:  # a batch of dead letters only says nothing of the store
+                        READINESS.ready(self.store_check)
                 except retry as exc:
                     # Nothing of the batch is committed to Kafka: take it again.
                     log.error(
@@ -209,9 +210,10 @@ class CommandSink:
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         READINESS.waiting(self.broker_check, "rebalancing: partitions revoked")
 
-    def _process(self, out: Producer, consumer: Consumer, batch: list[Message]) -> None:
+    def _process(self, out: Producer, consumer: Consumer, batch: list[Message]) -> bool:
         """One batch: verify, execute, publish the receipts and dead letters, wait until the broker
-        has them all, and only then commit the batch's offsets."""
+        has them all, and only then commit the batch's offsets. Whether the executor ran (the batch
+        had commands for this store)."""
         started = time.perf_counter()
         commands, sources, dead = self._verified(batch)
         answers = self._answers(commands)
@@ -233,6 +235,7 @@ class CommandSink:
         metrics.SINK_BATCH_SECONDS.labels(self.store).observe(time.perf_counter() - started)
         if self.on_batch is not None:
             self.on_batch(len(receipts))
+        return any(command["store"] == self.store for command in commands)
 
     def _verified(
         self, batch: list[Message]
