@@ -55,7 +55,7 @@ class Settings:
     # same store on one host must each set their own (one id fences the other).
     sink_instance_id: str | None = None
     clock_metrics_port: int = 9312  # `ebbtide clock wall` serves /metrics here
-    pg_dsn: str | None = None  # no default: there is no default password
+    pg_dsn: str | None = field(default=None, repr=False)  # no default: there is no default password
     # The store map (which stores hold which categories); default: the one shipped with the policy
     # (read by ebbtide.bootstrap.store_map).
     store_map: Path | None = None

@@ -8,6 +8,7 @@ broker's acknowledgement) and what the state table writes to its changelog (``se
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,18 +61,21 @@ def worker(tmp_path: Path, producer: Producer) -> tuple[faust.App, Topics, int]:
     return app, Topics(settings.topic_prefix), settings.partitions
 
 
-async def publish(app: faust.App, topic: str, key: bytes, value: bytes, partition: int) -> None:
-    """Hand one message of ``topic`` to the lifecycle agent, as its consumer would."""
+async def publish(
+    app: faust.App, topic: str, key: bytes, value: bytes, partition: int, done: Callable[[], bool]
+) -> None:
+    """Hand one message of ``topic`` to the lifecycle agent, as its consumer would, and wait (2 s
+    at most) until ``done`` says its batch step has finished."""
     async with app.agents["lifecycle"].test_context() as agent:
         message = agent.to_message(key, value, partition=partition)
         message.topic = topic  # the agent reads three topics; the wrapper names none of them
         channel = agent.stream().channel
         await channel.put(await channel.decode(message))
         for _ in range(200):  # the agent takes a batch within BATCH_WAIT
-            await asyncio.sleep(0.01)
-            if app._producer.log:  # type: ignore[attr-defined]
-                await asyncio.sleep(0.05)
+            if done():
                 return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the batch step did not finish within 2 s")
 
 
 def record_written(partitions: int) -> tuple[bytes, bytes, int]:
@@ -87,7 +91,11 @@ def test_the_agent_sends_the_output_first_then_writes_the_state_on_the_source_pa
     producer = Producer()
     app, topics, partitions = worker(tmp_path, producer)
     key, value, partition = record_written(partitions)
-    asyncio.run(publish(app, topics.events, key, value, partition))
+
+    def state_written() -> bool:  # the subject's state and the partition's progress
+        return sum(entry[0] == "changelog" for entry in producer.log) == 2
+
+    asyncio.run(publish(app, topics.events, key, value, partition, state_written))
     sends = [entry for entry in producer.log if entry[0] == "send"]
     changelog = [entry for entry in producer.log if entry[0] == "changelog"]
     assert sends and {topic for _, topic, _, _ in sends} == {topics.decisions}
@@ -107,7 +115,7 @@ def test_a_batch_whose_output_is_refused_writes_no_state_and_exits(
     producer = Producer(refuse=True)
     app, topics, partitions = worker(tmp_path, producer)
     key, value, partition = record_written(partitions)
-    asyncio.run(publish(app, topics.events, key, value, partition))
+    asyncio.run(publish(app, topics.events, key, value, partition, lambda: bool(exits)))
     assert [entry[0] for entry in producer.log] and {entry[0] for entry in producer.log} == {"send"}
     assert exits == [EXIT_BATCH_FAILED]
     assert f"s:{partition}:cust-1" not in app.tables["state"]
@@ -123,6 +131,6 @@ def test_a_batch_whose_state_the_broker_refuses_exits_before_it_is_acked(
     producer = Producer(refuse_changelog=True)
     app, topics, partitions = worker(tmp_path, producer)
     key, value, partition = record_written(partitions)
-    asyncio.run(publish(app, topics.events, key, value, partition))
+    asyncio.run(publish(app, topics.events, key, value, partition, lambda: bool(exits)))
     assert "changelog" in {entry[0] for entry in producer.log}
     assert exits == [EXIT_BATCH_FAILED]
