@@ -110,3 +110,17 @@ def test_no_secret_is_baked_in() -> None:
             assert not [n for n in names if re.search(r"PASSWORD|TOKEN|SECRET|DSN|KEY", n, re.I)], line
     sources = [s for stage in stages() for group, _ in copies(stage) for s in group]
     assert not [s for s in sources if s in (".", ".state", ".env") or s.endswith(".key")]
+
+
+def test_it_exposes_the_default_metrics_port_of_each_process_kind_and_not_the_worker_web() -> None:
+    from ebbtide.cli import build_parser
+    from ebbtide.runtime.settings import Settings
+    from ebbtide.sinks import registry
+
+    defaults = Settings()
+    sinks = {k.port(defaults, build_parser().parse_args(["sink", k.name])) for k in registry.kinds()}
+    exposed = {
+        int(p) for line in instructions() if line["instruction"] == "EXPOSE" for p in line["value"].split()
+    }
+    assert exposed == {defaults.worker_metrics_port, defaults.clock_metrics_port, *sinks}
+    assert defaults.worker_web_port not in exposed  # the subject pages stay on loopback
