@@ -17,6 +17,7 @@ from ebbtide.streams.engine.firing import order_id
 from ebbtide.streams.engine.model import SubjectState, record_id
 from ebbtide.streams.policy import calendar
 from ebbtide.streams.policy.rules import Policy
+from ebbtide.streams.worker.routing import SECURITY
 from ebbtide.streams.worker.translate import tick_time
 
 # Event times the worker accepts by default: 1990 to 2100 (EBBTIDE_EVENT_YEARS). A time outside
@@ -66,7 +67,7 @@ def check_tick(
     problem = tick_problem(now) if tick_problem is not None else None
     if problem is not None:
         metrics.SECURITY_EVENTS.labels("clock", "tick_time").inc()
-        raise InvalidMessage(f"clock_tick: {problem}")
+        raise InvalidMessage(f"{SECURITY}clock_tick: {problem}")  # counted as one: labelled so
     if events_end < 0:
         raise InvalidMessage("clock_tick: events_end is negative")
     return now, events_end

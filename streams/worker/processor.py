@@ -33,7 +33,7 @@ from ebbtide.streams.worker.issuing import Certificates
 from ebbtide.streams.worker.outputs import Outputs, count
 from ebbtide.streams.worker.partitions import Partitions
 from ebbtide.streams.worker.progress import PartitionProgress
-from ebbtide.streams.worker.routing import Out, check_routing, dead_letter, engine_step
+from ebbtide.streams.worker.routing import SECURITY, Out, check_routing, dead_letter, engine_step
 from ebbtide.streams.worker.staging import StagedTable, Subjects, state_size, subject_key
 from ebbtide.streams.worker.translate import to_event, to_report
 
@@ -208,8 +208,8 @@ class LifecycleProcessor:
         if len(progress.deferred) >= MAX_DEFERRED_TICKS:
             metrics.SECURITY_EVENTS.labels("clock", "deferred_full").inc()
             full = InvalidMessage(
-                f"clock_tick: {MAX_DEFERRED_TICKS} ticks already wait for events of this partition; "
-                "refused (see EbbtideTicksDeferred)"
+                f"{SECURITY}clock_tick: {MAX_DEFERRED_TICKS} ticks already wait for events of this "
+                "partition; refused (see EbbtideTicksDeferred)"
             )
             return [self._dead_letter("clock", self.topics.clock, partition, offset, key, value, full)]
         progress.deferred.append((now, events_end))
