@@ -53,7 +53,7 @@ TEST_CHAOS_ARGS := --customers 40 --results $(CURDIR)/.state/chaos/results
 
 test: $(STAMP) tools ## lint, the whole suite against the real servers, then a small chaos run (SKIP_CHAOS=1: not)
 	$(MAKE) --no-print-directory lint
-	$(WITH_STACK) $(PY) -m pytest $(PYTEST_ARGS)
+	$(WITH_STACK) $(PY) -m pytest --durations=20 $(PYTEST_ARGS)  # the 20 slowest: CI time is a budget
 	@if [ -z "$(SKIP_CHAOS)" ]; then $(MAKE) --no-print-directory chaos CHAOS_ARGS="$(TEST_CHAOS_ARGS)"; fi
 
 test-unit: $(STAMP) ## only the unit tests (no servers)
