@@ -106,7 +106,10 @@ def worker(settings: Settings, rules: Path | None = None) -> faust.App:
     host = settings.http_host
     try:  # Faust's web binds later, with a traceback if it cannot: checked here first
         endpoints.check_free(
-            settings.worker_web_host, settings.worker_web_port, "EBBTIDE_WORKER_WEB_PORT or _WEB_HOST"
+            settings.worker_web_host,
+            settings.worker_web_port,
+            "EBBTIDE_WORKER_WEB_PORT",
+            "EBBTIDE_WORKER_WEB_HOST",
         )
         endpoints.check_free(host, settings.worker_metrics_port, "EBBTIDE_WORKER_METRICS_PORT")
     except endpoints.CannotServe as exc:

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by kafka.sh and postgres.sh: a private CA of the local stack and a server certificate it
 # signs, for 127.0.0.1 and localhost, made with openssl (P-256 keys; the CA for 10 years, the
 # server's certificate for 825 days).
@@ -17,19 +18,18 @@ tls_make() {
         echo "openssl not found; install it (apt-get install openssl)"
         return 1
     }
-    (
-        set -e
+    ( # each step only after the one before succeeded (errexit does not hold under `||`)
         umask 077
         printf '%s\n' 'basicConstraints=critical,CA:FALSE' \
             'keyUsage=critical,digitalSignature,keyEncipherment' 'extendedKeyUsage=serverAuth' \
-            'subjectAltName=IP:127.0.0.1,DNS:localhost' >"$ext"
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc -days 3650 \
-            -subj "/CN=$ca_name" -keyout "$dir/ca.key" -out "$ca_cert" \
-            -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign'
-        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc -subj "/CN=localhost" \
-            -keyout "$dir/$name.key" -out "$dir/$name.csr"
-        openssl x509 -req -in "$dir/$name.csr" -CA "$ca_cert" -CAkey "$dir/ca.key" \
-            -CAcreateserial -days 825 -extfile "$ext" -out "$dir/$name.pem"
+            'subjectAltName=IP:127.0.0.1,DNS:localhost' >"$ext" &&
+            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc -days 3650 \
+                -subj "/CN=$ca_name" -keyout "$dir/ca.key" -out "$ca_cert" \
+                -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign,cRLSign' &&
+            openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -noenc -subj "/CN=localhost" \
+                -keyout "$dir/$name.key" -out "$dir/$name.csr" &&
+            openssl x509 -req -in "$dir/$name.csr" -CA "$ca_cert" -CAkey "$dir/ca.key" \
+                -CAcreateserial -days 825 -extfile "$ext" -out "$dir/$name.pem"
     ) 2>&1 || rc=$?
     rm -f -- "$dir/$name.csr" "$ext" "$dir/ca.srl"
     return "$rc"

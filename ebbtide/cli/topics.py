@@ -67,10 +67,15 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 0 if every topic is as declared (create: exists), 1 otherwise or on a broker error."""
     from pathlib import Path
 
+    from ebbtide.streams.policy.rules import PolicyError
     from ebbtide.tools.topics import declared
     from ebbtide.tools.topics.cluster import TopicsError, apply, check, create
 
-    specs = declared(settings, args.store, Path(args.policy) if args.policy else None)
+    try:  # the policy file and the store map are read first: a bad one is one line, exit 2
+        specs = declared(settings, args.store, Path(args.policy) if args.policy else None)
+    except (PolicyError, OSError) as exc:
+        print(f"ebbtide topics {args.action}: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.action == "create":
             created = create(settings, specs, args.timeout)

@@ -133,10 +133,11 @@ def serve(
     return bound
 
 
-def check_free(host: str, port: int, setting: str) -> None:
+def check_free(host: str, port: int, setting: str, host_setting: str = "EBBTIDE_HTTP_HOST") -> None:
     """:class:`CannotServe` if ``host``:``port`` cannot be bound now (a server that binds it later,
-    such as the worker's Faust web, would fail with a traceback instead). Binds with
-    SO_REUSEADDR, as that server does, so a port in TIME_WAIT is free."""
+    such as the worker's Faust web, would fail with a traceback instead), naming ``setting`` (the
+    port's) and ``host_setting``. Binds with SO_REUSEADDR, as that server does, so a port in
+    TIME_WAIT is free."""
     if port == 0:
         return
     try:
@@ -145,12 +146,12 @@ def check_free(host: str, port: int, setting: str) -> None:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind(family[4])
     except OSError as exc:
-        raise CannotServe(_why(host, port, setting, exc)) from None
+        raise CannotServe(_why(host, port, setting, exc, host_setting)) from None
 
 
-def _why(host: str, port: int, setting: str, exc: OSError) -> str:
+def _why(host: str, port: int, setting: str, exc: OSError, host_setting: str = "EBBTIDE_HTTP_HOST") -> str:
     reason = exc.strerror or type(exc).__name__
-    return f"cannot listen on {host}:{port} ({reason}); set {setting} (the port) or EBBTIDE_HTTP_HOST"
+    return f"cannot listen on {host}:{port} ({reason}); set {setting} (the port) or {host_setting}"
 
 
 def client_host(host: str) -> str:

@@ -55,10 +55,18 @@ class SinkGroup:
             self.sinks[0].run()
             return 0
         failed: list[str] = []
+        from confluent_kafka import KafkaException  # only a running group needs the client
 
         def run(sink: CommandSink) -> None:
             try:
                 sink.run()
+            except KafkaException as exc:  # its consumer failed for good (e.g. fenced): one line
+                error = exc.args[0] if exc.args else exc
+                log.error(
+                    "sink for %s: its Kafka consumer failed (%s); stopping the others", sink.store, error
+                )
+                failed.append(sink.store)
+                self.stop.set()
             except Exception:
                 log.exception("sink for %s failed; stopping the others", sink.store)
                 failed.append(sink.store)

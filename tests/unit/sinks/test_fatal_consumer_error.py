@@ -53,9 +53,40 @@ def test_the_sink_command_ends_with_one_line_and_exit_1_not_a_traceback(
         def run(self) -> int:
             raise KafkaException(KafkaError(KafkaError._FATAL, "Static consumer fenced"))
 
+    import signal
+
+    from ebbtide.runtime import logging as runtime_logging
+
     monkeypatch.setattr(bootstrap, "sink", lambda *_: Fenced())
+    # the command's own handlers and logging would outlive this test in the pytest process
+    monkeypatch.setattr(signal, "signal", lambda *_: None)
+    monkeypatch.setattr(runtime_logging, "configure", lambda *_: None)
     code = cmd_sink(argparse.Namespace(kind="postgres", loglevel="warning"), Settings())
     err = capsys.readouterr().err
     assert code == 1
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "ebbtide sink postgres: the Kafka consumer of store customer_db failed for good" in err
+
+
+def test_one_of_several_sinks_failing_for_good_logs_one_line_and_stops_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import threading
+
+    from ebbtide.sinks.base.kind import SinkGroup
+
+    stop = threading.Event()
+
+    class Sink:
+        def __init__(self, store: str, fails: bool) -> None:
+            self.store, self.fails = store, fails
+
+        def run(self) -> None:
+            if self.fails:
+                raise KafkaException(KafkaError(KafkaError._FATAL, "Static consumer fenced"))
+            stop.wait(10)  # until the failing one stops the group
+
+    group = SinkGroup([Sink("support_desk", True), Sink("chat_vendor", False)], stop)  # type: ignore[list-item]
+    assert group.run() == 1
+    (record,) = [r for r in caplog.records if "support_desk" in r.getMessage()]
+    assert record.exc_info is None and "Kafka consumer failed" in record.getMessage()

@@ -77,8 +77,10 @@ def test_a_taken_port_is_one_line_naming_the_setting(taken: int) -> None:
     message = str(refused.value)
     assert f"127.0.0.1:{taken}" in message and "EBBTIDE_WORKER_METRICS_PORT" in message
     assert "in use" in message and "\n" not in message
-    with pytest.raises(CannotServe, match=f"127.0.0.1:{taken}.*EBBTIDE_WORKER_WEB_PORT"):
-        check_free("127.0.0.1", taken, "EBBTIDE_WORKER_WEB_PORT")
+    with pytest.raises(
+        CannotServe, match=f"127.0.0.1:{taken}.*EBBTIDE_WORKER_WEB_PORT.*or EBBTIDE_WORKER_WEB_HOST$"
+    ):
+        check_free("127.0.0.1", taken, "EBBTIDE_WORKER_WEB_PORT", "EBBTIDE_WORKER_WEB_HOST")
     with pytest.raises(CannotServe, match="EBBTIDE_HTTP_HOST"):  # an address this host does not have
         serve("192.0.2.1", 0, "EBBTIDE_SINK_METRICS_PORT")
 
