@@ -9,6 +9,8 @@ umask 077
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 REPO_ROOT=$(cd -- "$SCRIPT_DIR/../.." && pwd -P)
 PROG=$(basename -- "$0")
+# shellcheck source=common.sh
+. "$SCRIPT_DIR/common.sh"
 
 usage() {
     cat <<EOF
@@ -55,18 +57,7 @@ Files (under \$EBBTIDE_STATE_DIR/kafka-cluster, mode 700):
 EOF
 }
 
-die() {
-    printf '%s: error: %s\n' "$PROG" "$*" >&2
-    exit 1
-}
 info() { printf 'kafka-cluster: %s\n' "$*"; }
-
-abspath() {
-    case $1 in
-        /*) printf '%s\n' "$1" ;;
-        *) printf '%s/%s\n' "$PWD" "$1" ;;
-    esac
-}
 
 # ---------------------------------------------------------------- settings
 STATE_DIR=$(abspath "${EBBTIDE_STATE_DIR:-$REPO_ROOT/.state}")
@@ -143,30 +134,8 @@ libs_dir() {
         die "the Kafka $version jars are not in $LIBS after 'kafka.sh fetch'"
 }
 
-now_ms() {
-    local t=${EPOCHREALTIME//[!0-9]/}
-    echo $((10#$t / 1000))
-}
-
-pid_alive() { # alive and not a zombie
-    local state
-    kill -0 "$1" 2>/dev/null || return 1
-    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-    [[ ${state:0:1} != Z ]]
-}
-
 # True if pid runs kafka.Kafka with node N's properties file (never anyone else's broker).
-is_node() { # pid node
-    local arg has_main=0 has_props=0 props
-    local -a argv
-    props=$(props_file "$2")
-    mapfile -d '' argv 2>/dev/null <"/proc/$1/cmdline" || return 1
-    for arg in "${argv[@]}"; do
-        [[ $arg == kafka.Kafka ]] && has_main=1
-        [[ $arg == "$props" ]] && has_props=1
-    done
-    ((has_main && has_props))
-}
+is_node() { runs_broker_of "$1" "$(props_file "$2")"; } # pid node
 
 running_pid() { # node: prints its pid, or fails
     local file pid
@@ -175,11 +144,6 @@ running_pid() { # node: prints its pid, or fails
     pid=$(<"$file")
     [[ $pid =~ ^[0-9]+$ ]] && pid_alive "$pid" && is_node "$pid" "$1" || return 1
     printf '%s\n' "$pid"
-}
-
-port_open() {
-    # shellcheck disable=SC2016 # $0/$1 are expanded by the inner bash
-    timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$HOST" "$1" 2>/dev/null
 }
 
 bootstrap() {

@@ -10,6 +10,8 @@ umask 077
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 REPO_ROOT=$(cd -- "$SCRIPT_DIR/../.." && pwd -P)
 PROG=$(basename -- "$0")
+# shellcheck source=common.sh
+. "$SCRIPT_DIR/common.sh"
 
 usage() {
     cat <<EOF
@@ -95,18 +97,7 @@ Files:
 EOF
 }
 
-die() {
-    printf '%s: error: %s\n' "$PROG" "$*" >&2
-    exit 1
-}
 info() { printf 'kafka: %s\n' "$*"; }
-
-abspath() {
-    case $1 in
-        /*) printf '%s\n' "$1" ;;
-        *) printf '%s/%s\n' "$PWD" "$1" ;;
-    esac
-}
 
 # ---------------------------------------------------------------- settings
 STATE_DIR=$(abspath "${EBBTIDE_STATE_DIR:-$REPO_ROOT/.state}")
@@ -248,24 +239,8 @@ env_drop() {
 }
 
 # Alive and not a zombie (PID 1 in some containers never reaps orphans).
-pid_alive() {
-    local state
-    kill -0 "$1" 2>/dev/null || return 1
-    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
-    [[ ${state:0:1} != Z ]]
-}
-
 # True if pid runs kafka.Kafka with exactly our properties file.
-is_our_broker() {
-    local pid=$1 arg has_main=0 has_props=0
-    local -a argv
-    mapfile -d '' argv 2>/dev/null <"/proc/$pid/cmdline" || return 1
-    for arg in "${argv[@]}"; do
-        [[ $arg == kafka.Kafka ]] && has_main=1
-        [[ $arg == "$PROPS" ]] && has_props=1
-    done
-    ((has_main && has_props))
-}
+is_our_broker() { runs_broker_of "$1" "$PROPS"; }
 
 # Prints the pid of our running broker, or fails. Re-adopts our broker if the
 # pid file was lost (only a process whose command line names our own
@@ -289,18 +264,6 @@ running_pid() {
         fi
     done
     return 1
-}
-
-# Milliseconds since the epoch (bash 5 builtin clock; no fork). Strip the
-# decimal separator whatever the locale uses.
-now_ms() {
-    local t=${EPOCHREALTIME//[!0-9]/}
-    echo $((10#$t / 1000))
-}
-
-port_open() { # port
-    # shellcheck disable=SC2016 # $0/$1 are expanded by the inner bash
-    timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$HOST" "$1" 2>/dev/null
 }
 
 # Port configured in the server.properties the running broker was started with.

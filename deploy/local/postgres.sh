@@ -7,6 +7,8 @@ set -euo pipefail
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 REPO_ROOT=$(cd -- "$SCRIPT_DIR/../.." && pwd -P)
+# shellcheck source=common.sh
+. "$SCRIPT_DIR/common.sh"
 # shellcheck source=local-ca.sh
 . "$SCRIPT_DIR/local-ca.sh"
 PROG=$(basename -- "$0")
@@ -69,18 +71,7 @@ client that ran it gets the error. Startup, shutdown and FATAL lines are logged.
 EOF
 }
 
-die() {
-    printf '%s: error: %s\n' "$PROG" "$*" >&2
-    exit 1
-}
 info() { printf 'postgres: %s\n' "$*"; }
-
-abspath() {
-    case $1 in
-        /*) printf '%s\n' "$1" ;;
-        *) printf '%s/%s\n' "$PWD" "$1" ;;
-    esac
-}
 
 # ---------------------------------------------------------------- settings
 STATE_DIR=$(abspath "${EBBTIDE_STATE_DIR:-$REPO_ROOT/.state}")
@@ -165,11 +156,6 @@ env_update() {
         chmod 600 "$tmp"
         mv -f -- "$tmp" "$ENV_FILE"
     ) 9>"$ENV_FILE.lock"
-}
-
-port_open() { # port
-    # shellcheck disable=SC2016 # $0/$1 are expanded by the inner bash
-    timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$HOST" "$1" 2>/dev/null
 }
 
 # Sets PG_BIN to the server binaries to use, or fails. Prefers the major

@@ -1,0 +1,46 @@
+# shellcheck shell=bash
+# Sourced by kafka.sh, kafka-cluster.sh and postgres.sh: the helpers they share. The sourcing
+# script sets PROG (its name, for errors) and, before calling port_open, HOST.
+
+die() {
+    printf '%s: error: %s\n' "$PROG" "$*" >&2
+    exit 1
+}
+
+abspath() {
+    case $1 in
+        /*) printf '%s\n' "$1" ;;
+        *) printf '%s/%s\n' "$PWD" "$1" ;;
+    esac
+}
+
+# Milliseconds since the epoch (bash 5 builtin clock; no fork). Strip the decimal separator
+# whatever the locale uses.
+now_ms() {
+    local t=${EPOCHREALTIME//[!0-9]/}
+    echo $((10#$t / 1000))
+}
+
+pid_alive() { # pid: alive and not a zombie
+    local state
+    kill -0 "$1" 2>/dev/null || return 1
+    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ ${state:0:1} != Z ]]
+}
+
+# True if pid runs kafka.Kafka with exactly the properties file given (never anyone else's broker).
+runs_broker_of() { # pid properties-file
+    local arg has_main=0 has_props=0
+    local -a argv
+    mapfile -d '' argv 2>/dev/null <"/proc/$1/cmdline" || return 1
+    for arg in "${argv[@]}"; do
+        [[ $arg == kafka.Kafka ]] && has_main=1
+        [[ $arg == "$2" ]] && has_props=1
+    done
+    ((has_main && has_props))
+}
+
+port_open() { # port (on $HOST)
+    # shellcheck disable=SC2016 # $0/$1 are expanded by the inner bash
+    timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$HOST" "$1" 2>/dev/null
+}
