@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import socket
 import threading
 import urllib.error
@@ -169,16 +168,6 @@ def test_a_sink_does_not_start_on_a_taken_port(taken: int) -> None:
             )
     finally:
         registry.unregister("unit_endpoints")
-
-
-@pytest.fixture
-def root_logging() -> Iterator[None]:
-    """The root logger as it was before a command configured it."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.mark.usefixtures("root_logging")

@@ -7,20 +7,10 @@ import io
 import json
 import logging
 import logging.config
-from collections.abc import Iterator
 
 import pytest
 
 from ebbtide.runtime.logging import KEYS, JsonLines, configure, faust_logging_config
-
-
-@pytest.fixture
-def root_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def record(**extra: object) -> logging.LogRecord:
