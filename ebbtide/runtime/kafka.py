@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, NoError, TopicAlreadyExistsError, for_code
 
 from ebbtide.runtime import kafka_security
 from ebbtide.runtime.kafka_security import KafkaSecurity
@@ -225,18 +225,37 @@ def create_topics(settings: Settings, wanted: Iterable[str | TopicSpec]) -> list
     client = admin(settings)
     try:
         existing = set(client.list_topics())
-        created: list[str] = []
-        for spec in specs:
-            if spec.name in existing:
-                continue
-            try:
-                client.create_topics({spec.name: new_topic(spec)})
-                created.append(spec.name)
-            except TopicAlreadyExistsError:
-                pass
+        created, refused = create_missing(client, [spec for spec in specs if spec.name not in existing])
+        if refused:
+            name, error = refused[0]
+            raise error(f"the broker refused to create {name}")
         return created
     finally:
         client.close()
+
+
+def create_missing(
+    client: KafkaAdminClient, missing: Sequence[TopicSpec]
+) -> tuple[list[str], list[tuple[str, type[KafkaError]]]]:
+    """Create ``missing`` as declared, in one request: the names created (once each has a
+    leader), and those the broker refused with its error. One that exists meanwhile (made by a
+    worker, another command) is neither: it is left as it is."""
+    if not missing:
+        return [], []
+    # Waiting for the metadata here would wait for a refused topic too, until a timeout that hides
+    # the broker's reason: only the created ones are waited for, below.
+    answer = client.create_topics({spec.name: new_topic(spec) for spec in missing}, raise_errors=False)
+    created: list[str] = []
+    refused: list[tuple[str, type[KafkaError]]] = []
+    for topic in answer["topics"]:
+        error = for_code(topic["error_code"])
+        if error is NoError:
+            created.append(topic["name"])
+        elif error is not TopicAlreadyExistsError:
+            refused.append((topic["name"], error))
+    if created:
+        client.wait_for_topics(created)
+    return created, refused
 
 
 def _as_spec(settings: Settings, item: str | TopicSpec) -> TopicSpec:

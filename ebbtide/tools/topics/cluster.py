@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka.admin import ConfigResource, ConfigResourceType
-from kafka.errors import KafkaError, NoError, TopicAlreadyExistsError, for_code
+from kafka.errors import KafkaError
 
 from ebbtide.runtime import kafka
 from ebbtide.runtime.settings import Settings
@@ -156,18 +156,10 @@ def _enough_brokers(client: Any, specs: Sequence[TopicSpec]) -> None:
 def _create(client: Any, missing: Sequence[TopicSpec]) -> list[str]:
     """Create ``missing`` in one request; the names created. One made meanwhile (by a worker,
     another apply) is compared with its spec afterwards like any other."""
-    if not missing:
-        return []
-    answer = client.create_topics(
-        {spec.name: kafka.new_topic(spec) for spec in missing}, raise_errors=False, wait_for_metadata=True
-    )
-    created: list[str] = []
-    for topic in answer["topics"]:
-        error = for_code(topic["error_code"])
-        if error is NoError:
-            created.append(topic["name"])
-        elif error is not TopicAlreadyExistsError:
-            raise TopicsError(f"the broker refused to create {topic['name']}: {error.__name__}")
+    created, refused = kafka.create_missing(client, missing)
+    if refused:
+        name, error = refused[0]
+        raise TopicsError(f"the broker refused to create {name}: {error.__name__}")
     return created
 
 

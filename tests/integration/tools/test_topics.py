@@ -137,3 +137,21 @@ def test_apply_never_changes_a_partition_count(fresh: Settings, capsys: pytest.C
     assert line in out.splitlines()
     assert "1 difference(s) (apply cannot change these" in err
     assert topics("check", capsys) == (1, [line])  # still there: apply changed nothing
+
+
+def test_a_topic_the_broker_refuses_is_reported_with_its_reason_not_waited_for(fresh: Settings) -> None:
+    """Both ways of creating topics (the project's ``topics create`` and the runtime's
+    create_topics of the demo and the tests) share one request: a refusal names the broker's
+    error at once instead of waiting for a topic that will never come."""
+    from kafka.errors import InvalidConfigurationError
+
+    from ebbtide.runtime.topic_spec import TopicSpec
+    from ebbtide.tools.topics.cluster import TopicsError, create
+
+    names = Topics(fresh.topic_prefix)
+    refused = TopicSpec(names.dlq, 1, 1, {"cleanup.policy": "no-such-policy"})
+    with pytest.raises(TopicsError, match=f"refused to create {names.dlq}: InvalidConfigurationError"):
+        create(fresh, [refused])
+    with pytest.raises(InvalidConfigurationError, match=names.dlq):
+        kafka.create_topics(fresh, [refused])
+    assert kafka.create_topics(fresh, [names.dlq]) == [names.dlq]  # a good one is still made
