@@ -14,10 +14,14 @@ tls_current() {
 tls_make() {
     local dir=$1 ca_cert=$2 ca_name=$3 name=$4 rc=0
     local ext=$dir/$name.ext
-    command -v openssl >/dev/null 2>&1 || {
-        echo "openssl not found; install it (apt-get install openssl)"
-        return 1
-    }
+    if ! command -v openssl >/dev/null 2>&1; then # Debian's, as postgres.sh installs its server
+        command -v apt-get >/dev/null 2>&1 && apt-get update -qq >/dev/null &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >/dev/null ||
+            {
+                echo "openssl not found and could not be installed; install it (apt-get install openssl)"
+                return 1
+            }
+    fi
     ( # each step only after the one before succeeded (errexit does not hold under `||`)
         umask 077
         printf '%s\n' 'basicConstraints=critical,CA:FALSE' \
