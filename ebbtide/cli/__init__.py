@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from ebbtide.cli import admin, certificates, demo, dlq, events, pipeline, policy, topics
+from ebbtide.cli import admin, audit, certificates, demo, dlq, events, pipeline, policy, topics
 from ebbtide.cli.arguments import Subcommands
 from ebbtide.runtime.settings import Settings, SettingsError
 
@@ -38,6 +38,7 @@ COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
     policy.add_explain,
     policy.add_overdue,
     certificates.add_certificate,
+    audit.add_audit,
     demo.add_demo,
 )
 

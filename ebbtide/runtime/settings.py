@@ -248,5 +248,9 @@ class Topics:
     def certificates(self) -> str:
         return f"{self.prefix}.certificates"
 
+    @property
+    def checkpoints(self) -> str:
+        return f"{self.prefix}.checkpoints"
+
     def commands(self, store: str) -> str:
         return f"{self.prefix}.commands.{store}"

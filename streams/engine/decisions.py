@@ -31,6 +31,8 @@ DecisionKind = Literal[
     "DUTY_OPENED",
     "DUTY_DONE",
     "DUTY_OVERDUE",
+    "CLOCK_APPLIED",
+    "KEY_SHREDDED",
 ]
 
 

@@ -126,6 +126,9 @@ def decision_record(decision: Decision) -> dict[str, Any]:
         "reason": decision.reason,
         "policy_version": decision.policy_version,
         "caused_by": list(decision.caused_by),
+        "input": None,
+        "seq": None,
+        "prev_hash": None,
     }
 
 

@@ -26,6 +26,7 @@ COMMANDS = [
     "explain",
     "overdue",
     "certificate",
+    "audit",
     "demo",
 ]
 
