@@ -121,7 +121,9 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
     log.info("legal hold signers trusted (key ids): %s", ", ".join(processor.hold_keys.key_ids) or "none")
 
     async def send(out: Out) -> Any:
-        return await app.producer.send(out.topic, out.key, out.value, None, None, list(out.headers) or None)
+        return await app.producer.send(
+            out.topic, out.key, out.value, out.partition, None, list(out.headers) or None
+        )
 
     step = BatchStep(processor, send, written=table.written)
 

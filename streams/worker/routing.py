@@ -32,6 +32,7 @@ class Out:
     key: bytes
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
+    partition: int | None = None  # None: the key's partition (Kafka's default partitioner)
 
 
 def partition_for(key: bytes, partitions: int) -> int:
