@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from ebbtide.cli import admin, audit, certificates, demo, dlq, events, pipeline, policy, topics
+from ebbtide.cli import admin, answer, audit, certificates, demo, dlq, events, log, pipeline, policy, topics
 from ebbtide.cli.arguments import Subcommands
 from ebbtide.runtime.settings import Settings, SettingsError
 
@@ -39,6 +39,8 @@ COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
     policy.add_overdue,
     certificates.add_certificate,
     audit.add_audit,
+    log.add_log,
+    answer.add_answer,
     demo.add_demo,
 )
 

@@ -27,6 +27,8 @@ COMMANDS = [
     "overdue",
     "certificate",
     "audit",
+    "log",
+    "answer",
     "demo",
 ]
 
