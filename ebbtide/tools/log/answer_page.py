@@ -108,7 +108,7 @@ def render_text(answer: dict[str, Any], lang: str) -> str:
                 out.append(f"    {labels['until']}: {line.until}")
             if line.quote is not None:
                 out.append(f"    {labels['clause']}: {_quote_text(line.quote, lang)}")
-    return "\n".join([*out, "", labels["times"]])
+    return "\n".join([*out, "", labels["times"], labels["translated"]])
 
 
 _STYLE = """
@@ -120,6 +120,7 @@ dl.facts dt { font-weight: 600; } dl.facts dd { margin: 0; }
 table { border-collapse: collapse; width: 100%; font-size: 0.9rem; }
 th, td { border: 1px solid #d0d7de; padding: 0.35rem 0.5rem; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; }
+td:nth-child(2) { min-width: 11rem; }
 blockquote { margin: 0.3rem 0 0; color: #57606a; font-size: 0.85rem; }
 .note { color: #57606a; font-size: 0.85rem; }
 .mono { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 0.85rem; overflow-wrap: anywhere; }
@@ -199,7 +200,7 @@ def render_html(answer: dict[str, Any], lang: str) -> str:
 {_rows(answer, lang, "DELETE")}
 <h2>{_e(labels["kept"])}</h2>
 {_rows(answer, lang, "KEEP")}
-<p class="note">{_e(labels["times"])}</p>
+<p class="note">{_e(labels["times"])} {_e(labels["translated"])}</p>
 </body>
 </html>
 """

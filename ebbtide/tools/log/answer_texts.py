@@ -248,6 +248,8 @@ LABELS: dict[str, dict[str, str]] = {
         "ours": "our translation",
         "quoted": "quoted in Norwegian: the seed has no English text",
         "times": "Times are in Norwegian time (Europe/Oslo).",
+        "translated": "Quotes are the words of our privacy policy and data-processing agreement (the "
+        "seeds); the reasons and legal bases are our policy's own words, as the answer recorded them.",
     },
     "nb": {
         "title": "Svar på kravet ditt om sletting",
@@ -272,5 +274,8 @@ LABELS: dict[str, dict[str, str]] = {
         "ours": "vår oversettelse",
         "quoted": "sitert på engelsk: kilden har ingen norsk tekst",
         "times": "Tidspunkter er i norsk tid (Europe/Oslo).",
+        "translated": "Sitatene er ordene i personvernerklæringen og databehandleravtalen vår (kildene). "
+        "Begrunnelsene, de rettslige grunnlagene og navnene på opplysningene som kilden ikke selv gir, er "
+        "vår oversettelse av policyens engelske tekst, som står ved siden av slik svaret registrerte den.",
     },
 }
