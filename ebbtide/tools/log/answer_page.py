@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ebbtide.tools.log import answer_texts as texts
+from ebbtide.tools.log.rendering import printable
 
 ZONE = ZoneInfo("Europe/Oslo")  # the policy's time zone: the seeds' law is Norwegian
 
@@ -108,7 +109,7 @@ def render_text(answer: dict[str, Any], lang: str) -> str:
                 out.append(f"    {labels['until']}: {line.until}")
             if line.quote is not None:
                 out.append(f"    {labels['clause']}: {_quote_text(line.quote, lang)}")
-    return "\n".join([*out, "", labels["times"], labels["translated"]])
+    return "\n".join(printable(line) for line in [*out, "", labels["times"], labels["translated"]])
 
 
 _STYLE = """

@@ -8,14 +8,18 @@ from typing import Any
 from ebbtide.tools.log.entries import Entry, iso, time_of
 from ebbtide.tools.log.topics import LogTopic
 
-_MAX = 300  # characters of one field shown in a line
+_MAX = 1000  # characters of one field shown in a line (the policy's longest reason has ~330)
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped (a message is anyone's input: no terminal
+    escape sequence reaches the screen)."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 def safe(value: Any) -> str:
-    """A value as one printable line: control characters escaped (a message is anyone's input),
-    long text cut."""
-    text = "-" if value is None else str(value)
-    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    """A value as one printable line: control characters escaped, long text cut."""
+    text = printable("-" if value is None else str(value))
     return text if len(text) <= _MAX else text[:_MAX] + "…"
 
 

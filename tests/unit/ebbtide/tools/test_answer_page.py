@@ -116,6 +116,8 @@ def test_a_seed_in_the_other_language_is_quoted_as_it_is_with_our_translation() 
 
 def test_the_page_is_self_contained_in_its_language_and_escapes_every_value() -> None:
     hostile = item(HOSTILE, HOSTILE, "KEEP", HOSTILE, HOSTILE, basis=HOSTILE, until="2027-12-31T23:00:00Z")
+    text = render_text(answer(item("x\x1b[2J", "client", "DELETE", "account", "gone")), "en")
+    assert "\x1b" not in text and "x\\x1b[2J" in text  # no terminal escape reaches the screen
     for lang in ("nb", "en"):
         page = render_html(answer(KEPT, DELETED, hostile), lang)
         assert f'<html lang="{lang}">' in page
