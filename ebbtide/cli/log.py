@@ -35,8 +35,13 @@ def add_log(sub: Subcommands) -> None:
         help="only this subject's messages (on the topics keyed by subject, only its partition is read; "
         "dlq: dead letters whose key is S)",
     )
-    parser.add_argument("--since", type=iso_time, metavar="T", help="only messages at or after this ISO time")
-    parser.add_argument("--until", type=iso_time, metavar="T", help="only messages before this ISO time")
+    parser.add_argument(
+        "--since",
+        type=iso_time,
+        metavar="T",
+        help="only messages at or after this ISO-8601 time (UTC without a zone)",
+    )
+    parser.add_argument("--until", type=iso_time, metavar="T", help="only messages before this ISO-8601 time")
     parser.add_argument(
         "--kind",
         metavar="K",
@@ -67,25 +72,30 @@ def add_log(sub: Subcommands) -> None:
 
 def cmd_log(args: argparse.Namespace, settings: Settings) -> int:
     """List the selected messages; 1 if the topic cannot be read, 2 for a usage error."""
-    from ebbtide import bootstrap
     from ebbtide.tools import log
 
-    stores = bootstrap.store_map(settings)
-    spec = log.log_topic(args.topic, tuple(sorted({h.category for s in stores.stores for h in s.holds})))
+    if args.stores and args.topic != "commands":
+        return _usage("--store applies to log commands only")
+    stores: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    if args.topic == "commands":
+        found = _store_map(settings)
+        if found is None:
+            return 2
+        stores, categories = found
+        unknown = sorted(set(args.stores or ()) - set(stores))
+        if unknown:
+            return _usage(f"no store {', '.join(unknown)} in the store map (stores: {', '.join(stores)})")
+        stores = tuple(args.stores or stores)
+    spec = log.log_topic(args.topic, categories)
     try:
         spec.check_kind(args.kind)
     except log.UnknownKind as exc:
         return _usage(str(exc))
-    if args.stores and args.topic != "commands":
-        return _usage("--store applies to log commands only")
-    chosen = tuple(args.stores or stores.ids)
-    unknown = sorted(set(chosen) - set(stores.ids))
-    if unknown:
-        return _usage(f"no store {', '.join(unknown)} in the store map (stores: {', '.join(stores.ids)})")
     selection = log.Selection(args.subject, args.kind, args.since, args.until)
     try:
         for entry in log.entries(
-            settings, spec, selection, stores=chosen, timeout=timeout(args), follow=args.follow
+            settings, spec, selection, stores=stores, timeout=timeout(args), follow=args.follow
         ):
             text = (
                 json.dumps(log.as_json(spec, entry))
@@ -99,6 +109,20 @@ def cmd_log(args: argparse.Namespace, settings: Settings) -> int:
     except BrokenPipeError:  # the reader stopped reading (| head): not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (no flush error at exit)
     return 0
+
+
+def _store_map(settings: Settings) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The stores of the store map and the categories they hold; None (after one line) if the
+    store map cannot be used."""
+    from ebbtide import bootstrap
+    from ebbtide.streams.policy.rules import PolicyError
+
+    try:
+        stores = bootstrap.store_map(settings)
+    except (OSError, PolicyError) as exc:
+        print(f"ebbtide log: EBBTIDE_STORE_MAP: {exc}", file=sys.stderr)
+        return None
+    return stores.ids, tuple(sorted({h.category for s in stores.stores for h in s.holds}))
 
 
 def _usage(message: str) -> int:

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from ebbtide.cli import build_parser
+from ebbtide.runtime.settings import Settings
 from ebbtide.schemas import DECISION, DELETION_RECEIPT, codec_for
 from ebbtide.tools import log
 from ebbtide.tools.log.entries import decode, kind_of, time_of
@@ -164,3 +166,21 @@ def test_control_characters_in_a_message_are_escaped_in_its_line() -> None:
     entry = decode(DECISIONS, record("decisions", decision(subject="cust-\x1b[2J")))
     line = log.line(DECISIONS, entry, PREFIX)
     assert "\x1b" not in line and "cust-\\x1b[2J" in line
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["answers", "--kind", "X"], "log answers has no --kind"),
+        (["decisions", "--store", "billing_db"], "--store applies to log commands only"),
+        (["commands", "--store", "nope"], "no store nope in the store map (stores: customer_db,"),
+        (["commands", "--kind", "nope"], "'nope' is not a data category (valid: auto_collected, client,"),
+    ],
+)
+def test_a_usage_error_is_one_line_and_exit_2_before_any_broker_is_asked(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = build_parser().parse_args(["log", *argv])
+    assert args.func(args, Settings(kafka_bootstrap="127.0.0.1:1")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and says in err
