@@ -80,6 +80,15 @@ def test_decisions_of_a_subject_are_exactly_those_a_raw_consumer_finds_and_kind_
     assert (code, err) == (0, "")
     assert listed(out) == expected
 
+    stamps = sorted(m.timestamp for m in read_to_end(settings, topics.decisions) if m.key == subject.encode())
+    middle = datetime.fromtimestamp(stamps[len(stamps) // 2] / 1000, UTC)  # a decision's time is the broker's
+    code, out, _ = run(
+        settings, "log", "decisions", "--subject", subject, "--since", middle.isoformat(), "--json"
+    )
+    since = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(since) == sum(s >= stamps[len(stamps) // 2] for s in stamps) < len(expected)
+    assert all(datetime.fromisoformat(o["time"].replace("Z", "+00:00")) >= middle for o in since)
+
     code, out, _ = run(settings, "log", "decisions", "--subject", subject, "--kind", "ERASURE_ANSWERED")
     lines = out.splitlines()
     assert code == 0 and len(lines) == sum(d["value"]["kind"] == "ERASURE_ANSWERED" for d in expected) > 0

@@ -8,7 +8,7 @@ from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.tools.log.entries import Entry, decode
 from ebbtide.tools.log.reading import read
 from ebbtide.tools.log.selecting import Selection
-from ebbtide.tools.log.topics import LogTopic, topic_names
+from ebbtide.tools.log.topics import BROKER_TIME, LogTopic, topic_names
 
 
 def entries(
@@ -25,7 +25,12 @@ def entries(
     read on that subject's partition only."""
     topics = topic_names(spec.name, Topics(settings.topic_prefix), stores)
     key = selection.subject.encode() if selection.subject is not None and spec.by_subject else None
-    for message in read(settings, topics, timeout, key=key, follow=follow):
+    since = selection.since
+    # where the time compared is the broker's, the partitions are read from that time on
+    since_ms = (
+        round(since.timestamp() * 1000) if since is not None and spec.time_field == BROKER_TIME else None
+    )
+    for message in read(settings, topics, timeout, key=key, since_ms=since_ms, follow=follow):
         entry = decode(spec, message)
         if selection.admits(spec, entry):
             yield entry

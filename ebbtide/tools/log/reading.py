@@ -25,10 +25,13 @@ def read(
     timeout: float,
     *,
     key: bytes | None = None,
+    since_ms: int | None = None,
     follow: bool = False,
 ) -> Iterator[Any]:
     """kafka-python ``ConsumerRecord``s of ``topics``, each partition in offset order; with
-    ``key``, only the partition that key gives in each topic (the topic is keyed by subject).
+    ``key``, only the partition that key gives in each topic (the topic is keyed by subject);
+    with ``since_ms``, from the first message whose broker timestamp is at or after it (Kafka's
+    time index: every message before it has an earlier timestamp).
     To the end as of the start unless ``follow``; then until the caller stops. Raises
     :class:`LogUnavailable` for a topic that does not exist or a broker that does not answer
     within ``timeout`` seconds."""
@@ -46,6 +49,9 @@ def read(
             consumer.assign(tps)
             starts = consumer.beginning_offsets(tps, timeout_ms=ms)
             ends = consumer.end_offsets(tps, timeout_ms=ms)
+            if since_ms is not None:
+                found = consumer.offsets_for_times({tp: since_ms for tp in tps}, timeout_ms=ms)
+                starts = {tp: found[tp].offset if found.get(tp) else ends[tp] for tp in tps}
             for tp in tps:  # an explicit seek: the position is then known without a round trip
                 consumer.seek(tp, starts[tp])
         except KafkaError as exc:
