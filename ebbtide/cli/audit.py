@@ -12,9 +12,7 @@ from ebbtide.cli import audit_export
 from ebbtide.cli.arguments import Subcommands
 
 # Each adds one ``audit`` subcommand (its parser and its ``func``).
-SUBCOMMANDS: tuple[Callable[[Subcommands], None], ...] = (
-    audit_export.add,
-)
+SUBCOMMANDS: tuple[Callable[[Subcommands], None], ...] = (audit_export.add,)
 
 
 def add_audit(sub: Subcommands) -> None:

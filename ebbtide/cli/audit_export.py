@@ -31,7 +31,9 @@ def add(sub: Subcommands) -> None:
     which = export.add_mutually_exclusive_group(required=True)
     which.add_argument("--subject", help="a subject id")
     which.add_argument(
-        "--period", metavar="FROM..TO", help="ISO-8601 dates or times, UTC unless a zone is given (TO excluded)"
+        "--period",
+        metavar="FROM..TO",
+        help="ISO-8601 dates or times, UTC unless a zone is given (TO excluded)",
     )
     export.add_argument("--out", required=True, type=Path, metavar="DIR", help="a new or empty directory")
     export.add_argument(

@@ -20,7 +20,7 @@ MANIFEST_FORMAT = "ebbtide-audit-export/1"
 
 def write_messages(directory: Path, name: str, messages: Iterable[Message]) -> Iterator[Message]:
     """Write ``name``.jsonl (and ``name``.csv, but for checkpoints) while passing each message on."""
-    with_csv = name in lines.COLUMNS and name != "checkpoints"
+    with_csv = name in lines.COLUMNS
     with (directory / f"{name}.jsonl").open("w", encoding="utf-8", newline="\n") as jsonl:
         table = (directory / f"{name}.csv").open("w", encoding="utf-8", newline="") if with_csv else None
         try:

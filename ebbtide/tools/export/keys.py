@@ -45,7 +45,9 @@ def _public(path: Path, named: bool, found: ExportKeys) -> None:
     except OSError as exc:
         if named:
             raise UnusableKey(f"--public-key: cannot read {path}: {exc.strerror}") from None
-        found.notes.append(f"no worker public key at {path} (EBBTIDE_CERTIFICATE_KEY's .pub): certificates not verified")
+        found.notes.append(
+            f"no worker public key at {path} (EBBTIDE_CERTIFICATE_KEY's .pub): certificates not verified"
+        )
         return
     except ValueError as exc:
         raise UnusableKey(f"{'--public-key' if named else 'the worker public key'} {path}: {exc}") from None

@@ -7,9 +7,9 @@ the value's bytes exactly as on the broker, null for a tombstone), "value" (the 
 be decoded.
 
 CSV: the same messages, one row each, in the same order: the columns of :data:`COMMON` and then
-the file's own (:data:`COLUMNS`). A nested value (a list, a record) is one cell of compact JSON.
-A text cell that a spreadsheet would run as a formula (starting with ``= + - @``, a tab or a
-carriage return) is prefixed with ``'`` (the JSONL keeps the exact value).
+the file's own (:data:`COLUMNS`); checkpoints have no CSV. A nested value (a list, a record) is
+one cell of compact JSON. A text cell that a spreadsheet would run as a formula (starting with
+``= + - @``, a tab or a carriage return) is prefixed with ``'`` (the JSONL keeps the exact value).
 """
 
 from __future__ import annotations
@@ -71,8 +71,9 @@ def _payload_fields(value: Any) -> Any:
     return None
 
 
-def _fields(*names: str) -> list[Column]:
-    return [(name, field(name)) for name in names]
+def _fields(names: str) -> list[Column]:
+    """Columns of the top-level fields named (separated by spaces), each under its own name."""
+    return [(name, field(name)) for name in names.split()]
 
 
 COMMON: tuple[str, ...] = ("topic", "partition", "offset", "timestamp", "key", "selected", "decode_error")
@@ -80,22 +81,22 @@ COMMON: tuple[str, ...] = ("topic", "partition", "offset", "timestamp", "key", "
 # The columns after COMMON, per file; documented in docs/auditing.md ("Export for a regulator").
 COLUMNS: dict[str, list[Column]] = {
     "events": [
-        *_fields("event_id", "subject_id", "event_time", "producer"),
+        *_fields("event_id subject_id event_time producer"),
         ("type", _payload_type),
         ("payload", _payload_fields),
     ],
     "decisions": _fields(
-        "decision_id", "subject_id", "record", "category", "kind", "rule_id", "clause", "basis",
-        "deadline", "reason", "policy_version", "caused_by", "input", "seq", "prev_hash",
-    ),  # fmt: skip
+        "decision_id subject_id record category kind rule_id clause basis deadline reason "
+        "policy_version caused_by input seq prev_hash"
+    ),
     "commands": _fields(
-        "command_id", "subject_id", "store", "category", "record_key", "rule_id", "policy_version",
-        "deadline", "issued_at", "signer_key_id", "signature",
-    ),  # fmt: skip
+        "command_id subject_id store category record_key rule_id policy_version deadline issued_at "
+        "signer_key_id signature"
+    ),
     "receipts": _fields(
-        "command_id", "subject_id", "store", "category", "record_key", "outcome", "rows", "reason",
-        "executed_at", "signer_key_id", "signature",
-    ),  # fmt: skip
+        "command_id subject_id store category record_key outcome rows reason executed_at "
+        "signer_key_id signature"
+    ),
     "certificates": [
         ("subject_id", field("certificate.subject_id")),
         ("issued_at", field("certificate.issued_at")),
@@ -106,8 +107,7 @@ COLUMNS: dict[str, list[Column]] = {
         ("key_id", field("signature.key_id")),
         ("signature", field("signature.value")),
     ],
-    "answers": _fields("request_id", "subject_id", "answered_at", "due_by", "policy_version", "items"),
-    "checkpoints": [("value", lambda value: value)],
+    "answers": _fields("request_id subject_id answered_at due_by policy_version items"),
 }
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -22,7 +22,10 @@ from ebbtide.tools.export.views import SubjectView
 _EXTRA_STYLE = """
 nav.toc a { margin-right: 1rem; }
 section.subject { border-top: 2px solid #d0d7de; margin-top: 2.5rem; }
-.verdict.valid { color: #1a7f37; } .verdict.invalid { color: #cf222e; } .verdict.not-verified { color: #9a6700; }
+.verdict.valid { color: #1a7f37; }
+.verdict.invalid { color: #cf222e; }
+.verdict.not-verified { color: #9a6700; }
+td.t { white-space: nowrap; }
 div.certificate { margin-bottom: 1.5rem; }
 """
 
@@ -45,9 +48,10 @@ class ReportFacts:
 def _totals(facts: ReportFacts) -> str:
     rows = "\n".join(
         f'<tr><td><a href="#file-{e(name)}">{e(name)}.jsonl</a></td>'
-        f'<td class="num" id="total-{e(name)}" data-count="{count}" data-selected="{facts.selected.get(name, 0)}">'
-        f"{count}</td><td class=\"num\">{facts.selected.get(name, 0)}</td></tr>"
+        f'<td class="num" id="total-{e(name)}" data-count="{count}" data-selected="{selected}">'
+        f'{count}</td><td class="num">{selected}</td></tr>'
         for name, count in facts.counts.items()
+        for selected in [facts.selected.get(name, 0)]
     )
     return (
         "<table><thead><tr><th>File</th><th>Lines (messages)</th><th>Of them selected</th></tr></thead>"
@@ -114,7 +118,9 @@ def _subject(view: SubjectView, verdicts: Verdicts) -> str:
 
 def render_report(facts: ReportFacts, views: Sequence[SubjectView], verdicts: Verdicts) -> str:
     """The whole page. Long because it is the page's one template, read top to bottom like the page."""
-    keys = "".join(f"<li><code>{e(path)}</code>: key id <code>{e(kid)}</code></li>" for path, kid in facts.keys)
+    keys = "".join(
+        f"<li><code>{e(path)}</code>: key id <code>{e(kid)}</code></li>" for path, kid in facts.keys
+    )
     notes = "".join(f"<li>{e(note)}</li>" for note in facts.notes)
     subjects = "\n".join(_subject(view, verdicts) for view in views)
     return f"""<!DOCTYPE html>

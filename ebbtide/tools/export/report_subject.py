@@ -30,8 +30,16 @@ def place(message: Message) -> tuple[str, int, int]:
     return f.topic, f.partition, f.offset
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _v(message: Message) -> Mapping[str, Any]:
-    return message.value if isinstance(message.value, Mapping) else {}
+    return _mapping(message.value)
 
 
 def _table(headers: tuple[str, ...], rows: list[str], empty: str) -> str:
@@ -48,7 +56,7 @@ def _row(*cells: str) -> str:
 def _payload(value: Mapping[str, Any]) -> tuple[str, str]:
     payload = value.get("payload")
     if isinstance(payload, Mapping) and len(payload) == 1:
-        (name, fields), = payload.items()
+        ((name, fields),) = payload.items()
         shown = ", ".join(f"{k}={v}" for k, v in fields.items()) if isinstance(fields, Mapping) else ""
         return name.rsplit(".", 1)[-1], shown
     return "?", ""
@@ -66,15 +74,19 @@ def _timeline_item(name: str, value: Mapping[str, Any], links: Mapping[str, str]
         what = f"deletion ordered at {e(value.get('store'))}: {e(value.get('record_key'))}"
         return what, when(value.get("issued_at")), links.get(f"store:{value.get('store')}", "")
     if name == "receipts":
-        what = f"receipt from {e(value.get('store'))}: {e(value.get('outcome'))}, {e(value.get('rows'))} row(s)"
+        what = (
+            f"receipt from {e(value.get('store'))}: {e(value.get('outcome'))}, {e(value.get('rows'))} row(s)"
+        )
         return what, when(value.get("executed_at")), links.get(f"store:{value.get('store')}", "")
     if name == "certificates":
-        body = value.get("certificate") if isinstance(value.get("certificate"), Mapping) else {}
-        return "deletion certificate issued", when(body.get("issued_at")), ""
+        issued = _mapping(value.get("certificate")).get("issued_at")
+        return "deletion certificate issued", when(issued), ""
     return f"erasure answer {e(value.get('request_id'))}", when(value.get("answered_at")), ""
 
 
-def timeline(view: SubjectView, links: Mapping[str, str], item_links: Mapping[tuple[str, int, int], str]) -> str:
+def timeline(
+    view: SubjectView, links: Mapping[str, str], item_links: Mapping[tuple[str, int, int], str]
+) -> str:
     """Every message of the subject in the order Kafka received them (timestamp, then topic and offset)."""
     order = {name: rank for rank, name in enumerate(("events", "decisions", "commands", "receipts"))}
     everything = [(name, m) for name, found in view.by_file.items() for m in found]
@@ -84,7 +96,11 @@ def timeline(view: SubjectView, links: Mapping[str, str], item_links: Mapping[tu
         what, at, link = _timeline_item(name, _v(message), links)
         target = item_links.get(place(message), link)
         shown = f'<a href="#{e(target)}">{what}</a>' if target else what
-        rows.append(_row(e(ms_text(message.fetched.timestamp)), e(name[:-1]), shown, at))
+        written = e(ms_text(message.fetched.timestamp))
+        kind = e(name[:-1])
+        rows.append(
+            f'<tr><td class="t">{written}</td><td>{kind}</td><td>{shown}</td><td class="t">{at}</td></tr>'
+        )
     return _table(("Written to Kafka", "Kind", "What", "Time it names"), rows, "Nothing selected.")
 
 
@@ -92,9 +108,15 @@ def deadlines(view: SubjectView) -> str:
     """The decisions that set, move or clear a deadline, with the rule, clause and legal basis."""
     rows = [
         _row(
-            e(v.get("record")), e(v.get("category")), e(v.get("kind")), e(v.get("rule_id")),
-            e(v.get("clause")), e(v.get("basis")), when(v.get("deadline")), e(v.get("policy_version")),
-        )  # fmt: skip
+            e(v.get("record")),
+            e(v.get("category")),
+            e(v.get("kind")),
+            e(v.get("rule_id")),
+            e(v.get("clause")),
+            e(v.get("basis")),
+            when(v.get("deadline")),
+            e(v.get("policy_version")),
+        )
         for v in map(_v, view.of("decisions"))
         if v.get("deadline") is not None
     ]
@@ -124,9 +146,13 @@ def deletions(view: SubjectView, store_ids: Mapping[str, str]) -> str:
             done = "; ".join(when(a.get("executed_at")) for a in answers) or "-"
             rows.append(
                 _row(
-                    e(v.get("record_key")), f'<span class="mono">{e(v.get("command_id"))}</span>',
-                    when(v.get("deadline")), when(v.get("issued_at")), e(outcome), done,
-                )  # fmt: skip
+                    e(v.get("record_key")),
+                    f'<span class="mono">{e(v.get("command_id"))}</span>',
+                    when(v.get("deadline")),
+                    when(v.get("issued_at")),
+                    e(outcome),
+                    done,
+                )
             )
         table = _table(
             ("Record", "Command", "Deadline", "Ordered", "Outcome", "Executed"),
@@ -142,9 +168,10 @@ def certificates(view: SubjectView, verdicts: Verdicts, anchors: Callable[[Messa
     parts = []
     for message in view.of("certificates"):
         verdict = verdicts.get(place(message), Verdict("not verified", ("not checked",)))
-        body = _v(message).get("certificate")
-        body = body if isinstance(body, Mapping) else {}
-        entries = body.get("entries") if isinstance(body.get("entries"), list) else []
+        body = _mapping(_v(message).get("certificate"))
+        entries = _list(body.get("entries"))
+        css = e(verdict.status.replace(" ", "-"))
+        status = f'<strong class="verdict {css}">{e(verdict.status.upper())}</strong>'
         reasons = "".join(f"<li>{e(r)}</li>" for r in verdict.reasons)
         rows = [
             _row(e(x.get("store")), e(x.get("record")), e(x.get("outcome")), when(x.get("executed_at")))
@@ -153,8 +180,8 @@ def certificates(view: SubjectView, verdicts: Verdicts, anchors: Callable[[Messa
         ]
         parts.append(
             f'<div id="{anchors(message)}" class="certificate">'
-            f'<p><strong class="verdict {e(verdict.status.replace(" ", "-"))}">{e(verdict.status.upper())}</strong>'
-            f" issued {when(body.get('issued_at'))} by {e(body.get('issuer'))}, {len(entries)} deletion(s), "
+            f"<p>{status} issued {when(body.get('issued_at'))} by {e(body.get('issuer'))}, "
+            f"{len(entries)} deletion(s), "
             f"policy {e(body.get('policy_version'))}</p>"
             + (f"<ul>{reasons}</ul>" if reasons else "")
             + _table(("Store", "Record", "Outcome", "Deleted at"), rows, "No entry.")
@@ -168,18 +195,23 @@ def answers(view: SubjectView, anchors: Callable[[Message], str]) -> str:
     parts = []
     for message in view.of("answers"):
         v = _v(message)
-        items = v.get("items") if isinstance(v.get("items"), list) else []
+        items = _list(v.get("items"))
         rows = [
             _row(
-                e(i.get("action")), e(i.get("record")), e(i.get("category")), e(i.get("reason")),
-                when(i.get("until")), e(i.get("basis")),
-            )  # fmt: skip
+                e(i.get("action")),
+                e(i.get("record")),
+                e(i.get("category")),
+                e(i.get("reason")),
+                when(i.get("until")),
+                e(i.get("basis")),
+            )
             for i in items
             if isinstance(i, Mapping)
         ]
         parts.append(
             f'<div id="{anchors(message)}"><p>Request {e(v.get("request_id"))}: answered '
-            f"{when(v.get('answered_at'))}, due by {when(v.get('due_by'))}, policy {e(v.get('policy_version'))}</p>"
+            f"{when(v.get('answered_at'))}, due by {when(v.get('due_by'))}, "
+            f"policy {e(v.get('policy_version'))}</p>"
             + _table(("Action", "Record", "Category", "Why", "Until", "Basis"), rows, "No item.")
             + "</div>"
         )

@@ -92,7 +92,11 @@ def _write_keys(staging: Path, found: ExportKeys) -> None:
 
 
 def _manifest(
-    settings: Settings, selection: Selection, found: ExportKeys, kept: dict[str, list[Message]], facts: ReportFacts
+    settings: Settings,
+    selection: Selection,
+    found: ExportKeys,
+    kept: dict[str, list[Message]],
+    facts: ReportFacts,
 ) -> dict[str, Any]:
     """The manifest's content but ``files`` (:func:`files.write_manifest` adds it)."""
     sources = {files_.split("/")[0]: str(source) for files_, source in _key_sources(found)}
@@ -103,7 +107,9 @@ def _manifest(
         "topic_prefix": settings.topic_prefix,
         "policy_versions": list(facts.policy_versions),
         "decision_partitions": sorted({m.fetched.partition for m in kept["decisions"]}),
-        "subjects": sorted({views.subject_of(m) for name, found_ in kept.items() if name != "checkpoints" for m in found_}),
+        "subjects": sorted(
+            {views.subject_of(m) for name, found_ in kept.items() if name != "checkpoints" for m in found_}
+        ),
         "records": dict(facts.counts),
         "selected_records": dict(facts.selected),
         "keys": {path: {"key_id": kid, "source": sources[path.split("/")[0]]} for path, kid in found.ids()},
@@ -132,10 +138,15 @@ def export(
         selected = {name: len(found_) for name, found_ in kept.items()}
         if not any(n for name, n in selected.items() if name != "checkpoints"):
             what = f"no message of subject {selection.subject!r}" if selection.subject else "no message"
-            raise ExportError(f"empty selection: {what} in the topics of {settings.topic_prefix} ({selection.title()})")
+            raise ExportError(
+                f"empty selection: {what} in the topics of {settings.topic_prefix} ({selection.title()})"
+            )
         _write_keys(staging, found)
         subject_views = views.group(kept)
-        verdicts = {place(m): views.verify_certificate(m, found.public, found.stores or None) for m in kept["certificates"]}
+        verdicts = {
+            place(m): views.verify_certificate(m, found.public, found.stores or None)
+            for m in kept["certificates"]
+        }
         facts = ReportFacts(
             selection=selection.title(),
             created_at=iso_ms(now()),

@@ -12,7 +12,15 @@ from ebbtide.tools.export.reading import Message, Span, partitions_of, read, spa
 from ebbtide.tools.export.selection import Selection
 
 # The export's files (each as .jsonl and, but checkpoints, .csv), in the order they are written.
-FILES: tuple[str, ...] = ("events", "decisions", "commands", "receipts", "certificates", "answers", "checkpoints")
+FILES: tuple[str, ...] = (
+    "events",
+    "decisions",
+    "commands",
+    "receipts",
+    "certificates",
+    "answers",
+    "checkpoints",
+)
 
 
 class Progress(Protocol):
