@@ -4,6 +4,7 @@ it caused, for a regulator: JSONL and CSV, the public keys, a manifest and one H
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,7 @@ def add(sub: Subcommands) -> None:
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from kafka.errors import KafkaError
     from rich.console import Console
 
     from ebbtide.tools.export.keys import UnusableKey
@@ -66,18 +68,25 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{NAME}: {exc}", file=sys.stderr)
         return 2
     console = Console(stderr=True)
-    with progress_bar(console, transient=True) as bar:
+    bar = progress_bar(console, transient=True)
 
-        def progress(description: str, total: int) -> Callable[[int], None]:
-            task = bar.add_task(description, total=total)
-            return lambda n: bar.advance(task, n)
+    def progress(description: str, total: int) -> Callable[[int], None]:
+        if not console.is_terminal:  # in a log: one line per step, no bar
+            print(f"{description} ({total} message(s))", file=sys.stderr, flush=True)
+            return lambda n: None
+        task = bar.add_task(description, total=total)
+        return lambda n: bar.advance(task, n)
 
-        try:
+    try:
+        with bar if console.is_terminal else contextlib.nullcontext():
             done = export(settings, selection, args.out, (args.public_key, args.store_keys), progress)
-        except (ExportError, UnusableKey) as exc:
-            bar.stop()
-            print(f"{NAME}: {exc}", file=sys.stderr)
-            return 1
+    except (ExportError, UnusableKey) as exc:
+        print(f"{NAME}: {exc}", file=sys.stderr)
+        return 1
+    except KafkaError as exc:
+        where = f"the broker at {settings.kafka_bootstrap} (EBBTIDE_KAFKA_BOOTSTRAP)"
+        print(f"{NAME}: {where} failed: {type(exc).__name__}; nothing exported", file=sys.stderr)
+        return 1
     for note in done.notes:
         print(f"note: {note}", file=sys.stderr)
     lines = ", ".join(f"{n} {name}" for name, n in done.counts.items())

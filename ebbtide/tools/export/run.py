@@ -49,6 +49,9 @@ def _staging(out: Path) -> Path:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out} is not an empty directory: give a new or empty one")
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    blocked = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise ExportError(f"cannot write to {out}: {blocked} is not a directory")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging.mkdir()
