@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ebbtide.runtime.keys import generate_key, key_id
-from ebbtide.schemas import DECISION, LIFECYCLE_EVENT, Codec
+from ebbtide.schemas import DECISION, ERASURE_ANSWER, LIFECYCLE_EVENT, Codec
 from ebbtide.streams.certificates import DeletionEntry, build, dumps, sign
 from ebbtide.tools.export import lines
 from ebbtide.tools.export.decoding import decode
@@ -144,6 +144,28 @@ def signed_certificate(subject: str) -> bytes:
     return dumps(sign(body, PRIVATE)).encode()
 
 
+def answer(subject: str) -> bytes:
+    item = {
+        "record": HOSTILE,
+        "category": "invoice",
+        "action": "KEEP",
+        "rule_id": "bookkeeping",
+        "basis": "GDPR art. 6(1)(c)",
+        "reason": "kept for the bookkeeping act",
+        "until": "2031-12-31",
+    }
+    return Codec(ERASURE_ANSWER).encode(
+        {
+            "request_id": "req-1",
+            "subject_id": subject,
+            "answered_at": datetime(2027, 3, 2, tzinfo=UTC),
+            "due_by": datetime(2027, 4, 1, tzinfo=UTC),
+            "policy_version": "v1+abc",
+            "items": [item],
+        }
+    )
+
+
 def test_the_report_escapes_everything_links_only_inside_itself_and_shows_the_totals() -> None:
     subject = HOSTILE
     good = message("p.certificates", signed_certificate(subject), key=subject, offset=1)
@@ -155,6 +177,7 @@ def test_the_report_escapes_everything_links_only_inside_itself_and_shows_the_to
             message("p.decisions", Codec(DECISION).encode(decision(subject, HOSTILE)), key=subject)
         ],
         "certificates": [good, bad],
+        "answers": [message("p.answers", answer(subject), key=subject, offset=3)],
         "checkpoints": [],
     }
     verdicts = {place(m): verify_certificate(m, PUBLIC, None) for m in (good, bad)}
@@ -175,6 +198,8 @@ def test_the_report_escapes_everything_links_only_inside_itself_and_shows_the_to
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert parsed.counts["total-decisions"] == 4 and parsed.counts["total-certificates"] == 2
     assert parsed.counts["subject-count"] == 1
+    assert {"s1-cert-1", "s1-cert-2", "s1-answer-1", "s1-deadlines"} <= set(parsed.ids)
+    assert "2031-12-31" in page and "kept for the bookkeeping act" in page and "req-1" in page
     assert [v.status for v in verdicts.values()] == ["valid", "invalid"]
     assert page.count('class="verdict valid"') == 1 and page.count('class="verdict invalid"') == 1
     assert "bad signature: the certificate&#x27;s content does not match its signature" in page
