@@ -27,7 +27,7 @@ def add(sub: Subcommands) -> None:
         "subject's messages, and the whole decision chain of its partitions (its own lines marked "
         '"selected": true) so that `ebbtide audit verify --export DIR` can check it. --period: per '
         "partition, the messages from the first whose Kafka timestamp is at or after FROM up to the "
-        "first at or after TO (excluded). Progress goes to stderr.",
+        "first at or after TO (excluded). Progress goes to stderr. Formats: docs/auditing.md.",
     )
     which = export.add_mutually_exclusive_group(required=True)
     which.add_argument("--subject", help="a subject id")
@@ -40,6 +40,7 @@ def add(sub: Subcommands) -> None:
     export.add_argument(
         "--public-key",
         type=Path,
+        metavar="PEM",
         help="the worker's certificate public key (default: EBBTIDE_WORKER_PUBLIC_KEY, or the .pub "
         "beside EBBTIDE_CERTIFICATE_KEY)",
     )
