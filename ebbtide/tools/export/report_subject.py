@@ -147,6 +147,7 @@ def deletions(view: SubjectView, store_ids: Mapping[str, str]) -> str:
             rows.append(
                 _row(
                     e(v.get("record_key")),
+                    e(v.get("category")),
                     f'<span class="mono">{e(v.get("command_id"))}</span>',
                     when(v.get("deadline")),
                     when(v.get("issued_at")),
@@ -155,7 +156,7 @@ def deletions(view: SubjectView, store_ids: Mapping[str, str]) -> str:
                 )
             )
         table = _table(
-            ("Record", "Command", "Deadline", "Ordered", "Outcome", "Executed"),
+            ("Record", "Category", "Command", "Deadline", "Ordered", "Outcome", "Executed"),
             rows,
             "Receipts only: no command of this store in the selection.",
         )
