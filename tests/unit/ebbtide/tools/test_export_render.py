@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 
 from ebbtide.runtime.keys import generate_key, key_id
-from ebbtide.schemas import DECISION, ERASURE_ANSWER, LIFECYCLE_EVENT, Codec
+from ebbtide.schemas import (
+    DECISION,
+    DELETION_COMMAND,
+    DELETION_RECEIPT,
+    ERASURE_ANSWER,
+    LIFECYCLE_EVENT,
+    Codec,
+)
 from ebbtide.streams.certificates import DeletionEntry, build, dumps, sign
 from ebbtide.tools.export import lines
 from ebbtide.tools.export.decoding import decode
@@ -166,8 +173,34 @@ def answer(subject: str) -> bytes:
     )
 
 
+def command_and_receipt(subject: str) -> tuple[bytes, bytes]:
+    common = {"command_id": "cmd-1", "subject_id": subject, "store": HOSTILE, "category": "client"}
+    command = {
+        **common,
+        "record_key": "1",
+        "rule_id": "account",
+        "policy_version": "v1+abc",
+        "deadline": 1_800_000_000_000,
+        "issued_at": 1_800_000_100_000,
+        "signature": b"\x01" * 64,
+        "signer_key_id": "k",
+    }
+    receipt = {
+        **common,
+        "record_key": "1",
+        "outcome": "DELETED",
+        "rows": 4,
+        "reason": None,
+        "executed_at": 1_800_000_200_000,
+        "signature": None,
+        "signer_key_id": None,
+    }
+    return Codec(DELETION_COMMAND).encode(command), Codec(DELETION_RECEIPT).encode(receipt)
+
+
 def test_the_report_escapes_everything_links_only_inside_itself_and_shows_the_totals() -> None:
     subject = HOSTILE
+    command, receipt = command_and_receipt(subject)
     good = message("p.certificates", signed_certificate(subject), key=subject, offset=1)
     forged = json.loads(signed_certificate(subject))
     forged["certificate"]["entries"][0]["rows"] = 2
@@ -178,6 +211,8 @@ def test_the_report_escapes_everything_links_only_inside_itself_and_shows_the_to
         ],
         "certificates": [good, bad],
         "answers": [message("p.answers", answer(subject), key=subject, offset=3)],
+        "commands": [message("p.commands.x", command, key=subject, offset=4)],
+        "receipts": [message("p.receipts", receipt, key=subject, offset=5)],
         "checkpoints": [],
     }
     verdicts = {place(m): verify_certificate(m, PUBLIC, None) for m in (good, bad)}
@@ -198,7 +233,8 @@ def test_the_report_escapes_everything_links_only_inside_itself_and_shows_the_to
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert parsed.counts["total-decisions"] == 4 and parsed.counts["total-certificates"] == 2
     assert parsed.counts["subject-count"] == 1
-    assert {"s1-cert-1", "s1-cert-2", "s1-answer-1", "s1-deadlines"} <= set(parsed.ids)
+    assert {"s1-cert-1", "s1-cert-2", "s1-answer-1", "s1-deadlines", "s1-store-1"} <= set(parsed.ids)
+    assert "DELETED (4 row(s))" in page and "2027-01-15T08:03:20.000Z" in page  # the receipt's executed_at
     assert "2031-12-31" in page and "kept for the bookkeeping act" in page and "req-1" in page
     assert [v.status for v in verdicts.values()] == ["valid", "invalid"]
     assert page.count('class="verdict valid"') == 1 and page.count('class="verdict invalid"') == 1
