@@ -58,6 +58,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     from rich.console import Console
 
     from ebbtide.tools.export.keys import UnusableKey
+    from ebbtide.tools.export.reading import ReadStalled
     from ebbtide.tools.export.run import ExportError, export
     from ebbtide.tools.export.selection import Selection, SelectionError, parse_period
     from ebbtide.tools.progress import progress_bar
@@ -81,7 +82,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with bar if console.is_terminal else contextlib.nullcontext():
             done = export(settings, selection, args.out, (args.public_key, args.store_keys), progress)
-    except (ExportError, UnusableKey) as exc:
+    except (ExportError, UnusableKey, ReadStalled) as exc:
         print(f"{NAME}: {exc}", file=sys.stderr)
         return 1
     except KafkaError as exc:

@@ -11,6 +11,7 @@ the messages whose timestamp falls in the period.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -96,19 +97,37 @@ def _key(raw: bytes | None) -> str | None:
     return None if raw is None else raw.decode("utf-8", "backslashreplace")
 
 
+class ReadStalled(RuntimeError):
+    """The broker stopped giving messages before the end of a span: one line for the user."""
+
+
+# Seconds a read may go without getting further before it gives up (a broker that went away).
+STALL_TIMEOUT = 30.0
+
+
 def read(
-    consumer: KafkaConsumer, span: Span, progress: Callable[[int], None] = lambda n: None
+    consumer: KafkaConsumer,
+    span: Span,
+    progress: Callable[[int], None] = lambda n: None,
+    stall_timeout: float = STALL_TIMEOUT,
 ) -> Iterator[Fetched]:
-    """The messages of one span, in offset order; ``progress`` is told how far each poll got."""
+    """The messages of one span, in offset order; ``progress`` is told how far each poll got.
+    :class:`ReadStalled` if no message comes for ``stall_timeout`` seconds before the span's end."""
     if span.size == 0:
         return
     consumer.assign([span.tp])
     consumer.seek(span.tp, span.start)
-    position = span.start
+    position, moved = span.start, time.monotonic()
     while position < span.stop:
         for m in consumer.poll(timeout_ms=1000).get(span.tp, []):
             if m.offset < span.stop:
                 yield Fetched(m.topic, m.partition, m.offset, m.timestamp, _key(m.key), m.value)
-        now = min(consumer.position(span.tp), span.stop)
-        progress(now - position)
-        position = now
+        now = min(consumer.position(span.tp), span.stop)  # past control records too
+        if now > position:
+            progress(now - position)
+            position, moved = now, time.monotonic()
+        elif time.monotonic() - moved > stall_timeout:
+            where = f"{span.tp.topic} partition {span.tp.partition}"
+            raise ReadStalled(
+                f"no message from the broker for {stall_timeout:g} s at offset {position} of {where}"
+            )

@@ -7,10 +7,13 @@ import base64
 import csv
 import io
 import json
+import re
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from kafka import TopicPartition
 
 from ebbtide.runtime.keys import generate_key, key_id
 from ebbtide.schemas import (
@@ -24,7 +27,7 @@ from ebbtide.schemas import (
 from ebbtide.streams.certificates import DeletionEntry, build, dumps, sign
 from ebbtide.tools.export import lines
 from ebbtide.tools.export.decoding import decode
-from ebbtide.tools.export.reading import Fetched, Message, Period
+from ebbtide.tools.export.reading import Fetched, Message, Period, ReadStalled, Span, read
 from ebbtide.tools.export.report import ReportFacts, render_report
 from ebbtide.tools.export.report_subject import place
 from ebbtide.tools.export.selection import Selection, SelectionError, parse_period
@@ -255,3 +258,38 @@ def test_the_page_check_finds_what_leaves_the_page_or_does_not_resolve() -> None
         "link 'https://example.org/' leaves the page",
         "link '#gone' has no element",
     ]
+
+
+class StuckConsumer:
+    """A consumer whose broker went away after one message: polls give nothing more."""
+
+    def __init__(self) -> None:
+        self.given = False
+        self.at = 0
+
+    def assign(self, tps: list[Any]) -> None: ...
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.at = offset
+
+    def poll(self, timeout_ms: int) -> dict[Any, list[Any]]:
+        if self.given:
+            return {}
+        self.given, self.at = True, self.at + 1
+        found = SimpleNamespace(topic="t", partition=0, offset=self.at - 1, timestamp=1, key=b"k", value=b"v")
+        return {TP: [found]}
+
+    def position(self, tp: Any) -> int:
+        return self.at
+
+
+TP = TopicPartition("t", 0)
+
+
+def test_a_read_that_stops_getting_messages_gives_up_naming_where() -> None:
+    got: list[Fetched] = []
+    with pytest.raises(
+        ReadStalled, match=re.escape("no message from the broker for 0.2 s at offset 4 of t partition 0")
+    ):
+        got.extend(read(StuckConsumer(), Span(TP, 3, 10), stall_timeout=0.2))  # type: ignore[arg-type]
+    assert got == [Fetched("t", 0, 3, 1, "k", b"v")]
