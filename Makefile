@@ -25,9 +25,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install Ebbtide with its dev tools
 
-tools: ## Debian tools the tests use (prometheus and promtool, from the prometheus package)
+tools: ## Debian tools the tests use (prometheus and promtool; chromium, which checks the audit export's report)
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { echo "installing prometheus"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+	@command -v chromium >/dev/null || { echo "installing chromium"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 stack-up: ## start the local Kafka (KRaft) and PostgreSQL on 127.0.0.1
 	deploy/local/stack.sh up

@@ -26,7 +26,7 @@ def store_keys_in(directory: Path) -> dict[str, bytes]:
 
 # --- HTML ---------------------------------------------------------------------------------------
 
-_STYLE = """
+STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #1b1f23; margin: 2rem auto;
        max-width: 72rem; padding: 0 1rem; line-height: 1.45; }
 h1 { font-size: 1.6rem; margin-bottom: 0.2rem; }
@@ -92,7 +92,7 @@ def render_html(document: Mapping[str, Any]) -> str:
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Deletion certificate</title>
-<style>{_STYLE}</style>
+<style>{STYLE}</style>
 </head>
 <body>
 <h1>Deletion certificate</h1>
