@@ -47,13 +47,21 @@ COMMAND = "command"
 RECEIPT = "receipt"
 TICK = "tick"  # a clock tick, signed by the clock's key for one partition
 HOLD = "hold"  # a LegalHoldPlaced or LegalHoldReleased event, signed by a trusted hold signer's key
+CHECKPOINT = "checkpoint"  # a decisions partition's chain checkpoint, signed by the worker's key
 FORMATS = {
     COMMAND: "ebbtide-deletion-command/1",
     RECEIPT: "ebbtide-deletion-receipt/1",
     TICK: "ebbtide-clock-tick/1",
     HOLD: "ebbtide-legal-hold/1",
+    CHECKPOINT: "ebbtide-chain-checkpoint/1",
 }
-NAMES = {COMMAND: "deletion_command", RECEIPT: "deletion_receipt", TICK: "clock_tick", HOLD: "legal_hold"}
+NAMES = {
+    COMMAND: "deletion_command",
+    RECEIPT: "deletion_receipt",
+    TICK: "clock_tick",
+    HOLD: "legal_hold",
+    CHECKPOINT: "checkpoint",
+}
 SIGNED_FIELDS = {
     COMMAND: (
         "command_id",
@@ -80,6 +88,7 @@ SIGNED_FIELDS = {
     # The partition is signed too (it is not in the message: the clock sends one tick a
     # partition): a tick moved to another partition would claim another partition's events_end.
     TICK: ("now", "events_end", "source", "partition"),
+    CHECKPOINT: ("partition", "seq", "head", "policy_version", "made_at"),
 }
 # A legal hold event is signed over its envelope's identifying fields, its type and these fields of
 # its payload (those of lifecycle_event v1): see :func:`hold_content`.
@@ -89,7 +98,7 @@ HOLD_EVENTS = {
     "LegalHoldReleased": ("hold_id",),
 }
 _HOLD_LISTS = frozenset({"categories", "records"})  # Avro default []: absent from a record not yet encoded
-TIME_FIELDS = frozenset({"deadline", "issued_at", "executed_at", "now"})
+TIME_FIELDS = frozenset({"deadline", "issued_at", "executed_at", "now", "made_at"})
 SIGNATURE = "signature"
 KEY_ID = "signer_key_id"
 
