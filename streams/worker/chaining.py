@@ -54,14 +54,21 @@ class ChainHead:
     checkpoint_at: float | None = None  # wall time (s) of the last checkpoint; None: none yet
 
     def dump(self) -> dict[str, object]:
-        return {"seq": self.seq, "hash": self.hash, "cp_seq": self.checkpoint_seq, "cp_at": self.checkpoint_at}
+        return {
+            "seq": self.seq,
+            "hash": self.hash,
+            "cp_seq": self.checkpoint_seq,
+            "cp_at": self.checkpoint_at,
+        }
 
     @classmethod
     def load(cls, raw: dict[str, Any] | None) -> ChainHead:
         if not raw:
             return cls()
         at = raw.get("cp_at")
-        return cls(int(raw["seq"]), str(raw["hash"]), int(raw["cp_seq"]), float(at) if at is not None else None)
+        return cls(
+            int(raw["seq"]), str(raw["hash"]), int(raw["cp_seq"]), float(at) if at is not None else None
+        )
 
 
 class Chains:
@@ -92,7 +99,9 @@ class Chains:
     def head(self, partition: int) -> ChainHead:
         return ChainHead.load(self.state.get(head_key(partition)))
 
-    def link(self, partition: int, record: dict[str, Any], encode: Callable[[dict[str, Any]], bytes]) -> bytes:
+    def link(
+        self, partition: int, record: dict[str, Any], encode: Callable[[dict[str, Any]], bytes]
+    ) -> bytes:
         """The value of decision ``record`` as the next link of ``partition``'s chain (``seq`` and
         ``prev_hash`` filled, then encoded); the head moves to it (staged)."""
         head = self.head(partition)

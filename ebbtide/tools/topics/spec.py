@@ -56,7 +56,9 @@ LOG_KEYS = {
     "clock": "`tick` (the clock picks the partition)",
     "dlq": "the refused message's own key (mostly a subject id)",
 }
-AUDIT_KEYS = {"checkpoints": "`checkpoint` (partition p holds the checkpoints of decisions partition p's chain)"}
+AUDIT_KEYS = {
+    "checkpoints": "`checkpoint` (partition p holds the checkpoints of decisions partition p's chain)"
+}
 AUDIT_REASONS = {
     "receipts": "the stores' signed answers: the worker reads them at once, an auditor checks them "
     "as long as a deletion they prove can be questioned",
@@ -90,7 +92,9 @@ def project_topics(
         role = _role(topics, name)
         if role in audit:
             period = longest(policy, audit[role])
-            specs.append(_audit_topic(settings, name, period, AUDIT_REASONS[role], AUDIT_KEYS.get(role, SUBJECT)))
+            specs.append(
+                _audit_topic(settings, name, period, AUDIT_REASONS[role], AUDIT_KEYS.get(role, SUBJECT))
+            )
         else:
             specs.append(_log_topic(settings, name, role, window))
     return specs + worker_topics(settings)
