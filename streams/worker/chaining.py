@@ -12,10 +12,15 @@ before its flush is dropped and replayed from the same head, so the decisions it
 the same seq and the same bytes (``ebbtide audit verify`` counts such re-sent duplicates).
 
 At the end of each batch, a partition whose chain moved since its last checkpoint gets a signed
-one (:data:`ebbtide.schemas.CHECKPOINT`, to partition p of the checkpoints topic) once ``every``
-decisions were chained since the last, or ``seconds`` have passed since it; a chain's first
-checkpoint comes at the end of its first batch. Checkpoints go out with the batch's other output,
-before its state is flushed.
+one (:data:`ebbtide.schemas.CHECKPOINT`, to partition p of the checkpoints topic) of its durable
+head (as the last flushed batch left it) once ``every`` decisions were chained since the last, or
+``seconds`` have passed since it; a chain's first checkpoint comes at the end of its second batch.
+Checkpoints go out with the batch's other output, before its state is flushed.
+
+A batch replayed after a crash re-sends its decisions from the same head, with the same seqs; the
+same bytes if the partition's inputs (events, ticks, receipts: three topics) come in the same order
+again, else other decisions under those seqs, which supersede the first ones. A checkpoint never
+vouches for decisions that could be superseded so.
 """
 
 from __future__ import annotations
@@ -112,35 +117,40 @@ class Chains:
         return value
 
     def checkpoints(self) -> list[Out]:
-        """The signed checkpoints due at the end of a batch (their heads staged as checkpointed)."""
+        """The signed checkpoints due at the end of a batch (their heads staged as checkpointed).
+
+        A checkpoint vouches for the chain's durable head (as the last flushed batch left it), never
+        for this batch's decisions: if the batch fails, it is replayed, and its decisions may come
+        out in another order (the partition's events, ticks and receipts interleaved otherwise);
+        what a checkpoint vouches for is never sent again with other bytes."""
         if self.signer is None:
             return []
         now = self.wall()
         out: list[Out] = []
         for partition in sorted(self._open):
             head = self.head(partition)
+            durable = ChainHead.load(self.state.table.get(head_key(partition)))
             if head.seq <= head.checkpoint_seq:
                 self._open.discard(partition)  # nothing new since the last checkpoint
                 continue
-            due = (
+            due = durable.seq > head.checkpoint_seq and (
                 head.checkpoint_at is None
-                or head.seq - head.checkpoint_seq >= self.every
+                or durable.seq - head.checkpoint_seq >= self.every
                 or now - head.checkpoint_at >= self.seconds
             )
             if not due:
                 continue
             record = {
                 "partition": partition,
-                "seq": head.seq,
-                "head": head.hash,
+                "seq": durable.seq,
+                "head": durable.hash,
                 "policy_version": self.policy_label,
                 "made_at": int(now * 1000),
             }
             value = self._codec.encode(self.signer.sign_checkpoint(record))
             out.append(Out(self.topic, CHECKPOINT_KEY, value, partition=partition))
-            head.checkpoint_seq, head.checkpoint_at = head.seq, now
+            head.checkpoint_seq, head.checkpoint_at = durable.seq, now
             self.state[head_key(partition)] = head.dump()
-            self._open.discard(partition)
         return out
 
     def resume(self, partitions: set[int]) -> None:

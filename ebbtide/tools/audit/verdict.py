@@ -27,11 +27,13 @@ class Verdict:
         """``N decisions in P partitions, D re-sent duplicates, C checkpoints verified; ...``"""
         total = sum(r.decisions for r in self.reports)
         unchained = sum(r.not_chained for r in self.reports)
+        superseded = sum(r.superseded for r in self.reports)
         line = (
             f"{total} decisions in {len(self.reports)} partitions"
             + (f" ({unchained} not chained: written before the chain)" if unchained else "")
             + f", {sum(r.duplicates for r in self.reports)} re-sent duplicates, "
-            f"{sum(r.checkpoints for r in self.reports)} checkpoints verified"
+            + (f"{superseded} superseded by a batch replayed after a crash, " if superseded else "")
+            + f"{sum(r.checkpoints for r in self.reports)} checkpoints verified"
         )
         for r in self.reports:
             if r.after_checkpoint:
@@ -51,6 +53,7 @@ class Verdict:
                     "decisions": r.decisions,
                     "not_chained": r.not_chained,
                     "duplicates": r.duplicates,
+                    "superseded": r.superseded,
                     "checkpoints_verified": r.checkpoints,
                     "last_seq": r.last_seq,
                     "after_last_checkpoint": r.after_checkpoint,

@@ -98,7 +98,7 @@ def test_the_agent_sends_the_output_first_then_writes_the_state_on_the_source_pa
     asyncio.run(publish(app, topics.events, key, value, partition, state_written))
     sends = [entry for entry in producer.log if entry[0] == "send"]
     changelog = [entry for entry in producer.log if entry[0] == "changelog"]
-    assert sends and {topic for _, topic, _, _ in sends} == {topics.decisions, topics.checkpoints}
+    assert sends and {topic for _, topic, _, _ in sends} == {topics.decisions}
     assert {p for _, _, _, p in sends} == {partition}  # the decisions' chain is the source partition's
     assert producer.log == sends + changelog  # every output before any state
     assert [(k, p) for _, _, k, p in changelog] == [

@@ -1,6 +1,6 @@
 """The worker's hash chains: each input partition's decisions are chained on their own partition,
 a batch replayed after a crash sends the very same bytes again, and the checkpoints made at the end
-of a batch verify."""
+of a batch (of the head the batch before left) verify."""
 
 from __future__ import annotations
 
@@ -90,15 +90,18 @@ def test_each_input_partition_has_its_own_chain_on_its_own_partition() -> None:
     two = sorted(subjects)[:2]
     processor = LifecycleProcessor(rules_policy(), TOPICS, {}, PARTITIONS, signer=SIGNER)
     sent = run(BatchStep, processor, messages(*(written(subjects[p], n) for p in two for n in (1, 2))))
+    assert not decisions(sent, TOPICS.checkpoints)  # nothing durable to vouch for yet
+    sent += run(BatchStep, processor, messages(*(written(subjects[p], 3) for p in two), offset=4))
     by_partition: dict[int, list[Out]] = {}
     for out in decisions(sent):
         by_partition.setdefault(out.partition or 0, []).append(out)
     assert sorted(by_partition) == two
     for chain in by_partition.values():
-        assert [codec_for(DECISION).decode(o.value)["seq"] for o in chain] == [1, 2]
+        assert [codec_for(DECISION).decode(o.value)["seq"] for o in chain] == [1, 2, 3]
     checkpoints = decisions(sent, TOPICS.checkpoints)
-    assert sorted(o.partition for o in checkpoints) == two  # one per chain, at the end of the batch
+    assert sorted(o.partition for o in checkpoints) == two  # one per chain, of what the first batch left
     log = [Message(p, n, o.value) for p, chain in by_partition.items() for n, o in enumerate(chain)]
     marks = [Message(o.partition or 0, 0, o.value) for o in checkpoints]
     verdict = verify(log, marks, SIGNER.public_pem)
     assert verdict.ok and "2 checkpoints verified" in verdict.summary()
+    assert [r.checkpointed_seq for r in verdict.reports] == [2, 2]

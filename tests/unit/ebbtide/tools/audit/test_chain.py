@@ -47,13 +47,17 @@ def record(n: int, seq: int | None = None) -> dict[str, Any]:
 
 
 def chain(count: int, checkpoint_at: tuple[int, ...] = ()) -> tuple[list[bytes], list[bytes]]:
-    """``count`` chained decisions of partition 0 and the checkpoints made after those numbered."""
-    chains = Chains(StagedTable({}), "t.checkpoints", "p1", signer(), every=1)
+    """``count`` chained decisions of partition 0, one batch each, and the checkpoints made at the
+    end of the batches after those numbered (each of the head the batch before left)."""
+    table = StagedTable({})
+    chains = Chains(table, "t.checkpoints", "p1", signer(), every=1)
     values, checkpoints = [], []
-    for n in range(1, count + 1):
-        values.append(chains.link(0, record(n), codec_for(DECISION).encode))
-        if n in checkpoint_at:
+    for n in range(1, count + 2):
+        if n <= count:
+            values.append(chains.link(0, record(n), codec_for(DECISION).encode))
+        if n - 1 in checkpoint_at:
             checkpoints += [out.value for out in chains.checkpoints()]
+        table.flush()
     return values, checkpoints
 
 
@@ -94,19 +98,42 @@ def test_a_removed_decision_is_a_gap_at_the_next_one() -> None:
 
 
 def test_reordered_and_inserted_decisions_are_named_so() -> None:
-    values, _ = chain(8)
+    values, checkpoints = chain(8, checkpoint_at=(5,))
     assert only(check([*values[:4], values[5], values[4], *values[6:]])) == ("reordered", 4)
     forged = codec_for(DECISION).decode(values[4])  # a decision that claims the real one's place
     forged["reason"] = "nothing to see"
     inserted = [*values[:5], codec_for(DECISION).encode(forged), *values[5:]]
-    assert only(check(inserted)) == ("inserted", 5)
+    assert only(check(inserted)) == ("inserted", 5)  # the next one links to the real one
+    assert only(check(inserted[:6], checkpoints)) == ("inserted", 5)  # ... or a checkpoint covers it
+
+
+def test_a_batch_replayed_in_another_order_supersedes_what_it_sent_first() -> None:
+    table = StagedTable({})
+    chains = Chains(table, "t.checkpoints", "p1", signer(), every=1)
+    link = lambda n: chains.link(0, record(n), codec_for(DECISION).encode)  # noqa: E731
+    durable = [link(n) for n in (1, 2, 3)]
+    table.flush()
+    crashed = [link(n) for n in (4, 5, 6)]
+    checkpoints = [o.value for o in chains.checkpoints()]  # of seq 3, what the flush made durable
+    table.discard()  # the batch failed before its flush: replayed, its inputs in another order
+    replayed = [link(n) for n in (5, 4, 6, 7)]
+    verdict = check(durable + crashed + replayed, checkpoints)
+    assert verdict.ok, [f.line() for f in verdict.findings]
+    assert "3 superseded by a batch replayed after a crash, 1 checkpoints verified" in verdict.summary()
+    behind = codec_for(DECISION).decode(durable[2]) | {"reason": "another"}  # seq 3, checkpointed
+    assert only(check([*durable, *crashed, codec_for(DECISION).encode(behind)], checkpoints)) == (
+        "inserted",
+        6,
+    )
 
 
 def test_a_checkpoint_signed_by_another_key_is_forged() -> None:
     values, checkpoints = chain(4, checkpoint_at=(4,))
-    other = Chains(StagedTable({}), "t.checkpoints", "p1", signer("intruder"), every=1)
+    table = StagedTable({})
+    other = Chains(table, "t.checkpoints", "p1", signer("intruder"), every=1)
     for v in values:  # the same chain, checkpointed by a key that is not the worker's
         other.link(0, codec_for(DECISION).decode(v), codec_for(DECISION).encode)
+    table.flush()
     forged = [o.value for o in other.checkpoints()]
     assert check(values, checkpoints).ok
     assert only(check(values, checkpoints + forged)) == ("forged", 1)
