@@ -103,8 +103,8 @@ def test_the_agent_sends_the_output_first_then_writes_the_state_on_the_source_pa
     assert producer.log == sends + changelog  # every output before any state
     assert [(k, p) for _, _, k, p in changelog] == [
         (f'"s:{partition}:cust-1"'.encode(), partition),
-        (f'"p:{partition}"'.encode(), partition),
         (f'"c:{partition}"'.encode(), partition),
+        (f'"p:{partition}"'.encode(), partition),
     ]
     assert app.tables["state"][f"s:{partition}:cust-1"]["s"] == "cust-1"
 
