@@ -15,6 +15,9 @@ the first 16 hex characters of the SHA-256 of the raw public key, as certificate
 Ed25519 is deterministic: the same command signed twice is the same bytes, so a re-send or a
 replay stays byte-identical.
 
+The worker's checkpoints of the decisions' hash chains (``CHECKPOINT``: partition, seq, head,
+policy version and when it was made) are signed the same way with its key (``streams.worker.chaining``).
+
 Legal hold events (``LegalHoldPlaced``, ``LegalHoldReleased``) are signed the same way by a trusted
 hold signer (the legal team's tool): the worker refuses one it cannot verify, so writing to the
 events topic is not enough to place or lift a legal hold (:class:`HoldKeys`,

@@ -5,8 +5,9 @@ Each decisions partition is one chain (``streams.worker.chaining``): a decision'
 the previous one's and its ``prev_hash`` is the SHA-256 of the previous decision's value bytes.
 The first broken link of each partition is reported, as what it looks like:
 
-- ``changed``: a decision whose hash is not what the next one names (seq continuous), or whose
-  bytes are not a decision at all;
+- ``changed``: a decision whose hash is not what the next one names (seq continuous), or that
+  names neither the decision before it nor is named by the next (its own ``prev_hash`` changed),
+  or whose bytes are not a decision at all;
 - ``removed``: the seq jumps (decisions missing before this one), or a checkpoint vouches for a
   seq past the chain's end;
 - ``reordered``: the seq jumps, and the missing decisions come later in the partition;
@@ -137,6 +138,7 @@ class ChainWalk:
         self._missing: set[int] = set()  # the seqs a jump left out (reordered if they come later)
         self._last_offset = -1
         self._max_seq = 0
+        self._suspect: tuple[int, int, int, str] | None = None  # a broken link: offsets, seq, hash
         self._superseded: dict[int, str] = {}  # seq -> hash of what the last re-send superseded
         self._superseded_at: dict[int, int] = {}  # seq -> its offset
 
@@ -159,6 +161,7 @@ class ChainWalk:
         self._max_seq = max(self._max_seq, seq)
         if self._broken is not None:  # links are no longer checked; checkpoints still are
             self._vouch(seq, digest, offset)
+            self._resolve(offset, seq, prev)
             if seq in self._missing and self._broken.kind == "removed":
                 self._broken.kind = "reordered"
                 self._broken.detail += f"; seq {seq} comes later, at offset {offset}"
@@ -186,6 +189,7 @@ class ChainWalk:
                     f"one it displaced (offset {self._superseded_at.get(last_seq)})",
                 )
             if prev != last_hash:
+                self._suspect = (last_offset, offset, seq, digest)  # or this one changed: see the next
                 return self._break(
                     last_offset,
                     "changed",
@@ -222,6 +226,20 @@ class ChainWalk:
             return self._accept(offset, seq, digest)
         where = f"the decision with seq {seq} at offset {seen[1]}" if seen else f"seq {seq}, long before"
         return self._break(offset, "inserted", f"seq {seq} again (the chain is at {last_seq}), not {where}")
+
+    def _resolve(self, offset: int, seq: int, prev: str) -> None:
+        """After a link broke between two decisions, the next one says which of them changed: if
+        it does not name the second either, the second changed (its own ``prev_hash`` with it)."""
+        if self._suspect is None or self._broken is None:
+            return
+        before, at, suspect_seq, suspect_hash = self._suspect
+        self._suspect = None
+        if seq == suspect_seq + 1 and prev != suspect_hash:
+            self._broken.offset = at
+            self._broken.detail = (
+                f"it does not name the decision before it (offset {before}), and the next decision "
+                f"(offset {offset}) does not name it"
+            )
 
     def _accept(self, offset: int, seq: int, digest: str) -> None:
         self._tip = (seq, digest, offset)

@@ -88,6 +88,9 @@ def test_a_changed_byte_is_found_at_its_offset() -> None:
     changed[changed.index(b"reason number 5") + 7] ^= 0x01  # one byte of its text
     assert only(check([*values[:4], bytes(changed), *values[5:]])) == ("changed", 4)
     assert only(check([*values[:4], values[4][:-3], *values[5:]])) == ("changed", 4)  # not a decision
+    in_link = bytearray(values[4])
+    in_link[-20] ^= 0x01  # a byte of its prev_hash: neither link around it holds
+    assert only(check([*values[:4], bytes(in_link), *values[5:]])) == ("changed", 4)
 
 
 def test_a_removed_decision_is_a_gap_at_the_next_one() -> None:
