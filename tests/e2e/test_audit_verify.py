@@ -71,6 +71,12 @@ def test_audit_verify_passes_on_the_demo_log_and_names_a_changed_byte_or_a_remov
     assert code == 0, verdict["findings"]
     assert sum(p["checkpoints_verified"] for p in verdict["partitions"]) >= 1
     assert sum(p["decisions"] for p in verdict["partitions"]) > 100
+    code, later = audit_verify(demo_log.settings, capsys, "--from", "5")  # anchored mid-chain
+    assert code == 0 and sum(p["decisions"] for p in later["partitions"]) == sum(
+        p["decisions"] - 5 for p in verdict["partitions"]
+    )
+    code, dated = audit_verify(demo_log.settings, capsys, "--from", "2000-01-01")  # Kafka timestamps
+    assert code == 0 and dated["partitions"] == verdict["partitions"]
 
     partition, decisions, checkpoints = one_partition(demo_log.settings)
     values = [m.value or b"" for m in decisions]
