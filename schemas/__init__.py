@@ -6,6 +6,7 @@ writer schema's CRC-64-AVRO fingerprint), so a reader always knows which version
 """
 
 from ebbtide.schemas.codec import (
+    CHECKPOINT,
     CLOCK_TICK,
     DECISION,
     DELETION_COMMAND,
@@ -20,6 +21,7 @@ from ebbtide.schemas.codec import (
 )
 
 __all__ = [
+    "CHECKPOINT",
     "CLOCK_TICK",
     "DECISION",
     "DELETION_COMMAND",

@@ -24,6 +24,7 @@ DELETION_COMMAND = "deletion_command"
 DELETION_RECEIPT = "deletion_receipt"
 DECISION = "decision"
 ERASURE_ANSWER = "erasure_answer"
+CHECKPOINT = "checkpoint"
 
 
 class InvalidMessage(ValueError):

@@ -15,6 +15,9 @@ the first 16 hex characters of the SHA-256 of the raw public key, as certificate
 Ed25519 is deterministic: the same command signed twice is the same bytes, so a re-send or a
 replay stays byte-identical.
 
+The worker's checkpoints of the decisions' hash chains (``CHECKPOINT``: partition, seq, head,
+policy version and when it was made) are signed the same way with its key (``streams.worker.chaining``).
+
 Legal hold events (``LegalHoldPlaced``, ``LegalHoldReleased``) are signed the same way by a trusted
 hold signer (the legal team's tool): the worker refuses one it cannot verify, so writing to the
 events topic is not enough to place or lift a legal hold (:class:`HoldKeys`,
@@ -47,13 +50,21 @@ COMMAND = "command"
 RECEIPT = "receipt"
 TICK = "tick"  # a clock tick, signed by the clock's key for one partition
 HOLD = "hold"  # a LegalHoldPlaced or LegalHoldReleased event, signed by a trusted hold signer's key
+CHECKPOINT = "checkpoint"  # a decisions partition's chain checkpoint, signed by the worker's key
 FORMATS = {
     COMMAND: "ebbtide-deletion-command/1",
     RECEIPT: "ebbtide-deletion-receipt/1",
     TICK: "ebbtide-clock-tick/1",
     HOLD: "ebbtide-legal-hold/1",
+    CHECKPOINT: "ebbtide-chain-checkpoint/1",
 }
-NAMES = {COMMAND: "deletion_command", RECEIPT: "deletion_receipt", TICK: "clock_tick", HOLD: "legal_hold"}
+NAMES = {
+    COMMAND: "deletion_command",
+    RECEIPT: "deletion_receipt",
+    TICK: "clock_tick",
+    HOLD: "legal_hold",
+    CHECKPOINT: "checkpoint",
+}
 SIGNED_FIELDS = {
     COMMAND: (
         "command_id",
@@ -80,6 +91,7 @@ SIGNED_FIELDS = {
     # The partition is signed too (it is not in the message: the clock sends one tick a
     # partition): a tick moved to another partition would claim another partition's events_end.
     TICK: ("now", "events_end", "source", "partition"),
+    CHECKPOINT: ("partition", "seq", "head", "policy_version", "made_at"),
 }
 # A legal hold event is signed over its envelope's identifying fields, its type and these fields of
 # its payload (those of lifecycle_event v1): see :func:`hold_content`.
@@ -89,7 +101,7 @@ HOLD_EVENTS = {
     "LegalHoldReleased": ("hold_id",),
 }
 _HOLD_LISTS = frozenset({"categories", "records"})  # Avro default []: absent from a record not yet encoded
-TIME_FIELDS = frozenset({"deadline", "issued_at", "executed_at", "now"})
+TIME_FIELDS = frozenset({"deadline", "issued_at", "executed_at", "now", "made_at"})
 SIGNATURE = "signature"
 KEY_ID = "signer_key_id"
 

@@ -206,6 +206,7 @@ def pipeline_topics(topics: Topics, stores: Iterable[str]) -> list[str]:
         topics.decisions,
         topics.answers,
         topics.certificates,
+        topics.checkpoints,
         topics.dlq,
     ]
     return names + [topics.commands(store) for store in stores]

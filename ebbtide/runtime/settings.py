@@ -97,6 +97,10 @@ class Settings:
     # Replicas that must have a write before the broker acknowledges it (acks=all): 2 of 3 in
     # production, so an acknowledged write survives one broker's loss; at most the replication factor.
     topic_min_insync_replicas: int = 2
+    # The worker signs a checkpoint of each partition's decision chain every checkpoint_every
+    # decisions or checkpoint_seconds seconds (at the end of a batch, if the chain moved).
+    checkpoint_every: int = 1000
+    checkpoint_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -134,6 +138,10 @@ class Settings:
         _check_topic_durability(settings)
         if settings.log_format not in ("text", "json"):
             raise SettingsError("EBBTIDE_LOG_FORMAT must be text or json")
+        if settings.checkpoint_every < 1:
+            raise SettingsError("EBBTIDE_CHECKPOINT_EVERY must be at least 1")
+        if not settings.checkpoint_seconds > 0:
+            raise SettingsError("EBBTIDE_CHECKPOINT_SECONDS must be more than 0")
         if settings.hold_keys is not None and not settings.hold_public_keys:
             raise SettingsError(
                 "EBBTIDE_HOLD_KEYS must name public key files or directories (comma-separated)"

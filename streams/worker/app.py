@@ -117,6 +117,7 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
         trusted=TrustedKeys(settings.trusted_keys_dir),  # sink-<store>.pub of each store
         clock_key=ClockKey(settings.trusted_keys_dir),  # clock.pub
         hold_keys=hold_keys if hold_keys is not None else HoldKeys.for_worker(settings),  # EBBTIDE_HOLD_KEYS
+        checkpoints=(settings.checkpoint_every, settings.checkpoint_seconds),
     )
     log.info("legal hold signers trusted (key ids): %s", ", ".join(processor.hold_keys.key_ids) or "none")
 

@@ -1,7 +1,7 @@
 """The batch step: the one place a batch's effects become durable, in this order.
 
 1. every message of the batch goes through the processor (its state writes are staged, its
-   output returned);
+   output returned), and then the processor says what ends the batch (chain checkpoints);
 2. every output is sent, and the broker's acknowledgement of each is awaited;
 3. only then are the staged state writes applied: the state never says a command was sent
    before the command is on the broker;
@@ -54,6 +54,8 @@ class Processor(Protocol):
         self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
     ) -> list[Out]: ...
 
+    def end_batch(self) -> list[Out]: ...
+
     def flush(self) -> int: ...
 
     def discard(self) -> None: ...
@@ -96,6 +98,7 @@ class BatchStep:
                 outs += self.processor.on_message(
                     message.topic, message.partition, message.offset, message.key, message.value
                 )
+            outs += self.processor.end_batch()  # the chain checkpoints due, sent with the rest
             if outs:
                 pending = [await self.send(o) for o in outs]
                 await asyncio.gather(*pending)

@@ -42,6 +42,10 @@ class CertificateSigner:
         """A DeleteRecord (deletion_command) signed with this key, for the sinks to verify."""
         return self._commands.sign(authenticity.COMMAND, record)
 
+    def sign_checkpoint(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A chain checkpoint signed with this key, for auditors to verify (``ebbtide audit verify``)."""
+        return self._commands.sign(authenticity.CHECKPOINT, record)
+
     def document(self, due: CertificateDue) -> dict[str, object]:
         """The signed certificate (JSON-able) for the copies the engine found all answered."""
         entries = [

@@ -11,6 +11,7 @@ from ebbtide.schemas import DECISION, DELETION_COMMAND, ERASURE_ANSWER, codec_fo
 from ebbtide.streams.engine.decisions import DeleteRecord
 from ebbtide.streams.engine.model import Outcome, SubjectState, record_id
 from ebbtide.streams.worker.certify import CertificateSigner
+from ebbtide.streams.worker.chaining import Chains
 from ebbtide.streams.worker.routing import Out
 from ebbtide.streams.worker.translate import answer_record, command_record, decision_record
 
@@ -18,30 +19,35 @@ from ebbtide.streams.worker.translate import answer_record, command_record, deci
 class Outputs:
     """Encodes an outcome as the messages to send."""
 
-    def __init__(self, topics: Topics, signer: CertificateSigner | None) -> None:
+    def __init__(self, topics: Topics, signer: CertificateSigner | None, chains: Chains) -> None:
         """``signer`` signs every deletion command (None: commands go unsigned, and the sinks
-        refuse them; only tests of other things do that)."""
+        refuse them; only tests of other things do that). ``chains`` links every decision."""
         self.topics = topics
         self.signer = signer
+        self.chains = chains
         self._commands = codec_for(DELETION_COMMAND)
         self._decisions = codec_for(DECISION)
         self._answers = codec_for(ERASURE_ANSWER)
 
-    def messages(self, outcome: Outcome) -> list[Out]:
-        """The outcome's commands, decisions and answers, in that order, keyed by its subject."""
+    def messages(self, outcome: Outcome, partition: int) -> list[Out]:
+        """The outcome's commands, decisions and answers, in that order, keyed by its subject;
+        ``partition``: the input partition it was made on."""
         key = outcome.state.subject_id.encode()
         out = [
             Out(self.topics.commands(c.store), key, self._commands.encode(self._command(c)))
             for c in outcome.commands
         ]
-        out += [
-            Out(self.topics.decisions, key, self._decisions.encode(decision_record(d)))
-            for d in outcome.decisions
-        ]
+        out += [self.decision(partition, key, decision_record(d)) for d in outcome.decisions]
         out += [
             Out(self.topics.answers, key, self._answers.encode(answer_record(a))) for a in outcome.answers
         ]
         return out
+
+    def decision(self, partition: int, key: bytes, record: dict[str, Any]) -> Out:
+        """The message of a decision made on input ``partition``: the next link of that partition's
+        hash chain, sent to that partition of the decisions topic. Every decision goes out here."""
+        value = self.chains.link(partition, record, self._decisions.encode)
+        return Out(self.topics.decisions, key, value, partition=partition)
 
     def _command(self, command: DeleteRecord) -> dict[str, Any]:
         """A deletion command as sent: signed with the worker's key, for the sinks to verify."""

@@ -28,6 +28,7 @@ from ebbtide.streams.policy.rules import Policy
 from ebbtide.streams.policy.vocabulary import answer_problem
 from ebbtide.streams.worker import checks
 from ebbtide.streams.worker.certify import CertificateSigner
+from ebbtide.streams.worker.chaining import Chains
 from ebbtide.streams.worker.checks import DEFAULT_EVENT_WINDOW
 from ebbtide.streams.worker.issuing import Certificates
 from ebbtide.streams.worker.outputs import Outputs, count
@@ -57,6 +58,7 @@ class LifecycleProcessor:
         clock_key: authenticity.ClockKey | None = None,
         trusted: authenticity.TrustedKeys | None = None,
         hold_keys: authenticity.HoldKeys | None = None,
+        checkpoints: tuple[int, float] = (1000, 60.0),
     ) -> None:
         """A record announced by a store the policy's store map does not list as holding its
         category is dead-lettered (its deletion commands would have nowhere to go).
@@ -67,7 +69,8 @@ class LifecycleProcessor:
         (None: no key is trusted, so every receipt is refused).
         ``hold_keys`` holds the legal hold signers' public keys: a ``LegalHoldPlaced`` or
         ``LegalHoldReleased`` not signed by one of them is dead-lettered before the engine sees it
-        (None: no key is trusted, so every hold event is refused)."""
+        (None: no key is trusted, so every hold event is refused).
+        ``checkpoints``: a chain checkpoint every so many decisions or seconds (``chaining``)."""
         self.trusted = trusted or authenticity.TrustedKeys()
         self.hold_keys = hold_keys if hold_keys is not None else authenticity.HoldKeys()
         self.policy = policy
@@ -84,7 +87,8 @@ class LifecycleProcessor:
         self.state = StagedTable(table)
         self.subjects = Subjects(self.state, self._judged_now)
         self.owned = Partitions(self.state, policy.label, self.load)
-        self.outputs = Outputs(topics, signer)
+        self.chains = Chains(self.state, topics.checkpoints, policy.label, signer, *checkpoints)
+        self.outputs = Outputs(topics, signer, self.chains)
         self.certificates = Certificates(signer, topics.certificates, self.state, self.owned)
         self._backlog: list[Out] = []  # decisions of subjects judged again under a new policy
         self._events = codec_for(LIFECYCLE_EVENT)
@@ -103,6 +107,10 @@ class LifecycleProcessor:
         if topic == self.topics.receipts:
             return self.on_receipt(partition, offset, key, value)
         raise ValueError(f"lifecycle processor does not read topic {topic}")
+
+    def end_batch(self) -> list[Out]:
+        """What the batch sends last, with the rest of its output: the chain checkpoints due."""
+        return self.chains.checkpoints()
 
     def flush(self) -> int:
         """Apply this batch's state writes (after its output is on the broker)."""
@@ -125,12 +133,14 @@ class LifecycleProcessor:
         where they are at once (the clock of each, the copies awaiting a receipt), not only after
         their next message, which may be long in coming."""
         self.owned.resume(partitions)
+        self.chains.resume(partitions)
 
     def forget(self, partitions: set[int]) -> None:
         """Drop what is held in memory for partitions this worker lost or (re)gained: their
         state may have moved on elsewhere, so the due index is rebuilt from the table when next
         needed."""
         self.owned.forget(partitions)
+        self.chains.forget(partitions)
         for partition in partitions:
             self.subjects.forget(partition)
 
@@ -294,7 +304,7 @@ class LifecycleProcessor:
             next_deadline = state.next_deadline()
         if next_deadline is not None and (refile or state is not before):
             self.owned.index(partition).file(state.subject_id, next_deadline)
-        out = self.outputs.messages(outcome)
+        out = self.outputs.messages(outcome, partition)
         out += self.certificates.issue(partition, outcome.certificates)
         count(before, outcome)
         return out

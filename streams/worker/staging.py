@@ -6,8 +6,9 @@ partition go to one changelog partition, so after a crash a prefix of them survi
 is never durably "deletion ordered" unless its command is already on the broker.
 
 Keys: ``s:<partition>:<subject>`` for a subject's state, ``p:<partition>`` for the partition's
-progress (clock, events processed, deferred ticks) and ``u:<partition>:<content id>`` for each
-certificate the engine issued that could not be signed yet. All events of a subject share a
+progress (clock, events processed, deferred ticks), ``u:<partition>:<content id>`` for each
+certificate the engine issued that could not be signed yet and ``c:<partition>`` for the head of
+the partition's decision chain (``chaining``). All events of a subject share a
 partition, and every key names its partition, so each partition's state lives, in order, in
 that partition of the changelog, and a restarted worker recovers exactly what it owned.
 """
@@ -43,7 +44,7 @@ def subject_key(partition: int, subject_id: str) -> str:
 
 
 def partition_of_key(key: str) -> int:
-    """The partition a state key belongs to: ``s:<p>:<subject>``, ``p:<p>`` or ``u:<p>:<id>``."""
+    """The partition a state key belongs to: ``s:<p>:<subject>``, ``p:<p>``, ``u:<p>:<id>`` or ``c:<p>``."""
     return int(key.split(":", 2)[1])
 
 

@@ -23,6 +23,8 @@ from ebbtide.streams.policy.rules import Policy, rules_policy
 from ebbtide.streams.policy.stores import load_store_map
 from ebbtide.streams.worker.processor import LifecycleProcessor
 from ebbtide.tools import processes
+from ebbtide.tools.audit.reading import TopicRead
+from ebbtide.tools.audit.verdict import verify
 from ebbtide.tools.client import EventPublisher, sign_hold, to_record
 from ebbtide.tools.clock import ClockPublisher, steps
 from tests.support import TopicReader, demo_database, hold_signer, make_topics, wait_until
@@ -284,3 +286,12 @@ def test_killing_worker_and_sink_mid_run_loses_no_deletion_and_repeats_none(
     present = demo_db.present_keys(database)
     still_there = {f"{STORE_OF[c]}/{c}/{k}" for c, keys in present.items() for k in keys}
     assert not (expected & still_there)
+    # The decisions' hash chains hold across the kill: a batch replayed after it re-sent its
+    # decisions (the same, or superseding ones after the last checkpoint), nothing broken.
+    topics = Topics(settings.topic_prefix)
+    chains = verify(
+        TopicRead(settings, topics.decisions),
+        TopicRead(settings, topics.checkpoints),
+        settings.command_public_key.read_bytes(),
+    )
+    assert chains.ok, [f.line() for f in chains.findings]

@@ -5,9 +5,9 @@ The broker must run an authorizer (KRaft: ``StandardAuthorizer``) and authentica
 exactly what it uses (``plan``), nothing else:
 
 - the **worker** (the Faust lifecycle agent) reads events, clock ticks and receipts in its consumer
-  group (the app id); writes the command topic of every store, decisions, answers, certificates and
-  dead letters; creates, reads and writes its own topics, named ``<app id>-...`` (the table's
-  changelog and Faust's assignor topic);
+  group (the app id); writes the command topic of every store, decisions, answers, certificates,
+  chain checkpoints and dead letters; creates, reads and writes its own topics, named
+  ``<app id>-...`` (the table's changelog and Faust's assignor topic);
 - each store's **sink** reads its store's command topic in its group (``<prefix>-sink-<store>``)
   and writes receipts and dead letters;
 - the **clock** writes ticks, and may look up the end offsets of the events topic it puts in them;
@@ -137,6 +137,7 @@ def plan(settings: Settings, stores: Sequence[str], who: Principals | None = Non
     allow(w, TOPIC, topics.decisions, ["WRITE"], "decisions")
     allow(w, TOPIC, topics.answers, ["WRITE"], "erasure answers")
     allow(w, TOPIC, topics.certificates, ["WRITE"], "signed certificates")
+    allow(w, TOPIC, topics.checkpoints, ["WRITE"], "signed chain checkpoints")
     allow(w, TOPIC, topics.dlq, ["WRITE"], "dead letters")
     allow(
         w,

@@ -56,6 +56,9 @@ LOG_KEYS = {
     "clock": "`tick` (the clock picks the partition)",
     "dlq": "the refused message's own key (mostly a subject id)",
 }
+AUDIT_KEYS = {
+    "checkpoints": "`checkpoint` (partition p holds the checkpoints of decisions partition p's chain)"
+}
 AUDIT_REASONS = {
     "receipts": "the stores' signed answers: the worker reads them at once, an auditor checks them "
     "as long as a deletion they prove can be questioned",
@@ -64,6 +67,8 @@ AUDIT_REASONS = {
     "answers": "each erasure answer says what is kept and until when: it outlives the longest "
     "promise it can make",
     "certificates": "signed deletion certificates that customers and auditors verify",
+    "checkpoints": "the worker's signed checkpoints of each decisions partition's hash chain "
+    "(`ebbtide audit verify`): kept as long as the decisions they vouch for",
 }
 
 
@@ -80,12 +85,16 @@ def project_topics(
         "decisions": every_rule,
         "answers": kept_on_erasure,
         "certificates": held_by_a_store(policy),
+        "checkpoints": every_rule,  # as the decisions
     }
     specs: list[TopicSpec] = []
     for name in pipeline_topics(topics, chosen):
         role = _role(topics, name)
         if role in audit:
-            specs.append(_audit_topic(settings, name, longest(policy, audit[role]), AUDIT_REASONS[role]))
+            period = longest(policy, audit[role])
+            specs.append(
+                _audit_topic(settings, name, period, AUDIT_REASONS[role], AUDIT_KEYS.get(role, SUBJECT))
+            )
         else:
             specs.append(_log_topic(settings, name, role, window))
     return specs + worker_topics(settings)
@@ -115,7 +124,7 @@ def _log_topic(settings: Settings, name: str, role: str, window: Period) -> Topi
     )
 
 
-def _audit_topic(settings: Settings, name: str, period: Period, reason: str) -> TopicSpec:
+def _audit_topic(settings: Settings, name: str, period: Period, reason: str, key: str) -> TopicSpec:
     return TopicSpec(
         name,
         settings.partitions,
@@ -125,7 +134,7 @@ def _audit_topic(settings: Settings, name: str, period: Period, reason: str) -> 
             RETENTION: str(period.ms),
             MIN_INSYNC: str(settings.topic_min_insync_replicas),
         },
-        key=SUBJECT,
+        key=key,
         reason=f"{reason}; at least {period.why()}",
         retention_floor=True,
     )

@@ -92,16 +92,18 @@ def test_the_agent_sends_the_output_first_then_writes_the_state_on_the_source_pa
     app, topics, partitions = worker(tmp_path, producer)
     key, value, partition = record_written(partitions)
 
-    def state_written() -> bool:  # the subject's state and the partition's progress
-        return sum(entry[0] == "changelog" for entry in producer.log) == 2
+    def state_written() -> bool:  # the subject's state, the partition's progress and chain head
+        return sum(entry[0] == "changelog" for entry in producer.log) == 3
 
     asyncio.run(publish(app, topics.events, key, value, partition, state_written))
     sends = [entry for entry in producer.log if entry[0] == "send"]
     changelog = [entry for entry in producer.log if entry[0] == "changelog"]
     assert sends and {topic for _, topic, _, _ in sends} == {topics.decisions}
+    assert {p for _, _, _, p in sends} == {partition}  # the decisions' chain is the source partition's
     assert producer.log == sends + changelog  # every output before any state
     assert [(k, p) for _, _, k, p in changelog] == [
         (f'"s:{partition}:cust-1"'.encode(), partition),
+        (f'"c:{partition}"'.encode(), partition),
         (f'"p:{partition}"'.encode(), partition),
     ]
     assert app.tables["state"][f"s:{partition}:cust-1"]["s"] == "cust-1"

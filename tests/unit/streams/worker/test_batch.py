@@ -37,6 +37,9 @@ class FakeProcessor:
         self.log.append(f"process {offset}")
         return self.outputs.get(offset, [])
 
+    def end_batch(self) -> list[Out]:
+        return []
+
     def flush(self) -> int:
         self.log.append("flush")
         return 0
