@@ -77,7 +77,10 @@ def _read_all(
             if missing or not names:
                 what = ", ".join(missing) or f"{topics.commands('')}*"
                 notes.append(f"no topic {what}: {name}.jsonl has nothing from it")
-            found = messages(consumer, name, [t for t in names if t in existing], selection, progress)
+            chains = None
+            if name == "checkpoints" and selection.subject is not None:
+                chains = {m.fetched.partition for m in kept.get("decisions", [])}
+            found = messages(consumer, name, [t for t in names if t in existing], selection, progress, chains)
             kept[name], counts[name] = [], 0
             for message in files.write_messages(staging, name, found):
                 counts[name] += 1

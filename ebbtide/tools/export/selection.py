@@ -17,7 +17,7 @@ PERIOD_RULE = (
 SUBJECT_RULE = (
     "every message keyed by the subject; decisions.jsonl holds the whole hash chain of each "
     "decisions partition that has one of the subject's decisions, the subject's lines with "
-    '"selected": true; checkpoints.jsonl holds every checkpoint'
+    '"selected": true; checkpoints.jsonl holds every checkpoint of those partitions'
 )
 
 

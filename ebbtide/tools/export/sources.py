@@ -46,14 +46,23 @@ def _spans(consumer: KafkaConsumer, names: list[str], selection: Selection) -> l
 
 
 def messages(
-    consumer: KafkaConsumer, name: str, names: list[str], selection: Selection, progress: Progress
+    consumer: KafkaConsumer,
+    name: str,
+    names: list[str],
+    selection: Selection,
+    progress: Progress,
+    chains: set[int] | None = None,
 ) -> Iterator[Message]:
     """The messages of file ``name`` from ``names`` (its topics), in topic, partition and offset
-    order (the rules are :data:`.selection.SUBJECT_RULE` and :data:`.selection.PERIOD_RULE`)."""
+    order (the rules are :data:`.selection.SUBJECT_RULE` and :data:`.selection.PERIOD_RULE`).
+    ``chains``: for a subject's checkpoints, the decisions partitions exported (a checkpoint
+    signs its own partition's chain; one of a partition not exported could not be checked)."""
     chain = name == "decisions" and selection.subject is not None
     chosen = _spans(consumer, names, selection)
     if chain:
         chosen = _chain_spans(consumer, chosen, selection, progress)
+    if name == "checkpoints" and chains is not None:
+        chosen = [s for s in chosen if s.tp.partition in chains]
     advance = progress(f"{name}: reading", sum(s.size for s in chosen))
     for span in chosen:
         for fetched in read(consumer, span, advance):
