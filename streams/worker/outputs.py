@@ -8,7 +8,7 @@ from typing import Any
 from ebbtide.runtime import metrics
 from ebbtide.runtime.settings import Topics
 from ebbtide.schemas import DECISION, DELETION_COMMAND, ERASURE_ANSWER, codec_for
-from ebbtide.streams.engine.decisions import DeleteRecord
+from ebbtide.streams.engine.decisions import Decision, DeleteRecord
 from ebbtide.streams.engine.model import Outcome, SubjectState, record_id
 from ebbtide.streams.worker.certify import CertificateSigner
 from ebbtide.streams.worker.routing import Out
@@ -26,6 +26,7 @@ class Outputs:
         self._commands = codec_for(DELETION_COMMAND)
         self._decisions = codec_for(DECISION)
         self._answers = codec_for(ERASURE_ANSWER)
+        self.input: str | None = None  # the message being processed: every decision's ``input``
 
     def messages(self, outcome: Outcome) -> list[Out]:
         """The outcome's commands, decisions and answers, in that order, keyed by its subject."""
@@ -35,13 +36,20 @@ class Outputs:
             for c in outcome.commands
         ]
         out += [
-            Out(self.topics.decisions, key, self._decisions.encode(decision_record(d)))
+            Out(self.topics.decisions, key, self._decisions.encode(decision_record(d, self.input)))
             for d in outcome.decisions
         ]
         out += [
             Out(self.topics.answers, key, self._answers.encode(answer_record(a))) for a in outcome.answers
         ]
         return out
+
+    def clock_applied(self, partition: int, entry: Decision, tick: str | None) -> Out:
+        """A ``CLOCK_APPLIED`` entry (``streams.worker.clock_entry``), its ``input`` the tick's
+        place ``tick``, sent to the partition's own decisions partition."""
+        metrics.DECISIONS.labels(entry.kind).inc()
+        value = self._decisions.encode(decision_record(entry, tick))
+        return Out(self.topics.decisions, b"", value, partition=partition)
 
     def _command(self, command: DeleteRecord) -> dict[str, Any]:
         """A deletion command as sent: signed with the worker's key, for the sinks to verify."""
