@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ebbtide.cli import audit_replay
 from ebbtide.cli.arguments import Subcommands
 
 # Each adds one ``audit`` subcommand (its parser and its ``func``).
-SUBCOMMANDS: tuple[Callable[[Subcommands], None], ...] = ()
+SUBCOMMANDS: tuple[Callable[[Subcommands], None], ...] = (audit_replay.add,)
 
 
 def add_audit(sub: Subcommands) -> None:

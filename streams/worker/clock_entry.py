@@ -10,11 +10,12 @@ clock, with the tick that moved it and how many of the partition's events it had
 from __future__ import annotations
 
 import re
+from typing import Final, Literal
 
 from ebbtide.streams.engine.decisions import Decision, stable_id
 from ebbtide.streams.policy import calendar
 
-KIND = "CLOCK_APPLIED"
+KIND: Final[Literal["CLOCK_APPLIED"]] = "CLOCK_APPLIED"
 CATEGORY = "clock"
 _EVENTS = re.compile(r"after the first (\d+) events of partition \d+ ")
 
