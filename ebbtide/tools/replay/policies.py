@@ -28,7 +28,7 @@ def candidates(settings: Settings, extra: Iterable[Path]) -> dict[str, Policy]:
         try:
             rules.append(load_policy(path))
         except PolicyError as exc:
-            raise ReplayError(f"--policy {path}: {exc}") from None
+            raise ReplayError(f"--policy: {exc}") from None
     maps: list[StoreMap] = [load_store_map(path) for path in sorted(SHIPPED.glob("stores.v*.toml"))]
     try:
         maps.append(store_map(settings))

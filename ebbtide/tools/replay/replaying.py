@@ -20,6 +20,7 @@ from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.schemas import CLOCK_TICK, DELETION_RECEIPT, LIFECYCLE_EVENT, InvalidMessage, codec_for
 from ebbtide.streams.policy.calendar import to_ms
 from ebbtide.streams.policy.rules import Policy
+from ebbtide.streams.worker.checks import DEFAULT_EVENT_WINDOW
 from ebbtide.streams.worker.clock_entry import KIND as CLOCK_APPLIED
 from ebbtide.streams.worker.processor import LifecycleProcessor
 from ebbtide.streams.worker.routing import partition_for
@@ -67,20 +68,41 @@ def replay(settings: Settings, options: Options, steps: Steps | None = None) -> 
     def chosen(count: int) -> list[int]:
         return [partition_for(options.subject.encode(), count)] if options.subject else list(range(count))
 
-    def started(what: str) -> Callable[[int], None]:
-        return lambda total: steps.start(what, total) if steps else None
+    def started(total: int) -> None:
+        if steps:
+            steps.start("reading topics", total)
 
-    log = read_log(settings, chosen, options.timeout, started("reading topics"), _advance(steps))
-    recorded = {p: _recorded(log.of("decisions", p), options.subject) for p in log.topics["decisions"]}
+    log = read_log(settings, chosen, options.timeout, started, _advance(steps))
+    recorded = recorded_decisions(log, options.subject)
+    labels = {e.record["policy_version"] for entries, _ in recorded.values() for e in entries}
+    policies = policies_for(labels, settings, options.policies)
+    return replay_log(
+        log, recorded, Processors.for_worker(settings, log.partitions, policies), options, steps
+    )
+
+
+def recorded_decisions(log: Log, subject: str | None = None) -> dict[int, tuple[list[Entry], int]]:
+    """Per partition, the recorded decisions (``subject``'s and the clock's, if given) without
+    re-sent copies; and how many copies were dropped."""
+    return {p: _recorded(log.of("decisions", p), subject) for p in sorted(log.topics.get("decisions", {}))}
+
+
+def replay_log(
+    log: Log,
+    recorded: dict[int, tuple[list[Entry], int]],
+    processors: Processors,
+    options: Options,
+    steps: Steps | None = None,
+) -> Result:
+    """Feed ``log``'s inputs to ``processors`` in the order ``recorded`` says and compare."""
     result = Result(partitions=sorted(recorded))
     result.duplicates = sum(dropped for _, dropped in recorded.values())
-    labels = {e.record["policy_version"] for entries, _ in recorded.values() for e in entries}
-    processors = _Processors(settings, log.partitions, policies_for(labels, settings, options.policies))
     plans = {p: _plan(p, log, entries) for p, (entries, _) in recorded.items()}
     if steps:
         steps.start("replaying", sum(len(plan) for plan, _ in plans.values()))
     for p, (entries, _) in recorded.items():
-        plan, result.not_replayed = plans[p][0], result.not_replayed + plans[p][1]
+        plan, left = plans[p]
+        result.not_replayed += left
         replayed = _Run(p, log, processors, options.subject, result).feed(plan, _advance(steps))
         if options.since is not None:
             times = _Times(log, p)
@@ -123,21 +145,36 @@ def _plan(partition: int, log: Log, entries: list[Entry]) -> tuple[list[Step], i
 _SOURCES: tuple[Source, ...] = ("events", "clock", "receipts")
 
 
-class _Processors:
-    """Makes the worker's processor for a policy label, with the keys the worker trusts."""
+class Processors:
+    """Makes the worker's processor for a policy label, with the keys the worker trusts, all on
+    one in-memory state."""
 
-    def __init__(self, settings: Settings, partitions: int, policies: dict[str, Policy]) -> None:
-        self.settings = settings
-        self.partitions = partitions
+    def __init__(
+        self,
+        policies: dict[str, Policy],
+        topics: Topics,
+        partitions: int,
+        keys: tuple[TrustedKeys, ClockKey | None, HoldKeys],
+        event_window: tuple[int, int] = DEFAULT_EVENT_WINDOW,
+    ) -> None:
+        """``keys``: the sinks' keys (receipts), the clock's (ticks; None: any tick) and the hold
+        signers' (legal holds)."""
         self.policies = policies
-        self.topics = Topics(settings.topic_prefix)
+        self.topics = topics
+        self.partitions = partitions
+        self.trusted, self.clock_key, self.hold_keys = keys
+        self.event_window = event_window
         self.table: dict[str, object] = {}  # the state of every partition replayed
+
+    @classmethod
+    def for_worker(cls, settings: Settings, partitions: int, policies: dict[str, Policy]) -> Processors:
+        """With the keys and settings a worker with ``settings`` uses."""
         try:
-            self.hold_keys = HoldKeys.for_worker(settings)
+            hold_keys = HoldKeys.for_worker(settings)
         except ValueError as exc:
             raise ReplayError(str(exc)) from None
-        self.trusted = TrustedKeys(settings.trusted_keys_dir)
-        self.clock_key = ClockKey(settings.trusted_keys_dir)
+        keys = (TrustedKeys(settings.trusted_keys_dir), ClockKey(settings.trusted_keys_dir), hold_keys)
+        return cls(policies, Topics(settings.topic_prefix), partitions, keys, settings.event_window)
 
     def make(self, label: str) -> LifecycleProcessor:
         """A fresh worker on the state so far (a restart), under the policy ``label``. No signer:
@@ -149,7 +186,7 @@ class _Processors:
             self.table,
             self.partitions,
             signer=None,
-            event_window=self.settings.event_window,
+            event_window=self.event_window,
             tick_problem=None,
             clock_key=self.clock_key,
             trusted=self.trusted,
@@ -160,9 +197,7 @@ class _Processors:
 class _Run:
     """One partition fed to the processor, as planned."""
 
-    def __init__(
-        self, partition: int, log: Log, processors: _Processors, subject: str | None, result: Result
-    ):
+    def __init__(self, partition: int, log: Log, processors: Processors, subject: str | None, result: Result):
         self.partition = partition
         self.messages = {s: {m.offset: m for m in log.of(s, partition)} for s in SOURCES}
         self.processors = processors
