@@ -74,7 +74,13 @@ def replay(settings: Settings, options: Options, steps: Steps | None = None) -> 
 
     log = read_log(settings, chosen, options.timeout, started, _advance(steps))
     recorded = recorded_decisions(log, options.subject)
-    labels = {e.record["policy_version"] for entries, _ in recorded.values() for e in entries}
+    every = [e for entries, _ in recorded.values() for e in entries]
+    if every and all(e.record.get("input") is None for e in every):
+        raise ReplayError(
+            "no recorded decision names its input: the log was written before decisions recorded "
+            "them (decision schema v1), and cannot be replayed"
+        )
+    labels = {e.record["policy_version"] for e in every}
     policies = policies_for(labels, settings, options.policies)
     return replay_log(
         log, recorded, Processors.for_worker(settings, log.partitions, policies), options, steps
