@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import create_topics
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.schemas import DECISION, LIFECYCLE_EVENT, codec_for
+from ebbtide.streams.policy.calendar import to_ms
 from ebbtide.tools import replay
 from ebbtide.tools.processes import settings_env
 from ebbtide.tools.replay.reading import read_log
@@ -39,6 +41,21 @@ def test_the_demo_log_replays_with_no_difference(demo_log: DemoLog) -> None:  # 
     assert result.decisions == len(kinds) - result.duplicates > 1000
     assert "CLOCK_APPLIED" in kinds and "DELETION_CONFIRMED" in kinds  # ticks, receipts and events
     assert result.fed["events"] and result.fed["clock"] and result.fed["receipts"]
+
+
+def test_one_subject_and_a_recent_period_replay_alone(demo_log: DemoLog) -> None:  # noqa: F811
+    log = read_log(demo_log.settings, lambda n: list(range(n)), 30)
+    decoded = [
+        (p, codec_for(DECISION).decode(m.value)) for p, ms in log.topics["decisions"].items() for m in ms
+    ]
+    subject = next(d["subject_id"] for _, d in decoded if d["kind"] == "DELETION_CONFIRMED")
+    (partition,) = {p for p, d in decoded if d["subject_id"] == subject}
+    mine = [d for p, d in decoded if d["subject_id"] == subject or (p == partition and d["subject_id"] == "")]
+    one = replay.replay(demo_log.settings, replay.Options(subject=subject))
+    assert (one.partitions, one.decisions, one.differences) == ([partition], len(mine), [])
+    assert one.skipped > 0  # other subjects' messages were not fed
+    since = replay.replay(demo_log.settings, replay.Options(since=to_ms(datetime(2030, 1, 1, tzinfo=UTC))))
+    assert since.differences == [] and 0 < since.decisions < len(decoded)
 
 
 def test_another_hash_seed_replays_it_the_same(demo_log: DemoLog) -> None:  # noqa: F811
