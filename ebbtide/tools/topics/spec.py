@@ -56,6 +56,7 @@ LOG_KEYS = {
     "clock": "`tick` (the clock picks the partition)",
     "dlq": "the refused message's own key (mostly a subject id)",
 }
+AUDIT_KEYS = {"decisions": f"{SUBJECT}; none (empty) for a partition's `CLOCK_APPLIED` entries"}
 AUDIT_REASONS = {
     "receipts": "the stores' signed answers: the worker reads them at once, an auditor checks them "
     "as long as a deletion they prove can be questioned",
@@ -85,7 +86,8 @@ def project_topics(
     for name in pipeline_topics(topics, chosen):
         role = _role(topics, name)
         if role in audit:
-            specs.append(_audit_topic(settings, name, longest(policy, audit[role]), AUDIT_REASONS[role]))
+            period = longest(policy, audit[role])
+            specs.append(_audit_topic(settings, name, period, AUDIT_REASONS[role], AUDIT_KEYS.get(role)))
         else:
             specs.append(_log_topic(settings, name, role, window))
     return specs + worker_topics(settings)
@@ -115,7 +117,9 @@ def _log_topic(settings: Settings, name: str, role: str, window: Period) -> Topi
     )
 
 
-def _audit_topic(settings: Settings, name: str, period: Period, reason: str) -> TopicSpec:
+def _audit_topic(
+    settings: Settings, name: str, period: Period, reason: str, key: str | None = None
+) -> TopicSpec:
     return TopicSpec(
         name,
         settings.partitions,
@@ -125,7 +129,7 @@ def _audit_topic(settings: Settings, name: str, period: Period, reason: str) -> 
             RETENTION: str(period.ms),
             MIN_INSYNC: str(settings.topic_min_insync_replicas),
         },
-        key=SUBJECT,
+        key=key or SUBJECT,
         reason=f"{reason}; at least {period.why()}",
         retention_floor=True,
     )
