@@ -122,7 +122,8 @@ def _render(result: Result) -> str:
     if result.not_replayed:
         notes.append(f"{result.not_replayed} messages after the last recorded decision's input not fed")
     lines.append("; ".join(notes))
-    lines.append(f"{result.decisions} decisions, {len(result.differences)} differences")
+    found = len(result.differences)
+    lines.append(f"{result.decisions} decisions, {found} difference{'' if found == 1 else 's'}")
     return "\n".join(lines)
 
 

@@ -124,4 +124,5 @@ def test_one_changed_event_shows_up_at_its_offset(changed_copy: tuple[Settings, 
     )
     assert done.returncode == 1, done.stderr[-2000:]
     assert f"decisions partition {partition} offset {first.offset}" in done.stdout
-    assert f", {len(result.differences)} differences" in done.stdout
+    found = len(result.differences)
+    assert f"{result.decisions} decisions, {found} difference{'' if found == 1 else 's'}" in done.stdout

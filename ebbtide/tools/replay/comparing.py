@@ -75,7 +75,7 @@ class Difference:
         assert self.recorded is not None and self.replayed is not None
         lines = [f"{at}: {_name(self.recorded)} differs in {', '.join(self.fields)}"]
         lines += [
-            f"    {f}: recorded {_plain(self.recorded.get(f))!r}, replayed {_plain(self.replayed.get(f))!r}"
+            f"    {f}: recorded {_shown(self.recorded.get(f))}, replayed {_shown(self.replayed.get(f))}"
             for f in self.fields
         ]
         return "\n".join(lines)
@@ -83,6 +83,13 @@ class Difference:
 
 def _name(record: dict[str, Any]) -> str:
     return f"{record['kind']} of {record['record']} (input {record.get('input')})"
+
+
+def _shown(value: Any) -> str:
+    """A decoded field as the text output shows it (timestamps in ISO-8601 UTC)."""
+    from datetime import datetime
+
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(value, datetime) else repr(value)
 
 
 def _plain(value: Any) -> Any:

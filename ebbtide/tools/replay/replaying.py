@@ -149,6 +149,7 @@ def _plan(partition: int, log: Log, entries: list[Entry]) -> tuple[list[Step], i
 
 
 _SOURCES: tuple[Source, ...] = ("events", "clock", "receipts")
+ADVANCE = 200  # steps between two moves of the progress bar
 
 
 class Processors:
@@ -220,8 +221,8 @@ class _Run:
         done = 0
         for step in plan:
             done += 1
-            if done % 1000 == 0:
-                advance(1000)
+            if done % ADVANCE == 0:
+                advance(ADVANCE)
             if isinstance(step, Restart):
                 processor = self.processors.make(step.label)
                 if step.resume:
@@ -243,7 +244,7 @@ class _Run:
                         out.append(entry)
                 elif o.topic == topics.dlq:
                     self.result.dead_letters += 1
-        advance(done % 1000)
+        advance(done % ADVANCE)
         return out
 
     def _skipped(self, processor: LifecycleProcessor, step: Feed, message: Message) -> bool:
