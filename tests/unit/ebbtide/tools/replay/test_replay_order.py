@@ -180,3 +180,16 @@ def test_the_schedule_feeds_unnamed_messages_in_order_and_ticks_after_the_events
         Feed("events", 5),
     ]
     assert left == 2  # events 6 and tick 2: after the last named message, not fed
+
+
+def test_decisions_re_sent_after_a_crash_are_compared_once() -> None:
+    worker = Worker()
+    worker.event(CLIENT_RECORD)
+    worker.event(CLOSED)
+    worker.tick("2024-03-16T00:00:00Z", events_end=2)
+    decisions = worker.log.topics["decisions"][0]
+    made = len(decisions)
+    again = [Message(made + i, m.key, m.value) for i, m in enumerate(decisions[1:])]  # the last batch
+    decisions += again
+    result = replayed(worker)
+    assert (result.duplicates, result.decisions, result.differences) == (made - 1, made, [])
