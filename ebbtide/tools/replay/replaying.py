@@ -9,8 +9,10 @@ is kept, not sent: its decisions are compared (:mod:`.comparing`), its dead lett
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -28,6 +30,9 @@ from ebbtide.tools.replay.comparing import Difference, Entry, compare, dedupe
 from ebbtide.tools.replay.policies import policies_for
 from ebbtide.tools.replay.reading import SOURCES, Log, Message, ReplayError, read_log
 from ebbtide.tools.replay.schedule import Feed, Named, Restart, Source, Step, parse_input, schedule
+
+DEAD_LETTER_LOG = "ebbtide.streams.worker.routing"  # warns of each dead letter
+ADVANCE = 200  # steps between two moves of the progress bar
 
 
 class Steps(Protocol):
@@ -109,7 +114,8 @@ def replay_log(
     for p, (entries, _) in recorded.items():
         plan, left = plans[p]
         result.not_replayed += left
-        replayed = _Run(p, log, processors, options.subject, result).feed(plan, _advance(steps))
+        with _quiet(DEAD_LETTER_LOG):  # each dead letter is counted in the result instead
+            replayed = _Run(p, log, processors, options.subject, result).feed(plan, _advance(steps))
         if options.since is not None:
             times = _Times(log, p)
             entries = _since(entries, options.since, times)
@@ -117,6 +123,18 @@ def replay_log(
         result.decisions += len(entries)
         result.differences += compare(p, entries, replayed)
     return result
+
+
+@contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Warnings of the logger ``name`` left out for a while."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _advance(steps: Steps | None) -> Callable[[int], None]:
@@ -149,7 +167,6 @@ def _plan(partition: int, log: Log, entries: list[Entry]) -> tuple[list[Step], i
 
 
 _SOURCES: tuple[Source, ...] = ("events", "clock", "receipts")
-ADVANCE = 200  # steps between two moves of the progress bar
 
 
 class Processors:
