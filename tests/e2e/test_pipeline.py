@@ -22,7 +22,7 @@ from ebbtide.schemas import CLOCK_TICK, DECISION, codec_for
 from ebbtide.streams.policy.rules import Policy, rules_policy
 from ebbtide.streams.policy.stores import load_store_map
 from ebbtide.streams.worker.processor import LifecycleProcessor
-from ebbtide.tools import processes
+from ebbtide.tools import processes, replay
 from ebbtide.tools.client import EventPublisher, sign_hold, to_record
 from ebbtide.tools.clock import ClockPublisher, steps
 from tests.support import TopicReader, demo_database, hold_signer, make_topics, wait_until
@@ -284,3 +284,5 @@ def test_killing_worker_and_sink_mid_run_loses_no_deletion_and_repeats_none(
     present = demo_db.present_keys(database)
     still_there = {f"{STORE_OF[c]}/{c}/{k}" for c, keys in present.items() for k in keys}
     assert not (expected & still_there)
+    replayed = replay.replay(pipeline.settings, replay.Options())  # crashes leave the log replayable
+    assert replayed.decisions > len(expected) and replayed.differences == []

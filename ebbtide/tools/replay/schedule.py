@@ -14,8 +14,11 @@ receipts matters, and arrival order decides it. The log says where:
 So, walking a partition's decisions in log order: a decision's input is fed once every earlier
 message of its topic is (messages no decision names, dead-lettered or changing nothing, go in
 offset order before the next named one); at a ``CLOCK_APPLIED`` entry, the events it counts and
-then its tick are fed, so the tick is applied at once, at that point. A decision made under
-another policy version than the one before it marks a restart of the worker with that policy.
+then its tick are fed, so the tick is applied at once, at that point. Except for a tick that
+waited for an event and was applied while that event was processed (what it fired names the
+event): it is fed just before that event, waits for it again, and is applied by it again. A
+decision made under another policy version than the one before it marks a restart of the worker
+with that policy.
 """
 
 from __future__ import annotations
@@ -81,12 +84,18 @@ class _Cursor:
         self.source = source
         self.offsets = offsets
         self.next = 0  # index into offsets
+        # Events only: the ticks to feed before an event (offset: the clock offset to feed up to).
+        self.before: dict[int, int] = {}
+        self.clock: _Cursor | None = None
 
     def through(self, offset: int) -> list[Step]:
         """Feed every message not fed yet up to ``offset`` included."""
         out: list[Step] = []
         while self.next < len(self.offsets) and self.offsets[self.next] <= offset:
-            out.append(Feed(self.source, self.offsets[self.next]))
+            fed = self.offsets[self.next]
+            if fed in self.before and self.clock is not None:
+                out += self.clock.through(self.before[fed])  # the ticks this event applied
+            out.append(Feed(self.source, fed))
             self.next += 1
         return out
 
@@ -102,9 +111,12 @@ def schedule(
     a decision names (not fed: the worker may not have reached them, and they changed nothing it
     recorded)."""
     cursors = {source: _Cursor(source, offsets.get(source, ())) for source in ("events", "clock", "receipts")}
+    named = list(decisions)
+    cursors["events"].before = _applied_by_events(partition, named)
+    cursors["events"].clock = cursors["clock"]
     steps: list[Step] = []
     label: str | None = None
-    for decision in decisions:
+    for decision in named:
         if decision.policy_version != label:
             # the first: the worker's start; after it, a restart (judging again on recovery or not)
             steps.append(Restart(decision.policy_version, resume=label is not None and not decision.input))
@@ -119,3 +131,26 @@ def schedule(
                 steps += cursors["events"].through(counted - 1)
         steps += cursors[source].through(offset)
     return steps, sum(c.left() for c in cursors.values())
+
+
+def _applied_by_events(partition: int, named: list[Named]) -> dict[int, int]:
+    """The ticks applied while an event was processed: per event offset, the offset of the last
+    tick it applied (every tick of the clock topic up to it is fed before that event).
+
+    A tick that came before the events it waits for is applied while the event that completes
+    them is processed, so what it fires names that event as its input; that event's own decisions
+    come before the tick's ``CLOCK_APPLIED`` entry. So if the first decision after an entry (and
+    any other entries applied at once) names an event the entry counts, that event applied the
+    tick. (A tick that fired nothing before the next message leaves no such trace; fed at its
+    entry it is applied on arrival, at the same point, and decides nothing either way.)"""
+    applied: dict[int, int] = {}
+    for at, decision in enumerate(named):
+        found = parse_input(decision.input) if decision.input else None
+        counted = events_before(decision.reason) if decision.kind == CLOCK_APPLIED else None
+        if found is None or found[:2] != ("clock", partition) or counted is None:
+            continue
+        after = next((d for d in named[at + 1 :] if d.kind != CLOCK_APPLIED), None)
+        by = parse_input(after.input) if after is not None and after.input else None
+        if by is not None and by[:2] == ("events", partition) and by[2] < counted:
+            applied[by[2]] = max(applied.get(by[2], -1), found[2])
+    return applied

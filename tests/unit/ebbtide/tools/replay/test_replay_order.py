@@ -95,6 +95,24 @@ def test_a_tick_arriving_after_later_events_is_replayed_where_it_was_applied() -
         assert (result.decisions, result.differences) == (len(worker.kinds()), [])
 
 
+def test_a_tick_waiting_for_an_event_is_applied_again_by_that_event() -> None:
+    worker = Worker()
+    worker.event(CLIENT_RECORD)
+    worker.tick("2020-01-01T00:00:00Z", events_end=1)
+    worker.tick("2024-03-16T00:00:00Z", events_end=2)  # published after the closing: waits for it
+    worker.tick("2024-03-17T00:00:00Z", events_end=2)
+    worker.event(CLOSED)  # applies both waiting ticks; what they decide names this event
+    assert worker.kinds()[-5:] == [
+        ("DEADLINE_MOVED", "events/0/1"),
+        ("CLOCK_APPLIED", "clock/0/1"),
+        ("DELETION_ORDERED", "events/0/1"),
+        ("CLOCK_APPLIED", "clock/0/2"),
+        ("DELETION_OVERDUE", "events/0/1"),
+    ]
+    result = replayed(worker)
+    assert result.differences == [] and result.fed == {"events": 2, "clock": 3}
+
+
 def test_a_receipt_between_events_is_replayed_between_them() -> None:
     worker = Worker()
     worker.event(CLIENT_RECORD)
