@@ -80,13 +80,20 @@ def parse_input(text: str) -> tuple[Source, int, int] | None:
 class _Cursor:
     """The offsets of one topic's messages of the partition and how many are fed."""
 
-    def __init__(self, source: Source, offsets: Sequence[int]) -> None:
+    def __init__(
+        self,
+        source: Source,
+        offsets: Sequence[int],
+        before: dict[int, int] | None = None,
+        clock: _Cursor | None = None,
+    ) -> None:
+        """``before`` (events): per event offset, the clock offset to feed up to before it, from
+        ``clock`` (the ticks that event applied)."""
         self.source = source
         self.offsets = offsets
         self.next = 0  # index into offsets
-        # Events only: the ticks to feed before an event (offset: the clock offset to feed up to).
-        self.before: dict[int, int] = {}
-        self.clock: _Cursor | None = None
+        self.before = before or {}
+        self.clock = clock
 
     def through(self, offset: int) -> list[Step]:
         """Feed every message not fed yet up to ``offset`` included."""
@@ -110,10 +117,13 @@ def schedule(
     its messages in each input topic, ascending); and how many messages come after the last one
     a decision names (not fed: the worker may not have reached them, and they changed nothing it
     recorded)."""
-    cursors = {source: _Cursor(source, offsets.get(source, ())) for source in ("events", "clock", "receipts")}
     named = list(decisions)
-    cursors["events"].before = _applied_by_events(partition, named)
-    cursors["events"].clock = cursors["clock"]
+    clock = _Cursor("clock", offsets.get("clock", ()))
+    cursors = {
+        "events": _Cursor("events", offsets.get("events", ()), _applied_by_events(partition, named), clock),
+        "clock": clock,
+        "receipts": _Cursor("receipts", offsets.get("receipts", ())),
+    }
     steps: list[Step] = []
     label: str | None = None
     for decision in named:
@@ -149,8 +159,16 @@ def _applied_by_events(partition: int, named: list[Named]) -> dict[int, int]:
         counted = events_before(decision.reason) if decision.kind == CLOCK_APPLIED else None
         if found is None or found[:2] != ("clock", partition) or counted is None:
             continue
-        after = next((d for d in named[at + 1 :] if d.kind != CLOCK_APPLIED), None)
+        after = _next_decision(named, at + 1)
         by = parse_input(after.input) if after is not None and after.input else None
         if by is not None and by[:2] == ("events", partition) and by[2] < counted:
             applied[by[2]] = max(applied.get(by[2], -1), found[2])
     return applied
+
+
+def _next_decision(named: list[Named], start: int) -> Named | None:
+    """The first decision from ``start`` on that is not a ``CLOCK_APPLIED`` entry."""
+    for at in range(start, len(named)):
+        if named[at].kind != CLOCK_APPLIED:
+            return named[at]
+    return None
