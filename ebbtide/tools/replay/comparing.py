@@ -20,15 +20,17 @@ class Entry:
     record: dict[str, Any]
     value: bytes
     offset: int | None = None
+    seq: int | None = None  # its place in its partition's hash chain, as sent
 
     @classmethod
     def of(cls, value: bytes, offset: int | None = None) -> Entry:
         codec = codec_for(DECISION)
         record = codec.decode(value)
+        seq = record.get("seq")
         if any(record.get(name) is not None for name in CHAIN_FIELDS):
             record = {**record, **dict.fromkeys(CHAIN_FIELDS)}
             value = codec.encode(record)
-        return cls(record, value, offset)
+        return cls(record, value, offset, seq)
 
     @property
     def key(self) -> tuple[str, str | None]:
@@ -102,16 +104,31 @@ def _plain(value: Any) -> Any:
 
 
 def dedupe(recorded: list[Entry]) -> tuple[list[Entry], int]:
-    """The recorded decisions without the copies a worker re-sent when it replayed a batch after
-    a crash (the same decision id and input as one before); and how many were dropped."""
+    """The recorded decisions without those a worker sent again when it replayed a batch after a
+    crash; and how many were dropped. A chained decision whose ``seq`` is not past the one before
+    it starts a batch sent again from an earlier head of the chain: it and those after it
+    supersede what was sent from that head on (the same decisions if the inputs came in the same
+    order). Without a chain, a decision with the same id and input as one before is a copy."""
     seen: set[tuple[str, str | None]] = set()
     kept: list[Entry] = []
+    dropped = 0
     for entry in recorded:
-        if entry.key in seen:
+        if entry.seq is not None:
+            cut = len(kept)
+            while cut and _at_or_after(kept[cut - 1].seq, entry.seq):
+                cut -= 1
+            dropped += len(kept) - cut
+            del kept[cut:]
+        elif entry.key in seen:
+            dropped += 1
             continue
         seen.add(entry.key)
         kept.append(entry)
-    return kept, len(recorded) - len(kept)
+    return kept, dropped
+
+
+def _at_or_after(seq: int | None, start: int) -> bool:
+    return seq is not None and seq >= start
 
 
 def compare(partition: int, recorded: list[Entry], replayed: list[Entry]) -> list[Difference]:

@@ -211,3 +211,28 @@ def test_decisions_re_sent_after_a_crash_are_compared_once() -> None:
     decisions += again
     result = replayed(worker)
     assert (result.duplicates, result.decisions, result.differences) == (made - 1, made, [])
+
+
+def test_a_batch_sent_again_from_an_earlier_chain_head_supersedes_what_was_sent_from_there() -> None:
+    from ebbtide.tools.replay.comparing import Entry, dedupe
+
+    codec = codec_for(DECISION)
+    worker = Worker()
+    worker.event(CLIENT_RECORD)
+    worker.event(CLOSED)
+    worker.tick("2024-03-16T00:00:00Z", events_end=2)
+    made = [codec.decode(m.value) for m in worker.log.topics["decisions"][0]]
+
+    def sent(record: dict[str, Any], seq: int) -> Entry:
+        return Entry.of(codec.encode({**record, "seq": seq, "prev_hash": "0" * 64}))
+
+    first = [sent(r, seq) for seq, r in enumerate(made, start=1)]
+    other = sent({**made[2], "reason": "the batch's inputs came in another order"}, 3)
+    again = [other, *(sent(r, seq) for seq, r in enumerate(made[3:], start=4))]  # from head 2
+    kept, dropped = dedupe(first + again)
+    assert dropped == len(made) - 2
+    assert [e.record["reason"] for e in kept] == [r["reason"] for r in made[:2]] + [
+        "the batch's inputs came in another order",
+        *(r["reason"] for r in made[3:]),
+    ]
+    assert all(e.record["seq"] is None for e in kept)  # compared without the chain's fields
