@@ -20,7 +20,7 @@ from rich.table import Table
 from bench.common import SIZES, Context, Figure, env_dsn
 from ebbtide.runtime.settings import Settings
 
-BENCHMARKS = ("stamping", "deletion", "pending", "latency", "recovery")
+BENCHMARKS = ("stamping", "deletion", "pending", "latency", "recovery", "replay")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

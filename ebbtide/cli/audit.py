@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ebbtide.cli import audit_export, audit_verify
+from ebbtide.cli import audit_export, audit_replay, audit_verify
 from ebbtide.cli.arguments import Subcommands
 
 # Each adds one ``audit`` subcommand (its parser and its ``func``).
-SUBCOMMANDS: tuple[Callable[[Subcommands], None], ...] = (audit_verify.add, audit_export.add)
+SUBCOMMANDS: tuple[Callable[[Subcommands], None], ...] = (
+    audit_verify.add,
+    audit_replay.add,
+    audit_export.add,
+)
 
 
 def add_audit(sub: Subcommands) -> None:

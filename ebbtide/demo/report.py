@@ -59,7 +59,8 @@ def summarise(
     """Print the summary; 0 if every check holds (``final``: where the pipeline clock ended)."""
     worker = samples["worker"]
     after = Inventory.take(dsn, standin, stores)
-    decisions = read_topic(settings, Topics(settings.topic_prefix).decisions)
+    all_decisions = read_topic(settings, Topics(settings.topic_prefix).decisions)
+    decisions = [d for d in all_decisions if d["kind"] != "CLOCK_APPLIED"]  # a clock's, not a record's
     latest = {d["record"]: d for d in decisions}
 
     console.print(_pipeline_table(worker))

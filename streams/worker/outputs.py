@@ -8,7 +8,7 @@ from typing import Any
 from ebbtide.runtime import metrics
 from ebbtide.runtime.settings import Topics
 from ebbtide.schemas import DECISION, DELETION_COMMAND, ERASURE_ANSWER, codec_for
-from ebbtide.streams.engine.decisions import DeleteRecord
+from ebbtide.streams.engine.decisions import Decision, DeleteRecord
 from ebbtide.streams.engine.model import Outcome, SubjectState, record_id
 from ebbtide.streams.worker.certify import CertificateSigner
 from ebbtide.streams.worker.chaining import Chains
@@ -28,6 +28,7 @@ class Outputs:
         self._commands = codec_for(DELETION_COMMAND)
         self._decisions = codec_for(DECISION)
         self._answers = codec_for(ERASURE_ANSWER)
+        self.input: str | None = None  # the message being processed: every decision's ``input``
 
     def messages(self, outcome: Outcome, partition: int) -> list[Out]:
         """The outcome's commands, decisions and answers, in that order, keyed by its subject;
@@ -37,7 +38,7 @@ class Outputs:
             Out(self.topics.commands(c.store), key, self._commands.encode(self._command(c)))
             for c in outcome.commands
         ]
-        out += [self.decision(partition, key, decision_record(d)) for d in outcome.decisions]
+        out += [self.decision(partition, key, decision_record(d, self.input)) for d in outcome.decisions]
         out += [
             Out(self.topics.answers, key, self._answers.encode(answer_record(a))) for a in outcome.answers
         ]
@@ -48,6 +49,12 @@ class Outputs:
         hash chain, sent to that partition of the decisions topic. Every decision goes out here."""
         value = self.chains.link(partition, record, self._decisions.encode)
         return Out(self.topics.decisions, key, value, partition=partition)
+
+    def clock_applied(self, partition: int, entry: Decision, tick: str | None) -> Out:
+        """A ``CLOCK_APPLIED`` entry (``streams.worker.clock_entry``), its ``input`` the tick's
+        place ``tick``: a link of the partition's chain like any decision."""
+        metrics.DECISIONS.labels(entry.kind).inc()
+        return self.decision(partition, b"", decision_record(entry, tick))
 
     def _command(self, command: DeleteRecord) -> dict[str, Any]:
         """A deletion command as sent: signed with the worker's key, for the sinks to verify."""

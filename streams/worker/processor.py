@@ -30,6 +30,7 @@ from ebbtide.streams.worker import checks
 from ebbtide.streams.worker.certify import CertificateSigner
 from ebbtide.streams.worker.chaining import Chains
 from ebbtide.streams.worker.checks import DEFAULT_EVENT_WINDOW
+from ebbtide.streams.worker.clock_entry import clock_applied, position
 from ebbtide.streams.worker.issuing import Certificates
 from ebbtide.streams.worker.outputs import Outputs, count
 from ebbtide.streams.worker.partitions import Partitions
@@ -131,7 +132,9 @@ class LifecycleProcessor:
     def resume(self, partitions: set[int]) -> None:
         """Once the state of ``partitions`` is recovered (a start, a rebalance): their gauges say
         where they are at once (the clock of each, the copies awaiting a receipt), not only after
-        their next message, which may be long in coming."""
+        their next message, which may be long in coming. Decisions made here (subjects judged
+        again under a new policy) go out with the next message, with no ``input``."""
+        self.outputs.input = None
         self.owned.resume(partitions)
         self.chains.resume(partitions)
 
@@ -158,12 +161,15 @@ class LifecycleProcessor:
         return self.subjects.load(partition, subject_id)
 
     def on_event(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Out]:
+        self.outputs.input = position("events", partition, offset)  # every decision's ``input``
         return self._with_backlog(self._on_event(partition, offset, key, value))
 
     def on_tick(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Out]:
+        self.outputs.input = position("clock", partition, offset)
         return self._with_backlog(self._on_tick(partition, offset, key, value))
 
     def on_receipt(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> list[Out]:
+        self.outputs.input = position("receipts", partition, offset)
         return self._with_backlog(self._on_receipt(partition, offset, key, value))
 
     # -- one message --------------------------------------------------------------------------
@@ -209,7 +215,7 @@ class LifecycleProcessor:
         except InvalidMessage as exc:
             return [self._dead_letter("clock", self.topics.clock, partition, offset, key, value, exc)]
         progress = self.owned.progress(partition)
-        latest = max([progress.now or -1, *(when for when, _ in progress.deferred)])
+        latest = max([progress.now or -1, *(entry[0] for entry in progress.deferred)])
         if now <= latest:  # a replayed or stale tick: the clock never goes back, so it is a no-op
             if progress.now is not None:  # ...but for the gauge, which says where the clock is
                 metrics.CLOCK_TIME.labels(str(partition)).set(progress.now / 1000)
@@ -222,7 +228,7 @@ class LifecycleProcessor:
                 "partition; refused (see EbbtideTicksDeferred)"
             )
             return [self._dead_letter("clock", self.topics.clock, partition, offset, key, value, full)]
-        progress.deferred.append((now, events_end))
+        progress.deferred.append((now, events_end, offset))
         self.owned.index(partition)  # the certificates held for want of a signature are known from here
         out = self.certificates.sign_held(partition)
         out += self._release_deferred(partition, progress)
@@ -258,10 +264,12 @@ class LifecycleProcessor:
         """Apply, in order, the ticks whose preceding events have all been processed."""
         out: list[Out] = []
         while progress.deferred and progress.deferred[0][1] <= progress.events_done:
-            now, _ = progress.deferred.pop(0)
+            now, _, tick = progress.deferred.pop(0)
             if progress.now is not None and now <= progress.now:
                 continue  # the clock never goes back; a replayed tick is a no-op
             progress.now = now
+            entry = clock_applied(partition, now, progress.events_done, tick, self.policy.label)
+            out.append(self.outputs.clock_applied(partition, entry, position("clock", partition, tick)))
             for subject_id in self.owned.index(partition).take(now):
                 state = self.load(partition, subject_id)
                 if state is None:

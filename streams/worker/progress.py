@@ -60,7 +60,8 @@ class PartitionProgress:
 
     now: int | None = None  # clock time of the last tick applied
     events_done: int = 0  # events of this partition processed (next offset)
-    deferred: list[tuple[int, int]] = field(default_factory=list)  # (now, events_end)
+    # (now, events_end, the tick's offset: None for entries written before it was kept)
+    deferred: list[tuple[int, int, int | None]] = field(default_factory=list)
 
     def dump(self) -> dict[str, object]:
         return {
@@ -77,5 +78,12 @@ class PartitionProgress:
         return cls(
             now=int(now) if isinstance(now, int) else None,
             events_done=int(done) if isinstance(done, int) else 0,
-            deferred=[(int(n), int(e)) for n, e in deferred] if isinstance(deferred, list) else [],
+            deferred=[_deferred(d) for d in deferred] if isinstance(deferred, list) else [],
         )
+
+
+def _deferred(entry: list[int | None]) -> tuple[int, int, int | None]:
+    """A deferred tick as stored: ``[now, events_end, offset]``, or ``[now, events_end]`` as
+    written before the tick's offset was kept."""
+    offset = entry[2] if len(entry) > 2 else None
+    return int(entry[0] or 0), int(entry[1] or 0), None if offset is None else int(offset)

@@ -112,7 +112,8 @@ def command_record(command: DeleteRecord) -> dict[str, Any]:
     }
 
 
-def decision_record(decision: Decision) -> dict[str, Any]:
+def decision_record(decision: Decision, source: str | None = None) -> dict[str, Any]:
+    """``source``: the message the worker made it on (``<events|clock|receipts>/<p>/<offset>``)."""
     return {
         "decision_id": decision.decision_id,
         "subject_id": decision.subject_id,
@@ -126,7 +127,7 @@ def decision_record(decision: Decision) -> dict[str, Any]:
         "reason": decision.reason,
         "policy_version": decision.policy_version,
         "caused_by": list(decision.caused_by),
-        "input": None,
+        "input": source,
         "seq": None,
         "prev_hash": None,
     }

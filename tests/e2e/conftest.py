@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ebbtide.runtime.settings import Settings
+from tests.e2e.demo_log import demo_log  # noqa: F401  (one demo run per session, here so it is one)
 from tests.e2e.test_pipeline import Pipeline
 
 

@@ -2,8 +2,9 @@
 tests read: replay, export, verify. Run once per session, on first use; its topics are deleted at
 the end of the session.
 
-Use it by importing the fixture into a test module (``from tests.e2e.demo_log import demo_log``)
-or through ``tests/e2e/conftest.py``.
+``tests/e2e/conftest.py`` registers the fixture: ask for ``demo_log`` (typed :class:`DemoLog`).
+Do not import the fixture into a test module: each module importing it would get its own
+definition, and pytest would run the demo once per module.
 """
 
 from __future__ import annotations

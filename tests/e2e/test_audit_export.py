@@ -19,7 +19,7 @@ import pytest
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.tools.processes import settings_env
 from ebbtide.tools.state_reader import read_to_end
-from tests.e2e.demo_log import DemoLog, demo_log  # noqa: F401
+from tests.e2e.demo_log import DemoLog
 from tests.report_check import Page, chromium_dom
 
 FILES = ("events", "decisions", "commands", "receipts", "certificates", "answers", "checkpoints")
@@ -37,7 +37,7 @@ class Raw:
 
 
 @pytest.fixture(scope="module")
-def broker(demo_log: DemoLog) -> dict[str, list[Raw]]:  # noqa: F811
+def broker(demo_log: DemoLog) -> dict[str, list[Raw]]:
     """Every message of the demo's topics, by export file, as a plain consumer reads them."""
     settings = demo_log.settings
     topics = Topics(settings.topic_prefix)
@@ -108,7 +108,7 @@ def check_report(out: Path) -> Page:
 
 
 def test_a_subject_with_a_certificate_exports_its_log_verifiably(
-    demo_log: DemoLog,  # noqa: F811
+    demo_log: DemoLog,
     broker: dict[str, list[Raw]],
     tmp_path: Path,
 ) -> None:
@@ -159,7 +159,7 @@ def in_period(raws: list[Raw], start: int, end: int) -> dict[Place, bytes | None
 
 
 def test_a_period_exports_every_message_in_it_and_nothing_else(
-    demo_log: DemoLog,  # noqa: F811
+    demo_log: DemoLog,
     broker: dict[str, list[Raw]],
     tmp_path: Path,
 ) -> None:
@@ -178,7 +178,7 @@ def test_a_period_exports_every_message_in_it_and_nothing_else(
 
 
 def test_an_unknown_subject_is_one_line_and_writes_nothing(
-    demo_log: DemoLog,  # noqa: F811
+    demo_log: DemoLog,
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "none"

@@ -18,7 +18,7 @@ from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.schemas import DECISION, codec_for
 from ebbtide.tools.audit.chain import Message
 from ebbtide.tools.audit.reading import TopicRead
-from tests.e2e.demo_log import DemoLog, demo_log  # noqa: F401
+from tests.e2e.demo_log import DemoLog
 from tests.support import drop_topics
 
 pytestmark = pytest.mark.e2e
@@ -64,7 +64,7 @@ def copy(
 
 
 def test_audit_verify_passes_on_the_demo_log_and_names_a_changed_byte_or_a_removed_decision(
-    demo_log: DemoLog,  # noqa: F811
+    demo_log: DemoLog,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code, verdict = audit_verify(demo_log.settings, capsys)
@@ -105,7 +105,7 @@ def test_audit_verify_passes_on_the_demo_log_and_names_a_changed_byte_or_a_remov
 
 
 def test_an_export_on_disk_verifies_offline(
-    demo_log: DemoLog,  # noqa: F811
+    demo_log: DemoLog,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:

@@ -25,7 +25,7 @@ from ebbtide.streams import certificates
 from ebbtide.tools import processes
 from ebbtide.tools.log import json_safe
 from ebbtide.tools.state_reader import read_to_end
-from tests.e2e.demo_log import DemoLog, demo_log  # noqa: F401
+from tests.e2e.demo_log import DemoLog
 
 Run = Callable[..., tuple[int, str, str]]
 
@@ -62,7 +62,7 @@ def listed(out: str) -> list[dict[str, Any]]:
 
 
 def test_decisions_of_a_subject_are_exactly_those_a_raw_consumer_finds_and_kind_selects_among_them(
-    demo_log: DemoLog,  # noqa: F811
+    demo_log: DemoLog,
     run: Run,
 ) -> None:
     settings, topics = demo_log.settings, Topics(demo_log.settings.topic_prefix)
@@ -99,7 +99,7 @@ def test_decisions_of_a_subject_are_exactly_those_a_raw_consumer_finds_and_kind_
 
 
 def test_commands_of_one_store_between_two_times_and_the_certificates(
-    demo_log: DemoLog,  # noqa: F811
+    demo_log: DemoLog,
     run: Run,
 ) -> None:
     settings, topics = demo_log.settings, Topics(demo_log.settings.topic_prefix)
@@ -134,7 +134,7 @@ def test_commands_of_one_store_between_two_times_and_the_certificates(
 
 
 def test_the_answer_to_an_erasure_request_as_json_and_as_pages_in_both_languages(
-    demo_log: DemoLog,  # noqa: F811
+    demo_log: DemoLog,
     run: Run,
     tmp_path: Path,
 ) -> None:

@@ -22,7 +22,7 @@ from ebbtide.schemas import CLOCK_TICK, DECISION, codec_for
 from ebbtide.streams.policy.rules import Policy, rules_policy
 from ebbtide.streams.policy.stores import load_store_map
 from ebbtide.streams.worker.processor import LifecycleProcessor
-from ebbtide.tools import processes
+from ebbtide.tools import processes, replay
 from ebbtide.tools.audit.reading import TopicRead
 from ebbtide.tools.audit.verdict import verify
 from ebbtide.tools.client import EventPublisher, sign_hold, to_record
@@ -295,3 +295,5 @@ def test_killing_worker_and_sink_mid_run_loses_no_deletion_and_repeats_none(
         settings.command_public_key.read_bytes(),
     )
     assert chains.ok, [f.line() for f in chains.findings]
+    replayed = replay.replay(pipeline.settings, replay.Options())  # crashes leave the log replayable
+    assert replayed.decisions > len(expected) and replayed.differences == []

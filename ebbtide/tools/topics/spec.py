@@ -57,7 +57,8 @@ LOG_KEYS = {
     "dlq": "the refused message's own key (mostly a subject id)",
 }
 AUDIT_KEYS = {
-    "checkpoints": "`checkpoint` (partition p holds the checkpoints of decisions partition p's chain)"
+    "checkpoints": "`checkpoint` (partition p holds the checkpoints of decisions partition p's chain)",
+    "decisions": f"{SUBJECT}; none (empty) for a partition's `CLOCK_APPLIED` entries",
 }
 AUDIT_REASONS = {
     "receipts": "the stores' signed answers: the worker reads them at once, an auditor checks them "

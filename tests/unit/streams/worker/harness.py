@@ -79,7 +79,15 @@ class Harness:
         ]
 
     def decisions(self) -> list[dict[str, Any]]:
-        return [codec_for(DECISION).decode(o.value) for o in self.sent if o.topic == TOPICS.decisions]
+        """The subjects' decisions sent (the clock's CLOCK_APPLIED entries left out)."""
+        return [
+            codec_for(DECISION).decode(o.value) for o in subject_out(self.sent) if o.topic == TOPICS.decisions
+        ]
+
+
+def subject_out(out: list[Out]) -> list[Out]:
+    """What a step sent for subjects: without the CLOCK_APPLIED entries (keyed by no subject)."""
+    return [o for o in out if not (o.topic == TOPICS.decisions and o.key == b"")]
 
 
 CLIENT_RECORD = event(

@@ -22,7 +22,7 @@ from ebbtide.streams.worker.processor import LifecycleProcessor
 from ebbtide.streams.worker.routing import partition_for
 from ebbtide.streams.worker.staging import MAX_STATE_BYTES
 from ebbtide.tools.client import to_record
-from tests.unit.streams.worker.harness import CLIENT_RECORD, TOPICS, Harness, event
+from tests.unit.streams.worker.harness import CLIENT_RECORD, TOPICS, Harness, event, subject_out
 from tests.unit.streams.worker.harness import tick as encoded_tick
 
 
@@ -107,7 +107,7 @@ def test_a_subject_the_engine_fails_on_at_a_tick_is_tried_again_at_the_next(
 
     monkeypatch.setattr(processor_module, "fire_due", failing_once)
     before = metrics.PROCESSING_ERRORS.labels("clock")._value.get()
-    assert h.tick("2024-03-16T00:00:00Z") == []
+    assert subject_out(h.tick("2024-03-16T00:00:00Z")) == []
     assert metrics.PROCESSING_ERRORS.labels("clock")._value.get() == before + 1
     h.tick("2024-03-17T00:00:00Z")
     assert [c["record_key"] for c in h.commands()] == ["1"]

@@ -15,7 +15,16 @@ from ebbtide.streams.worker.certify import CertificateSigner
 from ebbtide.streams.worker.processor import LifecycleProcessor
 from ebbtide.tools.client import to_record
 from tests.support import unit_sink_signer
-from tests.unit.streams.worker.harness import CLIENT_RECORD, TOPICS, Harness, answer, event, fanned_out, tick
+from tests.unit.streams.worker.harness import (
+    CLIENT_RECORD,
+    TOPICS,
+    Harness,
+    answer,
+    event,
+    fanned_out,
+    subject_out,
+    tick,
+)
 
 
 @pytest.fixture
@@ -27,7 +36,7 @@ def closed_account() -> Harness:
 
 
 def test_a_tick_past_the_deadline_sends_one_deletion_command(closed_account: Harness) -> None:
-    assert closed_account.tick("2024-03-14T00:00:00Z") == []
+    assert subject_out(closed_account.tick("2024-03-14T00:00:00Z")) == []
     closed_account.tick("2024-03-16T00:00:00Z")
     (command,) = closed_account.commands()
     assert (command["category"], command["record_key"], command["rule_id"]) == ("client", "1", "account")
@@ -58,7 +67,7 @@ def test_a_tick_waits_for_the_events_published_before_it() -> None:
     h.publish(CLIENT_RECORD)
     h.publish(event("c1", "AccountClosed", "2020-01-01T00:00:00Z"))
     # The tick was sent after 3 events, but the third (a new order) has not arrived yet.
-    assert h.tick("2030-01-01T00:00:00Z", events_end=3) == []
+    assert h.tick("2030-01-01T00:00:00Z", events_end=3) == []  # not even the clock moved
     h.publish(event("o1", "ServiceOrdered", "2021-06-01T00:00:00Z", service_id="s", kind="HOSTING"))
     assert h.commands() == []  # the reactivation came first, as it was published
     assert [d["kind"] for d in h.decisions()][-1] == "CLOCK_STOPPED"
@@ -146,7 +155,9 @@ def test_a_tick_replayed_after_a_crash_before_flush_orders_the_same_command(clos
 def test_every_output_is_keyed_by_its_subject(closed_account: Harness) -> None:
     closed_account.tick("2025-01-01T00:00:00Z")
     assert closed_account.sent
-    assert {o.key for o in closed_account.sent} == {b"cust-1"}
+    assert {o.key for o in subject_out(closed_account.sent)} == {b"cust-1"}
+    clock = [o for o in closed_account.sent if o not in subject_out(closed_account.sent)]
+    assert clock and {(o.topic, o.partition) for o in clock} == {(TOPICS.decisions, 0)}  # its own partition
 
 
 def test_a_record_of_a_store_the_store_map_does_not_know_is_dead_lettered() -> None:
@@ -204,7 +215,7 @@ def test_a_new_policy_judges_stamped_subjects_again_when_the_worker_restarts(clo
     )
     restarted = LifecycleProcessor(longer, TOPICS, closed_account.table)
     out = restarted.on_tick(0, 0, b"tick", tick("2024-03-16T00:00:00Z", closed_account.offset))
-    decisions = [codec_for(DECISION).decode(o.value) for o in out if o.topic == TOPICS.decisions]
+    decisions = [codec_for(DECISION).decode(o.value) for o in subject_out(out) if o.topic == TOPICS.decisions]
     assert [(d["kind"], d["policy_version"]) for d in decisions] == [("DEADLINE_MOVED", longer.label)]
     assert not [
         o for o in out if o.topic == TOPICS.commands("customer_db")

@@ -56,5 +56,10 @@ def test_the_first_tick_finds_deadlines_older_than_itself() -> None:
 
 
 def test_progress_survives_a_round_trip_through_json_form() -> None:
-    progress = PartitionProgress(now=BASE, events_done=42, deferred=[(BASE + DAY, 50)])
+    progress = PartitionProgress(now=BASE, events_done=42, deferred=[(BASE + DAY, 50, 7)])
     assert PartitionProgress.load(progress.dump()) == progress
+
+
+def test_ticks_deferred_before_their_offset_was_kept_still_load() -> None:
+    old = {"now": BASE, "events_done": 42, "deferred": [[BASE + DAY, 50]]}
+    assert PartitionProgress.load(old).deferred == [(BASE + DAY, 50, None)]
