@@ -59,7 +59,7 @@ def summarise(
     """Print the summary; 0 if every check holds (``final``: where the pipeline clock ended)."""
     worker = samples["worker"]
     after = Inventory.take(dsn, standin, stores)
-    decisions = read_topic(settings, Topics(settings.topic_prefix).decisions)
+    decisions = opened_decisions(settings, read_topic(settings, Topics(settings.topic_prefix).decisions))
     latest = {d["record"]: d for d in decisions}
 
     console.print(_pipeline_table(worker))
@@ -201,6 +201,18 @@ def _prove_a_certificate(console: Console, settings: Settings) -> int:
         + (f"[green]INVALID ({refused[0]})" if refused else "[red]VALID (it should not)")
     )
     return 0 if not valid and refused else 1
+
+
+def opened_decisions(settings: Settings, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The decisions with their record keys opened (the checks compare them with the stores')."""
+    from ebbtide.sinks.keys.store import KeyStore
+    from ebbtide.tools.revealing import revealed_decision
+
+    keys = KeyStore(settings.require_keys_dsn())
+    try:
+        return [revealed_decision(d, keys) for d in decisions]
+    finally:
+        keys.close()
 
 
 def read_topic(settings: Settings, topic: str, raw: bool = False) -> list[Any]:
