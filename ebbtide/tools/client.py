@@ -34,7 +34,7 @@ from ebbtide.runtime.keys import read_or_make_key
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.schemas import LIFECYCLE_EVENT, InvalidMessage, codec_for
 from ebbtide.streams.worker.translate import check_sizes
-from ebbtide.tools.sealing import Keys, Unsealable, seal_record
+from ebbtide.tools.sealing import Keys, Unsealable, key_store, seal_record
 
 if TYPE_CHECKING:
     from ebbtide.streams.policy.rules import Policy
@@ -263,11 +263,7 @@ class EventPublisher:
         hold_signer: MessageSigner | None = None,
         keys: Keys | None = None,
     ) -> None:
-        if keys is None:
-            from ebbtide.sinks.keys.store import KeyStore
-
-            keys = KeyStore(settings.require_keys_dsn())
-        self.keys = keys
+        self.keys = keys if keys is not None else key_store(settings)
         if hold_signer is None and settings.hold_signing_key is not None:
             hold_signer = load_hold_signer(settings.hold_signing_key)
         self.hold_signer = hold_signer

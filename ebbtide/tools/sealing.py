@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from ebbtide.runtime.settings import Settings
 from ebbtide.runtime.tokens import MAX_VALUE, DataKey, is_token
 
 if TYPE_CHECKING:
@@ -26,7 +27,12 @@ if TYPE_CHECKING:
 
 How = Literal["CLEAR", "SEALED", "DOMAIN", "RECORDS", "REF"]
 
-ENVELOPE: dict[str, How] = {"event_id": "CLEAR", "subject_id": "CLEAR", "producer": "CLEAR"}
+ENVELOPE: dict[str, How] = {
+    "event_id": "CLEAR",
+    "subject_id": "CLEAR",
+    "producer": "CLEAR",
+    "signer_key_id": "CLEAR",  # a legal hold signer's key id
+}
 PAYLOAD: dict[str, dict[str, How]] = {
     "ServiceOrdered": {"service_id": "CLEAR"},
     "ServiceCancelled": {"service_id": "CLEAR"},
@@ -73,6 +79,27 @@ class Keys(Protocol):
     """Where a publisher gets a subject's data key (the key store)."""
 
     def current(self, subject_id: str) -> DataKey: ...
+
+
+class NoKeyStore:
+    """Settings without a key store: an event with a personal value cannot be sealed, so it is
+    refused (a one-line SettingsError naming the setting); other events go as they are."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def current(self, subject_id: str) -> DataKey:
+        self.settings.require_keys_dsn()  # raises, naming EBBTIDE_KEYS_DSN
+        raise AssertionError("unreachable")
+
+
+def key_store(settings: Settings) -> Keys:
+    """The key store of ``settings`` (``EBBTIDE_KEYS_DSN``, else ``EBBTIDE_PG_DSN``)."""
+    if not (settings.keys_dsn or settings.pg_dsn):
+        return NoKeyStore(settings)
+    from ebbtide.sinks.keys.store import KeyStore
+
+    return KeyStore(settings.require_keys_dsn())
 
 
 class Unsealable(ValueError):
@@ -127,4 +154,13 @@ def _seal_record_id(key: DataKey, record_id: str) -> str:
     return f"{store}/{category}/{_seal(key, record_key, domain=False)}"
 
 
-__all__ = ["ENVELOPE", "MAX_VALUE", "PAYLOAD", "Keys", "Unsealable", "ref_is_sealed", "seal_record"]
+__all__ = [
+    "ENVELOPE",
+    "MAX_VALUE",
+    "PAYLOAD",
+    "Keys",
+    "Unsealable",
+    "key_store",
+    "ref_is_sealed",
+    "seal_record",
+]
