@@ -19,6 +19,7 @@ from ebbtide.runtime.kafka import create_topics
 from ebbtide.runtime.settings import Settings
 from ebbtide.sinks import registry
 from ebbtide.sinks.http.vendors import tuned
+from ebbtide.sinks.keys import kind as keys_kind
 from ebbtide.streams.policy.calendar import to_ms
 from ebbtide.streams.policy.stores import StoreMap
 from ebbtide.tools import processes
@@ -141,6 +142,7 @@ def _start(settings: Settings, stores: StoreMap, standin: VendorStandIn) -> Runn
     vendors.parent.mkdir(parents=True, exist_ok=True)
     vendors.write_text(tuned(DEMO_VENDORS), encoding="utf-8")
     sinks = registry.sink_processes(stores.stores)  # the sinks of every store of the map
+    sinks.update(keys_kind.PROCESS)  # and the key store's, which destroys shredded keys
     ports = {"worker": settings.worker_metrics_port}
     children = {"worker": processes.start("worker", ["worker"], settings, log_dir)}
     for name, args in sinks.items():

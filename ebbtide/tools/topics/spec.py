@@ -26,6 +26,7 @@ from ebbtide.runtime.topic_spec import (
     TopicSpec,
     worker_topics,
 )
+from ebbtide.streams.engine.shredding import KEY_STORE
 from ebbtide.streams.policy.rules import Policy, Rule
 from ebbtide.tools.topics.retention import (
     Period,
@@ -41,10 +42,6 @@ WINDOW_WORDS = "the policy's erasure answer period, in 28-day months"
 
 # Why each topic of the log window keeps what it keeps; the window itself is added.
 LOG_REASONS = {
-    "events": "lifecycle events hold personal values (domain names, refs, record keys) in the clear "
-    "until per-subject encryption lands (a later issue); the worker keeps what it needs in its "
-    "state, so an event leaves the log before an erasure request made after it must be answered "
-    "(GDPR art. 12(3))",
     "clock": "signed ticks, one stream per partition (key `tick`): a replay of the events still in the "
     "log needs the ticks of the same days",
     "dlq": "the original bytes of refused messages (they may hold personal values), like the events; "
@@ -57,6 +54,10 @@ LOG_KEYS = {
     "dlq": "the refused message's own key (mostly a subject id)",
 }
 AUDIT_REASONS = {
+    "events": "lifecycle events, whose personal values (record keys, domain names, refs) are sealed "
+    "with their subject's data key, destroyed once none of the subject's copies is left (key "
+    "shredding, docs/auditing.md): kept as long as the decisions, so a replay re-derives every "
+    "decision from them",
     "receipts": "the stores' signed answers: the worker reads them at once, an auditor checks them "
     "as long as a deletion they prove can be questioned",
     "decisions": "every decision with its rule, clause and basis: the change log an auditor replays "
@@ -75,7 +76,10 @@ def project_topics(
     topics = Topics(settings.topic_prefix)
     chosen = list(stores) if stores is not None else list(policy.stores.ids if policy.stores else ())
     window = log_window(policy)
+    if KEY_STORE not in chosen:  # the key store's commands (shredding): not a store of the map
+        chosen.append(KEY_STORE)
     audit: dict[str, Callable[[Rule], bool]] = {
+        "events": every_rule,
         "receipts": held_by_a_store(policy),
         "decisions": every_rule,
         "answers": kept_on_erasure,
