@@ -64,48 +64,46 @@ def shred_keys(
     records = dict(state.records)
     decisions, commands = [], []
     for key_id in fresh:
-        command_id = stable_id("key-shredding", state.subject_id, key_id)
-        copy = RecordState(
-            KEY_STORE,
-            KEY_CATEGORY,
-            key_id,
-            None,
-            trigger,
-            now,
-            "ordered",
-            rule_id=KEY_RULE,
-            deadline=now,
-            caused_by=(trigger,),
-            command_id=command_id,
-            ordered_at=now,
-            chase_at=now + policy.service_level(KEY_STORE),
-        )
+        copy, decision, command = _shred(state.subject_id, key_id, policy, now, trigger)
         records[copy.record_id] = copy
-        decisions.append(
-            record_decision(
-                state.subject_id,
-                copy,
-                "KEY_SHREDDED",
-                None,
-                now,
-                f"no copy of the subject is left (certified {calendar.iso(now)}): its data key {key_id} "
-                "is destroyed, so the values it sealed in the log can never be read again",
-                policy,
-                (trigger,),
-                trigger,
-            )
-        )
-        commands.append(
-            DeleteRecord(
-                command_id,
-                state.subject_id,
-                KEY_STORE,
-                KEY_CATEGORY,
-                key_id,
-                KEY_RULE,
-                policy.label,
-                now,
-                now,
-            )
-        )
+        decisions.append(decision)
+        commands.append(command)
     return replace(state, records=records), tuple(decisions), tuple(commands)
+
+
+def _shred(
+    subject_id: str, key_id: str, policy: Policy, now: int, trigger: str
+) -> tuple[RecordState, Decision, DeleteRecord]:
+    """The key's copy in the store ``keys`` (ordered now), its decision and its command."""
+    command_id = stable_id("key-shredding", subject_id, key_id)
+    copy = RecordState(
+        KEY_STORE,
+        KEY_CATEGORY,
+        key_id,
+        None,
+        trigger,
+        now,
+        "ordered",
+        rule_id=KEY_RULE,
+        deadline=now,
+        caused_by=(trigger,),
+        command_id=command_id,
+        ordered_at=now,
+        chase_at=now + policy.service_level(KEY_STORE),
+    )
+    decision = record_decision(
+        subject_id,
+        copy,
+        "KEY_SHREDDED",
+        None,
+        now,
+        f"no copy of the subject is left (certified {calendar.iso(now)}): its data key {key_id} is "
+        "destroyed, so the values it sealed in the log can never be read again",
+        policy,
+        (trigger,),
+        trigger,
+    )
+    command = DeleteRecord(
+        command_id, subject_id, KEY_STORE, KEY_CATEGORY, key_id, KEY_RULE, policy.label, now, now
+    )
+    return copy, decision, command
