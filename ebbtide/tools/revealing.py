@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ebbtide.runtime.tokens import SHREDDED, Shredded, is_token, key_id_of
+from ebbtide.runtime.tokens import SHREDDED, DataKey, Shredded, is_token, key_id_of
 from ebbtide.sinks.base.opening import KeyFinder
+from ebbtide.tools.sealing import Keys
 
 
 def reveal(subject_id: str, value: str, keys: KeyFinder) -> str:
@@ -34,3 +35,30 @@ def reveal_record_id(subject_id: str, record_id: str, keys: KeyFinder) -> str:
 def revealed_decision(decision: dict[str, Any], keys: KeyFinder) -> dict[str, Any]:
     """A decoded decision with its record id revealed."""
     return {**decision, "record": reveal_record_id(decision["subject_id"], decision["record"], keys)}
+
+
+class RememberedKeys:
+    """A publisher's keys that it also remembers (in memory, for this process only): the demo
+    plays the backend services, so it checks the pipeline's outcome against its own stores with
+    the keys it sealed with, also those the pipeline has shredded since. A real publisher has no
+    reason to keep one."""
+
+    def __init__(self, keys: Keys) -> None:
+        self.keys = keys
+        self._seen: dict[tuple[str, str], DataKey] = {}
+
+    def current(self, subject_id: str) -> DataKey:
+        key = self.keys.current(subject_id)
+        self._seen[(subject_id, key.key_id)] = key
+        return key
+
+    def find(self, subject_id: str, key_id: str) -> DataKey:
+        key = self._seen.get((subject_id, key_id))
+        if key is None:
+            raise Shredded(f"key {key_id} is not one this process sealed with")
+        return key
+
+    def close(self) -> None:
+        close = getattr(self.keys, "close", None)
+        if close is not None:
+            close()
