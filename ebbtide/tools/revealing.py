@@ -4,6 +4,7 @@ not (:mod:`ebbtide.runtime.tokens`)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ebbtide.runtime.tokens import SHREDDED, DataKey, Shredded, is_token, key_id_of
@@ -22,6 +23,14 @@ def reveal(subject_id: str, value: str, keys: KeyFinder) -> str:
         return keys.find(subject_id, key_id).open(value)
     except Shredded:
         return SHREDDED
+
+
+_TOKEN_IN_TEXT = re.compile(r"enc:v1:[0-9a-f]{16}:[A-Za-z0-9_-]+(?:\.[a-z0-9-]{2,63})?")
+
+
+def reveal_text(subject_id: str, text: str, keys: KeyFinder) -> str:
+    """``text`` (a rendered report, JSON) with every token of the subject in it revealed."""
+    return _TOKEN_IN_TEXT.sub(lambda m: reveal(subject_id, m.group(0), keys), text)
 
 
 def reveal_record_id(subject_id: str, record_id: str, keys: KeyFinder) -> str:

@@ -16,7 +16,7 @@ from ebbtide.runtime.tokens import (
     key_id_of,
 )
 from ebbtide.sinks.base.opening import opened
-from ebbtide.tools.revealing import reveal, reveal_record_id
+from ebbtide.tools.revealing import reveal, reveal_record_id, reveal_text
 
 
 def key(subject: str = "cust-1", key_id: str = "0123456789abcdef") -> DataKey:
@@ -101,3 +101,9 @@ def test_a_shredded_key_reads_shredded_and_a_sink_cannot_open_its_command() -> N
         opened(command, Keys())
     unsealed = {**command, "record_key": "42"}
     assert opened(unsealed, Keys()) is unsealed
+
+
+def test_a_text_has_each_token_revealed_or_shredded() -> None:
+    k, gone = key(), key(key_id="fedcba9876543210")
+    text = f"customer_db/client/{k.seal('42')}: ref {k.seal('kari.no', domain=True)}; old {gone.seal('7')}."
+    assert reveal_text("cust-1", text, Keys(k)) == "customer_db/client/42: ref kari.no; old shredded."
