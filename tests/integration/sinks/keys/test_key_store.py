@@ -13,6 +13,7 @@ import pytest
 
 from ebbtide.runtime.tokens import Shredded
 from ebbtide.sinks.keys.store import SHREDDED, TABLE, KeyStore, grant_keys_role, restored
+from tests.support import admin_dsn
 
 
 def test_a_subjects_key_is_made_once_found_by_id_and_gone_once_shredded(database: str) -> None:
@@ -57,16 +58,17 @@ def test_a_restored_backup_does_not_bring_a_shredded_key_back(database: str) -> 
 
 
 def test_the_key_stores_role_may_get_create_and_shred_keys_and_nothing_else(database: str) -> None:
-    role, password = f"keys_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
-    admin = KeyStore(database)
-    conn = psycopg2.connect(database)
-    conn.autocommit = True
+    role, password = f"keys_t_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
+    admin = KeyStore(database)  # the database's owner makes the tables and grants on them
+    cluster = psycopg2.connect(admin_dsn(database))  # roles are the cluster administrator's
+    cluster.autocommit = True
     try:
-        admin.current("cust-0")  # the tables, made by the administrator
-        with conn.cursor() as cur:
+        admin.current("cust-0")
+        with cluster.cursor() as cur:
             cur.execute(f"CREATE ROLE {role} LOGIN PASSWORD %s", (password,))
+        with psycopg2.connect(database) as conn, conn.cursor() as cur:
             cur.execute("CREATE TABLE customers (id int)")
-            cur.execute(f"GRANT CONNECT ON DATABASE {urlparse(database).path[1:]} TO {role}")
+        conn.close()
         grant_keys_role(admin, role)
         parts = urlparse(database)
         as_role = urlunparse(parts._replace(netloc=f"{role}:{password}@{parts.hostname}:{parts.port}"))
@@ -92,7 +94,11 @@ def test_the_key_stores_role_may_get_create_and_shred_keys_and_nothing_else(data
             other.close()
     finally:
         admin.close()
-        with conn.cursor() as cur:
-            cur.execute(f"DROP OWNED BY {role}")
-            cur.execute(f"DROP ROLE IF EXISTS {role}")
+        with psycopg2.connect(admin_dsn(database)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+            if cur.fetchone():
+                cur.execute(f"DROP OWNED BY {role}")
         conn.close()
+        with cluster.cursor() as cur:
+            cur.execute(f"DROP ROLE IF EXISTS {role}")
+        cluster.close()
