@@ -57,10 +57,14 @@ def test_a_restored_backup_does_not_bring_a_shredded_key_back(database: str) -> 
         keys.close()
 
 
-def test_the_key_stores_role_may_get_create_and_shred_keys_and_nothing_else(database: str) -> None:
+def test_the_key_stores_role_may_get_create_and_shred_keys_and_nothing_else(
+    database: str, stack: tuple[str, str]
+) -> None:
     role, password = f"keys_t_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
     admin = KeyStore(database)  # the database's owner makes the tables and grants on them
-    cluster = psycopg2.connect(admin_dsn(database))  # roles are the cluster administrator's
+    # Roles are the cluster administrator's: connected to another database than the test's, which
+    # its owner drops afterwards (it may not end a superuser's session there).
+    cluster = psycopg2.connect(admin_dsn(stack[1]))
     cluster.autocommit = True
     try:
         admin.current("cust-0")
@@ -94,10 +98,11 @@ def test_the_key_stores_role_may_get_create_and_shred_keys_and_nothing_else(data
             other.close()
     finally:
         admin.close()
-        with psycopg2.connect(admin_dsn(database)) as conn, conn.cursor() as cur:
+        with psycopg2.connect(database) as conn, conn.cursor() as cur:  # what the owner granted it
             cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
             if cur.fetchone():
-                cur.execute(f"DROP OWNED BY {role}")
+                cur.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA ebbtide_keys FROM {role}")
+                cur.execute(f"REVOKE ALL ON SCHEMA ebbtide_keys FROM {role}")
         conn.close()
         with cluster.cursor() as cur:
             cur.execute(f"DROP ROLE IF EXISTS {role}")
