@@ -68,6 +68,7 @@ class Running:
     def stop(self) -> None:
         for child in self.children.values():
             child.stop()
+        self.keys.close()
 
 
 def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_days: int) -> int:
@@ -115,17 +116,9 @@ def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_da
                 f"The backup catalogue purged {len(purged.backups)} backups expired by {final.date()} "
                 f"({purged.records} record copies gone with them)."
             )
+            samples, keys = running.scrape(), running.keys
             return report.summarise(
-                console,
-                running.settings,
-                running.scrape(),
-                dsn,
-                standin,
-                stores,
-                sc,
-                before,
-                final,
-                running.keys,
+                console, running.settings, samples, dsn, standin, stores, sc, before, final, keys
             )
         except DemoFailed as exc:
             console.print(f"[red]demo failed: {exc}")
@@ -134,7 +127,6 @@ def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_da
             return 1
         finally:
             running.stop()
-            running.keys.close()
 
 
 @contextmanager
