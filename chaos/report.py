@@ -19,16 +19,20 @@ from ebbtide.schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 from ebbtide.streams import certificates
 from ebbtide.streams.policy.calendar import to_ms
 from ebbtide.tools import dlq
+from ebbtide.tools.revealing import reveal
 from ebbtide.tools.state_reader import read_to_end
 
 if TYPE_CHECKING:
     from chaos.run import Run
+    from ebbtide.sinks.base.opening import KeyFinder
 
 
 def verdict_of(
     chaos: Run, checked: list[str], all_stores: tuple[str, ...], before: set[Copy], after: set[Copy]
 ) -> Verdict:
-    return topics_verdict(chaos.settings, chaos.oracle, chaos.sent, checked, all_stores, before, after)
+    return topics_verdict(
+        chaos.settings, chaos.oracle, chaos.sent, checked, all_stores, before, after, chaos.sealing_keys()
+    )
 
 
 def topics_verdict(
@@ -39,10 +43,16 @@ def topics_verdict(
     all_stores: tuple[str, ...],
     before: set[Copy],
     after: set[Copy],
+    keys: KeyFinder | None = None,
 ) -> Verdict:
     """The ledger's verdict (:func:`chaos.ledger.judge`) from what the topics of ``settings`` hold:
     receipts, commands, certificates and dead letters; messages of ``sent`` (hostile ones) are
-    not counted as genuine."""
+    not counted as genuine. Record keys sealed with one of ``keys`` (those the run published
+    with) are compared opened, as the ledger knows them."""
+
+    def opened(subject: str, key: str) -> str:
+        return key if keys is None else reveal(subject, key, keys)
+
     topics = Topics(settings.topic_prefix)
     forged = {(s.topic, s.partition, s.offset) for s in sent}
 
@@ -52,19 +62,25 @@ def topics_verdict(
                 yield message.value
 
     receipts = [codec_for(DELETION_RECEIPT).decode(v) for v in genuine(topics.receipts)]
+    receipts = [{**r, "record_key": opened(r["subject_id"], r["record_key"])} for r in receipts]
     first: dict[Copy, int] = {}
     commands = codec_for(DELETION_COMMAND)
     for store in all_stores:
         for value in genuine(topics.commands(store)):
             command = commands.decode(value)
-            copy = (command["store"], command["category"], command["record_key"])
+            copy = (
+                command["store"],
+                command["category"],
+                opened(command["subject_id"], command["record_key"]),
+            )
             issued = to_ms(command["issued_at"])
             first[copy] = min(first.get(copy, issued), issued)
     certified: list[Copy] = []
     for value in genuine(topics.certificates):
-        for entry in certificates.loads(value)["certificate"]["entries"]:
+        document = certificates.loads(value)["certificate"]
+        for entry in document["entries"]:
             store, category, key = entry["record"].split("/", 2)
-            certified.append((store, category, key))
+            certified.append((store, category, opened(document["subject_id"], key)))
     letters = {(d.source_topic, d.source_partition, d.source_offset): d.reason for d in dlq.read(settings)}
     return judge(oracle, checked, before, after, receipts, first, certified, letters, sent)
 

@@ -35,6 +35,8 @@ from ebbtide.tools import processes
 from ebbtide.tools.client import EventPublisher, InvalidEvent, to_record
 from ebbtide.tools.clock import ClockPublisher, steps
 from ebbtide.tools.progress import progress_bar
+from ebbtide.tools.revealing import RememberedKeys
+from ebbtide.tools.sealing import key_store
 from ebbtide.tools.topics import declared
 
 log = logging.getLogger(__name__)
@@ -136,11 +138,20 @@ class Run:
 
     _publisher: EventPublisher | None = None
     _clock: ClockPublisher | None = None
+    _keys: RememberedKeys | None = None
 
     def publisher(self) -> EventPublisher:
         if self._publisher is None:
-            self._publisher = EventPublisher(self.settings, self.oracle.policy, timeout=20.0)
+            keys = self.sealing_keys()
+            self._publisher = EventPublisher(self.settings, self.oracle.policy, timeout=20.0, keys=keys)
         return self._publisher
+
+    def sealing_keys(self) -> RememberedKeys:
+        """The keys the run seals its events with, remembered: the verdict compares the stores'
+        answers with the ledger's keys, also of subjects whose keys are shredded since."""
+        if self._keys is None:
+            self._keys = RememberedKeys(key_store(self.settings))
+        return self._keys
 
     def clock(self) -> ClockPublisher:
         if self._clock is None:

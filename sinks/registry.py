@@ -26,6 +26,7 @@ BUILT_IN: dict[str, str] = {
     "http": "ebbtide.sinks.http.kind",
     "logstore": "ebbtide.sinks.logstore.kind",
     "backups": "ebbtide.sinks.backups.kind",
+    "keys": "ebbtide.sinks.keys.kind",  # the key store (no store of the map: the demo starts it)
 }
 
 _added: dict[str, SinkKind] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         kind = Path(str(item.fspath)).relative_to(HERE).parts[0]
         if kind in ("unit", "integration", "e2e"):
             item.add_marker(getattr(pytest.mark, kind))
+
+
+@pytest.fixture(autouse=True)
+def remember_sealing_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each data key a publisher of this process gets from the key store is remembered
+    (tests.support.SEALED_WITH), so a test reads what it published as it wrote it."""
+    from ebbtide.sinks.keys.store import KeyStore
+    from tests.support import SEALED_WITH
+
+    current = KeyStore.current
+
+    def remembered(self: KeyStore, subject_id: str) -> Any:
+        key = current(self, subject_id)
+        SEALED_WITH[(subject_id, key.key_id)] = key
+        return key
+
+    monkeypatch.setattr(KeyStore, "current", remembered)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from kafka import TopicPartition
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import create_topics
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.runtime.tokens import DataKey, Shredded
 from ebbtide.schemas import Codec
 from ebbtide.tools.processes import free_port
 from ebbtide.tools.topics import declared
@@ -154,7 +155,7 @@ class TopicReader:
     def poll(self) -> list[Received]:
         for messages in self._consumer.poll(timeout_ms=200).values():
             for m in messages:
-                value = self.codec.decode(m.value) if self.codec else None
+                value = revealed(self.codec.decode(m.value)) if self.codec else None
                 self.seen.append(Received(value, m.value, m.key, dict(m.headers or []), m.partition))
         return self.seen
 
@@ -165,6 +166,34 @@ class TopicReader:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+# Every data key this test process's publishers sealed with (tests/conftest.py records them): a
+# test reads the decisions, receipts and certificates it waits for with their values opened, as
+# it wrote them ("shredded" for a key it never had), while the topics hold only tokens.
+SEALED_WITH: dict[tuple[str, str], DataKey] = {}
+
+
+class RememberedKeys:
+    def find(self, subject_id: str, key_id: str) -> DataKey:
+        key = SEALED_WITH.get((subject_id, key_id))
+        if key is None:
+            raise Shredded(f"key {key_id} is not one this test sealed with")
+        return key
+
+
+def revealed(value: Any, subject: str | None = None) -> Any:
+    """A decoded message with every sealed value in it opened with :data:`SEALED_WITH`."""
+    from ebbtide.tools.revealing import reveal_text
+
+    if isinstance(value, dict):
+        subject = value.get("subject_id", subject)
+        return {k: revealed(v, subject) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(revealed(v, subject) for v in value)
+    if isinstance(value, str) and subject is not None and "enc:v1:" in value:
+        return reveal_text(subject, value, RememberedKeys())
+    return value
 
 
 def demo_database(dsn: str, rows_sql: str) -> str:

@@ -111,6 +111,7 @@ def _publish(
     from kafka.errors import KafkaError
 
     from ebbtide.runtime.kafka import not_acknowledged
+    from ebbtide.sinks.keys.store import KeyStoreUnavailable
     from ebbtide.tools.client import EventPublisher, PublishFailed
 
     again = "publish the file again (event ids make it idempotent)"
@@ -124,6 +125,12 @@ def _publish(
             f"ebbtide publish: {missing} of {len(records)} event(s) {not_acknowledged(exc.reason, timeout)}; "
             f"every line before line {line} is published, line {line} and those after it are not known "
             f"to be; {again}",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyStoreUnavailable as exc:  # personal values cannot be sealed: stop, send no more
+        print(
+            f"ebbtide publish: {exc} (EBBTIDE_KEYS_DSN); not every event was published; {again}",
             file=sys.stderr,
         )
         return 1

@@ -124,6 +124,12 @@ def add_explain(sub: Subcommands) -> None:
         help="ask the running worker (fast, default) or read its changelog from Kafka",
     )
     explain.add_argument("--policy", help="policy file the worker runs (default: the shipped policy)")
+    explain.add_argument(
+        "--reveal",
+        action="store_true",
+        help="open the subject's sealed values (record keys, domain names) with its key from the key "
+        "store (EBBTIDE_KEYS_DSN); 'shredded' where its key is destroyed",
+    )
     explain.set_defaults(func=cmd_explain)
 
 
@@ -154,8 +160,21 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 1
     report = explain(state, policy, now)
-    print(json.dumps(report, indent=2) if args.json else render(report))
+    text = json.dumps(report, indent=2) if args.json else render(report)
+    print(_revealed(args.subject, text, settings) if args.reveal else text)
     return 0
+
+
+def _revealed(subject: str, text: str, settings: Settings) -> str:
+    """``text`` with the subject's sealed values opened (SettingsError without a key store)."""
+    from ebbtide.sinks.keys.store import KeyStore
+    from ebbtide.tools.revealing import reveal_text
+
+    keys = KeyStore(settings.require_keys_dsn())
+    try:
+        return reveal_text(subject, text, keys)
+    finally:
+        keys.close()
 
 
 def add_overdue(sub: Subcommands) -> None:

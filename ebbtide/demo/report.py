@@ -17,11 +17,13 @@ from ebbtide.demo import checks, database, scenario
 from ebbtide.demo.vendor_standin import VendorStandIn
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.schemas import DECISION, codec_for
+from ebbtide.sinks.base.opening import KeyFinder
 from ebbtide.streams import certificates
 from ebbtide.streams.engine.model import record_id
 from ebbtide.streams.policy.stores import StoreMap
 from ebbtide.tools import certificates as certificate_pages
 from ebbtide.tools import processes
+from ebbtide.tools.revealing import revealed_decision
 from ebbtide.tools.state_reader import read_to_end
 
 
@@ -55,12 +57,14 @@ def summarise(
     sc: scenario.Scenario,
     before: Inventory,
     final: datetime,
+    keys: KeyFinder,
 ) -> int:
-    """Print the summary; 0 if every check holds (``final``: where the pipeline clock ended)."""
+    """Print the summary; 0 if every check holds (``final``: where the pipeline clock ended;
+    ``keys``: those the demo sealed its events with)."""
     worker = samples["worker"]
     after = Inventory.take(dsn, standin, stores)
-    all_decisions = read_topic(settings, Topics(settings.topic_prefix).decisions)
-    decisions = [d for d in all_decisions if d["kind"] != "CLOCK_APPLIED"]  # a clock's, not a record's
+    opened = opened_decisions(read_topic(settings, Topics(settings.topic_prefix).decisions), keys)
+    decisions = [d for d in opened if d["kind"] != "CLOCK_APPLIED"]  # a clock's, not a record's
     latest = {d["record"]: d for d in decisions}
 
     console.print(_pipeline_table(worker))
@@ -202,6 +206,12 @@ def _prove_a_certificate(console: Console, settings: Settings) -> int:
         + (f"[green]INVALID ({refused[0]})" if refused else "[red]VALID (it should not)")
     )
     return 0 if not valid and refused else 1
+
+
+def opened_decisions(decisions: list[dict[str, Any]], keys: KeyFinder) -> list[dict[str, Any]]:
+    """The decisions with their record keys opened with the keys the demo sealed with (the
+    checks compare them with the stores' keys; also those of subjects shredded since)."""
+    return [revealed_decision(d, keys) for d in decisions]
 
 
 def read_topic(settings: Settings, topic: str, raw: bool = False) -> list[Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,12 +19,15 @@ from ebbtide.runtime.kafka import create_topics
 from ebbtide.runtime.settings import Settings
 from ebbtide.sinks import registry
 from ebbtide.sinks.http.vendors import tuned
+from ebbtide.sinks.keys import kind as keys_kind
 from ebbtide.streams.policy.calendar import to_ms
 from ebbtide.streams.policy.stores import StoreMap
 from ebbtide.tools import processes
 from ebbtide.tools.client import EventPublisher, to_record
 from ebbtide.tools.clock import ClockPublisher, steps
 from ebbtide.tools.progress import progress_bar
+from ebbtide.tools.revealing import RememberedKeys
+from ebbtide.tools.sealing import Keys, key_store
 from ebbtide.tools.topics import declared
 
 CATCH_UP_SECONDS = 600.0
@@ -48,6 +51,11 @@ class Running:
     stores: StoreMap
     children: dict[str, processes.Child]
     ports: dict[str, int]
+    # The keys the demo seals its events with, remembered to check the outcome (revealing.py).
+    keys: RememberedKeys = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = RememberedKeys(key_store(self.settings))
 
     def scrape(self) -> dict[str, processes.Samples]:
         return {name: processes.scrape(port) for name, port in self.ports.items()}
@@ -60,6 +68,7 @@ class Running:
     def stop(self) -> None:
         for child in self.children.values():
             child.stop()
+        self.keys.close()
 
 
 def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_days: int) -> int:
@@ -107,8 +116,9 @@ def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_da
                 f"The backup catalogue purged {len(purged.backups)} backups expired by {final.date()} "
                 f"({purged.records} record copies gone with them)."
             )
+            samples, keys = running.scrape(), running.keys
             return report.summarise(
-                console, running.settings, running.scrape(), dsn, standin, stores, sc, before, final
+                console, running.settings, samples, dsn, standin, stores, sc, before, final, keys
             )
         except DemoFailed as exc:
             console.print(f"[red]demo failed: {exc}")
@@ -141,6 +151,7 @@ def _start(settings: Settings, stores: StoreMap, standin: VendorStandIn) -> Runn
     vendors.parent.mkdir(parents=True, exist_ok=True)
     vendors.write_text(tuned(DEMO_VENDORS), encoding="utf-8")
     sinks = registry.sink_processes(stores.stores)  # the sinks of every store of the map
+    sinks.update(keys_kind.PROCESS)  # and the key store's, which destroys shredded keys
     ports = {"worker": settings.worker_metrics_port}
     children = {"worker": processes.start("worker", ["worker"], settings, log_dir)}
     for name, args in sinks.items():
@@ -164,11 +175,13 @@ def publish_timeline(
     ticks: list[datetime],
     on_tick: Callable[[datetime, int], None] | None = None,
     after: datetime | None = None,
+    keys: Keys | None = None,
 ) -> None:
     """Publish events (Avro records, sorted by time) and tick the clock as their time passes:
     every event up to a tick's time is published before that tick. Events at or before ``after``
-    are left out (an earlier call, whose last tick was ``after``, published them)."""
-    publisher = EventPublisher(settings)
+    are left out (an earlier call, whose last tick was ``after``, published them). ``keys``: where
+    the publisher gets the subjects' keys (default: the settings' key store)."""
+    publisher = EventPublisher(settings, keys=keys)
     clock = ClockPublisher(settings, "accelerated")
     try:
         index = 0
@@ -232,7 +245,7 @@ def _publish(
             _paced(running, moment)
             progress.update(task, advance=1, description=f"clock at {moment.date()}, {sent} events sent")
 
-        publish_timeline(running.settings, records, ticks, advance, after)
+        publish_timeline(running.settings, records, ticks, advance, after, running.keys)
 
 
 @dataclass

@@ -56,6 +56,10 @@ class Settings:
     sink_instance_id: str | None = None
     clock_metrics_port: int = 9312  # `ebbtide clock wall` serves /metrics here
     pg_dsn: str | None = field(default=None, repr=False)  # no default: there is no default password
+    # The key store's database (each subject's data key, sinks/keys/store.py), as its own
+    # least-privilege role; unset: pg_dsn. Publishers seal personal values with the keys, sinks
+    # and tools open them.
+    keys_dsn: str | None = field(default=None, repr=False)
     # The store map (which stores hold which categories); default: the one shipped with the policy
     # (read by ebbtide.bootstrap.store_map).
     store_map: Path | None = None
@@ -200,6 +204,15 @@ class Settings:
     def trusted_keys_dir(self) -> Path:
         """Where the worker finds sink-<store>.pub for each store (EBBTIDE_TRUSTED_KEYS)."""
         return self.trusted_keys or self.state_dir / "keys"
+
+    def require_keys_dsn(self) -> str:
+        dsn = self.keys_dsn or self.pg_dsn
+        if not dsn:
+            raise SettingsError(
+                "EBBTIDE_KEYS_DSN (or EBBTIDE_PG_DSN) is not set: personal values are sealed with "
+                "their subject's key from the key store"
+            )
+        return dsn
 
     def require_pg_dsn(self) -> str:
         if not self.pg_dsn:

@@ -34,6 +34,7 @@ from ebbtide.runtime.keys import read_or_make_key
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.schemas import LIFECYCLE_EVENT, InvalidMessage, codec_for
 from ebbtide.streams.worker.translate import check_sizes
+from ebbtide.tools.sealing import Keys, Unsealable, key_store, seal_record
 
 if TYPE_CHECKING:
     from ebbtide.streams.policy.rules import Policy
@@ -249,7 +250,10 @@ class EventPublisher:
 
     Legal hold events are signed with ``hold_signer`` (default: the key of the settings'
     ``hold_signing_key``, if set; a ValueError if it cannot be read); without one, publishing a
-    hold event that carries no signature raises :class:`InvalidEvent` and sends nothing."""
+    hold event that carries no signature raises :class:`InvalidEvent` and sends nothing.
+
+    Personal values are sealed with their subject's data key from ``keys`` (default: the key
+    store of the settings, ``EBBTIDE_KEYS_DSN`` or ``EBBTIDE_PG_DSN``) before they are sent."""
 
     def __init__(
         self,
@@ -257,7 +261,9 @@ class EventPublisher:
         policy: Policy | None = None,
         timeout: float = DELIVERY_TIMEOUT,
         hold_signer: MessageSigner | None = None,
+        keys: Keys | None = None,
     ) -> None:
+        self.keys = keys if keys is not None else key_store(settings)
         if hold_signer is None and settings.hold_signing_key is not None:
             hold_signer = load_hold_signer(settings.hold_signing_key)
         self.hold_signer = hold_signer
@@ -282,7 +288,13 @@ class EventPublisher:
         """Send one Avro record (a legal hold event signed, :func:`sign_hold`); raises
         :class:`InvalidEvent` if it is too large for one message or an unsigned hold event with no
         signer, :class:`PublishFailed` if the producer cannot take it (e.g. no metadata for the
-        topic within the timeout), after waiting for what was sent before it."""
+        topic within the timeout), after waiting for what was sent before it. Personal values are
+        sealed with the subject's key first (:mod:`ebbtide.tools.sealing`): none reaches Kafka in
+        clear."""
+        try:
+            record = seal_record(record, self.keys, self.policy)
+        except Unsealable as exc:
+            raise InvalidEvent(str(exc)) from None
         record = sign_hold(record, self.hold_signer)
         value = check_size(record, self._codec.encode(record))
         if self._failed is not None:  # the broker refused or dropped one: stop sending, settle
@@ -346,6 +358,9 @@ class EventPublisher:
             self._closed = True
             self._pending = []
             close_producer(self._producer)
+            close = getattr(self.keys, "close", None)
+            if close is not None:
+                close()
 
     def __enter__(self) -> EventPublisher:
         return self

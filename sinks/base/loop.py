@@ -37,6 +37,7 @@ from ebbtide.runtime.kafka import librdkafka_config, secured
 from ebbtide.runtime.settings import Settings, SettingsError, Topics
 from ebbtide.schemas import DELETION_COMMAND, InvalidMessage, codec_for, dead_letter_body
 from ebbtide.sinks.base.executor import BatchExecutor
+from ebbtide.sinks.base.opening import KeyFinder, TokenError, opened
 from ebbtide.sinks.base.receipts import Executed, executed, signed
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,14 @@ class CommandSink:
         stop: threading.Event | None = None,
         on_batch: Callable[[int], None] | None = None,
         batch_size: int = BATCH,
+        keys: KeyFinder | None = None,
     ) -> None:
         self.settings = settings
+        if keys is None:
+            from ebbtide.sinks.keys.store import KeyStore
+
+            keys = KeyStore(settings.require_keys_dsn())
+        self.keys = keys
         self.executor = executor
         self.store = executor.store
         self.stop = stop or threading.Event()
@@ -170,7 +177,13 @@ class CommandSink:
             }
         )
         backoff = 0.5
-        retry: tuple[type[BaseException], ...] = (*self.executor.transient, KafkaException)
+        from ebbtide.sinks.keys.store import KeyStoreUnavailable
+
+        retry: tuple[type[BaseException], ...] = (
+            *self.executor.transient,
+            KafkaException,
+            KeyStoreUnavailable,
+        )
         try:
             while not self.stop.is_set():
                 batch = _next_batch(consumer, self.batch_size)
@@ -269,14 +282,32 @@ class CommandSink:
         """One answer per command, in order. The executor answers its store's commands; a command
         naming another store (it came on the wrong topic) is answered FAILED here and dead-lettered,
         so no executor ever acts on it."""
-        own = [c for c in commands if c["store"] == self.store]
+        sealed: dict[int, Executed] = {}  # index: the answer to a command whose key does not open
+        own = []
+        for index, command in enumerate(commands):
+            if command["store"] != self.store:
+                continue
+            try:
+                own.append(opened(command, self.keys))
+            except TokenError as exc:
+                sealed[index] = self._unopened(command, exc)
         executed_own = iter(self.executor.execute(own) if own else [])
         answers = [
-            next(executed_own, None) if c["store"] == self.store else self._misrouted(c) for c in commands
+            sealed.get(i) or (next(executed_own, None) if c["store"] == self.store else self._misrouted(c))
+            for i, c in enumerate(commands)
         ]
         if None in answers or next(executed_own, None) is not None:
             raise RuntimeError(f"the executor of {self.store} did not answer each command once")
         return [a for a in answers if a is not None]
+
+    def _unopened(self, command: dict[str, Any], exc: TokenError) -> Executed:
+        """A command whose record key cannot be opened (its key shredded, or a forged token): FAILED
+        and dead-lettered, never executed."""
+        reason = f"record key cannot be opened: {exc}"
+        log.warning("%s: command %s refused: %s", self.store, command["command_id"], reason)
+        return executed(
+            command, "FAILED", 0, reason, datetime.now(UTC), dead_letter=reason, signer=self.receipt_signer
+        )
 
     def _misrouted(self, command: dict[str, Any]) -> Executed:
         reason = f"command for store {command['store']} sent to {self.store}"

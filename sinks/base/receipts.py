@@ -38,7 +38,8 @@ def receipt_for(
         "subject_id": command["subject_id"],
         "store": command["store"],
         "category": command["category"],
-        "record_key": command["record_key"],
+        # The record key as the command named it: sealed, if the sink opened it (base/opening.py).
+        "record_key": command.get("sealed_key", command["record_key"]),
         "outcome": outcome,
         "rows": rows,
         "reason": reason,

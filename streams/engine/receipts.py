@@ -13,6 +13,7 @@ from ebbtide.streams.engine.certificate import CertificateDue, certificate_due
 from ebbtide.streams.engine.decisions import record_decision
 from ebbtide.streams.engine.events import DeletionReported
 from ebbtide.streams.engine.model import Outcome, RecordState, SubjectState, record_id
+from ebbtide.streams.engine.shredding import shred_keys
 from ebbtide.streams.policy import calendar
 from ebbtide.streams.policy.rules import Policy
 from ebbtide.streams.policy.vocabulary import FAILED
@@ -72,7 +73,11 @@ def apply_receipt(state: SubjectState, report: DeletionReported, policy: Policy)
     if certificate is not None:
         # Everything the certificate needs of its copies (each store's answer and signed receipt)
         # is in it now, and it goes out with this outcome before the state is written.
-        return Outcome(prune(state, certificate), (decision,), certificates=(certificate,))
+        # With no live copy left, the subject's data keys go too (shredding.py).
+        state, shredded, commands = shred_keys(
+            prune(state, certificate), policy, certificate.issued_at, report.command_id
+        )
+        return Outcome(state, (decision, *shredded), commands, certificates=(certificate,))
     return Outcome(state, (decision,))
 
 

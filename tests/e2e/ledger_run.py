@@ -28,6 +28,7 @@ from ebbtide.tools.client import EventPublisher, InvalidEvent, to_record
 from ebbtide.tools.clock import ClockPublisher, steps
 from ebbtide.tools.state_reader import read_to_end
 from tests.e2e.test_pipeline import Pipeline
+from tests.support import RememberedKeys
 
 # The databases of tests/e2e/own_databases.toml and the table map each one's sink runs.
 DATABASES = {scenario.STORE: "customer_db", scenario.BILLING_STORE: "billing_db"}
@@ -157,7 +158,14 @@ class LedgerRun:
         """The ledger's verdict on the run so far (call once it has settled)."""
         stores = tuple(DATABASES)
         return topics_verdict(
-            self.settings, self.oracle, [], list(stores), stores, self.before, self.holdings()
+            self.settings,
+            self.oracle,
+            [],
+            list(stores),
+            stores,
+            self.before,
+            self.holdings(),
+            RememberedKeys(),
         )
 
 

@@ -41,7 +41,8 @@ def own_databases_policy() -> Policy:
 
 
 class Pipeline:
-    """The worker and one postgres sink per store of ``own_databases.toml``, as processes."""
+    """The worker, one postgres sink per store of ``own_databases.toml`` and the key store's sink,
+    as processes."""
 
     def __init__(self, settings: Settings, log_dir: Path) -> None:
         self.settings = settings = replace(settings, store_map=OWN_DATABASES)
@@ -51,6 +52,7 @@ class Pipeline:
         self.worker = self.start("worker")
         self.sink = self.start("sink")
         self.billing = self.start("billing")
+        self.keys = self.start("keys")  # the key store's sink: destroys shredded keys
         self.decisions = TopicReader(settings, self.topics.decisions, codec_for(DECISION))
 
     def start(self, name: str) -> processes.Child:
@@ -59,6 +61,8 @@ class Pipeline:
             args = ["worker"]
         elif name == "sink":
             args = ["sink", "postgres"]
+        elif name == "keys":
+            args, settings = ["sink", "keys"], replace(settings, sink_metrics_port=0)
         else:  # billing: on a metrics port of its own (the tests read the customer sink's)
             args, settings = (
                 ["sink", "postgres", "--map", "billing_db"],

@@ -16,7 +16,7 @@ from ebbtide.runtime.settings import Settings
 from ebbtide.schemas import ERASURE_ANSWER, codec_for
 from ebbtide.tools import processes
 from tests.e2e.test_pipeline import Pipeline, ev, publish, rows, tick, written
-from tests.support import TopicReader, demo_database
+from tests.support import SEALED_WITH, TopicReader, demo_database
 
 LIFE = [
     written("w1", "cust-00001", "2019-01-10T10:00:00Z", "client", "1"),
@@ -55,9 +55,10 @@ def one_customer(database: str) -> str:
 
 
 def explain(settings: Settings, source: str, subject: str = "cust-00001") -> dict[str, Any]:
-    """`ebbtide explain SUBJECT --json`, from the running worker or from its changelog."""
+    """`ebbtide explain SUBJECT --json --reveal` (its sealed record keys opened with its key from
+    the key store), from the running worker or from its changelog."""
     done = subprocess.run(
-        [sys.executable, "-m", "ebbtide", "explain", subject, "--json", "--source", source],
+        [sys.executable, "-m", "ebbtide", "explain", subject, "--json", "--reveal", "--source", source],
         env=processes.settings_env(settings),
         capture_output=True,
         text=True,
@@ -119,6 +120,9 @@ def test_erasure_with_a_bookkeeping_exception_and_a_legal_hold(
     for table in ("customers", "billing.invoices", "support_tickets", "newsletter_subscriptions"):
         assert rows(one_customer, f"SELECT count(*) FROM {table}") == [(0,)]
 
+    # No copy is left: the subject's data key is shredded, and the key store's sink confirms it.
+    (key_id,) = {key_id for subject, key_id in SEALED_WITH if subject == "cust-00001"}
+    pipeline.wait_confirmed({f"keys/key/{key_id}"})
     final = explain(settings, "changelog")  # the same answer without the worker, from Kafka
     assert set(statuses(final).values()) == {"deleted"}
     assert final["clock"] == "2025-01-02T00:00:00Z"

@@ -30,7 +30,7 @@ from ebbtide.tools import processes
 from ebbtide.tools.acls import Principals, plan
 from tests.e2e.test_pipeline import CLOSED_ACCOUNT, Pipeline, publish, rows, tick
 from tests.e2e.test_pipeline import customer_db as customer_db  # the fixture: its demo database
-from tests.support import TopicReader, wait_until
+from tests.support import TopicReader, revealed, wait_until
 
 LISTENER = (
     "EBBTIDE_LOCAL_KAFKA_SASL_SSL_BOOTSTRAP",
@@ -145,7 +145,10 @@ def test_a_closed_account_is_deleted_and_certified_over_sasl_ssl(
     got = cli(pipeline.settings, "certificate", "get", "cust-00001", "--out", str(out))
     assert got.returncode == 0, got.stderr
     documents = [json.loads(path.read_text()) for path in sorted(out.glob("certificate-*.json"))]
-    assert {e["record"] for d in documents for e in d["certificate"]["entries"]} == {
+    entries = {e["record"] for d in documents for e in revealed(d["certificate"]["entries"], "cust-00001")}
+    shredded = {record for record in entries if record.startswith("keys/key/")}
+    assert len(shredded) == 1  # its data key, destroyed once no copy of it was left
+    assert entries - shredded == {
         "customer_db/client/1",
         "customer_db/correspondence/20",
         "billing_db/invoice/10",

@@ -42,7 +42,7 @@ from ebbtide.tools.client import to_record
 from ebbtide.tools.state_reader import StateUnavailable, read_changelog, read_to_end
 from tests.e2e.test_pipeline import OWN_DATABASES, WORKER_READY, Pipeline, ev, publish, rows, tick, written
 from tests.e2e.test_rights import explain, statuses
-from tests.support import TopicReader, demo_database, make_topics, signed_receipt, wait_until
+from tests.support import TopicReader, demo_database, make_topics, revealed, signed_receipt, wait_until
 
 # --- the worker's view: what it decided, said and knows --------------------------------------
 
@@ -64,7 +64,10 @@ def settle(settings: Settings, when: datetime) -> None:
 def decisions(settings: Settings, subject: str) -> list[dict[str, Any]]:
     """Every decision about ``subject`` on the decisions topic, as of now, in order."""
     codec = codec_for(DECISION)
-    found = (codec.decode(m.value) for m in read_to_end(settings, Topics(settings.topic_prefix).decisions))
+    found = (
+        revealed(codec.decode(m.value))
+        for m in read_to_end(settings, Topics(settings.topic_prefix).decisions)
+    )
     return [d for d in found if d["subject_id"] == subject]
 
 
@@ -86,7 +89,7 @@ def answers(settings: Settings) -> dict[str, dict[str, Any]]:
     codec = codec_for(ERASURE_ANSWER)
     out: dict[str, dict[str, Any]] = {}
     for message in read_to_end(settings, Topics(settings.topic_prefix).answers):
-        answer = codec.decode(message.value)
+        answer = revealed(codec.decode(message.value))
         out[answer["subject_id"]] = {i["record"]: i for i in answer["items"]}
     return out
 
@@ -507,7 +510,9 @@ def test_seed_000_one_persons_erasure_keeps_everyones_log_lines_until_the_log_pe
     assert log_partitions(a_day_of_logs) == {}
     wait_until(lambda: LOG_RECORD in confirmed(settings, "cust-00051"), 60, "the person's copy confirmed")
     codec = codec_for(DELETION_RECEIPT)
-    receipts = [codec.decode(m.value) for m in read_to_end(settings, Topics(settings.topic_prefix).receipts)]
+    receipts = [
+        revealed(codec.decode(m.value)) for m in read_to_end(settings, Topics(settings.topic_prefix).receipts)
+    ]
     answered = sorted((r["outcome"], r["rows"]) for r in receipts if r["record_key"] == LOG_PARTITION)
     assert answered == [("DELETED", 2), ("NOT_FOUND", 0)]  # dropped once, with both lines
 
@@ -537,15 +542,19 @@ def test_seed_003_a_deletion_is_confirmed_in_writing_by_exactly_one_verifiable_c
     )
     tick(settings, datetime(2023, 6, 1, tzinfo=UTC))  # three years after the account closed
     commands = TopicReader(settings, topics.commands("customer_db"), codec_for(DELETION_COMMAND))
-    (command,) = [
-        r.value
+    (got,) = [
+        r
         for r in commands.wait_for(
             lambda seen: len(seen) >= 1 and worker.alive(), WORKER_READY, "the command"
         )
         if r.value is not None
     ]
     commands.close()
-    assert (command["subject_id"], command["record_key"]) == ("cust-00061", "61")
+    assert got.value is not None and (got.value["subject_id"], got.value["record_key"]) == (
+        "cust-00061",
+        "61",
+    )
+    command = codec_for(DELETION_COMMAND).decode(got.raw)  # as sent: its record key sealed
 
     receipts, out = codec_for(DELETION_RECEIPT), producer(settings)
 
@@ -577,5 +586,5 @@ def test_seed_003_a_deletion_is_confirmed_in_writing_by_exactly_one_verifiable_c
     (published,) = certified()
     document = certificates.loads(published)
     assert certificates.verify(document, settings.signing_key.with_suffix(".pub").read_bytes()) == []
-    (entry,) = document["certificate"]["entries"]
+    (entry,) = revealed(document["certificate"]["entries"], "cust-00061")
     assert (entry["record"], entry["outcome"], entry["rows"]) == ("customer_db/client/61", "DELETED", 1)

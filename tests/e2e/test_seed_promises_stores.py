@@ -19,11 +19,12 @@ import psycopg2
 from ebbtide.runtime.settings import Topics
 from ebbtide.schemas import DECISION, DELETION_COMMAND, codec_for
 from ebbtide.sinks.backups import catalogue as backups
+from ebbtide.streams.engine.shredding import KEY_STORE
 from ebbtide.streams.policy.calendar import to_ms
 from ebbtide.tools.state_reader import StateUnavailable, read_to_end, subject_from_worker
 from tests.e2e.test_every_store import WORKER_READY, EveryStore, every_store
 from tests.e2e.test_pipeline import ev, publish, rows, tick
-from tests.support import wait_until
+from tests.support import revealed, wait_until
 
 __all__ = ["every_store"]  # the fixture, imported to be used here
 
@@ -49,7 +50,7 @@ def commands_to(s: EveryStore, store: str, subject: str) -> list[dict[str, Any]]
     codec = codec_for(DELETION_COMMAND)
     topic = Topics(s.settings.topic_prefix).commands(store)
     return [
-        codec.decode(m.value)
+        revealed(codec.decode(m.value))
         for m in read_to_end(s.settings, topic, missing=f"no command topic for {store}")
         if m.key == subject.encode()
     ]
@@ -71,9 +72,12 @@ def ticked(s: EveryStore, subject: str, when: datetime) -> None:
 
 
 def explained(s: EveryStore, subject: str) -> dict[str, Any]:
+    """The subject's explain report, its sealed values opened as this test published them; without
+    the key store's copy of its data key (key shredding: tests/e2e/test_sealed_log.py)."""
     done = s.cli("explain", subject, "--json")
     assert done.returncode == 0, done.stderr
-    report: dict[str, Any] = json.loads(done.stdout)
+    report: dict[str, Any] = revealed(json.loads(done.stdout), subject)
+    report["records"] = [r for r in report["records"] if not r["record"].startswith(f"{KEY_STORE}/")]
     return report
 
 
@@ -83,7 +87,7 @@ def stamped(s: EveryStore, subject: str) -> set[str]:
     topic = Topics(s.settings.topic_prefix).decisions
     return {
         decision["record"]
-        for decision in (codec.decode(m.value) for m in read_to_end(s.settings, topic))
+        for decision in (revealed(codec.decode(m.value)) for m in read_to_end(s.settings, topic))
         if decision["subject_id"] == subject and decision["kind"] == "STAMPED"
     }
 
@@ -262,7 +266,7 @@ def test_seed_000_trustpilot_unsubscribing_deletes_the_review_invitation_at_trus
     assert got.returncode == 0, got.stderr
     document = json.loads((out / "certificate-1.json").read_text())
     assert document["certificate"]["subject_id"] == REVIEWED_CUSTOMER
-    (entry,) = document["certificate"]["entries"]
+    (entry,) = revealed(document["certificate"]["entries"], REVIEWED_CUSTOMER)
     assert (entry["store"], entry["record"], entry["rule_id"], entry["outcome"]) == (
         "review_vendor",
         invitation,

@@ -8,8 +8,8 @@ exactly what it uses (``plan``), nothing else:
   group (the app id); writes the command topic of every store, decisions, answers, certificates,
   chain checkpoints and dead letters; creates, reads and writes its own topics, named
   ``<app id>-...`` (the table's changelog and Faust's assignor topic);
-- each store's **sink** reads its store's command topic in its group (``<prefix>-sink-<store>``)
-  and writes receipts and dead letters;
+- each store's **sink** (and the key store's, store ``keys``) reads its store's command topic in
+  its group (``<prefix>-sink-<store>``) and writes receipts and dead letters;
 - the **clock** writes ticks, and may look up the end offsets of the events topic it puts in them;
 - the **producers** (backend services) write events only.
 
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.streams.engine.shredding import KEY_STORE
 
 DEFAULT_WORKER = "User:worker"
 DEFAULT_SINK = "User:sink"
@@ -117,8 +118,10 @@ def sink_group(settings: Settings, store: str) -> str:
 
 def plan(settings: Settings, stores: Sequence[str], who: Principals | None = None) -> list[Grant]:
     """Every ACL the pipeline of ``settings`` (its topic prefix and app id) needs for ``stores``,
-    sorted by principal, without duplicates."""
+    sorted by principal, without duplicates. The key store's sink (store ``keys``, which destroys
+    shredded keys) is always covered: it is not a store of the store map."""
     who = who or Principals()
+    stores = list(dict.fromkeys([*stores, KEY_STORE]))
     topics = Topics(settings.topic_prefix)
     grants: set[Grant] = set()
 

@@ -26,6 +26,7 @@ from ebbtide.runtime.topic_spec import (
     TopicSpec,
     worker_topics,
 )
+from ebbtide.streams.engine.shredding import KEY_STORE
 from ebbtide.streams.policy.rules import Policy, Rule
 from ebbtide.tools.topics.retention import (
     Period,
@@ -41,26 +42,27 @@ WINDOW_WORDS = "the policy's erasure answer period, in 28-day months"
 
 # Why each topic of the log window keeps what it keeps; the window itself is added.
 LOG_REASONS = {
-    "events": "lifecycle events hold personal values (domain names, refs, record keys) in the clear "
-    "until per-subject encryption lands (a later issue); the worker keeps what it needs in its "
-    "state, so an event leaves the log before an erasure request made after it must be answered "
-    "(GDPR art. 12(3))",
-    "clock": "signed ticks, one stream per partition (key `tick`): a replay of the events still in the "
-    "log needs the ticks of the same days",
     "dlq": "the original bytes of refused messages (they may hold personal values), like the events; "
     "EbbtideDeadLetters alerts on the first, and `ebbtide dlq replay` must run within the window",
     "commands": "signed deletion commands: a sink reads them within its service level and the worker "
     "sends an unanswered one again, so the log only bridges an outage",
 }
 LOG_KEYS = {
-    "clock": "`tick` (the clock picks the partition)",
     "dlq": "the refused message's own key (mostly a subject id)",
 }
 AUDIT_KEYS = {
+    "clock": "`tick` (the clock picks the partition)",
     "checkpoints": "`checkpoint` (partition p holds the checkpoints of decisions partition p's chain)",
     "decisions": f"{SUBJECT}; none (empty) for a partition's `CLOCK_APPLIED` entries",
 }
 AUDIT_REASONS = {
+    "events": "lifecycle events, whose personal values (record keys, domain names, refs) are sealed "
+    "with their subject's data key, destroyed once none of the subject's copies is left (key "
+    "shredding, docs/auditing.md): kept as long as the decisions, so a replay re-derives every "
+    "decision from them",
+    "clock": "signed ticks, one stream per partition: where each tick fell among the events is what "
+    "a replay (`ebbtide audit replay`) needs to re-derive the decisions they fired, so they are kept "
+    "as long as the events; they hold no personal data",
     "receipts": "the stores' signed answers: the worker reads them at once, an auditor checks them "
     "as long as a deletion they prove can be questioned",
     "decisions": "every decision with its rule, clause and basis: the change log an auditor replays "
@@ -81,7 +83,11 @@ def project_topics(
     topics = Topics(settings.topic_prefix)
     chosen = list(stores) if stores is not None else list(policy.stores.ids if policy.stores else ())
     window = log_window(policy)
+    if KEY_STORE not in chosen:  # the key store's commands (shredding): not a store of the map
+        chosen.append(KEY_STORE)
     audit: dict[str, Callable[[Rule], bool]] = {
+        "events": every_rule,
+        "clock": every_rule,  # as the events: a replay needs both
         "receipts": held_by_a_store(policy),
         "decisions": every_rule,
         "answers": kept_on_erasure,

@@ -11,6 +11,9 @@ and how to make the store unavailable for a moment (:meth:`SinkContract.break_on
    command is answered once, none is lost.
 3. A command for a store the sink does not serve goes to the DLQ with the reason and is not
    executed (its FAILED receipt names the reason too).
+4. A sealed record key is opened with its subject's key from the key store: the record is
+   deleted and the receipt names it sealed, as the command did; one whose key is shredded is
+   answered FAILED, dead-lettered and not executed.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.schemas import DELETION_COMMAND, DELETION_RECEIPT, codec_for
 from ebbtide.sinks import registry
 from ebbtide.sinks.base.loop import CommandSink
+from ebbtide.sinks.keys.store import KeyStore
 from tests.support import Received, TopicReader, deletion_command, make_topics, signed_command, worker_signer
 
 
@@ -165,3 +169,29 @@ class SinkContract:
         assert receipt.value is not None
         assert (receipt.value["outcome"], receipt.value["reason"]) == ("FAILED", reason)
         assert not self.done("un-1")  # nothing of it was executed
+
+    def test_a_sealed_key_is_opened_and_one_whose_key_is_shredded_is_not_executed(
+        self, running: Running
+    ) -> None:
+        self.seed("se-1")
+        self.seed("se-2")
+        plain = self.command("se-1", "cmd-sealed")
+        lost = self.command("se-2", "cmd-shredded", subject="cust-00002")
+        keys = KeyStore(running.settings.require_keys_dsn())
+        try:
+            live, gone = keys.current(plain["subject_id"]), keys.current(lost["subject_id"])
+            keys.shred(gone.subject_id, gone.key_id)
+        finally:
+            keys.close()
+        sealed = {**plain, "record_key": live.seal(plain["record_key"])}
+        running.send(sealed, {**lost, "record_key": gone.seal(lost["record_key"])})
+        received = {r.value["command_id"]: r for r in running.receipts_until(2) if r.value is not None}
+        got = {command_id: r.value for command_id, r in received.items() if r.value is not None}
+        assert got["cmd-sealed"]["outcome"] == self.outcome and self.done("se-1")
+        # The receipt names the record sealed, as the command did (the reader opens it: the key).
+        assert sealed["record_key"].encode() in received["cmd-sealed"].raw
+        assert got["cmd-sealed"]["record_key"] == plain["record_key"]
+        assert got["cmd-shredded"]["outcome"] == "FAILED" and "shredded" in got["cmd-shredded"]["reason"]
+        (dead,) = running.dlq.wait_for(lambda seen: len(seen) >= 1, 60, "a dead letter")
+        assert "shredded" in dead.headers["reason"].decode()
+        assert not self.done("se-2")

@@ -20,7 +20,7 @@ from ebbtide.sinks.logstore import partitions
 from tests.integration.sinks.contract import Running, SinkContract
 
 # Keys the contract's records get in the log store: one day partition each.
-_DAYS = {"rep-1": 1, "tr-1": 2, "tr-2": 3, "tr-3": 4, "un-1": 5}
+_DAYS = {"rep-1": 1, "tr-1": 2, "tr-2": 3, "tr-3": 4, "un-1": 5, "se-1": 6, "se-2": 7}
 
 # A table map of its own: the contract is the loop's and the kind's, not the demo schema's.
 _TABLE_MAP = """

@@ -108,4 +108,4 @@ def test_the_audit_topics_are_the_ones_whose_retention_is_a_floor() -> None:
     from ebbtide.tools.topics import declared
 
     floors = {spec.name.split(".")[-1] for spec in declared(Settings()) if spec.retention_floor}
-    assert floors == {"decisions", "receipts", "answers", "certificates", "checkpoints"}
+    assert floors == {"events", "clock", "decisions", "receipts", "answers", "certificates", "checkpoints"}
