@@ -28,8 +28,8 @@ from ebbtide.tools.topics.retention import rule_days
 from ebbtide.tools.topics.spec import project_topics
 
 SETTINGS = Settings(topic_prefix="p", app_id="app", partitions=6)
-AUDIT = ("events", "receipts", "decisions", "answers", "certificates")
-LOG = ("clock", "dlq", "commands.customer_db", "commands.keys")
+AUDIT = ("events", "clock", "receipts", "decisions", "answers", "certificates", "checkpoints")
+LOG = ("dlq", "commands.customer_db", "commands.keys")
 
 
 def by_name(specs: list[TopicSpec]) -> dict[str, TopicSpec]:
@@ -66,7 +66,9 @@ def test_a_longer_rule_in_the_policy_lengthens_the_audit_topics() -> None:
     longer = parse_policy(policy_text(**{"keep = { years = 5 }": "keep = { years = 10 }"}))
     specs = by_name(project_topics(SETTINGS, longer, []))
     assert days(specs["decisions"]) == 10 * 366 + 366
-    assert days(specs["events"]) == days(specs["decisions"])  # sealed events: kept for the audit
+    assert (
+        days(specs["events"]) == days(specs["decisions"]) == days(specs["clock"])
+    )  # sealed events: kept for the audit
     assert "sealed" in specs["events"].reason
 
 
