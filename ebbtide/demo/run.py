@@ -117,9 +117,11 @@ def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_da
                 f"({purged.records} record copies gone with them)."
             )
             samples, keys = running.scrape(), running.keys
-            return report.summarise(
+            code = report.summarise(
                 console, running.settings, samples, dsn, standin, stores, sc, before, final, keys
             )
+            _audit_hint(console, running.settings)
+            return code
         except DemoFailed as exc:
             console.print(f"[red]demo failed: {exc}")
             for child in running.children.values():
@@ -127,6 +129,16 @@ def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_da
             return 1
         finally:
             running.stop()
+
+
+def _audit_hint(console: Console, settings: Settings) -> None:
+    """How to audit this run's log afterwards: its topics and its keys (docs/auditing.md)."""
+    where = f"EBBTIDE_TOPIC_PREFIX={settings.topic_prefix} EBBTIDE_STATE_DIR={settings.state_dir}"
+    console.print(
+        f"Audit this run (docs/auditing.md): {where} .venv/bin/ebbtide audit verify; the same with "
+        "`audit replay`, `log decisions --subject cust-00001` or "
+        "`audit export --subject cust-00001 --out DIR`."
+    )
 
 
 @contextmanager

@@ -77,19 +77,19 @@ def test_apply_then_check_then_drift_then_apply(fresh: Settings, capsys: pytest.
     names = Topics(fresh.topic_prefix)
     code, lines = topics("check", capsys)
     assert code == 1
-    assert f"{names.events}: missing" in lines and len(lines) == 10  # 8 of the pipeline, 2 of the worker
+    assert f"{names.events}: missing" in lines and len(lines) == 12  # 10 of the pipeline, 2 of the worker
 
     assert topics("apply", capsys) == (0, [])
     code = main(["topics", "check", "--store", STORE, "--json"])
     report = json.loads(capsys.readouterr().out)
     assert (code, report["ok"], report["differences"]) == (0, True, [])
-    assert {t["status"] for t in report["topics"]} == {"ok"} and len(report["topics"]) == 10
+    assert {t["status"] for t in report["topics"]} == {"ok"} and len(report["topics"]) == 12
 
     changelog = changelog_topic(fresh.app_id)
     set_configs(
         fresh,
         {
-            names.events: {"retention.ms": "604800000"},
+            names.dlq: {"retention.ms": "604800000"},
             names.decisions: {"cleanup.policy": "compact"},
             changelog: {"cleanup.policy": "delete"},
             names.certificates: {"retention.ms": "-1"},  # kept for ever: longer than declared is fine
@@ -99,7 +99,7 @@ def test_apply_then_check_then_drift_then_apply(fresh: Settings, capsys: pytest.
     assert code == 1
     assert sorted(lines) == sorted(
         [
-            f"{names.events}: retention.ms is 604800000 (7 days), want 2332800000 (27 days)",
+            f"{names.dlq}: retention.ms is 604800000 (7 days), want 2332800000 (27 days)",
             f"{names.decisions}: cleanup.policy is compact, want delete",
             f"{changelog}: cleanup.policy is delete, want compact",
         ]
