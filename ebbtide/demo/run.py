@@ -133,7 +133,11 @@ def run_demo(base: Settings, customers: int, seed: int, until: datetime, step_da
 
 def _audit_hint(console: Console, settings: Settings) -> None:
     """How to audit this run's log afterwards: its topics and its keys (docs/auditing.md)."""
-    where = f"EBBTIDE_TOPIC_PREFIX={settings.topic_prefix} EBBTIDE_STATE_DIR={settings.state_dir}"
+    holds = settings.local_hold_signing_key.with_suffix(".pub")  # the signer the demo's worker trusted
+    where = (
+        f"EBBTIDE_TOPIC_PREFIX={settings.topic_prefix} EBBTIDE_STATE_DIR={settings.state_dir} "
+        f"EBBTIDE_HOLD_KEYS={holds}"
+    )
     console.print(
         f"Audit this run (docs/auditing.md): {where} .venv/bin/ebbtide audit verify; the same with "
         "`audit replay`, `log decisions --subject cust-00001` or "
