@@ -29,7 +29,7 @@ from typing import Any
 import psycopg2
 import psycopg2.errors
 
-from ebbtide.runtime.tokens import KEY_BYTES, DataKey, Shredded
+from ebbtide.runtime.tokens import KEY_BYTES, DataKey, Shredded, TokenError
 
 SCHEMA = "ebbtide_keys"
 TABLE = f"{SCHEMA}.subject_keys"
@@ -109,7 +109,10 @@ class KeyStore:
         return DataKey(subject_id, key_id, bytes(secret))
 
     def find(self, subject_id: str, key_id: str) -> DataKey:
-        """The key ``key_id`` of the subject; :class:`Shredded` if it is gone (or never was)."""
+        """The key ``key_id`` of the subject; :class:`Shredded` if it was destroyed (its id is
+        listed as shredded). A key neither here nor listed is :class:`KeyStoreUnavailable`
+        (taken again, never answered FAILED): this is not the key store the publishers used (a
+        store's own database by mistake) or a restore lost it, which an operator must fix."""
         known = self._found.get((subject_id, key_id))
         if known is not None:
             return known
@@ -117,7 +120,15 @@ class KeyStore:
             f"SELECT secret FROM {TABLE} WHERE subject_id = %s AND key_id = %s", (subject_id, key_id)
         )
         if not rows:
-            raise Shredded(f"key {key_id} is shredded")
+            listed = self._run(f"SELECT 1 FROM {SHREDDED} WHERE key_id = %s", (key_id,))
+            if listed:
+                raise Shredded(f"key {key_id} is shredded")
+            if self._run(f"SELECT 1 FROM {TABLE} WHERE key_id = %s", (key_id,)):
+                raise TokenError(f"key {key_id} is another subject's")  # answered, not taken again
+            raise KeyStoreUnavailable(
+                f"key store: key {key_id} is neither here nor listed as shredded (is EBBTIDE_KEYS_DSN "
+                "the key store the publishers seal with?)"
+            )
         key = DataKey(subject_id, key_id, bytes(rows[0][0]))
         if len(self._found) > 10_000:
             self._found.clear()

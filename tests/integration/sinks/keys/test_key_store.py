@@ -11,8 +11,8 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
-from ebbtide.runtime.tokens import Shredded
-from ebbtide.sinks.keys.store import SHREDDED, TABLE, KeyStore, grant_keys_role, restored
+from ebbtide.runtime.tokens import Shredded, TokenError
+from ebbtide.sinks.keys.store import SHREDDED, TABLE, KeyStore, KeyStoreUnavailable, grant_keys_role, restored
 from tests.support import admin_dsn
 
 
@@ -23,8 +23,10 @@ def test_a_subjects_key_is_made_once_found_by_id_and_gone_once_shredded(database
         assert keys.current("cust-1") == first and keys.current("cust-2").key_id != first.key_id
         token = first.seal("42")
         assert keys.find("cust-1", first.key_id).open(token) == "42"
-        with pytest.raises(Shredded):
+        with pytest.raises(TokenError, match="another subject's"):
             keys.find("cust-2", first.key_id)  # another subject's key id: not this subject's key
+        with pytest.raises(KeyStoreUnavailable, match="EBBTIDE_KEYS_DSN"):
+            keys.find("cust-1", "0123456789abcdef")  # never made here: the wrong store, not a shredded key
         assert keys.shred("cust-1", first.key_id) == 1
         assert keys.shred("cust-1", first.key_id) == 0  # again: gone already
         with pytest.raises(Shredded):
