@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,7 @@ from kafka import TopicPartition
 from ebbtide.runtime import kafka
 from ebbtide.runtime.settings import Settings
 from ebbtide.tools.audit.chain import Message
+from ebbtide.tools.export.reading import STALL_TIMEOUT
 
 Start = int | datetime | None  # an offset in each partition, a time (Kafka timestamps), or the beginning
 
@@ -59,6 +61,9 @@ class TopicRead:
             return int(self._ends[tp]) if found is None else max(int(found.offset), begin)
         return int(begin)
 
+    def _reached(self) -> int:
+        return sum(min(self._consumer.position(tp), self._ends[tp]) for tp in self._tps)
+
     def __iter__(self) -> Iterator[Message]:
         """Every message in range, in offset order within each partition."""
         consumer = self._consumer
@@ -66,11 +71,19 @@ class TopicRead:
             consumer.assign(self._tps)
             for tp in self._tps:
                 consumer.seek(tp, self._starts[tp])
+            reached, moved = self._reached(), time.monotonic()
             while any(consumer.position(tp) < self._ends[tp] for tp in self._tps):
                 for tp, messages in consumer.poll(timeout_ms=1000).items():
                     for m in messages:
                         if m.offset < self._ends[tp]:
                             yield Message(m.partition, m.offset, m.value, m.timestamp)
+                now = self._reached()
+                if now > reached:
+                    reached, moved = now, time.monotonic()
+                elif time.monotonic() - moved > STALL_TIMEOUT:  # the broker went away mid-read
+                    raise Unreadable(
+                        f"no message from the broker for {STALL_TIMEOUT:g} s while reading {self.topic}"
+                    )
         finally:
             consumer.close()
 

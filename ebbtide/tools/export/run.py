@@ -77,8 +77,8 @@ def _read_all(
             if missing or not names:
                 what = ", ".join(missing) or f"{topics.commands('')}*"
                 notes.append(f"no topic {what}: {name}.jsonl has nothing from it")
-            chains = None
-            if name == "checkpoints" and selection.subject is not None:
+            chains = None  # checkpoints: of the exported chains only (one of another is unverifiable)
+            if name == "checkpoints":
                 chains = {m.fetched.partition for m in kept.get("decisions", [])}
             found = messages(consumer, name, [t for t in names if t in existing], selection, progress, chains)
             kept[name], counts[name] = [], 0
@@ -115,6 +115,7 @@ def _manifest(
         "decision_partitions": sorted({m.fetched.partition for m in kept["decisions"]}),
         "subjects": sorted(
             {views.subject_of(m) for name, found_ in kept.items() if name != "checkpoints" for m in found_}
+            - {"", None}  # the clock's CLOCK_APPLIED entries have no subject
         ),
         "records": dict(facts.counts),
         "selected_records": dict(facts.selected),

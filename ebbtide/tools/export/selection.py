@@ -12,7 +12,8 @@ from ebbtide.tools.export.reading import Period
 
 PERIOD_RULE = (
     "per partition, from the first message whose Kafka timestamp is at or after FROM up to, not "
-    "including, the first one at or after TO (the broker's time index)"
+    "including, the first one at or after TO (the broker's time index); checkpoints only of the "
+    "decisions partitions that have decisions in the period"
 )
 SUBJECT_RULE = (
     "every message keyed by the subject; decisions.jsonl holds the whole hash chain of each "

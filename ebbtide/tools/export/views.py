@@ -47,7 +47,7 @@ def group(selected: Mapping[str, Iterable[Message]]) -> list[SubjectView]:
         if name == "checkpoints":
             continue
         for message in found:
-            if message.selected:
+            if message.selected and subject_of(message):  # no subject: a clock's CLOCK_APPLIED entry
                 by_subject.setdefault(subject_of(message), {}).setdefault(name, []).append(message)
     return [
         SubjectView(subject, f"s{number}", files)
