@@ -118,7 +118,7 @@ def _render(result: Result) -> str:
     if result.duplicates:
         notes.append(f"{result.duplicates} re-sent recorded decisions dropped")
     if result.skipped:
-        notes.append(f"{result.skipped} other subjects' messages skipped")
+        notes.append(f"{result.skipped} other subjects' receipts skipped")
     if result.not_replayed:
         notes.append(f"{result.not_replayed} messages after the last recorded decision's input not fed")
     lines.append("; ".join(notes))

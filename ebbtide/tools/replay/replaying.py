@@ -265,14 +265,11 @@ class _Run:
         return out
 
     def _skipped(self, processor: LifecycleProcessor, step: Feed, message: Message) -> bool:
-        """With --subject, another subject's event or receipt is not fed: it cannot change this
-        subject's decisions. An event still counts as processed (ticks wait for it)."""
-        if self.subject is None or step.source == "clock" or message.key == self.subject:
+        """With --subject, another subject's receipt is not fed: it cannot change this subject's
+        decisions. Every event is: a tick waiting for another subject's event is applied while
+        that event is processed, and what it fires then names that event as its input."""
+        if self.subject is None or step.source != "receipts" or message.key == self.subject:
             return False
-        if step.source == "events":
-            progress = processor.owned.progress(self.partition)
-            progress.events_done = max(progress.events_done, message.offset + 1)
-            processor.owned.save_progress(self.partition, progress)
         self.result.skipped += 1
         return True
 
