@@ -80,6 +80,10 @@ class PartitionReport:
     not_chained: int = 0
     duplicates: int = 0
     superseded: int = 0  # sent, then re-sent otherwise by a batch replayed after a crash
+    # Each run superseded: (offsets of the first and last displaced decision, offset of the re-send).
+    # A crash explains one; whoever can write to the topic can also append one: an auditor checks
+    # each against the worker's restarts, and reads the displaced decisions as never applied.
+    superseded_runs: list[tuple[int, int, int]] = field(default_factory=list)
     checkpoints: int = 0  # verified against the chain
     last_seq: int | None = None
     checkpointed_seq: int | None = None  # the highest seq a verified checkpoint vouches for
@@ -223,6 +227,9 @@ class ChainWalk:
                 was = self._window.pop(gone, None)
                 if was is not None:
                     self._superseded[gone], self._superseded_at[gone] = was
+            displaced = sorted(self._superseded_at.values())
+            if displaced:
+                self.report.superseded_runs.append((displaced[0], displaced[-1], offset))
             return self._accept(offset, seq, digest)
         where = f"the decision with seq {seq} at offset {seen[1]}" if seen else f"seq {seq}, long before"
         return self._break(offset, "inserted", f"seq {seq} again (the chain is at {last_seq}), not {where}")

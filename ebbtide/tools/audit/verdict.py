@@ -36,6 +36,11 @@ class Verdict:
             + f"{sum(r.checkpoints for r in self.reports)} checkpoints verified"
         )
         for r in self.reports:
+            for first, last, again in r.superseded_runs:
+                line += (
+                    f"; partition {r.partition}: offsets {first}-{last} were superseded by the re-send "
+                    f"at offset {again} (a worker restart explains it; those decisions were not applied)"
+                )
             if r.after_checkpoint:
                 after = r.after_checkpoint
                 line += (
@@ -54,6 +59,9 @@ class Verdict:
                     "not_chained": r.not_chained,
                     "duplicates": r.duplicates,
                     "superseded": r.superseded,
+                    "superseded_runs": [
+                        {"first_offset": a, "last_offset": b, "resent_at": c} for a, b, c in r.superseded_runs
+                    ],
                     "checkpoints_verified": r.checkpoints,
                     "last_seq": r.last_seq,
                     "after_last_checkpoint": r.after_checkpoint,

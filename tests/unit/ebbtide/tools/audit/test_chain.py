@@ -123,6 +123,11 @@ def test_a_batch_replayed_in_another_order_supersedes_what_it_sent_first() -> No
     verdict = check(durable + crashed + replayed, checkpoints)
     assert verdict.ok, [f.line() for f in verdict.findings]
     assert "3 superseded by a batch replayed after a crash, 1 checkpoints verified" in verdict.summary()
+    # the auditor is told where: the displaced decisions (offsets 3-5) and the re-send (offset 6)
+    assert verdict.as_json()["partitions"][0]["superseded_runs"] == [
+        {"first_offset": 3, "last_offset": 5, "resent_at": 6}
+    ]
+    assert "offsets 3-5 were superseded by the re-send at offset 6" in verdict.summary()
     behind = codec_for(DECISION).decode(durable[2]) | {"reason": "another"}  # seq 3, checkpointed
     assert only(check([*durable, *crashed, codec_for(DECISION).encode(behind)], checkpoints)) == (
         "inserted",
