@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from ebbtide.cli.arguments import Subcommands, seconds, timeout
 from ebbtide.runtime.settings import Settings
@@ -34,6 +35,12 @@ def add_answer(sub: Subcommands) -> None:
         "--html", type=Path, metavar="FILE", help="also write the answer as an HTML page to FILE"
     )
     parser.add_argument(
+        "--reveal",
+        action="store_true",
+        help="open the record keys (sealed with the person's data key) with the key from the key "
+        "store (EBBTIDE_KEYS_DSN), so the page names each record; 'shredded' once the key is destroyed",
+    )
+    parser.add_argument(
         "--timeout", type=seconds, metavar="SECONDS", help="seconds to wait for the broker (default 30)"
     )
     parser.set_defaults(func=cmd_answer)
@@ -54,6 +61,8 @@ def cmd_answer(args: argparse.Namespace, settings: Settings) -> int:
     if answer is None:
         print(f"{name}: no answer to that request id in the answers topic", file=sys.stderr)
         return 1
+    if args.reveal:
+        answer = _revealed(answer, settings)
     if args.html is not None:
         try:
             args.html.write_text(render_html(answer, args.lang), encoding="utf-8")
@@ -66,3 +75,17 @@ def cmd_answer(args: argparse.Namespace, settings: Settings) -> int:
         else render_text(answer, args.lang)
     )
     return 0
+
+
+def _revealed(answer: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The answer with its items' record keys opened (SettingsError without a key store)."""
+    from ebbtide.sinks.keys.store import KeyStore
+    from ebbtide.tools.revealing import reveal_record_id
+
+    keys = KeyStore(settings.require_keys_dsn())
+    try:
+        subject = answer["subject_id"]
+        items = [{**i, "record": reveal_record_id(subject, i["record"], keys)} for i in answer["items"]]
+        return {**answer, "items": items}
+    finally:
+        keys.close()

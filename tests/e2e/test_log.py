@@ -159,6 +159,18 @@ def test_the_answer_to_an_erasure_request_as_json_and_as_pages_in_both_languages
         html = page.read_text(encoding="utf-8")
         assert f'<html lang="{lang}">' in html and kept["record"] in html and keep in html
 
+    # --reveal opens the record keys with the person's key (or says it is shredded): no token left
+    code, out, err = run(settings, "answer", "get", request, "--reveal", "--json")
+    opened = json.loads(out)["items"]
+    assert (
+        code == 0
+        and len(opened) == len(answer["items"])
+        and any("enc:v1:" in i["record"] for i in answer["items"])
+    )
+    for sealed, plain in zip(answer["items"], opened, strict=True):
+        assert "enc:v1:" not in plain["record"]
+        assert plain["record"].rsplit("/", 1)[0] == sealed["record"].rsplit("/", 1)[0]  # store/category
+
     code, out, err = run(settings, "answer", "get", "no-such-request")
     assert code == 1 and out == "" and err.count("\n") == 1 and "no answer to that request id" in err
 
