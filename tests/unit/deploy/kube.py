@@ -6,13 +6,16 @@ import copy
 import dataclasses
 import functools
 import shlex
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ebbtide.runtime.settings import Settings
+from ebbtide.sinks import registry
+from ebbtide.sinks.keys import kind as keys_kind
+from ebbtide.streams.policy.stores import Store
 
 ROOT = Path(__file__).resolve().parents[3]
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -34,6 +37,12 @@ ADDED_IN_ISSUE_13 = frozenset(
 )
 SETTINGS_NAMES = frozenset(f"EBBTIDE_{f.name.upper()}" for f in dataclasses.fields(Settings))
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
+
+
+def sink_processes(stores: Iterable[Store]) -> dict[str, list[str]]:
+    """The sink processes a deployment of ``stores`` runs, name -> ``ebbtide sink`` arguments: those
+    the registry gives for the store map, and the key store's (no store of the map, always run)."""
+    return {**registry.sink_processes(stores), **keys_kind.PROCESS}
 
 
 def kustomization() -> dict[str, Any]:

@@ -18,6 +18,7 @@ from ebbtide.runtime.settings import Settings
 from ebbtide.sinks import registry
 from ebbtide.sinks.http.vendors import load_vendors
 from ebbtide.sinks.postgres.table_map import load_table_map, map_path
+from ebbtide.streams.engine.shredding import KEY_STORE
 from ebbtide.streams.policy.stores import StoreMap, load_store_map
 from tests.unit.deploy.kube import (
     KUBE,
@@ -32,6 +33,7 @@ from tests.unit.deploy.kube import (
     resources,
     settings_of,
     show,
+    sink_processes,
     workloads,
 )
 
@@ -65,12 +67,14 @@ def served(workload: dict[str, Any]) -> list[str]:
     if args.kind == "http":
         vendors = load_vendors(local_copy(workload, args.config), environ={})
         return sorted(vendors if args.stores is None else args.stores.split(","))
+    if args.kind == "keys":
+        return [KEY_STORE]
     return [s.id for s in store_map().stores if s.kind == args.kind]
 
 
 def test_one_deployment_for_each_sink_process_of_the_store_map() -> None:
-    needed = registry.sink_processes(store_map().stores)
-    assert len(needed) >= 4
+    needed = sink_processes(store_map().stores)
+    assert len(needed) >= 5 and ["keys"] in needed.values()
     deployed = [command(containers(w)[0])[1:] for w in sinks()]
     assert all(w["kind"] == "Deployment" for w in sinks())
     for title, args in needed.items():
@@ -79,16 +83,26 @@ def test_one_deployment_for_each_sink_process_of_the_store_map() -> None:
     assert len(deployed) == len(needed), "a sink Deployment that no store of the store map needs"
 
 
-def test_each_sink_has_the_keys_and_database_of_exactly_its_stores() -> None:
-    kinds = {s.id: s.kind for s in store_map().stores}
+KEYS_DSN = {
+    "name": "EBBTIDE_KEYS_DSN",
+    "valueFrom": {"secretKeyRef": {"name": "ebbtide-keys-dsn", "key": "dsn"}},
+}
+
+
+def test_each_sink_has_the_keys_and_database_of_exactly_its_stores_and_the_key_store() -> None:
+    kinds = {s.id: s.kind for s in store_map().stores} | {KEY_STORE: "keys"}
     covered = []
     for workload in sinks():
         stores = served(workload)
         assert stores and all(kinds[s] == kinds[stores[0]] for s in stores), workload["metadata"]["name"]
         keys = dict(mounted(workload, "secret"))["ebbtide-sink-keys"]
         assert sorted(keys or []) == sorted(f"sink-{s}.key" for s in stores), workload["metadata"]["name"]
-        dsn = container_env(containers(workload)[0]).get("EBBTIDE_PG_DSN")
-        if kinds[stores[0]] == "http":
+        # every sink opens its commands' sealed record keys: each reads the key store as its own role
+        env = container_env(containers(workload)[0])
+        assert env.get("EBBTIDE_KEYS_DSN") == KEYS_DSN, workload["metadata"]["name"]
+        assert "/etc/ebbtide/pg-ca" in {m["mountPath"] for m in containers(workload)[0]["volumeMounts"]}
+        dsn = env.get("EBBTIDE_PG_DSN")
+        if kinds[stores[0]] in ("http", "keys"):
             assert dsn is None
         else:
             assert dsn == {

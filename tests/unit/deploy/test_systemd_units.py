@@ -20,8 +20,9 @@ import pytest
 from ebbtide.cli import build_parser
 from ebbtide.runtime.settings import Settings
 from ebbtide.sinks import registry
+from ebbtide.streams.engine.shredding import KEY_STORE
 from ebbtide.streams.policy.stores import load_store_map
-from tests.unit.deploy.kube import ADDED_IN_ISSUE_13, ROOT, SETTINGS_NAMES, env_file
+from tests.unit.deploy.kube import ADDED_IN_ISSUE_13, ROOT, SETTINGS_NAMES, env_file, sink_processes
 
 pytestmark = pytest.mark.unit
 
@@ -101,7 +102,8 @@ def test_each_unit_runs_ebbtide_restarting_on_failure_with_its_settings(name: st
 
 
 def test_an_example_sink_instance_for_each_sink_process_of_the_store_map() -> None:
-    needed = registry.sink_processes(load_store_map().stores).values()
+    needed = sink_processes(load_store_map().stores).values()
+    assert ["keys"] in needed
     given = [shlex.split(env_file(ENV / f"sink-{i}.env")["SINK_ARGS"]) for i in instances()]
     for args in needed:
         assert len([g for g in given if g[: len(args)] == args]) == 1, args
@@ -110,6 +112,9 @@ def test_an_example_sink_instance_for_each_sink_process_of_the_store_map() -> No
         build_parser().parse_args(["sink", *args])
     ports = [env_file(ENV / f"sink-{i}.env").get("EBBTIDE_SINK_METRICS_PORT") for i in instances()]
     assert len({p for p in ports if p}) == len([p for p in ports if p]), "one metrics port per sink"
+    for i in instances():  # every sink opens sealed record keys: the key store's DSN, not its store's
+        env = env_file(ENV / f"sink-{i}.env")
+        assert env.get("EBBTIDE_KEYS_DSN") and env["EBBTIDE_KEYS_DSN"] != env.get("EBBTIDE_PG_DSN"), i
 
 
 def test_the_env_files_set_only_settings_that_exist() -> None:
@@ -216,6 +221,8 @@ class Role:
         if self.template == "ebbtide-clock.service":
             return [settings.clock_signing_key]
         args = shlex.split(self.environment["SINK_ARGS"])
+        if args[:1] == ["keys"]:
+            return [settings.sink_key_for(KEY_STORE)]
         served = [
             s.id
             for s in load_store_map().stores

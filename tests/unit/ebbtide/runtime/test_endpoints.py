@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry, Counter
 
 from ebbtide import bootstrap
@@ -24,6 +25,8 @@ from ebbtide.runtime.endpoints import CannotServe, Readiness, check_free, client
 from ebbtide.runtime.settings import Settings, SettingsError
 from ebbtide.sinks import registry
 from ebbtide.sinks.base.kind import SinkGroup, SinkKind, one_process, one_store
+
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def get(port: int, path: str) -> tuple[int, str]:
@@ -100,10 +103,13 @@ def test_host_ports_and_log_format_are_settings(monkeypatch: pytest.MonkeyPatch)
         defaults.worker_metrics_port,
         defaults.worker_web_port,
         defaults.clock_metrics_port,
-        *(registry.get(kind).port(defaults, unset) for kind in ("postgres", "http", "logstore", "backups")),
+        *(registry.get(kind).port(defaults, unset) for kind in registry.names()),
     )
     # each process kind its own (deploy/prometheus/prometheus.yml scrapes them there)
-    assert ports == (9308, 9310, 9312, 9309, 9311, 9314, 9315)
+    assert ports == (9308, 9310, 9312, 9309, 9311, 9314, 9315, 9316)
+    shipped = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    scraped = {t for job in shipped["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
+    assert {f"127.0.0.1:{port}" for port in ports if port != defaults.worker_web_port} <= scraped
     assert registry.get("logstore").port(Settings(sink_metrics_port=9400), unset) == 9400
     chosen = Settings.from_env(
         {
