@@ -113,6 +113,21 @@ def test_a_tick_waiting_for_an_event_is_applied_again_by_that_event() -> None:
     assert result.differences == [] and result.fed == {"events": 2, "clock": 3}
 
 
+def test_one_subject_replays_alone_when_another_subjects_event_applied_its_tick() -> None:
+    worker = Worker()
+    worker.event(CLIENT_RECORD)
+    worker.event(CLOSED)
+    worker.tick("2020-01-01T00:00:00Z", events_end=2)
+    worker.tick("2024-03-16T00:00:00Z", events_end=3)  # waits for another subject's event
+    worker.event(event("x1", "CustomerRegistered", "2024-03-15T00:00:00Z", subject="cust-2"))
+    assert ("DELETION_ORDERED", "events/0/2") in worker.kinds()  # cust-1's, made on cust-2's event
+    keys = (unit_trusted_keys(), None, unit_hold_keys())
+    policy = rules_policy()
+    processors = Processors({policy.label: policy}, TOPICS, 1, keys)
+    result = replay_log(worker.log, recorded_decisions(worker.log), processors, Options(subject="cust-1"))
+    assert result.differences == [] and result.decisions >= 4
+
+
 def test_a_receipt_between_events_is_replayed_between_them() -> None:
     worker = Worker()
     worker.event(CLIENT_RECORD)
