@@ -25,7 +25,7 @@ from ebbtide.streams.policy.rules import Policy
 from ebbtide.streams.worker.checks import DEFAULT_EVENT_WINDOW
 from ebbtide.streams.worker.clock_entry import KIND as CLOCK_APPLIED
 from ebbtide.streams.worker.processor import LifecycleProcessor
-from ebbtide.streams.worker.routing import partition_for
+from ebbtide.streams.worker.routing import Out, partition_for
 from ebbtide.tools.replay.comparing import Difference, Entry, compare, dedupe
 from ebbtide.tools.replay.policies import policies_for
 from ebbtide.tools.replay.reading import SOURCES, Log, Message, ReplayError, read_log
@@ -115,7 +115,9 @@ def replay_log(
         plan, left = plans[p]
         result.not_replayed += left
         with _quiet(DEAD_LETTER_LOG):  # each dead letter is counted in the result instead
-            replayed = _Run(p, log, processors, options.subject, result).feed(plan, _advance(steps))
+            run = _Run(p, log, processors, options.subject, result)
+            run.named = {e.record.get("input") for e in entries}
+            replayed = run.feed(plan, _advance(steps))
         if options.since is not None:
             times = _Times(log, p)
             entries = _since(entries, options.since, times)
@@ -229,6 +231,7 @@ class _Run:
         self.result = result
         topics = processors.topics
         self.names = {"events": topics.events, "clock": topics.clock, "receipts": topics.receipts}
+        self.named: set[str | None] = set()  # the inputs the recorded decisions name
 
     def feed(self, plan: Iterable[Step], advance: Callable[[int], None]) -> list[Entry]:
         """The decisions the processor sends, in order."""
@@ -253,6 +256,10 @@ class _Run:
             sent = processor.on_message(
                 self.names[step.source], self.partition, message.offset, message.key, message.value
             )
+            if self._refused(step, sent):
+                processor.discard()
+                self.result.dead_letters += 1
+                continue
             processor.flush()
             for o in sent:
                 if o.topic == topics.decisions:
@@ -263,6 +270,15 @@ class _Run:
                     self.result.dead_letters += 1
         advance(done % ADVANCE)
         return out
+
+    def _refused(self, step: Feed, sent: list[Out]) -> bool:
+        """A receipt no recorded decision names changed nothing when the worker took it (a receipt
+        that settles a copy is always decided on): it was refused then, e.g. answering a command
+        the worker's state, rolled back by a crash, had not issued yet. Replay, whose state is the
+        one the log settled on, might accept it; what it would make of it is dropped."""
+        if step.source != "receipts" or f"receipts/{self.partition}/{step.offset}" in self.named:
+            return False
+        return any(o.topic == self.processors.topics.decisions for o in sent)
 
     def _skipped(self, processor: LifecycleProcessor, step: Feed, message: Message) -> bool:
         """With --subject, another subject's receipt is not fed: it cannot change this subject's

@@ -152,6 +152,24 @@ def test_a_receipt_between_events_is_replayed_between_them() -> None:
     assert result.differences == [] and result.fed == {"events": 4, "clock": 2, "receipts": 1}
 
 
+def test_a_receipt_the_worker_refused_then_is_refused_again_in_replay() -> None:
+    ahead = Worker()  # the command as the sink got it from a worker that crashed after sending it
+    ahead.event(CLIENT_RECORD)
+    ahead.event(CLOSED)
+    ahead.tick("2024-03-16T00:00:00Z", events_end=2)
+    (command,) = ahead.commands
+    worker = Worker()  # the restarted worker, its state from before the command was issued
+    worker.event(CLIENT_RECORD)
+    worker.event(CLOSED)
+    worker.arrive("receipts", b"cust-1", answer(command))  # not issued here yet: refused, no decision
+    worker.tick("2024-03-16T00:00:00Z", events_end=2)  # issued again (the same command)
+    worker.arrive("receipts", b"cust-1", answer(command))  # the sink answers again: settled
+    assert ("DELETION_CONFIRMED", "receipts/0/1") in worker.kinds()
+    assert not any(source == "receipts/0/0" for _, source in worker.kinds())
+    result = replayed(worker)  # fed first, receipt 0 would settle the copy in replay's later state
+    assert result.differences == [] and result.dead_letters == 1
+
+
 def test_a_changed_decision_is_found_with_its_offset_and_fields() -> None:
     worker = Worker()
     worker.event(CLIENT_RECORD)
