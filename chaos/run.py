@@ -27,6 +27,7 @@ from ebbtide.runtime.kafka import create_topics
 from ebbtide.runtime.settings import Settings
 from ebbtide.sinks import registry
 from ebbtide.sinks.http.vendors import tuned
+from ebbtide.sinks.keys import kind as keys_kind
 from ebbtide.sinks.logstore import partitions as logstore
 from ebbtide.sinks.postgres.table_map import load_table_map, map_path
 from ebbtide.streams.policy.calendar import to_ms
@@ -268,7 +269,9 @@ def _start(supervisor: Supervisor, settings: Settings, stores: StoreMap, standin
     # INFO: Faust's rebalances and recoveries are in the logs of a run, to tell what a fault did.
     worker = ["worker", "--loglevel", "INFO"]
     supervisor.add("worker", Spec(worker, settings, {}, settings.worker_metrics_port, worker=True))
-    for name, args in registry.sink_processes(stores.stores).items():  # a sink per store of the map
+    sinks = registry.sink_processes(stores.stores)  # a sink per store of the map
+    sinks.update(keys_kind.PROCESS)  # and the key store's: a shredded key's command is answered
+    for name, args in sinks.items():
         port = processes.free_port()
         if args[0] == "http":
             args = [*args, "--config", str(config), "--metrics-port", str(port)]
