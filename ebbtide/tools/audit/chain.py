@@ -27,15 +27,14 @@ chained.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ebbtide.runtime.authenticity import CHECKPOINT, Refused, Verifier
 from ebbtide.schemas import CHECKPOINT as CHECKPOINT_SCHEMA
 from ebbtide.schemas import DECISION, InvalidMessage, codec_for
+from ebbtide.streams.worker.chaining import GENESIS, value_hash  # the worker's own link, checked here
 
-GENESIS = "0" * 64  # the prev_hash of a chain's first decision
 WINDOW = 100_000  # seqs behind the chain's end whose hashes are kept to recognise re-sent duplicates
 
 
@@ -97,10 +96,6 @@ class PartitionReport:
             return 0
         start = self.checkpointed_seq if self.checkpointed_seq is not None else (self.first_seq or 1) - 1
         return max(0, self.last_seq - start)
-
-
-def value_hash(value: bytes) -> str:
-    return hashlib.sha256(value).hexdigest()
 
 
 def checkpoints_of(messages: Iterable[Message], public_pem: bytes) -> tuple[list[Checkpoint], list[Finding]]:
