@@ -153,11 +153,6 @@ def compare(partition: int, recorded: list[Entry], replayed: list[Entry]) -> lis
     return out
 
 
-def _changes(partition: int, recorded: list[Entry], replayed: list[Entry]) -> list[Difference]:
-    pairs = zip(recorded, replayed, strict=True)
-    return [_changed(partition, r, p) for r, p in pairs if r.value != p.value]
-
-
 def _changed(partition: int, recorded: Entry, replayed: Entry) -> Difference:
     fields = tuple(k for k in recorded.record if recorded.record[k] != replayed.record.get(k))
     return Difference("changed", partition, recorded.offset, recorded.record, replayed.record, fields)
