@@ -111,8 +111,9 @@ class KeyStore:
     def find(self, subject_id: str, key_id: str) -> DataKey:
         """The key ``key_id`` of the subject; :class:`Shredded` if it was destroyed (its id is
         listed as shredded). A key neither here nor listed is :class:`KeyStoreUnavailable`
-        (taken again, never answered FAILED): this is not the key store the publishers used (a
-        store's own database by mistake) or a restore lost it, which an operator must fix."""
+        (taken again, never answered FAILED) if the store holds no key at all (a store's own
+        database given by mistake), else a :class:`TokenError` (a forged token, or a key a restore
+        lost: answered FAILED and dead-lettered)."""
         known = self._found.get((subject_id, key_id))
         if known is not None:
             return known
@@ -125,10 +126,14 @@ class KeyStore:
                 raise Shredded(f"key {key_id} is shredded")
             if self._run(f"SELECT 1 FROM {TABLE} WHERE key_id = %s", (key_id,)):
                 raise TokenError(f"key {key_id} is another subject's")  # answered, not taken again
-            raise KeyStoreUnavailable(
-                f"key store: key {key_id} is neither here nor listed as shredded (is EBBTIDE_KEYS_DSN "
-                "the key store the publishers seal with?)"
-            )
+            if not self._run(f"SELECT 1 FROM {TABLE} LIMIT 1", ()):  # no key at all: not the key store
+                raise KeyStoreUnavailable(
+                    f"key store: key {key_id} is neither here nor listed as shredded, and this key "
+                    "store holds no key (is EBBTIDE_KEYS_DSN the key store the publishers seal with?)"
+                )
+            # A forged token, or a key a restore lost: answered FAILED and dead-lettered, so one
+            # hostile message cannot hold up the sink's other deletions.
+            raise TokenError(f"key {key_id} is unknown to the key store")
         key = DataKey(subject_id, key_id, bytes(rows[0][0]))
         if len(self._found) > 10_000:
             self._found.clear()

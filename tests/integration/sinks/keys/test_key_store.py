@@ -25,14 +25,23 @@ def test_a_subjects_key_is_made_once_found_by_id_and_gone_once_shredded(database
         assert keys.find("cust-1", first.key_id).open(token) == "42"
         with pytest.raises(TokenError, match="another subject's"):
             keys.find("cust-2", first.key_id)  # another subject's key id: not this subject's key
-        with pytest.raises(KeyStoreUnavailable, match="EBBTIDE_KEYS_DSN"):
-            keys.find("cust-1", "0123456789abcdef")  # never made here: the wrong store, not a shredded key
+        with pytest.raises(TokenError, match="unknown to the key store"):
+            keys.find("cust-1", "0123456789abcdef")  # never made here: forged, refused, not taken again
         assert keys.shred("cust-1", first.key_id) == 1
         assert keys.shred("cust-1", first.key_id) == 0  # again: gone already
         with pytest.raises(Shredded):
             KeyStore(database).find("cust-1", first.key_id)
         back = keys.current("cust-1")
         assert back.key_id != first.key_id and back.secret != first.secret
+    finally:
+        keys.close()
+
+
+def test_a_key_store_with_no_key_at_all_is_the_wrong_one_and_its_sink_waits(database: str) -> None:
+    keys = KeyStore(database)
+    try:
+        with pytest.raises(KeyStoreUnavailable, match="EBBTIDE_KEYS_DSN"):
+            keys.find("cust-1", "0123456789abcdef")
     finally:
         keys.close()
 
