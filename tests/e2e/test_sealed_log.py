@@ -25,7 +25,7 @@ from ebbtide.sinks.keys.store import KeyStore
 from ebbtide.tools.revealing import reveal_record_id
 from ebbtide.tools.sealing import ref_is_sealed
 from ebbtide.tools.state_reader import read_to_end
-from tests.e2e.demo_log import DemoLog, demo_log  # noqa: F401
+from tests.e2e.demo_log import DemoLog
 from tests.e2e.test_no_personal_data import MIN_LENGTH, Personal, Scanner, personal_values
 
 POLICY = bootstrap.policy(Settings())
@@ -108,7 +108,7 @@ def shredded_customers(demo: DemoLog) -> tuple[list[dict[str, Any]], list[dict[s
     return [c for c in demo.scenario.customers if c["subject_id"] in shredded], decisions
 
 
-def test_no_plaintext_value_of_a_shredded_subject_is_left_in_any_topic_of_the_run(demo_log: DemoLog) -> None:  # noqa: F811
+def test_no_plaintext_value_of_a_shredded_subject_is_left_in_any_topic_of_the_run(demo_log: DemoLog) -> None:
     settings, sc = demo_log.settings, demo_log.scenario
     gone, decisions = shredded_customers(demo_log)
     erased = {e["subject_id"] for e in sc.events if e["type"] == "ErasureRequested"}
@@ -143,7 +143,7 @@ def test_no_plaintext_value_of_a_shredded_subject_is_left_in_any_topic_of_the_ru
         keys.close()
 
 
-def test_the_scan_finds_a_value_planted_in_a_topic_of_the_run(demo_log: DemoLog) -> None:  # noqa: F811
+def test_the_scan_finds_a_value_planted_in_a_topic_of_the_run(demo_log: DemoLog) -> None:
     """The control: the scan above can fail. One customer's e-mail address and domain name,
     written in clear to a topic of the run, are found there (by kind)."""
     settings, sc = demo_log.settings, demo_log.scenario
