@@ -1,0 +1,256 @@
+"""The stamping figures, each with its ceiling or baseline from the same run, the issue's goal,
+the bytes written per event, and where it falls short, what limits it.
+
+What limits the worker is estimated from the same run's figures (not a profile): its time per
+event split into the processor's own (the processor alone, in process), the Kafka I/O of the same
+bytes (the output-matched passthrough) and the rest (Faust's per-event machinery, batching, the
+event loop). The CPU the worker used while measured says whether it was bound by its one core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.common import Figure
+from bench.harness import Run
+from bench.outputs import Recording, Written
+
+NAME = "stamping"
+GOAL_TODAY = 4.0  # x today's worker's events/s
+GOAL_MATCHED = 0.5  # x the output-matched passthrough
+GOAL_CHANGELOG = 0.25  # changelog bytes per event, x today's (cut at least 4x)
+GOAL_TWO = 1.7  # two workers, x one
+
+
+@dataclass(frozen=True)
+class WorkerRun:
+    """A worker's timing over the events, and what it wrote for them."""
+
+    run: Run
+    recording: Recording
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Everything the stamping figures are made of, measured in one run over the same events."""
+
+    events: int
+    partitions: int
+    passthrough: Run  # the median bare passthrough
+    passes: list[Run]
+    worker: WorkerRun
+    today: WorkerRun | str  # today's worker, or why it was not measured
+    commit: str  # today's worker's commit
+    matched: Run  # the median output-matched passthrough
+    matched_passes: list[Run]
+    alone: Run  # the processor alone, in process
+    live: dict[int, Run]  # workers started before the events arrived -> their run
+
+
+def limits(m: Measured) -> str:
+    """Where the worker's time per event goes, estimated from this run's figures."""
+    total = 1e6 / m.worker.run.rate
+    parts = {
+        "the processor (in process)": 1e6 / m.alone.rate,
+        "Kafka I/O of the same bytes (output-matched passthrough)": 1e6 / m.matched.rate,
+    }
+    rest = total - sum(parts.values())
+    shares = ", ".join(f"{name} {us:,.0f} us ({us / total:.0%})" for name, us in parts.items())
+    cores = m.worker.run.cores
+    busy = "" if cores is None else f"; the worker kept {cores:.2f} cores busy while measured"
+    return (
+        f"limits (estimate from this run's figures, not a profile): {total:,.0f} us/event = {shares}, "
+        f"the rest {rest:,.0f} us ({rest / total:.0%}: Faust's per-event machinery, batching, the "
+        f"event loop){busy}"
+    )
+
+
+def _rates(runs: list[Run]) -> list[int]:
+    return [round(r.rate) for r in runs]
+
+
+def figures(m: Measured) -> list[Figure]:
+    """Every stamping figure of one run."""
+    return [
+        _matched(m),
+        _today(m),
+        _bare(m),
+        *_bytes(m),
+        _two(m),
+        _alone(m),
+    ]
+
+
+def _worker_notes(m: Measured) -> str:
+    w = m.worker.run
+    return (
+        f"{m.events:,} demo-scenario events pre-published, keyed by subject, {m.partitions} partitions; "
+        f"worker {w.events:,} events in {w.seconds:.2f}s after a startup of {w.startup:.2f}s; "
+        f"{m.worker.recording.written.summary()}"
+    )
+
+
+def _worker_extra(m: Measured) -> dict[str, object]:
+    w = m.worker.run
+    return {
+        "events": m.events,
+        "worker_startup_s": w.startup,
+        "worker_seconds": w.seconds,
+        "worker_cores": w.cores,
+        "written": m.worker.recording.written.as_json(),
+    }
+
+
+def _matched(m: Measured) -> Figure:
+    share = m.worker.run.rate / m.matched.rate
+    return Figure(
+        NAME,
+        "worker events/s (one worker) vs output-matched passthrough",
+        m.worker.run.rate,
+        "events/s",
+        "aiokafka passthrough writing the worker's own outputs and changelog records for the same "
+        "events, per batch, acks=-1, output acknowledged before state",
+        m.matched.rate,
+        goal=f">= {GOAL_MATCHED} x the output-matched passthrough",
+        meets_goal=share >= GOAL_MATCHED,
+        notes=f"{_worker_notes(m)}; output-matched passthrough median of {_rates(m.matched_passes)}; "
+        + limits(m),
+        extra={**_worker_extra(m), "matched_rates": _rates(m.matched_passes)},
+    )
+
+
+def _today(m: Measured) -> Figure:
+    name = f"worker events/s (one worker) vs today's worker ({m.commit or 'none'})"
+    goal = f">= {GOAL_TODAY:g} x today's worker"
+    baseline = f"the worker at commit {m.commit} (the issue's start), same events, same run"
+    if isinstance(m.today, str):
+        return Figure(NAME, name, m.worker.run.rate, "events/s", baseline, None, goal=goal, notes=m.today)
+    today = m.today.run
+    ratio = m.worker.run.rate / today.rate
+    short = "" if ratio >= GOAL_TODAY else "; " + limits(m)
+    return Figure(
+        NAME,
+        name,
+        m.worker.run.rate,
+        "events/s",
+        baseline,
+        today.rate,
+        goal=goal,
+        meets_goal=ratio >= GOAL_TODAY,
+        notes=(
+            f"{_worker_notes(m)}; today's worker {today.events:,} events in {today.seconds:.2f}s, "
+            f"{m.today.recording.written.summary()}{short}"
+        ),
+        extra={
+            **_worker_extra(m),
+            "today_seconds": today.seconds,
+            "today_cores": today.cores,
+            "today_written": m.today.recording.written.as_json(),
+        },
+    )
+
+
+def _bare(m: Measured) -> Figure:
+    return Figure(
+        NAME,
+        "worker events/s (one worker) vs bare passthrough",
+        m.worker.run.rate,
+        "events/s",
+        "bare aiokafka consume->produce passthrough (each event copied once), same broker and partitions",
+        m.passthrough.rate,
+        goal=None,
+        notes=f"the earlier baseline, kept; passthrough median of {_rates(m.passes)}; {_worker_notes(m)}",
+        extra={"passthrough_rates": _rates(m.passes), "passthrough_startup_s": m.passthrough.startup},
+    )
+
+
+def _bytes(m: Measured) -> list[Figure]:
+    """Changelog bytes per event (goal: cut 4x) and all bytes per event, against today's worker."""
+    now = m.worker.recording.written
+    then: Written | None = None if isinstance(m.today, str) else m.today.recording.written
+    note = m.today if isinstance(m.today, str) else f"today's worker: {then.summary() if then else ''}"
+    log_ratio = (
+        None
+        if then is None or not then.bytes["changelog"]
+        else now.bytes["changelog"] / then.bytes["changelog"]
+    )
+    baseline = f"today's worker ({m.commit}), same events, same run"
+    return [
+        Figure(
+            NAME,
+            "changelog bytes written per event",
+            now.per_event()["changelog"],
+            "B/event",
+            baseline,
+            None if then is None else then.per_event()["changelog"],
+            higher_is_better=False,
+            goal=f"<= {GOAL_CHANGELOG} x today's worker (cut >= {1 / GOAL_CHANGELOG:g}x)",
+            meets_goal=None if log_ratio is None else log_ratio <= GOAL_CHANGELOG,
+            notes=f"key+value bytes read back from the changelog; this worker: {now.summary()}; {note}",
+            extra={"written": now.as_json(), "today_written": None if then is None else then.as_json()},
+        ),
+        Figure(
+            NAME,
+            "bytes written per event (every output and the changelog)",
+            now.per_event()["total"],
+            "B/event",
+            baseline,
+            None if then is None else then.per_event()["total"],
+            higher_is_better=False,
+            notes=f"decisions and commands are to stay byte-identical; this worker: {now.summary()}; {note}",
+            extra={"per_event": now.per_event()},
+        ),
+    ]
+
+
+def _two(m: Measured) -> Figure:
+    one, two = m.live[1], m.live[2]
+    ratio = two.rate / one.rate
+    cores = (
+        ""
+        if two.cores is None or one.cores is None
+        else f"; cores busy: one {one.cores:.2f}, two {two.cores:.2f}"
+    )
+    short = (
+        ""
+        if ratio >= GOAL_TWO
+        else "; limit: the machine's cores are shared by both workers, the broker and the publisher"
+    )
+    return Figure(
+        NAME,
+        "two workers events/s (two processes, one group)",
+        two.rate,
+        "events/s",
+        "one worker, same procedure, same events, same run",
+        one.rate,
+        goal=f">= {GOAL_TWO} x one worker",
+        meets_goal=ratio >= GOAL_TWO,
+        notes=(
+            f"workers started and holding all {m.partitions} partitions before the {m.events:,} events "
+            f"are published; timed from the first publish to the last event taken (publishing included)"
+            f"{cores}{short}; {m.worker.recording.written.summary()}"
+        ),
+        extra={
+            "one_seconds": one.seconds,
+            "two_seconds": two.seconds,
+            "one_cores": one.cores,
+            "two_cores": two.cores,
+        },
+    )
+
+
+def _alone(m: Measured) -> Figure:
+    return Figure(
+        NAME,
+        "processor events/s in process (no Kafka, no Faust)",
+        m.alone.rate,
+        "events/s",
+        "the worker, same events, same run",
+        m.worker.run.rate,
+        goal=None,
+        notes=(
+            f"LifecycleProcessor.on_event on a dict, its writes flushed every 500 events, "
+            f"{m.alone.seconds:.2f}s: the ceiling of the worker's processing alone"
+        ),
+        extra={"seconds": m.alone.seconds, "events": m.events},
+    )
