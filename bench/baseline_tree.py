@@ -39,8 +39,10 @@ def export(commit: str, into: Path, repo: Path = ROOT) -> Path:
 
 
 def python_path(tree: Path) -> dict[str, str]:
-    """The environment that makes a child process import ebbtide from ``tree``."""
-    return {"PYTHONPATH": str(tree)}
+    """The environment that makes a child process (``python -m ebbtide``) import ebbtide from
+    ``tree``: first on the path, and the working directory (a checkout of the current code, say)
+    not put before it (PYTHONSAFEPATH)."""
+    return {"PYTHONPATH": str(tree), "PYTHONSAFEPATH": "1"}
 
 
 def _git(repo: Path, *args: str) -> bytes:

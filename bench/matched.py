@@ -28,7 +28,7 @@ from bench.outputs import Record, Recording
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import create_topics
 from ebbtide.runtime.settings import Settings, Topics
-from ebbtide.runtime.topic_spec import TopicSpec, changelog_config
+from ebbtide.runtime.topic_spec import MIN_INSYNC, TopicSpec, changelog_config
 
 BATCH = 500  # the worker's batch (streams.worker.app.BATCH)
 COMMIT_EVERY, COMMIT_SECONDS = 10_000, 1.0  # the worker's broker_commit_every / _interval
@@ -37,30 +37,24 @@ COMMIT_EVERY, COMMIT_SECONDS = 10_000, 1.0  # the worker's broker_commit_every /
 def time_matched(ctx: Context, messages: list[Message], recording: Recording) -> Run:
     """The passthrough above over ``messages``, writing ``recording``'s records."""
     with scratch(ctx, "stamping-match") as settings:
-        specs: list[str | TopicSpec] = []
-        for suffix, partitions in recording.partitions.items():
-            if suffix.endswith("-changelog"):
-                specs.append(
-                    TopicSpec(
-                        settings.app_id + suffix,
-                        partitions,
-                        settings.topic_replication_factor,
-                        changelog_config(settings),
-                    )
-                )
-            else:
-                specs.append(
-                    TopicSpec(
-                        settings.topic_prefix + suffix,
-                        partitions,
-                        settings.topic_replication_factor,
-                        {"min.insync.replicas": str(settings.topic_min_insync_replicas)},
-                    )
-                )
-        create_topics(settings, specs)
-        source = Topics(settings.topic_prefix).events
-        publish(settings, source, messages)
-        return asyncio.run(_matched(settings, source, len(messages), recording))
+        return passthrough(settings, messages, recording)
+
+
+def passthrough(settings: Settings, messages: list[Message], recording: Recording) -> Run:
+    """Under ``settings``' prefix and app id: the recorded topics made as the worker's are, the
+    events published, then the passthrough run over them."""
+    source = Topics(settings.topic_prefix).events
+    specs: list[str | TopicSpec] = [source]
+    for suffix, partitions in recording.partitions.items():
+        changelog = suffix.endswith("-changelog")
+        config = (
+            changelog_config(settings) if changelog else {MIN_INSYNC: str(settings.topic_min_insync_replicas)}
+        )
+        name = (settings.app_id if changelog else settings.topic_prefix) + suffix
+        specs.append(TopicSpec(name, partitions, settings.topic_replication_factor, config))
+    create_topics(settings, specs)
+    publish(settings, source, messages)
+    return asyncio.run(_matched(settings, source, len(messages), recording))
 
 
 def _target(settings: Settings, record: Record) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ebbtide.runtime import kafka
+from ebbtide.runtime.kafka import end_offsets
 from ebbtide.runtime.settings import Settings, Topics
 
 KINDS = ("decisions", "commands", "other", "changelog")
@@ -119,10 +120,31 @@ def record(settings: Settings, events: int, keep: bool) -> Recording:
         topics = written_topics(settings, client.list_topics())
     finally:
         client.close()
-    return asyncio.run(asyncio.wait_for(_read(settings, topics, events, keep), READ_TIMEOUT))
+    reader = kafka.offsets_reader(settings, timeout=READ_TIMEOUT)
+    try:
+        ends = {TopicPartition(t, p): end for t in topics for p, end in end_offsets(reader, t).items()}
+    finally:
+        reader.close()
+    recording = Recording(Written(events))
+    for tp in ends:
+        suffix = topics[tp.topic]
+        recording.partitions[suffix] = max(recording.partitions.get(suffix, 0), tp.partition + 1)
+    todo = {tp: end for tp, end in ends.items() if end > 0}
+    if todo:
+        asyncio.run(asyncio.wait_for(_read(settings, topics, todo, recording, keep), READ_TIMEOUT))
+    recording.outputs.sort(key=lambda r: r.timestamp)  # stable: each partition's order is kept
+    recording.changelog.sort(key=lambda r: r.timestamp)
+    return recording
 
 
-async def _read(settings: Settings, topics: dict[str, str], events: int, keep: bool) -> Recording:
+async def _read(
+    settings: Settings,
+    topics: dict[str, str],
+    ends: dict[TopicPartition, int],
+    recording: Recording,
+    keep: bool,
+) -> None:
+    """Read each partition of ``ends`` from its start to its end offset into ``recording``."""
     consumer = AIOKafkaConsumer(
         **kafka.connection(settings, client_id=None),
         enable_auto_commit=False,
@@ -130,16 +152,6 @@ async def _read(settings: Settings, topics: dict[str, str], events: int, keep: b
     )
     await consumer.start()
     try:
-        recording = Recording(Written(events))
-        await consumer.topics()  # the cluster's metadata, for partitions_for_topic
-        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
-        for tp in tps:
-            recording.partitions[topics[tp.topic]] = max(
-                recording.partitions.get(topics[tp.topic], 0), tp.partition + 1
-            )
-        ends = {tp: end for tp, end in (await consumer.end_offsets(tps)).items() if end > 0}
-        if not ends:
-            return recording
         consumer.assign(list(ends))
         await consumer.seek_to_beginning(*ends)
         while ends:
@@ -154,8 +166,5 @@ async def _read(settings: Settings, topics: dict[str, str], events: int, keep: b
                         (recording.changelog if one.kind == "changelog" else recording.outputs).append(one)
             for tp in [tp for tp, end in ends.items() if await consumer.position(tp) >= end]:
                 del ends[tp]  # the topic no longer grows: its worker has stopped
-        recording.outputs.sort(key=lambda r: r.timestamp)
-        recording.changelog.sort(key=lambda r: r.timestamp)
-        return recording
     finally:
         await consumer.stop()

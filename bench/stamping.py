@@ -138,7 +138,7 @@ async def _passthrough(settings: Settings, source: str, sink: str, count: int) -
 def time_in_process(messages: list[Message], partitions: int) -> Run:
     """Our processor alone, on a plain dict: no Kafka, no Faust, metrics included; its writes
     flushed to the dict every ``BATCH`` events, as the worker's batch step does."""
-    processor = LifecycleProcessor(default_policy(), Topics("x"), {})
+    processor = LifecycleProcessor(default_policy(), Topics("x"), {}, partitions)
     routed = [(partition_of(key, partitions), key, value) for key, value in messages]
     offsets = [0] * partitions
     start = time.perf_counter()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from bench.baseline_tree import Unavailable, export
+from bench.baseline_tree import Unavailable, export, python_path
 
 pytestmark = pytest.mark.unit
 
@@ -20,7 +22,8 @@ def _git(repo: Path, *args: str) -> str:
 def test_a_commits_tree_is_exported_as_it_was_then(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     (repo / "ebbtide").mkdir(parents=True)
-    (repo / "ebbtide" / "__main__.py").write_text("THEN = 1\n")
+    (repo / "ebbtide" / "__init__.py").write_text("")
+    (repo / "ebbtide" / "__main__.py").write_text("print('then')\n")
     (repo / "streams").mkdir()
     (repo / "streams" / "worker.py").write_text("")
     (repo / "ebbtide" / "streams").symlink_to("../streams")
@@ -28,11 +31,14 @@ def test_a_commits_tree_is_exported_as_it_was_then(tmp_path: Path) -> None:
     _git(repo, "add", ".")
     _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "then")
     then = _git(repo, "rev-parse", "--short", "HEAD")
-    (repo / "ebbtide" / "__main__.py").write_text("NOW = 2\n")  # not committed: not exported
+    (repo / "ebbtide" / "__main__.py").write_text("print('now')\n")  # not committed: not exported
 
     tree = export(then, tmp_path / "out", repo=repo)
-    assert (tree / "ebbtide" / "__main__.py").read_text() == "THEN = 1\n"
     assert (tree / "ebbtide" / "streams").is_symlink() and (tree / "ebbtide" / "streams" / "worker.py").is_file()
+    # Run from the checkout, as the bench is: the exported tree's code runs, not the checkout's.
+    env = {**os.environ, **python_path(tree)}
+    ran = subprocess.run([sys.executable, "-m", "ebbtide"], cwd=repo, env=env, capture_output=True, text=True)
+    assert ran.stdout == "then\n", ran.stderr
 
 
 def test_an_unknown_commit_or_no_repository_is_unavailable_with_the_reason(tmp_path: Path) -> None:
