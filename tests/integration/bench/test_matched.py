@@ -18,12 +18,11 @@ EVENTS = 40
 
 def _recording() -> Recording:
     outputs = [
-        Record("decisions", ".decisions", n % 4, n, f"cust-{n}".encode(), b"d" * (100 + n), (("seq", b"%d" % n),))
+        Record("decisions", ".decisions", n % 4, n, b"cust-%d" % n, b"d" * (100 + n), (("seq", b"%d" % n),))
         for n in range(25)
     ]
-    outputs += [
-        Record("commands", ".commands.customer_db", n % 2, 100 + n, f"copy-{n}".encode(), b"c" * 300) for n in range(5)
-    ]
+    commands = ".commands.customer_db"
+    outputs += [Record("commands", commands, n % 2, 100 + n, b"copy-%d" % n, b"c" * 300) for n in range(5)]
     changelog = [
         Record("changelog", "-state-changelog", n % 4, 200 + n, f"s:{n % 4}:cust-{n}".encode(), b"s" * 2000)
         for n in range(10)

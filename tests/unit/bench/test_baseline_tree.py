@@ -34,7 +34,8 @@ def test_a_commits_tree_is_exported_as_it_was_then(tmp_path: Path) -> None:
     (repo / "ebbtide" / "__main__.py").write_text("print('now')\n")  # not committed: not exported
 
     tree = export(then, tmp_path / "out", repo=repo)
-    assert (tree / "ebbtide" / "streams").is_symlink() and (tree / "ebbtide" / "streams" / "worker.py").is_file()
+    linked = tree / "ebbtide" / "streams"
+    assert linked.is_symlink() and (linked / "worker.py").is_file()
     # Run from the checkout, as the bench is: the exported tree's code runs, not the checkout's.
     env = {**os.environ, **python_path(tree)}
     ran = subprocess.run([sys.executable, "-m", "ebbtide"], cwd=repo, env=env, capture_output=True, text=True)

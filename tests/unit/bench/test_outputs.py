@@ -41,5 +41,7 @@ def test_bytes_per_event_count_keys_and_values_by_kind() -> None:
     per_event = written.per_event()
     assert per_event["decisions"] == 75.0 and per_event["changelog"] == 1.25 and per_event["commands"] == 0.0
     assert per_event["total"] == pytest.approx(76.25)
-    assert written.summary().startswith("76 B written/event") and "decisions 0.50 x 150 B" in written.summary()
-    assert written.as_json()["records_per_event"] == {"decisions": 0.5, "commands": 0.0, "other": 0.0, "changelog": 0.25}
+    summary = written.summary()
+    assert summary.startswith("76 B written/event") and "decisions 0.50 x 150 B" in summary
+    per_record = {"decisions": 0.5, "commands": 0.0, "other": 0.0, "changelog": 0.25}
+    assert written.as_json()["records_per_event"] == per_record

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from bench.common import Figure
 from bench.harness import Run
 from bench.outputs import Recording, Written
 from bench.stamping_figures import Measured, WorkerRun, figures, limits
@@ -12,6 +13,7 @@ from bench.stamping_figures import Measured, WorkerRun, figures, limits
 pytestmark = pytest.mark.unit
 
 EVENTS = 1000
+TODAY = "worker events/s (one worker) vs today's worker (20f1157)"
 
 
 def _written(decisions: int, changelog: int) -> Written:
@@ -40,7 +42,7 @@ def _measured(today: WorkerRun | str, worker_rate: float = 8000.0, two_rate: flo
     )
 
 
-def _by_name(measured: Measured) -> dict[str, object]:
+def _by_name(measured: Measured) -> dict[str, Figure]:
     return {f.name: f for f in figures(measured)}
 
 
@@ -66,19 +68,19 @@ def test_every_figure_has_its_ceiling_ratio_and_goal() -> None:
 def test_a_changelog_cut_short_of_four_times_and_a_slow_second_worker_miss_their_goals() -> None:
     today = WorkerRun(Run(0.5, EVENTS / 2000, EVENTS), Recording(_written(400_000, 300_000)))
     out = _by_name(_measured(today, worker_rate=7000.0, two_rate=6000.0))
-    assert out["changelog bytes written per event"].meets_goal is False  # type: ignore[attr-defined]
-    assert out["worker events/s (one worker) vs today's worker (20f1157)"].meets_goal is False  # type: ignore[attr-defined]
+    assert out["changelog bytes written per event"].meets_goal is False
+    assert out[TODAY].meets_goal is False
     two = out["two workers events/s (two processes, one group)"]
-    assert two.meets_goal is False and "limit" in two.notes  # type: ignore[attr-defined]
+    assert two.meets_goal is False and "limit" in two.notes
 
 
 def test_without_todays_worker_the_figures_say_why_and_claim_no_goal() -> None:
     why = "today's worker (20f1157) not measured: git is not available"
     out = _by_name(_measured(why))
-    for name in ("worker events/s (one worker) vs today's worker (20f1157)", "changelog bytes written per event"):
+    for name in (TODAY, "changelog bytes written per event"):
         figure = out[name]
-        assert figure.baseline_value is None and figure.ratio is None and figure.meets_goal is None  # type: ignore[attr-defined]
-        assert why in figure.notes  # type: ignore[attr-defined]
+        assert figure.baseline_value is None and figure.ratio is None and figure.meets_goal is None
+        assert why in figure.notes
 
 
 def test_limits_split_the_time_per_event_by_this_runs_figures() -> None:
