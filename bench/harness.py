@@ -20,6 +20,7 @@ from aiokafka.partitioner import murmur2
 from kafka.errors import KafkaError
 
 from bench.common import Context
+from bench.outputs import Recording
 from ebbtide.demo.scenario import build
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import create_topics, pipeline_topics
@@ -55,6 +56,14 @@ class Run:
     def cores(self) -> float | None:
         """CPU seconds per second: how many cores the consumers kept busy."""
         return None if self.cpu is None or self.seconds <= 0 else self.cpu / self.seconds
+
+
+@dataclass(frozen=True)
+class WorkerRun:
+    """A worker's timing over the events, and what it wrote for them."""
+
+    run: Run
+    recording: Recording
 
 
 @contextmanager

@@ -31,7 +31,7 @@ from bench.harness import POLL as POLL
 from bench.harness import SLOW_POLL as SLOW_POLL
 from bench.harness import Message as Message
 from bench.harness import Run as Run
-from bench.harness import cpu_seconds, wait_taken
+from bench.harness import WorkerRun, cpu_seconds, wait_taken
 from bench.harness import drop_topics as drop_topics
 from bench.harness import lifecycle_events as lifecycle_events
 from bench.harness import partition_of as partition_of
@@ -40,7 +40,7 @@ from bench.harness import running as running
 from bench.harness import scratch as scratch
 from bench.harness import wait_metrics as wait_metrics
 from bench.matched import time_matched
-from bench.stamping_figures import Measured, WorkerRun
+from bench.stamping_figures import Measured
 from bench.two_workers import time_live
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import create_topics
@@ -187,7 +187,7 @@ def measure(ctx: Context) -> Measured:
         f"{NAME}: in-process {alone.rate:,.0f} events/s; one, then two workers started before the events"
     )
     live = {n: time_live(ctx, messages, n) for n in (1, 2)}
-    ctx.report(f"{NAME}: one worker {live[1].rate:,.0f} events/s, two {live[2].rate:,.0f} events/s")
+    ctx.report(f"{NAME}: one worker {live[1].run.rate:,.0f} events/s, two {live[2].run.rate:,.0f} events/s")
     worker.recording.outputs.clear()  # the records are no longer needed; their sizes are kept
     worker.recording.changelog.clear()
     return Measured(
@@ -202,6 +202,7 @@ def measure(ctx: Context) -> Measured:
         runs,
         alone,
         live,
+        sum(len(key) + len(value) for key, value in messages) / len(messages),
     )
 
 

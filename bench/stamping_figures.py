@@ -12,22 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.common import Figure
-from bench.harness import Run
-from bench.outputs import Recording, Written
+from bench.harness import Run, WorkerRun
+from bench.outputs import Written
 
 NAME = "stamping"
 GOAL_TODAY = 4.0  # x today's worker's events/s
 GOAL_MATCHED = 0.5  # x the output-matched passthrough
 GOAL_CHANGELOG = 0.25  # changelog bytes per event, x today's (cut at least 4x)
 GOAL_TWO = 1.7  # two workers, x one
-
-
-@dataclass(frozen=True)
-class WorkerRun:
-    """A worker's timing over the events, and what it wrote for them."""
-
-    run: Run
-    recording: Recording
 
 
 @dataclass(frozen=True)
@@ -44,7 +36,8 @@ class Measured:
     matched: Run  # the median output-matched passthrough
     matched_passes: list[Run]
     alone: Run  # the processor alone, in process
-    live: dict[int, Run]  # workers started before the events arrived -> their run
+    live: dict[int, WorkerRun]  # workers started before the events arrived -> their run
+    event_bytes: float = 0.0  # key + value bytes per event in (what the bare passthrough writes)
 
 
 def limits(m: Measured) -> str:
@@ -159,7 +152,10 @@ def _bare(m: Measured) -> Figure:
         "bare aiokafka consume->produce passthrough (each event copied once), same broker and partitions",
         m.passthrough.rate,
         goal=None,
-        notes=f"the earlier baseline, kept; passthrough median of {_rates(m.passes)}; {_worker_notes(m)}",
+        notes=(
+            f"the earlier baseline, kept; passthrough median of {_rates(m.passes)}, writing "
+            f"{m.event_bytes:,.0f} B/event (each event's key+value once); {_worker_notes(m)}"
+        ),
         extra={"passthrough_rates": _rates(m.passes), "passthrough_startup_s": m.passthrough.startup},
     )
 
@@ -204,7 +200,7 @@ def _bytes(m: Measured) -> list[Figure]:
 
 
 def _two(m: Measured) -> Figure:
-    one, two = m.live[1], m.live[2]
+    one, two = m.live[1].run, m.live[2].run
     ratio = two.rate / one.rate
     cores = (
         ""
@@ -250,7 +246,8 @@ def _alone(m: Measured) -> Figure:
         goal=None,
         notes=(
             f"LifecycleProcessor.on_event on a dict, its writes flushed every 500 events, "
-            f"{m.alone.seconds:.2f}s: the ceiling of the worker's processing alone"
+            f"{m.alone.seconds:.2f}s: the ceiling of the worker's processing alone (it writes nothing; "
+            f"the worker's bytes per event: {m.worker.recording.written.summary()})"
         ),
         extra={"seconds": m.alone.seconds, "events": m.events},
     )

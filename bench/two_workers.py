@@ -19,7 +19,19 @@ from contextlib import ExitStack
 from dataclasses import replace
 
 from bench.common import Context
-from bench.harness import SLOW_POLL, STALL, Message, Run, cpu_seconds, publish, running, scratch, wait_taken
+from bench.harness import (
+    SLOW_POLL,
+    STALL,
+    Message,
+    Run,
+    WorkerRun,
+    cpu_seconds,
+    publish,
+    running,
+    scratch,
+    wait_taken,
+)
+from bench.outputs import record
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.tools import processes
 from ebbtide.tools.processes import free_port
@@ -62,7 +74,7 @@ def wait_assigned(
         time.sleep(0.2)
 
 
-def time_live(ctx: Context, messages: list[Message], workers: int) -> Run:
+def time_live(ctx: Context, messages: list[Message], workers: int) -> WorkerRun:
     """``workers`` worker processes, started before the events arrive; see the module docstring."""
     with scratch(ctx, f"stamping-{workers}w") as settings, ExitStack() as stack:
         started: list[tuple[processes.Child, int]] = []
@@ -79,7 +91,10 @@ def time_live(ctx: Context, messages: list[Message], workers: int) -> Run:
             after = cpu_seconds(children)
             published.result()  # raises what the publisher raised
         used = None if cpu is None or after is None else after - cpu
-        return Run(0.0, last - begun, len(messages), used)
+        stack.close()  # the workers stopped cleanly: everything they wrote is on the broker
+        return WorkerRun(
+            Run(0.0, last - begun, len(messages), used), record(settings, len(messages), keep=False)
+        )
 
 
 def _worker_settings(settings: Settings, n: int) -> Settings:

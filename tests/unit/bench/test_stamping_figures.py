@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from bench.common import Figure
-from bench.harness import Run
+from bench.harness import Run, WorkerRun
 from bench.outputs import Recording, Written
-from bench.stamping_figures import Measured, WorkerRun, figures, limits
+from bench.stamping_figures import Measured, figures, limits
 
 pytestmark = pytest.mark.unit
 
@@ -38,7 +38,11 @@ def _measured(today: WorkerRun | str, worker_rate: float = 8000.0, two_rate: flo
         matched=run(20_000),
         matched_passes=[run(20_000)] * 3,
         alone=run(16_000),
-        live={1: run(5000), 2: run(two_rate)},
+        live={
+            1: WorkerRun(run(5000), Recording(Written(EVENTS))),
+            2: WorkerRun(run(two_rate), Recording(Written(EVENTS))),
+        },
+        event_bytes=73.0,
     )
 
 
@@ -56,6 +60,7 @@ def test_every_figure_has_its_ceiling_ratio_and_goal() -> None:
     assert out["today's worker (20f1157)"].ratio == pytest.approx(4.0)
     assert out["today's worker (20f1157)"].meets_goal is True
     assert out["bare passthrough"].ratio == pytest.approx(0.1) and out["bare passthrough"].goal is None
+    assert "writing 73 B/event" in out["bare passthrough"].notes
     changelog = out["changelog bytes written per event"]
     assert (changelog.value, changelog.baseline_value) == (100.0, 700.0)
     assert changelog.meets_goal is True and changelog.higher_is_better is False
