@@ -53,6 +53,11 @@ class Run:
         return self.events / self.seconds if self.seconds > 0 else float("nan")
 
     @property
+    def cpu_us(self) -> float | None:
+        """CPU microseconds per event, if known: less sensitive to a busy machine than the rate."""
+        return None if self.cpu is None or self.events <= 0 else 1e6 * self.cpu / self.events
+
+    @property
     def cores(self) -> float | None:
         """CPU seconds per second: how many cores the consumers kept busy."""
         return None if self.cpu is None or self.seconds <= 0 else self.cpu / self.seconds

@@ -98,7 +98,7 @@ async def _matched(settings: Settings, source: str, count: int, recording: Recor
     await producer.start()
     await consumer.start()
     try:
-        done, first, committed, uncommitted = 0, 0.0, time.perf_counter(), 0
+        done, first, cpu, committed, uncommitted = 0, 0.0, 0.0, time.perf_counter(), 0
         out_sent = log_sent = 0
         while done < count:
             batches: dict[Any, list[Any]] = await consumer.getmany(timeout_ms=1000, max_records=BATCH)
@@ -106,7 +106,7 @@ async def _matched(settings: Settings, source: str, count: int, recording: Recor
             if not taken:
                 continue
             if not first:
-                first = time.perf_counter()  # everything from here on is counted
+                first, cpu = time.perf_counter(), time.process_time()  # counted from here on
             done += taken
             uncommitted += taken
             out_due = math.ceil(len(outputs) * done / count)
@@ -121,7 +121,7 @@ async def _matched(settings: Settings, source: str, count: int, recording: Recor
             ):
                 await consumer.commit()
                 committed, uncommitted = time.perf_counter(), 0
-        return Run(first - started, time.perf_counter() - first, count)
+        return Run(first - started, time.perf_counter() - first, count, time.process_time() - cpu)
     finally:
         await consumer.stop()
         await producer.stop()

@@ -20,6 +20,7 @@ GOAL_TODAY = 4.0  # x today's worker's events/s
 GOAL_MATCHED = 0.5  # x the output-matched passthrough
 GOAL_CHANGELOG = 0.25  # changelog bytes per event, x today's (cut at least 4x)
 GOAL_TWO = 1.7  # two workers, x one
+BOUND = 0.8  # cores busy from which a worker counts as bound by its CPU
 
 
 @dataclass(frozen=True)
@@ -41,21 +42,41 @@ class Measured:
 
 
 def limits(m: Measured) -> str:
-    """Where the worker's time per event goes, estimated from this run's figures."""
-    total = 1e6 / m.worker.run.rate
+    """Where the worker's time per event goes, estimated from this run's figures: CPU time per
+    event where every part's is known (steadier on a busy machine), else wall time."""
     parts = {
-        "the processor (in process)": 1e6 / m.alone.rate,
-        "Kafka I/O of the same bytes (output-matched passthrough)": 1e6 / m.matched.rate,
+        "the processor (in process)": m.alone,
+        "Kafka client work for the same bytes (output-matched passthrough)": m.matched,
     }
-    rest = total - sum(parts.values())
-    shares = ", ".join(f"{name} {us:,.0f} us ({us / total:.0%})" for name, us in parts.items())
-    cores = m.worker.run.cores
-    busy = "" if cores is None else f"; the worker kept {cores:.2f} cores busy while measured"
-    return (
-        f"limits (estimate from this run's figures, not a profile): {total:,.0f} us/event = {shares}, "
-        f"the rest {rest:,.0f} us ({rest / total:.0%}: Faust's per-event machinery, batching, the "
-        f"event loop){busy}"
+    runs = [m.worker.run, *parts.values()]
+    cpu = all(r.cpu_us for r in runs)
+
+    def per_event(run: Run) -> float:
+        return (run.cpu_us or 0.0) if cpu else 1e6 / run.rate
+
+    total = per_event(m.worker.run)
+    rest = total - sum(per_event(r) for r in parts.values())
+    shares = ", ".join(
+        f"{name} {per_event(r):,.0f} us ({per_event(r) / total:.0%})" for name, r in parts.items()
     )
+    return (
+        f"limits (estimate from this run's figures, not a profile; {'CPU' if cpu else 'wall'} time "
+        f"per event): {total:,.0f} us/event = {shares}, the rest {rest:,.0f} us ({rest / total:.0%}: "
+        f"Faust's per-event machinery, batching, the event loop){_busy(m.worker.run)}"
+    )
+
+
+def _busy(run: Run) -> str:
+    """What the CPU the worker used says about what bound it."""
+    cores = run.cores
+    if cores is None:
+        return ""
+    if cores < BOUND:
+        return (
+            f"; the worker kept only {cores:.2f} of a core busy while measured: it waited (for the "
+            "broker's acknowledgements, or for a CPU on a busy machine)"
+        )
+    return f"; the worker kept {cores:.2f} cores busy while measured: bound by the CPU of its one process"
 
 
 def _rates(runs: list[Run]) -> list[int]:
@@ -132,14 +153,26 @@ def _today(m: Measured) -> Figure:
         meets_goal=ratio >= GOAL_TODAY,
         notes=(
             f"{_worker_notes(m)}; today's worker {today.events:,} events in {today.seconds:.2f}s, "
-            f"{m.today.recording.written.summary()}{short}"
+            f"{m.today.recording.written.summary()}{_cpu_ratio(m.worker.run, today)}{short}"
         ),
         extra={
             **_worker_extra(m),
             "today_seconds": today.seconds,
             "today_cores": today.cores,
+            "worker_cpu_us_per_event": m.worker.run.cpu_us,
+            "today_cpu_us_per_event": today.cpu_us,
             "today_written": m.today.recording.written.as_json(),
         },
+    )
+
+
+def _cpu_ratio(now: Run, today: Run) -> str:
+    """The two workers' CPU per event, a second view of the ratio that a busy machine skews less."""
+    if not now.cpu_us or not today.cpu_us:
+        return ""
+    return (
+        f"; CPU per event: this worker {now.cpu_us:,.0f} us, today's {today.cpu_us:,.0f} us "
+        f"(today's / this: {today.cpu_us / now.cpu_us:.2f} x)"
     )
 
 

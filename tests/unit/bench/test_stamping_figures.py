@@ -3,6 +3,8 @@ bytes written per event; a missing baseline is said, not guessed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from bench.common import Figure
@@ -93,3 +95,16 @@ def test_limits_split_the_time_per_event_by_this_runs_figures() -> None:
     # 125 us/event: the processor 62.5 (50%), the same Kafka I/O 50 (40%), the rest 12.5 (10%).
     assert "125 us/event" in text and "62 us (50%)" in text and "50 us (40%)" in text and "(10%" in text
     assert "0.80 cores" in text  # 0.1 CPU-s over 0.125 s
+
+
+def test_limits_use_cpu_time_per_event_where_every_part_has_it() -> None:
+    measured = _measured("skipped")
+    measured = replace(
+        measured,
+        worker=replace(measured.worker, run=Run(0.5, 2.0, EVENTS, cpu=0.4)),  # 400 us, 0.20 cores
+        alone=replace(measured.alone, cpu=0.1),
+        matched=replace(measured.matched, cpu=0.1),
+    )
+    text = limits(measured)
+    assert "CPU time per event" in text and "400 us/event" in text and "100 us (25%)" in text
+    assert "the rest 200 us (50%" in text and "only 0.20 of a core busy" in text
