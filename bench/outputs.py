@@ -23,7 +23,8 @@ from ebbtide.runtime.kafka import end_offsets
 from ebbtide.runtime.settings import Settings, Topics
 
 KINDS = ("decisions", "commands", "other", "changelog")
-READ_TIMEOUT = 120.0  # seconds to read the outputs back (a broker that stopped answering)
+READ_TIMEOUT = 120.0  # seconds to read the outputs back (a broker that stopped answering) ...
+READ_PER_EVENT = 0.002  # ... and this many more per event in (200k events: another 400 s)
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,11 @@ def record(settings: Settings, events: int, keep: bool) -> Recording:
         recording.partitions[suffix] = max(recording.partitions.get(suffix, 0), tp.partition + 1)
     todo = {tp: end for tp, end in ends.items() if end > 0}
     if todo:
-        asyncio.run(asyncio.wait_for(_read(settings, topics, todo, recording, keep), READ_TIMEOUT))
+        timeout = READ_TIMEOUT + READ_PER_EVENT * events
+        try:
+            asyncio.run(asyncio.wait_for(_read(settings, topics, todo, recording, keep), timeout))
+        except TimeoutError:
+            raise TimeoutError(f"reading back what the worker wrote took over {timeout:.0f}s") from None
     recording.outputs.sort(key=lambda r: r.timestamp)  # stable: each partition's order is kept
     recording.changelog.sort(key=lambda r: r.timestamp)
     return recording
