@@ -117,6 +117,9 @@ def _write(size: str, figures: list[Figure], failures: dict[str, str]) -> Path:
             "cpus": os.cpu_count(),
             "python": sys.version.split()[0],
             "platform": platform.platform(),
+            # 1, 5 and 15 minute load averages at the end: other work on the machine skews the
+            # absolute figures (the ratios less)
+            "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         },
         "figures": [f.as_json() for f in figures],
         "failures": failures,
