@@ -68,6 +68,7 @@ def test_every_figure_has_its_ceiling_ratio_and_goal() -> None:
     assert changelog.meets_goal is True and changelog.higher_is_better is False
     two = out["two workers events/s (two processes, one group)"]
     assert two.ratio == pytest.approx(2.8) and two.meets_goal is True
+    assert "two workers: 0 B written/event" in two.notes  # each run's own bytes
     for figure in figures(_measured(today)):
         assert figure.as_json()["ratio"] is not None, figure.name
 
