@@ -215,7 +215,10 @@ def _bytes(m: Measured) -> list[Figure]:
             higher_is_better=False,
             goal=f"<= {GOAL_CHANGELOG} x today's worker (cut >= {1 / GOAL_CHANGELOG:g}x)",
             meets_goal=None if log_ratio is None else log_ratio <= GOAL_CHANGELOG,
-            notes=f"key+value bytes read back from the changelog; this worker: {now.summary()}; {note}",
+            notes=(
+                f"key+value bytes read back from the changelog; this worker: {now.summary()}; {note}"
+                f"{_changelog_limit(now) if log_ratio is not None and log_ratio > GOAL_CHANGELOG else ''}"
+            ),
             extra={"written": now.as_json(), "today_written": None if then is None else then.as_json()},
         ),
         Figure(
@@ -230,6 +233,16 @@ def _bytes(m: Measured) -> list[Figure]:
             extra={"per_event": now.per_event()},
         ),
     ]
+
+
+def _changelog_limit(now: Written) -> str:
+    """What the changelog's bytes per event are made of, where they fall short of the goal."""
+    records = now.records["changelog"]
+    mean = now.bytes["changelog"] / records if records else 0.0
+    return (
+        f"; limit: {records / now.events:.2f} changelog records per event of {mean:,.0f} B on average "
+        "(a value per subject written per batch; fewer or smaller values cut it)"
+    )
 
 
 def _two(m: Measured) -> Figure:

@@ -77,6 +77,9 @@ def test_a_changelog_cut_short_of_four_times_and_a_slow_second_worker_miss_their
     today = WorkerRun(Run(0.5, EVENTS / 2000, EVENTS), Recording(_written(400_000, 300_000)))
     out = _by_name(_measured(today, worker_rate=7000.0, two_rate=6000.0))
     assert out["changelog bytes written per event"].meets_goal is False
+    assert (
+        "limit: 0.25 changelog records per event of 400 B" in out["changelog bytes written per event"].notes
+    )
     assert out[TODAY].meets_goal is False
     two = out["two workers events/s (two processes, one group)"]
     assert two.meets_goal is False and "limit" in two.notes
