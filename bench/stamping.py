@@ -83,7 +83,12 @@ def time_today(ctx: Context, messages: list[Message], commit: str) -> WorkerRun 
         )
     except baseline_tree.Unavailable as exc:
         return f"today's worker ({commit}) not measured: {exc}"
-    return time_worker(ctx, messages, env=baseline_tree.python_path(tree))
+    try:
+        return time_worker(ctx, messages, env=baseline_tree.python_path(tree))
+    except (RuntimeError, TimeoutError) as exc:  # e.g. it refuses a setting of today's stack
+        ctx.report(f"{NAME}: today's worker failed: {exc}")
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"today's worker ({commit}) failed, so not measured: {first} (its log: {ctx.work_dir})"
 
 
 def time_passthrough(ctx: Context, messages: list[Message]) -> Run:
