@@ -17,21 +17,46 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench.baseline_tree import DEFAULT_COMMIT
 from bench.common import SIZES, Context, Figure, env_dsn
 from ebbtide.runtime.settings import Settings
 
 BENCHMARKS = ("stamping", "deletion", "pending", "latency", "recovery", "replay")
 RESULTS = Path(__file__).resolve().parent / "results"
+DESCRIPTION = """\
+Ebbtide benchmarks on the local stack. Each figure is reported with a baseline or ceiling
+measured in the same run, as a ratio, and the goal it is held to.
+
+  stamping  lifecycle events/s through one worker, against: the output-matched passthrough
+            (the worker's own outputs and changelog records written per batch, acks=-1), today's
+            worker (--baseline-commit) and a bare passthrough; bytes written per event
+            (decisions, commands, other outputs, changelog) against today's worker; two worker
+            processes against one; the processor alone, in process
+  deletion  rows/s deleted by the executor and by the sink, against raw DELETE ... = ANY
+  pending   due-index RAM per pending deadline, tick cost per due deadline as pending grows
+  latency   tick -> row deleted, p50 and p99 under steady load, against a Kafka round trip
+  recovery  restart of a SIGKILLed worker holding pending deadlines, against an empty start
+  replay    ebbtide audit replay of the stamping log, against the worker's stamping of it
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="make bench",
-        description="Ebbtide benchmarks. Each figure is reported with a baseline measured in the same run.",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--size", choices=sorted(SIZES), default="medium")
     parser.add_argument(
         "--only", action="append", choices=BENCHMARKS, help="run only this benchmark (repeatable)"
+    )
+    parser.add_argument(
+        "--baseline-commit",
+        default=DEFAULT_COMMIT,
+        metavar="COMMIT",
+        help="the commit whose worker the stamping benchmark measures as today's worker, beside the "
+        f"current one (default {DEFAULT_COMMIT}, the start of issue 15; exported with git archive; "
+        "'' to skip)",
     )
     args = parser.parse_args(argv)
     console = Console()
@@ -42,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         env_dsn(),
         Path(tempfile.mkdtemp(prefix="ebbtide-bench-")),
         lambda line: console.print(f"  [dim]{time.strftime('%H:%M:%S')}[/] {line}"),
+        args.baseline_commit,
     )
     figures: list[Figure] = []
     failures: dict[str, str] = {}
@@ -91,6 +117,9 @@ def _write(size: str, figures: list[Figure], failures: dict[str, str]) -> Path:
             "cpus": os.cpu_count(),
             "python": sys.version.split()[0],
             "platform": platform.platform(),
+            # 1, 5 and 15 minute load averages at the end: other work on the machine skews the
+            # absolute figures (the ratios less)
+            "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         },
         "figures": [f.as_json() for f in figures],
         "failures": failures,

@@ -94,6 +94,8 @@ class Context:
     pg_dsn: str  # a database the benchmark may create tables in
     work_dir: Path
     report: Callable[[str], None]  # progress line for the terminal
+    # The commit whose worker is "today's worker", measured beside the current one (empty: none).
+    baseline_commit: str = "20f1157"
 
     def unique_settings(self, label: str) -> Settings:
         """Settings with fresh topic prefix and app id for one benchmark run."""

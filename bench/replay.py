@@ -12,20 +12,13 @@ from __future__ import annotations
 import time
 
 from bench.common import Context, Figure
-from bench.stamping import CONSUMED, SLOW_POLL, Run, lifecycle_events, publish, running, scratch, wait_metrics
+from bench.harness import SLOW_POLL, Run, lifecycle_events, publish, running, scratch, wait_taken
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import end_offsets
 from ebbtide.runtime.settings import Settings, Topics
-from ebbtide.tools import processes, replay
+from ebbtide.tools import replay
 
 NAME = "replay"
-DEAD_LETTERS = "ebbtide_dlq_messages_total"
-
-
-def _taken(samples: processes.Samples) -> float:
-    """Events the worker is done with: applied, or dead-lettered (the scenario's legal holds are
-    not signed by a key the bench's worker trusts)."""
-    return processes.total(samples, CONSUMED) + processes.total(samples, DEAD_LETTERS, source="events")
 
 
 def _settled(settings: Settings, timeout: float) -> int:
@@ -53,10 +46,9 @@ def run(ctx: Context) -> list[Figure]:
         publish(settings, Topics(settings.topic_prefix).events, messages)
         started = time.perf_counter()
         with running("worker", settings) as child:
-            port = settings.worker_metrics_port
-            first, samples = wait_metrics(child, port, lambda s: _taken(s) > 0, timeout)
-            already = _taken(samples)
-            last, _ = wait_metrics(child, port, lambda s: _taken(s) >= len(messages), timeout, poll=SLOW_POLL)
+            me = [(child, settings.worker_metrics_port)]
+            first, already = wait_taken(me, 1)  # taken: applied or dead-lettered (unsigned holds)
+            last, _ = wait_taken(me, len(messages), poll=SLOW_POLL)
             worker = Run(first - started, last - first, int(len(messages) - already))
             decisions = _settled(settings, timeout)
         ctx.report(f"{NAME}: worker {worker.rate:,.0f} events/s, {decisions:,} decisions; now the replay")
