@@ -18,5 +18,5 @@ def _die(self: CommandSink, *args: Any) -> None:
 
 
 if __name__ == "__main__":
-    CommandSink._publish = _die  # type: ignore[method-assign]
+    CommandSink._publish = _die  # type: ignore[method-assign,assignment]
     sys.exit(main(["sink", "postgres", "--map", sys.argv[1]]))
