@@ -291,7 +291,9 @@ def run(ctx: Context) -> list[Figure]:
         store_map.parent.mkdir(parents=True, exist_ok=True)
         store_map.write_text(ONE_STORE, encoding="utf-8")
         settings = replace(settings, store_map=store_map)
-        create_topics(settings, pipeline_topics(Topics(settings.topic_prefix), ["customer_db"]))
+        # customer_db's commands, and the key store's: once a subject's copies are gone, the
+        # worker orders its data key shredded (no sink of it runs here; nothing waits for it).
+        create_topics(settings, pipeline_topics(Topics(settings.topic_prefix), ["customer_db", "keys"]))
         try:
             return measure(ctx, settings, dsn, plan, settings.state_dir / "logs")
         finally:

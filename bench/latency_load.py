@@ -47,7 +47,7 @@ def due_subject(n: int, tick: datetime) -> list[dict[str, Any]]:
     Due at ``tick`` but not at the tick before it, so it cannot fire early.
     """
     closed = (tick - STEP / 2).replace(year=tick.year - 3)
-    base = {"subject_id": f"cust-{n}", "producer": "bench"}
+    base = {"subject_id": f"cust-{n:05d}", "producer": "bench"}
     return [
         {
             **base,
@@ -92,7 +92,8 @@ class BulkKeys:
         finally:
             store.close()
         self.keys = {
-            f"cust-{n}": DataKey(f"cust-{n}", secrets.token_hex(8), os.urandom(KEY_BYTES)) for n in subjects
+            f"cust-{n:05d}": DataKey(f"cust-{n:05d}", secrets.token_hex(8), os.urandom(KEY_BYTES))
+            for n in subjects
         }
         with contextlib.closing(psycopg2.connect(dsn)) as conn, conn, conn.cursor() as cur:
             cur.execute(
@@ -155,7 +156,7 @@ def ticking(settings: Settings, plan: Plan) -> dict[str, float]:
         for r in range(1, plan.rounds + 1):
             at = time.time()
             clock.tick(plan.tick(r))
-            sent.update({f"cust-{n}": at for n in plan.round(r)})
+            sent.update({f"cust-{n:05d}": at for n in plan.round(r)})
             time.sleep(max(0.0, start + r * interval - time.monotonic()))  # pacing the load
     finally:
         clock.close()
