@@ -28,6 +28,7 @@ still suspends a subject's deletions until it is lifted (a known limitation).
 from __future__ import annotations
 
 import json
+import json.encoder
 import logging
 import re
 import time
@@ -114,6 +115,7 @@ NOT_ISSUED = "not_issued"  # a receipt for a command the worker never issued for
 KINDS = (UNSIGNED, BAD_SIGNATURE, OTHER_KEY, NO_TRUSTED_KEY, NOT_ISSUED)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_json_string = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) writes a str as
 _STORE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 
 
@@ -188,8 +190,27 @@ def hold_content(record: Mapping[str, Any]) -> dict[str, Any]:
 
 def canonical_bytes(what: str, datum: Mapping[str, Any]) -> bytes:
     """The bytes signed for a command or receipt (``what``): its fields, not its Avro bytes."""
-    body = signed_content(what, datum)
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return compact_json(signed_content(what, datum))
+
+
+def compact_json(body: Mapping[str, Any]) -> bytes:
+    """``json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` in UTF-8,
+    the same bytes built directly when every value is a string, an integer or None (a command's
+    or a receipt's signed content: the worker signs one per command, a sink verifies one and signs
+    one); anything else goes through ``json.dumps``."""
+    parts = []
+    for key in sorted(body):
+        value = body[key]
+        if type(value) is str:
+            text = _json_string(value)
+        elif type(value) is int:
+            text = int.__repr__(value)
+        elif value is None:
+            text = "null"
+        else:
+            return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        parts.append(f"{_json_string(key)}:{text}")
+    return ("{" + ",".join(parts) + "}").encode("utf-8")
 
 
 class MessageSigner:
