@@ -27,8 +27,6 @@ still suspends a subject's deletions until it is lifted (a known limitation).
 
 from __future__ import annotations
 
-import json
-import json.encoder
 import logging
 import re
 import time
@@ -41,6 +39,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ebbtide.runtime import keys
+from ebbtide.runtime.canonical_json import compact_json
 
 if TYPE_CHECKING:
     from ebbtide.runtime.settings import Settings
@@ -115,7 +114,6 @@ NOT_ISSUED = "not_issued"  # a receipt for a command the worker never issued for
 KINDS = (UNSIGNED, BAD_SIGNATURE, OTHER_KEY, NO_TRUSTED_KEY, NOT_ISSUED)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_json_string = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) writes a str as
 _STORE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 
 
@@ -191,26 +189,6 @@ def hold_content(record: Mapping[str, Any]) -> dict[str, Any]:
 def canonical_bytes(what: str, datum: Mapping[str, Any]) -> bytes:
     """The bytes signed for a command or receipt (``what``): its fields, not its Avro bytes."""
     return compact_json(signed_content(what, datum))
-
-
-def compact_json(body: Mapping[str, Any]) -> bytes:
-    """``json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` in UTF-8,
-    the same bytes built directly when every value is a string, an integer or None (a command's
-    or a receipt's signed content: the worker signs one per command, a sink verifies one and signs
-    one); anything else goes through ``json.dumps``."""
-    parts = []
-    for key in sorted(body):
-        value = body[key]
-        if type(value) is str:
-            text = _json_string(value)
-        elif type(value) is int:
-            text = int.__repr__(value)
-        elif value is None:
-            text = "null"
-        else:
-            return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        parts.append(f"{_json_string(key)}:{text}")
-    return ("{" + ",".join(parts) + "}").encode("utf-8")
 
 
 class MessageSigner:

@@ -10,7 +10,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ebbtide.runtime.authenticity import COMMAND, RECEIPT, canonical_bytes, compact_json, signed_content
+from ebbtide.runtime.authenticity import COMMAND, RECEIPT, canonical_bytes, signed_content
+from ebbtide.runtime.canonical_json import compact_json
 from tests.support import deletion_command
 
 VALUES = st.one_of(
