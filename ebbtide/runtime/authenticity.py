@@ -27,7 +27,6 @@ still suspends a subject's deletions until it is lifted (a known limitation).
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -40,6 +39,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ebbtide.runtime import keys
+from ebbtide.runtime.canonical_json import compact_json
 
 if TYPE_CHECKING:
     from ebbtide.runtime.settings import Settings
@@ -188,8 +188,7 @@ def hold_content(record: Mapping[str, Any]) -> dict[str, Any]:
 
 def canonical_bytes(what: str, datum: Mapping[str, Any]) -> bytes:
     """The bytes signed for a command or receipt (``what``): its fields, not its Avro bytes."""
-    body = signed_content(what, datum)
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return compact_json(signed_content(what, datum))
 
 
 class MessageSigner:

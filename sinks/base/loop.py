@@ -25,6 +25,7 @@ import random
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -37,7 +38,7 @@ from ebbtide.runtime.kafka import librdkafka_config, secured
 from ebbtide.runtime.settings import Settings, SettingsError, Topics
 from ebbtide.schemas import DELETION_COMMAND, InvalidMessage, codec_for, dead_letter_body
 from ebbtide.sinks.base.executor import BatchExecutor
-from ebbtide.sinks.base.opening import KeyFinder, TokenError, opened
+from ebbtide.sinks.base.opening import KeyFinder, TokenError, opened, prefetch
 from ebbtide.sinks.base.receipts import Executed, executed, signed
 
 log = logging.getLogger(__name__)
@@ -231,15 +232,21 @@ class CommandSink:
         commands, sources, dead = self._verified(batch)
         answers = self._answers(commands)
         receipts: list[tuple[bytes, bytes]] = []
+        outcomes: Counter[str] = Counter()
+        rows: Counter[str] = Counter()
         for command, message, answer in zip(commands, sources, answers, strict=True):
             done = signed(answer, self.receipt_signer)
             receipts.append((command["subject_id"].encode(), done.encoded))
-            metrics.SINK_COMMANDS.labels(self.store, done.receipt["outcome"]).inc()
+            outcomes[done.receipt["outcome"]] += 1
             if not done.repeated and done.receipt["rows"] and done.receipt["outcome"] != "EXPIRES":
-                metrics.ROWS_DELETED.labels(self.store, command["category"]).inc(done.receipt["rows"])
+                rows[command["category"]] += done.receipt["rows"]
             if done.dead_letter is not None:
                 metrics.SINK_GAVE_UP.labels(self.store).inc()
                 dead.append((message, done.dead_letter, "gave_up"))
+        for outcome, n in outcomes.items():  # once per label a batch, not per command
+            metrics.SINK_COMMANDS.labels(self.store, outcome).inc(n)
+        for category, n in rows.items():
+            metrics.ROWS_DELETED.labels(self.store, category).inc(n)
         self._publish(out, receipts, dead)
         consumer.commit(
             offsets=[TopicPartition(self.topic, p, offset + 1) for p, offset in _last_offsets(batch).items()],
@@ -284,6 +291,7 @@ class CommandSink:
         so no executor ever acts on it."""
         sealed: dict[int, Executed] = {}  # index: the answer to a command whose key does not open
         own = []
+        prefetch([c for c in commands if c["store"] == self.store], self.keys)  # one query a batch
         for index, command in enumerate(commands):
             if command["store"] != self.store:
                 continue

@@ -10,7 +10,8 @@ row that keeps it) names the record as the worker does, never in clear. A key th
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from ebbtide.runtime.tokens import DataKey, TokenError, is_token, key_id_of
 
@@ -19,6 +20,23 @@ SEALED_KEY = "sealed_key"
 
 class KeyFinder(Protocol):
     def find(self, subject_id: str, key_id: str) -> DataKey: ...
+
+
+@runtime_checkable
+class Prefetching(Protocol):
+    """A key finder that can read many keys in one go (the key store)."""
+
+    def prefetch(self, wanted: Iterable[tuple[str, str]]) -> None: ...
+
+
+def prefetch(commands: Sequence[dict[str, Any]], keys: KeyFinder) -> None:
+    """Let ``keys`` read the keys of every sealed record key of ``commands`` at once, when it
+    can: then :func:`opened` of each needs no round trip to the key store."""
+    if isinstance(keys, Prefetching):
+        wanted = (
+            (c["subject_id"], key_id_of(c["record_key"])) for c in commands if is_token(c["record_key"])
+        )
+        keys.prefetch((subject, key_id) for subject, key_id in wanted if key_id is not None)
 
 
 def opened(command: dict[str, Any], keys: KeyFinder) -> dict[str, Any]:
@@ -33,4 +51,4 @@ def opened(command: dict[str, Any], keys: KeyFinder) -> dict[str, Any]:
     return {**command, "record_key": plain, SEALED_KEY: token}
 
 
-__all__ = ["SEALED_KEY", "KeyFinder", "TokenError", "opened"]
+__all__ = ["SEALED_KEY", "KeyFinder", "TokenError", "opened", "prefetch"]

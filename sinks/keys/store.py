@@ -140,6 +140,24 @@ class KeyStore:
         self._found[(subject_id, key_id)] = key
         return key
 
+    def prefetch(self, wanted: Iterable[tuple[str, str]]) -> None:
+        """Read the keys of many (subject, key id) pairs in one query, so that :meth:`find` of
+        each is answered without a round trip (a sink opens a whole batch's record keys). A pair
+        not found is left for :meth:`find` to say why (shredded, another subject's, unknown)."""
+        missing = list(dict.fromkeys(pair for pair in wanted if pair not in self._found))
+        if not missing:
+            return
+        rows = self._run(
+            f"SELECT t.subject_id, t.key_id, t.secret FROM {TABLE} AS t "
+            "JOIN unnest(%s::text[], %s::text[]) AS w(subject_id, key_id) "
+            "ON t.subject_id = w.subject_id AND t.key_id = w.key_id",
+            ([subject for subject, _ in missing], [key_id for _, key_id in missing]),
+        )
+        if len(self._found) + len(rows) > 10_000:
+            self._found.clear()
+        for subject_id, key_id, secret in rows:
+            self._found[(subject_id, key_id)] = DataKey(subject_id, key_id, bytes(secret))
+
     def shred(self, subject_id: str, key_id: str) -> int:
         """Destroy the key (1) or find it gone already (0); its id is listed as shredded."""
         self._found.pop((subject_id, key_id), None)

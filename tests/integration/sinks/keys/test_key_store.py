@@ -37,6 +37,26 @@ def test_a_subjects_key_is_made_once_found_by_id_and_gone_once_shredded(database
         keys.close()
 
 
+def test_prefetched_keys_are_found_without_the_database_and_the_rest_still_say_why(database: str) -> None:
+    made = KeyStore(database)
+    try:
+        live = [made.current(f"cust-{n}") for n in range(1, 4)]
+        gone = made.current("cust-9")
+        made.shred("cust-9", gone.key_id)
+    finally:
+        made.close()
+    keys = KeyStore(database)
+    try:
+        keys.prefetch([*((k.subject_id, k.key_id) for k in live), ("cust-9", gone.key_id)])
+        keys.dsn = "postgresql://nobody@127.0.0.1:1/none"  # from here on, no query can succeed
+        keys.close()
+        assert [keys.find(k.subject_id, k.key_id) for k in live] == live  # read by the one query
+        with pytest.raises(KeyStoreUnavailable):
+            keys.find("cust-9", gone.key_id)  # a shredded key is not cached: find asks (and says why)
+    finally:
+        keys.close()
+
+
 def test_a_key_store_with_no_key_at_all_is_the_wrong_one_and_its_sink_waits(database: str) -> None:
     keys = KeyStore(database)
     try:
