@@ -8,15 +8,37 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    PlatformCollector,
-    ProcessCollector,
-)
+import prometheus_client
+from prometheus_client import CollectorRegistry, Histogram, PlatformCollector, ProcessCollector
+
+
+class _KnownLabels:
+    """``labels(*values)`` of a series that exists already is one dict lookup: prometheus_client
+    checks, converts and locks on every call, a cost the worker paid several times per event.
+    Its children are kept under their label values as strings (``_metrics``), so string values
+    find them as they are; anything else (a new series, other types, keywords, a wrong count)
+    takes prometheus_client's own path, and ``remove``/``clear`` act on that same dict."""
+
+    _labelnames: tuple[str, ...]
+    _metrics: Any
+
+    def labels(self, *values: Any, **named: Any) -> Any:
+        if self._labelnames and not named:
+            child = self._metrics.get(values)
+            if child is not None:
+                return child
+        return super().labels(*values, **named)  # type: ignore[misc]
+
+
+class Counter(_KnownLabels, prometheus_client.Counter):
+    """A prometheus_client ``Counter`` whose known series are found at once."""
+
+
+class Gauge(_KnownLabels, prometheus_client.Gauge):
+    """A prometheus_client ``Gauge`` whose known series are found at once."""
+
 
 EVENTS_CONSUMED = Counter(
     "ebbtide_events_consumed_total", "Lifecycle events consumed, by event type.", ["type"]

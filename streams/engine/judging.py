@@ -9,6 +9,7 @@ here, and so do ``explain`` and the policy diff.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from ebbtide.streams.engine.clocks import Stamp, stamp, transferred_out
 from ebbtide.streams.engine.facts import Fact
@@ -50,7 +51,7 @@ def judge(
             f"erasure request {restricted_by}: kept under rule {rule.id if rule else '-'} "
             f"({rule.basis if rule else ''}); processing restricted to that purpose"
         )
-    judged = replace(
+    judged = _updated(
         record,
         status="pending",
         rule_id=rule.id if rule else None,
@@ -60,6 +61,14 @@ def judge(
         restricted_by=restricted_by,
     )
     return judged, reasons
+
+
+def _updated(record: RecordState, **fields: Any) -> RecordState:
+    """``record`` with ``fields``, or the record itself when it holds them already: judging again
+    mostly finds what it found before, and comparing costs less than a new copy."""
+    if all(getattr(record, name) == value for name, value in fields.items()):
+        return record
+    return replace(record, **fields)
 
 
 def _transferred(record: RecordState, rule: Rule | None, moved: Fact) -> tuple[RecordState, dict[str, str]]:

@@ -37,13 +37,11 @@ def apply_event(state: SubjectState, event: Event, policy: Policy) -> Outcome:
     if isinstance(event, RecordWritten):
         if event.event_id in seen:
             return Outcome(state)
-        copies = [
-            record_id(store, event.category, event.record_key)
-            for store in policy.copies_of(event.store, event.category, event.ref)
-        ]
+        stores = policy.copies_of(event.store, event.category, event.ref)
+        copies = [record_id(store, event.category, event.record_key) for store in stores]
         if all(rid in records and records[rid].covers(event.event_id) for rid in copies):
             return Outcome(state)  # taken in already; its id went from ``seen`` with the pruning
-        records = _written(records, event, policy)
+        records = _written(records, event, stores)
         seen = seen | {event.event_id}
         only: frozenset[str] | None = frozenset(copies)
     else:
@@ -112,10 +110,13 @@ def _affected(records: dict[str, RecordState], fact: Fact, policy: Policy) -> fr
     return frozenset(out)
 
 
-def _written(records: dict[str, RecordState], event: RecordWritten, policy: Policy) -> dict[str, RecordState]:
-    """One copy of the record in every store that holds its category (per the store map)."""
+def _written(
+    records: dict[str, RecordState], event: RecordWritten, stores: tuple[str, ...]
+) -> dict[str, RecordState]:
+    """One copy of the record in each of ``stores``: those that hold its category (per the
+    store map, ``Policy.copies_of``)."""
     out = records
-    for store in policy.copies_of(event.store, event.category, event.ref):
+    for store in stores:
         key = record_id(store, event.category, event.record_key)
         current = out.get(key)
         if current is not None and current.covers(event.event_id):

@@ -7,7 +7,7 @@ import json
 import tomllib
 from dataclasses import asdict, dataclass, replace
 from datetime import tzinfo
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -160,19 +160,34 @@ class Policy:
     def zone(self) -> tzinfo:
         return calendar.zone(self.time_zone)
 
-    @property
+    @cached_property
     def label(self) -> str:
         """``v<version>+<hash prefix>``: what every decision records."""
         return f"v{self.version}+{self.content_hash[:12]}"
 
     def rule_for(self, category: str) -> Rule | None:
-        for rule in self.rules:
-            if category in rule.categories:
-                return rule
-        return None
+        """The first rule that covers ``category``."""
+        return self._by_category.get(category)
 
     def rule(self, rule_id: str | None) -> Rule | None:
-        return next((r for r in self.rules if r.id == rule_id), None)
+        """The first rule with this id."""
+        return self._by_id.get(rule_id) if rule_id is not None else None
+
+    # The engine asks these of every record it judges: looked up, not searched for.
+    @cached_property
+    def _by_category(self) -> dict[str, Rule]:
+        found: dict[str, Rule] = {}
+        for rule in self.rules:
+            for category in rule.categories:
+                found.setdefault(category, rule)
+        return found
+
+    @cached_property
+    def _by_id(self) -> dict[str, Rule]:
+        found: dict[str, Rule] = {}
+        for rule in self.rules:
+            found.setdefault(rule.id, rule)
+        return found
 
     def needs_ref(self, category: str) -> Rule | None:
         """The rule of ``category`` if its clock follows the record's ref (an invoice id, a

@@ -12,6 +12,7 @@ import json
 import re
 import tomllib
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ DEFAULT_STORES = Path(__file__).with_name("stores.v1.toml")
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _TLD = re.compile(r"^[a-z0-9-]{2,63}$")
 HOUR_MS = 3_600_000
+_HOLDERS_KEPT = 4096  # answers of StoreMap.holders kept, by category and ref
 
 
 class StoreMapError(PolicyError):
@@ -78,8 +80,20 @@ class StoreMap:
         return next((s for s in self.stores if s.id == store_id), None)
 
     def holders(self, category: str, ref: str | None) -> tuple[str, ...]:
-        """The stores that hold a record of ``category`` (with ``ref``, for per-TLD registries)."""
-        return tuple(s.id for s in self.stores if s.holding(category, ref) is not None)
+        """The stores that hold a record of ``category`` (with ``ref``, for per-TLD registries);
+        the engine asks this of every announcement, so the answers are kept (a few thousand)."""
+        known = self._holders
+        found = known.get((category, ref))
+        if found is None:
+            found = tuple(s.id for s in self.stores if s.holding(category, ref) is not None)
+            if len(known) >= _HOLDERS_KEPT:
+                known.clear()
+            known[(category, ref)] = found
+        return found
+
+    @cached_property
+    def _holders(self) -> dict[tuple[str, str | None], tuple[str, ...]]:
+        return {}
 
     def holds(self, store_id: str, category: str) -> bool:
         store = self.store(store_id)

@@ -8,6 +8,7 @@ moved, and resume reporting them once their state is recovered."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import socket
 import time
@@ -32,6 +33,10 @@ from ebbtide.streams.worker.staging import partition_of_key
 BATCH = 500  # events per batch: one broker acknowledgement and one state write per key
 BATCH_WAIT = 0.05  # seconds to wait for a batch to fill
 READY_CHECK = "partitions"  # the worker's /readyz check
+# Cyclic garbage collection every so many new objects (Python's default: 700). The state is made
+# of short-lived acyclic values that reference counting frees; at the default, collections cost
+# the worker about a tenth of its time per event.
+GC_THRESHOLDS = (50_000, 20, 10)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +65,13 @@ class PartitionedTable(faust.Table[str, Any]):
         pending, self._unacked = self._unacked or [], []
         if pending:
             await asyncio.gather(*pending)
+
+
+def lean_collections() -> None:
+    """Once started: what the worker built to start (policy, schemas, Faust's app) is never
+    scanned by the collector again, and collections run at :data:`GC_THRESHOLDS`."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def certificate_signer(settings: Settings) -> CertificateSigner:
@@ -131,6 +143,7 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
     @app.agent(source, name="lifecycle")
     async def lifecycle(stream: faust.StreamT[Any]) -> None:
         assert isinstance(stream, faust.Stream)  # take_events is on the class, not the protocol
+        lean_collections()
         async for events in stream.take_events(BATCH, within=BATCH_WAIT):
             await step([event.message for event in events])
 
