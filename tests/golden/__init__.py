@@ -1,0 +1,1 @@
+"""The golden run: a recorded run of the worker's processor, replayed byte for byte (run.py)."""
