@@ -15,10 +15,10 @@ from typing import Any
 
 from bench.common import Context, Figure
 from ebbtide.runtime.settings import Topics
-from ebbtide.streams.engine import snapshot
 from ebbtide.streams.engine.model import RecordState, SubjectState
 from ebbtide.streams.policy.calendar import MS_PER_DAY
 from ebbtide.streams.policy.rules import default_policy
+from ebbtide.streams.worker import state_format
 from ebbtide.streams.worker.processor import LifecycleProcessor
 from ebbtide.streams.worker.staging import subject_key
 
@@ -49,7 +49,7 @@ def _state_table(count: int) -> dict[str, Any]:
         state = SubjectState(
             subject, frozenset({f"w{n}", f"c{n}"}), (), {record.record_id: record}, policy=LABEL
         )
-        table[subject_key(0, subject)] = snapshot.dump(state)
+        table[subject_key(0, subject)] = state_format.encode_state(state)  # as the worker stores it
     return table
 
 

@@ -19,6 +19,7 @@ from ebbtide.runtime.web_token import TokenUnavailable, read_token, token_file
 from ebbtide.runtime.web_token import header as token_header
 from ebbtide.streams.engine import snapshot
 from ebbtide.streams.engine.model import SubjectState
+from ebbtide.streams.worker import state_format, values
 
 TABLE = "state"
 
@@ -54,20 +55,22 @@ def read_to_end(settings: Settings, topic: str, missing: str | None = None) -> I
         consumer.close()
 
 
-def read_changelog(settings: Settings, subject_id: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The latest value of each key (or only ``subject_id``'s keys), read to the current end."""
+def read_changelog(settings: Settings, subject_id: str | None = None) -> Iterator[tuple[str, Any]]:
+    """The latest value of each key (or only ``subject_id``'s keys), read to the current end:
+    decoded as the worker reads them (``streams.worker.values``), a subject's state as stored
+    (bytes, for :func:`ebbtide.streams.worker.state_format.decode`)."""
     topic = changelog_topic(settings)
     missing = f"no changelog topic {topic}: has a worker with app id {settings.app_id} run?"
-    latest: dict[str, dict[str, Any] | None] = {}
+    latest: dict[str, bytes | None] = {}
     suffix = f":{subject_id}" if subject_id else None
     for message in read_to_end(settings, topic, missing):
         key = json.loads(message.key)
         if suffix and not (key.startswith("s:") and key.endswith(suffix)):
             continue
-        latest[key] = json.loads(message.value) if message.value is not None else None
+        latest[key] = message.value
     for key, value in latest.items():
         if value is not None:
-            yield key, value
+            yield key, values.decode(key, value)
 
 
 def read_certificates(settings: Settings, subject_id: str) -> list[bytes]:
@@ -83,7 +86,7 @@ def read_certificates(settings: Settings, subject_id: str) -> list[bytes]:
 def subjects_from_changelog(settings: Settings, subject_id: str | None = None) -> Iterator[SubjectState]:
     for key, value in read_changelog(settings, subject_id):
         if key.startswith("s:"):
-            state = snapshot.load(value)
+            state = state_format.decode(value)
             if subject_id is None or state.subject_id == subject_id:
                 yield state
 

@@ -109,10 +109,11 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
         value_serializer="raw",
         partitions=settings.partitions,
     )
-    # Keys are str, values JSON-able dicts (Faust's default json codec); see streams.worker.staging.
+    # Keys are str (Faust's json codec), values bytes, encoded by the worker (streams.worker.values).
     table = PartitionedTable(
         app,
         name=STATE_TABLE,
+        value_type=bytes,  # Faust's "raw" value serializer: the bytes as they are
         partitions=settings.partitions,
         beacon=app.tables.beacon,
         extra_topic_configs=changelog_config(settings),  # compacted, min.insync.replicas (docs/topics.md)

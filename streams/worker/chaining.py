@@ -129,7 +129,7 @@ class Chains:
         out: list[Out] = []
         for partition in sorted(self._open):
             head = self.head(partition)
-            durable = ChainHead.load(self.state.table.get(head_key(partition)))
+            durable = ChainHead.load(self.state.stored(head_key(partition)))
             if head.seq <= head.checkpoint_seq:
                 self._open.discard(partition)  # nothing new since the last checkpoint
                 continue

@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from ebbtide.runtime import metrics
-from ebbtide.streams.engine import snapshot
+from ebbtide.streams.worker import state_format
 from ebbtide.streams.worker.progress import DueIndex, PartitionProgress
-from ebbtide.streams.worker.staging import StagedTable
+from ebbtide.streams.worker.staging import StagedTable, partition_items
+from ebbtide.streams.worker.state_format import Summary
 
 log = logging.getLogger(__name__)
 
-# The gauges counted from each subject's dumped state (``snapshot.unanswered_summary`` and
-# ``snapshot.open_summary``, in this order), by their one label: store, category or duty.
+# The gauges counted from each subject's summary (``state_format.Summary.by_label``, in this
+# order), by their one label: store, category or duty.
 _GAUGES = (
     ("late", metrics.OVERDUE),
     ("open", metrics.AWAITING_RECEIPT),
@@ -59,27 +59,27 @@ class Partitions:
         self.state[f"p:{partition}"] = progress.dump()
 
     def index(self, partition: int) -> DueIndex:
-        """The partition's due index; after a restart, rebuilt from the recovered states."""
+        """The partition's due index; after a restart, rebuilt from the recovered states'
+        summaries (no state is decoded but those stamped under another policy, judged again)."""
         index = self._due.get(partition)
         if index is None:
             index = self._due[partition] = DueIndex()
-            prefix = f"s:{partition}:"
             pending = 0
             judged_before: list[str] = []
             for counts in self._unanswered.values():
                 counts[partition] = {}
             held = self._unsigned[partition] = set()
-            for key in self.state.keys_in_table():
-                if key.startswith(f"u:{partition}:"):
+            for key, raw in partition_items(self.state.table, partition):
+                if key.startswith("u:"):
                     held.add(key)
-                elif key.startswith(prefix):
-                    raw = self.state.table[key]
-                    self.count_state(partition, raw, +1)
-                    subject_id, deadline, waiting, label = snapshot.summary(raw)
-                    if deadline is not None:
-                        index.file(subject_id, deadline)
-                    pending += waiting
-                    if label != self.policy_label:
+                elif key.startswith("s:"):
+                    summary = state_format.read_summary(raw)
+                    self._count(partition, None, summary)
+                    subject_id = key.split(":", 2)[2]
+                    if summary.next is not None:
+                        index.file(subject_id, summary.next)
+                    pending += summary.waiting
+                    if summary.policy != self.policy_label:
                         judged_before.append(subject_id)
             self._pending[partition] = 0
             self.count_pending(partition, pending)
@@ -93,15 +93,24 @@ class Partitions:
         self._pending[partition] = self._pending.get(partition, 0) + delta
         metrics.PENDING_DEADLINES.labels(str(partition)).set(self._pending[partition])
 
-    def count_state(self, partition: int, raw: dict[str, Any], sign: int) -> None:
-        """Add (``sign`` +1) or take away (-1) what a subject's dumped state ``raw`` counts in
-        the gauges of :data:`_GAUGES`."""
-        by_label = snapshot.unanswered_summary(raw) + snapshot.open_summary(raw)
-        for (kind, gauge), changes in zip(_GAUGES, by_label, strict=True):
+    def count_state(self, partition: int, old: Summary | None, new: Summary) -> None:
+        """A subject's state saved: what it was (``old``, None if it had none) and is now
+        (``new``) counted in the pending deadlines and the gauges of :data:`_GAUGES`, by the
+        difference only."""
+        self.count_pending(partition, new.waiting - (old.waiting if old is not None else 0))
+        self._count(partition, old, new)
+
+    def _count(self, partition: int, old: Summary | None, new: Summary) -> None:
+        before = old.by_label() if old is not None else ({},) * len(_GAUGES)
+        for (kind, gauge), was, now in zip(_GAUGES, before, new.by_label(), strict=True):
+            if was == now:
+                continue
             counts = self._unanswered[kind].setdefault(partition, {})
-            for store, n in changes.items():
-                counts[store] = counts.get(store, 0) + sign * n
-                gauge.labels(store).set(sum(c.get(store, 0) for c in self._unanswered[kind].values()))
+            for label in was.keys() | now.keys():
+                change = now.get(label, 0) - was.get(label, 0)
+                if change:
+                    counts[label] = counts.get(label, 0) + change
+                    gauge.labels(label).set(sum(c.get(label, 0) for c in self._unanswered[kind].values()))
 
     def overdue(self, kind: str = "late") -> dict[str, int]:
         """Per store, over the partitions this worker holds: copies chased for want of a receipt

@@ -26,7 +26,7 @@ from ebbtide.streams.engine.receipts import apply_receipt
 from ebbtide.streams.engine.stamping import apply_event, restamp
 from ebbtide.streams.policy.rules import Policy
 from ebbtide.streams.policy.vocabulary import answer_problem
-from ebbtide.streams.worker import checks
+from ebbtide.streams.worker import checks, state_format
 from ebbtide.streams.worker.certify import CertificateSigner
 from ebbtide.streams.worker.chaining import Chains
 from ebbtide.streams.worker.checks import DEFAULT_EVENT_WINDOW
@@ -126,7 +126,7 @@ class LifecycleProcessor:
         for partition in range(self.partitions):
             raw = self.state.table.get(subject_key(partition, subject_id))
             if raw is not None:
-                return raw, self.owned.progress(partition).now
+                return snapshot.dump(state_format.decode(raw)), self.owned.progress(partition).now
         return None
 
     def resume(self, partitions: set[int]) -> None:
@@ -302,12 +302,9 @@ class LifecycleProcessor:
         """
         state = outcome.state
         if state is not before:
-            old, raw = self.subjects.save(partition, state)  # ``old``: ``before`` as stored
-            self.owned.count_pending(partition, raw["waiting"] - (snapshot.summary(old)[2] if old else 0))
-            if old is not None:
-                self.owned.count_state(partition, old, -1)
-            self.owned.count_state(partition, raw, +1)
-            next_deadline = raw["next"]
+            old, summary = self.subjects.save(partition, state)  # ``old``: ``before`` as stored
+            self.owned.count_state(partition, old, summary)
+            next_deadline = summary.next
         else:
             next_deadline = state.next_deadline()
         if next_deadline is not None and (refile or state is not before):

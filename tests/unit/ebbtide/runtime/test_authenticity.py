@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-import copy
 import io
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +21,8 @@ from ebbtide.schemas.codec import MAGIC, versions_of
 from ebbtide.sinks.base.loop import sink_keys
 from ebbtide.sinks.base.receipts import decode_receipt, executed, signed
 from ebbtide.streams import certificates
+from ebbtide.streams.engine import snapshot
+from ebbtide.streams.worker import state_format
 from ebbtide.streams.worker.certify import CertificateSigner
 from tests.support import deletion_command, security_events, unit_sink_signer, unit_trusted_keys
 from tests.unit.streams.worker.harness import TOPICS, answer, fanned_out
@@ -289,7 +291,8 @@ class TestCertificateReceipts:
         self, tmp_path: Path
     ) -> None:
         h, _, value = self.certified(tmp_path)
-        (raw,) = [v for k, v in h.table.items() if k.startswith("s:")]
+        (stored,) = [v for k, v in h.table.items() if k.startswith("s:")]
+        raw = snapshot.dump(state_format.decode(stored))
         assert raw["records"] == []  # every copy is certified: each is pruned to its tombstone
         settled = [copy for _, _, copies in raw["settled"] for copy in copies]
         # key, command, order, answer, certificate, and the announcement ids it recognises
@@ -304,11 +307,11 @@ class TestCertificateReceipts:
         h.processor.on_receipt(0, 0, b"cust-1", answer(commands[0]))
         h.processor.flush()
         (key,) = [k for k in h.table if k.startswith("s:")]
-        raw = copy.deepcopy(h.table[key])
+        raw = snapshot.dump(state_format.decode(h.table[key]))
         for fields in raw["records"]:  # as an older worker stored it: (outcome, rows, executed_at, reason)
             if fields[17] is not None:
                 fields[17] = fields[17][:4]
-        h.table[key] = raw
+        h.table[key] = json.dumps(raw).encode()  # in state format 0, as Faust's json codec wrote it
         outs = [
             o
             for i, c in enumerate(commands[1:], start=1)

@@ -19,7 +19,7 @@ from ebbtide import bootstrap
 from ebbtide.runtime.authenticity import HoldKeys
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.schemas import LIFECYCLE_EVENT, codec_for
-from ebbtide.streams.worker import batch
+from ebbtide.streams.worker import batch, state_format
 from ebbtide.streams.worker.app import create_app
 from ebbtide.streams.worker.batch import EXIT_BATCH_FAILED
 from ebbtide.streams.worker.routing import partition_for
@@ -106,7 +106,8 @@ def test_the_agent_sends_the_output_first_then_writes_the_state_on_the_source_pa
         (f'"c:{partition}"'.encode(), partition),
         (f'"p:{partition}"'.encode(), partition),
     ]
-    assert app.tables["state"][f"s:{partition}:cust-1"]["s"] == "cust-1"
+    stored = app.tables["state"][f"s:{partition}:cust-1"]  # bytes, in the current state format
+    assert stored[0] == state_format.VERSION and state_format.decode(stored).subject_id == "cust-1"
 
 
 def test_a_batch_whose_output_is_refused_writes_no_state_and_exits(
