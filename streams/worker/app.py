@@ -7,7 +7,6 @@ moved, and resume reporting them once their state is recovered."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import time
@@ -27,39 +26,13 @@ from ebbtide.streams.worker.batch import BatchStep
 from ebbtide.streams.worker.certify import CertificateSigner
 from ebbtide.streams.worker.processor import LifecycleProcessor
 from ebbtide.streams.worker.routing import Out
-from ebbtide.streams.worker.staging import partition_of_key
+from ebbtide.streams.worker.store import PartitionedTable, store_url
 
 BATCH = 500  # events per batch: one broker acknowledgement and one state write per key
 BATCH_WAIT = 0.05  # seconds to wait for a batch to fill
 READY_CHECK = "partitions"  # the worker's /readyz check
 
 log = logging.getLogger(__name__)
-
-
-class PartitionedTable(faust.Table[str, Any]):
-    """A table whose keys name their partition (``s:<p>:…``, ``p:<p>``), so every write goes to
-    the changelog partition of the source partition it belongs to, also when written after a
-    batch rather than while its event is the current one. Its changelog messages are kept until
-    :meth:`written` has awaited the broker's acknowledgement of them."""
-
-    _unacked: list[Any] | None = None
-
-    def partition_for_key(self, key: Any) -> int | None:
-        return partition_of_key(key)
-
-    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
-        sent = super().send_changelog(*args, **kwargs)
-        if self._unacked is None:
-            self._unacked = []
-        self._unacked.append(sent)
-        return sent
-
-    async def written(self) -> None:
-        """Wait until the broker has acknowledged every changelog message sent since the last call
-        (raises if one failed)."""
-        pending, self._unacked = self._unacked or [], []
-        if pending:
-            await asyncio.gather(*pending)
 
 
 def certificate_signer(settings: Settings) -> CertificateSigner:
@@ -102,6 +75,7 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
         app,
         name=STATE_TABLE,
         partitions=settings.partitions,
+        store=store_url(settings.state_store),  # EBBTIDE_STATE_STORE: on disk, one database per partition
         beacon=app.tables.beacon,
         extra_topic_configs=changelog_config(settings),  # compacted, min.insync.replicas (docs/topics.md)
     )
@@ -143,8 +117,10 @@ def _faust_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.app_id,
         **faust_config(settings),  # the brokers, the session timeout and heartbeats
-        store="memory://",
-        datadir=str(settings.state_dir / "faust"),
+        store=store_url(settings.state_store),
+        datadir=str(
+            settings.state_dir / "faust"
+        ),  # the rocksdb store's databases: <datadir>/<app id>-data/v1/tables
         web_enabled=True,
         # Only our token-checked page: Faust's own table, router, stats and graph pages would serve
         # the state without it.
