@@ -2,19 +2,31 @@
 
 A worker builds up ``ctx.size.recovery_pending`` pending deadlines (one client record of a
 closed account per subject; no tick is ever sent, so none falls due), commits, and is killed
-with SIGKILL. A new worker with the same app id must recover its table from the changelog
-and rebuild the due index before it processes anything new. The baseline is a worker with
-an empty state starting and processing its first event, measured in the same run.
+with SIGKILL. Then, with the same app id (so the same group and changelog), one after the other:
+
+- **same host**: a worker on the killed one's state dir (the on-disk store, EBBTIDE_STATE_STORE
+  rocksdb) opens its partition databases and reads only the changelog written after them;
+- **fresh host**: a worker on an empty state dir reads the whole changelog into its databases;
+- **memory store**: a worker with EBBTIDE_STATE_STORE=memory (the store before issue 15) reads
+  and decodes the whole changelog into RAM.
+
+Each must rebuild the due index and process a new event. Baselines from the same run: a worker
+with an empty state (its start alone), and the ceiling of a changelog read, a bare aiokafka
+consumer reading the same changelog from its start to its end (records and seconds). Each
+worker's peak resident memory (VmHWM) is reported beside its times.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition as AioPartition
 from kafka import TopicPartition
 
 from bench.common import Context, Figure
@@ -31,8 +43,10 @@ from bench.stamping import (
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import end_offsets, offsets_reader
 from ebbtide.runtime.settings import Settings, Topics
+from ebbtide.runtime.topic_spec import changelog_topic
 from ebbtide.schemas import LIFECYCLE_EVENT, codec_for
 from ebbtide.tools import processes
+from ebbtide.tools.processes import free_port
 
 NAME = "recovery"
 PENDING = "ebbtide_pending_deadlines"
@@ -47,6 +61,9 @@ PHASES = {
     "recovery_done": "Recovery complete",
     "worker_ready": "Worker ready",
 }
+SAME_HOST_GOAL = 15.0  # seconds, at 1M pending (the issue's goal)
+FRESH_HOST_GOAL = 60.0
+GOAL_PENDING = 1_000_000
 
 
 def _event(event_id: str, subject: str, when: datetime, kind: str, **payload: Any) -> dict[str, Any]:
@@ -132,6 +149,15 @@ class Restart:
     first_event: float  # it has processed a new event published right after start
     all_pending: float  # it reports every pending deadline again (0.0 for an empty state)
     phases: dict[str, float]  # Faust's own milestones, from its INFO log (see PHASES)
+    peak_rss_mb: float  # the process's peak resident memory (VmHWM) when it had every pending
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set size (``VmHWM`` of /proc/PID/status), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def log_phases(log: Path, started: float) -> dict[str, float]:
@@ -158,26 +184,83 @@ def start_and_probe(settings: Settings, label: str, target: int, timeout: float)
         full = first
         if target:
             full, _ = wait_metrics(child, port, lambda s: _pending(s) >= target, timeout)
+        rss = peak_rss_mb(child.process.pid)
     return Restart(
-        up - started, first - started, full - started if target else 0.0, log_phases(child.log, wall)
+        up - started, first - started, full - started if target else 0.0, log_phases(child.log, wall), rss
     )
 
 
-def load_and_kill(settings: Settings, target: int, timeout: float) -> float:
+@dataclass(frozen=True)
+class Load:
+    seconds: float  # from the worker's start until it reported every pending deadline
+    peak_rss_mb: float  # its peak resident memory then
+    consumed: float  # events its counter says it consumed (more than published: some twice)
+    published: int
+
+
+def load_and_kill(settings: Settings, target: int, timeout: float) -> Load:
     """Build up ``target`` pending deadlines in a worker, wait for its commit, SIGKILL it."""
     publish(settings, Topics(settings.topic_prefix).events, pending_events(target))
     started = time.perf_counter()
-    with running("worker-loaded", settings) as child:
+    with running("worker-loaded", settings, "--loglevel", "info") as child:
         done, _ = wait_metrics(
             child, settings.worker_metrics_port, lambda s: _pending(s) >= target, timeout, poll=SLOW_POLL
         )
-        wait_committed(settings, 60.0 + target / 2000)  # the tail of a big load takes a while to commit
+        wait_committed(settings, 60.0 + target / 200)  # the tail of a big load takes a while to commit
+        rss = peak_rss_mb(child.process.pid)
+        consumed = processes.total(processes.scrape(settings.worker_metrics_port), CONSUMED)
         child.kill()
-    return done - started
+    return Load(done - started, rss, consumed, 2 * target)
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    records: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else float("nan")
+
+
+def read_to_end(settings: Settings) -> Ceiling:
+    """The ceiling of a recovery: a bare aiokafka consumer (the client Faust uses) reads the
+    changelog from its start to its end, values not decoded."""
+    return asyncio.run(_read_to_end(settings, changelog_topic(settings.app_id)))
+
+
+async def _read_to_end(settings: Settings, topic: str) -> Ceiling:
+    reader = offsets_reader(settings)
+    ends = {p: end for p, end in end_offsets(reader, topic).items() if end > 0}
+    reader.close()
+    consumer = AIOKafkaConsumer(
+        **kafka.client_config(settings.kafka_bootstrap, client_id=None, security=kafka.secured(settings)),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=16 * 1024**2,
+        fetch_max_bytes=64 * 1024**2,
+    )
+    started = time.perf_counter()
+    await consumer.start()
+    records = 0
+    try:
+        tps = [AioPartition(topic, p) for p in ends]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        left = set(tps)
+        while left:
+            for tp, batch in (await consumer.getmany(timeout_ms=1000, max_records=50_000)).items():
+                records += len(batch)
+                if batch and batch[-1].offset >= ends[tp.partition] - 1:
+                    left.discard(tp)
+        return Ceiling(records, time.perf_counter() - started)
+    finally:
+        await consumer.stop()
 
 
 def run(ctx: Context) -> list[Figure]:
-    """Restart time of a killed worker with pending deadlines, against an empty worker's start."""
+    """Restart times of a killed worker with pending deadlines (same host, fresh host, memory
+    store), against an empty worker's start and a bare read of the changelog."""
     target = ctx.size.recovery_pending
     timeout = 120 + target / 200
     ctx.report(f"{NAME}: empty worker (baseline), session timeout {SESSION_TIMEOUT}s")
@@ -187,47 +270,141 @@ def run(ctx: Context) -> list[Figure]:
     with scratch(ctx, NAME, session_timeout=SESSION_TIMEOUT, worker_instance_id="bench-recovery") as settings:
         ctx.report(f"{NAME}: loading {target:,} pending deadlines ({2 * target:,} events)")
         loaded = load_and_kill(settings, target, timeout)
-        ctx.report(f"{NAME}: loaded in {loaded:.1f}s, killed (SIGKILL); restarting")
-        back = start_and_probe(settings, "restart", target, timeout)
-    ctx.report(f"{NAME}: back after {back.first_event:.2f}s, all pending after {back.all_pending:.2f}s")
-    baseline = "a worker with an empty state (fresh app id): process start to first event processed"
-    notes = (
-        f"{target:,} pending deadlines ({2 * target:,} events, changelog of the state table "
-        f"holds about {4 * target:,} writes), killed with SIGKILL after its offsets were "
-        f"committed; session_timeout={SESSION_TIMEOUT}s, static membership "
-        f"(worker_instance_id) for the restarted worker, --loglevel info for both; "
-        f"new worker's /metrics up after {back.metrics_up:.2f}s (empty: {empty.metrics_up:.2f}s); "
-        f"the loaded worker took {loaded:.1f}s to consume the {2 * target:,} events; "
-        f"restart phases (s from process start, Faust log): {back.phases}"
+        ctx.report(f"{NAME}: loaded in {loaded.seconds:.1f}s, killed (SIGKILL); reading the changelog")
+        ceiling = read_to_end(settings)
+        ctx.report(
+            f"{NAME}: changelog read to its end: {ceiling.records:,} records in {ceiling.seconds:.2f}s"
+        )
+        same = start_and_probe(settings, "same-host", target, timeout)
+        ctx.report(
+            f"{NAME}: same host back after {same.first_event:.2f}s, all pending {same.all_pending:.2f}s"
+        )
+        fresh = start_and_probe(_elsewhere(settings, "fresh-host"), "fresh-host", target, timeout)
+        ctx.report(
+            f"{NAME}: fresh host back after {fresh.first_event:.2f}s, all pending {fresh.all_pending:.2f}s"
+        )
+        memory = start_and_probe(
+            replace(_elsewhere(settings, "memory"), state_store="memory"), "memory", target, timeout
+        )
+        ctx.report(f"{NAME}: memory store back after {memory.first_event:.2f}s")
+    return _figures(target, empty, loaded, ceiling, same, fresh, memory)
+
+
+def _elsewhere(settings: Settings, label: str) -> Settings:
+    """The same app id, group member id and topics, on an empty state dir (another host)."""
+    return replace(
+        settings,
+        state_dir=settings.state_dir.parent / f"{settings.state_dir.name}-{label}",
+        worker_metrics_port=free_port(),
+        worker_web_port=free_port(),
     )
-    extra = {
+
+
+def _figures(
+    target: int,
+    empty: Restart,
+    loaded: Load,
+    ceiling: Ceiling,
+    same: Restart,
+    fresh: Restart,
+    memory: Restart,
+) -> list[Figure]:
+    at_goal = target >= GOAL_PENDING
+    notes = (
+        f"{target:,} pending deadlines ({2 * target:,} events); the changelog holds {ceiling.records:,} "
+        f"records, read to its end by a bare aiokafka consumer in {ceiling.seconds:.2f}s "
+        f"({ceiling.rate:,.0f} records/s); killed with SIGKILL after its offsets were committed; "
+        f"session_timeout={SESSION_TIMEOUT}s, static membership; the loaded worker took "
+        f"{loaded.seconds:.1f}s and consumed {loaded.consumed:,.0f} events of {loaded.published:,} "
+        f"published; restart phases (s from process start, Faust log): same host {same.phases}, "
+        f"fresh host {fresh.phases}, memory store {memory.phases}"
+    )
+    extra: dict[str, Any] = {
         "pending": target,
         "session_timeout_s": SESSION_TIMEOUT,
-        "load_seconds": loaded,
-        "restart": vars(back),
+        "load": vars(loaded),
+        "ceiling": {**vars(ceiling), "records_per_s": ceiling.rate},
+        "same_host": vars(same),
+        "fresh_host": vars(fresh),
+        "memory_store": vars(memory),
         "empty": vars(empty),
     }
+    empty_words = "a worker with an empty state (fresh app id): process start to first event processed"
+    read_words = "a bare aiokafka consumer reading the whole changelog to its end (same run)"
+    figure = _figure_maker(notes, extra)
     return [
-        Figure(
-            NAME,
-            "restart to a new event processed",
-            back.first_event,
-            "s",
-            baseline,
+        figure(
+            "same host: restart to a new event processed",
+            same.first_event,
+            empty_words,
             empty.first_event,
-            higher_is_better=False,
-            notes=notes,
-            extra=extra,
+            f"< {SAME_HOST_GOAL:.0f} s at {GOAL_PENDING:,} pending",
+            at_goal and same.first_event < SAME_HOST_GOAL,
+        ),
+        figure(
+            "same host: restart to every pending deadline reported",
+            same.all_pending,
+            empty_words,
+            empty.first_event,
+        ),
+        figure(
+            "fresh host: restart to a new event processed",
+            fresh.first_event,
+            read_words,
+            ceiling.seconds,
+            f"<= {FRESH_HOST_GOAL:.0f} s at {GOAL_PENDING:,} pending",
+            at_goal and fresh.first_event <= FRESH_HOST_GOAL,
+        ),
+        figure(
+            "fresh host: restart to every pending deadline reported",
+            fresh.all_pending,
+            read_words,
+            ceiling.seconds,
+        ),
+        figure(
+            "memory store (before issue 15): restart to a new event processed",
+            memory.first_event,
+            read_words,
+            ceiling.seconds,
         ),
         Figure(
             NAME,
-            "restart to every pending deadline reported",
-            back.all_pending,
-            "s",
-            baseline,
-            empty.first_event,
+            "worker peak RSS, loaded (state on disk)",
+            loaded.peak_rss_mb,
+            "MiB",
+            "the same worker restarted on its own disk",
+            same.peak_rss_mb,
             higher_is_better=False,
-            notes=notes,
+            goal="<= 1 GiB at 10M pending",
+            notes=f"memory store after its restart: "
+            f"{memory.peak_rss_mb:.0f} MiB; fresh host: {fresh.peak_rss_mb:.0f} MiB; per pending "
+            f"deadline (loaded): {loaded.peak_rss_mb * 1024**2 / target:,.0f} bytes",
             extra=extra,
         ),
     ]
+
+
+def _figure_maker(notes: str, extra: dict[str, Any]) -> Any:
+    def figure(
+        name: str,
+        value: float,
+        baseline: str,
+        baseline_value: float,
+        goal: str | None = None,
+        met: bool | None = None,
+    ) -> Figure:
+        return Figure(
+            NAME,
+            name,
+            value,
+            "s",
+            baseline,
+            baseline_value,
+            higher_is_better=False,
+            goal=goal,
+            meets_goal=met if goal else None,
+            notes=notes,
+            extra=extra,
+        )
+
+    return figure
