@@ -18,17 +18,16 @@ worker's peak resident memory (VmHWM) is reported beside its times.
 
 from __future__ import annotations
 
-import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka import TopicPartition as AioPartition
 from kafka import TopicPartition
 
+from bench.changelog import Ceiling, read_to_end
 from bench.common import Context, Figure
 from bench.stamping import (
     CONSUMED,
@@ -43,7 +42,6 @@ from bench.stamping import (
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import end_offsets, offsets_reader
 from ebbtide.runtime.settings import Settings, Topics
-from ebbtide.runtime.topic_spec import changelog_topic
 from ebbtide.schemas import LIFECYCLE_EVENT, codec_for
 from ebbtide.tools import processes
 from ebbtide.tools.processes import free_port
@@ -213,51 +211,6 @@ def load_and_kill(settings: Settings, target: int, timeout: float) -> Load:
     return Load(done - started, rss, consumed, 2 * target)
 
 
-@dataclass(frozen=True)
-class Ceiling:
-    records: int
-    seconds: float
-
-    @property
-    def rate(self) -> float:
-        return self.records / self.seconds if self.seconds > 0 else float("nan")
-
-
-def read_to_end(settings: Settings) -> Ceiling:
-    """The ceiling of a recovery: a bare aiokafka consumer (the client Faust uses) reads the
-    changelog from its start to its end, values not decoded."""
-    return asyncio.run(_read_to_end(settings, changelog_topic(settings.app_id)))
-
-
-async def _read_to_end(settings: Settings, topic: str) -> Ceiling:
-    reader = offsets_reader(settings)
-    ends = {p: end for p, end in end_offsets(reader, topic).items() if end > 0}
-    reader.close()
-    consumer = AIOKafkaConsumer(
-        **kafka.client_config(settings.kafka_bootstrap, client_id=None, security=kafka.secured(settings)),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=16 * 1024**2,
-        fetch_max_bytes=64 * 1024**2,
-    )
-    started = time.perf_counter()
-    await consumer.start()
-    records = 0
-    try:
-        tps = [AioPartition(topic, p) for p in ends]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        left = set(tps)
-        while left:
-            for tp, batch in (await consumer.getmany(timeout_ms=1000, max_records=50_000)).items():
-                records += len(batch)
-                if batch and batch[-1].offset >= ends[tp.partition] - 1:
-                    left.discard(tp)
-        return Ceiling(records, time.perf_counter() - started)
-    finally:
-        await consumer.stop()
-
-
 def run(ctx: Context) -> list[Figure]:
     """Restart times of a killed worker with pending deadlines (same host, fresh host, memory
     store), against an empty worker's start and a bare read of the changelog."""
@@ -331,80 +284,41 @@ def _figures(
     }
     empty_words = "a worker with an empty state (fresh app id): process start to first event processed"
     read_words = "a bare aiokafka consumer reading the whole changelog to its end (same run)"
+    same_goal = f"< {SAME_HOST_GOAL:.0f} s at {GOAL_PENDING:,} pending"
+    fresh_goal = f"<= {FRESH_HOST_GOAL:.0f} s at {GOAL_PENDING:,} pending"
     figure = _figure_maker(notes, extra)
-    return [
-        figure(
-            "same host: restart to a new event processed",
-            same.first_event,
-            empty_words,
-            empty.first_event,
-            f"< {SAME_HOST_GOAL:.0f} s at {GOAL_PENDING:,} pending",
-            at_goal and same.first_event < SAME_HOST_GOAL,
-        ),
-        figure(
-            "same host: restart to every pending deadline reported",
-            same.all_pending,
-            empty_words,
-            empty.first_event,
-        ),
-        figure(
-            "fresh host: restart to a new event processed",
-            fresh.first_event,
-            read_words,
-            ceiling.seconds,
-            f"<= {FRESH_HOST_GOAL:.0f} s at {GOAL_PENDING:,} pending",
-            at_goal and fresh.first_event <= FRESH_HOST_GOAL,
-        ),
-        figure(
-            "fresh host: restart to every pending deadline reported",
-            fresh.all_pending,
-            read_words,
-            ceiling.seconds,
-        ),
-        figure(
-            "memory store (before issue 15): restart to a new event processed",
-            memory.first_event,
-            read_words,
-            ceiling.seconds,
-        ),
-        Figure(
-            NAME,
-            "worker peak RSS, loaded (state on disk)",
-            loaded.peak_rss_mb,
-            "MiB",
-            "the same worker restarted on its own disk",
-            same.peak_rss_mb,
-            higher_is_better=False,
-            goal="<= 1 GiB at 10M pending",
-            notes=f"memory store after its restart: "
-            f"{memory.peak_rss_mb:.0f} MiB; fresh host: {fresh.peak_rss_mb:.0f} MiB; per pending "
-            f"deadline (loaded): {loaded.peak_rss_mb * 1024**2 / target:,.0f} bytes",
-            extra=extra,
-        ),
-    ]
+    rows: list[tuple[str, float, str, float, str | None, bool]] = [
+        ("same host: restart to a new event processed", same.first_event, empty_words, empty.first_event,
+         same_goal, at_goal and same.first_event < SAME_HOST_GOAL),
+        ("same host: restart to every pending deadline reported", same.all_pending, empty_words,
+         empty.first_event, None, False),
+        ("fresh host: restart to a new event processed", fresh.first_event, read_words, ceiling.seconds,
+         fresh_goal, at_goal and fresh.first_event <= FRESH_HOST_GOAL),
+        ("fresh host: restart to every pending deadline reported", fresh.all_pending, read_words,
+         ceiling.seconds, None, False),
+        ("memory store (before issue 15): restart to a new event processed", memory.first_event,
+         read_words, ceiling.seconds, None, False),
+    ]  # fmt: skip
+    rss = Figure(
+        NAME,
+        "worker peak RSS, loaded (state on disk)",
+        loaded.peak_rss_mb,
+        "MiB",
+        "the same worker restarted on its own disk",
+        same.peak_rss_mb,
+        higher_is_better=False,
+        goal="<= 1 GiB at 10M pending",
+        notes=f"memory store after its restart: {memory.peak_rss_mb:.0f} MiB; fresh host: "
+        f"{fresh.peak_rss_mb:.0f} MiB; per pending deadline (loaded): "
+        f"{loaded.peak_rss_mb * 1024**2 / target:,.0f} bytes",
+        extra=extra,
+    )
+    return [figure(*row) for row in rows] + [rss]
 
 
-def _figure_maker(notes: str, extra: dict[str, Any]) -> Any:
-    def figure(
-        name: str,
-        value: float,
-        baseline: str,
-        baseline_value: float,
-        goal: str | None = None,
-        met: bool | None = None,
-    ) -> Figure:
-        return Figure(
-            NAME,
-            name,
-            value,
-            "s",
-            baseline,
-            baseline_value,
-            higher_is_better=False,
-            goal=goal,
-            meets_goal=met if goal else None,
-            notes=notes,
-            extra=extra,
-        )
+def _figure_maker(notes: str, extra: dict[str, Any]) -> Callable[..., Figure]:
+    def figure(name: str, value: float, baseline: str, base: float, goal: str | None, met: bool) -> Figure:
+        return Figure(NAME, name, value, "s", baseline, base, higher_is_better=False, goal=goal,
+                      meets_goal=met if goal else None, notes=notes, extra=extra)  # fmt: skip
 
     return figure
