@@ -23,7 +23,8 @@ from the changelog. A partition taken away (a rebalance) drops its held writes a
 from its database and the changelog's tail when it comes back.
 
 Memory is bounded over all partitions: one block cache and one write buffer budget shared by
-every database of the table (``STORE_MEMORY``), not Faust's 2 GiB cache per database.
+every database of the table (``BLOCK_CACHE``, with the memtables, ``WRITE_BUFFERS``, counted
+in it), not Faust's 2 GiB cache and 192 MiB of memtables per database.
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ BLOCK_CACHE = 128 * 1024**2  # bytes: read cache shared by every partition's dat
 WRITE_BUFFERS = 64 * 1024**2  # bytes: memtables of every partition's database together
 WRITE_BUFFER = 16 * 1024**2  # bytes: one memtable of one database
 MAX_OPEN_FILES = 256  # per database
-STORE_MEMORY = BLOCK_CACHE + WRITE_BUFFERS  # what RocksDB may hold in RAM beyond its file indexes
 
 log = logging.getLogger(__name__)
 
