@@ -198,11 +198,23 @@ class PartitionStore(rocksdb.Store):
 
     def revoke_partitions(self, table: CollectionT, tps: set[TP]) -> None:
         """A partition taken away: its held writes go (the changelog has them if they were
-        acknowledged) and its database is closed."""
+        acknowledged) and its database is closed, so that it can be opened again at once if the
+        partition comes back (Faust leaves closing to the garbage collector)."""
         for tp in tps:
             if tp.topic in table.changelog_topic.topics:
                 self._held.pop(tp.partition, None)
+                db = self._dbs.pop(tp.partition, None)
+                if db is not None:
+                    db.close()
         super().revoke_partitions(table, tps)
+
+    async def assign_partitions(self, table: CollectionT, tps: set[TP], generation_id: int = 0) -> None:
+        """A partition (re)gained starts from its database and the changelog after it: writes
+        held for it from before (a batch that ran through the rebalance) are dropped."""
+        for tp in tps:
+            if tp.topic in table.changelog_topic.topics:
+                self._held.pop(tp.partition, None)
+        await super().assign_partitions(table, tps, generation_id)
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         log.info(
