@@ -31,6 +31,7 @@ from ebbtide.streams.worker.store import PartitionedTable, store_url
 BATCH = 500  # events per batch: one broker acknowledgement and one state write per key
 BATCH_WAIT = 0.05  # seconds to wait for a batch to fill
 READY_CHECK = "partitions"  # the worker's /readyz check
+RECOVERY_BATCH = 10_000  # changelog records read by recovery per write to the state store
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
         store=store_url(settings.state_store),  # EBBTIDE_STATE_STORE: on disk, one database per partition
         beacon=app.tables.beacon,
         extra_topic_configs=changelog_config(settings),  # compacted, min.insync.replicas (docs/topics.md)
+        recovery_buffer_size=RECOVERY_BATCH,
     )
     app.tables.add(table)
     processor = LifecycleProcessor(
@@ -118,9 +120,7 @@ def _faust_app(settings: Settings) -> faust.App:
         settings.app_id,
         **faust_config(settings),  # the brokers, the session timeout and heartbeats
         store=store_url(settings.state_store),
-        datadir=str(
-            settings.state_dir / "faust"
-        ),  # the rocksdb store's databases: <datadir>/<app id>-data/v1/tables
+        datadir=str(settings.state_dir / "faust"),  # the rocksdb store's databases: <datadir>/v1/tables
         web_enabled=True,
         # Only our token-checked page: Faust's own table, router, stats and graph pages would serve
         # the state without it.
