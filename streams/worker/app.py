@@ -17,7 +17,7 @@ import faust
 
 from ebbtide.runtime.authenticity import ClockKey, HoldKeys, TrustedKeys
 from ebbtide.runtime.endpoints import READINESS, WILDCARDS
-from ebbtide.runtime.kafka import faust_config
+from ebbtide.runtime.kafka import client_config, faust_config, secured
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.runtime.topic_spec import STATE_TABLE, changelog_config
 from ebbtide.runtime.web_token import authorised, read_or_make_token, token_file
@@ -81,6 +81,7 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
         extra_topic_configs=changelog_config(settings),  # compacted, min.insync.replicas (docs/topics.md)
         recovery_buffer_size=RECOVERY_BATCH,
     )
+    table.changelog_client = client_config(settings.kafka_bootstrap, None, secured(settings))
     app.tables.add(table)
     processor = LifecycleProcessor(
         policy,

@@ -41,6 +41,7 @@ from faust.stores import rocksdb
 from faust.types import TP, CollectionT, EventT, StoreT
 from yarl import URL
 
+from ebbtide.streams.worker.restore import read_into
 from ebbtide.streams.worker.staging import partition_of_key
 
 STORES = ("rocksdb", "memory")  # EBBTIDE_STATE_STORE
@@ -210,11 +211,34 @@ class PartitionStore(rocksdb.Store):
 
     async def assign_partitions(self, table: CollectionT, tps: set[TP], generation_id: int = 0) -> None:
         """A partition (re)gained starts from its database and the changelog after it: writes
-        held for it from before (a batch that ran through the rebalance) are dropped."""
-        for tp in tps:
-            if tp.topic in table.changelog_topic.topics:
-                self._held.pop(tp.partition, None)
+        held for it from before (a batch that ran through the rebalance) are dropped, and the
+        changelog is read into its database in bulk (``streams.worker.restore``) when the table
+        has the connection for it (``PartitionedTable.changelog_client``); Faust's recovery then
+        reads only what was written after."""
+        mine = {tp for tp in tps if tp.topic in table.changelog_topic.topics}
+        for tp in mine:
+            self._held.pop(tp.partition, None)
         await super().assign_partitions(table, tps, generation_id)
+        client = getattr(table, "changelog_client", None)
+        standbys = self.app.assignor.assigned_standbys()
+        actives = sorted(tp.partition for tp in mine if tp not in standbys and tp.partition in self._dbs)
+        if client is None or not actives:
+            return
+        topic = table.changelog_topic_name  # type: ignore[attr-defined]
+        dbs = {p: (self._next_offset(TP(topic, p)), self._dbs[p]) for p in actives}
+        restored = await read_into(client, topic, dbs, self.offset_key)
+        self.restored += restored.records
+        log.info(
+            "state store: %d changelog records of partitions %s read in bulk in %.2f s",
+            restored.records,
+            ",".join(map(str, actives)),
+            restored.seconds,
+        )
+
+    def _next_offset(self, tp: TP) -> int:
+        """The first changelog offset the partition's database does not have."""
+        persisted = self.persisted_offset(tp)
+        return 0 if persisted is None else persisted + 1
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         log.info(
@@ -247,6 +271,9 @@ class PartitionedTable(faust.Table[str, Any]):
     store (:class:`PartitionStore`) the writes then go to disk with their changelog offsets."""
 
     _unacked: list[Any] | None = None
+    # The connection (ebbtide.runtime.kafka.client_config) for reading the changelog in bulk when
+    # a partition is assigned (streams.worker.restore); None: Faust's recovery reads it all.
+    changelog_client: dict[str, Any] | None = None
 
     def _new_store_by_url(self, url: str | URL) -> StoreT[Any, Any]:
         if URL(str(url)).scheme != "rocksdb":
