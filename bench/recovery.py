@@ -304,7 +304,13 @@ def _figures(
         ("memory store (before issue 15): restart to a new event processed", memory.first_event,
          read_words, ceiling.seconds, None, False),
     ]  # fmt: skip
-    rss = Figure(
+    return [figure(*row) for row in rows] + [_rss_figure(target, loaded, same, fresh, memory, extra)]
+
+
+def _rss_figure(
+    target: int, loaded: Load, same: Restart, fresh: Restart, memory: Restart, extra: dict[str, Any]
+) -> Figure:
+    return Figure(
         NAME,
         "worker peak RSS, loaded (state on disk)",
         loaded.peak_rss_mb,
@@ -318,7 +324,6 @@ def _figures(
         f"{loaded.peak_rss_mb * 1024**2 / target:,.0f} bytes",
         extra=extra,
     )
-    return [figure(*row) for row in rows] + [rss]
 
 
 def _figure_maker(notes: str, extra: dict[str, Any]) -> Callable[..., Figure]:
