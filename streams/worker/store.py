@@ -152,13 +152,14 @@ class PartitionStore(rocksdb.Store):
 
     def persist(self, offsets: Mapping[int, int]) -> None:
         """Write the held writes of each partition with ``offsets[partition]``, the offset of its
-        last acknowledged changelog message, in one atomic write batch per partition. A partition
-        no longer open here (revoked meanwhile) is skipped: its next owner reads the changelog."""
+        last acknowledged changelog message, in one atomic write batch per partition (without
+        an offset if none is known: every held write is acknowledged, so a database ahead of its
+        offset only has the tail replayed over it again). A partition no longer open here
+        (revoked meanwhile) is skipped: its next owner reads the changelog."""
         held, self._held = self._held, {}
         for partition, writes in held.items():
             db = self._dbs.get(partition)
-            offset = offsets.get(partition)
-            if db is None or offset is None:
+            if db is None:
                 continue
             batch = rocksdict.WriteBatch(raw_mode=True)
             for key, value in writes.items():
@@ -166,7 +167,9 @@ class PartitionStore(rocksdb.Store):
                     batch.delete(key)
                 else:
                     batch.put(key, value)
-            batch.put(self.offset_key, str(offset).encode())
+            offset = offsets.get(partition)
+            if offset is not None:
+                batch.put(self.offset_key, str(offset).encode())
             db.write(batch)
 
     def apply_changelog_batch(
@@ -310,7 +313,8 @@ class PartitionedTable(faust.Table[str, Any]):
         if isinstance(store, PartitionStore):
             offsets: dict[int, int] = {}
             for sent in acked:  # faust RecordMetadata
-                offsets[sent.partition] = max(sent.offset, offsets.get(sent.partition, -1))
+                if sent is not None:
+                    offsets[sent.partition] = max(sent.offset, offsets.get(sent.partition, -1))
             store.persist(offsets)
 
     def partition_items(self, partition: int) -> Iterator[tuple[str, Any]]:
