@@ -249,12 +249,14 @@ def run(ctx: Context) -> list[Figure]:
 
 
 def _elsewhere(settings: Settings, label: str) -> Settings:
-    """The same app id, group member id and topics, on an empty state dir (another host)."""
+    """The same app id, group member id and topics, on an empty state dir (another host). The
+    same web port (the worker before it has stopped): Faust puts the worker's web URL in the group
+    metadata and refuses an assignment a static member rejoining with the same id gets back
+    under another URL."""
     return replace(
         settings,
         state_dir=settings.state_dir.parent / f"{settings.state_dir.name}-{label}",
         worker_metrics_port=free_port(),
-        worker_web_port=free_port(),
     )
 
 
