@@ -137,8 +137,13 @@ class PartitionStore(rocksdb.Store):
         """The partition's database if this worker holds the partition (active or standby),
         opened if need be; None for a partition held elsewhere (reads as empty)."""
         db = self._dbs.get(partition)
-        if db is None and self._holds(partition):
-            db = self._db_for_partition(partition)
+        if db is None:
+            if self._holds(partition):
+                opened: rocksdict.Rdict = self._db_for_partition(partition)
+                return opened
+            log.info(  # a read of a partition not held here reads as empty: say so
+                "state store: partition %d read but not held (open: %s)", partition, sorted(self._dbs)
+            )
         return db
 
     def _holds(self, partition: int) -> bool:
