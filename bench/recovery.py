@@ -2,21 +2,32 @@
 
 A worker builds up ``ctx.size.recovery_pending`` pending deadlines (one client record of a
 closed account per subject; no tick is ever sent, so none falls due), commits, and is killed
-with SIGKILL. A new worker with the same app id must recover its table from the changelog
-and rebuild the due index before it processes anything new. The baseline is a worker with
-an empty state starting and processing its first event, measured in the same run.
+with SIGKILL. Then, with the same app id (so the same group and changelog), one after the other:
+
+- **same host**: a worker on the killed one's state dir (the on-disk store, EBBTIDE_STATE_STORE
+  rocksdb) opens its partition databases and reads only the changelog written after them;
+- **fresh host**: a worker on an empty state dir reads the whole changelog into its databases;
+- **memory store**: a worker with EBBTIDE_STATE_STORE=memory (the store before issue 15) reads
+  and decodes the whole changelog into RAM.
+
+Each must rebuild the due index and process a new event. Baselines from the same run: a worker
+with an empty state (its start alone), and the ceiling of a changelog read, a bare aiokafka
+consumer reading the same changelog from its start to its end (records and seconds). Each
+worker's peak resident memory (VmHWM) is reported beside its times.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kafka import TopicPartition
 
+from bench.changelog import Ceiling, read_to_end
 from bench.common import Context, Figure
 from bench.stamping import (
     CONSUMED,
@@ -33,6 +44,7 @@ from ebbtide.runtime.kafka import end_offsets, offsets_reader
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.schemas import LIFECYCLE_EVENT, codec_for
 from ebbtide.tools import processes
+from ebbtide.tools.processes import free_port
 
 NAME = "recovery"
 PENDING = "ebbtide_pending_deadlines"
@@ -47,6 +59,9 @@ PHASES = {
     "recovery_done": "Recovery complete",
     "worker_ready": "Worker ready",
 }
+SAME_HOST_GOAL = 15.0  # seconds, at 1M pending (the issue's goal)
+FRESH_HOST_GOAL = 60.0
+GOAL_PENDING = 1_000_000
 
 
 def _event(event_id: str, subject: str, when: datetime, kind: str, **payload: Any) -> dict[str, Any]:
@@ -132,6 +147,15 @@ class Restart:
     first_event: float  # it has processed a new event published right after start
     all_pending: float  # it reports every pending deadline again (0.0 for an empty state)
     phases: dict[str, float]  # Faust's own milestones, from its INFO log (see PHASES)
+    peak_rss_mb: float  # the process's peak resident memory (VmHWM) when it had every pending
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set size (``VmHWM`` of /proc/PID/status), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def log_phases(log: Path, started: float) -> dict[str, float]:
@@ -145,7 +169,7 @@ def log_phases(log: Path, started: float) -> dict[str, float]:
     return found
 
 
-def start_and_probe(settings: Settings, label: str, target: int, timeout: float) -> Restart:
+def start_and_probe(settings: Settings, label: str, target: float, timeout: float) -> Restart:
     """Start a worker, publish one new event per partition, time the milestones."""
     started, wall = time.perf_counter(), time.time()
     with running(f"worker-{label}", settings, "--loglevel", "info") as child:
@@ -158,26 +182,43 @@ def start_and_probe(settings: Settings, label: str, target: int, timeout: float)
         full = first
         if target:
             full, _ = wait_metrics(child, port, lambda s: _pending(s) >= target, timeout)
+        rss = peak_rss_mb(child.process.pid)
     return Restart(
-        up - started, first - started, full - started if target else 0.0, log_phases(child.log, wall)
+        up - started, first - started, full - started if target else 0.0, log_phases(child.log, wall), rss
     )
 
 
-def load_and_kill(settings: Settings, target: int, timeout: float) -> float:
+@dataclass(frozen=True)
+class Load:
+    seconds: float  # from the worker's start until it reported every pending deadline
+    peak_rss_mb: float  # its peak resident memory then
+    consumed: float  # events its counter says it consumed (more than published: some twice)
+    published: int
+    pending: float  # the pending deadlines it reported at the end (three copies per subject)
+
+
+def load_and_kill(settings: Settings, target: int, timeout: float) -> Load:
     """Build up ``target`` pending deadlines in a worker, wait for its commit, SIGKILL it."""
     publish(settings, Topics(settings.topic_prefix).events, pending_events(target))
     started = time.perf_counter()
-    with running("worker-loaded", settings) as child:
+    with running("worker-loaded", settings, "--loglevel", "info") as child:
         done, _ = wait_metrics(
-            child, settings.worker_metrics_port, lambda s: _pending(s) >= target, timeout, poll=SLOW_POLL
+            child,
+            settings.worker_metrics_port,
+            lambda s: processes.total(s, CONSUMED) >= 2 * target,
+            timeout,
+            poll=SLOW_POLL,
         )
-        wait_committed(settings, 60.0 + target / 2000)  # the tail of a big load takes a while to commit
+        wait_committed(settings, timeout)
+        rss = peak_rss_mb(child.process.pid)
+        samples = processes.scrape(settings.worker_metrics_port)
         child.kill()
-    return done - started
+    return Load(done - started, rss, processes.total(samples, CONSUMED), 2 * target, _pending(samples))
 
 
 def run(ctx: Context) -> list[Figure]:
-    """Restart time of a killed worker with pending deadlines, against an empty worker's start."""
+    """Restart times of a killed worker with pending deadlines (same host, fresh host, memory
+    store), against an empty worker's start and a bare read of the changelog."""
     target = ctx.size.recovery_pending
     timeout = 120 + target / 200
     ctx.report(f"{NAME}: empty worker (baseline), session timeout {SESSION_TIMEOUT}s")
@@ -186,48 +227,110 @@ def run(ctx: Context) -> list[Figure]:
     ctx.report(f"{NAME}: empty worker processed its first event after {empty.first_event:.2f}s")
     with scratch(ctx, NAME, session_timeout=SESSION_TIMEOUT, worker_instance_id="bench-recovery") as settings:
         ctx.report(f"{NAME}: loading {target:,} pending deadlines ({2 * target:,} events)")
-        loaded = load_and_kill(settings, target, timeout)
-        ctx.report(f"{NAME}: loaded in {loaded:.1f}s, killed (SIGKILL); restarting")
-        back = start_and_probe(settings, "restart", target, timeout)
-    ctx.report(f"{NAME}: back after {back.first_event:.2f}s, all pending after {back.all_pending:.2f}s")
-    baseline = "a worker with an empty state (fresh app id): process start to first event processed"
-    notes = (
-        f"{target:,} pending deadlines ({2 * target:,} events, changelog of the state table "
-        f"holds about {4 * target:,} writes), killed with SIGKILL after its offsets were "
-        f"committed; session_timeout={SESSION_TIMEOUT}s, static membership "
-        f"(worker_instance_id) for the restarted worker, --loglevel info for both; "
-        f"new worker's /metrics up after {back.metrics_up:.2f}s (empty: {empty.metrics_up:.2f}s); "
-        f"the loaded worker took {loaded:.1f}s to consume the {2 * target:,} events; "
-        f"restart phases (s from process start, Faust log): {back.phases}"
+        loaded = load_and_kill(settings, target, 300 + target / 20)  # a busy machine does 200 events/s
+        ctx.report(f"{NAME}: loaded in {loaded.seconds:.1f}s, killed (SIGKILL); reading the changelog")
+        ceiling = read_to_end(settings)
+        ctx.report(
+            f"{NAME}: changelog read to its end: {ceiling.records:,} records in {ceiling.seconds:.2f}s"
+        )
+        same = start_and_probe(settings, "same-host", loaded.pending, timeout)
+        ctx.report(
+            f"{NAME}: same host back after {same.first_event:.2f}s, all pending {same.all_pending:.2f}s"
+        )
+        fresh = start_and_probe(_elsewhere(settings, "fresh-host"), "fresh-host", loaded.pending, timeout)
+        ctx.report(
+            f"{NAME}: fresh host back after {fresh.first_event:.2f}s, all pending {fresh.all_pending:.2f}s"
+        )
+        memory = start_and_probe(
+            replace(_elsewhere(settings, "memory"), state_store="memory"), "memory", loaded.pending, timeout
+        )
+        ctx.report(f"{NAME}: memory store back after {memory.first_event:.2f}s")
+    return _figures(target, empty, loaded, ceiling, same, fresh, memory)
+
+
+def _elsewhere(settings: Settings, label: str) -> Settings:
+    """The same app id, group member id and topics, on an empty state dir (another host). The
+    same web port (the worker before it has stopped): Faust puts the worker's web URL in the group
+    metadata and refuses an assignment a static member rejoining with the same id gets back
+    under another URL."""
+    return replace(
+        settings,
+        state_dir=settings.state_dir.parent / f"{settings.state_dir.name}-{label}",
+        worker_metrics_port=free_port(),
     )
-    extra = {
+
+
+def _figures(
+    target: int,
+    empty: Restart,
+    loaded: Load,
+    ceiling: Ceiling,
+    same: Restart,
+    fresh: Restart,
+    memory: Restart,
+) -> list[Figure]:
+    at_goal = target >= GOAL_PENDING
+    notes = (
+        f"{target:,} pending deadlines ({2 * target:,} events); the changelog holds {ceiling.records:,} "
+        f"records, read to its end by a bare aiokafka consumer in {ceiling.seconds:.2f}s "
+        f"({ceiling.rate:,.0f} records/s); killed with SIGKILL after its offsets were committed; "
+        f"session_timeout={SESSION_TIMEOUT}s, static membership; the loaded worker took "
+        f"{loaded.seconds:.1f}s and consumed {loaded.consumed:,.0f} events of {loaded.published:,} "
+        f"published; restart phases (s from process start, Faust log): same host {same.phases}, "
+        f"fresh host {fresh.phases}, memory store {memory.phases}"
+    )
+    extra: dict[str, Any] = {
         "pending": target,
         "session_timeout_s": SESSION_TIMEOUT,
-        "load_seconds": loaded,
-        "restart": vars(back),
+        "load": vars(loaded),
+        "ceiling": {**vars(ceiling), "records_per_s": ceiling.rate},
+        "same_host": vars(same),
+        "fresh_host": vars(fresh),
+        "memory_store": vars(memory),
         "empty": vars(empty),
     }
-    return [
-        Figure(
-            NAME,
-            "restart to a new event processed",
-            back.first_event,
-            "s",
-            baseline,
-            empty.first_event,
-            higher_is_better=False,
-            notes=notes,
-            extra=extra,
-        ),
-        Figure(
-            NAME,
-            "restart to every pending deadline reported",
-            back.all_pending,
-            "s",
-            baseline,
-            empty.first_event,
-            higher_is_better=False,
-            notes=notes,
-            extra=extra,
-        ),
-    ]
+    empty_words = "a worker with an empty state (fresh app id): process start to first event processed"
+    read_words = "a bare aiokafka consumer reading the whole changelog to its end (same run)"
+    same_goal = f"< {SAME_HOST_GOAL:.0f} s at {GOAL_PENDING:,} pending"
+    fresh_goal = f"<= {FRESH_HOST_GOAL:.0f} s at {GOAL_PENDING:,} pending"
+    figure = _figure_maker(notes, extra)
+    rows: list[tuple[str, float, str, float, str | None, bool]] = [
+        ("same host: restart to a new event processed", same.first_event, empty_words, empty.first_event,
+         same_goal, at_goal and same.first_event < SAME_HOST_GOAL),
+        ("same host: restart to every pending deadline reported", same.all_pending, empty_words,
+         empty.first_event, None, False),
+        ("fresh host: restart to a new event processed", fresh.first_event, read_words, ceiling.seconds,
+         fresh_goal, at_goal and fresh.first_event <= FRESH_HOST_GOAL),
+        ("fresh host: restart to every pending deadline reported", fresh.all_pending, read_words,
+         ceiling.seconds, None, False),
+        ("memory store (before issue 15): restart to a new event processed", memory.first_event,
+         read_words, ceiling.seconds, None, False),
+    ]  # fmt: skip
+    return [figure(*row) for row in rows] + [_rss_figure(target, loaded, same, fresh, memory, extra)]
+
+
+def _rss_figure(
+    target: int, loaded: Load, same: Restart, fresh: Restart, memory: Restart, extra: dict[str, Any]
+) -> Figure:
+    return Figure(
+        NAME,
+        "worker peak RSS, loaded (state on disk)",
+        loaded.peak_rss_mb,
+        "MiB",
+        "the same worker restarted on its own disk",
+        same.peak_rss_mb,
+        higher_is_better=False,
+        goal="<= 1 GiB at 10M pending",
+        notes=f"memory store after its restart: {memory.peak_rss_mb:.0f} MiB; fresh host: "
+        f"{fresh.peak_rss_mb:.0f} MiB; per pending deadline (loaded): "
+        f"{loaded.peak_rss_mb * 1024**2 / target:,.0f} bytes",
+        extra=extra,
+    )
+
+
+def _figure_maker(notes: str, extra: dict[str, Any]) -> Callable[..., Figure]:
+    def figure(name: str, value: float, baseline: str, base: float, goal: str | None, met: bool) -> Figure:
+        return Figure(NAME, name, value, "s", baseline, base, higher_is_better=False, goal=goal,
+                      meets_goal=met if goal else None, notes=notes, extra=extra)  # fmt: skip
+
+    return figure

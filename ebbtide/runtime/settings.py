@@ -33,6 +33,10 @@ class Settings:
     partitions: int = 4
     app_id: str = "ebbtide-lifecycle"
     state_dir: Path = Path(".state")
+    # Where the worker keeps its state table: rocksdb (on local disk under <state dir>/faust, one
+    # database per partition; a restart replays only the changelog written since) or memory (all
+    # of it in RAM, read again from the changelog on every start).
+    state_store: str = "rocksdb"
     # Every HTTP endpoint (/metrics, /healthz, /readyz of each process, the worker's web) listens on
     # http_host (0.0.0.0: every interface); each process kind on its own port.
     http_host: str = "127.0.0.1"
@@ -140,6 +144,8 @@ class Settings:
         if settings.clock_mode not in ("wall", "replay"):
             raise SettingsError("EBBTIDE_CLOCK_MODE must be wall or replay")
         _check_topic_durability(settings)
+        if settings.state_store not in ("rocksdb", "memory"):
+            raise SettingsError("EBBTIDE_STATE_STORE must be rocksdb or memory")
         if settings.log_format not in ("text", "json"):
             raise SettingsError("EBBTIDE_LOG_FORMAT must be text or json")
         if settings.checkpoint_every < 1:

@@ -7,7 +7,6 @@ moved, and resume reporting them once their state is recovered."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import socket
@@ -19,7 +18,7 @@ import faust
 
 from ebbtide.runtime.authenticity import ClockKey, HoldKeys, TrustedKeys
 from ebbtide.runtime.endpoints import READINESS, WILDCARDS
-from ebbtide.runtime.kafka import faust_config
+from ebbtide.runtime.kafka import client_config, faust_config, secured
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.runtime.topic_spec import STATE_TABLE, changelog_config
 from ebbtide.runtime.web_token import authorised, read_or_make_token, token_file
@@ -28,7 +27,7 @@ from ebbtide.streams.worker.batch import BatchStep
 from ebbtide.streams.worker.certify import CertificateSigner
 from ebbtide.streams.worker.processor import LifecycleProcessor
 from ebbtide.streams.worker.routing import Out
-from ebbtide.streams.worker.staging import partition_of_key
+from ebbtide.streams.worker.store import PartitionedTable, store_url
 
 BATCH = 500  # events per batch: one broker acknowledgement and one state write per key
 BATCH_WAIT = 0.05  # seconds to wait for a batch to fill
@@ -37,34 +36,9 @@ READY_CHECK = "partitions"  # the worker's /readyz check
 # of short-lived acyclic values that reference counting frees; at the default, collections cost
 # the worker about a tenth of its time per event.
 GC_THRESHOLDS = (50_000, 20, 10)
+RECOVERY_BATCH = 10_000  # changelog records read by recovery per write to the state store
 
 log = logging.getLogger(__name__)
-
-
-class PartitionedTable(faust.Table[str, Any]):
-    """A table whose keys name their partition (``s:<p>:…``, ``p:<p>``), so every write goes to
-    the changelog partition of the source partition it belongs to, also when written after a
-    batch rather than while its event is the current one. Its changelog messages are kept until
-    :meth:`written` has awaited the broker's acknowledgement of them."""
-
-    _unacked: list[Any] | None = None
-
-    def partition_for_key(self, key: Any) -> int | None:
-        return partition_of_key(key)
-
-    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
-        sent = super().send_changelog(*args, **kwargs)
-        if self._unacked is None:
-            self._unacked = []
-        self._unacked.append(sent)
-        return sent
-
-    async def written(self) -> None:
-        """Wait until the broker has acknowledged every changelog message sent since the last call
-        (raises if one failed)."""
-        pending, self._unacked = self._unacked or [], []
-        if pending:
-            await asyncio.gather(*pending)
 
 
 def lean_collections() -> None:
@@ -115,9 +89,12 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
         name=STATE_TABLE,
         value_type=bytes,  # Faust's "raw" value serializer: the bytes as they are
         partitions=settings.partitions,
+        store=store_url(settings.state_store),  # EBBTIDE_STATE_STORE: on disk, one database per partition
         beacon=app.tables.beacon,
         extra_topic_configs=changelog_config(settings),  # compacted, min.insync.replicas (docs/topics.md)
+        recovery_buffer_size=RECOVERY_BATCH,
     )
+    table.changelog_client = client_config(settings.kafka_bootstrap, None, secured(settings))
     app.tables.add(table)
     processor = LifecycleProcessor(
         policy,
@@ -157,8 +134,8 @@ def _faust_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.app_id,
         **faust_config(settings),  # the brokers, the session timeout and heartbeats
-        store="memory://",
-        datadir=str(settings.state_dir / "faust"),
+        store=store_url(settings.state_store),
+        datadir=str(settings.state_dir / "faust"),  # the rocksdb store's databases: <datadir>/v1/tables
         web_enabled=True,
         # Only our token-checked page: Faust's own table, router, stats and graph pages would serve
         # the state without it.

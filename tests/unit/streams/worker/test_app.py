@@ -55,7 +55,9 @@ class Producer:
 
 def worker(tmp_path: Path, producer: Producer) -> tuple[faust.App, Topics, int]:
     """The worker's app with a fake producer; its topics and partition count."""
-    settings = Settings(state_dir=tmp_path, topic_prefix="unit.app", app_id="unit-app")
+    # The memory store: no partition is assigned here, and the rocksdb store reads and writes only
+    # the partitions the worker holds (tests/integration/streams/test_state_on_disk.py).
+    settings = Settings(state_dir=tmp_path, topic_prefix="unit.app", app_id="unit-app", state_store="memory")
     app = create_app(settings, bootstrap.policy(settings), HoldKeys())  # no hold signer trusted
     app._producer = producer  # type: ignore[attr-defined]  # what app.producer returns
     return app, Topics(settings.topic_prefix), settings.partitions

@@ -1,0 +1,336 @@
+"""The worker's state table on local disk: Faust's RocksDB store (rocksdict), one database per
+partition under the state directory, so a restarted worker replays only the changelog's tail.
+
+Every key names its partition (``streams.worker.staging``), so a write lands in the database of
+the partition its key names and a read goes straight to that one database: Faust's own store
+takes the partition of the event being processed, which is not the key's when the batch step
+writes a batch's state after the batch (``streams.worker.batch``).
+
+A database holds a prefix of its changelog partition and the offset it reaches, written together:
+
+- a write to the table is held in memory (reads see it) until the batch step has the broker's
+  acknowledgement of its changelog message (:meth:`PartitionStore.persist`, called by
+  ``PartitionedTable.written``); then the batch's writes of each partition and the offset of its
+  last acknowledged changelog message go to that partition's database in one atomic RocksDB
+  write batch. A SIGKILL before that loses nothing the changelog has (the next start replays it
+  from the offset the database holds) and leaves no write the changelog lacks;
+- what recovery reads from the changelog is written with its offset the same way
+  (:meth:`PartitionStore.apply_changelog_batch`).
+
+RocksDB's write-ahead log (not synced per write) keeps every atomic write through a crash of
+the process; a crash of the host may lose the last ones, and the next start then replays them
+from the changelog. A partition taken away (a rebalance) drops its held writes and is reopened
+from its database and the changelog's tail when it comes back.
+
+Memory is bounded over all partitions: one block cache and one write buffer budget shared by
+every database of the table (``BLOCK_CACHE``, with the memtables, ``WRITE_BUFFERS``, counted
+in it), not Faust's 2 GiB cache and 192 MiB of memtables per database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import faust
+import rocksdict
+from faust.stores import rocksdb
+from faust.types import TP, CollectionT, EventT, StoreT
+from yarl import URL
+
+from ebbtide.streams.worker.restore import read_into
+from ebbtide.streams.worker.staging import partition_of_key
+
+STORES = ("rocksdb", "memory")  # EBBTIDE_STATE_STORE
+BLOCK_CACHE = 128 * 1024**2  # bytes: read cache shared by every partition's database
+WRITE_BUFFERS = 64 * 1024**2  # bytes: memtables of every partition's database together
+WRITE_BUFFER = 16 * 1024**2  # bytes: one memtable of one database
+MAX_OPEN_FILES = 256  # per database
+
+log = logging.getLogger(__name__)
+
+
+def store_url(store: str) -> str:
+    """Faust's store URL for EBBTIDE_STATE_STORE (``rocksdb`` or ``memory``)."""
+    return f"{store}://"
+
+
+class SharedOptions(rocksdb.RocksDBOptions):
+    """RocksDB options of the table's databases: one block cache and one write buffer budget for
+    all of them (Faust's defaults give each database its own 2 GiB cache and 192 MiB of
+    memtables). Index and filter blocks are kept in the cache, so they count against it."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            max_open_files=MAX_OPEN_FILES,
+            write_buffer_size=WRITE_BUFFER,
+            max_write_buffer_number=2,
+            block_cache_size=BLOCK_CACHE,
+            use_rocksdict=True,
+        )
+        self.cache = rocksdict.Cache(BLOCK_CACHE)
+        self.buffers = rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
+            WRITE_BUFFERS, False, self.cache
+        )
+
+    def as_options(self) -> rocksdict.Options:
+        options = rocksdict.Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_max_open_files(MAX_OPEN_FILES)
+        options.set_write_buffer_size(WRITE_BUFFER)
+        options.set_max_write_buffer_number(2)
+        options.set_target_file_size_base(self.target_file_size_base)
+        options.set_write_buffer_manager(self.buffers)
+        options.set_compression_type(rocksdict.DBCompressionType.lz4())
+        table = rocksdict.BlockBasedOptions()
+        table.set_bloom_filter(10, False)  # full filters: a point read touches one block
+        table.set_block_cache(self.cache)
+        table.set_cache_index_and_filter_blocks(True)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+        options.set_block_based_table_factory(table)
+        return options
+
+    def open(self, path: Path, *, read_only: bool = False) -> rocksdict.Rdict:
+        db = rocksdict.Rdict(
+            str(path), options=self.as_options(), access_type=rocksdict.AccessType.read_write()
+        )
+        db.set_read_options(rocksdict.ReadOptions())
+        return db
+
+
+class PartitionStore(rocksdb.Store):
+    """Faust's RocksDB store, by the partition each key names, with writes held until their
+    changelog messages are acknowledged (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, driver="rocksdict", **kwargs)
+        self.rocksdb_options = SharedOptions()
+        self._held: dict[int, dict[bytes, bytes | None]] = {}  # partition -> key -> value (None: deleted)
+        self.restored = 0  # changelog records written by recovery since the start (logged, tested)
+
+    def partition_of(self, key: bytes) -> int:
+        """The partition a stored key names (keys are stored as the table's key serializer
+        encodes them)."""
+        return partition_of_key(self._decode_key(key))
+
+    def _set(self, key: bytes, value: bytes | None) -> None:
+        self._held.setdefault(self.partition_of(key), {})[key] = value
+
+    def _del(self, key: bytes) -> None:
+        self._held.setdefault(self.partition_of(key), {})[key] = None
+
+    def _get(self, key: bytes) -> bytes | None:
+        partition = self.partition_of(key)
+        held = self._held.get(partition)
+        if held is not None and key in held:
+            return held[key]
+        db = self._open_db(partition)
+        return None if db is None else db.get(key)
+
+    def _contains(self, key: bytes) -> bool:
+        return self._get(key) is not None
+
+    def _open_db(self, partition: int) -> rocksdict.Rdict | None:
+        """The partition's database if this worker holds the partition (active or standby),
+        opened if need be; None for a partition held elsewhere (reads as empty)."""
+        db = self._dbs.get(partition)
+        if db is None:
+            if self._holds(partition):
+                opened: rocksdict.Rdict = self._db_for_partition(partition)
+                return opened
+            log.info(  # a read of a partition not held here reads as empty: say so
+                "state store: partition %d read but not held (open: %s)", partition, sorted(self._dbs)
+            )
+        return db
+
+    def _holds(self, partition: int) -> bool:
+        tp = TP(self.table.changelog_topic_name, partition)  # type: ignore[attr-defined]
+        assignor = self.app.assignor
+        return tp in assignor.assigned_actives() or tp in assignor.assigned_standbys()
+
+    def set_persisted_offset(self, tp: TP, offset: int) -> None:
+        """Faust calls this once a changelog message is acknowledged: the offset is written with
+        the writes it covers, by :meth:`persist`, instead."""
+
+    def persist(self, offsets: Mapping[int, int]) -> None:
+        """Write the held writes of each partition with ``offsets[partition]``, the offset of its
+        last acknowledged changelog message, in one atomic write batch per partition (without
+        an offset if none is known: every held write is acknowledged, so a database ahead of its
+        offset only has the tail replayed over it again). A partition no longer open here
+        (revoked meanwhile) is skipped: its next owner reads the changelog."""
+        held, self._held = self._held, {}
+        for partition, writes in held.items():
+            db = self._dbs.get(partition)
+            if db is None:
+                continue
+            batch = rocksdict.WriteBatch(raw_mode=True)
+            for key, value in writes.items():
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+            offset = offsets.get(partition)
+            if offset is not None:
+                batch.put(self.offset_key, str(offset).encode())
+            db.write(batch)
+
+    def apply_changelog_batch(
+        self,
+        batch: Iterable[EventT[Any]],
+        to_key: Callable[[Any], Any],
+        to_value: Callable[[Any], Any],
+    ) -> None:
+        """Write changelog records read by recovery as they are (keys and values not decoded),
+        each partition's with its last offset in one atomic write batch."""
+        batches: dict[int, rocksdict.WriteBatch] = {}
+        offsets: dict[int, int] = {}
+        count = 0
+        for event in batch:
+            message = event.message
+            key: bytes = message.key  # type: ignore[assignment]  # changelog keys are never None
+            out = batches.get(message.partition)
+            if out is None:
+                out = batches[message.partition] = rocksdict.WriteBatch(raw_mode=True)
+            if message.value is None:
+                out.delete(key)
+            else:
+                out.put(key, message.value)
+            offsets[message.partition] = max(message.offset, offsets.get(message.partition, -1))
+            count += 1
+        for partition, out in batches.items():
+            out.put(self.offset_key, str(offsets[partition]).encode())
+            self._db_for_partition(partition).write(out)
+        self.restored += count
+
+    def revoke_partitions(self, table: CollectionT, tps: set[TP]) -> None:
+        """A partition taken away: its held writes go (the changelog has them if they were
+        acknowledged) and its database is closed, so that it can be opened again at once if the
+        partition comes back (Faust leaves closing to the garbage collector)."""
+        for tp in tps:
+            if tp.topic in table.changelog_topic.topics:
+                self._held.pop(tp.partition, None)
+                db = self._dbs.pop(tp.partition, None)
+                if db is not None:
+                    db.close()
+        super().revoke_partitions(table, tps)
+
+    async def assign_partitions(self, table: CollectionT, tps: set[TP], generation_id: int = 0) -> None:
+        """A partition (re)gained starts from its database and the changelog after it: writes
+        held for it from before (a batch that ran through the rebalance) are dropped, and the
+        changelog is read into its database in bulk (``streams.worker.restore``) when the table
+        has the connection for it (``PartitionedTable.changelog_client``); Faust's recovery then
+        reads only what was written after."""
+        mine = {tp for tp in tps if tp.topic in table.changelog_topic.topics}
+        for tp in mine:
+            self._held.pop(tp.partition, None)
+        await super().assign_partitions(table, tps, generation_id)
+        client = getattr(table, "changelog_client", None)
+        standbys = self.app.assignor.assigned_standbys()
+        actives = sorted(tp.partition for tp in mine if tp not in standbys and tp.partition in self._dbs)
+        if client is None or not actives:
+            return
+        topic = table.changelog_topic_name  # type: ignore[attr-defined]
+        dbs = {p: (self._next_offset(TP(topic, p)), self._dbs[p]) for p in actives}
+        restored = await read_into(client, topic, dbs, self.offset_key)
+        self.restored += restored.records
+        log.info(
+            "state store: %d changelog records of partitions %s read in bulk in %.2f s",
+            restored.records,
+            ",".join(map(str, actives)),
+            restored.seconds,
+        )
+
+    def _next_offset(self, tp: TP) -> int:
+        """The first changelog offset the partition's database does not have."""
+        persisted = self.persisted_offset(tp)
+        return 0 if persisted is None else persisted + 1
+
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        log.info(
+            "state store: %d changelog records restored since the start (partitions %s on disk)",
+            self.restored,
+            ",".join(str(p) for p in sorted(self._dbs)) or "none",
+        )
+        await super().on_recovery_completed(active_tps, standby_tps)
+
+    def partition_items(self, partition: int) -> Iterator[tuple[str, bytes]]:
+        """The keys and stored values of one partition, lazily, from its database (values as
+        stored: not decoded), with the writes held for it in place of what is on disk."""
+        held = dict(self._held.get(partition, {}))
+        db = self._open_db(partition)
+        if db is not None:
+            for key, value in db.items():
+                if key == self.offset_key or key in held:
+                    continue
+                yield self._decode_key(key), value  # type: ignore[arg-type]  # raw mode: bytes
+        for key, value in held.items():
+            if value is not None:
+                yield self._decode_key(key), value
+
+
+class PartitionedTable(faust.Table[str, Any]):
+    """A table whose keys name their partition (``s:<p>:…``, ``p:<p>``), so every write goes to
+    the changelog partition of the source partition it belongs to, also when written after a
+    batch rather than while its event is the current one. Its changelog messages are kept until
+    :meth:`written` has awaited the broker's acknowledgement of them; with the ``rocksdb://``
+    store (:class:`PartitionStore`) the writes then go to disk with their changelog offsets."""
+
+    _unacked: list[Any] | None = None
+    # The connection (ebbtide.runtime.kafka.client_config) for reading the changelog in bulk when
+    # a partition is assigned (streams.worker.restore); None: Faust's recovery reads it all.
+    changelog_client: dict[str, Any] | None = None
+
+    def _new_store_by_url(self, url: str | URL) -> StoreT[Any, Any]:
+        if URL(str(url)).scheme != "rocksdb":
+            return super()._new_store_by_url(url)
+        return PartitionStore(
+            url,
+            self.app,
+            self,
+            table_name=self.name,
+            key_type=self.key_type,
+            key_serializer=self.key_serializer,
+            value_serializer=self.value_serializer,
+            value_type=self.value_type,
+            loop=self.loop,
+            options=self.options,
+        )
+
+    def partition_for_key(self, key: Any) -> int | None:
+        return partition_of_key(key)
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        sent = super().send_changelog(*args, **kwargs)
+        if self._unacked is None:
+            self._unacked = []
+        self._unacked.append(sent)
+        return sent
+
+    async def written(self) -> None:
+        """Wait until the broker has acknowledged every changelog message sent since the last call
+        (raises if one failed); then write what they changed to disk (with the rocksdb store)."""
+        pending, self._unacked = self._unacked or [], []
+        acked = await asyncio.gather(*pending) if pending else []
+        store = self.data
+        if isinstance(store, PartitionStore):
+            offsets: dict[int, int] = {}
+            for sent in acked:  # faust RecordMetadata
+                if sent is not None:
+                    offsets[sent.partition] = max(sent.offset, offsets.get(sent.partition, -1))
+            store.persist(offsets)
+
+    def partition_items(self, partition: int) -> Iterator[tuple[str, Any]]:
+        """The keys and values of one partition, lazily: read from its own database with the
+        rocksdb store (values decoded by the table's value serializer: unchanged bytes with
+        ``raw``); picked out of every key with the memory store."""
+        store = self.data
+        if isinstance(store, PartitionStore):
+            for key, value in store.partition_items(partition):
+                yield key, store._decode_value(value)
+            return
+        for key in list(self.keys()):
+            if partition_of_key(key) == partition:
+                yield key, self[key]
