@@ -16,7 +16,7 @@ from collections.abc import Callable
 from ebbtide.runtime import metrics
 from ebbtide.streams.worker import state_format
 from ebbtide.streams.worker.progress import DueIndex, PartitionProgress
-from ebbtide.streams.worker.staging import StagedTable, partition_items
+from ebbtide.streams.worker.staging import PartitionNotHeld, StagedTable, partition_items
 from ebbtide.streams.worker.state_format import Summary
 
 log = logging.getLogger(__name__)
@@ -63,30 +63,40 @@ class Partitions:
         summaries (no state is decoded but those stamped under another policy, judged again)."""
         index = self._due.get(partition)
         if index is None:
-            index = self._due[partition] = DueIndex()
-            pending = 0
-            judged_before: list[str] = []
-            for counts in self._unanswered.values():
-                counts[partition] = {}
-            held = self._unsigned[partition] = set()
-            for key, raw in partition_items(self.state.table, partition):
-                if key.startswith("u:"):
-                    held.add(key)
-                elif key.startswith("s:"):
-                    summary = state_format.read_summary(raw)
-                    self._count(partition, None, summary)
-                    subject_id = key.split(":", 2)[2]
-                    if summary.next is not None:
-                        index.file(subject_id, summary.next)
-                    pending += summary.waiting
-                    if summary.policy != self.policy_label:
-                        judged_before.append(subject_id)
-            self._pending[partition] = 0
-            self.count_pending(partition, pending)
-            metrics.CERTIFICATES_UNSIGNED.set(self.unsigned())
-            for subject_id in judged_before:  # stamped under another policy: judge them again now
-                self.load(partition, subject_id)
+            self._due[partition] = DueIndex()  # first: counting below asks for the index again
+            try:
+                self._rebuild(partition)
+            except BaseException:  # nothing half built is kept: rebuilt when next needed
+                self.forget({partition})
+                raise
+            index = self._due[partition]
         return index
+
+    def _rebuild(self, partition: int) -> None:
+        """Build the partition's due index, counts and gauges from its states' summaries."""
+        index = self._due[partition]
+        pending = 0
+        judged_before: list[str] = []
+        for counts in self._unanswered.values():
+            counts[partition] = {}
+        held = self._unsigned[partition] = set()
+        for key, raw in partition_items(self.state.table, partition):
+            if key.startswith("u:"):
+                held.add(key)
+            elif key.startswith("s:"):
+                summary = state_format.read_summary(raw)
+                self._count(partition, None, summary)
+                subject_id = key.split(":", 2)[2]
+                if summary.next is not None:
+                    index.file(subject_id, summary.next)
+                pending += summary.waiting
+                if summary.policy != self.policy_label:
+                    judged_before.append(subject_id)
+        self._pending[partition] = 0
+        self.count_pending(partition, pending)
+        metrics.CERTIFICATES_UNSIGNED.set(self.unsigned())
+        for subject_id in judged_before:  # stamped under another policy: judge them again now
+            self.load(partition, subject_id)
 
     def count_pending(self, partition: int, delta: int) -> None:
         self.index(partition)  # make sure the count starts from the recovered states
@@ -146,7 +156,10 @@ class Partitions:
             if progress.now is not None:
                 metrics.CLOCK_TIME.labels(str(partition)).set(progress.now / 1000)
             clocks[partition] = progress.now
-            self.index(partition)
+            try:
+                self.index(partition)
+            except PartitionNotHeld as error:  # rebuilt on its next message, or the batch fails
+                log.warning("%s; its due index is built when next needed", error)
         log.info("partitions recovered, with their clocks (ms): %s", clocks)
 
     def forget(self, partitions: set[int]) -> None:

@@ -36,7 +36,7 @@ from ebbtide.streams.worker.outputs import Outputs, count
 from ebbtide.streams.worker.partitions import Partitions
 from ebbtide.streams.worker.progress import PartitionProgress
 from ebbtide.streams.worker.routing import SECURITY, Out, check_routing, dead_letter, engine_step
-from ebbtide.streams.worker.staging import StagedTable, Subjects, state_size, subject_key
+from ebbtide.streams.worker.staging import PartitionNotHeld, StagedTable, Subjects, state_size, subject_key
 from ebbtide.streams.worker.translate import to_event, to_report
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,10 @@ class LifecycleProcessor:
     def lookup(self, subject_id: str) -> tuple[dict[str, Any], int | None] | None:
         """A subject's stored state and its partition's clock (for state queries), if known here."""
         for partition in range(self.partitions):
-            raw = self.state.table.get(subject_key(partition, subject_id))
+            try:
+                raw = self.state.table.get(subject_key(partition, subject_id))
+            except PartitionNotHeld:
+                continue  # its state is on another worker
             if raw is not None:
                 return snapshot.dump(state_format.decode(raw)), self.owned.progress(partition).now
         return None

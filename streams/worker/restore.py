@@ -10,6 +10,7 @@ written after. Keys and values are written as they are, not decoded.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 FETCH_PARTITION = 16 * 1024**2  # bytes per partition and fetch
 FETCH_TOTAL = 64 * 1024**2  # bytes per fetch
 RECORDS = 20_000  # records per read (one write batch per partition at most)
+IDLE_READS = 5  # reads in a row (a second each) that bring nothing: the rest is left to Faust
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,11 +38,15 @@ async def read_into(
 ) -> Restored:
     """Read each partition of ``topic`` in ``dbs`` (partition: (first offset to read, its
     database)) up to the changelog's end as it is now, into its database; ``client`` is the
-    connection config (``ebbtide.runtime.kafka.client_config``)."""
+    connection config (``ebbtide.runtime.kafka.client_config``). A partition whose position stops
+    short of that end (nothing comes for :data:`IDLE_READS` reads: e.g. its last records were
+    compacted away) is left there: Faust's recovery reads on from the offset its database
+    holds."""
     started = time.perf_counter()
     consumer = AIOKafkaConsumer(
         **client,
         enable_auto_commit=False,
+        auto_offset_reset="earliest",  # a first offset compacted or deleted away: from the oldest kept
         max_partition_fetch_bytes=FETCH_PARTITION,
         fetch_max_bytes=FETCH_TOTAL,
     )
@@ -51,14 +59,19 @@ async def read_into(
         left = {tp for tp in tps if ends[tp] > dbs[tp.partition][0]}
         for tp in left:
             consumer.seek(tp, dbs[tp.partition][0])
-        while left:
+        idle = 0
+        while left and idle < IDLE_READS:
             fetched = await consumer.getmany(*left, timeout_ms=1000, max_records=RECORDS)
+            idle = 0 if any(fetched.values()) else idle + 1
             for tp, batch in fetched.items():
                 if batch:
                     records += _write(dbs[tp.partition][1], batch, offset_key)
             for tp in list(left):
                 if await consumer.position(tp) >= ends[tp]:
                     left.discard(tp)
+        if left:
+            short = sorted(tp.partition for tp in left)
+            log.info("bulk read of partitions %s stopped short of the end", short)
     finally:
         await consumer.stop()
     return Restored(records, time.perf_counter() - started)

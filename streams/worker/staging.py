@@ -43,6 +43,12 @@ RESERVE_PER_COPY = 400
 _MEASURE_FROM = 100
 
 
+class PartitionNotHeld(RuntimeError):
+    """A read of a partition of the state this worker does not hold (the on-disk store): its
+    state is elsewhere, so "no state" would be a lie; the caller skips the partition (a lookup)
+    or fails loudly (a batch: the worker restarts and replays it)."""
+
+
 def subject_key(partition: int, subject_id: str) -> str:
     return f"s:{partition}:{subject_id}"
 

@@ -42,7 +42,7 @@ from faust.types import TP, CollectionT, EventT, StoreT
 from yarl import URL
 
 from ebbtide.streams.worker.restore import read_into
-from ebbtide.streams.worker.staging import partition_of_key
+from ebbtide.streams.worker.staging import PartitionNotHeld, partition_of_key
 
 STORES = ("rocksdb", "memory")  # EBBTIDE_STATE_STORE
 BLOCK_CACHE = 128 * 1024**2  # bytes: read cache shared by every partition's database
@@ -127,24 +127,25 @@ class PartitionStore(rocksdb.Store):
         held = self._held.get(partition)
         if held is not None and key in held:
             return held[key]
-        db = self._open_db(partition)
-        return None if db is None else db.get(key)
+        value: bytes | None = self._open_db(partition).get(key)
+        return value
 
     def _contains(self, key: bytes) -> bool:
         return self._get(key) is not None
 
-    def _open_db(self, partition: int) -> rocksdict.Rdict | None:
-        """The partition's database if this worker holds the partition (active or standby),
-        opened if need be; None for a partition held elsewhere (reads as empty)."""
-        db = self._dbs.get(partition)
-        if db is None:
-            if self._holds(partition):
-                opened: rocksdict.Rdict = self._db_for_partition(partition)
-                return opened
-            log.info(  # a read of a partition not held here reads as empty: say so
-                "state store: partition %d read but not held (open: %s)", partition, sorted(self._dbs)
+    def _open_db(self, partition: int) -> rocksdict.Rdict:
+        """The partition's database, opened if need be; :class:`PartitionNotHeld` if this worker
+        holds the partition neither as active nor as standby (its state is elsewhere: reading it
+        as empty would make a subject new again)."""
+        if partition in self._dbs:
+            db: rocksdict.Rdict = self._dbs[partition]
+            return db
+        if not self._holds(partition):
+            raise PartitionNotHeld(
+                f"state store: partition {partition} read but not held here (open: {sorted(self._dbs)})"
             )
-        return db
+        opened: rocksdict.Rdict = self._db_for_partition(partition)
+        return opened
 
     def _holds(self, partition: int) -> bool:
         tp = TP(self.table.changelog_topic_name, partition)  # type: ignore[attr-defined]
@@ -159,13 +160,14 @@ class PartitionStore(rocksdb.Store):
         """Write the held writes of each partition with ``offsets[partition]``, the offset of its
         last acknowledged changelog message, in one atomic write batch per partition (without
         an offset if none is known: every held write is acknowledged, so a database ahead of its
-        offset only has the tail replayed over it again). A partition no longer open here
-        (revoked meanwhile) is skipped: its next owner reads the changelog."""
+        offset only has the tail replayed over it again). A partition no longer held here
+        (revoked meanwhile) is skipped: its next owner reads the changelog. One held but not
+        open yet is opened: its acknowledged writes are never dropped."""
         held, self._held = self._held, {}
         for partition, writes in held.items():
-            db = self._dbs.get(partition)
-            if db is None:
+            if partition not in self._dbs and not self._holds(partition):
                 continue
+            db = self._db_for_partition(partition)
             batch = rocksdict.WriteBatch(raw_mode=True)
             for key, value in writes.items():
                 if value is None:
@@ -260,12 +262,10 @@ class PartitionStore(rocksdb.Store):
         """The keys and stored values of one partition, lazily, from its database (values as
         stored: not decoded), with the writes held for it in place of what is on disk."""
         held = dict(self._held.get(partition, {}))
-        db = self._open_db(partition)
-        if db is not None:
-            for key, value in db.items():
-                if key == self.offset_key or key in held:
-                    continue
-                yield self._decode_key(key), value  # type: ignore[arg-type]  # raw mode: bytes
+        for key, value in self._open_db(partition).items():
+            if key == self.offset_key or key in held:
+                continue
+            yield self._decode_key(key), value  # type: ignore[arg-type]  # raw mode: bytes
         for key, value in held.items():
             if value is not None:
                 yield self._decode_key(key), value

@@ -6,12 +6,15 @@ e-mail and postal addresses, phone numbers, IP addresses, domain names, ticket t
 of test_no_personal_data) and the values its events sealed (record keys, domain names, refs).
 Those subjects' data keys are shredded (a ``KEY_SHREDDED`` decision each, its receipt certified,
 no key left in the key store), so their tokens now read ``shredded``. A positive control plants
-one of the values in a topic of the run and the same scan finds it.
+one of the values in a topic of the run and the same scan finds it. The worker's changelog holds
+subject states compressed (``streams.worker.state_format``): its values are scanned decoded as
+well as raw, and a second control plants a value inside a compressed state.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import Counter
 from typing import Any
 
@@ -20,8 +23,12 @@ from ebbtide.demo import scenario as demo_scenario
 from ebbtide.runtime import kafka
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.runtime.tokens import SHREDDED
+from ebbtide.runtime.topic_spec import changelog_topic
 from ebbtide.schemas import DECISION, codec_for
 from ebbtide.sinks.keys.store import KeyStore
+from ebbtide.streams.engine import snapshot
+from ebbtide.streams.engine.model import RecordState, SubjectState
+from ebbtide.streams.worker import state_format, values
 from ebbtide.tools.revealing import reveal_record_id
 from ebbtide.tools.sealing import ref_is_sealed
 from ebbtide.tools.state_reader import read_to_end
@@ -44,14 +51,31 @@ def run_topics(settings: Settings) -> list[str]:
         admin.close()
 
 
-def scan_topics(settings: Settings, scanner: Scanner) -> tuple[Counter[str], int]:
-    """(kinds of value found, per topic and kind; messages read)."""
+def decoded_state(key: bytes | None, value: bytes | None) -> bytes:
+    """A changelog value of the worker's state table as JSON text (subject states are stored
+    compressed, the other values as msgpack)."""
+    if not key or not value:
+        return b""
+    name = json.loads(key)  # the table's keys are JSON strings
+    if name.startswith("s:"):
+        return json.dumps(snapshot.dump(state_format.decode(value))).encode()
+    return json.dumps(values.decode(name, value), default=repr).encode()
+
+
+def scan_topics(
+    settings: Settings, scanner: Scanner, states: frozenset[str] | None = None
+) -> tuple[Counter[str], int]:
+    """(kinds of value found, per topic and kind; messages read). The values of the topics in
+    ``states`` (default: the worker's changelog) are scanned decoded too."""
     found: Counter[str] = Counter()
     read = 0
+    states = frozenset({changelog_topic(settings.app_id)}) if states is None else states
     for topic in run_topics(settings):
         for message in read_to_end(settings, topic):
             read += 1
             parts = [message.key or b"", message.value or b""]
+            if topic in states:
+                parts.append(decoded_state(message.key, message.value))
             parts += [k.encode() + b"=" + (v or b"") for k, v in message.headers or []]
             text = b"\n".join(parts).decode("utf-8", errors="replace")
             for kind, n in scanner.kinds_in(text).items():
@@ -168,3 +192,32 @@ def test_the_scan_finds_a_value_planted_in_a_topic_of_the_run(demo_log: DemoLog)
         finally:
             admin.close()
     assert found[f"{planted}: e-mail address"] == 1 and found[f"{planted}: domain name"] == 1, dict(found)
+
+
+def test_the_scan_finds_a_value_planted_inside_a_compressed_state(demo_log: DemoLog) -> None:
+    """The control for the changelog: a state whose record key is a customer's e-mail address,
+    compressed as the worker stores it, is found once decoded (not in its raw bytes)."""
+    settings, sc = demo_log.settings, demo_log.scenario
+    customer = sc.customers[0]
+    record = RecordState("customer_db", "client", customer["email"], None, "planted", 0)
+    state = SubjectState(customer["subject_id"], records={record.record_id: record})
+    stored = state_format.encode_state(state)
+    assert customer["email"].encode() not in stored  # compressed: a raw scan would miss it
+    planted = f"{settings.topic_prefix}.planted-state"
+    kafka.create_topics(settings, [planted])
+    try:
+        out = kafka.producer(settings)
+        try:
+            out.send(planted, key=json.dumps(f"s:0:{customer['subject_id']}").encode(), value=stored)
+            out.flush(timeout=30)
+        finally:
+            out.close(timeout=5)
+        scanner = Scanner(personal_values(subject_scenario(sc, customer)))
+        found, _ = scan_topics(settings, scanner, states=frozenset({planted}))
+    finally:
+        admin = kafka.admin(settings, client_id=None)
+        try:
+            admin.delete_topics([planted])
+        finally:
+            admin.close()
+    assert found[f"{planted}: e-mail address"] == 1, dict(found)
