@@ -86,16 +86,17 @@ def unique_settings(bootstrap: str, state_dir: Path, dsn: str | None = None) -> 
     )
 
 
-def drop_topics(settings: Settings) -> None:
-    """Delete a test's topics (its prefix) and its worker's changelogs (its app id): a broker
-    with a small heap serves the whole suite only if tests clean up after themselves."""
+def drop_topics(settings: Settings, changelogs: bool = True) -> None:
+    """Delete a test's topics (its prefix) and its worker's changelogs (its app id; not with
+    ``changelogs=False``: a copy of another run's topics under its own prefix shares that run's
+    app id): a broker with a small heap serves the whole suite only if tests clean up after
+    themselves."""
     admin = kafka.admin(settings, client_id=None)
+    prefixes = (
+        (f"{settings.topic_prefix}.", f"{settings.app_id}-") if changelogs else (f"{settings.topic_prefix}.",)
+    )
     try:
-        mine = [
-            t
-            for t in admin.list_topics()
-            if t.startswith((f"{settings.topic_prefix}.", f"{settings.app_id}-"))
-        ]
+        mine = [t for t in admin.list_topics() if t.startswith(prefixes)]
         if mine:
             admin.delete_topics(mine)
     finally:
