@@ -77,21 +77,26 @@ class Partitions:
         index = self._due[partition]
         pending = 0
         judged_before: list[str] = []
-        for counts in self._unanswered.values():
-            counts[partition] = {}
+        totals: list[dict[str, int]] = [{} for _ in _GAUGES]  # the gauges' counts, set once at the end
         held = self._unsigned[partition] = set()
         for key, raw in partition_items(self.state.table, partition):
             if key.startswith("u:"):
                 held.add(key)
             elif key.startswith("s:"):
                 summary = state_format.read_summary(raw)
-                self._count(partition, None, summary)
+                for total, counts in zip(totals, summary.by_label(), strict=True):
+                    for label, n in counts.items():
+                        total[label] = total.get(label, 0) + n
                 subject_id = key.split(":", 2)[2]
                 if summary.next is not None:
                     index.file(subject_id, summary.next)
                 pending += summary.waiting
                 if summary.policy != self.policy_label:
                     judged_before.append(subject_id)
+        for (kind, gauge), total in zip(_GAUGES, totals, strict=True):
+            self._unanswered[kind][partition] = total
+            for label in total:
+                gauge.labels(label).set(sum(c.get(label, 0) for c in self._unanswered[kind].values()))
         self._pending[partition] = 0
         self.count_pending(partition, pending)
         metrics.CERTIFICATES_UNSIGNED.set(self.unsigned())
