@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import murmur2
 from kafka.errors import KafkaError
 
@@ -204,3 +204,18 @@ def lifecycle_events(count: int, seed: int = 11) -> list[Message]:
     scenario = build(customers=count // EVENTS_PER_CUSTOMER + 10, seed=seed)
     codec = codec_for(LIFECYCLE_EVENT)
     return [(e["subject_id"].encode(), codec.encode(to_record(e))) for e in scenario.events[:count]]
+
+
+def worker_consumer(settings: Settings, source: str) -> AIOKafkaConsumer:
+    """A consumer of ``source`` with the worker's settings (its group, 1 MiB per partition fetch,
+    no auto commit, its session timeout): the passthroughs read as the worker does."""
+    return AIOKafkaConsumer(
+        source,
+        **kafka.connection(settings, client_id=None),
+        group_id=settings.app_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=1500,
+        max_partition_fetch_bytes=1024**2,
+        session_timeout_ms=int(settings.session_timeout * 1000),
+    )

@@ -20,10 +20,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from bench.common import Context
-from bench.harness import Message, Run, publish, scratch
+from bench.harness import Message, Run, publish, scratch, worker_consumer
 from bench.outputs import Record, Recording
 from ebbtide.runtime import kafka
 from ebbtide.runtime.kafka import create_topics
@@ -74,16 +74,7 @@ async def _send_all(producer: AIOKafkaProducer, settings: Settings, records: Seq
 
 
 async def _matched(settings: Settings, source: str, count: int, recording: Recording) -> Run:
-    consumer = AIOKafkaConsumer(
-        source,
-        **kafka.connection(settings, client_id=None),
-        group_id=settings.app_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=1500,
-        max_partition_fetch_bytes=1024**2,
-        session_timeout_ms=int(settings.session_timeout * 1000),
-    )
+    consumer = worker_consumer(settings, source)
     # The worker's producer (streams.worker.app): acks=-1, linger 5 ms, Faust's 16 KiB batches and
     # 1 MB requests (a changelog value can be large).
     producer = AIOKafkaProducer(

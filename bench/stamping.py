@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from bench import baseline_tree, outputs, stamping_figures
 from bench.common import Context, Figure
@@ -31,7 +31,7 @@ from bench.harness import POLL as POLL
 from bench.harness import SLOW_POLL as SLOW_POLL
 from bench.harness import Message as Message
 from bench.harness import Run as Run
-from bench.harness import WorkerRun, cpu_seconds, wait_taken
+from bench.harness import WorkerRun, cpu_seconds, wait_taken, worker_consumer
 from bench.harness import drop_topics as drop_topics
 from bench.harness import lifecycle_events as lifecycle_events
 from bench.harness import partition_of as partition_of
@@ -103,16 +103,7 @@ def time_passthrough(ctx: Context, messages: list[Message]) -> Run:
 async def _passthrough(settings: Settings, source: str, sink: str, count: int) -> Run:
     # The worker's client settings (streams.worker.app / Faust defaults): acks=-1, no linger,
     # 16 KiB batches, 1 MiB per partition fetch, commit every 1000 messages or 1 s.
-    consumer = AIOKafkaConsumer(
-        source,
-        **kafka.connection(settings, client_id=None),
-        group_id=settings.app_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=1500,
-        max_partition_fetch_bytes=1024**2,
-        session_timeout_ms=int(settings.session_timeout * 1000),
-    )
+    consumer = worker_consumer(settings, source)
     producer = AIOKafkaProducer(
         **kafka.connection(settings, client_id=None), acks="all", linger_ms=0, max_batch_size=16384
     )
