@@ -88,7 +88,7 @@ class Pipeline:
 
     def stop(self) -> None:
         self.decisions.close()
-        for child in (self.worker, self.sink, self.billing):
+        for child in (self.worker, self.sink, self.billing, self.keys):  # every process it started
             child.stop()
 
 
