@@ -20,10 +20,10 @@ $(STAMP): pyproject.toml
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpq-dev; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[server,dev]'  # the worker and sinks (server), the dev tools
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install Ebbtide with its dev tools
+install: $(STAMP) ## create .venv and install Ebbtide (client, worker and sinks) with its dev tools
 
 tools: ## Debian tools the tests use (prometheus and promtool; chromium, which checks the audit export's report)
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { echo "installing prometheus"; \

@@ -64,7 +64,9 @@ def test_two_stages_on_slim_python_3_11() -> None:
     ]
     assert re.fullmatch(r"python:3\.11-slim(-\w+)?", base)
     assert build[0]["value"] == "${PYTHON_IMAGE} AS build" and run[0]["value"] == "${PYTHON_IMAGE}"
-    assert any("pip wheel" in line["value"] and line["value"].endswith(" .") for line in build)
+    # the wheels of the worker's and the sinks' dependencies too (the `server` extra), installed
+    assert any("pip wheel" in line["value"] and line["value"].endswith(" '.[server]'") for line in build)
+    assert any("pip install" in line["value"] and line["value"].endswith(" 'ebbtide[server]'") for line in run)
     assert copies(run) == [], "the run stage takes only the wheels"
 
 
