@@ -1,7 +1,8 @@
 """The Kafka client factory: every client of Ebbtide gets its connection settings here.
 
 kafka-python clients (the CLI, the client, the clock, the tools, the tests) are built by
-:func:`producer`, :func:`consumer` and :func:`admin`, or from :func:`client_config`; the sinks'
+:func:`producer`, :func:`consumer` and :func:`admin`, or from :func:`client_config` (the asyncio
+publisher's aiokafka producer by :func:`async_producer`); the sinks'
 confluent-kafka clients start from :func:`librdkafka_config` and the worker's Faust app from
 :func:`faust_config`. Where the brokers are, who the client says it is, and its security (SASL and
 TLS, :mod:`ebbtide.runtime.kafka_security`) are decided in this module only. A process's first
@@ -129,6 +130,21 @@ def producer(settings: Settings, timeout: float = DELIVERY_TIMEOUT) -> KafkaProd
         request_timeout_ms=ms - LINGER_MS,  # kafka-python wants delivery >= linger + request
         max_block_ms=ms,  # send() waiting for the topic's metadata
         bootstrap_timeout_ms=ms,  # the constructor waiting for a broker
+    )
+
+
+def async_producer(settings: Settings, timeout: float = DELIVERY_TIMEOUT) -> Any:
+    """An aiokafka producer (``AIOKafkaProducer``, made in the running event loop; ``await
+    .start()`` it) as durable as :func:`producer`: acks=all, retried for ``timeout`` seconds at most
+    (``request_timeout_ms``: metadata, the queue and each request; the caller bounds a delivery
+    with the same timeout). Connects as the kafka-python clients do (:func:`connection`)."""
+    from aiokafka import AIOKafkaProducer  # the asyncio client only: kafka-python users never load it
+
+    return AIOKafkaProducer(
+        **connection(settings),
+        acks="all",
+        linger_ms=LINGER_MS,
+        request_timeout_ms=_ms(timeout),
     )
 
 

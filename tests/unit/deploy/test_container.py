@@ -66,7 +66,8 @@ def test_two_stages_on_slim_python_3_11() -> None:
     assert build[0]["value"] == "${PYTHON_IMAGE} AS build" and run[0]["value"] == "${PYTHON_IMAGE}"
     # the wheels of the worker's and the sinks' dependencies too (the `server` extra), installed
     assert any("pip wheel" in line["value"] and line["value"].endswith(" '.[server]'") for line in build)
-    assert any("pip install" in line["value"] and line["value"].endswith(" 'ebbtide[server]'") for line in run)
+    installs = [line["value"] for line in run if "pip install" in line["value"]]
+    assert any(value.endswith(" 'ebbtide[server]'") for value in installs)
     assert copies(run) == [], "the run stage takes only the wheels"
 
 
