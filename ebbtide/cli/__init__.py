@@ -22,6 +22,21 @@ DESCRIPTION = """Ebbtide stamps personal-data records with retention deadlines f
 policy and, when a deadline passes, orders and proves their deletion in every store.
 Settings come from EBBTIDE_* environment variables (see docs/operations.md, "Settings")."""
 
+# What `pip install ebbtide` (the client alone) leaves out: the `server` extra's modules (pyproject.toml).
+SERVER_MODULES = frozenset(
+    {
+        "faust",
+        "mode",
+        "rocksdict",
+        "psycopg2",
+        "confluent_kafka",
+        "avro",
+        "prometheus_client",
+        "pythonjsonlogger",
+        "rich",
+    }
+)
+
 # The commands in the order `ebbtide --help` lists them.
 COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
     topics.add_topics,
@@ -72,6 +87,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args, settings))
     except SettingsError as exc:
         print(f"ebbtide: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in SERVER_MODULES:
+            raise
+        print(
+            f"ebbtide {args.command}: needs the worker's and the sinks' dependencies (no module {exc.name}): "
+            "pip install 'ebbtide[server]'",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130
