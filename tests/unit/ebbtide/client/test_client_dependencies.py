@@ -91,7 +91,8 @@ def test_a_server_command_without_the_extra_says_which_extra_in_one_line(
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr[-2000:]
-    assert lines[0].startswith(f"ebbtide {command[0]}: needs the worker's and the sinks' dependencies (no module ")
+    needs = f"ebbtide {command[0]}: needs the worker's and the sinks' dependencies (no module "
+    assert lines[0].startswith(needs)
     assert lines[0].endswith("pip install 'ebbtide[server]'")
 
 

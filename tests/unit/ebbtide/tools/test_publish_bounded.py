@@ -13,9 +13,9 @@ import pytest
 from kafka.errors import KafkaTimeoutError
 
 from ebbtide.cli import main
+from ebbtide.client import publisher as client  # the sync publisher's module makes its producer
 from ebbtide.runtime.kafka import await_delivery, close_producer
 from ebbtide.runtime.settings import Settings
-from ebbtide.client import publisher as client  # the sync publisher's module makes its producer
 from ebbtide.tools import clock as clock_module
 from ebbtide.tools.client import EventPublisher, InvalidEvent, PublishFailed, check_size, to_record
 from ebbtide.tools.clock import ClockPublisher, TickFailed
