@@ -73,10 +73,11 @@ CHAOS_STACK := EBBTIDE_STATE_DIR=$(CURDIR)/.state/chaos EBBTIDE_KAFKA_PORT=19092
 chaos: $(STAMP) ## faults and hostile input on a stack of its own, judged by a ledger (JSON in chaos/results/)
 	$(CHAOS_STACK) $(WITH_STACK) $(PY) -m chaos $(CHAOS_ARGS)
 
-lint: $(STAMP) ## ruff, mypy, and the direction of imports (lint-imports, contracts in pyproject.toml)
+lint: $(STAMP) ## ruff, mypy, the direction of imports (lint-imports, contracts in pyproject.toml), the typed events up to date
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(PY) -m ebbtide.tools.generate_events --check  # ebbtide/client/events.py is what the schema gives
 
 clean: ## remove the venv and caches (not .state: stop the stack first)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -8,6 +8,7 @@ user's site-packages, and must carry the Avro schemas and the policy files the c
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,6 +66,23 @@ def test_every_tracked_module_and_data_file_of_the_mapped_packages_is_in_the_whe
     assert missing == []
 
 
+def test_without_an_extra_the_wheel_requires_only_the_client_s_dependencies(wheel: Path) -> None:
+    """`pip install ebbtide` is the publishing client; the worker and the sinks are `ebbtide[server]`,
+    the key store's driver `ebbtide[keys]` (which `server` includes)."""
+    archive = zipfile.ZipFile(wheel)
+    metadata = archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    requires: dict[str, set[str]] = {}
+    for line in re.findall(r"^Requires-Dist: (.+)$", metadata, re.MULTILINE):
+        spec, _, marker = line.partition(";")
+        extra = re.search(r'extra == "(\w+)"', marker)
+        requires.setdefault(extra[1] if extra else "", set()).add(re.split(r"[=\[ ]", spec.strip())[0])
+    assert requires[""] == {"kafka-python", "aiokafka", "fastavro", "msgspec", "cryptography", "tzdata"}
+    assert requires["keys"] == {"psycopg2"}
+    assert {"ebbtide", "faust-streaming", "rocksdict", "confluent-kafka", "prometheus-client"} <= requires[
+        "server"
+    ]
+
+
 INSTALLED_CHECK = """
 import importlib.util, sys
 from pathlib import Path
@@ -72,6 +90,7 @@ site = Path(sys.argv[1]).resolve()
 for name in ("streams", "sinks", "schemas"):
     assert importlib.util.find_spec(name) is None, f"top-level {name} is importable"
 import ebbtide.streams.worker.app
+import ebbtide.client
 from ebbtide.bootstrap import policy, store_map
 from ebbtide.runtime.settings import Settings
 from ebbtide.schemas import codec
@@ -80,6 +99,7 @@ settings = Settings.from_env({})
 loaded = policy(settings)
 assert codec.SCHEMA_DIR.resolve().is_relative_to(site), codec.SCHEMA_DIR
 assert Path(ebbtide.streams.worker.app.__file__).resolve().is_relative_to(site)
+assert Path(ebbtide.client.__file__).resolve().is_relative_to(site)
 print(loaded.content_hash, " ".join(registry.names()))
 """
 
