@@ -137,7 +137,8 @@ def async_producer(settings: Settings, timeout: float = DELIVERY_TIMEOUT) -> Any
     """An aiokafka producer (``AIOKafkaProducer``, made in the running event loop; ``await
     .start()`` it) as durable as :func:`producer`: acks=all, retried for ``timeout`` seconds at most
     (``request_timeout_ms``: metadata, the queue and each request; the caller bounds a delivery
-    with the same timeout). Connects as the kafka-python clients do (:func:`connection`)."""
+    with the same timeout). Connects as the kafka-python clients do (:func:`connection`; for a
+    secured broker, the process's first client checks it once, blocking, :func:`secured`)."""
     from aiokafka import AIOKafkaProducer  # the asyncio client only: kafka-python users never load it
 
     return AIOKafkaProducer(

@@ -5,8 +5,13 @@
 
 One msgspec Struct per payload record of the newest ``lifecycle_event.v<N>.avsc``: the envelope's
 fields (``event_id``, ``subject_id``, ``event_time``, ``producer``) on a common base class, the
-payload's own fields on each event type, the schema's ``doc`` as docstrings. The envelope's
-signature fields are left out: the publisher signs legal hold events itself.
+payload's own fields on each event type, the schema's ``doc`` as docstrings, enums as ``Literal``
+types. The envelope's signature fields are left out: the publisher signs legal hold events itself.
+
+msgspec Structs rather than dataclasses: msgspec is already a dependency (the worker's state
+format), a frozen Struct is cheap to make, and ``msgspec.convert`` reads a decoded record back into
+its class with its types checked, choosing the class by ``type`` as the JSON form names it (a
+tagged union; :func:`ebbtide.client.typed.from_record`).
 """
 
 from __future__ import annotations
