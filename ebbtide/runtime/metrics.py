@@ -168,6 +168,24 @@ SINK_CIRCUIT_OPEN = Gauge(
     ["store"],
 )
 
+INGEST_REQUESTS = Counter(
+    "ebbtide_ingest_requests_total",
+    "HTTP requests answered by `ebbtide ingest serve`, by route (its template, or other), status "
+    "code and reason class (see INGEST_REASONS).",
+    ["route", "status", "reason"],
+)
+INGEST_EVENTS = Counter(
+    "ebbtide_ingest_events_total",
+    "Events of the requests `ebbtide ingest serve` acknowledged: published (acknowledged by Kafka) "
+    "or repeated (an event id it had published, answered with the first acknowledgement).",
+    ["outcome"],
+)
+INGEST_SECONDS = Histogram(
+    "ebbtide_ingest_request_seconds",
+    "Time to answer one ingestion request (Kafka's acknowledgements included).",
+    ["route"],
+)
+
 # The clock process (`ebbtide clock wall`, job ebbtide-clock) serves a registry of its own: its
 # tick metrics and the process ones (process_start_time_seconds for EbbtideProcessRestarting),
 # not the worker's metrics, which it would only export as zeros.
@@ -211,6 +229,15 @@ SINK_DLQ_SOURCE = "commands"
 DUTIES = ("erasure", "export", "breach")
 CERTIFICATE_RESULTS = ("issued", "deferred", "unsigned")
 VENDOR_RESULTS = ("deleted", "not_found", "permanent", "retryable", "timeout", "connection_error")
+INGEST_REASONS = {
+    "ok": "acknowledged (or answered, for the probes and the document)",
+    "unauthenticated": "no valid bearer token or client certificate",
+    "invalid": "not JSON, or an event the schema or the policy refuses (nothing of the request sent)",
+    "conflict": "an event id already published with other content (nothing of the request sent)",
+    "too_large": "over the body size or batch size limit",
+    "unavailable": "Kafka or the key store did not take every event, or not ready",
+    "not_found": "no such route or method",
+}
 SECURITY_KINDS = {
     "receipts": ("unsigned", "bad_signature", "other_key", "no_trusted_key", "not_issued"),
     "commands": ("unsigned", "bad_signature", "other_key", "wrong_subject"),
