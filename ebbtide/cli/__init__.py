@@ -4,8 +4,8 @@ One module per group of commands, each adding its subparsers and holding their `
 functions: :mod:`.topics`, :mod:`.events` (publish, backfill), :mod:`.ingest` (the HTTP ingestion
 service), :mod:`.dlq`, :mod:`.pipeline` (worker, sink, clock), :mod:`.admin` (sink-role, acls,
 backups), :mod:`.policy` (policy, explain, overdue), :mod:`.certificates`, :mod:`.audit`,
-:mod:`.log`, :mod:`.answer` and :mod:`.demo` (demo, vendor-standin). Each command imports what it runs only when it runs: ``ebbtide --help`` loads no
-Kafka client.
+:mod:`.log`, :mod:`.answer` and :mod:`.demo` (demo, vendor-standin). Each command imports what
+it runs only when it runs: ``ebbtide --help`` loads no Kafka client.
 """
 
 from __future__ import annotations
