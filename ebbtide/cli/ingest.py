@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def _serve(settings: Settings) -> int:
     from ebbtide.runtime.logging import configure
 
     configure("INFO", settings.log_format, "ingest")
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # its connection chatter
     try:
         made = server.service(settings)
     except KafkaError as exc:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ebbtide.tools.client import InvalidEvent, sign_hold, to_record
+from ebbtide.tools.client import NAMESPACE, InvalidEvent, sign_hold, to_record
 
 if TYPE_CHECKING:
     from ebbtide.runtime.authenticity import MessageSigner
@@ -115,6 +115,8 @@ def problem(index: int, message: str, event: Any) -> Problem:
     field = (found.group(1) or found.group(2)) if found else None
     if field is None and message.startswith(NAMES_STORE):
         field = "payload.store"
+    if field is not None and field.startswith(f"{NAMESPACE}."):  # the schema's name of a payload field
+        field = "payload." + field.rsplit(".", 1)[-1]
     return Problem(index, field, message)
 
 
