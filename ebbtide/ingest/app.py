@@ -1,8 +1,8 @@
 """The ingestion service's FastAPI application: ``POST /v1/events``, the probes and ``/metrics``.
 
 Its OpenAPI document (``/openapi.json``, ``ebbtide ingest openapi``) is generated from this module:
-the response models below, and the request body's schema from the event types the lifecycle
-event schema knows (:func:`~ebbtide.tools.client.event_types`).
+the response models below, and the request body's schema from the lifecycle event's Avro schema
+(:mod:`.openapi`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from starlette.concurrency import run_in_threadpool
 
 from ebbtide.ingest.auth import Access, certificate_producer
 from ebbtide.ingest.batch import Accepted, Refused, accept, events_of
+from ebbtide.ingest.openapi import body_schema
 from ebbtide.ingest.publishing import Ack, Unavailable
 from ebbtide.runtime.metrics import INGEST_EVENTS, INGEST_REQUESTS, INGEST_SECONDS
-from ebbtide.tools.client import ENVELOPE_FIELDS, event_types
 
 if TYPE_CHECKING:
     from ebbtide.runtime.authenticity import MessageSigner
@@ -95,26 +95,6 @@ def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": Problem, "content": {PROBLEM: ref}} for code in codes}
 
 
-def event_schema(max_events: int) -> dict[str, Any]:
-    """The request body's JSON schema: one event, or an array of 1 to ``max_events`` of them."""
-    text = {"type": "string", "minLength": 1}
-    event = {
-        "type": "object",
-        "required": [name for name in ENVELOPE_FIELDS if name != "producer"],
-        "properties": {
-            "event_id": text,
-            "type": {"type": "string", "enum": event_types()},
-            "subject_id": text,
-            "event_time": {"type": "string", "format": "date-time"},
-            "producer": {**text, "description": "replaced by the authenticated producer"},
-            "payload": {"type": "object", "description": "the fields of the event type (docs/events.md)"},
-        },
-        "additionalProperties": False,
-    }
-    batch = {"type": "array", "items": event, "minItems": 1, "maxItems": max_events}
-    return {"oneOf": [event, batch]}
-
-
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused (413) as soon as it is over ``limit`` bytes, declared or streamed."""
     declared = request.headers.get("content-length", "")
@@ -139,7 +119,7 @@ def create_app(service: Service) -> FastAPI:
         description="Lifecycle events over HTTP, acknowledged once Kafka has every one (docs/ingest.md).",
     )
     app.middleware("http")(_measured)
-    body = {"required": True, "content": {"application/json": {"schema": event_schema(service.max_events)}}}
+    body = {"required": True, "content": {"application/json": {"schema": body_schema(service.max_events)}}}
 
     @app.post(
         "/v1/events",
