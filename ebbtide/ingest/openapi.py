@@ -25,7 +25,11 @@ def _json_type(avro: Any, named: dict[str, dict[str, Any]]) -> dict[str, Any]:
     if isinstance(avro, str):
         if avro in named:
             return named[avro]
-        return {"string": {"type": "string", "maxLength": MAX_TEXT}, "boolean": {"type": "boolean"}}[avro]
+        primitives: dict[str, dict[str, Any]] = {
+            "string": {"type": "string", "maxLength": MAX_TEXT},
+            "boolean": {"type": "boolean"},
+        }
+        return primitives[avro]
     if isinstance(avro, list):  # ["null", X]: the field is optional, or null
         branches = [_json_type(branch, named) for branch in avro if branch != "null"]
         return {"anyOf": [*branches, {"type": "null"}]}
