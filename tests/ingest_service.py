@@ -49,17 +49,18 @@ class IngestService:
         child = processes.start("ingest", ["ingest", "serve"], settings, log_dir)
         return cls(settings, child, f"{scheme}://127.0.0.1:{settings.ingest_port}")
 
-    def wait_ready(self, context: ssl.SSLContext | None = None) -> IngestService:
+    def wait_ready(self, context: ssl.SSLContext | None = None, probe: str = "/readyz") -> IngestService:
+        """Wait until ``probe`` answers 200 (/healthz: the process answers, Kafka or not)."""
         self.context = context or self.context
 
         def ready() -> bool:
             assert self.child.alive(), f"ebbtide ingest died:\n{self.child.tail()}"
             try:
-                return self.get("/readyz").status == 200
+                return self.get(probe).status == 200
             except OSError:
                 return False
 
-        wait_until(ready, READY, "ebbtide ingest ready")
+        wait_until(ready, READY, f"ebbtide ingest answering {probe}")
         return self
 
     def request(

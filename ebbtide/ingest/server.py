@@ -22,7 +22,6 @@ from ebbtide.ingest.auth import Access, Tokens, access
 from ebbtide.ingest.batch import Accepted
 from ebbtide.ingest.publishing import Ack, IngestPublisher
 from ebbtide.runtime.endpoints import check_free
-from ebbtide.runtime.kafka import DELIVERY_TIMEOUT
 from ebbtide.runtime.settings import Settings, SettingsError, Topics
 from ebbtide.tools.client import load_hold_signer
 from ebbtide.tools.sealing import key_store
@@ -61,13 +60,16 @@ def limits(settings: Settings) -> None:
     for name in ("ingest_max_body_bytes", "ingest_max_events", "ingest_remembered_events"):
         if getattr(settings, name) < 1:
             raise SettingsError(f"EBBTIDE_{name.upper()} must be at least 1")
+    if not 1 <= settings.ingest_timeout <= 600:
+        raise SettingsError("EBBTIDE_INGEST_TIMEOUT must be from 1 to 600 seconds")
 
 
-def service(settings: Settings, timeout: float = DELIVERY_TIMEOUT) -> Service:
+def service(settings: Settings) -> Service:
     """The service of ``settings``: its access (SettingsError if nobody could publish), the policy
     a worker with these settings runs, the legal hold signer (EBBTIDE_HOLD_SIGNING_KEY) and a
-    publisher connected to Kafka (KafkaError if no broker answers within ``timeout``)."""
+    publisher connected to Kafka (KafkaError if no broker answers within EBBTIDE_INGEST_TIMEOUT)."""
     limits(settings)
+    timeout = settings.ingest_timeout
     allowed = access(settings)
     hold_key = settings.hold_signing_key
     try:
