@@ -38,13 +38,15 @@ class IngestService:
     context: ssl.SSLContext | None = None
 
     @classmethod
-    def start(cls, settings: Settings, log_dir: Path, **changes: Any) -> IngestService:
-        """Start it on a free port with a tokens file of :data:`TOKEN` (``changes`` go on top of
-        ``settings``), and wait until /readyz says ready."""
+    def start(cls, settings: Settings, log_dir: Path, tokens: bool = True, **changes: Any) -> IngestService:
+        """Start it on a free port with a tokens file of :data:`TOKEN` (unless not ``tokens``;
+        ``changes`` go on top of ``settings``); wait for it with :meth:`wait_ready`."""
         log_dir.mkdir(parents=True, exist_ok=True)
-        tokens = log_dir / "ingest-tokens"
-        tokens.write_text(f"{PRODUCER} {TOKEN}\n")
-        settings = replace(settings, ingest_port=free_port(), ingest_tokens=tokens, **changes)
+        path = log_dir / "ingest-tokens"
+        path.write_text(f"{PRODUCER} {TOKEN}\n")
+        settings = replace(
+            settings, ingest_port=free_port(), ingest_tokens=path if tokens else None, **changes
+        )
         scheme = "https" if settings.ingest_tls_certfile is not None else "http"
         child = processes.start("ingest", ["ingest", "serve"], settings, log_dir)
         return cls(settings, child, f"{scheme}://127.0.0.1:{settings.ingest_port}")
