@@ -49,7 +49,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(settings: Settings) -> int:
-    """Run the service; 1 with one line if Kafka, the key store or the address is not there."""
+    """Run the service; 1 with one line if Kafka does not answer, 2 if the address cannot be bound."""
     from kafka.errors import KafkaError
 
     from ebbtide.ingest import server
@@ -67,7 +67,7 @@ def _serve(settings: Settings) -> int:
         server.serve(settings, made)
     except CannotServe as exc:
         print(f"ebbtide ingest: {exc}", file=sys.stderr)
-        return 1
+        return 2
     finally:
         made.publisher.close()  # type: ignore[attr-defined]
     return 0

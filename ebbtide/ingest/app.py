@@ -117,6 +117,8 @@ def create_app(service: Service) -> FastAPI:
         title="Ebbtide ingestion",
         version="1",
         description="Lifecycle events over HTTP, acknowledged once Kafka has every one (docs/ingest.md).",
+        docs_url=None,  # the interactive pages load scripts from a CDN: /openapi.json only
+        redoc_url=None,
     )
     app.middleware("http")(_measured)
     body = {"required": True, "content": {"application/json": {"schema": body_schema(service.max_events)}}}
