@@ -3,6 +3,7 @@ event id, a bad batch refused whole, 401 without details, the limits, the probes
 
 from __future__ import annotations
 
+import http.client
 import json
 import uuid
 from typing import Any
@@ -15,7 +16,7 @@ from ebbtide.runtime.tokens import is_token
 from ebbtide.schemas import LIFECYCLE_EVENT, codec_for
 from ebbtide.sinks.keys.store import KeyStore
 from ebbtide.tools.processes import scrape, total
-from tests.ingest_service import PRODUCER, IngestService
+from tests.ingest_service import PRODUCER, TOKEN, IngestService
 from tests.support import TopicReader
 
 
@@ -144,6 +145,16 @@ def test_over_the_limits_is_413(ingest: IngestService, subject: str) -> None:
     padded = json.dumps(batch(subject)).encode() + b" " * 200_000
     answer = ingest.post(None, raw=padded)
     assert answer.status == 413 and "over the 200000 bytes allowed" in answer.body["title"]
+    streamed = http.client.HTTPConnection("127.0.0.1", ingest.settings.ingest_port, timeout=30)
+    try:  # chunked, no Content-Length: refused once the body read so far is over the limit
+        chunks = (padded[i : i + 10_000] for i in range(0, len(padded), 10_000))
+        streamed.request(
+            "POST", "/v1/events", chunks, {"Authorization": f"Bearer {TOKEN}"}, encode_chunked=True
+        )
+        response = streamed.getresponse()
+        assert response.status == 413 and b"over the 200000 bytes allowed" in response.read()
+    finally:
+        streamed.close()
 
 
 def test_the_probes_and_metrics_carry_nothing_personal(ingest: IngestService, subject: str) -> None:
