@@ -22,15 +22,21 @@ from ebbtide.ingest.auth import Access, certificate_producer
 from ebbtide.ingest.batch import Accepted, Refused, accept, events_of
 from ebbtide.ingest.openapi import body_schema
 from ebbtide.ingest.publishing import Ack, Unavailable
-from ebbtide.runtime.metrics import INGEST_EVENTS, INGEST_REQUESTS, INGEST_SECONDS
+from ebbtide.runtime.metrics import (
+    INGEST_EVENTS,
+    INGEST_REGISTRY,
+    INGEST_REQUESTS,
+    INGEST_SECONDS,
+    INGEST_STATUSES,
+    ingest_started,
+)
 
 if TYPE_CHECKING:
     from ebbtide.runtime.authenticity import MessageSigner
     from ebbtide.streams.policy.rules import Policy
 
 PROBLEM = "application/problem+json"
-REASONS = {401: "unauthenticated", 400: "invalid", 422: "invalid", 409: "conflict", 413: "too_large"}
-REASONS |= {503: "unavailable", 404: "not_found", 405: "not_found"}
+REASONS = {**INGEST_STATUSES, 404: "not_found", 405: "not_found"}
 
 
 class Publisher(Protocol):
@@ -160,9 +166,10 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(INGEST_REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     _security_scheme(app)
+    ingest_started()
     return app
 
 
