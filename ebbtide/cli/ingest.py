@@ -69,5 +69,5 @@ def _serve(settings: Settings) -> int:
         print(f"ebbtide ingest: {exc}", file=sys.stderr)
         return 2
     finally:
-        made.publisher.close()  # type: ignore[attr-defined]
+        made.publisher.close()
     return 0

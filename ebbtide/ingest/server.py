@@ -92,6 +92,9 @@ class _NotServing:
     def ready(self) -> tuple[bool, str]:
         return False, "not serving"
 
+    def close(self) -> None:
+        pass
+
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
     """The OpenAPI document of the application ``settings`` would serve (no Kafka needed)."""
