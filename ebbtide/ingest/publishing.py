@@ -9,8 +9,9 @@ Idempotency: the last ``EBBTIDE_INGEST_REMEMBERED_EVENTS`` published events are 
 (subject id, event id) with a fingerprint of their content. The same event again is answered with
 its first acknowledgement and not sent again; the same id with other content is a conflict (409).
 The memory is per process and bounded: an event sent again after a restart, to another replica,
-or long after (evicted) is published again, and the worker's own deduplication, by event id per
-subject (streams/engine/stamping.py), makes that second copy change nothing.
+or long after (evicted) is published again, and the worker's own deduplication makes that second
+copy change nothing: it applies a repeated event once (an announcement by its event id, per subject;
+a fact by its content: streams/engine/stamping.py).
 """
 
 from __future__ import annotations
@@ -101,8 +102,8 @@ class Remembered:
 
 
 class IngestPublisher:
-    """Publishes accepted events keyed by subject on the events topic, one request at a time per
-    call (calls may run in parallel threads)."""
+    """Publishes the accepted events of one request per :meth:`publish` call, keyed by subject, on
+    the events topic (calls may run in parallel threads)."""
 
     def __init__(self, settings: Settings, policy: Policy, keys: Keys, timeout: float) -> None:
         self.settings, self.policy, self.keys, self.timeout = settings, policy, keys, timeout
@@ -116,9 +117,10 @@ class IngestPublisher:
         self._readiness: tuple[float, bool, str] = (0.0, False, "not checked yet")
 
     def publish(self, accepted: list[Accepted]) -> list[Ack]:
-        """The ack of each event, in order, once Kafka acknowledged every new one; :class:`Refused`
-        (409, 413 for an event too large once sealed, 422) before anything is sent; :class:`Unavailable`
-        if Kafka or the key store did not take every one (those Kafka took are remembered)."""
+        """The ack of each event, in order, once Kafka acknowledged every new one. :class:`Refused`
+        before anything is sent: 409 (an event id reused for other content), 422 (an event too large
+        once sealed, or a value too long to seal); :class:`Unavailable` if Kafka or the key store did
+        not take every one (those Kafka took are remembered)."""
         acks: dict[int, Ack] = {}
         new: list[Accepted] = []
         first: dict[tuple[str, str], Accepted] = {}
@@ -187,8 +189,8 @@ class IngestPublisher:
         return Ack(str(item.record["event_id"]), meta.topic, meta.partition, meta.offset)
 
     def ready(self) -> tuple[bool, str]:
-        """Whether Kafka answers for the events topic (its end offsets, within 5 s) and the producer
-        is open; answered again at most every :data:`READY_FOR` seconds."""
+        """Whether Kafka answers for the events topic (its end offsets, within 5 s); asked again at
+        most every :data:`READY_FOR` seconds."""
         with self._probe_lock:
             checked, ok, reason = self._readiness
             if time.monotonic() - checked < READY_FOR:
