@@ -36,7 +36,11 @@ def add_ingest(sub: Subcommands) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from ebbtide.ingest import server
+    try:
+        from ebbtide.ingest import server
+    except ModuleNotFoundError as exc:  # installed without the extra
+        print(f"ebbtide ingest: needs {exc.name}: pip install 'ebbtide[ingest]'", file=sys.stderr)
+        return 2
 
     if args.action == "openapi":
         text = json.dumps(server.openapi_document(settings), indent=2) + "\n"
