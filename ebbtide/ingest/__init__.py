@@ -9,5 +9,6 @@ only once Kafka has acknowledged every event of the request (acks=all).
 - :mod:`.batch`: a request body to Avro records, or the problems naming index and field;
 - :mod:`.publishing`: sealing, sending, waiting for Kafka, and the memory of published event ids;
 - :mod:`.app`: the FastAPI application (its OpenAPI document is generated from it);
+- :mod:`.openapi`: the request body's JSON schema, from the lifecycle event's Avro schema;
 - :mod:`.server`: uvicorn, with TLS and the client certificate's name passed to the application.
 """
