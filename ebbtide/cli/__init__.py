@@ -1,11 +1,11 @@
 """``ebbtide``: the one command-line entry point. Every command has ``--help``.
 
 One module per group of commands, each adding its subparsers and holding their ``cmd_*``
-functions: :mod:`.topics`, :mod:`.events` (publish, backfill), :mod:`.dlq`, :mod:`.pipeline` (worker,
-sink, clock), :mod:`.admin` (sink-role, acls, backups), :mod:`.policy` (policy, explain,
-overdue), :mod:`.certificates`, :mod:`.audit`, :mod:`.log`, :mod:`.answer` and :mod:`.demo` (demo,
-vendor-standin). Each command imports what it runs only when it runs: ``ebbtide --help`` loads no
-Kafka client.
+functions: :mod:`.topics`, :mod:`.events` (publish, backfill), :mod:`.ingest` (the HTTP ingestion
+service), :mod:`.dlq`, :mod:`.pipeline` (worker, sink, clock), :mod:`.admin` (sink-role, acls,
+backups), :mod:`.policy` (policy, explain, overdue), :mod:`.certificates`, :mod:`.audit`,
+:mod:`.log`, :mod:`.answer` and :mod:`.demo` (demo, vendor-standin). Each command imports what
+it runs only when it runs: ``ebbtide --help`` loads no Kafka client.
 """
 
 from __future__ import annotations
@@ -14,7 +14,20 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from ebbtide.cli import admin, answer, audit, certificates, demo, dlq, events, log, pipeline, policy, topics
+from ebbtide.cli import (
+    admin,
+    answer,
+    audit,
+    certificates,
+    demo,
+    dlq,
+    events,
+    ingest,
+    log,
+    pipeline,
+    policy,
+    topics,
+)
 from ebbtide.cli.arguments import Subcommands
 from ebbtide.runtime.settings import Settings, SettingsError
 
@@ -41,6 +54,7 @@ SERVER_MODULES = frozenset(
 COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
     topics.add_topics,
     events.add_publish,
+    ingest.add_ingest,
     pipeline.add_worker,
     pipeline.add_sink,
     demo.add_vendor_standin,

@@ -184,6 +184,31 @@ CLOCK_LAST_TICK = Gauge(
     "Pipeline time of the last tick this clock process published (unix seconds); 0 before the first.",
     registry=CLOCK_REGISTRY,
 )
+# The ingestion service (`ebbtide ingest serve`) serves a registry of its own, as the clock does:
+# its request metrics and the process ones, not the worker's.
+INGEST_REGISTRY = CollectorRegistry()
+ProcessCollector(registry=INGEST_REGISTRY)
+PlatformCollector(registry=INGEST_REGISTRY)
+INGEST_REQUESTS = Counter(
+    "ebbtide_ingest_requests_total",
+    "HTTP requests answered by `ebbtide ingest serve`, by route (its template, or other), status "
+    "code and reason class (see INGEST_REASONS).",
+    ["route", "status", "reason"],
+    registry=INGEST_REGISTRY,
+)
+INGEST_EVENTS = Counter(
+    "ebbtide_ingest_events_total",
+    "Events of the requests `ebbtide ingest serve` acknowledged: published (acknowledged by Kafka) "
+    "or repeated (an event id it had published, answered with the first acknowledgement).",
+    ["outcome"],
+    registry=INGEST_REGISTRY,
+)
+INGEST_SECONDS = Histogram(
+    "ebbtide_ingest_request_seconds",
+    "Time to answer one ingestion request (Kafka's acknowledgements included).",
+    ["route"],
+    registry=INGEST_REGISTRY,
+)
 SECURITY_EVENTS = Counter(
     "ebbtide_security_events_total",
     "Messages refused as not authentic or not possible (dead-lettered with the reason, never acted "
@@ -211,6 +236,27 @@ SINK_DLQ_SOURCE = "commands"
 DUTIES = ("erasure", "export", "breach")
 CERTIFICATE_RESULTS = ("issued", "deferred", "unsigned")
 VENDOR_RESULTS = ("deleted", "not_found", "permanent", "retryable", "timeout", "connection_error")
+# The status codes `POST /v1/events` answers, each with its reason class (INGEST_REASONS).
+INGEST_STATUSES = {
+    200: "ok",
+    400: "invalid",
+    401: "unauthenticated",
+    409: "conflict",
+    413: "too_large",
+    422: "invalid",
+    503: "unavailable",
+}
+INGEST_ROUTE = "/v1/events"
+INGEST_OUTCOMES = ("published", "repeated")
+INGEST_REASONS = {
+    "ok": "acknowledged (or answered, for the probes and the document)",
+    "unauthenticated": "no valid bearer token or client certificate",
+    "invalid": "not JSON, or an event the schema or the policy refuses (nothing of the request sent)",
+    "conflict": "an event id already published with other content (nothing of the request sent)",
+    "too_large": "over the body size or batch size limit",
+    "unavailable": "Kafka or the key store did not take every event, or not ready",
+    "not_found": "no such route or method",
+}
 SECURITY_KINDS = {
     "receipts": ("unsigned", "bad_signature", "other_key", "no_trusted_key", "not_issued"),
     "commands": ("unsigned", "bad_signature", "other_key", "wrong_subject"),
@@ -291,6 +337,15 @@ def _security_events(sources: Iterable[str]) -> None:
     for source in sources:
         for kind in SECURITY_KINDS[source]:
             SECURITY_EVENTS.labels(source, kind)
+
+
+def ingest_started() -> None:
+    """Create the ingestion service's labelled series at 0: every answer of ``POST /v1/events``."""
+    for status, reason in INGEST_STATUSES.items():
+        INGEST_REQUESTS.labels(INGEST_ROUTE, str(status), reason)
+    for outcome in INGEST_OUTCOMES:
+        INGEST_EVENTS.labels(outcome)
+    INGEST_SECONDS.labels(INGEST_ROUTE)
 
 
 def clock_ticked(now: datetime) -> None:

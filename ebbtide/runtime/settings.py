@@ -109,6 +109,21 @@ class Settings:
     # decisions or checkpoint_seconds seconds (at the end of a batch, if the chain moved).
     checkpoint_every: int = 1000
     checkpoint_seconds: float = 60.0
+    # `ebbtide ingest serve`, the HTTP ingestion service (docs/ingest.md): its address; who may
+    # publish (a file of bearer tokens, "PRODUCER TOKEN" per line, and/or TLS client certificates
+    # signed by ingest_tls_client_ca, over TLS with ingest_tls_certfile and ingest_tls_keyfile); how
+    # much one request may carry; how many event ids it remembers to answer a repeated request; how
+    # long it waits for Kafka to acknowledge a request's events before it answers 503.
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = 9317
+    ingest_tokens: Path | None = None
+    ingest_tls_certfile: Path | None = None
+    ingest_tls_keyfile: Path | None = None
+    ingest_tls_client_ca: Path | None = None
+    ingest_max_body_bytes: int = 5_000_000
+    ingest_max_events: int = 500
+    ingest_remembered_events: int = 100_000
+    ingest_timeout: float = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -13,6 +13,7 @@ from ebbtide.cli import build_parser
 COMMANDS = [
     "topics",
     "publish",
+    "ingest",
     "worker",
     "sink",
     "vendor-standin",

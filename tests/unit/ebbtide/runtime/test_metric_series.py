@@ -28,9 +28,10 @@ PER_STORE = ("ebbtide_deletions_overdue", "ebbtide_deletions_awaiting_receipt", 
 STARTED = """
 import json, threading
 from types import SimpleNamespace
-from prometheus_client import generate_latest
+from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from ebbtide import bootstrap
+from ebbtide.runtime import metrics
 from ebbtide.runtime.settings import Settings
 from ebbtide.sinks.base.kind import SinkGroup
 
@@ -39,11 +40,13 @@ bootstrap.worker_series(bootstrap.policy(settings))
 stores = bootstrap.store_map(settings).stores
 group = SinkGroup([SimpleNamespace(store=s.id) for s in stores], threading.Event())
 bootstrap.sink_series(settings, group, vendor=True)
+metrics.ingest_started()  # `ebbtide ingest serve`, on a registry of its own
 out = {}
-for family in text_string_to_metric_families(generate_latest().decode()):
-    for sample in family.samples:
-        if not sample.name.endswith("_created"):
-            out.setdefault(family.name, []).append([sample.name, sample.labels, sample.value])
+for registry in (REGISTRY, metrics.INGEST_REGISTRY):
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for sample in family.samples:
+            if not sample.name.endswith("_created"):
+                out.setdefault(family.name, []).append([sample.name, sample.labels, sample.value])
 print(json.dumps(out))
 """
 

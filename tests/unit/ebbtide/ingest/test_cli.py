@@ -1,0 +1,46 @@
+"""`ebbtide ingest`: the OpenAPI document without a server; one line, no traceback, when it cannot run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from ebbtide.cli import main
+
+
+def test_openapi_writes_the_document_of_the_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EBBTIDE_INGEST_MAX_EVENTS", "7")
+    out = tmp_path / "openapi.json"
+    assert main(["ingest", "openapi", "--output", str(out)]) == 0
+    document = json.loads(out.read_text())
+    post = document["paths"]["/v1/events"]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert body["oneOf"][1]["maxItems"] == 7
+    kinds = {variant["properties"]["type"]["const"] for variant in body["oneOf"][0]["oneOf"]}
+    assert {"RecordWritten", "AccountClosed", "LegalHoldPlaced"} <= kinds
+    assert set(post["responses"]) == {"200", "400", "401", "409", "413", "422", "503"}
+    assert document["components"]["securitySchemes"] == {"bearer": {"type": "http", "scheme": "bearer"}}
+    assert "/metrics" not in document["paths"] and "/healthz" in document["paths"]
+
+
+def test_serve_without_anyone_allowed_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("EBBTIDE_INGEST_TOKENS", raising=False)
+    monkeypatch.delenv("EBBTIDE_INGEST_TLS_CLIENT_CA", raising=False)
+    assert main(["ingest", "serve"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "never runs open" in err and "Traceback" not in err
+
+
+def test_without_the_extra_it_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in [m for m in sys.modules if m.startswith("ebbtide.ingest")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    assert main(["ingest", "openapi"]) == 2
+    assert "needs fastapi: pip install 'ebbtide[ingest]'" in capsys.readouterr().err
