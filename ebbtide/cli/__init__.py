@@ -3,9 +3,9 @@
 One module per group of commands, each adding its subparsers and holding their ``cmd_*``
 functions: :mod:`.topics`, :mod:`.events` (publish, backfill), :mod:`.dlq`, :mod:`.pipeline` (worker,
 sink, clock), :mod:`.admin` (sink-role, acls, backups), :mod:`.policy` (policy, explain,
-overdue), :mod:`.certificates`, :mod:`.audit`, :mod:`.log`, :mod:`.answer` and :mod:`.demo` (demo,
-vendor-standin). Each command imports what it runs only when it runs: ``ebbtide --help`` loads no
-Kafka client.
+overdue), :mod:`.certificates`, :mod:`.audit`, :mod:`.log`, :mod:`.answer`, :mod:`.schema_registry`
+(schemas) and :mod:`.demo` (demo, vendor-standin). Each command imports what it runs only when it
+runs: ``ebbtide --help`` loads no Kafka client.
 """
 
 from __future__ import annotations
@@ -14,7 +14,20 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from ebbtide.cli import admin, answer, audit, certificates, demo, dlq, events, log, pipeline, policy, topics
+from ebbtide.cli import (
+    admin,
+    answer,
+    audit,
+    certificates,
+    demo,
+    dlq,
+    events,
+    log,
+    pipeline,
+    policy,
+    schema_registry,
+    topics,
+)
 from ebbtide.cli.arguments import Subcommands
 from ebbtide.runtime.settings import Settings, SettingsError
 
@@ -25,6 +38,7 @@ Settings come from EBBTIDE_* environment variables (see docs/operations.md, "Set
 # The commands in the order `ebbtide --help` lists them.
 COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
     topics.add_topics,
+    schema_registry.add_schemas,
     events.add_publish,
     pipeline.add_worker,
     pipeline.add_sink,
