@@ -12,6 +12,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import fastavro
@@ -19,7 +20,7 @@ import httpx2
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from ebbtide.runtime.settings import Topics
+from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.schemas.codec import (
     CHECKPOINT,
     CLOCK_TICK,
@@ -31,9 +32,10 @@ from ebbtide.schemas.codec import (
     Codec,
     InvalidMessage,
     SchemaFile,
+    codec_for,
 )
 from ebbtide.schemas.compat import incompatibilities
-from ebbtide.schemas.wire import RegistryUnavailable
+from ebbtide.schemas.wire import RegistryUnavailable, encode_confluent
 
 T = TypeVar("T")
 COMPATIBILITY = "BACKWARD"  # a new version must read every older one's data (as compat.py checks)
@@ -180,3 +182,30 @@ def schema_id(url: str, subject: str, schema: SchemaFile) -> int:
     registry = client(url)
     found = call(url, lambda: registry.lookup_schema(subject, Schema(schema.path.read_text(), "AVRO")))
     return int(found.schema_id or 0)
+
+
+class NotRegistered(RuntimeError):
+    """A producer on the Confluent wire format cannot get the id of the schema it writes with.
+    Its message is one line, naming the registry, the subject and what to do."""
+
+
+def lifecycle_encoder(settings: Settings) -> Callable[[dict[str, Any]], bytes]:
+    """How a producer with ``settings`` encodes lifecycle events (EBBTIDE_WIRE_FORMAT): Avro
+    single-object (the default), or the Confluent wire format with the id under which the events
+    topic's subject holds the newest lifecycle_event version, asked once, here. Raises
+    :class:`NotRegistered` when the registry does not hold it or cannot be reached."""
+    codec = codec_for(LIFECYCLE_EVENT)
+    if settings.wire_format != "confluent":
+        return codec.encode
+    url = settings.schema_registry_url or ""
+    name = subject(Topics(settings.topic_prefix).events)
+    try:
+        found = schema_id(url, name, codec.current)
+    except RegistryUnavailable as exc:
+        raise NotRegistered(f"{exc.reason} (EBBTIDE_WIRE_FORMAT=confluent needs it)") from None
+    except RegistryRefused as exc:
+        raise NotRegistered(
+            f"the schema registry at {url} does not hold {codec.current.path.name} under {name} "
+            f"({exc.reason}); run `ebbtide schemas register` first"
+        ) from None
+    return partial(encode_confluent, codec, found)

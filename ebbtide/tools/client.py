@@ -33,6 +33,7 @@ from ebbtide.runtime.kafka import (
 from ebbtide.runtime.keys import read_or_make_key
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.schemas import LIFECYCLE_EVENT, InvalidMessage, codec_for
+from ebbtide.schemas.registry import lifecycle_encoder
 from ebbtide.streams.worker.translate import check_sizes
 from ebbtide.tools.sealing import Keys, Unsealable, key_store, seal_record
 
@@ -273,9 +274,9 @@ class EventPublisher:
             policy = bootstrap.policy(settings)  # the one a worker with these settings runs
         self.policy = policy
         self.timeout = timeout
+        self._encode = lifecycle_encoder(settings)  # EBBTIDE_WIRE_FORMAT: single-object or confluent
         self._producer = producer(settings, timeout)
         self._topic = Topics(settings.topic_prefix).events
-        self._codec = codec_for(LIFECYCLE_EVENT)
         self._pending: list[Any] = []
         self._failed: BaseException | None = None  # the first send the broker did not take
         self._closed = False
@@ -296,7 +297,7 @@ class EventPublisher:
         except Unsealable as exc:
             raise InvalidEvent(str(exc)) from None
         record = sign_hold(record, self.hold_signer)
-        value = check_size(record, self._codec.encode(record))
+        value = check_size(record, self._encode(record))
         if self._failed is not None:  # the broker refused or dropped one: stop sending, settle
             failure = self._settle()
             if failure is not None:
