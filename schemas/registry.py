@@ -12,7 +12,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 from typing import Any, TypeVar
 
 import fastavro
@@ -97,6 +97,12 @@ def call(url: str, what: Callable[[], T]) -> T:
         ) from None
 
 
+@cache
+def _shared(url: str) -> SchemaRegistryClient:
+    """One client per registry for the calls of a command (its connections are reused)."""
+    return client(url)
+
+
 class RegistrySchemas:
     """Writer schemas by id from the registry at ``url``, each checked once to resolve against
     ``codec``'s current schema and then cached (a schema id's content never changes). An id the
@@ -170,7 +176,7 @@ def register(url: str, subject: str, schema: SchemaFile, set_compatibility: bool
     :data:`COMPATIBILITY` if ``set_compatibility``); its id. Registering a schema the subject
     already holds changes nothing and returns its id. Raises :class:`RegistryRefused` (409: the
     compatibility rule refused it) or :class:`RegistryUnavailable`."""
-    registry = client(url)
+    registry = _shared(url)
     if set_compatibility:
         call(url, lambda: registry.set_compatibility(subject, COMPATIBILITY))
     return call(url, lambda: registry.register_schema(subject, Schema(schema.path.read_text(), "AVRO")))
@@ -179,7 +185,7 @@ def register(url: str, subject: str, schema: SchemaFile, set_compatibility: bool
 def schema_id(url: str, subject: str, schema: SchemaFile) -> int:
     """The id under which ``subject`` holds ``schema``; :class:`RegistryRefused` (404) if it
     does not hold it."""
-    registry = client(url)
+    registry = _shared(url)
     found = call(url, lambda: registry.lookup_schema(subject, Schema(schema.path.read_text(), "AVRO")))
     return int(found.schema_id or 0)
 

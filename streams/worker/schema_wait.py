@@ -15,15 +15,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 from ebbtide.schemas import InvalidMessage
-from ebbtide.schemas.registry import RegistrySchemas
-from ebbtide.schemas.wire import RegistryUnavailable, confluent_schema_id
+from ebbtide.schemas.wire import RegistryUnavailable, WriterSchemas, confluent_schema_id
 from ebbtide.streams.worker.batch import Message
 
 FIRST_RETRY = 1.0
 MAX_RETRY = 30.0
 log = logging.getLogger(__name__)
+
+
+class CachedSchemas(WriterSchemas, Protocol):
+    """Writer schemas that say which ids need no request (``RegistrySchemas``)."""
+
+    def cached(self, schema_id: int) -> bool: ...
 
 
 class SchemaWait:
@@ -32,7 +38,7 @@ class SchemaWait:
 
     def __init__(
         self,
-        registry: RegistrySchemas,
+        registry: CachedSchemas,
         topic: str,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
