@@ -200,13 +200,14 @@ start_locked() {
     printf '\n==== %s registry.sh start (port %s) ====\n' "$(date '+%F %T')" "$PORT" >>"$LOG_FILE"
     rm -f -- "$PID_FILE.new"
     # Quarkus settings as system properties: loopback only, this port, the schemas in an H2 file
-    # (the app's in-memory storage, on a file), a small pool; C1 only and a serial GC start it
-    # faster on a small machine. setsid -f: it outlives this shell (see kafka.sh).
+    # (the app's in-memory storage, on a file), a small pool; a schema is looked up by its
+    # canonical form, as Confluent's registry does (a serializer sends it reformatted); C1 only and
+    # a serial GC start it faster on a small machine. setsid -f: it outlives this shell (kafka.sh).
     # shellcheck disable=SC2016 # $$, $0 and $@ are expanded by the inner bash
     (
         cd -- "$REG_DIR"
         setsid -f bash -c 'echo $$ >"$0.new" && mv -f "$0.new" "$0" && exec "$@"' "$PID_FILE" \
-            env "REGISTRY_DATASOURCE_URL=jdbc:h2:file:$REG_DIR/db" "$JAVA" "-Xmx$HEAP" -Xms64m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:+ExitOnOutOfMemoryError \
+            env "REGISTRY_DATASOURCE_URL=jdbc:h2:file:$REG_DIR/db" ENABLE_CCOMPAT_CANONICAL_HASH_MODE=true "$JAVA" "-Xmx$HEAP" -Xms64m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:+ExitOnOutOfMemoryError \
             "-Debbtide.registry=$REG_DIR" "-Dquarkus.http.host=$HOST" "-Dquarkus.http.port=$PORT" \
             -Dquarkus.datasource.jdbc.min-size=1 -Dquarkus.datasource.jdbc.initial-size=1 \
             -Dregistry.ui.features.readOnly=true -Djava.io.tmpdir="$REG_DIR" \
