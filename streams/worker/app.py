@@ -22,14 +22,12 @@ from ebbtide.runtime.kafka import client_config, faust_config, secured
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.runtime.topic_spec import STATE_TABLE, changelog_config
 from ebbtide.runtime.web_token import authorised, read_or_make_token, token_file
-from ebbtide.schemas import LIFECYCLE_EVENT, codec_for
-from ebbtide.schemas.registry import RegistrySchemas
 from ebbtide.streams.policy.rules import Policy
 from ebbtide.streams.worker.batch import BatchStep
 from ebbtide.streams.worker.certify import CertificateSigner
 from ebbtide.streams.worker.processor import LifecycleProcessor
 from ebbtide.streams.worker.routing import Out
-from ebbtide.streams.worker.schema_wait import SchemaWait
+from ebbtide.streams.worker.schema_wait import SchemaWait, registry_schemas
 from ebbtide.streams.worker.store import PartitionedTable, store_url
 
 BATCH = 500  # events per batch: one broker acknowledgement and one state write per key
@@ -99,9 +97,7 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
     )
     table.changelog_client = client_config(settings.kafka_bootstrap, None, secured(settings))
     app.tables.add(table)
-    registry = None  # Confluent-framed events' writer schemas (EBBTIDE_SCHEMA_REGISTRY_URL)
-    if settings.schema_registry_url:
-        registry = RegistrySchemas(settings.schema_registry_url, codec_for(LIFECYCLE_EVENT))
+    schemas_ready = SchemaWait(registry_schemas(settings), topics.events)  # before each batch
     processor = LifecycleProcessor(
         policy,
         topics,
@@ -114,7 +110,7 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
         clock_key=ClockKey(settings.trusted_keys_dir),  # clock.pub
         hold_keys=hold_keys if hold_keys is not None else HoldKeys.for_worker(settings),  # EBBTIDE_HOLD_KEYS
         checkpoints=(settings.checkpoint_every, settings.checkpoint_seconds),
-        registry=registry,
+        registry=schemas_ready.registry,  # Confluent-framed events' writer schemas, if set
     )
     log.info("legal hold signers trusted (key ids): %s", ", ".join(processor.hold_keys.key_ids) or "none")
 
@@ -124,17 +120,13 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
         )
 
     step = BatchStep(processor, send, written=table.written)
-    schemas_ready = SchemaWait(registry, topics.events) if registry is not None else None
 
     @app.agent(source, name="lifecycle")
     async def lifecycle(stream: faust.StreamT[Any]) -> None:
         assert isinstance(stream, faust.Stream)  # take_events is on the class, not the protocol
         lean_collections()
         async for events in stream.take_events(BATCH, within=BATCH_WAIT):
-            messages = [event.message for event in events]
-            if schemas_ready is not None:
-                await schemas_ready(messages)  # waits while the registry cannot be reached
-            await step(messages)
+            await step(await schemas_ready([event.message for event in events]))
 
     _forget_on_rebalance(app, processor, {topics.events, topics.clock, topics.receipts})
     _subject_page(app, processor, read_or_make_token(token_file(settings)))

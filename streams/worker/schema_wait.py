@@ -17,7 +17,9 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
-from ebbtide.schemas import InvalidMessage
+from ebbtide.runtime.settings import Settings
+from ebbtide.schemas import LIFECYCLE_EVENT, InvalidMessage, codec_for
+from ebbtide.schemas.registry import RegistrySchemas
 from ebbtide.schemas.wire import RegistryUnavailable, WriterSchemas, confluent_schema_id
 from ebbtide.streams.worker.batch import Message
 
@@ -32,13 +34,21 @@ class CachedSchemas(WriterSchemas, Protocol):
     def cached(self, schema_id: int) -> bool: ...
 
 
+def registry_schemas(settings: Settings) -> RegistrySchemas | None:
+    """The writer schemas of Confluent-framed events, from EBBTIDE_SCHEMA_REGISTRY_URL (None: unset)."""
+    if not settings.schema_registry_url:
+        return None
+    return RegistrySchemas(settings.schema_registry_url, codec_for(LIFECYCLE_EVENT))
+
+
 class SchemaWait:
-    """Awaited with a batch's messages before the batch step; returns once every Confluent-framed
-    event of ``topic`` in them has its writer schema decided (known or refused)."""
+    """Awaited with a batch's messages before the batch step; returns them once every
+    Confluent-framed event of ``topic`` in them has its writer schema decided (known or refused).
+    Without a registry it returns them at once (the processor dead-letters such events)."""
 
     def __init__(
         self,
-        registry: CachedSchemas,
+        registry: CachedSchemas | None,
         topic: str,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
@@ -46,7 +56,10 @@ class SchemaWait:
         self.topic = topic
         self.sleep = sleep
 
-    async def __call__(self, messages: Iterable[Message]) -> None:
+    async def __call__(self, batch: Iterable[Message]) -> list[Message]:
+        messages = list(batch)
+        if self.registry is None:
+            return messages
         wanted: set[int] = set()
         for message in messages:
             if message.topic != self.topic:
@@ -58,13 +71,14 @@ class SchemaWait:
             if schema_id is not None and not self.registry.cached(schema_id):
                 wanted.add(schema_id)
         for schema_id in sorted(wanted):
-            await self._fetch(schema_id)
+            await self._fetch(self.registry, schema_id)
+        return messages
 
-    async def _fetch(self, schema_id: int) -> None:
+    async def _fetch(self, registry: CachedSchemas, schema_id: int) -> None:
         delay = FIRST_RETRY
         while True:
             try:
-                await asyncio.to_thread(self.registry.writer, schema_id)
+                await asyncio.to_thread(registry.writer, schema_id)
                 return
             except InvalidMessage:
                 return  # remembered as refused; the processor dead-letters its events

@@ -153,6 +153,11 @@ def test_a_batch_waits_with_backoff_while_the_registry_is_down_and_not_for_an_un
         Message("ebbtide.events", CODEC.encode(EVENT)),  # single-object: nothing to fetch
         Message("ebbtide.clock", framed(5, b"")),  # another topic: not an event
     ]
-    asyncio.run(wait(batch))
+    assert asyncio.run(wait(batch)) == batch  # every message goes on to the batch step, in order
     assert slept == [1.0, 2.0, 4.0]  # three failures, each waited out longer, then the answer
     assert lookup.asked == [3, 3, 3, 3, 9]
+
+
+def test_without_a_registry_a_batch_goes_on_at_once() -> None:
+    batch = [Message("ebbtide.events", encode_confluent(CODEC, 3, EVENT))]
+    assert asyncio.run(SchemaWait(None, "ebbtide.events")(batch)) == batch
