@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from ebbtide.schemas.codec import SCHEMA_DIR, versions_of
 from ebbtide.schemas.registry import RegistrySchemas, client, subject
 from ebbtide.schemas.wire import RegistryUnavailable
 from ebbtide.tools.processes import free_port
+from tests.support import state_dir
 
 
 def registry_url() -> str:
@@ -115,3 +117,14 @@ def test_the_worker_s_lookup_refuses_unknown_ids_and_schemas_that_do_not_resolve
     with pytest.raises(RegistryUnavailable, match="cannot be reached"):
         gone.writer(ours)
     assert not gone.cached(ours)  # asked again next time
+
+
+def test_the_registry_s_schemas_and_log_are_private() -> None:
+    registry = state_dir() / "registry"
+    if not (registry / "registry.pid").is_file():
+        pytest.skip(
+            f"no local stack's registry in {registry} (set EBBTIDE_STATE_DIR to the stack's state dir)"
+        )
+    assert stat.S_IMODE(registry.stat().st_mode) == 0o700
+    for name in ("registry.log", "registry.pid", "db.mv.db"):
+        assert stat.S_IMODE((registry / name).stat().st_mode) == 0o600, name
