@@ -22,7 +22,8 @@ from ebbtide.schemas.codec import SCHEMA_DIR, versions_of
 from ebbtide.schemas.registry import RegistrySchemas, client, subject
 from ebbtide.schemas.wire import RegistryUnavailable
 from ebbtide.tools.processes import free_port
-from tests.support import state_dir
+from tests.integration.tools.test_publish_bounded import ebbtide, events_file, published
+from tests.support import EVENT, state_dir
 
 
 def registry_url() -> str:
@@ -128,3 +129,20 @@ def test_the_registry_s_schemas_and_log_are_private() -> None:
     assert stat.S_IMODE(registry.stat().st_mode) == 0o700
     for name in ("registry.log", "registry.pid", "db.mv.db"):
         assert stat.S_IMODE((registry / name).stat().st_mode) == 0o600, name
+
+
+def test_publish_on_the_confluent_wire_format_says_when_the_schema_is_not_registered(
+    with_registry: Settings, tmp_path: Path
+) -> None:
+    confluent = replace(with_registry, wire_format="confluent")  # its prefix's subjects are empty
+    path = events_file(tmp_path / "events.jsonl", [EVENT])
+    done = ebbtide(confluent, "publish", str(path))
+    events = subject(Topics(confluent.topic_prefix).events)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith(
+        f"ebbtide publish: the schema registry at {registry_url()} does not hold lifecycle_event.v3.avsc "
+        f"under {events} (HTTP 404: "
+    )
+    assert done.stderr.endswith("); run `ebbtide schemas register` first; nothing was published\n")
+    assert len(done.stderr.splitlines()) == 1
+    assert published(confluent) == 0
