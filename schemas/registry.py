@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from functools import cache, partial
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import fastavro
 import httpx2
@@ -80,6 +81,12 @@ def client(url: str, timeout: float = 5.0) -> SchemaRegistryClient:
     return SchemaRegistryClient({"url": url, "timeout": timeout, "max.retries": 0})
 
 
+def shown(url: str) -> str:
+    """``url`` as messages name it: without a user or password it may carry."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def call(url: str, what: Callable[[], T]) -> T:
     """Run one client call, sorting its failures into :class:`RegistryRefused` and
     :class:`RegistryUnavailable` (both naming ``url``'s registry, never a schema or value)."""
@@ -88,12 +95,12 @@ def call(url: str, what: Callable[[], T]) -> T:
     except SchemaRegistryError as exc:
         status = int(exc.http_status_code or 0)
         if 400 <= status < 500:
-            message = str(exc.error_message or "").splitlines()[0][:300]
+            message = (str(exc.error_message or "").splitlines() or [""])[0][:300]
             raise RegistryRefused(status, f"HTTP {status}: {message}") from None
-        raise RegistryUnavailable(f"the schema registry at {url} answered HTTP {status}") from None
+        raise RegistryUnavailable(f"the schema registry at {shown(url)} answered HTTP {status}") from None
     except (httpx2.HTTPError, OSError) as exc:
         raise RegistryUnavailable(
-            f"the schema registry at {url} cannot be reached ({type(exc).__name__})"
+            f"the schema registry at {shown(url)} cannot be reached ({type(exc).__name__})"
         ) from None
 
 
@@ -149,8 +156,10 @@ class RegistrySchemas:
                 raise InvalidMessage(
                     f"{name}: unknown schema id {schema_id} (the registry has none)"
                 ) from None
-            raise InvalidMessage(
-                f"{name}: schema id {schema_id} refused by the registry ({exc.reason})"
+            # e.g. 401/403: the worker's access to the registry is at fault, not the message
+            raise RegistryUnavailable(
+                f"the schema registry at {shown(self.url)} refused the lookup of schema id "
+                f"{schema_id} ({exc.reason})"
             ) from None
         if (schema.schema_type or "AVRO") != "AVRO":
             raise InvalidMessage(f"{name}: schema id {schema_id} is a {schema.schema_type} schema, not Avro")
@@ -211,7 +220,7 @@ def lifecycle_encoder(settings: Settings) -> Callable[[dict[str, Any]], bytes]:
         raise NotRegistered(f"{exc.reason} (EBBTIDE_WIRE_FORMAT=confluent needs it)") from None
     except RegistryRefused as exc:
         raise NotRegistered(
-            f"the schema registry at {url} does not hold {codec.current.path.name} under {name} "
+            f"the schema registry at {shown(url)} does not hold {codec.current.path.name} under {name} "
             f"({exc.reason}); run `ebbtide schemas register` first"
         ) from None
     return partial(encode_confluent, codec, found)

@@ -12,12 +12,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import fastavro
+import httpx2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ebbtide.schemas import LIFECYCLE_EVENT, InvalidMessage, codec_for
 from ebbtide.schemas.codec import versions_of
+from ebbtide.schemas.registry import call, shown
 from ebbtide.schemas.wire import (
     RegistryUnavailable,
     WireDecoder,
@@ -161,3 +163,18 @@ def test_a_batch_waits_with_backoff_while_the_registry_is_down_and_not_for_an_un
 def test_without_a_registry_a_batch_goes_on_at_once() -> None:
     batch = [Message("ebbtide.events", encode_confluent(CODEC, 3, EVENT))]
     assert asyncio.run(SchemaWait(None, "ebbtide.events")(batch)) == batch
+
+
+def test_a_registry_that_cannot_be_reached_is_named_without_its_password() -> None:
+    url = "https://svc:s3cret@registry.example.invalid:8081/apis/ccompat/v7"
+
+    def refused() -> None:
+        raise httpx2.ConnectError("connection refused")
+
+    with pytest.raises(RegistryUnavailable) as down:
+        call(url, refused)
+    assert down.value.reason == (
+        "the schema registry at https://registry.example.invalid:8081/apis/ccompat/v7 "
+        "cannot be reached (ConnectError)"
+    )
+    assert shown("http://127.0.0.1:8081/apis/ccompat/v7") == "http://127.0.0.1:8081/apis/ccompat/v7"
