@@ -26,12 +26,20 @@ cleanup() {
     done
 }
 trap cleanup EXIT
-for service in postgres kafka registry; do
+# The schema registry needs neither server (its schemas are in a file): it starts beside them.
+registry_start=""
+if ! "$SCRIPT_DIR/registry.sh" status >/dev/null 2>&1; then
+    started+=(registry)
+    "$SCRIPT_DIR/registry.sh" start &
+    registry_start=$!
+fi
+for service in postgres kafka; do
     if ! "$SCRIPT_DIR/$service.sh" status >/dev/null 2>&1; then
         started+=("$service")
         "$SCRIPT_DIR/$service.sh" start
     fi
 done
+[[ -z $registry_start ]] || wait "$registry_start" # its start's exit status: set -e stops here if it failed
 
 set -a
 # shellcheck disable=SC1091
