@@ -7,7 +7,8 @@ tried again after 1 s, then twice as long each time up to 30 s, with a warning e
 events are good, only unreadable for now: dead-lettering them would lose them, and skipping them
 would apply later events of the same subjects first. An id the registry answers it does not have,
 or whose schema does not resolve against ours, is no reason to wait: the processor dead-letters
-that event with the reason.
+that event with the reason. (Should the processor still meet an id not fetched here, its lookup
+goes to the registry itself; if that fails, the batch fails and the worker exits to replay it.)
 """
 
 from __future__ import annotations
