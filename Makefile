@@ -31,7 +31,7 @@ tools: ## Debian tools the tests use (prometheus and promtool; chromium, which c
 	@command -v chromium >/dev/null || { echo "installing chromium"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
-stack-up: ## start the local Kafka (KRaft) and PostgreSQL on 127.0.0.1
+stack-up: ## start the local Kafka (KRaft), PostgreSQL and schema registry on 127.0.0.1
 	deploy/local/stack.sh up
 
 stack-down: ## stop the local stack (only what the project started)

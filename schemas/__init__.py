@@ -1,8 +1,10 @@
 """Avro schemas of Ebbtide's topics and their wire codec.
 
-Every message is framed with Avro single-object encoding (two marker bytes and the
-writer schema's CRC-64-AVRO fingerprint), so a reader always knows which versioned
-``.avsc`` file wrote it and can resolve it to its own schema.
+Every message Ebbtide writes is framed with Avro single-object encoding (two marker bytes and
+the writer schema's CRC-64-AVRO fingerprint), so a reader always knows which versioned
+``.avsc`` file wrote it and can resolve it to its own schema. Lifecycle events may also come
+in the Confluent wire format (a schema registry's id for the writer schema): ``wire`` decodes
+both, ``registry`` asks the registry.
 """
 
 from ebbtide.schemas.codec import (

@@ -12,9 +12,10 @@ usage() {
 Usage: $PROG <up|down|status>
 
 Commands:
-  up      Start PostgreSQL, then Kafka (each is a no-op if already running),
-          and write \$EBBTIDE_STATE_DIR/env with the connection settings:
-            EBBTIDE_KAFKA_BOOTSTRAP, EBBTIDE_PG_DSN, EBBTIDE_PG_TEST_DSN, and, for
+  up      Start PostgreSQL, then Kafka, then the schema registry (each is a no-op
+          if already running), and write \$EBBTIDE_STATE_DIR/env with the settings:
+            EBBTIDE_KAFKA_BOOTSTRAP, EBBTIDE_PG_DSN, EBBTIDE_PG_TEST_DSN,
+            EBBTIDE_SCHEMA_REGISTRY_URL (Apicurio's Confluent-compatible API), and, for
             the secured listeners (EBBTIDE_LOCAL_*: not settings of the pipeline,
             which stays on PLAINTEXT): Kafka's SASL_PLAINTEXT listener
             EBBTIDE_LOCAL_KAFKA_SASL_BOOTSTRAP, _SASL_MECHANISM, _SASL_PASSWORDS (the
@@ -24,8 +25,8 @@ Commands:
             file per user), and PostgreSQL's TLS root certificate
             EBBTIDE_LOCAL_PG_SSLROOTCERT (docs/security.md)
           (plain KEY=value lines: 'source' it in bash, 'include' it in make).
-  down    Stop Kafka and PostgreSQL (only the processes this project started).
-  status  Show both. Exit 0 if both are running, 3 otherwise.
+  down    Stop the registry, Kafka and PostgreSQL (only what this project started).
+  status  Show each. Exit 0 if all are running, 3 otherwise.
 
 Environment (defaults in brackets):
   EBBTIDE_STATE_DIR              [<repo>/.state]
@@ -35,9 +36,10 @@ Environment (defaults in brackets):
   EBBTIDE_KAFKA_SASL_SSL_PORT    [9095]
   EBBTIDE_PG_PORT                [5433]
   EBBTIDE_KAFKA_HEAP             [512m]
+  EBBTIDE_REGISTRY_PORT          [8081]
   EBBTIDE_CACHE_DIR              [\${XDG_CACHE_HOME:-\$HOME/.cache}/ebbtide]
 
-See '$SCRIPT_DIR/kafka.sh --help' and '$SCRIPT_DIR/postgres.sh --help'.
+See '$SCRIPT_DIR/kafka.sh --help', '$SCRIPT_DIR/postgres.sh --help' and '$SCRIPT_DIR/registry.sh --help'.
 EOF
 }
 
@@ -59,8 +61,9 @@ cmd_up() {
     local start=$SECONDS
     "$SCRIPT_DIR/postgres.sh" start || die "PostgreSQL failed to start (see messages above)"
     "$SCRIPT_DIR/kafka.sh" start || die "Kafka failed to start (see messages above); PostgreSQL was left running"
+    "$SCRIPT_DIR/registry.sh" start || die "the schema registry failed to start (see messages above); the rest was left running"
     local key
-    for key in EBBTIDE_KAFKA_BOOTSTRAP EBBTIDE_PG_DSN EBBTIDE_PG_TEST_DSN; do
+    for key in EBBTIDE_KAFKA_BOOTSTRAP EBBTIDE_PG_DSN EBBTIDE_PG_TEST_DSN EBBTIDE_SCHEMA_REGISTRY_URL; do
         grep -q "^$key=" "$ENV_FILE" 2>/dev/null || die "$ENV_FILE lacks $key; this is a bug in deploy/local"
     done
     echo
@@ -72,6 +75,7 @@ cmd_up() {
 
 cmd_down() {
     local rc=0
+    "$SCRIPT_DIR/registry.sh" stop || rc=1
     "$SCRIPT_DIR/kafka.sh" stop || rc=1
     "$SCRIPT_DIR/postgres.sh" stop || rc=1
     ((rc == 0)) || die "could not stop everything (see messages above)"
@@ -82,6 +86,7 @@ cmd_status() {
     local rc=0
     "$SCRIPT_DIR/postgres.sh" status || rc=3
     "$SCRIPT_DIR/kafka.sh" status || rc=3
+    "$SCRIPT_DIR/registry.sh" status || rc=3
     return "$rc"
 }
 

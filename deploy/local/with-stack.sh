@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run a command with the local stack up and its settings in the environment.
-# Starts Kafka and PostgreSQL only if they are not already running, and stops afterwards
+# Starts PostgreSQL, Kafka and the schema registry only if they are not already running, and stops afterwards
 # only what it started, whatever the command's outcome. The command's exit code is kept.
 set -euo pipefail
 
@@ -26,12 +26,20 @@ cleanup() {
     done
 }
 trap cleanup EXIT
+# The schema registry needs neither server (its schemas are in a file): it starts beside them.
+registry_start=""
+if ! "$SCRIPT_DIR/registry.sh" status >/dev/null 2>&1; then
+    started+=(registry)
+    "$SCRIPT_DIR/registry.sh" start &
+    registry_start=$!
+fi
 for service in postgres kafka; do
     if ! "$SCRIPT_DIR/$service.sh" status >/dev/null 2>&1; then
         started+=("$service")
         "$SCRIPT_DIR/$service.sh" start
     fi
 done
+[[ -z $registry_start ]] || wait "$registry_start" # its start's exit status: set -e stops here if it failed
 
 set -a
 # shellcheck disable=SC1091

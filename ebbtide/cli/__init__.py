@@ -4,7 +4,8 @@ One module per group of commands, each adding its subparsers and holding their `
 functions: :mod:`.topics`, :mod:`.events` (publish, backfill), :mod:`.ingest` (the HTTP ingestion
 service), :mod:`.dlq`, :mod:`.pipeline` (worker, sink, clock), :mod:`.admin` (sink-role, acls,
 backups), :mod:`.policy` (policy, explain, overdue), :mod:`.certificates`, :mod:`.audit`,
-:mod:`.log`, :mod:`.answer` and :mod:`.demo` (demo, vendor-standin). Each command imports what
+:mod:`.log`, :mod:`.answer`, :mod:`.schema_registry`
+(schemas) and :mod:`.demo` (demo, vendor-standin). Each command imports what
 it runs only when it runs: ``ebbtide --help`` loads no Kafka client.
 """
 
@@ -26,6 +27,7 @@ from ebbtide.cli import (
     log,
     pipeline,
     policy,
+    schema_registry,
     topics,
 )
 from ebbtide.cli.arguments import Subcommands
@@ -53,6 +55,7 @@ SERVER_MODULES = frozenset(
 # The commands in the order `ebbtide --help` lists them.
 COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
     topics.add_topics,
+    schema_registry.add_schemas,
     events.add_publish,
     ingest.add_ingest,
     pipeline.add_worker,

@@ -111,6 +111,7 @@ def _publish(
     from kafka.errors import KafkaError
 
     from ebbtide.runtime.kafka import not_acknowledged
+    from ebbtide.schemas.wire import NotRegistered
     from ebbtide.sinks.keys.store import KeyStoreUnavailable
     from ebbtide.tools.client import EventPublisher, PublishFailed
 
@@ -133,6 +134,9 @@ def _publish(
             f"ebbtide publish: {exc} (EBBTIDE_KEYS_DSN); not every event was published; {again}",
             file=sys.stderr,
         )
+        return 1
+    except NotRegistered as exc:  # EBBTIDE_WIRE_FORMAT=confluent, and no schema id to send
+        print(f"ebbtide publish: {exc}; nothing was published", file=sys.stderr)
         return 1
     except KafkaError as exc:  # no broker to talk to at all
         print(

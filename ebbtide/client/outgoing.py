@@ -2,7 +2,7 @@
 
 :class:`Outgoing` turns an event (typed, :mod:`ebbtide.client.events`, or its JSON form) into the
 Kafka message the worker reads: validated against the schema and the policy, personal values
-sealed with the subject's key, a legal hold signed, encoded (:func:`ebbtide.client.records.encode`)
+sealed with the subject's key, a legal hold signed, encoded (:func:`ebbtide.client.records.encoder`)
 and its size checked.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ebbtide.client.events import LifecycleEvent
-from ebbtide.client.records import InvalidEvent, check_size, encode, load_hold_signer, sign_hold, to_record
+from ebbtide.client.records import InvalidEvent, check_size, encoder, load_hold_signer, sign_hold, to_record
 from ebbtide.client.sealing import Keys, Unsealable, key_store, seal_record
 from ebbtide.client.typed import as_json
 from ebbtide.runtime.authenticity import MessageSigner
@@ -59,6 +59,7 @@ class Outgoing:
         self.policy = policy
         self.keys = keys if keys is not None else key_store(settings)
         self.topic = Topics(settings.topic_prefix).events
+        self.encode = encoder(settings)  # EBBTIDE_WIRE_FORMAT: single-object or confluent
 
     def record(self, event: LifecycleEvent | dict[str, Any]) -> dict[str, Any]:
         """The Avro record of a typed event or of its JSON form; raises :class:`InvalidEvent`."""
@@ -74,7 +75,7 @@ class Outgoing:
         except Unsealable as exc:
             raise InvalidEvent(str(exc)) from None
         record = sign_hold(record, self.hold_signer)
-        return str(record["subject_id"]).encode(), check_size(record, encode(record))
+        return str(record["subject_id"]).encode(), check_size(record, self.encode(record))
 
     def close(self) -> None:
         """Close the key store's connection, if it has one."""

@@ -16,12 +16,14 @@ event is refused here, before anything is sent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ebbtide.runtime.authenticity import HOLD, KEY_ID, SIGNATURE, MessageSigner, hold_event
 from ebbtide.runtime.keys import read_or_make_key
+from ebbtide.runtime.settings import Settings
 from ebbtide.schemas import LIFECYCLE_EVENT, InvalidMessage, codec_for
 from ebbtide.streams.worker.translate import check_sizes
 
@@ -121,6 +123,18 @@ def sign_hold(record: dict[str, Any], signer: MessageSigner | None) -> dict[str,
             "the worker refuses an unsigned one"
         )
     return signer.sign(HOLD, record)
+
+
+def encoder(settings: Settings) -> Callable[[dict[str, Any]], bytes]:
+    """How a publisher with ``settings`` encodes (EBBTIDE_WIRE_FORMAT): :func:`encode`, or, with
+    ``confluent``, the Confluent wire format with the registry's id of the newest schema, asked once
+    here (needs ``ebbtide[registry]``; raises :class:`ebbtide.schemas.wire.NotRegistered` when the
+    registry does not hold it or cannot be reached)."""
+    if settings.wire_format != "confluent":
+        return encode
+    from ebbtide.schemas.registry import lifecycle_encoder  # confluent-kafka: only when asked for
+
+    return lifecycle_encoder(settings)
 
 
 def encode(record: dict[str, Any]) -> bytes:

@@ -124,6 +124,14 @@ class Settings:
     ingest_max_events: int = 500
     ingest_remembered_events: int = 100_000
     ingest_timeout: float = 30.0
+    # A schema registry's Confluent-compatible API (Apicurio: http://HOST:PORT/apis/ccompat/v7):
+    # where the worker finds the writer schema of a Confluent-framed event by its id, and where
+    # `ebbtide schemas register` and producers on the confluent wire format register or look up
+    # theirs. Unset: a Confluent-framed event is dead-lettered, naming this setting.
+    schema_registry_url: str | None = None
+    # How `ebbtide publish` and EventPublisher frame lifecycle events: single-object (Avro's own
+    # framing, no registry needed) or confluent (a zero byte and the registry's schema id).
+    wire_format: str = "single-object"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -167,6 +175,14 @@ class Settings:
             raise SettingsError("EBBTIDE_CHECKPOINT_EVERY must be at least 1")
         if not settings.checkpoint_seconds > 0:
             raise SettingsError("EBBTIDE_CHECKPOINT_SECONDS must be more than 0")
+        if settings.wire_format not in ("single-object", "confluent"):
+            raise SettingsError("EBBTIDE_WIRE_FORMAT must be single-object or confluent")
+        if settings.wire_format == "confluent" and not settings.schema_registry_url:
+            raise SettingsError("EBBTIDE_WIRE_FORMAT=confluent needs EBBTIDE_SCHEMA_REGISTRY_URL")
+        if settings.schema_registry_url and not settings.schema_registry_url.startswith(
+            ("http://", "https://")
+        ):
+            raise SettingsError("EBBTIDE_SCHEMA_REGISTRY_URL must be an http:// or https:// URL")
         if settings.hold_keys is not None and not settings.hold_public_keys:
             raise SettingsError(
                 "EBBTIDE_HOLD_KEYS must name public key files or directories (comma-separated)"

@@ -27,6 +27,7 @@ from ebbtide.streams.worker.batch import BatchStep
 from ebbtide.streams.worker.certify import CertificateSigner
 from ebbtide.streams.worker.processor import LifecycleProcessor
 from ebbtide.streams.worker.routing import Out
+from ebbtide.streams.worker.schema_wait import SchemaWait, registry_schemas
 from ebbtide.streams.worker.store import PartitionedTable, store_url
 
 BATCH = 500  # events per batch: one broker acknowledgement and one state write per key
@@ -96,6 +97,7 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
     )
     table.changelog_client = client_config(settings.kafka_bootstrap, None, secured(settings))
     app.tables.add(table)
+    schemas_ready = SchemaWait(registry_schemas(settings), topics.events)  # before each batch
     processor = LifecycleProcessor(
         policy,
         topics,
@@ -108,6 +110,7 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
         clock_key=ClockKey(settings.trusted_keys_dir),  # clock.pub
         hold_keys=hold_keys if hold_keys is not None else HoldKeys.for_worker(settings),  # EBBTIDE_HOLD_KEYS
         checkpoints=(settings.checkpoint_every, settings.checkpoint_seconds),
+        registry=schemas_ready.registry,  # Confluent-framed events' writer schemas, if set
     )
     log.info("legal hold signers trusted (key ids): %s", ", ".join(processor.hold_keys.key_ids) or "none")
 
@@ -123,7 +126,7 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
         assert isinstance(stream, faust.Stream)  # take_events is on the class, not the protocol
         lean_collections()
         async for events in stream.take_events(BATCH, within=BATCH_WAIT):
-            await step([event.message for event in events])
+            await step(await schemas_ready([event.message for event in events]))
 
     _forget_on_rebalance(app, processor, {topics.events, topics.clock, topics.receipts})
     _subject_page(app, processor, read_or_make_token(token_file(settings)))

@@ -18,6 +18,7 @@ from typing import Any
 from ebbtide.runtime import authenticity, metrics
 from ebbtide.runtime.settings import Topics
 from ebbtide.schemas import CLOCK_TICK, DELETION_RECEIPT, LIFECYCLE_EVENT, InvalidMessage, codec_for
+from ebbtide.schemas.wire import WireDecoder, WriterSchemas
 from ebbtide.streams.engine import snapshot
 from ebbtide.streams.engine.events import RecordWritten
 from ebbtide.streams.engine.firing import fire_due
@@ -60,6 +61,7 @@ class LifecycleProcessor:
         trusted: authenticity.TrustedKeys | None = None,
         hold_keys: authenticity.HoldKeys | None = None,
         checkpoints: tuple[int, float] = (1000, 60.0),
+        registry: WriterSchemas | None = None,
     ) -> None:
         """A record announced by a store the policy's store map does not list as holding its
         category is dead-lettered (its deletion commands would have nowhere to go).
@@ -71,7 +73,9 @@ class LifecycleProcessor:
         ``hold_keys`` holds the legal hold signers' public keys: a ``LegalHoldPlaced`` or
         ``LegalHoldReleased`` not signed by one of them is dead-lettered before the engine sees it
         (None: no key is trusted, so every hold event is refused).
-        ``checkpoints``: a chain checkpoint every so many decisions or seconds (``chaining``)."""
+        ``checkpoints``: a chain checkpoint every so many decisions or seconds (``chaining``).
+        ``registry``: the writer schemas of Confluent-framed events by id (``schema_wait`` fetches
+        them before a batch; None: such an event is dead-lettered, naming the setting)."""
         self.trusted = trusted or authenticity.TrustedKeys()
         self.hold_keys = hold_keys if hold_keys is not None else authenticity.HoldKeys()
         self.policy = policy
@@ -92,7 +96,7 @@ class LifecycleProcessor:
         self.outputs = Outputs(topics, signer, self.chains)
         self.certificates = Certificates(signer, topics.certificates, self.state, self.owned)
         self._backlog: list[Out] = []  # decisions of subjects judged again under a new policy
-        self._events = codec_for(LIFECYCLE_EVENT)
+        self._events = WireDecoder(codec_for(LIFECYCLE_EVENT), registry)  # either framing
         self._ticks = codec_for(CLOCK_TICK)
         self._receipts = codec_for(DELETION_RECEIPT)
 

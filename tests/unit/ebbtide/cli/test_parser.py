@@ -12,6 +12,7 @@ from ebbtide.cli import build_parser
 
 COMMANDS = [
     "topics",
+    "schemas",
     "publish",
     "ingest",
     "worker",
