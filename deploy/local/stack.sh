@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Local Ebbtide stack: private PostgreSQL cluster + single-node Kafka broker,
-# both bound to 127.0.0.1. Thin wrapper around postgres.sh and kafka.sh.
+# Local Ebbtide stack: private PostgreSQL cluster + single-node Kafka broker + a Kafka Connect
+# worker with Debezium, all bound to 127.0.0.1. Thin wrapper around postgres.sh and kafka.sh.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
@@ -35,9 +35,10 @@ Environment (defaults in brackets):
   EBBTIDE_KAFKA_SASL_SSL_PORT    [9095]
   EBBTIDE_PG_PORT                [5433]
   EBBTIDE_KAFKA_HEAP             [512m]
+  EBBTIDE_CONNECT_PORT           [8083]   Kafka Connect's REST API (connect.sh: Debezium)
   EBBTIDE_CACHE_DIR              [\${XDG_CACHE_HOME:-\$HOME/.cache}/ebbtide]
 
-See '$SCRIPT_DIR/kafka.sh --help' and '$SCRIPT_DIR/postgres.sh --help'.
+See '$SCRIPT_DIR/kafka.sh --help', '$SCRIPT_DIR/postgres.sh --help' and '$SCRIPT_DIR/connect.sh --help'.
 EOF
 }
 
@@ -59,6 +60,7 @@ cmd_up() {
     local start=$SECONDS
     "$SCRIPT_DIR/postgres.sh" start || die "PostgreSQL failed to start (see messages above)"
     "$SCRIPT_DIR/kafka.sh" start || die "Kafka failed to start (see messages above); PostgreSQL was left running"
+    "$SCRIPT_DIR/connect.sh" start || die "Kafka Connect failed to start (see messages above); Kafka and PostgreSQL were left running"
     local key
     for key in EBBTIDE_KAFKA_BOOTSTRAP EBBTIDE_PG_DSN EBBTIDE_PG_TEST_DSN; do
         grep -q "^$key=" "$ENV_FILE" 2>/dev/null || die "$ENV_FILE lacks $key; this is a bug in deploy/local"
@@ -72,6 +74,7 @@ cmd_up() {
 
 cmd_down() {
     local rc=0
+    "$SCRIPT_DIR/connect.sh" stop || rc=1
     "$SCRIPT_DIR/kafka.sh" stop || rc=1
     "$SCRIPT_DIR/postgres.sh" stop || rc=1
     ((rc == 0)) || die "could not stop everything (see messages above)"
@@ -82,6 +85,7 @@ cmd_status() {
     local rc=0
     "$SCRIPT_DIR/postgres.sh" status || rc=3
     "$SCRIPT_DIR/kafka.sh" status || rc=3
+    "$SCRIPT_DIR/connect.sh" status || rc=3
     return "$rc"
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run a command with the local stack up and its settings in the environment.
-# Starts Kafka and PostgreSQL only if they are not already running, and stops afterwards
+# Starts PostgreSQL, Kafka and Kafka Connect only if they are not already running, and stops afterwards
 # only what it started, whatever the command's outcome. The command's exit code is kept.
 set -euo pipefail
 
@@ -26,7 +26,7 @@ cleanup() {
     done
 }
 trap cleanup EXIT
-for service in postgres kafka; do
+for service in postgres kafka connect; do
     if ! "$SCRIPT_DIR/$service.sh" status >/dev/null 2>&1; then
         started+=("$service")
         "$SCRIPT_DIR/$service.sh" start
