@@ -2,10 +2,10 @@
 
 One module per group of commands, each adding its subparsers and holding their ``cmd_*``
 functions: :mod:`.topics`, :mod:`.events` (publish, backfill), :mod:`.dlq`, :mod:`.pipeline` (worker,
-sink, clock), :mod:`.admin` (sink-role, acls, backups), :mod:`.policy` (policy, explain,
-overdue), :mod:`.certificates`, :mod:`.audit`, :mod:`.log`, :mod:`.answer` and :mod:`.demo` (demo,
-vendor-standin). Each command imports what it runs only when it runs: ``ebbtide --help`` loads no
-Kafka client.
+sink, clock), :mod:`.cdc` (change data capture), :mod:`.admin` (sink-role, acls, backups),
+:mod:`.policy` (policy, explain, overdue), :mod:`.certificates`, :mod:`.audit`, :mod:`.log`,
+:mod:`.answer` and :mod:`.demo` (demo, vendor-standin). Each command imports what it runs only
+when it runs: ``ebbtide --help`` loads no Kafka client.
 """
 
 from __future__ import annotations
@@ -14,7 +14,20 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from ebbtide.cli import admin, answer, audit, certificates, demo, dlq, events, log, pipeline, policy, topics
+from ebbtide.cli import (
+    admin,
+    answer,
+    audit,
+    cdc,
+    certificates,
+    demo,
+    dlq,
+    events,
+    log,
+    pipeline,
+    policy,
+    topics,
+)
 from ebbtide.cli.arguments import Subcommands
 from ebbtide.runtime.settings import Settings, SettingsError
 
@@ -32,6 +45,7 @@ COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
     admin.add_sink_role,
     admin.add_acls,
     events.add_backfill,
+    cdc.add_cdc,
     admin.add_backups,
     dlq.add_dlq,
     pipeline.add_clock,

@@ -198,6 +198,15 @@ SECURITY_EVENTS = Counter(
     ["source", "kind"],
 )
 
+CDC_CHANGES = Counter(
+    "ebbtide_cdc_changes_total",
+    "Row changes of captured tables `ebbtide cdc run` handled, by store, category and kind: insert "
+    "and snapshot (announced), restored (an insert of a row Ebbtide had deleted: deleted again), "
+    "deleted_by_ebbtide, deleted_outside (a row deleted by something else than Ebbtide).",
+    ["store", "category", "kind"],
+)
+CDC_KINDS = ("insert", "snapshot", "restored", "deleted_by_ebbtide", "deleted_outside")
+
 # The bounded vocabularies of the labels below that no configuration names (the store map names
 # the stores and categories, the policy's vocabulary the event types, decision kinds and outcomes).
 DLQ_REASONS = {
