@@ -184,6 +184,8 @@ listeners=http://$HOST:$PORT
 rest.advertised.host.name=$HOST
 rest.advertised.port=$PORT
 plugin.path=$PLUGINS
+# Plugins are found through their ServiceLoader manifests, not by scanning every class (faster).
+plugin.discovery=service_load
 # Offsets are committed every second: a restarted connector resends little.
 offset.flush.interval.ms=1000
 EOF

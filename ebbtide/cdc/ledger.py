@@ -1,15 +1,19 @@
 """The ledger of deletions: which row deletions Ebbtide made, and which rows came back.
 
 Ebbtide's deletions are the sinks' tracking rows (``ebbtide_sink.applied_commands``,
-:mod:`sinks.base.tracking`): a command's effect and its tracking row (with the signed receipt,
-which names the record key) commit in one transaction. A deleted row's change event carries its
-transaction's id (``source.txId``), which is the ``xmin`` of the tracking rows that transaction
-wrote: a deletion is Ebbtide's if a receipt of that transaction, for the row's store and
-category, says DELETED its record key. Any other is a deletion outside Ebbtide.
+:mod:`sinks.base.tracking`): a command's effect and its tracking row commit in one transaction,
+and only a sink writes tracking rows, in transactions that run nothing but its commands' table
+actions. A deleted row's change event carries its transaction's id (``source.txId``), which is
+the ``xmin`` of the tracking rows that transaction wrote: the deletion is Ebbtide's if that
+transaction wrote a DELETED tracking row of the row's store and category. (The receipts' record
+keys are sealed with the subject's data key, which is often shredded by the time the change is
+read, so the transaction is the evidence, not the key.) Any other deletion is outside Ebbtide.
 
 The translator keeps what it saw in ``ebbtide_cdc.deletions`` (the captured database; one row per
 record key deleted, whether by Ebbtide): an insert of a key Ebbtide deleted is a restored row.
-Record keys only: no other value of the row.
+Record keys only: no other value of the row. The look-up by ``xmin`` reads the tracking table
+whole (it has no index on it): one query per deleted row's category, fine for the tracking
+tables of a service's own database, a cost to watch for a very large one.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from datetime import datetime
 
 from psycopg2.extensions import cursor as Cursor
 
-from ebbtide.sinks.base.receipts import decode_receipt
 from ebbtide.sinks.base.tracking import TRACKING_TABLE
 
 SCHEMA = "ebbtide_cdc"
@@ -43,19 +46,20 @@ def ensure_ledger(cur: Cursor) -> None:
     cur.execute(DDL)
 
 
-def deleted_by_ebbtide(cur: Cursor, tx_id: int, store: str, category: str) -> set[str]:
-    """The record keys the transaction ``tx_id`` deleted by a command of ``store`` and ``category``
-    (its tracking rows' receipts); empty if there is no tracking table (no sink ever ran)."""
+def deleted_by_ebbtide(cur: Cursor, tx_id: int, store: str, category: str) -> bool:
+    """Whether the transaction ``tx_id`` is a sink's that executed a deletion command of ``store``
+    and ``category`` (it wrote a DELETED tracking row); False if there is no tracking table."""
     cur.execute("SELECT to_regclass(%s)", (TRACKING_TABLE,))
     row = cur.fetchone()
     if row is None or row[0] is None:
-        return set()
+        return False
     cur.execute(
-        f"SELECT receipt FROM {TRACKING_TABLE} "
-        "WHERE xmin::text::bigint = %s AND store = %s AND category = %s AND outcome = 'DELETED'",
+        f"SELECT EXISTS (SELECT 1 FROM {TRACKING_TABLE} "
+        "WHERE xmin::text::bigint = %s AND store = %s AND category = %s AND outcome = 'DELETED')",
         (tx_id % 2**32, store, category),
     )
-    return {decode_receipt(bytes(receipt))["record_key"] for (receipt,) in cur.fetchall()}
+    found = cur.fetchone()
+    return bool(found and found[0])
 
 
 def record_deletion(

@@ -114,7 +114,7 @@ class Translator:
         key = record_key(change, self.mapping)
         for source in self.mapping.by_table[change.table]:
             category = source.action.category
-            ours = change.tx_id is not None and key in ledger.deleted_by_ebbtide(
+            ours = change.tx_id is not None and ledger.deleted_by_ebbtide(
                 cur, change.tx_id, source.store, category
             )
             ledger.record_deletion(cur, source.store, category, key, ours, change.lsn, change.committed)

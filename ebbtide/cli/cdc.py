@@ -102,6 +102,7 @@ def _connect(args: argparse.Namespace, settings: Settings, mapping: Mapping) -> 
 
 
 def _run(args: argparse.Namespace, settings: Settings, mapping: Mapping) -> int:
+    import logging
     import signal
     import threading
 
@@ -110,6 +111,7 @@ def _run(args: argparse.Namespace, settings: Settings, mapping: Mapping) -> int:
     from ebbtide.runtime.logging import configure
 
     configure("INFO", settings.log_format, "cdc")
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # its clients' INFO lines are noise here
     port = settings.cdc_metrics_port if args.metrics_port is None else args.metrics_port
     try:
         endpoints.serve(settings.http_host, port, "EBBTIDE_CDC_METRICS_PORT or --metrics-port")
