@@ -36,6 +36,7 @@ Environment (defaults in brackets):
   EBBTIDE_PG_PORT                [5433]
   EBBTIDE_KAFKA_HEAP             [512m]
   EBBTIDE_CONNECT_PORT           [8083]   Kafka Connect's REST API (connect.sh: Debezium)
+  EBBTIDE_STACK_CONNECT          [1]      0: up starts no Kafka Connect
   EBBTIDE_CACHE_DIR              [\${XDG_CACHE_HOME:-\$HOME/.cache}/ebbtide]
 
 See '$SCRIPT_DIR/kafka.sh --help', '$SCRIPT_DIR/postgres.sh --help' and '$SCRIPT_DIR/connect.sh --help'.
@@ -60,7 +61,9 @@ cmd_up() {
     local start=$SECONDS
     "$SCRIPT_DIR/postgres.sh" start || die "PostgreSQL failed to start (see messages above)"
     "$SCRIPT_DIR/kafka.sh" start || die "Kafka failed to start (see messages above); PostgreSQL was left running"
-    "$SCRIPT_DIR/connect.sh" start || die "Kafka Connect failed to start (see messages above); Kafka and PostgreSQL were left running"
+    if [[ ${EBBTIDE_STACK_CONNECT:-1} == 1 ]]; then # Debezium (CDC); EBBTIDE_STACK_CONNECT=0: without it
+        "$SCRIPT_DIR/connect.sh" start || die "Kafka Connect failed to start (see messages above); Kafka and PostgreSQL were left running"
+    fi
     local key
     for key in EBBTIDE_KAFKA_BOOTSTRAP EBBTIDE_PG_DSN EBBTIDE_PG_TEST_DSN; do
         grep -q "^$key=" "$ENV_FILE" 2>/dev/null || die "$ENV_FILE lacks $key; this is a bug in deploy/local"

@@ -87,6 +87,17 @@ class Mapping:
     def key_column(self, table: str) -> str:
         return self.by_table[table][0].action.key_column
 
+    def columns(self, table: str) -> list[str]:
+        """The columns the translator reads of ``table``: key, subject, ref and time columns. The
+        connector captures only these, so no other value of a row (a name, an e-mail) reaches Kafka."""
+        names = {
+            c
+            for s in self.by_table[table]
+            for c in (s.action.key_column, s.action.subject_column, s.action.ref_column, s.action.time_column)
+            if c is not None
+        }
+        return sorted(names)
+
 
 def parse(value: bytes | None, mapping: Mapping) -> Change | None:
     """The change a message holds; None for what announces nothing and deletes nothing (an

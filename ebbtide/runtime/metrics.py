@@ -79,7 +79,7 @@ RECEIPTS = Counter(
 DLQ_MESSAGES = Counter(
     "ebbtide_dlq_messages_total",
     "Messages sent to the dead-letter topic, by source (events, receipts, clock: the worker; "
-    "commands: a sink) and reason (see DLQ_REASONS).",
+    "commands: a sink; cdc: `ebbtide cdc run`) and reason (see DLQ_REASONS).",
     ["source", "reason"],
 )
 SINK_COMMANDS = Counter(

@@ -18,10 +18,12 @@ import psycopg2
 import pytest
 
 from ebbtide.cdc.connector import connector_name, slot_name, unregister
+from ebbtide.cdc.translator import cdc_topic
+from ebbtide.runtime.kafka import producer
 from ebbtide.runtime.settings import Settings
 from ebbtide.tools import processes
 from tests.e2e.test_pipeline import Pipeline, ev, publish, rows, tick
-from tests.support import demo_database, wait_until
+from tests.support import TopicReader, demo_database, wait_until
 
 CDC_READY = 90.0  # Debezium's snapshot, the translator's first poll and the worker's stamping
 
@@ -146,6 +148,10 @@ def test_captured_rows_are_stamped_deleted_and_deleted_again_when_restored(
     """Long because it follows one database through the whole life: snapshot and insert
     announced, deletion by the pipeline, a restored row deleted again, a deletion outside."""
     execute(demo_rows, "INSERT INTO customers VALUES (3, 'C', 'c@example.invalid', '3', 'z', '2019-01-10')")
+    out = producer(capture.settings)
+    out.send(cdc_topic(capture.settings), key=b"k", value=b'{"op": "c"}')  # not Debezium's
+    out.flush()
+    out.close()
     for subject, category in (
         ("cust-00001", "client"),
         ("cust-00002", "client"),
@@ -200,6 +206,15 @@ def test_captured_rows_are_stamped_deleted_and_deleted_again_when_restored(
         ("1", True),
         ("3", False),
     ]
+    dlq = TopicReader(capture.settings, pipeline.topics.dlq)
+    [dead] = dlq.wait_for(lambda seen: len(seen) >= 1, 30, "the dead letter")
+    dlq.close()
+    assert dead.headers["reason"] == b"cdc: field source: missing (not a Debezium change event)"
+    assert dead.raw == b'{"op": "c"}'
+    raw = TopicReader(capture.settings, cdc_topic(capture.settings))
+    captured = raw.wait_for(lambda seen: len(seen) >= 8, 30, "the captured changes")
+    raw.close()
+    assert not any(b"example.invalid" in r.raw for r in captured)  # only the mapped columns
     log = capture.translator.log.read_text()
     assert "deleted outside Ebbtide" in log and "c@example.invalid" not in log
     assert capture.translator.alive(), capture.translator.tail()
