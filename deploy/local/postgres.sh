@@ -52,6 +52,8 @@ Files:
   \$EBBTIDE_STATE_DIR/postgres/postgres.log  server log
   \$EBBTIDE_STATE_DIR/postgres/password      password of role ebbtide (mode 600)
   \$EBBTIDE_STATE_DIR/postgres/admin-password  password of role ebbtide_admin (mode 600)
+  \$EBBTIDE_STATE_DIR/postgres/cdc-password  password of role ebbtide_cdc (mode 600): Debezium's
+                                            (REPLICATION, pg_read_all_data; docs/cdc.md)
   \$EBBTIDE_STATE_DIR/postgres/admin-dsn     the administrator's DSN (mode 600): for
                                             'ebbtide sink-role --admin-dsn' and the tests
                                             that create roles; not in env, so the
@@ -60,7 +62,8 @@ Files:
                                             with), ca.key, server.pem, server.key (keys
                                             mode 600; server.key owned by the server's user)
   \$EBBTIDE_STATE_DIR/env                    EBBTIDE_PG_DSN / EBBTIDE_PG_TEST_DSN lines, and
-                                            EBBTIDE_LOCAL_PG_SSLROOTCERT (tls/ca.pem)
+                                            EBBTIDE_LOCAL_PG_SSLROOTCERT (tls/ca.pem), and
+                                            EBBTIDE_CDC_DSN (ebbtide_cdc on ebbtide_demo)
 
 When run as root, the server runs as the OS user 'postgres' (it refuses to run
 as root); otherwise it runs as the invoking user.

@@ -87,6 +87,13 @@ def prepare_database(conn: Connection, mapping: Mapping) -> None:
     the primary key, or the table's replica identity is FULL), then make the publication or set it
     to the mapped tables. A one-line TableMapError naming the table and the column."""
     with conn, conn.cursor() as cur:
+        cur.execute("SHOW wal_level")
+        level = cur.fetchone()
+        if level is None or level[0] != "logical":
+            raise ConnectError(
+                f"PostgreSQL runs with wal_level={level[0] if level else '?'}; change data capture needs "
+                "wal_level=logical (deploy/local/postgres.sh sets it: restart the server to take it)"
+            )
         for table in mapping.tables:
             schema, name = table.split(".", 1)
             cur.execute(

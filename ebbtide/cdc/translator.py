@@ -32,7 +32,6 @@ from ebbtide.schemas import dead_letter_body
 from ebbtide.tools.client import EventPublisher, InvalidEvent
 
 log = logging.getLogger(__name__)
-DLQ_SOURCE = "cdc"
 POLL_MS = 500
 BATCH = 500
 
@@ -61,10 +60,7 @@ class Translator:
         self._dead: list[Any] = []
         with conn, conn.cursor() as cur:
             ledger.ensure_ledger(cur)
-        for sources in mapping.by_table.values():
-            for s in sources:
-                for kind in metrics.CDC_KINDS:
-                    metrics.CDC_CHANGES.labels(s.store, s.action.category, kind)
+        metrics.cdc_started((s.store, s.action.category) for ss in mapping.by_table.values() for s in ss)
 
     def handle(self, messages: Sequence[Any]) -> None:
         """One batch: every change in order in one database transaction; the events flushed to
@@ -132,7 +128,7 @@ class Translator:
                 )
 
     def _dead_letter(self, message: Any, reason: str) -> None:
-        metrics.DLQ_MESSAGES.labels(DLQ_SOURCE, "invalid").inc()
+        metrics.DLQ_MESSAGES.labels(metrics.CDC_DLQ_SOURCE, "invalid").inc()
         log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason)
         key, value, dropped = dead_letter_body(message.key, message.value)
         headers = [

@@ -217,6 +217,7 @@ DLQ_REASONS = {
 }
 WORKER_DLQ_SOURCES = ("events", "receipts", "clock")
 SINK_DLQ_SOURCE = "commands"
+CDC_DLQ_SOURCE = "cdc"
 DUTIES = ("erasure", "export", "breach")
 CERTIFICATE_RESULTS = ("issued", "deferred", "unsigned")
 VENDOR_RESULTS = ("deleted", "not_found", "permanent", "retryable", "timeout", "connection_error")
@@ -294,6 +295,15 @@ def sink_started(stores: Mapping[str, Iterable[str]], outcomes: Iterable[str], v
     for reason in DLQ_REASONS:
         DLQ_MESSAGES.labels(SINK_DLQ_SOURCE, reason)
     _security_events(("commands",))
+
+
+def cdc_started(sources: Iterable[tuple[str, str]]) -> None:
+    """Create `ebbtide cdc run`'s labelled series at 0: ``sources`` are the (store, category) of
+    its captured tables."""
+    for store, category in sources:
+        for kind in CDC_KINDS:
+            CDC_CHANGES.labels(store, category, kind)
+    DLQ_MESSAGES.labels(CDC_DLQ_SOURCE, "invalid")  # its only reason: not a change of a captured table
 
 
 def _security_events(sources: Iterable[str]) -> None:
