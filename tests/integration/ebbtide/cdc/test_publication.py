@@ -3,6 +3,8 @@ tables, made then kept in step, and a table whose deletes would not carry the ke
 
 from __future__ import annotations
 
+import os
+
 import psycopg2
 import pytest
 
@@ -60,5 +62,23 @@ def test_the_publication_follows_the_mapping_and_a_key_deletes_do_not_carry_is_r
             cur.execute("DROP PUBLICATION ebbtide_cdc; DROP TABLE people")
         with pytest.raises(TableMapError, match=r"table public\.people: no such table"):
             prepare_database(conn, mapping("id"))
+    finally:
+        conn.close()
+
+
+def test_debeziums_role_may_replicate_and_read_and_nothing_more() -> None:
+    dsn = os.environ.get("EBBTIDE_CDC_DSN")
+    assert dsn, "the local stack writes EBBTIDE_CDC_DSN to .state/env"
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, "
+                "pg_has_role(current_user, 'pg_read_all_data', 'MEMBER'), "
+                "pg_has_role(current_user, 'pg_write_all_data', 'MEMBER') FROM pg_roles WHERE rolname = current_user"
+            )
+            assert cur.fetchone() == (False, False, False, True, False, True, False)
+            cur.execute("SHOW wal_level")
+            assert cur.fetchone() == ("logical",)
     finally:
         conn.close()
