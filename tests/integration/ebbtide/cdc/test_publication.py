@@ -75,7 +75,8 @@ def test_debeziums_role_may_replicate_and_read_and_nothing_more() -> None:
             cur.execute(
                 "SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, "
                 "pg_has_role(current_user, 'pg_read_all_data', 'MEMBER'), "
-                "pg_has_role(current_user, 'pg_write_all_data', 'MEMBER') FROM pg_roles WHERE rolname = current_user"
+                "pg_has_role(current_user, 'pg_write_all_data', 'MEMBER') "
+                "FROM pg_roles WHERE rolname = current_user"
             )
             assert cur.fetchone() == (False, False, False, True, False, True, False)
             cur.execute("SHOW wal_level")
