@@ -65,10 +65,15 @@ class Mapping:
 
     def __init__(self, store_maps: Sequence[TableMap]) -> None:
         self.by_table: dict[str, list[Source]] = {}
+        # Per table and store: the categories whose commands delete its rows (a command of another
+        # category than the row's own may, e.g. a child table's rows deleted with their parent).
+        self.deleting: dict[tuple[str, str], list[str]] = {}
         for store_map in store_maps:
             for action in store_map.all_actions():
                 if action.subject_column is not None:
                     self.by_table.setdefault(action.qualified, []).append(Source(store_map.store, action))
+                if action.deletes:
+                    self.deleting.setdefault((action.qualified, store_map.store), []).append(action.category)
         if not self.by_table:
             names = ", ".join(m.source for m in store_maps)
             raise TableMapError(f"{names}: no table action has a subject_column; nothing to capture")

@@ -5,7 +5,8 @@ Ebbtide's deletions are the sinks' tracking rows (``ebbtide_sink.applied_command
 and only a sink writes tracking rows, in transactions that run nothing but its commands' table
 actions. A deleted row's change event carries its transaction's id (``source.txId``), which is
 the ``xmin`` of the tracking rows that transaction wrote: the deletion is Ebbtide's if that
-transaction wrote a DELETED tracking row of the row's store and category. (The receipts' record
+transaction wrote a DELETED tracking row of the row's store and of a category whose table actions
+delete rows of its table. (The receipts' record
 keys are sealed with the subject's data key, which is often shredded by the time the change is
 read, so the transaction is the evidence, not the key.) Any other deletion is outside Ebbtide.
 
@@ -46,17 +47,18 @@ def ensure_ledger(cur: Cursor) -> None:
     cur.execute(DDL)
 
 
-def deleted_by_ebbtide(cur: Cursor, tx_id: int, store: str, category: str) -> bool:
+def deleted_by_ebbtide(cur: Cursor, tx_id: int, store: str, categories: list[str]) -> bool:
     """Whether the transaction ``tx_id`` is a sink's that executed a deletion command of ``store``
-    and ``category`` (it wrote a DELETED tracking row); False if there is no tracking table."""
+    and one of ``categories`` (it wrote a DELETED tracking row); False if there is no tracking
+    table."""
     cur.execute("SELECT to_regclass(%s)", (TRACKING_TABLE,))
     row = cur.fetchone()
     if row is None or row[0] is None:
         return False
     cur.execute(
         f"SELECT EXISTS (SELECT 1 FROM {TRACKING_TABLE} "
-        "WHERE xmin::text::bigint = %s AND store = %s AND category = %s AND outcome = 'DELETED')",
-        (tx_id % 2**32, store, category),
+        "WHERE xmin::text::bigint = %s AND store = %s AND category = ANY(%s) AND outcome = 'DELETED')",
+        (tx_id % 2**32, store, categories),
     )
     found = cur.fetchone()
     return bool(found and found[0])

@@ -91,6 +91,10 @@ class Translator:
         key = events[0]["payload"]["record_key"]
         for source, event in zip(self.mapping.by_table[change.table], events, strict=True):
             category = source.action.category
+            try:
+                self.publisher.publish(event)
+            except InvalidEvent as exc:
+                raise BadChange(f"cdc: table {change.table} (category {category}): {exc}") from None
             if change.op == "c" and ledger.take_restored(cur, source.store, category, key):
                 metrics.CDC_CHANGES.labels(source.store, category, "restored").inc()
                 log.warning(
@@ -100,18 +104,15 @@ class Translator:
                     source.store,
                     category,
                 )
-            try:
-                self.publisher.publish(event)
-            except InvalidEvent as exc:
-                raise BadChange(f"cdc: table {change.table} (category {category}): {exc}") from None
             metrics.CDC_CHANGES.labels(source.store, category, ANNOUNCING[change.op]).inc()
 
     def _deleted(self, cur: Cursor, change: Change) -> None:
         key = record_key(change, self.mapping)
         for source in self.mapping.by_table[change.table]:
             category = source.action.category
+            deleting = self.mapping.deleting.get((change.table, source.store), [])
             ours = change.tx_id is not None and ledger.deleted_by_ebbtide(
-                cur, change.tx_id, source.store, category
+                cur, change.tx_id, source.store, deleting
             )
             ledger.record_deletion(cur, source.store, category, key, ours, change.lsn, change.committed)
             metrics.CDC_CHANGES.labels(

@@ -117,3 +117,11 @@ def test_a_map_without_subject_columns_or_with_two_keys_for_one_table_is_refused
     )
     with pytest.raises(TableMapError, match=r"table public.t: its categories name different key columns"):
         Mapping([two])
+
+
+def test_the_categories_whose_commands_delete_a_tables_rows() -> None:
+    both = Mapping([load_table_map(map_path("customer_db")), load_table_map(map_path("billing_db"))])
+    assert both.deleting[("public.customers", "customer_db")] == ["client"]
+    assert both.deleting[("billing.payments", "billing_db")] == ["payment"]  # invoice only unlinks them
+    assert ("public.orders", "customer_db") not in both.deleting  # anonymised, never deleted
+    assert both.columns("public.support_tickets") == ["created_at", "customer_id", "ticket_id"]
