@@ -139,6 +139,11 @@ def _request(url: str, method: str = "GET", body: dict[str, Any] | None = None) 
     return json.loads(raw) if raw else None
 
 
+def check_up(connect_url: str) -> None:
+    """ConnectError (one line, what to do) unless Kafka Connect answers at ``connect_url``."""
+    _request(f"{connect_url.rstrip('/')}/")
+
+
 def register(connect_url: str, name: str, config: dict[str, str]) -> None:
     """PUT the configuration (creates the connector, or updates it: idempotent)."""
     _request(f"{connect_url.rstrip('/')}/connectors/{quote(name, safe='')}/config", "PUT", config)

@@ -89,6 +89,7 @@ def _connect(args: argparse.Namespace, settings: Settings, mapping: Mapping) -> 
         )
     name = args.name or connector.connector_name(settings, urlparse(settings.cdc_dsn).path.strip("/"))
     config = connector.connector_config(name, settings.cdc_dsn, mapping, cdc_topic(settings))
+    connector.check_up(settings.connect_url)  # before anything is made in the database
     conn = psycopg2.connect(settings.require_pg_dsn(), application_name="ebbtide-cdc")
     try:
         connector.prepare_database(conn, mapping)

@@ -45,3 +45,9 @@ def test_connect_down_is_one_clear_line(
     assert main(["cdc", "connect", "--map", "no_such_store"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("ebbtide cdc connect: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert main(["cdc", "connect"]) == 1  # the map is fine; Connect is down, checked first
+    err = capsys.readouterr().err
+    assert err == (
+        f"ebbtide cdc connect: Kafka Connect at {url}/ did not answer ([Errno 111] Connection refused); "
+        "start it (deploy/local/connect.sh start) or set EBBTIDE_CONNECT_URL\n"
+    )
