@@ -143,8 +143,8 @@ class Translator:
 
 
 def run(settings: Settings, mapping: Mapping, dsn: str, stop: threading.Event) -> None:
-    """The translator until ``stop`` is set: consume, handle, commit. Long because it owns the
-    clients' lifetimes: the publisher, the dead-letter producer, the consumer and the database."""
+    """The translator until ``stop`` is set: consume, handle, commit; it owns the clients: the
+    publisher, the dead-letter producer, the consumer and the database connection."""
     conn = psycopg2.connect(dsn, application_name="ebbtide-cdc")
     publisher = EventPublisher(settings)
     dlq = producer(settings)
