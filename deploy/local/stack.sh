@@ -12,7 +12,8 @@ usage() {
 Usage: $PROG <up|down|status>
 
 Commands:
-  up      Start PostgreSQL, then Kafka (each is a no-op if already running),
+  up      Start PostgreSQL, then Kafka, then Kafka Connect with Debezium (unless
+          EBBTIDE_STACK_CONNECT=0; each is a no-op if already running),
           and write \$EBBTIDE_STATE_DIR/env with the connection settings:
             EBBTIDE_KAFKA_BOOTSTRAP, EBBTIDE_PG_DSN, EBBTIDE_PG_TEST_DSN, and, for
             the secured listeners (EBBTIDE_LOCAL_*: not settings of the pipeline,
@@ -24,8 +25,9 @@ Commands:
             file per user), and PostgreSQL's TLS root certificate
             EBBTIDE_LOCAL_PG_SSLROOTCERT (docs/security.md)
           (plain KEY=value lines: 'source' it in bash, 'include' it in make).
-  down    Stop Kafka and PostgreSQL (only the processes this project started).
-  status  Show both. Exit 0 if both are running, 3 otherwise.
+  down    Stop Kafka Connect, Kafka and PostgreSQL (only the processes this project started).
+  status  Show all three. Exit 0 if they are running (Kafka Connect is not counted with
+          EBBTIDE_STACK_CONNECT=0), 3 otherwise.
 
 Environment (defaults in brackets):
   EBBTIDE_STATE_DIR              [<repo>/.state]
@@ -88,7 +90,7 @@ cmd_status() {
     local rc=0
     "$SCRIPT_DIR/postgres.sh" status || rc=3
     "$SCRIPT_DIR/kafka.sh" status || rc=3
-    "$SCRIPT_DIR/connect.sh" status || rc=3
+    "$SCRIPT_DIR/connect.sh" status || [[ ${EBBTIDE_STACK_CONNECT:-1} == 0 ]] || rc=3
     return "$rc"
 }
 

@@ -63,21 +63,27 @@ def capture(
     port = processes.free_port()
     cdc_settings = replace(pipeline.settings, connect_url=connect_url, cdc_dsn=cdc_dsn, cdc_metrics_port=port)
     name = connector_name(cdc_settings, urlparse(database).path.strip("/"))
-    done = subprocess.run(
-        [sys.executable, "-m", "ebbtide", "cdc", "connect"],
-        env=processes.settings_env(cdc_settings),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
     try:
-        assert done.returncode == 0, done.stderr
+        connect(cdc_settings)
         translator = processes.start("cdc", ["cdc", "run"], cdc_settings, tmp_path / "logs")
         yield Capture(cdc_settings, name, translator, port)
         translator.stop()
     finally:
         unregister(connect_url, name)
         drop_slot(cdc_dsn, slot_name(name))
+
+
+def connect(settings: Settings) -> None:
+    """`ebbtide cdc connect` as a process; it exits 0 once the connector runs."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ebbtide", "cdc", "connect"],
+        env=processes.settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("connector "), done.stdout
 
 
 def drop_slot(cdc_dsn: str, slot: str) -> None:
@@ -164,6 +170,7 @@ def test_captured_rows_are_stamped_deleted_and_deleted_again_when_restored(
             f"{category} record of {subject} stamped",
         )
     assert capture.changes("snapshot") == 2 and capture.changes("insert") == 1
+    connect(capture.settings)  # registered again: the same connector, no second snapshot
 
     publish(pipeline.settings, FACTS)
     tick(pipeline.settings, datetime(2023, 6, 1, tzinfo=UTC))
@@ -217,4 +224,5 @@ def test_captured_rows_are_stamped_deleted_and_deleted_again_when_restored(
     assert not any(b"example.invalid" in r.raw for r in captured)  # only the mapped columns
     log = capture.translator.log.read_text()
     assert "deleted outside Ebbtide" in log and "c@example.invalid" not in log
+    assert capture.changes("snapshot") == 2  # (snapshot: customers 1, 2; the ticket is correspondence)
     assert capture.translator.alive(), capture.translator.tail()
