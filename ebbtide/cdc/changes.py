@@ -119,7 +119,7 @@ def parse(value: bytes | None, mapping: Mapping) -> Change | None:
     if op not in ("c", "r", "d"):
         if op in ("u", "t"):
             return None
-        raise BadChange(f"cdc: field op: unknown operation {str(op)[:8]!r}")
+        raise BadChange("cdc: field op: not one of c, r, u, d, t")
     table = f"{source.get('schema')}.{source.get('table')}"
     if table not in mapping.by_table:
         raise BadChange(f"cdc: table {table[:128]}: not in the store maps' captured tables")
