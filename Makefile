@@ -31,7 +31,7 @@ tools: ## Debian tools the tests use (prometheus and promtool; chromium, which c
 	@command -v chromium >/dev/null || { echo "installing chromium"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
-stack-up: ## start the local Kafka (KRaft), PostgreSQL and schema registry on 127.0.0.1
+stack-up: ## start the local Kafka (KRaft), PostgreSQL, schema registry and Kafka Connect on 127.0.0.1
 	deploy/local/stack.sh up
 
 stack-down: ## stop the local stack (only what the project started)
@@ -55,7 +55,7 @@ TEST_CHAOS_ARGS := --customers 40 --results $(CURDIR)/.state/chaos/results
 
 test: $(STAMP) tools ## lint, the whole suite against the real servers, then a small chaos run (SKIP_CHAOS=1: not)
 	$(MAKE) --no-print-directory lint
-	$(WITH_STACK) $(PY) -m pytest --durations=20 $(PYTEST_ARGS)  # the 20 slowest: CI time is a budget
+	EBBTIDE_STACK_CONNECT=1 $(WITH_STACK) $(PY) -m pytest --durations=20 $(PYTEST_ARGS)  # the 20 slowest: CI time is a budget
 	@if [ -z "$(SKIP_CHAOS)" ]; then $(MAKE) --no-print-directory chaos CHAOS_ARGS="$(TEST_CHAOS_ARGS)"; fi
 
 test-unit: $(STAMP) ## only the unit tests (no servers)
@@ -68,7 +68,7 @@ bench: $(STAMP) ## benchmarks on the local stack, JSON in bench/results/ (SIZE=s
 # ports), started and stopped here, so a developer's stack is never touched.
 CHAOS_STACK := EBBTIDE_STATE_DIR=$(CURDIR)/.state/chaos EBBTIDE_KAFKA_PORT=19092 \
 	EBBTIDE_KAFKA_CONTROLLER_PORT=19093 EBBTIDE_KAFKA_SASL_PORT=19094 EBBTIDE_KAFKA_SASL_SSL_PORT=19095 \
-	EBBTIDE_PG_PORT=15433
+	EBBTIDE_PG_PORT=15433 EBBTIDE_REGISTRY_PORT=18081 EBBTIDE_CONNECT_PORT=18083
 
 chaos: $(STAMP) ## faults and hostile input on a stack of its own, judged by a ledger (JSON in chaos/results/)
 	$(CHAOS_STACK) $(WITH_STACK) $(PY) -m chaos $(CHAOS_ARGS)

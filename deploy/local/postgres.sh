@@ -52,6 +52,8 @@ Files:
   \$EBBTIDE_STATE_DIR/postgres/postgres.log  server log
   \$EBBTIDE_STATE_DIR/postgres/password      password of role ebbtide (mode 600)
   \$EBBTIDE_STATE_DIR/postgres/admin-password  password of role ebbtide_admin (mode 600)
+  \$EBBTIDE_STATE_DIR/postgres/cdc-password  password of role ebbtide_cdc (mode 600): Debezium's
+                                            (REPLICATION, pg_read_all_data; docs/cdc.md)
   \$EBBTIDE_STATE_DIR/postgres/admin-dsn     the administrator's DSN (mode 600): for
                                             'ebbtide sink-role --admin-dsn' and the tests
                                             that create roles; not in env, so the
@@ -60,7 +62,8 @@ Files:
                                             with), ca.key, server.pem, server.key (keys
                                             mode 600; server.key owned by the server's user)
   \$EBBTIDE_STATE_DIR/env                    EBBTIDE_PG_DSN / EBBTIDE_PG_TEST_DSN lines, and
-                                            EBBTIDE_LOCAL_PG_SSLROOTCERT (tls/ca.pem)
+                                            EBBTIDE_LOCAL_PG_SSLROOTCERT (tls/ca.pem), and
+                                            EBBTIDE_CDC_DSN (ebbtide_cdc on ebbtide_demo)
 
 When run as root, the server runs as the OS user 'postgres' (it refuses to run
 as root); otherwise it runs as the invoking user.
@@ -80,6 +83,7 @@ HOST=127.0.0.1
 PG_LIB_ROOT=/usr/lib/postgresql # Debian layout: $PG_LIB_ROOT/<major>/bin
 DB_USER=ebbtide                  # the application role: not a superuser
 ADMIN_USER=ebbtide_admin         # the cluster's superuser, for this script and role set-up only
+CDC_USER=ebbtide_cdc             # Debezium's: REPLICATION and read-only (ensure_cdc_role)
 MIGRATION_USER=ebbtide_migration # short-lived, while converting an old cluster
 DATABASES=(ebbtide_demo ebbtide_test)
 START_TIMEOUT=60
@@ -91,6 +95,7 @@ SOCKET_DIR=$PG_DIR/run
 LOG_FILE=$PG_DIR/postgres.log
 PASSWORD_FILE=$PG_DIR/password
 ADMIN_PASSWORD_FILE=$PG_DIR/admin-password
+CDC_PASSWORD_FILE=$PG_DIR/cdc-password
 ADMIN_DSN_FILE=$PG_DIR/admin-dsn
 TLS_DIR=$PG_DIR/tls
 PG_CA=$TLS_DIR/ca.pem
@@ -350,6 +355,9 @@ log_statement = none
 log_min_duration_statement = -1
 log_parameter_max_length = 0
 log_parameter_max_length_on_error = 0
+# Change data capture (Debezium, deploy/local/connect.sh): logical decoding with pgoutput. A server
+# started with another wal_level needs a restart (postgres.sh stop; start) to take this.
+wal_level = logical
 EOF
     chmod 644 "$tmp"
     if ((EUID == 0)); then chown "$PG_OS_USER" "$tmp"; fi
@@ -382,6 +390,22 @@ SELECT format('%s ROLE %I', CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolna
 DROP ROLE IF EXISTS $MIGRATION_USER;
 SQL
     write_secret "$ADMIN_DSN_FILE" "$(dsn postgres "$ADMIN_USER" "$ADMIN_PASSWORD")"
+    ensure_cdc_role
+}
+
+# $CDC_USER: what Debezium logs in as (docs/cdc.md): REPLICATION (a logical replication slot)
+# and pg_read_all_data (its initial snapshot of the captured tables), nothing else; the
+# publication of the captured tables is made by their owner ('ebbtide cdc connect').
+ensure_cdc_role() {
+    [[ -f $CDC_PASSWORD_FILE ]] || write_secret "$CDC_PASSWORD_FILE" "$(new_password)"
+    CDC_PASSWORD=$(<"$CDC_PASSWORD_FILE")
+    pg_admin postgres <<SQL || die "could not create or alter role $CDC_USER; see $LOG_FILE"
+SET client_min_messages = warning;
+SELECT format('%s ROLE %I', CASE WHEN EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$CDC_USER')
+       THEN 'ALTER' ELSE 'CREATE' END, '$CDC_USER') AS verb \\gset
+:verb LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB REPLICATION NOBYPASSRLS PASSWORD '$CDC_PASSWORD';
+GRANT pg_read_all_data TO $CDC_USER;
+SQL
 }
 
 # Old cluster: $DB_USER (oid 10) is the superuser. A short-lived second superuser renames it
@@ -548,7 +572,7 @@ start_locked() {
         ensure_databases
         info "already running (pid $pid), $HOST:$PG_PORT"
         env_update EBBTIDE_PG_DSN "$(dsn ebbtide_demo)" EBBTIDE_PG_TEST_DSN "$(dsn ebbtide_test)" \
-            EBBTIDE_LOCAL_PG_SSLROOTCERT "$PG_CA"
+            EBBTIDE_LOCAL_PG_SSLROOTCERT "$PG_CA" EBBTIDE_CDC_DSN "$(dsn ebbtide_demo "$CDC_USER" "$CDC_PASSWORD")"
         return 0
     fi
     port_open "$PG_PORT" &&
@@ -584,7 +608,7 @@ start_locked() {
     pid=$(postmaster_field 1)
     info "started (pid $pid) in $((SECONDS - start))s, $HOST:$PG_PORT (TLS: root certificate $PG_CA)"
     env_update EBBTIDE_PG_DSN "$(dsn ebbtide_demo)" EBBTIDE_PG_TEST_DSN "$(dsn ebbtide_test)" \
-        EBBTIDE_LOCAL_PG_SSLROOTCERT "$PG_CA"
+        EBBTIDE_LOCAL_PG_SSLROOTCERT "$PG_CA" EBBTIDE_CDC_DSN "$(dsn ebbtide_demo "$CDC_USER" "$CDC_PASSWORD")"
 }
 
 cmd_stop() {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Local Ebbtide stack: private PostgreSQL cluster + single-node Kafka broker,
-# both bound to 127.0.0.1. Thin wrapper around postgres.sh and kafka.sh.
+# Local Ebbtide stack: private PostgreSQL cluster + single-node Kafka broker + a Kafka Connect
+# worker with Debezium, all bound to 127.0.0.1. Thin wrapper around postgres.sh and kafka.sh.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
@@ -12,8 +12,9 @@ usage() {
 Usage: $PROG <up|down|status>
 
 Commands:
-  up      Start PostgreSQL, then Kafka, then the schema registry (each is a no-op
-          if already running), and write \$EBBTIDE_STATE_DIR/env with the settings:
+  up      Start PostgreSQL, then Kafka, then the schema registry, then Kafka Connect
+          with Debezium (unless EBBTIDE_STACK_CONNECT=0; each is a no-op if already running),
+          and write \$EBBTIDE_STATE_DIR/env with the settings:
             EBBTIDE_KAFKA_BOOTSTRAP, EBBTIDE_PG_DSN, EBBTIDE_PG_TEST_DSN,
             EBBTIDE_SCHEMA_REGISTRY_URL (Apicurio's Confluent-compatible API), and, for
             the secured listeners (EBBTIDE_LOCAL_*: not settings of the pipeline,
@@ -25,8 +26,9 @@ Commands:
             file per user), and PostgreSQL's TLS root certificate
             EBBTIDE_LOCAL_PG_SSLROOTCERT (docs/security.md)
           (plain KEY=value lines: 'source' it in bash, 'include' it in make).
-  down    Stop the registry, Kafka and PostgreSQL (only what this project started).
-  status  Show each. Exit 0 if all are running, 3 otherwise.
+  down    Stop Kafka Connect, the registry, Kafka and PostgreSQL (only what this project started).
+  status  Show each. Exit 0 if all are running (Kafka Connect is not counted with
+          EBBTIDE_STACK_CONNECT=0), 3 otherwise.
 
 Environment (defaults in brackets):
   EBBTIDE_STATE_DIR              [<repo>/.state]
@@ -37,9 +39,12 @@ Environment (defaults in brackets):
   EBBTIDE_PG_PORT                [5433]
   EBBTIDE_KAFKA_HEAP             [512m]
   EBBTIDE_REGISTRY_PORT          [8081]
+  EBBTIDE_CONNECT_PORT           [8083]   Kafka Connect's REST API (connect.sh: Debezium)
+  EBBTIDE_STACK_CONNECT          [1]      0: up starts no Kafka Connect
   EBBTIDE_CACHE_DIR              [\${XDG_CACHE_HOME:-\$HOME/.cache}/ebbtide]
 
-See '$SCRIPT_DIR/kafka.sh --help', '$SCRIPT_DIR/postgres.sh --help' and '$SCRIPT_DIR/registry.sh --help'.
+See '$SCRIPT_DIR/kafka.sh --help', '$SCRIPT_DIR/postgres.sh --help', '$SCRIPT_DIR/registry.sh --help'
+and '$SCRIPT_DIR/connect.sh --help'.
 EOF
 }
 
@@ -62,6 +67,9 @@ cmd_up() {
     "$SCRIPT_DIR/postgres.sh" start || die "PostgreSQL failed to start (see messages above)"
     "$SCRIPT_DIR/kafka.sh" start || die "Kafka failed to start (see messages above); PostgreSQL was left running"
     "$SCRIPT_DIR/registry.sh" start || die "the schema registry failed to start (see messages above); the rest was left running"
+    if [[ ${EBBTIDE_STACK_CONNECT:-1} == 1 ]]; then # Debezium (CDC); EBBTIDE_STACK_CONNECT=0: without it
+        "$SCRIPT_DIR/connect.sh" start || die "Kafka Connect failed to start (see messages above); Kafka and PostgreSQL were left running"
+    fi
     local key
     for key in EBBTIDE_KAFKA_BOOTSTRAP EBBTIDE_PG_DSN EBBTIDE_PG_TEST_DSN EBBTIDE_SCHEMA_REGISTRY_URL; do
         grep -q "^$key=" "$ENV_FILE" 2>/dev/null || die "$ENV_FILE lacks $key; this is a bug in deploy/local"
@@ -75,6 +83,7 @@ cmd_up() {
 
 cmd_down() {
     local rc=0
+    "$SCRIPT_DIR/connect.sh" stop || rc=1
     "$SCRIPT_DIR/registry.sh" stop || rc=1
     "$SCRIPT_DIR/kafka.sh" stop || rc=1
     "$SCRIPT_DIR/postgres.sh" stop || rc=1
@@ -87,6 +96,7 @@ cmd_status() {
     "$SCRIPT_DIR/postgres.sh" status || rc=3
     "$SCRIPT_DIR/kafka.sh" status || rc=3
     "$SCRIPT_DIR/registry.sh" status || rc=3
+    "$SCRIPT_DIR/connect.sh" status || [[ ${EBBTIDE_STACK_CONNECT:-1} == 0 ]] || rc=3
     return "$rc"
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run a command with the local stack up and its settings in the environment.
-# Starts PostgreSQL, Kafka and the schema registry only if they are not already running, and stops afterwards
-# only what it started, whatever the command's outcome. The command's exit code is kept.
+# Starts PostgreSQL, Kafka and the schema registry (and Kafka Connect with EBBTIDE_STACK_CONNECT=1)
+# only if they are not already running, and stops afterwards only what it started, whatever the
+# command's outcome. The command's exit code is kept.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
@@ -33,7 +34,11 @@ if ! "$SCRIPT_DIR/registry.sh" status >/dev/null 2>&1; then
     "$SCRIPT_DIR/registry.sh" start &
     registry_start=$!
 fi
-for service in postgres kafka; do
+services=(postgres kafka)
+# Kafka Connect (Debezium) only when asked: `make test` (the CDC tests) sets EBBTIDE_STACK_CONNECT=1;
+# the demo, the benchmarks and the chaos run (a stack of its own) do without it.
+if [[ ${EBBTIDE_STACK_CONNECT:-0} == 1 ]]; then services+=(connect); fi
+for service in "${services[@]}"; do
     if ! "$SCRIPT_DIR/$service.sh" status >/dev/null 2>&1; then
         started+=("$service")
         "$SCRIPT_DIR/$service.sh" start

@@ -2,7 +2,8 @@
 
 One module per group of commands, each adding its subparsers and holding their ``cmd_*``
 functions: :mod:`.topics`, :mod:`.events` (publish, backfill), :mod:`.ingest` (the HTTP ingestion
-service), :mod:`.dlq`, :mod:`.pipeline` (worker, sink, clock), :mod:`.admin` (sink-role, acls,
+service), :mod:`.dlq`, :mod:`.pipeline` (worker, sink, clock), :mod:`.cdc` (change
+data capture), :mod:`.admin` (sink-role, acls,
 backups), :mod:`.policy` (policy, explain, overdue), :mod:`.certificates`, :mod:`.audit`,
 :mod:`.log`, :mod:`.answer`, :mod:`.schema_registry`
 (schemas) and :mod:`.demo` (demo, vendor-standin). Each command imports what
@@ -19,6 +20,7 @@ from ebbtide.cli import (
     admin,
     answer,
     audit,
+    cdc,
     certificates,
     demo,
     dlq,
@@ -64,6 +66,7 @@ COMMANDS: tuple[Callable[[Subcommands], None], ...] = (
     admin.add_sink_role,
     admin.add_acls,
     events.add_backfill,
+    cdc.add_cdc,
     admin.add_backups,
     dlq.add_dlq,
     pipeline.add_clock,

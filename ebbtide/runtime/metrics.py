@@ -79,7 +79,7 @@ RECEIPTS = Counter(
 DLQ_MESSAGES = Counter(
     "ebbtide_dlq_messages_total",
     "Messages sent to the dead-letter topic, by source (events, receipts, clock: the worker; "
-    "commands: a sink) and reason (see DLQ_REASONS).",
+    "commands: a sink; cdc: `ebbtide cdc run`) and reason (see DLQ_REASONS).",
     ["source", "reason"],
 )
 SINK_COMMANDS = Counter(
@@ -223,6 +223,15 @@ SECURITY_EVENTS = Counter(
     ["source", "kind"],
 )
 
+CDC_CHANGES = Counter(
+    "ebbtide_cdc_changes_total",
+    "Row changes of captured tables `ebbtide cdc run` handled, by store, category and kind: insert "
+    "and snapshot (announced), restored (an insert of a row Ebbtide had deleted: deleted again), "
+    "deleted_by_ebbtide, deleted_outside (a row deleted by something else than Ebbtide).",
+    ["store", "category", "kind"],
+)
+CDC_KINDS = ("insert", "snapshot", "restored", "deleted_by_ebbtide", "deleted_outside")
+
 # The bounded vocabularies of the labels below that no configuration names (the store map names
 # the stores and categories, the policy's vocabulary the event types, decision kinds and outcomes).
 DLQ_REASONS = {
@@ -233,6 +242,7 @@ DLQ_REASONS = {
 }
 WORKER_DLQ_SOURCES = ("events", "receipts", "clock")
 SINK_DLQ_SOURCE = "commands"
+CDC_DLQ_SOURCE = "cdc"
 DUTIES = ("erasure", "export", "breach")
 CERTIFICATE_RESULTS = ("issued", "deferred", "unsigned")
 VENDOR_RESULTS = ("deleted", "not_found", "permanent", "retryable", "timeout", "connection_error")
@@ -331,6 +341,15 @@ def sink_started(stores: Mapping[str, Iterable[str]], outcomes: Iterable[str], v
     for reason in DLQ_REASONS:
         DLQ_MESSAGES.labels(SINK_DLQ_SOURCE, reason)
     _security_events(("commands",))
+
+
+def cdc_started(sources: Iterable[tuple[str, str]]) -> None:
+    """Create `ebbtide cdc run`'s labelled series at 0: ``sources`` are the (store, category) of
+    its captured tables."""
+    for store, category in sources:
+        for kind in CDC_KINDS:
+            CDC_CHANGES.labels(store, category, kind)
+    DLQ_MESSAGES.labels(CDC_DLQ_SOURCE, "invalid")  # its only reason: not a change of a captured table
 
 
 def _security_events(sources: Iterable[str]) -> None:

@@ -64,6 +64,12 @@ class Settings:
     # least-privilege role; unset: pg_dsn. Publishers seal personal values with the keys, sinks
     # and tools open them.
     keys_dsn: str | None = field(default=None, repr=False)
+    # Change data capture (docs/cdc.md): Kafka Connect's REST API (`ebbtide cdc connect` registers
+    # Debezium there), the role Debezium logs in as (REPLICATION, read only; its database is the one
+    # captured), and where `ebbtide cdc run` serves /metrics.
+    connect_url: str = "http://127.0.0.1:8083"
+    cdc_dsn: str | None = field(default=None, repr=False)
+    cdc_metrics_port: int = 9318
     # The store map (which stores hold which categories); default: the one shipped with the policy
     # (read by ebbtide.bootstrap.store_map).
     store_map: Path | None = None

@@ -67,7 +67,15 @@ def test_the_broker_data_and_log_are_private(state: Path) -> None:
 
 def test_the_postgres_log_and_secrets_are_private(state: Path) -> None:
     postgres = state / "postgres"
-    for name in ("postgres.log", "password", "admin-password", "admin-dsn", "tls/ca.key", "tls/server.key"):
+    for name in (
+        "postgres.log",
+        "password",
+        "admin-password",
+        "cdc-password",
+        "admin-dsn",
+        "tls/ca.key",
+        "tls/server.key",
+    ):
         assert mode(postgres / name) == 0o600, name
 
 

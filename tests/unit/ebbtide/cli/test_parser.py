@@ -21,6 +21,7 @@ COMMANDS = [
     "sink-role",
     "acls",
     "backfill",
+    "cdc",
     "backups",
     "dlq",
     "clock",
@@ -46,7 +47,10 @@ def test_the_commands_in_the_order_help_lists_them() -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [[c, "--help"] for c in COMMANDS] + [["clock", m, "--help"] for m in ("tick", "run", "wall")]
+    "argv",
+    [[c, "--help"] for c in COMMANDS]
+    + [["clock", m, "--help"] for m in ("tick", "run", "wall")]
+    + [["cdc", m, "--help"] for m in ("connect", "run")],
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:

@@ -41,6 +41,11 @@ stores = bootstrap.store_map(settings).stores
 group = SinkGroup([SimpleNamespace(store=s.id) for s in stores], threading.Event())
 bootstrap.sink_series(settings, group, vendor=True)
 metrics.ingest_started()  # `ebbtide ingest serve`, on a registry of its own
+from ebbtide.cdc.changes import Mapping  # `ebbtide cdc run` of the shipped PostgreSQL store maps
+from ebbtide.runtime import metrics
+from ebbtide.sinks.postgres.table_map import load_table_map, map_path
+cdc = Mapping([load_table_map(map_path(m)) for m in ("customer_db", "billing_db")])
+metrics.cdc_started((s.store, s.action.category) for ss in cdc.by_table.values() for s in ss)
 out = {}
 for registry in (REGISTRY, metrics.INGEST_REGISTRY):
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
@@ -115,7 +120,10 @@ def test_the_series_cover_the_store_map_and_each_vocabulary() -> None:
         (source, reason)
         for source in ("events", "receipts", "clock", "commands")
         for reason in ("invalid", "security", "processing_failed", "gave_up")
-    }
+    } | {("cdc", "invalid")}
+    assert ("customer_db", "client", "deleted_outside") in label_sets(
+        exported["ebbtide_cdc_changes"], "store", "category", "kind"
+    )
     assert ("LegalHoldPlaced",) in label_sets(exported["ebbtide_events_consumed"], "type")
     kinds = label_sets(exported["ebbtide_decisions"], "kind")
     assert {("DUTY_OVERDUE",), ("DELETION_ORDERED",), ("DELETION_CONFIRMED",), ("HELD",)} <= kinds
