@@ -57,6 +57,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group(group))
 
 
+class GroupedNodeIds:
+    """pytest-xdist 3.8 (``--dist loadgroup``, on a worker) appends ``@group`` to a test's legacy
+    ``_nodeid``, which pytest 9.2 no longer reads (its id is ``_id``): without this plugin the
+    groups are silently ignored (pytest-xdist issue 1386). It carries the grouped id over, after
+    xdist's own hook; nothing to do where xdist already set it, or without xdist."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            legacy = item.__dict__.get("_nodeid")
+            if isinstance(legacy, str) and legacy != item.nodeid:
+                item._id = type(item._id).parse(legacy)  # type: ignore[attr-defined]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(GroupedNodeIds(), "ebbtide-grouped-node-ids")
+
+
 @pytest.fixture(autouse=True)
 def remember_sealing_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each data key a publisher of this process gets from the key store is remembered
