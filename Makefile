@@ -8,6 +8,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WITH_STACK := deploy/local/with-stack.sh
 PYTEST_ARGS ?=
+# pytest-xdist: the suite on 2 workers (the machine's cores; most tests wait on the servers). Tests
+# sharing a costly fixture run on one worker (tests/conftest.py groups them). PYTEST_WORKERS=0: one
+# process, as plain `pytest` runs.
+PYTEST_WORKERS ?= 2
+PYTEST_XDIST := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup)
 SIZE ?= medium
 
 .PHONY: help install tools stack-up stack-down stack-status demo test test-unit lint bench chaos clean
@@ -55,11 +60,11 @@ TEST_CHAOS_ARGS := --customers 40 --results $(CURDIR)/.state/chaos/results
 
 test: $(STAMP) tools ## lint, the whole suite against the real servers, then a small chaos run (SKIP_CHAOS=1: not)
 	$(MAKE) --no-print-directory lint
-	EBBTIDE_STACK_CONNECT=1 $(WITH_STACK) $(PY) -m pytest --durations=20 $(PYTEST_ARGS)  # the 20 slowest: CI time is a budget
+	EBBTIDE_STACK_CONNECT=1 $(WITH_STACK) $(PY) -m pytest $(PYTEST_XDIST) --durations=20 $(PYTEST_ARGS)  # the 20 slowest: CI time is a budget
 	@if [ -z "$(SKIP_CHAOS)" ]; then $(MAKE) --no-print-directory chaos CHAOS_ARGS="$(TEST_CHAOS_ARGS)"; fi
 
 test-unit: $(STAMP) ## only the unit tests (no servers)
-	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_XDIST) -m unit $(PYTEST_ARGS)
 
 bench: $(STAMP) ## benchmarks on the local stack, JSON in bench/results/ (SIZE=small|medium|large)
 	$(WITH_STACK) $(PY) -m bench --size $(SIZE) $(BENCH_ARGS)

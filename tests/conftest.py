@@ -1,4 +1,11 @@
-"""Markers follow the folder: tests/unit -> unit, tests/integration -> integration, tests/e2e -> e2e."""
+"""Markers follow the folder: tests/unit -> unit, tests/integration -> integration, tests/e2e -> e2e.
+
+Under pytest-xdist (``make test`` runs ``-n 2 --dist loadgroup``) the tests that share a costly
+fixture of a wider scope than one test run on one worker: each is marked ``xdist_group`` with that
+fixture's name (its module's path for a module's fixture). Without it each worker would make its
+own, e.g. run the demo of ``demo_log`` twice. Every other test goes to whichever worker is free:
+each makes its own topics, app id, database and ports (``settings``), so none disturbs another.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +20,59 @@ from ebbtide.runtime.settings import Settings
 HERE = Path(__file__).parent
 
 
+# Shared fixtures as cheap to make again on each worker as to share (the stack's settings).
+CHEAP_TO_REPEAT = frozenset({"stack"})
+
+
+def shared_group(item: pytest.Item) -> str | None:
+    """The xdist group of the tests sharing ``item``'s costliest shared fixture: the name of a
+    session fixture of this suite it uses (directly or through another fixture), else its
+    module's path if it uses a module fixture; None if it shares none."""
+    fixtures = getattr(item, "_fixtureinfo", None)
+    if fixtures is None:
+        return None
+    session: set[str] = set()
+    module = False
+    for name, definitions in fixtures.name2fixturedefs.items():
+        fixture = definitions[-1]
+        if name in CHEAP_TO_REPEAT or not fixture.func.__module__.startswith("tests."):
+            continue
+        if fixture.scope == "session":
+            session.add(name)
+        elif fixture.scope in ("package", "module", "class"):
+            module = True
+    if session:
+        return "+".join(sorted(session))
+    return item.nodeid.split("::")[0] if module else None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         kind = Path(str(item.fspath)).relative_to(HERE).parts[0]
         if kind in ("unit", "integration", "e2e"):
             item.add_marker(getattr(pytest.mark, kind))
+        group = shared_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+class GroupedNodeIds:
+    """pytest-xdist 3.8 (``--dist loadgroup``, on a worker) appends ``@group`` to a test's legacy
+    ``_nodeid``, which pytest 9.2 no longer reads (its id is ``_id``): without this plugin the
+    groups are silently ignored (pytest-xdist issue 1386). It carries the grouped id over, after
+    xdist's own hook; nothing to do where xdist already set it, or without xdist."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            legacy = item.__dict__.get("_nodeid")
+            if isinstance(legacy, str) and legacy != item.nodeid:
+                item._id = type(item._id).parse(legacy)  # type: ignore[attr-defined]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(GroupedNodeIds(), "ebbtide-grouped-node-ids")
 
 
 @pytest.fixture(autouse=True)

@@ -118,12 +118,24 @@ def scratch_database(admin_dsn: str) -> Iterator[str]:
     with admin.cursor() as cur:
         cur.execute(f"CREATE DATABASE {name}")
     parts = urlparse(admin_dsn)
+
+    def dropped() -> bool:
+        with admin.cursor() as cur:
+            try:
+                cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            except psycopg2.errors.InsufficientPrivilege:
+                # A backend of another role (the administrator's, a sink role's) that the test
+                # closed still ending: this role may not terminate it. Gone within moments.
+                return False
+        return True
+
     try:
         yield urlunparse(parts._replace(path=f"/{name}"))
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+        try:
+            wait_until(dropped, 30, f"database {name} dropped (its other roles' connections ended)")
+        finally:
+            admin.close()
 
 
 @dataclass

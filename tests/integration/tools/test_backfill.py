@@ -23,11 +23,13 @@ from ebbtide.sinks.postgres.table_map import (
     map_path,
     parse_table_map,
 )
+from ebbtide.tools import client
 from ebbtide.tools.backfill import Backfill, run_backfill
 from ebbtide.tools.client import to_record
 from tests.support import Received, TopicReader
 
 MAPS = ("customer_db", "billing_db")
+BROKER_WAIT = 2.0  # seconds a publisher waits for a broker where none listens
 
 
 @pytest.fixture
@@ -250,6 +252,10 @@ def test_a_broker_that_does_not_answer_is_one_line_and_nothing_is_published(
     database: str, scenario: Scenario, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("EBBTIDE_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    # The publisher waits for a broker as long as its delivery timeout (EventPublisher's timeout,
+    # 30 s by default): the same refusal, the same error path, after 2 s of it.
+    bounded = client.producer
+    monkeypatch.setattr(client, "producer", lambda settings, timeout: bounded(settings, BROKER_WAIT))
     code = main(["backfill", "--map", "customer_db", "--dsn", database])
     _, err = capsys.readouterr()
     assert code == 1
