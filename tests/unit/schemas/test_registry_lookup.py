@@ -6,6 +6,9 @@ registry: tests/integration/schemas/test_registry.py."""
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -17,6 +20,12 @@ from ebbtide.schemas.registry import REFUSAL_TTL, RegistrySchemas
 from ebbtide.schemas.wire import RegistryUnavailable
 
 CODEC = codec_for(LIFECYCLE_EVENT)
+# What the HTTP stand-in answers for each schema id: (status, content type, body).
+PAGES = {
+    1: (200, "text/html", b"<html><body>Service temporarily unavailable</body></html>"),  # a proxy
+    2: (422, "application/json", b'{"error_code": 42202, "message": "Invalid schema id"}'),
+    3: (429, "application/json", b'{"error_code": 429, "message": "Too many requests"}'),
+}
 URL = "http://registry.test/apis/ccompat/v7"
 
 
@@ -100,3 +109,38 @@ def test_a_refusal_is_forgotten_after_its_ttl_so_an_id_registered_late_is_read()
     assert not schemas.cached(7)
     assert schemas.writer(7) is not None
     assert client.asked == [7, 7] and schemas.cached(7)
+
+
+class Pages(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # the standard library's name
+        status, kind, body = PAGES[int(self.path.split("?")[0].rstrip("/").split("/")[-1])]
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def http_registry() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Pages)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://u:pw@127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_over_http_a_proxy_s_page_waits_a_422_refuses_and_a_429_waits(http_registry: str) -> None:
+    schemas = RegistrySchemas(http_registry, CODEC, timeout=5.0)
+    with pytest.raises(RegistryUnavailable, match=r"unreadable answer \(JSONDecodeError\)") as page:
+        schemas.writer(1)
+    assert "pw" not in page.value.reason
+    with pytest.raises(InvalidMessage, match=r"refused schema id 2 \(HTTP 422\)"):
+        schemas.writer(2)
+    with pytest.raises(RegistryUnavailable, match="HTTP 429"):
+        schemas.writer(3)
+    assert [schemas.cached(i) for i in (1, 2, 3)] == [False, True, False]
