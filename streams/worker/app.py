@@ -126,8 +126,7 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
         assert isinstance(stream, faust.Stream)  # take_events is on the class, not the protocol
         lean_collections()
         async for events in stream.take_events(BATCH, within=BATCH_WAIT):
-            # the schemas fetched, then the step, in parts; any failure exits (not acked)
-            await process(schemas_ready, step, [event.message for event in events])
+            await process(schemas_ready, step, [event.message for event in events])  # exits on failure
 
     _forget_on_rebalance(app, processor, {topics.events, topics.clock, topics.receipts})
     _subject_page(app, processor, read_or_make_token(token_file(settings)))
