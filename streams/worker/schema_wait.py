@@ -89,37 +89,37 @@ class SchemaWait:
 
     async def parts(self, batch: Iterable[Message]) -> AsyncIterator[list[Message]]:
         """``batch``'s messages in order, in parts of at most :data:`NEW_IDS_PER_PART` new ids,
-        each yielded once those ids are decided."""
+        each yielded once every id in it is decided."""
         messages = list(batch)
         start = 0
-        wanted: set[int] = set()
+        ids: set[int] = set()  # the part's schema ids
+        new: set[int] = set()  # of those, the ones not decided when met
         for index, message in enumerate(messages):
-            schema_id = self._new_id(message)
-            if schema_id is None or schema_id in wanted:
+            schema_id = self._schema_id(message)
+            if schema_id is None or schema_id in ids:
                 continue
-            if len(wanted) == NEW_IDS_PER_PART:
-                await self._decide(wanted)
-                yield messages[start:index]
-                start, wanted = index, set()
-            wanted.add(schema_id)
-        await self._decide(wanted)
+            if self.registry is not None and not self.registry.cached(schema_id):
+                if len(new) == NEW_IDS_PER_PART:
+                    await self._decide(ids)
+                    yield messages[start:index]
+                    start, ids, new = index, set(), set()
+                new.add(schema_id)
+            ids.add(schema_id)
+        await self._decide(ids)
         yield messages[start:]
 
-    def _new_id(self, message: Message) -> int | None:
-        """The schema id of a Confluent-framed event of ``topic`` not decided yet, else None."""
+    def _schema_id(self, message: Message) -> int | None:
+        """The schema id of a Confluent-framed event of ``topic``, else None."""
         if self.registry is None or message.topic != self.topic:
             return None
         try:
-            schema_id = confluent_schema_id(message.value)
+            return confluent_schema_id(message.value)
         except InvalidMessage:
             return None  # a truncated header: the processor dead-letters it
-        if schema_id is None or self.registry.cached(schema_id):
-            return None
-        return schema_id
 
     async def _decide(self, wanted: set[int]) -> None:
-        """Fetch ``wanted``, :data:`LOOKUPS_AT_ONCE` at a time, until each is decided (again if
-        its refusal expired meanwhile)."""
+        """Fetch those of ``wanted`` not decided, :data:`LOOKUPS_AT_ONCE` at a time, until each
+        is (again if its refusal expired while others were waited for)."""
         registry = self.registry
         if registry is None:
             return

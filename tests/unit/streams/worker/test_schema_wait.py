@@ -191,3 +191,17 @@ def test_without_a_registry_the_batch_goes_to_the_step_at_once() -> None:
     batch = [framed(3, offset=1), framed(4, offset=2)]
     asyncio.run(process(SchemaWait(None, TOPIC, readiness=Readiness()), step, batch))
     assert processor.log == ["process 1", "process 2", "flush"] and exits == []
+
+
+def test_an_id_whose_refusal_expired_while_the_batch_waited_is_asked_again_before_the_part() -> None:
+    class Expiring(Lookup):
+        def writer(self, schema_id: int) -> Any:
+            if schema_id == 3:  # the wait on 3 outlasts 109's refusal
+                self.decided.discard(109)
+            return super().writer(schema_id)
+
+    lookup = Expiring()
+    lookup.decided.add(109)  # refused earlier, still cached when the batch is read
+    parts = asyncio.run(collect(SchemaWait(lookup, TOPIC, readiness=Readiness()), [framed(109), framed(3)]))
+    assert parts == [[framed(109), framed(3)]]
+    assert lookup.asked == [3, 109] and lookup.cached(109)  # decided again before the part went on
