@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import cache, partial
@@ -43,6 +44,12 @@ COMPATIBILITY = "BACKWARD"  # a new version must read every older one's data (as
 NOT_FOUND = 404
 CONFLICT = 409  # the registry's answer to a schema its compatibility rule refuses
 MAX_REFUSED = 1024  # ids remembered as bad (unknown, not resolving): a bound, as any sender picks them
+REFUSAL_TTL = (
+    60.0  # seconds an id is remembered as bad: one registered moments later (replication lag) is read
+)
+# Refusals of a lookup that are the worker's or the moment's, not the message's: its credentials
+# (401, 403), a timeout (408) or a rate limit (429). The lookup waits; any other 4xx refuses the id.
+WAIT_ON = frozenset({401, 403, 408, 429})
 
 
 def subject(topic: str) -> str:
@@ -89,7 +96,8 @@ def shown(url: str) -> str:
 
 def call(url: str, what: Callable[[], T]) -> T:
     """Run one client call, sorting its failures into :class:`RegistryRefused` and
-    :class:`RegistryUnavailable` (both naming ``url``'s registry, never a schema or value)."""
+    :class:`RegistryUnavailable` (both naming ``url``'s registry, never a schema or value). Any
+    other exception of the call (an answer the client cannot read) is unavailability too."""
     try:
         return what()
     except SchemaRegistryError as exc:
@@ -102,6 +110,10 @@ def call(url: str, what: Callable[[], T]) -> T:
         raise RegistryUnavailable(
             f"the schema registry at {shown(url)} cannot be reached ({type(exc).__name__})"
         ) from None
+    except Exception as exc:  # e.g. a 2xx answer that is not JSON (a proxy's page), or no body
+        raise RegistryUnavailable(
+            f"the schema registry at {shown(url)} gave an unreadable answer ({type(exc).__name__})"
+        ) from None
 
 
 @cache
@@ -113,33 +125,54 @@ def _shared(url: str) -> SchemaRegistryClient:
 class RegistrySchemas:
     """Writer schemas by id from the registry at ``url``, each checked once to resolve against
     ``codec``'s current schema and then cached (a schema id's content never changes). An id the
-    registry does not have, or whose schema does not resolve, is remembered as refused too
-    (at most :data:`MAX_REFUSED` of them, oldest forgotten first)."""
+    registry does not have, or whose schema does not resolve, is remembered as refused for
+    :data:`REFUSAL_TTL` seconds of ``clock`` (at most :data:`MAX_REFUSED` of them, oldest
+    forgotten first), then asked again."""
 
-    def __init__(self, url: str, codec: Codec, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        codec: Codec,
+        timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.url = url
         self.codec = codec
+        self.clock = clock
         self._client = client(url, timeout)
         self._known: dict[int, Any] = {}
-        self._refused: OrderedDict[int, str] = OrderedDict()
+        self._refused: OrderedDict[int, tuple[str, float]] = OrderedDict()  # id -> (reason, until)
         self._lock = threading.Lock()  # fetched from a thread, read by the worker's loop
 
     def cached(self, schema_id: int) -> bool:
-        """Whether ``schema_id`` is decided (known or refused): no request needed."""
+        """Whether ``schema_id`` is decided (known, or refused less than the TTL ago): no request needed."""
         with self._lock:
-            return schema_id in self._known or schema_id in self._refused
+            return schema_id in self._known or self._refusal(schema_id) is not None
+
+    def _refusal(self, schema_id: int) -> str | None:
+        """The reason ``schema_id`` is refused, if it is and its refusal has not expired (then
+        it is forgotten). Called with the lock held."""
+        refused = self._refused.get(schema_id)
+        if refused is None:
+            return None
+        if self.clock() >= refused[1]:
+            del self._refused[schema_id]
+            return None
+        return refused[0]
 
     def writer(self, schema_id: int) -> Any:
         with self._lock:
             if schema_id in self._known:
                 return self._known[schema_id]
-            if schema_id in self._refused:
-                raise InvalidMessage(self._refused[schema_id])
+            reason = self._refusal(schema_id)
+            if reason is not None:
+                raise InvalidMessage(reason)
         try:
             parsed = self._fetch(schema_id)
         except InvalidMessage as exc:
             with self._lock:
-                self._refused[schema_id] = exc.reason
+                self._refused.pop(schema_id, None)
+                self._refused[schema_id] = (exc.reason, self.clock() + REFUSAL_TTL)
                 while len(self._refused) > MAX_REFUSED:
                     self._refused.popitem(last=False)
             raise
@@ -156,8 +189,11 @@ class RegistrySchemas:
                 raise InvalidMessage(
                     f"{name}: unknown schema id {schema_id} (the registry has none)"
                 ) from None
-            # e.g. 401/403: the worker's access to the registry is at fault, not the message
-            raise RegistryUnavailable(
+            if exc.status not in WAIT_ON:  # the registry refuses this id: the message is at fault
+                raise InvalidMessage(
+                    f"{name}: the registry refused schema id {schema_id} (HTTP {exc.status})"
+                ) from None
+            raise RegistryUnavailable(  # the worker's access, a timeout or a rate limit
                 f"the schema registry at {shown(self.url)} refused the lookup of schema id "
                 f"{schema_id} ({exc.reason})"
             ) from None

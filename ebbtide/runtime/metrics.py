@@ -111,6 +111,11 @@ DUTIES_OVERDUE = Counter(
     "(offer a hosting customer's data for export before the paid period ends) or breach (notify).",
     ["duty"],
 )
+SCHEMA_REGISTRY_WAITING = Gauge(
+    "ebbtide_schema_registry_waiting_seconds",
+    "Seconds the worker's current batch has waited on the schema registry (down, timing out, "
+    "refusing the worker); 0 when not waiting.",
+)
 CERTIFICATES_UNSIGNED = Gauge(
     "ebbtide_certificates_unsigned",
     "Deletion certificates due but not signed yet (signing failed; tried again at every tick).",

@@ -133,8 +133,9 @@ class Settings:
     # A schema registry's Confluent-compatible API (Apicurio: http://HOST:PORT/apis/ccompat/v7):
     # where the worker finds the writer schema of a Confluent-framed event by its id, and where
     # `ebbtide schemas register` and producers on the confluent wire format register or look up
-    # theirs. Unset: a Confluent-framed event is dead-lettered, naming this setting.
-    schema_registry_url: str | None = None
+    # theirs. Unset: a Confluent-framed event is dead-lettered, naming this setting. Not in the
+    # settings' repr: the URL may carry a user and password (messages name it through `shown`).
+    schema_registry_url: str | None = field(default=None, repr=False)
     # How `ebbtide publish` and EventPublisher frame lifecycle events: single-object (Avro's own
     # framing, no registry needed) or confluent (a zero byte and the registry's schema id).
     wire_format: str = "single-object"

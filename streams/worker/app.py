@@ -27,7 +27,7 @@ from ebbtide.streams.worker.batch import BatchStep
 from ebbtide.streams.worker.certify import CertificateSigner
 from ebbtide.streams.worker.processor import LifecycleProcessor
 from ebbtide.streams.worker.routing import Out
-from ebbtide.streams.worker.schema_wait import SchemaWait, registry_schemas
+from ebbtide.streams.worker.schema_wait import SchemaWait, process, registry_schemas
 from ebbtide.streams.worker.store import PartitionedTable, store_url
 
 BATCH = 500  # events per batch: one broker acknowledgement and one state write per key
@@ -126,7 +126,7 @@ def create_app(settings: Settings, policy: Policy, hold_keys: HoldKeys | None = 
         assert isinstance(stream, faust.Stream)  # take_events is on the class, not the protocol
         lean_collections()
         async for events in stream.take_events(BATCH, within=BATCH_WAIT):
-            await step(await schemas_ready([event.message for event in events]))
+            await process(schemas_ready, step, [event.message for event in events])  # exits on failure
 
     _forget_on_rebalance(app, processor, {topics.events, topics.clock, topics.receipts})
     _subject_page(app, processor, read_or_make_token(token_file(settings)))

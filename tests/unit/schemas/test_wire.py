@@ -5,8 +5,8 @@ schemas/test_registry.py."""
 
 from __future__ import annotations
 
-import asyncio
 import io
+import json
 import struct
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +26,6 @@ from ebbtide.schemas.wire import (
     confluent_schema_id,
     encode_confluent,
 )
-from ebbtide.streams.worker.schema_wait import SchemaWait
 from ebbtide.tools.client import to_record
 
 CODEC = codec_for(LIFECYCLE_EVENT)
@@ -135,36 +134,6 @@ def test_any_bytes_decode_or_are_refused_with_a_reason(value: bytes) -> None:
             assert isinstance(record, dict)
 
 
-class Message:
-    def __init__(self, topic: str, value: bytes) -> None:
-        self.topic, self.partition, self.offset, self.key, self.value = topic, 0, 0, None, value
-
-
-def test_a_batch_waits_with_backoff_while_the_registry_is_down_and_not_for_an_unknown_id() -> None:
-    lookup = Lookup(down=3)
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-
-    wait = SchemaWait(lookup, "ebbtide.events", sleep)
-    batch = [
-        Message("ebbtide.events", encode_confluent(CODEC, 3, EVENT)),
-        Message("ebbtide.events", framed(9, b"")),  # unknown: no reason to wait
-        Message("ebbtide.events", b"\x00\x01"),  # truncated: the processor dead-letters it
-        Message("ebbtide.events", CODEC.encode(EVENT)),  # single-object: nothing to fetch
-        Message("ebbtide.clock", framed(5, b"")),  # another topic: not an event
-    ]
-    assert asyncio.run(wait(batch)) == batch  # every message goes on to the batch step, in order
-    assert slept == [1.0, 2.0, 4.0]  # three failures, each waited out longer, then the answer
-    assert lookup.asked == [3, 3, 3, 3, 9]
-
-
-def test_without_a_registry_a_batch_goes_on_at_once() -> None:
-    batch = [Message("ebbtide.events", encode_confluent(CODEC, 3, EVENT))]
-    assert asyncio.run(SchemaWait(None, "ebbtide.events")(batch)) == batch
-
-
 def test_a_registry_that_cannot_be_reached_is_named_without_its_password() -> None:
     url = "https://svc:s3cret@registry.example.invalid:8081/apis/ccompat/v7"
 
@@ -178,3 +147,18 @@ def test_a_registry_that_cannot_be_reached_is_named_without_its_password() -> No
         "cannot be reached (ConnectError)"
     )
     assert shown("http://127.0.0.1:8081/apis/ccompat/v7") == "http://127.0.0.1:8081/apis/ccompat/v7"
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind"),
+    [
+        (lambda: json.loads("<html>proxy error</html>"), "JSONDecodeError"),  # a 2xx page, not JSON
+        (lambda: None.get("id"), "AttributeError"),  # type: ignore[attr-defined]  # a null body
+    ],
+)
+def test_an_unreadable_answer_is_unavailability_not_a_crash(answer: Any, kind: str) -> None:
+    with pytest.raises(RegistryUnavailable) as down:
+        call("http://u:pw@registry.test/apis/ccompat/v7", answer)
+    assert down.value.reason == (
+        f"the schema registry at http://registry.test/apis/ccompat/v7 gave an unreadable answer ({kind})"
+    )

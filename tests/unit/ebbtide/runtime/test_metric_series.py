@@ -142,3 +142,9 @@ def test_a_dead_letter_is_labelled_by_the_kind_of_its_reason() -> None:
     assert reason_label("security: deletion_receipt: not signed") == "security"
     assert reason_label("lifecycle_event: not Avro single-object encoded (bad marker bytes)") == "invalid"
     assert set(metrics.DLQ_REASONS) == {"invalid", "security", "processing_failed", "gave_up"}
+
+
+def test_the_schema_registry_wait_is_exported_at_zero_from_the_start() -> None:
+    assert started()["ebbtide_schema_registry_waiting_seconds"] == [
+        ("ebbtide_schema_registry_waiting_seconds", {}, 0.0)
+    ]

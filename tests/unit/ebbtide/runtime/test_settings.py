@@ -25,3 +25,10 @@ def test_the_signing_key_defaults_to_the_state_directory(tmp_path: Path) -> None
     assert settings.signing_key == tmp_path / "keys" / "certificate-signing.key"
     given = Settings.from_env({"EBBTIDE_CERTIFICATE_KEY": str(tmp_path / "k.pem")})
     assert given.signing_key == tmp_path / "k.pem"
+
+
+def test_the_schema_registry_url_is_not_in_the_settings_repr() -> None:
+    url = "https://svc:s3cret@registry.example:8081/apis/ccompat/v7"
+    settings = Settings.from_env({"EBBTIDE_SCHEMA_REGISTRY_URL": url})
+    assert settings.schema_registry_url == url
+    assert "s3cret" not in repr(settings)
