@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ebbtide.cli import main
+
+
+@pytest.fixture(autouse=True)
+def root_logging() -> Iterator[None]:
+    """`ingest serve` configures logging onto this test's captured stderr: put it back after, so
+    no later test logs into a closed stream."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def test_openapi_writes_the_document_of_the_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
