@@ -25,7 +25,10 @@ def add_ingest(sub: Subcommands) -> None:
         "sent again (the last EBBTIDE_INGEST_REMEMBERED_EVENTS, in this process); an event id reused "
         "for other content is 409. Callers authenticate with a bearer token from EBBTIDE_INGEST_TOKENS "
         "(its producer name becomes each event's producer) or a TLS client certificate signed by "
-        "EBBTIDE_INGEST_TLS_CLIENT_CA (its common name is the producer); anything else is 401. Also "
+        "EBBTIDE_INGEST_TLS_CLIENT_CA (its common name is the producer); anything else is 401. Legal "
+        "hold events, which the service signs with EBBTIDE_HOLD_SIGNING_KEY, are taken only from the "
+        "producers in EBBTIDE_INGEST_HOLD_PRODUCERS (none by default; 403 otherwise). It needs the key "
+        "store (EBBTIDE_KEYS_DSN or EBBTIDE_PG_DSN) to seal personal values. Also "
         "/healthz, /readyz (Kafka answers), /metrics and /openapi.json, on EBBTIDE_INGEST_HOST:"
         "EBBTIDE_INGEST_PORT (127.0.0.1:9317). openapi: write the OpenAPI document of the service "
         "these settings would run. See docs/ingest.md.",

@@ -7,6 +7,7 @@ the response models below, and the request body's schema from the lifecycle even
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,11 +31,13 @@ from ebbtide.runtime.metrics import (
     INGEST_STATUSES,
     ingest_started,
 )
+from ebbtide.runtime.settings import SettingsError
 
 if TYPE_CHECKING:
     from ebbtide.runtime.authenticity import MessageSigner
     from ebbtide.streams.policy.rules import Policy
 
+log = logging.getLogger("ebbtide.ingest")
 PROBLEM = "application/problem+json"
 REASONS = {**INGEST_STATUSES, 404: "not_found", 405: "not_found"}
 
@@ -55,6 +58,7 @@ class Service:
     hold_signer: MessageSigner | None
     max_body_bytes: int
     max_events: int
+    hold_producers: frozenset[str] = frozenset()  # who may publish legal hold events (signed here)
 
 
 class EventAck(BaseModel):
@@ -133,7 +137,7 @@ def create_app(service: Service) -> FastAPI:
     @app.post(
         "/v1/events",
         response_model=Acknowledged,
-        responses=_problems(400, 401, 409, 413, 422, 503),
+        responses=_problems(400, 401, 403, 409, 413, 422, 503),
         openapi_extra={"requestBody": body, "security": [{"bearer": []}]},
         summary="Publish one event or a batch",
     )
@@ -150,6 +154,9 @@ def create_app(service: Service) -> FastAPI:
             return _problem(refused.status, refused.title, [p.as_json() for p in refused.problems])
         except Unavailable as exc:
             return _problem(503, f"not published: {exc}; send the request again")
+        except SettingsError as exc:  # a setting the service needs for these events (the key store)
+            log.error("ingest: not published: %s", exc)
+            return _problem(503, f"not published: the service is not set up for these events: {exc}")
         for ack in acks:
             INGEST_EVENTS.labels("repeated" if ack.repeated else "published").inc()
         return JSONResponse({"events": [ack.as_json() for ack in acks]})
@@ -175,7 +182,7 @@ def create_app(service: Service) -> FastAPI:
 
 
 def _publish(service: Service, events: list[Any], producer: str) -> list[Ack]:
-    accepted = accept(events, producer, service.policy, service.hold_signer)
+    accepted = accept(events, producer, service.policy, service.hold_signer, service.hold_producers)
     return service.publisher.publish(accepted)
 
 

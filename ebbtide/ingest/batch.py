@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ebbtide.runtime.authenticity import HOLD_EVENTS
 from ebbtide.tools.client import NAMESPACE, InvalidEvent, sign_hold, to_record
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 FIELD = re.compile(r"\bfield (?:'([^']+)'|([A-Za-z0-9_.\[\]]+))")
 NAMES_STORE = "RecordWritten names store"
 HIDDEN = "(a value of the request)"
+MAX_DEPTH = 16  # nested arrays and objects of a body: a batch of events with list fields needs 4
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,10 @@ def events_of(body: bytes, max_events: int) -> list[Any]:
         raise Refused(
             400, f"the body is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         ) from None
+    except RecursionError:  # the parser's own depth limit: [[[[...]]]]
+        raise Refused(400, f"the body nests arrays or objects deeper than {MAX_DEPTH}") from None
+    if _deeper_than(parsed, MAX_DEPTH):  # nothing after this walks a deep value recursively
+        raise Refused(400, f"the body nests arrays or objects deeper than {MAX_DEPTH}")
     if isinstance(parsed, dict):
         return [parsed]
     if not isinstance(parsed, list):
@@ -85,13 +91,37 @@ def events_of(body: bytes, max_events: int) -> list[Any]:
     return parsed
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and dicts more than ``limit`` deep (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def accept(
-    events: list[Any], producer: str, policy: Policy, hold_signer: MessageSigner | None
+    events: list[Any],
+    producer: str,
+    policy: Policy,
+    hold_signer: MessageSigner | None,
+    hold_producers: frozenset[str] = frozenset(),
 ) -> list[Accepted]:
     """Every event as a record, its ``producer`` set to the authenticated one; :class:`Refused`
-    (422) naming every invalid event if any is."""
+    403 naming every legal hold event if ``producer`` is not one of ``hold_producers`` (the
+    service signs them: any producer could otherwise place or lift a hold), else 422 naming every
+    invalid event if any is."""
     accepted: list[Accepted] = []
     problems: list[Problem] = []
+    forbidden = [forbidden_hold(i, e) for i, e in enumerate(events) if producer not in hold_producers]
+    if any(forbidden):
+        found = [p for p in forbidden if p is not None]
+        raise Refused(403, f"{len(found)} legal hold event(s) this producer may not publish", found)
     for index, event in enumerate(events):
         if isinstance(event, dict):
             event = {**event, "producer": producer}
@@ -104,6 +134,18 @@ def accept(
     if problems:
         raise Refused(422, f"{len(problems)} invalid event(s); nothing was published", problems)
     return accepted
+
+
+def forbidden_hold(index: int, event: Any) -> Problem | None:
+    """The problem of a legal hold event (its type, one of :data:`HOLD_EVENTS`) from a producer
+    not allowed to publish one; None for any other event."""
+    kind = event.get("type") if isinstance(event, dict) else None
+    if not isinstance(kind, str) or kind not in HOLD_EVENTS:
+        return None
+    message = (
+        f"field type: {kind} is a legal hold event; this producer is not in EBBTIDE_INGEST_HOLD_PRODUCERS"
+    )
+    return Problem(index, "type", message)
 
 
 def problem(index: int, message: str, event: Any) -> Problem:

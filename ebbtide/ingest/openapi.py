@@ -5,7 +5,8 @@ strings of at most the worker's limit, enums as their symbols, ``timestamp-milli
 times or epoch milliseconds, a field with a default or a null branch as optional; other payload
 fields are ignored, as the client ignores them). What a JSON schema cannot say is left to the
 checks of :func:`~ebbtide.tools.client.to_record` (answered 422): which store the store map lets
-hold which category and ref, and that a legal hold event needs the service's signing key.
+hold which category and ref, and that a legal hold event needs the service's signing key (422)
+and a producer of ``EBBTIDE_INGEST_HOLD_PRODUCERS`` (403, before any other check).
 """
 
 from __future__ import annotations

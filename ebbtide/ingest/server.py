@@ -18,7 +18,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ebbtide import bootstrap
 from ebbtide.ingest.app import Service, create_app
-from ebbtide.ingest.auth import Access, Tokens, access
+from ebbtide.ingest.auth import PRODUCER, Access, Tokens, access
 from ebbtide.ingest.batch import Accepted
 from ebbtide.ingest.publishing import Ack, IngestPublisher
 from ebbtide.runtime.endpoints import check_free
@@ -64,13 +64,28 @@ def limits(settings: Settings) -> None:
         raise SettingsError("EBBTIDE_INGEST_TIMEOUT must be from 1 to 600 seconds")
 
 
+def hold_producers(settings: Settings) -> frozenset[str]:
+    """The producers allowed to publish legal hold events; SettingsError for a name no token or
+    certificate could authenticate as."""
+    names = settings.ingest_hold_producer_names
+    if any(not PRODUCER.fullmatch(name) for name in names):
+        raise SettingsError(
+            "EBBTIDE_INGEST_HOLD_PRODUCERS must be producer names (letters, digits, ._-), comma-separated"
+        )
+    return names
+
+
 def service(settings: Settings) -> Service:
-    """The service of ``settings``: its access (SettingsError if nobody could publish), the policy
-    a worker with these settings runs, the legal hold signer (EBBTIDE_HOLD_SIGNING_KEY) and a
-    publisher connected to Kafka (KafkaError if no broker answers within EBBTIDE_INGEST_TIMEOUT)."""
+    """The service of ``settings``: its access (SettingsError if nobody could publish), the key
+    store (SettingsError without one: personal values are sealed), the policy a worker with these
+    settings runs, the legal hold signer (EBBTIDE_HOLD_SIGNING_KEY) and who may use it
+    (EBBTIDE_INGEST_HOLD_PRODUCERS), and a publisher connected to Kafka (KafkaError if no broker
+    answers within EBBTIDE_INGEST_TIMEOUT)."""
     limits(settings)
     timeout = settings.ingest_timeout
     allowed = access(settings)
+    holders = hold_producers(settings)
+    settings.require_keys_dsn()  # refused at start, naming the setting, not at the first event
     hold_key = settings.hold_signing_key
     try:
         signer = load_hold_signer(hold_key) if hold_key is not None else None
@@ -79,7 +94,13 @@ def service(settings: Settings) -> Service:
     policy = bootstrap.policy(settings)
     publisher = IngestPublisher(settings, policy, key_store(settings), timeout)
     return Service(
-        allowed, publisher, policy, signer, settings.ingest_max_body_bytes, settings.ingest_max_events
+        allowed,
+        publisher,
+        policy,
+        signer,
+        settings.ingest_max_body_bytes,
+        settings.ingest_max_events,
+        holders,
     )
 
 

@@ -256,6 +256,7 @@ INGEST_STATUSES = {
     200: "ok",
     400: "invalid",
     401: "unauthenticated",
+    403: "forbidden",
     409: "conflict",
     413: "too_large",
     422: "invalid",
@@ -266,6 +267,7 @@ INGEST_OUTCOMES = ("published", "repeated")
 INGEST_REASONS = {
     "ok": "acknowledged (or answered, for the probes and the document)",
     "unauthenticated": "no valid bearer token or client certificate",
+    "forbidden": "a legal hold event from a producer not in EBBTIDE_INGEST_HOLD_PRODUCERS (nothing sent)",
     "invalid": "not JSON, or an event the schema or the policy refuses (nothing of the request sent)",
     "conflict": "an event id already published with other content (nothing of the request sent)",
     "too_large": "over the body size or batch size limit",

@@ -119,7 +119,9 @@ class Settings:
     # publish (a file of bearer tokens, "PRODUCER TOKEN" per line, and/or TLS client certificates
     # signed by ingest_tls_client_ca, over TLS with ingest_tls_certfile and ingest_tls_keyfile); how
     # much one request may carry; how many event ids it remembers to answer a repeated request; how
-    # long it waits for Kafka to acknowledge a request's events before it answers 503.
+    # long it waits for Kafka to acknowledge a request's events before it answers 503; which
+    # producers (comma-separated names) may publish legal hold events, which it signs with
+    # hold_signing_key (none by default: anyone else is answered 403).
     ingest_host: str = "127.0.0.1"
     ingest_port: int = 9317
     ingest_tokens: Path | None = None
@@ -130,6 +132,7 @@ class Settings:
     ingest_max_events: int = 500
     ingest_remembered_events: int = 100_000
     ingest_timeout: float = 30.0
+    ingest_hold_producers: str = ""
     # A schema registry's Confluent-compatible API (Apicurio: http://HOST:PORT/apis/ccompat/v7):
     # where the worker finds the writer schema of a Confluent-framed event by its id, and where
     # `ebbtide schemas register` and producers on the confluent wire format register or look up
@@ -243,6 +246,12 @@ class Settings:
         if self.hold_keys is None:
             return (self.local_hold_signing_key.with_suffix(".pub"),)
         return tuple(Path(part.strip()) for part in self.hold_keys.split(",") if part.strip())
+
+    @property
+    def ingest_hold_producer_names(self) -> frozenset[str]:
+        """The producers the ingestion service lets publish legal hold events
+        (EBBTIDE_INGEST_HOLD_PRODUCERS, comma-separated)."""
+        return frozenset(part.strip() for part in self.ingest_hold_producers.split(",") if part.strip())
 
     @property
     def trusted_keys_dir(self) -> Path:

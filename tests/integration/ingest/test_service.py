@@ -1,5 +1,6 @@
 """`ebbtide ingest serve` as a process on the real Kafka: acknowledged after Kafka, idempotent by
-event id, a bad batch refused whole, 401 without details, the limits, the probes and metrics."""
+event id, a bad batch (or a legal hold from a producer not allowed) refused whole, 401 without
+details, the limits, the probes and metrics."""
 
 from __future__ import annotations
 
@@ -125,6 +126,15 @@ def test_a_bad_batch_is_refused_whole_naming_index_and_field_never_the_value(
     assert "jane" not in json.dumps(answer.body)
     not_json = ingest.post(None, raw=b'[{"event_id": "x",')
     assert not_json.status == 400 and "not JSON" in not_json.body["title"]
+    deep = ingest.post(None, raw=b"[" * 50_000 + b"]" * 50_000)  # past the parser's recursion limit
+    assert deep.status == 400 and "deeper than" in deep.body["title"]
+    hold = {**good, "event_id": f"{subject}-h", "type": "LegalHoldReleased", "payload": {"hold_id": "h-9"}}
+    forbidden = ingest.post([good, hold])  # this producer is not in EBBTIDE_INGEST_HOLD_PRODUCERS
+    assert forbidden.status == 403 and forbidden.headers["content-type"] == "application/problem+json"
+    assert [(e["index"], e["field"]) for e in forbidden.body["errors"]] == [(1, "type")]
+    assert "LegalHoldReleased" in forbidden.body["errors"][0]["message"] and "h-9" not in json.dumps(
+        forbidden.body
+    )
     assert events_in(ingest_settings) == before
     later = ingest.post(good)  # the good event of the refused batch was neither sent nor remembered
     assert later.status == 200 and later.body["events"][0]["repeated"] is False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from ebbtide import bootstrap
 from ebbtide.ingest.batch import Refused, accept, events_of
 from ebbtide.ingest.publishing import Ack, Remembered
+from ebbtide.runtime.authenticity import SIGNATURE, MessageSigner
 from ebbtide.runtime.settings import Settings
 from ebbtide.streams.policy.rules import Policy
 
@@ -88,12 +90,46 @@ def test_a_bad_batch_is_refused_whole_naming_each_index_and_field_never_a_value(
     assert "jane" not in answered and "example.com" not in answered
 
 
+HOLD = {**GOOD, "type": "LegalHoldPlaced", "payload": {"hold_id": "h1", "categories": ["CLIENT"]}}
+RELEASE = {**GOOD, "event_id": "e3", "type": "LegalHoldReleased", "payload": {"hold_id": "h1"}}
+
+
 def test_an_unsigned_legal_hold_is_refused_without_a_signer(policy: Policy) -> None:
-    hold = {**GOOD, "type": "LegalHoldPlaced", "payload": {"hold_id": "h1", "categories": ["CLIENT"]}}
     with pytest.raises(Refused) as refused:
-        accept([hold], "legal", policy, None)
+        accept([HOLD], "legal", policy, None, frozenset({"legal"}))
+    assert refused.value.status == 422
     assert refused.value.problems[0].index == 0
     assert "legal hold signing key" in refused.value.problems[0].message
+
+
+def test_legal_holds_only_from_the_hold_producers_anyone_else_403_naming_index_and_type(
+    policy: Policy, tmp_path: Path
+) -> None:
+    signer = MessageSigner.from_file(tmp_path / "holds.key", "hold")
+    batch: list[Any] = [GOOD, {**HOLD, "event_id": "e2"}, RELEASE, {**GOOD, "type": "Teleported"}]
+    for allowed in (frozenset[str](), frozenset({"legal", "other"})):
+        with pytest.raises(Refused) as refused:
+            accept(batch, "billing", policy, signer, allowed)
+        assert refused.value.status == 403  # before any other check: nothing of it is published
+        problems = [(p.index, p.field) for p in refused.value.problems]
+        assert problems == [(1, "type"), (2, "type")]
+        messages = " ".join(p.message for p in refused.value.problems)
+        assert "LegalHoldPlaced" in messages and "LegalHoldReleased" in messages
+        assert "h1" not in messages and "cust-1" not in messages
+    signed = accept(batch[:3], "legal", policy, signer, frozenset({"legal"}))
+    assert [a.record["producer"] for a in signed] == ["legal"] * 3
+    assert signed[0].record.get(SIGNATURE) is None
+    assert signed[1].record[SIGNATURE] and signed[2].record[SIGNATURE]
+
+
+def test_deeply_nested_json_is_400_not_a_crash() -> None:
+    for depth in (17, 100_000):  # past the depth allowed; past the parser's own recursion limit
+        with pytest.raises(Refused) as refused:
+            events_of(b"[" * depth + b"]" * depth, 10)
+        assert refused.value.status == 400
+        assert "deeper than 16" in refused.value.title
+    nested = {**HOLD, "payload": {"hold_id": "h1", "records": ["a"]}}
+    assert events_of(json.dumps([nested]).encode(), 10) == [nested]
 
 
 def test_remembered_events_answer_their_first_ack_and_refuse_other_content(policy: Policy) -> None:
