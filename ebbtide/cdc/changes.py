@@ -171,6 +171,18 @@ def event_time(value: Any, default: datetime) -> datetime:
     raise ValueError(type(value).__name__)
 
 
+def row_time(change: Change, action: TableAction) -> datetime | None:
+    """The event time a row's ``time_column`` gives, if its image carries a valid one (a delete
+    carries it with REPLICA IDENTITY FULL); None otherwise."""
+    value = None if action.time_column is None else change.row.get(action.time_column)
+    if value is None:
+        return None
+    try:
+        return event_time(value, change.committed)
+    except (ValueError, OverflowError):
+        return None
+
+
 def announcements(change: Change, mapping: Mapping) -> list[dict[str, Any]]:
     """The RecordWritten events (JSON form, :func:`ebbtide.tools.client.to_record`) an insert or
     a snapshot row announces: one per category of its table. Event id
