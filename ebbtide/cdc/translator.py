@@ -41,6 +41,7 @@ from ebbtide.runtime import metrics
 from ebbtide.runtime.kafka import await_delivery, close_producer, consumer, producer
 from ebbtide.runtime.settings import Settings, Topics
 from ebbtide.tools.client import EventPublisher, InvalidEvent
+from ebbtide.tools.topics import spec as topic_spec
 
 log = logging.getLogger(__name__)
 POLL_MS = 500
@@ -48,8 +49,9 @@ BATCH = 500
 
 
 def cdc_topic(settings: Settings) -> str:
-    """The one topic the connector writes every captured table's changes to."""
-    return f"{settings.topic_prefix}.cdc"
+    """The one topic the connector writes every captured table's changes to (declared with a
+    short retention: :func:`ebbtide.tools.topics.spec.cdc_topic`)."""
+    return topic_spec.cdc_topic(settings).name
 
 
 class Translator:
