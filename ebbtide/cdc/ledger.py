@@ -16,8 +16,10 @@ is read, so the transaction is the evidence, not the key.) Any other deletion is
 The translator keeps what it saw in ``ebbtide_cdc.deleted_keys`` (the captured database; one row
 per record key deleted, whether by Ebbtide): an insert of a key Ebbtide deleted is a restored row.
 Not the key itself: its HMAC-SHA256 under a random key of this database (``ebbtide_cdc.ledger_key``),
-since telling a restored row only needs equality; and the deleted row's event time, when its
-delete carried the time column, so a restored row is announced as old as it was. The look-up reads
+since telling a restored row only needs equality; and the deleted row's event time, so a restored
+row is announced as old as it was and its deadline stays where it was. That time is the one the
+row was announced with (``ebbtide_cdc.announced``: one row per announced record, its hashed key
+and event time, moved to the deletion when the row goes), else its delete's time column. The look-up reads
 the tracking table whole (it has no index on ``xact``): one query per deleted row's category, fine
 for the tracking tables of a service's own database, a cost to watch for a very large one.
 """
@@ -37,6 +39,7 @@ from ebbtide.sinks.base.tracking import TRACKING_TABLE
 SCHEMA = "ebbtide_cdc"
 TABLE = f"{SCHEMA}.deleted_keys"
 KEY_TABLE = f"{SCHEMA}.ledger_key"
+ANNOUNCED = f"{SCHEMA}.announced"
 OLD_TABLE = f"{SCHEMA}.deletions"  # before keys were hashed: migrated, then dropped
 DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
@@ -52,6 +55,13 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     lsn         bigint NOT NULL,
     deleted_at  timestamptz NOT NULL,
     written_at  timestamptz,
+    PRIMARY KEY (store, category, key_hash)
+);
+CREATE TABLE IF NOT EXISTS {ANNOUNCED} (
+    store       text NOT NULL,
+    category    text NOT NULL,
+    key_hash    bytea NOT NULL,
+    written_at  timestamptz NOT NULL,
     PRIMARY KEY (store, category, key_hash)
 );
 """
@@ -177,3 +187,23 @@ def forget(cur: Cursor, ledger: Ledger, store: str, category: str, key: str) -> 
         f"DELETE FROM {TABLE} WHERE store = %s AND category = %s AND key_hash = %s",
         (store, category, ledger.hashed(key)),
     )
+
+
+def announced(cur: Cursor, ledger: Ledger, store: str, category: str, key: str, written: datetime) -> None:
+    """Remember the event time a row was announced with; the first one stays (as the engine keeps
+    a record's earliest announcement)."""
+    cur.execute(
+        f"INSERT INTO {ANNOUNCED} (store, category, key_hash, written_at) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (store, category, key_hash) DO NOTHING",
+        (store, category, ledger.hashed(key), written),
+    )
+
+
+def take_written(cur: Cursor, ledger: Ledger, store: str, category: str, key: str) -> datetime | None:
+    """The event time a deleted row was announced with, if it was; forgotten with the row."""
+    cur.execute(
+        f"DELETE FROM {ANNOUNCED} WHERE store = %s AND category = %s AND key_hash = %s RETURNING written_at",
+        (store, category, ledger.hashed(key)),
+    )
+    row = cur.fetchone()
+    return None if row is None else row[0]

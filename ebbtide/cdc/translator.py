@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import psycopg2
@@ -115,6 +116,8 @@ class Translator:
                 raise BadChange(f"cdc: table {change.table} (category {category}): {exc}") from None
             if change.op == "c":
                 ledger.forget(cur, self.ledger, source.store, category, key)
+            written = datetime.fromisoformat(event["event_time"])
+            ledger.announced(cur, self.ledger, source.store, category, key, written)
             if back is not None:
                 metrics.CDC_CHANGES.labels(source.store, category, "restored").inc()
                 log.warning(
@@ -134,7 +137,8 @@ class Translator:
             ours = change.tx_id is not None and ledger.deleted_by_ebbtide(
                 cur, change.tx_id, source.store, deleting
             )
-            written = row_time(change, source.action)
+            written = ledger.take_written(cur, self.ledger, source.store, category, key)
+            written = written or row_time(change, source.action)
             ledger.record_deletion(
                 cur, self.ledger, source.store, category, key, ours, change.lsn, change.committed, written
             )

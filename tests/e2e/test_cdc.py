@@ -216,8 +216,8 @@ def test_captured_rows_are_stamped_deleted_and_deleted_again_when_restored(
         )
     ) == sorted(
         [
-            (hashed("1"), True, None),  # a delete carries the key only: no time column
-            (hashed("3"), False, None),
+            (hashed("1"), True, datetime(2019, 1, 10, tzinfo=UTC)),  # as announced (registered_at)
+            (hashed("3"), False, datetime(2019, 1, 10, tzinfo=UTC)),
         ]
     )
     dlq = TopicReader(capture.settings, pipeline.topics.dlq)
