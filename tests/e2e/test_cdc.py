@@ -23,6 +23,8 @@ from ebbtide.cdc.translator import cdc_topic
 from ebbtide.runtime.kafka import producer
 from ebbtide.runtime.settings import Settings
 from ebbtide.tools import processes
+from ebbtide.tools.topics import cluster
+from ebbtide.tools.topics import spec as topic_spec
 from tests.e2e.test_pipeline import Pipeline, ev, publish, rows, tick
 from tests.support import TopicReader, demo_database, wait_until
 
@@ -231,3 +233,5 @@ def test_captured_rows_are_stamped_deleted_and_deleted_again_when_restored(
     assert "deleted outside Ebbtide" in log and "c@example.invalid" not in log
     assert capture.changes("snapshot") == 2  # (snapshot: customers 1, 2; the ticket is correspondence)
     assert capture.translator.alive(), capture.translator.tail()
+    # `cdc connect` gave the CDC topic its declared retention (the rows' values are in it in clear)
+    assert cluster.check(capture.settings, [topic_spec.cdc_topic(capture.settings)]).differences == []
