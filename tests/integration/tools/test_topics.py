@@ -77,7 +77,7 @@ def test_apply_then_check_then_drift_then_apply(fresh: Settings, capsys: pytest.
     names = Topics(fresh.topic_prefix)
     code, lines = topics("check", capsys)
     assert code == 1
-    assert f"{names.events}: missing" in lines and len(lines) == 13  # 10 of the pipeline, the CDC topic, 2 of the worker
+    assert f"{names.events}: missing" in lines and len(lines) == 13  # pipeline 10, CDC 1, worker 2
 
     assert topics("apply", capsys) == (0, [])
     code = main(["topics", "check", "--store", STORE, "--json"])
