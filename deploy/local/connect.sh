@@ -276,6 +276,11 @@ stop_pid() { # pid
         if (($(now_ms) >= deadline)); then
             info "pid $pid did not exit within ${STOP_TIMEOUT}s after SIGTERM; sending SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
+            deadline=$(($(now_ms) + 10000))
+            while pid_alive "$pid"; do
+                (($(now_ms) < deadline)) || die "pid $pid survived SIGKILL"
+                sleep 0.1
+            done
             break
         fi
         sleep 0.1

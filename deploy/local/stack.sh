@@ -70,8 +70,9 @@ cmd_up() {
     if [[ ${EBBTIDE_STACK_CONNECT:-1} == 1 ]]; then # Debezium (CDC); EBBTIDE_STACK_CONNECT=0: without it
         "$SCRIPT_DIR/connect.sh" start || die "Kafka Connect failed to start (see messages above); Kafka and PostgreSQL were left running"
     fi
-    local key
-    for key in EBBTIDE_KAFKA_BOOTSTRAP EBBTIDE_PG_DSN EBBTIDE_PG_TEST_DSN EBBTIDE_SCHEMA_REGISTRY_URL; do
+    local key keys=(EBBTIDE_KAFKA_BOOTSTRAP EBBTIDE_PG_DSN EBBTIDE_PG_TEST_DSN EBBTIDE_SCHEMA_REGISTRY_URL)
+    [[ ${EBBTIDE_STACK_CONNECT:-1} == 1 ]] && keys+=(EBBTIDE_CONNECT_URL EBBTIDE_CDC_DSN)
+    for key in "${keys[@]}"; do
         grep -q "^$key=" "$ENV_FILE" 2>/dev/null || die "$ENV_FILE lacks $key; this is a bug in deploy/local"
     done
     echo

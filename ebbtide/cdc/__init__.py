@@ -7,8 +7,9 @@ lifecycle events:
 
 - an insert (and each row of Debezium's initial snapshot) becomes a ``RecordWritten``, built as
   ``ebbtide backfill`` builds one (:mod:`.changes`); a row inserted again after Ebbtide deleted
-  it (a restored backup) is flagged, and the pipeline deletes it again: the engine takes a new
-  announcement of a deleted copy as a new record, due at once if its deadline passed;
+  it (a restored backup) is flagged and announced with the event time it was first announced
+  with, and the pipeline deletes it again: the engine takes a new announcement of a deleted copy
+  as a new record, due at once since its deadline passed;
 - a delete is checked against the ledger of Ebbtide's deletions (:mod:`.ledger`): a row deleted
   outside Ebbtide is reported (a metric and a log line naming the table, never a value).
 

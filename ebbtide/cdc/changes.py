@@ -133,7 +133,11 @@ def parse(value: bytes | None, mapping: Mapping) -> Change | None:
         or not (tx_id is None or isinstance(tx_id, int))
     ):
         raise BadChange(f"cdc: table {table}: field source.lsn, source.txId or source.ts_ms: not a number")
-    return Change(op, table, row, lsn, tx_id, _EPOCH + timedelta(milliseconds=ts_ms))
+    try:
+        committed = _EPOCH + timedelta(milliseconds=ts_ms)
+    except OverflowError:
+        raise BadChange(f"cdc: table {table}: field source.ts_ms: not a time") from None
+    return Change(op, table, row, lsn, tx_id, committed)
 
 
 def record_key(change: Change, mapping: Mapping) -> str:
@@ -149,17 +153,34 @@ def record_key(change: Change, mapping: Mapping) -> str:
 
 def event_time(value: Any, default: datetime) -> datetime:
     """A Debezium time value as a time: ISO text (timestamptz), days since 1970 (date) or
-    microseconds since 1970 (timestamp without time zone, taken as UTC); ``default`` if NULL."""
+    microseconds since 1970 (timestamp without time zone, taken as UTC); ``default`` if NULL.
+    ValueError for a value that is no time a datetime holds: a year after 9999 or before 1, or
+    Debezium's stand-in for ``infinity`` (the largest long); OverflowError is turned into it."""
     if value is None:
         return default
     if isinstance(value, str):
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
         return when if when.tzinfo else when.replace(tzinfo=UTC)
     if isinstance(value, int) and not isinstance(value, bool):
-        if abs(value) < _DAYS_LIMIT:
-            return _EPOCH + timedelta(days=value)
-        return _EPOCH + timedelta(microseconds=value)
+        try:
+            if abs(value) < _DAYS_LIMIT:
+                return _EPOCH + timedelta(days=value)
+            return _EPOCH + timedelta(microseconds=value)
+        except OverflowError:
+            raise ValueError("out of range") from None
     raise ValueError(type(value).__name__)
+
+
+def row_time(change: Change, action: TableAction) -> datetime | None:
+    """The event time a row's ``time_column`` gives, if its image carries a valid one (a delete
+    carries it with REPLICA IDENTITY FULL); None otherwise."""
+    value = None if action.time_column is None else change.row.get(action.time_column)
+    if value is None:
+        return None
+    try:
+        return event_time(value, change.committed)
+    except (ValueError, OverflowError):
+        return None
 
 
 def announcements(change: Change, mapping: Mapping) -> list[dict[str, Any]]:
@@ -180,7 +201,7 @@ def announcements(change: Change, mapping: Mapping) -> list[dict[str, Any]]:
         ref = None if action.ref_column is None else change.row.get(action.ref_column)
         try:
             written = event_time(change.row.get(action.time_column or ""), change.committed)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise BadChange(f"{where}: time column {action.time_column}: not a time") from None
         try:
             subject_id = format_value(action.subject_format, subject, "subject_column")

@@ -8,7 +8,10 @@ again announce nothing twice (:func:`ebbtide.cdc.changes.announcements`).
 
 A message that is not a change event of a captured table, or whose row no valid event can
 announce, goes to the dead-letter topic with the reason (naming the table and the field, never a
-value), and the loop goes on.
+value) and its coordinates (topic, partition, offset), without its key or value: a change event
+holds a row's record key, subject and ref in clear. The loop goes on. Such a letter is not
+replayable (``ebbtide dlq replay`` refuses the CDC topic); the change is read again from the CDC
+topic, within its retention, by its coordinates.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import psycopg2
@@ -24,12 +28,21 @@ from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
 from ebbtide.cdc import ledger
-from ebbtide.cdc.changes import ANNOUNCING, BadChange, Change, Mapping, announcements, parse, record_key
+from ebbtide.cdc.changes import (
+    ANNOUNCING,
+    BadChange,
+    Change,
+    Mapping,
+    announcements,
+    parse,
+    record_key,
+    row_time,
+)
 from ebbtide.runtime import metrics
 from ebbtide.runtime.kafka import await_delivery, close_producer, consumer, producer
 from ebbtide.runtime.settings import Settings, Topics
-from ebbtide.schemas import dead_letter_body
 from ebbtide.tools.client import EventPublisher, InvalidEvent
+from ebbtide.tools.topics import spec as topic_spec
 
 log = logging.getLogger(__name__)
 POLL_MS = 500
@@ -37,8 +50,9 @@ BATCH = 500
 
 
 def cdc_topic(settings: Settings) -> str:
-    """The one topic the connector writes every captured table's changes to."""
-    return f"{settings.topic_prefix}.cdc"
+    """The one topic the connector writes every captured table's changes to (declared with a
+    short retention: :func:`ebbtide.tools.topics.spec.cdc_topic`)."""
+    return topic_spec.cdc_topic(settings).name
 
 
 class Translator:
@@ -59,7 +73,7 @@ class Translator:
         self.dlq_topic = Topics(settings.topic_prefix).dlq
         self._dead: list[Any] = []
         with conn, conn.cursor() as cur:
-            ledger.ensure_ledger(cur)
+            self.ledger = ledger.ensure_ledger(cur)
         metrics.cdc_started((s.store, s.action.category) for ss in mapping.by_table.values() for s in ss)
 
     def handle(self, messages: Sequence[Any]) -> None:
@@ -91,11 +105,20 @@ class Translator:
         key = events[0]["payload"]["record_key"]
         for source, event in zip(self.mapping.by_table[change.table], events, strict=True):
             category = source.action.category
+            back = None
+            if change.op == "c":
+                back = ledger.restored(cur, self.ledger, source.store, category, key)
+            if back is not None and back.written is not None:  # as old as the row Ebbtide deleted
+                event = {**event, "event_time": back.written.isoformat()}
             try:
                 self.publisher.publish(event)
             except InvalidEvent as exc:
                 raise BadChange(f"cdc: table {change.table} (category {category}): {exc}") from None
-            if change.op == "c" and ledger.take_restored(cur, source.store, category, key):
+            if change.op == "c":
+                ledger.forget(cur, self.ledger, source.store, category, key)
+            written = datetime.fromisoformat(event["event_time"])
+            ledger.announced(cur, self.ledger, source.store, category, key, written)
+            if back is not None:
                 metrics.CDC_CHANGES.labels(source.store, category, "restored").inc()
                 log.warning(
                     "a row of %s (store %s, category %s) that Ebbtide deleted was inserted again "
@@ -114,14 +137,18 @@ class Translator:
             ours = change.tx_id is not None and ledger.deleted_by_ebbtide(
                 cur, change.tx_id, source.store, deleting
             )
-            ledger.record_deletion(cur, source.store, category, key, ours, change.lsn, change.committed)
+            written = ledger.take_written(cur, self.ledger, source.store, category, key)
+            written = written or row_time(change, source.action)
+            ledger.record_deletion(
+                cur, self.ledger, source.store, category, key, ours, change.lsn, change.committed, written
+            )
             metrics.CDC_CHANGES.labels(
                 source.store, category, "deleted_by_ebbtide" if ours else "deleted_outside"
             ).inc()
             if not ours:
                 log.warning(
                     "a row of %s (store %s, category %s) was deleted outside Ebbtide "
-                    "(no deletion command of Ebbtide in its transaction); its key is in %s",
+                    "(no deletion command of Ebbtide in its transaction); its key's hash is in %s",
                     change.table,
                     source.store,
                     category,
@@ -131,15 +158,14 @@ class Translator:
     def _dead_letter(self, message: Any, reason: str) -> None:
         metrics.DLQ_MESSAGES.labels(metrics.CDC_DLQ_SOURCE, "invalid").inc()
         log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, reason)
-        key, value, dropped = dead_letter_body(message.key, message.value)
         headers = [
             ("reason", reason.encode()),
             ("source_topic", message.topic.encode()),
             ("source_partition", str(message.partition).encode()),
             ("source_offset", str(message.offset).encode()),
-            *dropped,
         ]
-        self._dead.append(self.dlq.send(self.dlq_topic, key=key, value=value, headers=headers))
+        # No key, no value: both hold the row's values in clear (see the module doc).
+        self._dead.append(self.dlq.send(self.dlq_topic, key=b"", value=b"", headers=headers))
 
 
 def run(settings: Settings, mapping: Mapping, dsn: str, stop: threading.Event) -> None:

@@ -11,6 +11,7 @@ from ebbtide.runtime.settings import Settings
 
 if TYPE_CHECKING:
     from ebbtide.cdc.changes import Mapping
+    from ebbtide.runtime.topic_spec import TopicSpec
 
 MAPS_HELP = "store map TOML, or a shipped store id such as billing_db (repeatable; default customer_db)"
 
@@ -57,11 +58,12 @@ def cmd_cdc(args: argparse.Namespace, settings: Settings) -> int:
     from ebbtide.cdc.connector import ConnectError
     from ebbtide.sinks.postgres.table_map import TableMapError, load_table_map, map_path
     from ebbtide.tools.client import PublishFailed
+    from ebbtide.tools.topics.cluster import TopicsError
 
     try:
         mapping = Mapping([load_table_map(map_path(m)) for m in args.map or ["customer_db"]])
         return _connect(args, settings, mapping) if args.mode == "connect" else _run(args, settings, mapping)
-    except (TableMapError, ConnectError, DatabaseError, PublishFailed) as exc:
+    except (TableMapError, ConnectError, DatabaseError, PublishFailed, TopicsError) as exc:
         print(f"ebbtide cdc {args.mode}: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
         return 1
     except KafkaError as exc:
@@ -80,8 +82,8 @@ def _connect(args: argparse.Namespace, settings: Settings, mapping: Mapping) -> 
 
     from ebbtide.cdc import connector
     from ebbtide.cdc.translator import cdc_topic
-    from ebbtide.runtime.kafka import create_topics
     from ebbtide.runtime.settings import SettingsError
+    from ebbtide.tools.topics import spec
 
     if not settings.cdc_dsn:
         raise SettingsError(
@@ -95,11 +97,20 @@ def _connect(args: argparse.Namespace, settings: Settings, mapping: Mapping) -> 
         connector.prepare_database(conn, mapping)
     finally:
         conn.close()
-    create_topics(settings, [cdc_topic(settings)])
+    _declare_topic(settings, spec.cdc_topic(settings))
     connector.register(settings.connect_url, name, config)
     connector.wait_running(settings.connect_url, name, args.timeout)
     print(f"connector {name} runs: {len(mapping.tables)} table(s) to {cdc_topic(settings)}")
     return 0
+
+
+def _declare_topic(settings: Settings, topic: TopicSpec) -> None:
+    """Create the CDC topic as declared, or set its retention: it holds row values in clear."""
+    from ebbtide.tools.topics import cluster
+
+    report = cluster.apply(settings, [topic])
+    for diff in report.differences:  # what apply cannot change: partitions, replicas
+        raise cluster.TopicsError(f"topic {topic.name}: {diff.what} is {diff.have}, declared {diff.want}")
 
 
 def _run(args: argparse.Namespace, settings: Settings, mapping: Mapping) -> int:

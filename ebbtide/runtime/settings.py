@@ -70,6 +70,9 @@ class Settings:
     connect_url: str = "http://127.0.0.1:8083"
     cdc_dsn: str | None = field(default=None, repr=False)
     cdc_metrics_port: int = 9318
+    # How long <prefix>.cdc keeps Debezium's change events (record keys, subjects, refs in clear):
+    # days, at least 2 (docs/topics.md).
+    cdc_retention_days: int = 7
     # The store map (which stores hold which categories); default: the one shipped with the policy
     # (read by ebbtide.bootstrap.store_map).
     store_map: Path | None = None
@@ -181,6 +184,8 @@ class Settings:
             raise SettingsError("EBBTIDE_STATE_STORE must be rocksdb or memory")
         if settings.log_format not in ("text", "json"):
             raise SettingsError("EBBTIDE_LOG_FORMAT must be text or json")
+        if settings.cdc_retention_days < 2:
+            raise SettingsError("EBBTIDE_CDC_RETENTION_DAYS must be at least 2")
         if settings.checkpoint_every < 1:
             raise SettingsError("EBBTIDE_CHECKPOINT_EVERY must be at least 1")
         if not settings.checkpoint_seconds > 0:

@@ -31,8 +31,17 @@ CREATE TABLE IF NOT EXISTS {TRACKING_TABLE} (
     outcome     text NOT NULL,
     rows        integer NOT NULL,
     receipt     bytea NOT NULL,
-    applied_at  timestamptz NOT NULL
+    applied_at  timestamptz NOT NULL,
+    xact        bigint DEFAULT (pg_current_xact_id()::text::bigint)
 );
+"""
+
+# The writing transaction's top-level id, epoch included (``pg_current_xact_id``: the same inside a
+# savepoint, where ``xmin`` would be the subtransaction's): how ``ebbtide cdc run`` knows a deletion
+# is a sink's (ebbtide/cdc/ledger.py). Added to a table made before it; its older rows keep NULL.
+TRACKING_MIGRATION = f"""
+ALTER TABLE {TRACKING_TABLE} ADD COLUMN IF NOT EXISTS xact bigint;
+ALTER TABLE {TRACKING_TABLE} ALTER COLUMN xact SET DEFAULT (pg_current_xact_id()::text::bigint);
 """
 
 # Errors that say "this command cannot be executed as given", as opposed to "the database is
@@ -55,16 +64,20 @@ def ensure_tracking(conn: Connection) -> None:
         # Sinks starting together would race on CREATE ... IF NOT EXISTS (a unique violation
         # in the catalog): one at a time, until this transaction ends.
         cur.execute("SELECT pg_advisory_xact_lock(hashtext('ebbtide-sink-setup'))")
-        cur.execute("SELECT to_regclass(%s)", (TRACKING_TABLE,))
+        cur.execute(
+            "SELECT to_regclass(%s), EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) "
+            "AND attname = 'xact' AND NOT attisdropped)",
+            (TRACKING_TABLE, TRACKING_TABLE),
+        )
         row = cur.fetchone()
-        if row is not None and row[0] is not None:
+        if row is not None and row[0] is not None and row[1]:
             return
         try:
-            cur.execute(TRACKING_DDL)
+            cur.execute(TRACKING_DDL if row is None or row[0] is None else TRACKING_MIGRATION)
         except psycopg2.errors.InsufficientPrivilege:
             raise SinkSetupError(
-                f"no table {TRACKING_TABLE} and no right to create it: run `ebbtide sink-role` "
-                "as an administrator, which creates it and grants the sink's role access"
+                f"no table {TRACKING_TABLE} (or no column xact) and no right to make it: run "
+                "`ebbtide sink-role` as an administrator, which creates it and grants the sink's role access"
             ) from None
 
 

@@ -31,7 +31,7 @@ from psycopg2 import sql
 from psycopg2.extensions import connection as Connection
 from psycopg2.extensions import cursor as Cursor
 
-from ebbtide.sinks.base.tracking import TRACKING_DDL, TRACKING_SCHEMA, TRACKING_TABLE
+from ebbtide.sinks.base.tracking import TRACKING_DDL, TRACKING_MIGRATION, TRACKING_SCHEMA, TRACKING_TABLE
 from ebbtide.sinks.postgres.check import check_table_map
 from ebbtide.sinks.postgres.table_map import TableMap
 
@@ -114,6 +114,7 @@ def _tracking_table(session: _Session) -> None:
     cur.execute("SELECT to_regclass(%s)", (TRACKING_TABLE,))
     row = cur.fetchone()
     if row is not None and row[0] is not None:
+        session.run(sql.SQL(TRACKING_MIGRATION.strip()))  # a table made before its column xact
         return
     session.run(sql.SQL(TRACKING_DDL.strip()))
     # It belongs to the database's owner, like the tables it tracks, not to the

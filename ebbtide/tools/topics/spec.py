@@ -75,6 +75,33 @@ AUDIT_REASONS = {
 }
 
 
+CDC_REASON = (
+    "Debezium's change events of the captured tables (docs/cdc.md): record keys, subject ids and "
+    "refs in clear. Its one reader, `ebbtide cdc run`, commits its offsets as it goes, so the log "
+    "only bridges the translator's outage, and is where a CDC dead letter (reason and coordinates "
+    "only) is read again"
+)
+
+
+def cdc_topic(settings: Settings) -> TopicSpec:
+    """``<prefix>.cdc``, where the connector writes every captured table's changes: deleted by
+    time, daily segments, so no message stays longer than EBBTIDE_CDC_RETENTION_DAYS."""
+    days = settings.cdc_retention_days
+    return TopicSpec(
+        f"{settings.topic_prefix}.cdc",
+        settings.partitions,
+        settings.topic_replication_factor,
+        {
+            CLEANUP: DELETE,
+            RETENTION: str((days - 1) * DAY_MS),
+            SEGMENT: str(DAY_MS),
+            MIN_INSYNC: str(settings.topic_min_insync_replicas),
+        },
+        key="the row's primary key (Debezium's JSON)",
+        reason=f"{CDC_REASON}; at most {days} days (EBBTIDE_CDC_RETENTION_DAYS)",
+    )
+
+
 def project_topics(
     settings: Settings, policy: Policy, stores: Iterable[str] | None = None
 ) -> list[TopicSpec]:
@@ -104,7 +131,7 @@ def project_topics(
             )
         else:
             specs.append(_log_topic(settings, name, role, window))
-    return specs + worker_topics(settings)
+    return [*specs, cdc_topic(settings), *worker_topics(settings)]
 
 
 def _role(topics: Topics, name: str) -> str:

@@ -77,13 +77,13 @@ def test_apply_then_check_then_drift_then_apply(fresh: Settings, capsys: pytest.
     names = Topics(fresh.topic_prefix)
     code, lines = topics("check", capsys)
     assert code == 1
-    assert f"{names.events}: missing" in lines and len(lines) == 12  # 10 of the pipeline, 2 of the worker
+    assert f"{names.events}: missing" in lines and len(lines) == 13  # pipeline 10, CDC 1, worker 2
 
     assert topics("apply", capsys) == (0, [])
     code = main(["topics", "check", "--store", STORE, "--json"])
     report = json.loads(capsys.readouterr().out)
     assert (code, report["ok"], report["differences"]) == (0, True, [])
-    assert {t["status"] for t in report["topics"]} == {"ok"} and len(report["topics"]) == 12
+    assert {t["status"] for t in report["topics"]} == {"ok"} and len(report["topics"]) == 13
 
     changelog = changelog_topic(fresh.app_id)
     set_configs(

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ebbtide.cdc.changes import BadChange, Mapping, announcements, event_time, parse, record_key
 from ebbtide.sinks.postgres.table_map import TableMapError, load_table_map, map_path, parse_table_map
@@ -125,3 +127,36 @@ def test_the_categories_whose_commands_delete_a_tables_rows() -> None:
     assert both.deleting[("billing.payments", "billing_db")] == ["payment"]  # invoice only unlinks them
     assert ("public.orders", "customer_db") not in both.deleting  # anonymised, never deleted
     assert both.columns("public.support_tickets") == ["created_at", "customer_id", "ticket_id"]
+
+
+EXTREME_TIMES = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),  # days or microseconds, any long
+    st.sampled_from([2**63 - 1, -(2**63), 999_999, -999_999]),  # infinity's stand-in, days limits
+    st.sampled_from(["infinity", "-infinity", "+10000-01-01T00:00:00Z", "0000-12-31T00:00:00Z"]),
+    st.text(max_size=30),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=EXTREME_TIMES, ts_ms=st.integers(min_value=-(2**63), max_value=2**63 - 1))
+def test_a_time_no_datetime_holds_is_a_bad_change_never_a_crash(value: Any, ts_ms: int) -> None:
+    """A year after 9999, days before year 1 or Debezium's `infinity` once raised OverflowError,
+    which no handler caught: the translator died and read the same offset on every restart."""
+    doc = json.loads(change("c", registered_at=value))
+    doc["source"]["ts_ms"] = ts_ms
+    try:
+        parsed = parse(json.dumps(doc).encode(), CUSTOMER_DB)
+        assert parsed is not None
+        [event] = announcements(parsed, CUSTOMER_DB)
+    except BadChange as exc:
+        assert "time column registered_at" in str(exc) or "source.ts_ms" in str(exc)
+    else:
+        assert datetime.fromisoformat(event["event_time"]).tzinfo is not None
+
+
+@pytest.mark.parametrize("value", [2**63 - 1, -(2**63), 3_000_000 * 365 * 86_400_000_000, -999_999])
+def test_debezium_infinity_and_years_out_of_range_are_refused_naming_the_column(value: int) -> None:
+    parsed = parse(change("c", registered_at=value), CUSTOMER_DB)
+    assert parsed is not None
+    with pytest.raises(BadChange, match="time column registered_at: not a time"):
+        announcements(parsed, CUSTOMER_DB)
