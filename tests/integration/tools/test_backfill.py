@@ -12,6 +12,7 @@ import pytest
 from rich.console import Console
 
 from ebbtide.cli import main
+from ebbtide.client import publisher as sync_publisher
 from ebbtide.demo import database as demo_db
 from ebbtide.demo.scenario import Scenario, build
 from ebbtide.runtime.settings import Settings, Topics
@@ -23,7 +24,6 @@ from ebbtide.sinks.postgres.table_map import (
     map_path,
     parse_table_map,
 )
-from ebbtide.tools import client
 from ebbtide.tools.backfill import Backfill, run_backfill
 from ebbtide.tools.client import to_record
 from tests.support import Received, TopicReader
@@ -254,8 +254,8 @@ def test_a_broker_that_does_not_answer_is_one_line_and_nothing_is_published(
     monkeypatch.setenv("EBBTIDE_KAFKA_BOOTSTRAP", "127.0.0.1:1")
     # The publisher waits for a broker as long as its delivery timeout (EventPublisher's timeout,
     # 30 s by default): the same refusal, the same error path, after 2 s of it.
-    bounded = client.producer
-    monkeypatch.setattr(client, "producer", lambda settings, timeout: bounded(settings, BROKER_WAIT))
+    bounded = sync_publisher.producer
+    monkeypatch.setattr(sync_publisher, "producer", lambda settings, timeout: bounded(settings, BROKER_WAIT))
     code = main(["backfill", "--map", "customer_db", "--dsn", database])
     _, err = capsys.readouterr()
     assert code == 1
