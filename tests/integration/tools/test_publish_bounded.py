@@ -83,7 +83,6 @@ def test_every_producing_command_ends_within_its_timeout_when_no_broker_answers(
         (["dlq", "list", "--timeout", "3"], "ebbtide dlq list: the broker at"),
         (["dlq", "replay", "--timeout", "3"], "ebbtide dlq replay: the broker at"),
     ]
-    started = time.monotonic()
     running = [  # side by side: each must end on its own within its timeout
         subprocess.Popen(
             [sys.executable, "-m", "ebbtide", *args],
@@ -101,10 +100,10 @@ def test_every_producing_command_ends_within_its_timeout_when_no_broker_answers(
             child.kill()
             child.communicate()
             raise AssertionError(f"ebbtide {args[0]} hangs") from None
-        took = time.monotonic() - started
+        # The message names the 3 s given, not the 30 s default: the command's own timeout bounded
+        # it (a command that hung would have failed above; no wall-clock assertion here).
         error = one_line_error(subprocess.CompletedProcess(args, child.returncode, stdout, stderr))
         assert error.startswith(f"{said} {address} did not answer within 3 s"), error
-        assert took < 3 + 15, f"ebbtide {args[0]} took {took:.1f}s"  # start-up and imports included
 
 
 def test_an_oversized_line_refuses_the_whole_file(settings: Settings, tmp_path: Path) -> None:
