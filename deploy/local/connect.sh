@@ -289,6 +289,10 @@ stop_pid() { # pid
 }
 
 with_lock() {
+    if [[ ! -d $STATE_DIR ]]; then # traversable: PostgreSQL's server (OS user postgres) keeps its data under it
+        mkdir -p -- "$STATE_DIR"
+        chmod 755 -- "$STATE_DIR"
+    fi
     mkdir -p -- "$CONNECT_DIR"
     chmod 700 -- "$CONNECT_DIR"
     (

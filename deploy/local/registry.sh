@@ -233,6 +233,10 @@ start_locked() {
 
 cmd_start() {
     validate_settings
+    if [[ ! -d $STATE_DIR ]]; then # traversable: PostgreSQL's server (OS user postgres) keeps its data under it
+        mkdir -p -- "$STATE_DIR"
+        chmod 755 -- "$STATE_DIR"
+    fi
     mkdir -p -- "$REG_DIR"
     chmod 700 -- "$REG_DIR"
     [[ -e $STATE_DIR/.gitignore ]] || printf '*\n' >"$STATE_DIR/.gitignore"

@@ -27,6 +27,13 @@ cleanup() {
     done
 }
 trap cleanup EXIT
+# The state dir is made here, traversable, before anything starts in the background: the registry's
+# start (umask 077) would otherwise make it private, and PostgreSQL's server (OS user postgres)
+# could not reach its data under it.
+if [[ ! -d $EBBTIDE_STATE_DIR ]]; then
+    mkdir -p -- "$EBBTIDE_STATE_DIR"
+    chmod 755 -- "$EBBTIDE_STATE_DIR"
+fi
 # The schema registry needs neither server (its schemas are in a file): it starts beside them.
 registry_start=""
 if ! "$SCRIPT_DIR/registry.sh" status >/dev/null 2>&1; then
