@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Sourced by kafka.sh, kafka-cluster.sh and postgres.sh: the helpers they share. The sourcing
-# script sets PROG (its name, for errors) and, before calling port_open, HOST.
+# script sets PROG (its name, for errors) and, before calling port_open, HOST; before calling
+# stop_pid, STOP_TIMEOUT (seconds) and PID_FILE, and it defines info.
 
 die() {
     printf '%s: error: %s\n' "$PROG" "$*" >&2
@@ -43,4 +44,24 @@ runs_broker_of() { # pid properties-file
 port_open() { # port (on $HOST)
     # shellcheck disable=SC2016 # $0/$1 are expanded by the inner bash
     timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$HOST" "$1" 2>/dev/null
+}
+
+stop_pid() { # pid: SIGTERM, SIGKILL after STOP_TIMEOUT s, wait until it is gone; remove PID_FILE
+    local pid=$1 deadline
+    kill -TERM "$pid" 2>/dev/null || true
+    deadline=$(($(now_ms) + STOP_TIMEOUT * 1000))
+    while pid_alive "$pid"; do
+        if (($(now_ms) >= deadline)); then
+            info "pid $pid did not exit within ${STOP_TIMEOUT}s after SIGTERM; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            deadline=$(($(now_ms) + 10000))
+            while pid_alive "$pid"; do
+                (($(now_ms) < deadline)) || die "pid $pid survived SIGKILL"
+                sleep 0.1
+            done
+            break
+        fi
+        sleep 0.1
+    done
+    rm -f -- "$PID_FILE"
 }

@@ -708,25 +708,6 @@ start_locked() {
     env_write_bootstrap
 }
 
-stop_pid() { # pid
-    local pid=$1 deadline
-    kill -TERM "$pid" 2>/dev/null || true
-    deadline=$(($(now_ms) + STOP_TIMEOUT * 1000))
-    while pid_alive "$pid"; do
-        if (($(now_ms) >= deadline)); then
-            info "pid $pid did not exit within ${STOP_TIMEOUT}s after SIGTERM; sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            deadline=$(($(now_ms) + 10000))
-            while pid_alive "$pid"; do
-                (($(now_ms) < deadline)) || die "pid $pid survived SIGKILL"
-                sleep 0.1
-            done
-            break
-        fi
-        sleep 0.1
-    done
-    rm -f -- "$PID_FILE"
-}
 
 cmd_stop() {
     [[ -d $KAFKA_DIR ]] || return 0
