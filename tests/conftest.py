@@ -9,6 +9,7 @@ each makes its own topics, app id, database and ports (``settings``), so none di
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,15 @@ class GroupedNodeIds:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(GroupedNodeIds(), "ebbtide-grouped-node-ids")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...: each its own ports
+    if worker.startswith("gw") and worker[2:].isdigit():
+        from ebbtide.tools import processes
+
+        count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        low, high = processes._PORTS
+        span = (high - low) // max(count, 1)
+        index = int(worker[2:])
+        processes._PORTS = (low + index * span, low + (index + 1) * span)
 
 
 @pytest.fixture(autouse=True)

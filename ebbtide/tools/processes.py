@@ -97,17 +97,22 @@ def start(
 # (a Kafka client's, say) takes its local port: a port picked there may be taken by one of them
 # before the child binds it, which failed a test run once.
 _PORTS = (20000, 32000)
+_HANDED_OUT: set[int] = set()  # a port given to one child is not given to the next before it binds
 
 
 def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (for a child's metrics), outside the ephemeral range."""
+    """A TCP port free on 127.0.0.1 right now (for a child's metrics), outside the ephemeral range,
+    and not one this process handed out before (its child may not have bound it yet)."""
     for _ in range(200):
         port = random.randrange(*_PORTS)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
             return port
     with socket.socket() as probe:  # a crowded range: any free port
         probe.bind(("127.0.0.1", 0))
