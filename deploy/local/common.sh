@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Sourced by kafka.sh, kafka-cluster.sh and postgres.sh: the helpers they share. The sourcing
 # script sets PROG (its name, for errors) and, before calling port_open, HOST; before calling
-# stop_pid, STOP_TIMEOUT (seconds) and PID_FILE, and it defines info.
+# stop_pid, STOP_TIMEOUT (seconds) and PID_FILE, and it defines info; before calling wait_started,
+# also START_TIMEOUT (seconds) and LOG_FILE.
 
 die() {
     printf '%s: error: %s\n' "$PROG" "$*" >&2
@@ -64,4 +65,25 @@ stop_pid() { # pid: SIGTERM, SIGKILL after STOP_TIMEOUT s, wait until it is gone
         sleep 0.1
     done
     rm -f -- "$PID_FILE"
+}
+
+# Poll a started server until its readiness command succeeds. If the process dies, or
+# START_TIMEOUT passes (it is then stopped), show the log's last lines and die naming it.
+wait_started() { # pid name readiness-in-words command [args...]
+    local pid=$1 name=$2 readiness=$3 deadline
+    shift 3
+    deadline=$(($(now_ms) + START_TIMEOUT * 1000))
+    until "$@"; do
+        if ! pid_alive "$pid"; then
+            rm -f -- "$PID_FILE"
+            tail -n 30 "$LOG_FILE" >&2 || true
+            die "$name (pid $pid) exited during startup; see $LOG_FILE"
+        fi
+        if (($(now_ms) >= deadline)); then
+            tail -n 30 "$LOG_FILE" >&2 || true
+            stop_pid "$pid" >&2 || true
+            die "$name did not $readiness within ${START_TIMEOUT}s; it was stopped. See $LOG_FILE"
+        fi
+        sleep 0.25 # poll interval, not a readiness guess
+    done
 }

@@ -194,23 +194,7 @@ EOF
 
 rest() { curl -fsS --max-time 5 "http://$HOST:$PORT$1" 2>/dev/null; }
 
-wait_ready() { # pid
-    local pid=$1 deadline
-    deadline=$(($(now_ms) + START_TIMEOUT * 1000))
-    until rest /connector-plugins | grep -qF "$PLUGIN_CLASS"; do
-        if ! pid_alive "$pid"; then
-            rm -f -- "$PID_FILE"
-            tail -n 30 "$LOG_FILE" >&2 || true
-            die "Kafka Connect (pid $pid) exited during startup; see $LOG_FILE"
-        fi
-        if (($(now_ms) >= deadline)); then
-            tail -n 30 "$LOG_FILE" >&2 || true
-            stop_pid "$pid" >&2 || true
-            die "Kafka Connect did not list $PLUGIN_CLASS on $HOST:$PORT within ${START_TIMEOUT}s; it was stopped. See $LOG_FILE"
-        fi
-        sleep 0.5 # poll interval, not a readiness guess
-    done
-}
+plugin_listed() { rest /connector-plugins | grep -qF "$PLUGIN_CLASS"; }
 
 env_write() {
     (
@@ -263,7 +247,7 @@ start_locked() {
     done
     pid=$(<"$PID_FILE")
     info "starting (pid $pid), waiting up to ${START_TIMEOUT}s for readiness; log: $LOG_FILE"
-    wait_ready "$pid"
+    wait_started "$pid" "Kafka Connect" "list $PLUGIN_CLASS on $HOST:$PORT" plugin_listed
     info "started (pid $pid) in $((SECONDS - start))s, REST http://$HOST:$PORT"
     env_write
 }

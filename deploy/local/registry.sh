@@ -151,23 +151,6 @@ env_update() { # the registry's one line in $ENV_FILE (the other scripts keep th
 }
 
 
-wait_ready() { # pid
-    local pid=$1 deadline
-    deadline=$(($(now_ms) + START_TIMEOUT * 1000))
-    until ready; do
-        if ! pid_alive "$pid"; then
-            rm -f -- "$PID_FILE"
-            tail -n 20 "$LOG_FILE" >&2 || true
-            die "Apicurio Registry (pid $pid) exited during startup; see $LOG_FILE"
-        fi
-        if (($(now_ms) >= deadline)); then
-            tail -n 20 "$LOG_FILE" >&2 || true
-            stop_pid "$pid" >&2 || true
-            die "Apicurio Registry did not become ready on $HOST:$PORT within ${START_TIMEOUT}s; it was stopped. See $LOG_FILE"
-        fi
-        sleep 0.25 # poll interval, not a readiness guess
-    done
-}
 
 start_locked() {
     local pid start=$SECONDS
@@ -207,7 +190,7 @@ start_locked() {
     done
     pid=$(<"$PID_FILE")
     info "starting (pid $pid), waiting up to ${START_TIMEOUT}s for readiness; log: $LOG_FILE"
-    wait_ready "$pid"
+    wait_started "$pid" "Apicurio Registry" "become ready on $HOST:$PORT" ready
     info "started (pid $pid) in $((SECONDS - start))s, $URL"
     env_update
 }
