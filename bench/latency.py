@@ -69,16 +69,23 @@ def applied(dsn: str) -> dict[str, float]:
     return {codec.decode(bytes(r))["subject_id"]: at.timestamp() for r, at in rows}
 
 
-def wait_applied(dsn: str, count: int, timeout: float, children: list[processes.Child]) -> None:
-    """Wait until ``count`` commands have a tracking row; fail if a child dies."""
+def wait_applied(
+    dsn: str, count: int, timeout: float, children: list[processes.Child], partial: bool = False
+) -> int:
+    """Wait until ``count`` commands have a tracking row, and return how many have; fail if a
+    child dies. At ``timeout``: fail, or with ``partial`` return the count reached (the figures
+    then say how many were still to be applied)."""
     deadline = time.monotonic() + timeout
     while (done := int(query(dsn, "SELECT count(*) FROM ebbtide_sink.applied_commands")[0][0])) < count:
         for child in children:
             if not child.alive():
                 raise RuntimeError(f"{child.name} died:\n{child.tail()}")
         if time.monotonic() > deadline:
+            if partial:
+                return done
             raise RuntimeError(f"{count - done} of {count} deletions not applied within {timeout:.0f}s")
         time.sleep(0.05)  # polling interval of a bounded wait
+    return done
 
 
 def round_trips(settings: Settings, samples: int) -> list[float]:
@@ -133,6 +140,12 @@ def latency_figures(latencies: list[float], rtts: list[float], extra: dict[str, 
         "publication is not included. Baseline: the project's producer (acks=all, linger 5 ms) "
         "-> a kafka-python consumer, 1 message."
     )
+    if extra["not_applied"]:
+        notes += (
+            f" {extra['not_applied']:,} deletions had no tracking row when the "
+            f"{extra['drain_timeout_s']:.0f} s wait ended; each counts with its latency so far, "
+            "so these percentiles are lower bounds."
+        )
     out = []
     for label, q in (("p50", 0.50), ("p99", 0.99)):
         value = 1000 * percentile(latencies, q)
@@ -161,14 +174,18 @@ def steady(
     rtts = round_trips(settings, RTT_SAMPLES)
     ctx.report(f"latency: broker round trip p50 {percentile(rtts, 0.5) * 1000:.1f} ms; ticking")
     sent = ticking(settings, plan)
-    wait_applied(dsn, 1 + len(plan.steady), DRAIN_TIMEOUT, children)
-    done, produced = applied(dsn), commands_sent(settings)
-    latencies = [done[s] - at for s, at in sent.items()]
+    wait_applied(dsn, 1 + len(plan.steady), DRAIN_TIMEOUT, children, partial=True)
+    ended, done, produced = time.time(), applied(dsn), commands_sent(settings)
+    # A deletion not applied when the wait ended counts with its latency so far: a lower bound.
+    latencies = [done.get(s, ended) - at for s, at in sent.items()]
+    missing = sum(1 for s in sent if s not in done)
     offered = plan.per_round * ROUNDS_PER_SECOND
-    sustained = len(sent) / (max(done[s] for s in sent) - min(sent.values()))
+    last = max((done[s] for s in sent if s in done), default=ended)
+    sustained = (len(sent) - missing) / (last - min(sent.values()))
     ctx.report(
         f"latency: {len(latencies)} deletions at {offered:,}/s offered, {sustained:,.0f}/s applied; "
         f"p50 {1000 * percentile(latencies, 0.5):.0f} ms, p99 {1000 * percentile(latencies, 0.99):.0f} ms"
+        + (f"; {missing:,} not applied within {DRAIN_TIMEOUT:.0f} s (lower bounds)" if missing else "")
     )
     extra: dict[str, Any] = {
         "samples": len(latencies),
@@ -180,11 +197,15 @@ def steady(
         "rtt_samples": len(rtts),
         "min_ms": 1000 * min(latencies),
         "max_ms": 1000 * max(latencies),
+        "not_applied": missing,
+        "drain_timeout_s": DRAIN_TIMEOUT,
     }
     for part, values in (
-        ("tick_to_command", [produced[s] - at for s, at in sent.items()]),
-        ("command_to_row", [done[s] - produced[s] for s in sent]),
+        ("tick_to_command", [produced[s] - at for s, at in sent.items() if s in produced]),
+        ("command_to_row", [done[s] - produced[s] for s in sent if s in done and s in produced]),
     ):
+        if not values:
+            continue
         extra |= {
             f"{part}_p50_ms": 1000 * percentile(values, 0.5),
             f"{part}_p99_ms": 1000 * percentile(values, 0.99),
@@ -198,7 +219,16 @@ def steady(
         offered,
         goal=f">= 0.95 of {offered:,}/s offered (the issue: 10,000/s at SIZE=large)",
         meets_goal=sustained >= 0.95 * offered,
-        notes="From the first steady tick sent to the last of its tracking rows.",
+        notes=(
+            "From the first steady tick sent to the last of its tracking rows"
+            + (
+                f"; {missing:,} of {len(sent):,} were not applied within the {DRAIN_TIMEOUT:.0f} s wait "
+                "(not counted): the pipeline fell behind the load"
+                if missing
+                else ""
+            )
+            + "."
+        ),
         extra=extra,
     )
     return [*latency_figures(latencies, rtts, extra), rate]
@@ -208,17 +238,26 @@ def burst(ctx: Context, settings: Settings, dsn: str, plan: Plan, children: list
     """One tick makes ``plan.burst`` deletions due: time until the last is applied, none lost."""
     before = 1 + len(plan.steady)
     at = one_tick(settings, plan.rounds + 1)
-    wait_applied(dsn, before + plan.burst, DRAIN_TIMEOUT, children)
+    reached = wait_applied(dsn, before + plan.burst, DRAIN_TIMEOUT, children, partial=True)
     last = query(dsn, "SELECT extract(epoch FROM max(applied_at)) FROM ebbtide_sink.applied_commands")
     seconds = float(last[0][0]) - at
-    left = query(dsn, f"SELECT count(*) FROM customers WHERE customer_id >= {plan.bursting.start}")
-    if int(left[0][0]):
-        raise RuntimeError(f"{left[0][0]} of the burst's {plan.burst} customers not deleted")
+    left = int(query(dsn, f"SELECT count(*) FROM customers WHERE customer_id >= {plan.bursting.start}")[0][0])
+    drained = plan.burst - left
+    if reached >= before + plan.burst and left:
+        raise RuntimeError(f"{left} of the burst's {plan.burst} customers not deleted")
     ceiling = raw_ceiling(dsn, plan.burst)
-    value = plan.burst / seconds
+    value = drained / seconds
     ctx.report(
-        f"latency: burst of {plan.burst:,} drained in {seconds:.1f} s ({value:,.0f}/s); raw {ceiling:,.0f}/s"
+        f"latency: burst: {drained:,} of {plan.burst:,} drained in {seconds:.1f} s ({value:,.0f}/s); "
+        f"raw {ceiling:,.0f}/s"
     )
+    if left:
+        checked = (
+            f"{left:,} of the burst's customer rows were still there when the {DRAIN_TIMEOUT:.0f} s wait "
+            "ended (the pipeline was still draining; whether they were lost is not checked)"
+        )
+    else:
+        checked = "every customer row of the burst checked gone"
     return Figure(
         NAME,
         f"burst: {plan.burst:,} deletions due in one tick, drained per second",
@@ -227,12 +266,13 @@ def burst(ctx: Context, settings: Settings, dsn: str, plan: Plan, children: list
         f"raw DELETE ... = ANY of {plan.burst:,} rows, {BATCH} per statement and commit",
         ceiling,
         goal=f">= {BURST_GOAL:,.0f}/s (1M in <= 60 s), nothing lost",
-        meets_goal=value >= BURST_GOAL,
+        meets_goal=value >= BURST_GOAL and not left,
         notes=(
-            "From the tick sent to the last tracking row; every customer row of the burst checked "
-            "gone. The worker fires the whole tick's deadlines, the sink takes them in batches."
+            f"From the tick sent to the last tracking row; {checked}. The worker fires the whole "
+            "tick's deadlines, the sink takes them in batches. Rows of the steady load still "
+            "draining when the tick was sent are applied in the same time."
         ),
-        extra={"deletions": plan.burst, "seconds": seconds, "lost": 0},
+        extra={"deletions": plan.burst, "drained": drained, "seconds": seconds, "not_drained": left},
     )
 
 
