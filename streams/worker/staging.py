@@ -89,6 +89,8 @@ class StagedTable(MutableMapping[str, Any]):
 
     def __init__(self, table: MutableMapping[str, Any]) -> None:
         self.table = table
+        # One read per key where the table offers it (``store.PartitionedTable.read``).
+        self._read: Callable[[str], Any] = getattr(table, "read", None) or table.get
         self._staged: dict[str, Any] = {}
         # Told of each value a flush writes: (key, the bytes stored, the value staged).
         self.on_flush: list[Callable[[str, bytes, Any], None]] = []
@@ -99,11 +101,14 @@ class StagedTable(MutableMapping[str, Any]):
             if value is _DELETED:
                 raise KeyError(key)
             return value
-        return values.decode(key, self.table[key])
+        raw = self._read(key)
+        if raw is None:
+            raise KeyError(key)
+        return values.decode(key, raw)
 
     def stored(self, key: str) -> Any:
         """The decoded value of ``key`` in the table, staged writes left out (None if missing)."""
-        raw = self.table.get(key)
+        raw = self._read(key)
         return None if raw is None else values.decode(key, raw)
 
     def get(self, key: str, default: Any = None) -> Any:

@@ -79,3 +79,34 @@ def test_a_due_index_that_could_not_be_built_is_not_kept_half_built() -> None:
         partitions.index(3)
     partitions.resume({3})  # at a rebalance: said in the log, built when next needed
     assert 3 not in partitions._due
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "s:0:cust-1",
+        "s:11:a:b:c",
+        's:3:quote " and \\ backslash',
+        "s:2:blåbær-ø",
+        "p:7",
+        "u:5:content",
+        "c:12",
+    ],
+)
+def test_the_partition_is_read_off_the_stored_key_as_the_key_serializer_writes_it(
+    tmp_path: Path, key: str
+) -> None:
+    _, store = table_holding(tmp_path, set())
+    assert store.partition_of(store._encode_key(key)) == int(key.split(":", 2)[1])
+
+
+def test_one_read_gives_a_held_write_then_the_persisted_value_then_none(tmp_path: Path) -> None:
+    table, store = table_holding(tmp_path, {4})
+    table["s:4:a"] = b"held"
+    assert table.read("s:4:a") == b"held"
+    store.persist({4: 1})
+    store._held.clear()
+    assert table.read("s:4:a") == b"held"  # now from disk
+    del table["s:4:a"]
+    assert table.read("s:4:a") is None
+    assert table.read("s:4:never") is None
