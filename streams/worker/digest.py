@@ -102,7 +102,16 @@ def replay(derived: DerivedPartition, records: Replayed, offset: int) -> Writes:
         digest = decode(raw)
         if digest.offset != derived.offset():
             return {DIGEST_KEY: None}  # stale: never taken for valid again
-    writes: dict[bytes, bytes | None] = {}
+    writes = dict.fromkeys(advance(digest, records), b"")
+    digest.offset = offset
+    writes[DIGEST_KEY] = encode(digest)
+    return writes
+
+
+def advance(digest: Digest, records: Replayed) -> list[bytes]:
+    """Count ``records`` (key, value before, value) into ``digest``; the due entries they file
+    (each state's next deadline, in its day or the cursor's)."""
+    due = []
     unsigned = set(digest.unsigned)
     for key, old, new in records:
         if key.startswith("u:"):
@@ -115,11 +124,9 @@ def replay(derived: DerivedPartition, records: Replayed, offset: int) -> Writes:
             bucket = bucket_of(after.next)
             if digest.cursor is not None:
                 bucket = max(bucket, digest.cursor)
-            writes[due_key(bucket, key.split(":", 2)[2])] = b""
+            due.append(due_key(bucket, key.split(":", 2)[2]))
     digest.unsigned = sorted(unsigned)
-    digest.offset = offset
-    writes[DIGEST_KEY] = encode(digest)
-    return writes
+    return due
 
 
 def wants(key: str) -> bool:

@@ -28,7 +28,7 @@ from ebbtide.runtime import metrics
 from ebbtide.streams.worker import digest, state_format
 from ebbtide.streams.worker.derived import DerivedPartition, Replayed, Writes
 from ebbtide.streams.worker.digest import DIGEST_KEY, Digest
-from ebbtide.streams.worker.progress import DueIndex, PartitionProgress, StoredDueIndex
+from ebbtide.streams.worker.progress import Due, DueIndex, PartitionProgress, StoredDueIndex
 from ebbtide.streams.worker.staging import PartitionNotHeld, StagedTable, partition_items
 from ebbtide.streams.worker.state_format import Summary
 
@@ -85,7 +85,7 @@ class Partitions:
     def save_progress(self, partition: int, progress: PartitionProgress) -> None:
         self.state[f"p:{partition}"] = progress.dump()
 
-    def index(self, partition: int) -> DueIndex | StoredDueIndex:
+    def index(self, partition: int) -> Due:
         """The partition's due index, started when first asked for (see the module docstring):
         from its digest, or rebuilt from the recovered states' summaries (no state is decoded but
         those stamped under another policy, judged again)."""
@@ -128,10 +128,16 @@ class Partitions:
         return derived
 
     def _load(self, partition: int, found: Digest) -> None:
-        """Start the partition's counts and gauges from its digest (no state is read)."""
+        """Start the partition's counts and gauges from its digest (no state is read), with the
+        writes the store holds for it (made before a rebalance, not on disk yet) counted in."""
         index = self._due[partition]
         assert isinstance(index, StoredDueIndex)
         index.cursor = found.cursor
+        held: Callable[[int, Callable[[str], bool]], Replayed] | None = getattr(
+            self.state.table, "held_writes", None
+        )
+        if held is not None:
+            index.held.update(dict.fromkeys(digest.advance(found, held(partition, digest.wants)), True))
         self._unsigned[partition] = set(found.unsigned)
         self._policies[partition] = dict(found.policies)
         self._set_gauges(partition, [dict(g) for g in found.gauges] or [{} for _ in _GAUGES])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ebbtide.streams.policy.calendar import MS_PER_DAY
 from ebbtide.streams.worker.derived import DerivedPartition
@@ -34,6 +35,18 @@ _SIGN = 1 << 63  # buckets are stored offset by this: unsigned, so in order also
 
 def bucket_of(ms: int) -> int:
     return ms // BUCKET_MS
+
+
+class Due(Protocol):
+    """What the processor uses of a due index (:class:`DueIndex` or :class:`StoredDueIndex`)."""
+
+    cursor: int | None
+
+    def file(self, subject_id: str, deadline: int) -> None: ...
+
+    def take(self, now: int) -> list[str]: ...
+
+    def __len__(self) -> int: ...
 
 
 @dataclass

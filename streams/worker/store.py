@@ -17,6 +17,11 @@ A database holds a prefix of its changelog partition and the offset it reaches, 
 - what recovery reads from the changelog is written with its offset the same way
   (:meth:`PartitionStore.apply_changelog_batch`).
 
+Each write batch also carries what the worker derives from the states it writes (the due
+index's entries and the partition's digest, in the database's ``derived`` column family: see
+``streams.worker.derived``), as the store's :class:`~ebbtide.streams.worker.derived.Deriver` (the
+worker's ``Partitions``) says; the store itself knows nothing of what a state holds.
+
 RocksDB's write-ahead log (not synced per write) keeps every atomic write through a crash of
 the process; a crash of the host may lose the last ones, and the next start then replays them
 from the changelog. A partition taken away (a rebalance) drops its held writes and is reopened
@@ -41,7 +46,14 @@ from faust.stores import rocksdb
 from faust.types import TP, CollectionT, EventT, StoreT
 from yarl import URL
 
-from ebbtide.streams.worker.derived import COLUMN_FAMILY, DerivedPartition, Deriver, add, write_records
+from ebbtide.streams.worker.derived import (
+    COLUMN_FAMILY,
+    DerivedPartition,
+    Deriver,
+    Replayed,
+    add,
+    write_records,
+)
 from ebbtide.streams.worker.restore import read_into
 from ebbtide.streams.worker.staging import PartitionNotHeld, partition_of_key
 
@@ -268,6 +280,16 @@ class PartitionStore(rocksdb.Store):
         """The partition's database, for its derived data (:class:`PartitionNotHeld` if not held)."""
         return DerivedPartition(self._open_db(partition), self.offset_key)
 
+    def held_writes(
+        self, partition: int, wants: Callable[[str], bool]
+    ) -> list[tuple[str, bytes | None, bytes | None]]:
+        """The partition's held writes of the keys ``wants`` says: (key, the value on disk, the
+        value held; None: none)."""
+        db = self._open_db(partition)
+        held = self._held.get(partition, {}).items()
+        named = ((self._decode_key(key), key, value) for key, value in held)
+        return [(name, db.get(key), value) for name, key, value in named if wants(name)]
+
     def partition_items(self, partition: int) -> Iterator[tuple[str, bytes]]:
         """The keys and stored values of one partition, lazily, from its database (values as
         stored: not decoded), with the writes held for it in place of what is on disk."""
@@ -340,6 +362,11 @@ class PartitionedTable(faust.Table[str, Any]):
         store; None with the memory store, which keeps none)."""
         store = self.data
         return store.derived(partition) if isinstance(store, PartitionStore) else None
+
+    def held_writes(self, partition: int, wants: Callable[[str], bool]) -> Replayed:
+        """Writes held for the partition, not on disk yet (``PartitionStore.held_writes``)."""
+        store = self.data
+        return store.held_writes(partition, wants) if isinstance(store, PartitionStore) else []
 
     def derive_with(self, deriver: Deriver) -> None:
         """Have ``deriver`` say what is derived from the states written (the rocksdb store, made
