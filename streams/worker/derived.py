@@ -52,14 +52,11 @@ class DerivedPartition:
 
     def scan(self, start: bytes, stop: bytes) -> Iterator[bytes]:
         """The derived keys in ``[start, stop)``, in order."""
-        it = self.db.get_column_family(COLUMN_FAMILY).iter()
-        it.seek(start)
-        while it.valid():
-            key: bytes = it.key()
-            if key >= stop:
-                return
-            yield key
-            it.next()
+        bounded = rocksdict.ReadOptions()
+        bounded.set_iterate_upper_bound(stop)  # RocksDB stops there (tombstones beyond are not read)
+        family = self.db.get_column_family(COLUMN_FAMILY)
+        for key in family.keys(from_key=start, read_opt=bounded):
+            yield key  # type: ignore[misc]  # raw mode: bytes
 
     def write(self, writes: Writes) -> None:
         """Write derived data alone (hints that may run ahead of the states: due entries)."""
