@@ -55,7 +55,7 @@ class DerivedPartition:
         bounded = rocksdict.ReadOptions()
         bounded.set_iterate_upper_bound(stop)  # RocksDB stops there (tombstones beyond are not read)
         family = self.db.get_column_family(COLUMN_FAMILY)
-        yield from family.keys(from_key=start, read_opt=bounded)  # type: ignore[misc]  # raw mode: bytes
+        yield from family.keys(from_key=start, read_opt=bounded)  # raw mode: bytes
 
     def write(self, writes: Writes) -> None:
         """Write derived data alone (hints that may run ahead of the states: due entries)."""
