@@ -234,3 +234,13 @@ def test_a_digest_behind_its_states_is_not_trusted(tmp_path: Path) -> None:
     store.persist({})
     assert _stored_digest(store).offset == 8 and _stored_digest(store).pending == 1
     assert due_key(0, "") < DIGEST_KEY  # the digest is never scanned as a due entry
+
+
+def test_a_start_from_the_digest_counts_the_writes_held_for_the_partition(tmp_path: Path) -> None:
+    table, store = _table(tmp_path)
+    Partitions(StagedTable(table), LABEL, lambda p, s: None).index(0)
+    store.persist({0: 3})  # a digest at offset 3
+    table["s:0:z"] = _state("z", Summary(DAY0 + MS_PER_DAY, 2, LABEL))  # held: not acknowledged yet
+    again = Partitions(StagedTable(table), LABEL, lambda p, s: None)  # as after a rebalance
+    assert again.index(0).take(DAY0 + MS_PER_DAY) == ["z"]
+    assert again.starts == {"digest": 1} and again._pending[0] == 2
