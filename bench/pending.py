@@ -35,7 +35,7 @@ from ebbtide.streams.engine.model import RecordState, SubjectState
 from ebbtide.streams.policy.calendar import MS_PER_DAY
 from ebbtide.streams.policy.rules import default_policy
 from ebbtide.streams.worker import state_format
-from ebbtide.streams.worker.derived import DerivedPartition, Deriver, add
+from ebbtide.streams.worker.derived import COLUMN_FAMILY, DerivedPartition, Deriver, add
 from ebbtide.streams.worker.processor import LifecycleProcessor
 from ebbtide.streams.worker.staging import subject_key
 from ebbtide.streams.worker.store import SharedOptions
@@ -161,6 +161,7 @@ def _measure(count: int, work_dir: Path) -> dict[str, float]:
     table.persist()
     full_rebuild = time.perf_counter() - started
     table.db.flush()  # as after filling: the entries in files, not in the write-ahead log
+    table.db.get_column_family(COLUMN_FAMILY).flush()
     assert first.owned.starts == {"rebuild": 1}
     table.db.close()
     del first
