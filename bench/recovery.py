@@ -11,7 +11,9 @@ with SIGKILL. Then, with the same app id (so the same group and changelog), one 
   and decodes the whole changelog into RAM (up to ``MEMORY_STORE_MAX`` pending; past that it
   would take minutes and says nothing new).
 
-Each must rebuild the due index and process a new event. Baselines from the same run: a worker
+Each must start its due index and counts (the on-disk store: from the digest kept beside the
+states, ``streams.worker.digest``, derived by the bulk read on a fresh host; the memory store: a
+rebuild from every state) and process a new event. Baselines from the same run: a worker
 with an empty state (its start alone), and the ceiling of a changelog read, a bare aiokafka
 consumer reading the same changelog from its start to its end (records and seconds). Each
 worker's peak resident memory (VmHWM) is reported beside its times.
@@ -102,7 +104,7 @@ def pending_events(subjects: int) -> list[Message]:
 
 
 def probes(partitions: int, label: str) -> list[Message]:
-    """One new CustomerRegistered per partition (every partition must rebuild its index)."""
+    """One new CustomerRegistered per partition (every partition must start its index)."""
     codec = codec_for(LIFECYCLE_EVENT)
     found: dict[int, Message] = {}
     n = 0

@@ -147,8 +147,8 @@ class LifecycleProcessor:
 
     def forget(self, partitions: set[int]) -> None:
         """Drop what is held in memory for partitions this worker lost or (re)gained: their
-        state may have moved on elsewhere, so the due index is rebuilt from the table when next
-        needed."""
+        state may have moved on elsewhere, so the due index and counts are started again (from
+        the partition's digest or its states) when next needed."""
         self.owned.forget(partitions)
         self.chains.forget(partitions)
         for partition in partitions:

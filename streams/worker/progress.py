@@ -4,26 +4,49 @@
 the events processed, the ticks deferred until the events before them are in), kept in the
 changelogged state table under ``p:<partition>``.
 
-:class:`DueIndex` says which subjects may have a deadline in which day. Deadlines are filed in day
-buckets. A tick scans only the buckets between the last one it scanned and the tick's own day, so
-its cost grows with the deadlines that are due (and the days that passed), never with all
-pending deadlines. Entries are hints: the engine decides what is really due, and a subject with
-a later deadline is filed again. The index lives in memory only. It holds nothing that the
-subject states do not: after a restart it is rebuilt from them (``partitions``), so it never
-has to be written in step with them.
+:class:`DueIndex` and :class:`StoredDueIndex` say which subjects may have a deadline in which
+day (both have ``file``, ``take`` and ``cursor``). Deadlines are filed in day buckets. A tick scans
+only the buckets between the last one it scanned and the tick's own day, so its cost grows with
+the deadlines that are due (and the days that passed), never with all pending deadlines. Entries
+are hints: the engine decides what is really due, and a subject with a later deadline is filed
+again.
+
+:class:`DueIndex` lives in memory (the memory store): after a restart it is rebuilt from the
+subject states (``partitions``). :class:`StoredDueIndex` (the rocksdb store) keeps its entries in
+the partition database's derived column family (``derived``), key :func:`due_key` (the bucket,
+8 bytes big-endian, then the subject id), empty value; a tick's take is a range scan merged with
+the puts and deletes held since the last persist, which go to disk in the same write batch as
+the states they come with.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ebbtide.streams.policy.calendar import MS_PER_DAY
+from ebbtide.streams.worker.derived import DerivedPartition
 
 BUCKET_MS = MS_PER_DAY
+DUE = b"d"  # the first byte of every due entry's key in the derived column family
+_SIGN = 1 << 63  # buckets are stored offset by this: unsigned, so in order also before 1970
 
 
 def bucket_of(ms: int) -> int:
     return ms // BUCKET_MS
+
+
+class Due(Protocol):
+    """What the processor uses of a due index (:class:`DueIndex` or :class:`StoredDueIndex`)."""
+
+    cursor: int | None
+
+    def file(self, subject_id: str, deadline: int) -> None: ...
+
+    def take(self, now: int) -> list[str]: ...
+
+    def __len__(self) -> int: ...
 
 
 @dataclass
@@ -52,6 +75,54 @@ class DueIndex:
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.buckets.values())
+
+
+def due_key(bucket: int, subject_id: str) -> bytes:
+    """The key of a due entry: :data:`DUE`, the bucket (8 bytes, big-endian), the subject id."""
+    return DUE + (bucket + _SIGN).to_bytes(8, "big") + subject_id.encode()
+
+
+class StoredDueIndex:
+    """The due index of :class:`DueIndex`, its entries on disk (see the module docstring)."""
+
+    def __init__(self, derived: Callable[[], DerivedPartition], cursor: int | None = None) -> None:
+        """``derived``: the partition database's derived data; ``cursor`` as it was persisted."""
+        self.derived = derived
+        self.cursor = cursor  # last bucket a tick scanned
+        self.held: dict[bytes, bool] = {}  # entry key -> put (True) or delete (False), not persisted yet
+
+    def file(self, subject_id: str, deadline: int) -> None:
+        """File ``subject_id`` under ``deadline``'s day, or the next day a tick scans."""
+        bucket = bucket_of(deadline)
+        if self.cursor is not None:
+            bucket = max(bucket, self.cursor)
+        self.held[due_key(bucket, subject_id)] = True
+
+    def take(self, now: int) -> list[str]:
+        """Remove (a held delete) and return, sorted, the subjects filed in every bucket up to
+        ``now``'s day."""
+        start = DUE if self.cursor is None else due_key(self.cursor, "")
+        stop = due_key(bucket_of(now) + 1, "")
+        self.cursor = bucket_of(now) if self.cursor is None else max(self.cursor, bucket_of(now))
+        found = {key for key in self.derived().scan(start, stop) if self.held.get(key, True)}
+        found.update(key for key, put in self.held.items() if put and start <= key < stop)
+        for key in found:
+            self.held[key] = False
+        return sorted({key[9:].decode() for key in found})
+
+    def take_held(self) -> dict[bytes, bytes | None]:
+        """The held puts and deletes as derived writes, no longer held (they are being persisted)."""
+        held, self.held = self.held, {}
+        return {key: b"" if put else None for key, put in held.items()}
+
+    def spill(self) -> None:
+        """Write the held entries now, alone (a full rebuild's: hints, harmless ahead of the states)."""
+        self.derived().write(self.take_held())
+
+    def __len__(self) -> int:
+        derived = self.derived()
+        on_disk = sum(1 for key in derived.scan(DUE, b"e") if self.held.get(key, True))
+        return on_disk + sum(1 for k, put in self.held.items() if put and derived.get(k) is None)
 
 
 @dataclass

@@ -5,19 +5,22 @@ a buffer): a few thousand records a second. A partition whose database is far be
 changelog (a new host, an empty state dir) is instead read here, when it is assigned, by a bare
 consumer in large fetches, and written in large atomic write batches, each with the offset it
 reaches; Faust's recovery then finds the database at the changelog's end and reads only what was
-written after. Keys and values are written as they are, not decoded.
+written after. Keys and values are written as they are, not decoded; what the worker derives
+from them (``derived``: due entries, the digest of counts) is written in the same write batch.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import rocksdict
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from ebbtide.streams.worker.derived import Deriver, write_records
 
 FETCH_PARTITION = 16 * 1024**2  # bytes per partition and fetch
 FETCH_TOTAL = 64 * 1024**2  # bytes per fetch
@@ -34,14 +37,20 @@ class Restored:
 
 
 async def read_into(
-    client: Mapping[str, Any], topic: str, dbs: Mapping[int, tuple[int, rocksdict.Rdict]], offset_key: bytes
+    client: Mapping[str, Any],
+    topic: str,
+    dbs: Mapping[int, tuple[int, rocksdict.Rdict]],
+    offset_key: bytes,
+    deriver: Deriver | None = None,
+    decode_key: Callable[[bytes], str] = bytes.decode,
 ) -> Restored:
     """Read each partition of ``topic`` in ``dbs`` (partition: (first offset to read, its
     database)) up to the changelog's end as it is now, into its database; ``client`` is the
     connection config (``ebbtide.runtime.kafka.client_config``). A partition whose position stops
     short of that end (nothing comes for :data:`IDLE_READS` reads: e.g. its last records were
     compacted away) is left there: Faust's recovery reads on from the offset its database
-    holds."""
+    holds. ``deriver`` (if any) derives from the records what is written with them
+    (``derived.write_records``; ``decode_key`` gives a stored key's table key)."""
     started = time.perf_counter()
     consumer = AIOKafkaConsumer(
         **client,
@@ -65,7 +74,7 @@ async def read_into(
             idle = 0 if any(fetched.values()) else idle + 1
             for tp, batch in fetched.items():
                 if batch:
-                    records += _write(dbs[tp.partition][1], batch, offset_key)
+                    records += _write(dbs[tp.partition][1], batch, offset_key, deriver, decode_key)
             for tp in list(left):
                 if await consumer.position(tp) >= ends[tp]:
                     left.discard(tp)
@@ -77,14 +86,14 @@ async def read_into(
     return Restored(records, time.perf_counter() - started)
 
 
-def _write(db: rocksdict.Rdict, records: list[Any], offset_key: bytes) -> int:
-    """One atomic write: the records (a None value deletes its key) and the last one's offset."""
-    batch = rocksdict.WriteBatch(raw_mode=True)
-    for record in records:
-        if record.value is None:
-            batch.delete(record.key)
-        else:
-            batch.put(record.key, record.value)
-    batch.put(offset_key, str(records[-1].offset).encode())
-    db.write(batch)
-    return len(records)
+def _write(
+    db: rocksdict.Rdict,
+    records: list[Any],
+    offset_key: bytes,
+    deriver: Deriver | None,
+    decode_key: Callable[[bytes], str],
+) -> int:
+    """One atomic write: the records (a None value deletes its key), the last one's offset and
+    what ``deriver`` derives from them."""
+    pairs = [(record.key, record.value) for record in records]
+    return write_records(db, pairs, records[-1].offset, offset_key, deriver, decode_key)

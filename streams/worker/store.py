@@ -17,6 +17,11 @@ A database holds a prefix of its changelog partition and the offset it reaches, 
 - what recovery reads from the changelog is written with its offset the same way
   (:meth:`PartitionStore.apply_changelog_batch`).
 
+Each write batch also carries what the worker derives from the states it writes (the due
+index's entries and the partition's digest, in the database's ``derived`` column family: see
+``streams.worker.derived``), as the store's :class:`~ebbtide.streams.worker.derived.Deriver` (the
+worker's ``Partitions``) says; the store itself knows nothing of what a state holds.
+
 RocksDB's write-ahead log (not synced per write) keeps every atomic write through a crash of
 the process; a crash of the host may lose the last ones, and the next start then replays them
 from the changelog. A partition taken away (a rebalance) drops its held writes and is reopened
@@ -41,6 +46,14 @@ from faust.stores import rocksdb
 from faust.types import TP, CollectionT, EventT, StoreT
 from yarl import URL
 
+from ebbtide.streams.worker.derived import (
+    COLUMN_FAMILY,
+    DerivedPartition,
+    Deriver,
+    Replayed,
+    add,
+    write_records,
+)
 from ebbtide.streams.worker.restore import read_into
 from ebbtide.streams.worker.staging import PartitionNotHeld, partition_of_key
 
@@ -79,6 +92,7 @@ class SharedOptions(rocksdb.RocksDBOptions):
     def as_options(self) -> rocksdict.Options:
         options = rocksdict.Options(raw_mode=True)
         options.create_if_missing(True)
+        options.create_missing_column_families(True)  # the derived data's, in a database without it
         options.set_max_open_files(MAX_OPEN_FILES)
         options.set_write_buffer_size(WRITE_BUFFER)
         options.set_max_write_buffer_number(2)
@@ -94,8 +108,12 @@ class SharedOptions(rocksdb.RocksDBOptions):
         return options
 
     def open(self, path: Path, *, read_only: bool = False) -> rocksdict.Rdict:
+        options = self.as_options()
         db = rocksdict.Rdict(
-            str(path), options=self.as_options(), access_type=rocksdict.AccessType.read_write()
+            str(path),
+            options=options,
+            column_families={COLUMN_FAMILY: options},
+            access_type=rocksdict.AccessType.read_write(),
         )
         db.set_read_options(rocksdict.ReadOptions())
         return db
@@ -110,6 +128,8 @@ class PartitionStore(rocksdb.Store):
         self.rocksdb_options = SharedOptions()
         self._held: dict[int, dict[bytes, bytes | None]] = {}  # partition -> key -> value (None: deleted)
         self.restored = 0  # changelog records written by recovery since the start (logged, tested)
+        # Derives the data kept beside the states (``derived``), set by the worker's partitions.
+        self.deriver: Deriver | None = None
 
     def partition_of(self, key: bytes) -> int:
         """The partition a stored key names, read off its bytes without decoding them: the
@@ -170,12 +190,13 @@ class PartitionStore(rocksdb.Store):
         (revoked meanwhile) is skipped: its next owner reads the changelog. One held but not
         open yet is opened: its acknowledged writes are never dropped."""
         held, self._held = self._held, {}
-        for partition, writes in held.items():
+        dirty = set(self.deriver.dirty()) if self.deriver is not None else set()
+        for partition in held.keys() | dirty:
             if partition not in self._dbs and not self._holds(partition):
                 continue
             db = self._db_for_partition(partition)
             batch = rocksdict.WriteBatch(raw_mode=True)
-            for key, value in writes.items():
+            for key, value in held.get(partition, {}).items():
                 if value is None:
                     batch.delete(key)
                 else:
@@ -183,6 +204,9 @@ class PartitionStore(rocksdb.Store):
             offset = offsets.get(partition)
             if offset is not None:
                 batch.put(self.offset_key, str(offset).encode())
+            if self.deriver is not None:  # the derived data, as it is with these writes
+                at = offset if offset is not None else DerivedPartition(db, self.offset_key).offset()
+                add(batch, db, self.deriver.persisting(partition, at))
             db.write(batch)
 
     def apply_changelog_batch(
@@ -192,26 +216,20 @@ class PartitionStore(rocksdb.Store):
         to_value: Callable[[Any], Any],
     ) -> None:
         """Write changelog records read by recovery as they are (keys and values not decoded),
-        each partition's with its last offset in one atomic write batch."""
-        batches: dict[int, rocksdict.WriteBatch] = {}
+        each partition's with its last offset and what the deriver derives from them in one
+        atomic write batch (``derived.write_records``)."""
+        records: dict[int, list[tuple[bytes, bytes | None]]] = {}
         offsets: dict[int, int] = {}
-        count = 0
         for event in batch:
             message = event.message
             key: bytes = message.key  # type: ignore[assignment]  # changelog keys are never None
-            out = batches.get(message.partition)
-            if out is None:
-                out = batches[message.partition] = rocksdict.WriteBatch(raw_mode=True)
-            if message.value is None:
-                out.delete(key)
-            else:
-                out.put(key, message.value)
+            records.setdefault(message.partition, []).append((key, message.value))
             offsets[message.partition] = max(message.offset, offsets.get(message.partition, -1))
-            count += 1
-        for partition, out in batches.items():
-            out.put(self.offset_key, str(offsets[partition]).encode())
-            self._db_for_partition(partition).write(out)
-        self.restored += count
+        for partition, written in records.items():
+            db = self._db_for_partition(partition)
+            self.restored += write_records(
+                db, written, offsets[partition], self.offset_key, self.deriver, self._decode_key
+            )
 
     def revoke_partitions(self, table: CollectionT, tps: set[TP]) -> None:
         """A partition taken away: its held writes go (the changelog has them if they were
@@ -242,7 +260,7 @@ class PartitionStore(rocksdb.Store):
             return
         topic = table.changelog_topic_name  # type: ignore[attr-defined]
         dbs = {p: (self._next_offset(TP(topic, p)), self._dbs[p]) for p in actives}
-        restored = await read_into(client, topic, dbs, self.offset_key)
+        restored = await read_into(client, topic, dbs, self.offset_key, self.deriver, self._decode_key)
         self.restored += restored.records
         log.info(
             "state store: %d changelog records of partitions %s read in bulk in %.2f s",
@@ -263,6 +281,20 @@ class PartitionStore(rocksdb.Store):
             ",".join(str(p) for p in sorted(self._dbs)) or "none",
         )
         await super().on_recovery_completed(active_tps, standby_tps)
+
+    def derived(self, partition: int) -> DerivedPartition:
+        """The partition's database, for its derived data (:class:`PartitionNotHeld` if not held)."""
+        return DerivedPartition(self._open_db(partition), self.offset_key)
+
+    def held_writes(
+        self, partition: int, wants: Callable[[str], bool]
+    ) -> list[tuple[str, bytes | None, bytes | None]]:
+        """The partition's held writes of the keys ``wants`` says: (key, the value on disk, the
+        value held; None: none)."""
+        db = self._open_db(partition)
+        held = self._held.get(partition, {}).items()
+        named = ((self._decode_key(key), key, value) for key, value in held)
+        return [(name, db.get(key), value) for name, key, value in named if wants(name)]
 
     def partition_items(self, partition: int) -> Iterator[tuple[str, bytes]]:
         """The keys and stored values of one partition, lazily, from its database (values as
@@ -288,11 +320,12 @@ class PartitionedTable(faust.Table[str, Any]):
     # The connection (ebbtide.runtime.kafka.client_config) for reading the changelog in bulk when
     # a partition is assigned (streams.worker.restore); None: Faust's recovery reads it all.
     changelog_client: dict[str, Any] | None = None
+    deriver: Deriver | None = None  # what is derived beside the states (derive_with)
 
     def _new_store_by_url(self, url: str | URL) -> StoreT[Any, Any]:
         if URL(str(url)).scheme != "rocksdb":
             return super()._new_store_by_url(url)
-        return PartitionStore(
+        store = PartitionStore(
             url,
             self.app,
             self,
@@ -304,6 +337,8 @@ class PartitionedTable(faust.Table[str, Any]):
             loop=self.loop,
             options=self.options,
         )
+        store.deriver = self.deriver
+        return store
 
     def partition_for_key(self, key: Any) -> int | None:
         return partition_of_key(key)
@@ -336,6 +371,24 @@ class PartitionedTable(faust.Table[str, Any]):
                 if sent is not None:
                     offsets[sent.partition] = max(sent.offset, offsets.get(sent.partition, -1))
             store.persist(offsets)
+
+    def derived(self, partition: int) -> DerivedPartition | None:
+        """The partition's database for the derived data kept beside its states (the rocksdb
+        store; None with the memory store, which keeps none)."""
+        store = self.data
+        return store.derived(partition) if isinstance(store, PartitionStore) else None
+
+    def held_writes(self, partition: int, wants: Callable[[str], bool]) -> Replayed:
+        """Writes held for the partition, not on disk yet (``PartitionStore.held_writes``)."""
+        store = self.data
+        return store.held_writes(partition, wants) if isinstance(store, PartitionStore) else []
+
+    def derive_with(self, deriver: Deriver) -> None:
+        """Have ``deriver`` say what is derived from the states written (the rocksdb store, made
+        now or when first used)."""
+        self.deriver = deriver
+        if isinstance(self._data, PartitionStore):
+            self._data.deriver = deriver
 
     def partition_items(self, partition: int) -> Iterator[tuple[str, Any]]:
         """The keys and values of one partition, lazily: read from its own database with the

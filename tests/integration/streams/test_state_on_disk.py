@@ -1,8 +1,10 @@
 """The worker's state on local disk (EBBTIDE_STATE_STORE=rocksdb, the default), on the real broker:
 a worker SIGKILLed after its batches restarts with every state intact and reads only the tail of
-the changelog that another worker wrote meanwhile; a fresh state directory reads all of it; and
-every key is in the database of the partition it names, also the keys a batch writes after its
-events (the batch step's deferred writes)."""
+the changelog that another worker wrote meanwhile; a fresh state directory reads all of it; every
+key is in the database of the partition it names, also the keys a batch writes after its events
+(the batch step's deferred writes); and every start takes its partitions' counts from the digest
+kept beside the states (``streams.worker.digest``), derived by the recovery paths from what they
+wrote, never by reading every state."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ OFFSET_KEY = b"__faust\0offset__"  # where Faust's RocksDB store keeps a databas
 CONSUMED = "ebbtide_events_consumed_total"
 PENDING = "ebbtide_pending_deadlines"
 RESTORED = re.compile(r"state store: (\d+) changelog records restored")
+STARTED = re.compile(r"partition \d+ started from (its digest|its states)")
 TIMEOUT = 90.0
 
 
@@ -87,7 +90,8 @@ def _run_until(
 ) -> tuple[int, float]:
     """Start a worker; once it has consumed ``consumed`` events (and reports ``pending`` pending
     deadlines, if given) and its group has committed every event, SIGKILL it. The changelog
-    records its recovery restored (from its log) and the pending deadlines it reported."""
+    records its recovery restored (from its log) and the pending deadlines it reported; every
+    partition it started, it started from its digest (its log)."""
     child = processes.start(name, ["worker", "--loglevel", "info"], settings, settings.state_dir / "logs")
     try:
         wait_until(
@@ -100,11 +104,14 @@ def _run_until(
         )
         wait_until(lambda: _committed(settings), TIMEOUT, f"{name}: every event committed")
         reported = _metric(settings, PENDING)
-        found = RESTORED.findall(child.log.read_text())
+        log = child.log.read_text()
+        found = RESTORED.findall(log)
         assert child.alive(), child.tail()
     finally:
         child.kill()
     assert found, f"{name} logged no recovery:\n{child.tail()}"
+    starts = STARTED.findall(log)
+    assert len(starts) >= settings.partitions and set(starts) == {"its digest"}, child.tail()
     return int(found[-1]), reported
 
 
