@@ -200,16 +200,7 @@ def steady(
         "not_applied": missing,
         "drain_timeout_s": DRAIN_TIMEOUT,
     }
-    for part, values in (
-        ("tick_to_command", [produced[s] - at for s, at in sent.items() if s in produced]),
-        ("command_to_row", [done[s] - produced[s] for s in sent if s in done and s in produced]),
-    ):
-        if not values:
-            continue
-        extra |= {
-            f"{part}_p50_ms": 1000 * percentile(values, 0.5),
-            f"{part}_p99_ms": 1000 * percentile(values, 0.99),
-        }
+    extra |= _split(sent, produced, done)
     rate = Figure(
         NAME,
         "deletions/s sustained under the steady load",
@@ -232,6 +223,19 @@ def steady(
         extra=extra,
     )
     return [*latency_figures(latencies, rtts, extra), rate]
+
+
+def _split(sent: dict[str, float], produced: dict[str, float], done: dict[str, float]) -> dict[str, float]:
+    """p50/p99 (ms) of the latency's two parts: tick -> command produced -> tracking row."""
+    split: dict[str, float] = {}
+    for part, values in (
+        ("tick_to_command", [produced[s] - at for s, at in sent.items() if s in produced]),
+        ("command_to_row", [done[s] - produced[s] for s in sent if s in done and s in produced]),
+    ):
+        if values:
+            split[f"{part}_p50_ms"] = 1000 * percentile(values, 0.5)
+            split[f"{part}_p99_ms"] = 1000 * percentile(values, 0.99)
+    return split
 
 
 def burst(ctx: Context, settings: Settings, dsn: str, plan: Plan, children: list[processes.Child]) -> Figure:

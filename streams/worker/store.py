@@ -22,10 +22,9 @@ index's entries and the partition's digest, in the database's ``derived`` column
 ``streams.worker.derived``), as the store's :class:`~ebbtide.streams.worker.derived.Deriver` (the
 worker's ``Partitions``) says; the store itself knows nothing of what a state holds.
 
-RocksDB's write-ahead log (not synced per write) keeps every atomic write through a crash of
-the process; a crash of the host may lose the last ones, and the next start then replays them
-from the changelog. A partition taken away (a rebalance) drops its held writes and is reopened
-from its database and the changelog's tail when it comes back.
+RocksDB's write-ahead log (not synced per write) keeps every atomic write through a crash of the
+process; a host crash may lose the last ones, which the next start replays from the changelog. A
+partition taken away drops its held writes; it reopens from its database and the changelog's tail.
 
 Memory is bounded over all partitions: one block cache and one write buffer budget shared by
 every database of the table (``BLOCK_CACHE``, with the memtables, ``WRITE_BUFFERS``, counted
@@ -132,14 +131,11 @@ class PartitionStore(rocksdb.Store):
         self.deriver: Deriver | None = None
 
     def partition_of(self, key: bytes) -> int:
-        """The partition a stored key names, read off its bytes without decoding them: the
-        table's json key serializer stores ``s:<p>:<subject>`` as ``"s:<p>:<subject>"`` and
-        ``p:<p>`` as ``"p:<p>"`` (the prefix is plain ASCII, never escaped)."""
+        """The partition a stored key names, off its bytes: json keeps ``"s:<p>:…"``'s ASCII prefix."""
         return int(key.split(b":", 2)[1].strip(b'"'))
 
     def read(self, key: str) -> bytes | None:
-        """The bytes stored under ``key`` (a held write first), or None, in one read: a Faust
-        table's ``get`` reads twice (once to see the key is there) and decodes the key again."""
+        """The bytes stored under ``key`` (a held write first), or None, in one read."""
         return self._get(self._encode_key(key))
 
     def _set(self, key: bytes, value: bytes | None) -> None:
