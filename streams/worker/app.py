@@ -157,6 +157,9 @@ def _faust_app(settings: Settings) -> faust.App:
         broker_commit_every=10_000,
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
+        # A rebalance waits for the batch in flight (Faust's default, relied on): the batch's
+        # writes and the index counting them are persisted or dropped together (partitions.py).
+        stream_wait_empty=True,
         consumer_group_instance_id=settings.worker_member_id,  # the host or pod name by default
     )
 

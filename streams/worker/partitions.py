@@ -29,8 +29,8 @@ from ebbtide.streams.worker import digest, state_format
 from ebbtide.streams.worker.derived import DerivedPartition, Replayed, Writes
 from ebbtide.streams.worker.digest import DIGEST_KEY, Digest
 from ebbtide.streams.worker.progress import Due, DueIndex, PartitionProgress, StoredDueIndex
-from ebbtide.streams.worker.staging import PartitionNotHeld, StagedTable, partition_items
-from ebbtide.streams.worker.state_format import Summary
+from ebbtide.streams.worker.staging import PartitionNotHeld, StagedTable, partition_items, subject_key
+from ebbtide.streams.worker.state_format import Entry, Summary
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class Partitions:
         self.starts: Counter[str] = Counter()  # partitions started per path: digest, rebuild, memory
         self.states_read = 0  # summaries read by full rebuilds since the start
         self._changed: set[int] = set()  # partitions whose digest must be written with the next persist
+        self._dropped: set[int] = set()  # partitions whose digest a persist dropped (logged once)
         derive_with = getattr(state.table, "derive_with", None)
         if derive_with is not None:  # the rocksdb store: it asks what to write beside the states
             derive_with(self)
@@ -156,7 +157,7 @@ class Partitions:
         because it is one pass over every state, counting as it goes)."""
         index = self._due[partition]
         pending = 0
-        judged_before: list[str] = []
+        judged_before: list[tuple[str, Summary]] = []
         totals: list[dict[str, int]] = [{} for _ in _GAUGES]  # the gauges' counts, set once at the end
         held = self._unsigned[partition] = set()
         policies = self._policies[partition] = {}
@@ -177,7 +178,7 @@ class Partitions:
                 pending += summary.waiting
                 digest.add_to(policies, summary.policy, 1)
                 if summary.policy != self.policy_label:
-                    judged_before.append(subject_id)
+                    judged_before.append((subject_id, summary))
         if isinstance(index, StoredDueIndex):
             index.spill()  # the digest goes with the next persist, with the states it counts
             self._changed.add(partition)
@@ -185,8 +186,14 @@ class Partitions:
         self._pending[partition] = 0
         self.count_pending(partition, pending)
         metrics.CERTIFICATES_UNSIGNED.set(self.unsigned())
-        for subject_id in judged_before:  # stamped under another policy: judge them again now
-            self.load(partition, subject_id)
+        for subject_id, stored in judged_before:  # stamped under another policy: judge them again now
+            staged = self.state.staged(subject_key(partition, subject_id))
+            if isinstance(staged, Entry):  # judged again already, before a rebalance dropped the index
+                self.count_state(partition, stored, staged.summary)  # counted as staged, not as stored
+                if staged.summary.next is not None:
+                    index.file(subject_id, staged.summary.next)
+            else:
+                self.load(partition, subject_id)
 
     # -- what the rocksdb store asks (``derived.Deriver``) -----------------------------------------
 
@@ -203,7 +210,15 @@ class Partitions:
         not started here has its digest dropped: only a started one counts what is written."""
         index = self._due.get(partition)
         if not isinstance(index, StoredDueIndex):
+            if partition not in self._dropped:
+                self._dropped.add(partition)
+                log.info(
+                    "partition %d written before its index was started: its digest is dropped (its "
+                    "next start rebuilds from its states)",
+                    partition,
+                )
             return {DIGEST_KEY: None}
+        self._dropped.discard(partition)
         writes = dict(index.take_held())
         unanswered = [self._unanswered[kind].get(partition, {}) for kind, _ in _GAUGES]
         found = Digest(

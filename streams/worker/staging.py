@@ -106,6 +106,11 @@ class StagedTable(MutableMapping[str, Any]):
             raise KeyError(key)
         return values.decode(key, raw)
 
+    def staged(self, key: str) -> Any:
+        """The value staged for ``key`` and not flushed yet (None if there is none)."""
+        value = self._staged.get(key)
+        return None if value is _DELETED else value
+
     def stored(self, key: str) -> Any:
         """The decoded value of ``key`` in the table, staged writes left out (None if missing)."""
         raw = self._read(key)

@@ -244,3 +244,24 @@ def test_a_start_from_the_digest_counts_the_writes_held_for_the_partition(tmp_pa
     again = Partitions(StagedTable(table), LABEL, lambda p, s: None)  # as after a rebalance
     assert again.index(0).take(DAY0 + MS_PER_DAY) == ["z"]
     assert again.starts == {"digest": 1} and again._pending[0] == 2
+
+
+def test_a_subject_judged_again_before_a_rebalance_is_counted_and_filed_as_staged(tmp_path: Path) -> None:
+    table, store = _table(tmp_path)
+    table["s:0:r"] = _state("r", Summary(DAY0 + 30 * MS_PER_DAY, 1, "old-policy", waiting_by={"client": 1}))
+    store.persist({0: 5})
+    state = StagedTable(table)
+    # The new policy's first start judged r again (an earlier deadline), staged until the next
+    # batch; then a rebalance dropped the index before that batch ran.
+    judged_again = Summary(DAY0 + 2 * MS_PER_DAY, 2, LABEL, waiting_by={"client": 2})
+    state["s:0:r"] = Entry(new_subject("r"), judged_again)
+    loaded: list[str] = []
+    owned = Partitions(state, LABEL, lambda p, s: loaded.append(s))
+    assert owned.index(0).take(DAY0 + 2 * MS_PER_DAY) == ["r"]  # filed at the staged deadline
+    assert loaded == [] and owned._pending[0] == 2 and owned._policies[0] == {LABEL: 1}
+    assert owned.starts == {"rebuild": 1}
+
+
+def test_a_rebalance_waits_for_the_batch_in_flight(tmp_path: Path) -> None:
+    table, _ = _table(tmp_path)  # the digest and the index counting a batch go to disk with it
+    assert table.app.conf.stream_wait_empty is True
