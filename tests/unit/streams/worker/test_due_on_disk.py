@@ -5,6 +5,7 @@ rebuild computes, and a restart starts from the digest without reading a state."
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -47,6 +48,7 @@ steps = st.lists(
         st.tuples(st.just("file"), subjects, days),
         st.tuples(st.just("take"), st.just(""), days),
         st.tuples(st.just("persist"), st.just(""), st.just(0)),
+        st.tuples(st.just("crash"), st.just(""), st.just(0)),
     ),
     max_size=40,
 )
@@ -67,6 +69,7 @@ def test_the_stored_index_takes_what_the_memory_index_takes(
 ) -> None:
     scratch.write(dict.fromkeys(scratch.scan(DUE, b"e")))  # what an example before left
     memory, stored = DueIndex(), StoredDueIndex(lambda: scratch)
+    persisted = copy.deepcopy(memory)  # the model of what is on disk: the index as at the last persist
     for op, subject, ms in script:
         if op == "file":
             memory.file(subject, ms)
@@ -74,8 +77,12 @@ def test_the_stored_index_takes_what_the_memory_index_takes(
         elif op == "take":
             assert stored.take(ms) == memory.take(ms)
             assert stored.cursor == memory.cursor
-        else:  # what a persist writes beside the states
+        elif op == "persist":  # what a persist writes beside the states (the cursor: in the digest)
             scratch.write(stored.take_held())
+            persisted = copy.deepcopy(memory)
+        else:  # a SIGKILL: what was held is gone; the restart has the persisted entries and cursor
+            stored = StoredDueIndex(lambda: scratch, persisted.cursor)
+            memory = copy.deepcopy(persisted)
         assert len(stored) == len(memory)
 
 
