@@ -8,7 +8,8 @@ written in the same atomic write batch as the states and the offset it describes
 persist (as ``partitions.Partitions`` counts it then) and by the recovery paths (:func:`replay`:
 each state record counted by the difference of its old and new summaries, its next deadline
 filed as a due entry). A partition started with a digest at its database's offset, all its
-subjects stamped under the running policy, reads no state; see ``partitions``.
+subjects stamped under the running policy (or judged again under it already, at a full start),
+reads no state; see ``partitions``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ class Digest(msgspec.Struct, array_like=True):
     pending: int = 0  # records waiting for their deadline
     gauges: list[dict[str, int]] = []  # per gauge (Summary.by_label order): label -> count
     unsigned: list[str] = []  # table keys of certificates held for want of a signature
+    # The policy label every subject was judged again under at the partition's last full start:
+    # subjects still under another label then failed to be judged again (logged), and are tried
+    # again when next decoded, so they need no full start again under that label.
+    judged: str | None = None
 
     def count(self, old: Summary | None, new: Summary | None) -> None:
         """Count a state changed from ``old`` to ``new`` (None: none), by the difference."""
@@ -83,7 +88,7 @@ def stored(derived: DerivedPartition, label: str) -> tuple[Digest | None, str]:
     if digest.offset != offset:
         return None, f"the digest is at offset {digest.offset}, the states at {offset}"
     others = sum(n for policy, n in digest.policies.items() if policy != label)
-    if others:
+    if others and digest.judged != label:
         return None, f"{others} subjects stamped under another policy"
     return digest, f"the digest at offset {offset}"
 
@@ -120,6 +125,8 @@ def advance(digest: Digest, records: Replayed) -> list[bytes]:
         before = None if old is None else state_format.read_summary(old)
         after = None if new is None else state_format.read_summary(new)
         digest.count(before, after)
+        if after is not None and after.policy != digest.judged:
+            digest.judged = None  # written under a policy (another worker's) not judged again at a full start
         if after is not None and after.next is not None:
             bucket = bucket_of(after.next)
             if digest.cursor is not None:

@@ -64,6 +64,7 @@ class Partitions:
         self.load = load
         self._due: dict[int, DueIndex | StoredDueIndex] = {}
         self._policies: dict[int, dict[str, int]] = {}  # per partition: policy label -> subjects
+        self._judged: dict[int, str | None] = {}  # per partition: Digest.judged
         self.starts: Counter[str] = Counter()  # partitions started per path: digest, rebuild, memory
         self.states_read = 0  # summaries read by full rebuilds since the start
         self._changed: set[int] = set()  # partitions whose digest must be written with the next persist
@@ -141,6 +142,7 @@ class Partitions:
             index.held.update(dict.fromkeys(digest.advance(found, held(partition, digest.wants)), True))
         self._unsigned[partition] = set(found.unsigned)
         self._policies[partition] = dict(found.policies)
+        self._judged[partition] = found.judged
         self._set_gauges(partition, [dict(g) for g in found.gauges] or [{} for _ in _GAUGES])
         self._pending[partition] = 0
         self.count_pending(partition, found.pending)
@@ -161,6 +163,7 @@ class Partitions:
         totals: list[dict[str, int]] = [{} for _ in _GAUGES]  # the gauges' counts, set once at the end
         held = self._unsigned[partition] = set()
         policies = self._policies[partition] = {}
+        self._judged[partition] = self.policy_label  # every subject under another policy: judged below
         for key, raw in partition_items(self.state.table, partition):
             if key.startswith("u:"):
                 held.add(key)
@@ -228,6 +231,7 @@ class Partitions:
             self._pending.get(partition, 0),
             [{label: n for label, n in counts.items() if n} for counts in unanswered],
             sorted(self._unsigned.get(partition, ())),
+            self._judged.get(partition),
         )
         writes[DIGEST_KEY] = digest.encode(found)
         self._changed.discard(partition)
@@ -314,6 +318,7 @@ class Partitions:
             self._due.pop(partition, None)  # with the due entries held for it (with its states' writes)
             self._pending.pop(partition, None)
             self._policies.pop(partition, None)
+            self._judged.pop(partition, None)
             self._changed.discard(partition)
             if self._unsigned.pop(partition, None):
                 metrics.CERTIFICATES_UNSIGNED.set(self.unsigned())

@@ -272,3 +272,34 @@ def test_a_subject_judged_again_before_a_rebalance_is_counted_and_filed_as_stage
 def test_a_rebalance_waits_for_the_batch_in_flight(tmp_path: Path) -> None:
     table, _ = _table(tmp_path)  # the digest and the index counting a batch go to disk with it
     assert table.app.conf.stream_wait_empty is True
+
+
+def test_a_subject_that_failed_to_be_judged_again_does_not_force_a_full_start_every_time(
+    tmp_path: Path,
+) -> None:
+    table, store = _table(tmp_path)
+    table["s:0:f"] = _state("f", Summary(DAY0 + MS_PER_DAY, 1, "old-policy"))
+    store.persist({0: 2})
+    failed = Partitions(
+        StagedTable(table), LABEL, lambda p, s: None
+    )  # judging it again fails: it keeps its label
+    failed.index(0)
+    store.persist({})
+    assert failed.starts == {"rebuild": 1} and _stored_digest(store).policies == {"old-policy": 1}
+    again = Partitions(StagedTable(table), LABEL, lambda p, s: None)  # tried again when next decoded
+    assert again.index(0).take(DAY0 + MS_PER_DAY) == ["f"]
+    assert again.starts == {"digest": 1} and again.states_read == 0
+    judged: list[str] = []
+    newer = Partitions(
+        StagedTable(table), "policy-3", lambda p, s: judged.append(s)
+    )  # a policy not tried yet
+    newer.index(0)
+    assert newer.starts == {"rebuild": 1} and judged == ["f"]
+
+
+def test_a_state_replayed_under_a_policy_not_judged_again_calls_for_a_full_start() -> None:
+    found = digest.Digest(judged=LABEL)
+    digest.advance(found, [("s:0:g", None, _state("g", Summary(None, 0, LABEL)))])
+    assert found.judged == LABEL
+    digest.advance(found, [("s:0:h", None, _state("h", Summary(None, 0, "old-policy")))])  # another worker's
+    assert found.judged is None
