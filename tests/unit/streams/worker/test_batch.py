@@ -4,12 +4,13 @@ that fails anywhere leaves no state behind and exits so it is replayed."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
 from ebbtide.streams.worker.batch import EXIT_BATCH_FAILED, BatchStep
 from ebbtide.streams.worker.routing import Out
+from tests.unit.streams.worker.fakes import FakeProcessor
 
 
 @dataclass(frozen=True)
@@ -19,33 +20,6 @@ class Msg:
     offset: int
     key: bytes | None
     value: bytes | None
-
-
-@dataclass
-class FakeProcessor:
-    """Answers each message with the outputs scripted for its offset; logs every call."""
-
-    outputs: dict[int, list[Out]] = field(default_factory=dict)
-    fail_at: int | None = None
-    log: list[str] = field(default_factory=list)
-
-    def on_message(
-        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
-    ) -> list[Out]:
-        if offset == self.fail_at:
-            raise RuntimeError("the processor failed")
-        self.log.append(f"process {offset}")
-        return self.outputs.get(offset, [])
-
-    def end_batch(self) -> list[Out]:
-        return []
-
-    def flush(self) -> int:
-        self.log.append("flush")
-        return 0
-
-    def discard(self) -> None:
-        self.log.append("discard")
 
 
 class Broker:

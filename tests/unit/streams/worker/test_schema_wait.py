@@ -18,6 +18,7 @@ from ebbtide.schemas.wire import RegistryUnavailable
 from ebbtide.streams.worker.batch import EXIT_BATCH_FAILED, BatchStep
 from ebbtide.streams.worker.routing import Out
 from ebbtide.streams.worker.schema_wait import NEW_IDS_PER_PART, READY_CHECK, SchemaWait, process
+from tests.unit.streams.worker.fakes import FakeProcessor
 
 TOPIC = "ebbtide.events"
 
@@ -129,31 +130,12 @@ def test_a_batch_with_more_new_ids_than_the_budget_goes_on_in_parts_in_order() -
     assert sorted(lookup.asked) == list(range(NEW_IDS_PER_PART + 5))  # each id asked once
 
 
-class Processor:
-    def __init__(self) -> None:
-        self.log: list[str] = []
-
-    def on_message(self, topic: str, partition: int, offset: int, key: Any, value: Any) -> list[Out]:
-        self.log.append(f"process {offset}")
-        return []
-
-    def end_batch(self) -> list[Out]:
-        return []
-
-    def flush(self) -> int:
-        self.log.append("flush")
-        return 0
-
-    def discard(self) -> None:
-        self.log.append("discard")
-
-
 async def no_send(out: Out) -> Any:
     raise AssertionError("nothing to send")
 
 
-def step_and_exits() -> tuple[BatchStep, Processor, list[int]]:
-    processor, exits = Processor(), []
+def step_and_exits() -> tuple[BatchStep, FakeProcessor, list[int]]:
+    processor, exits = FakeProcessor(), []
     return BatchStep(processor, no_send, exit=exits.append), processor, exits
 
 
