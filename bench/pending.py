@@ -40,7 +40,7 @@ from ebbtide.streams.worker import state_format
 from ebbtide.streams.worker.derived import COLUMN_FAMILY, DerivedPartition, Deriver, add
 from ebbtide.streams.worker.processor import LifecycleProcessor
 from ebbtide.streams.worker.staging import subject_key
-from ebbtide.streams.worker.store import SharedOptions
+from ebbtide.streams.worker.store import PartitionStore, SharedOptions
 
 NAME = "pending"
 BASE = 20_000 * MS_PER_DAY  # 2024-10-04
@@ -49,7 +49,7 @@ TICKS = 20
 LABEL = default_policy().label  # stamped under the running policy: no re-judging at rebuild
 GOAL_PENDING = 10_000_000  # the scale goal: RSS <= 1 GiB there
 CHUNK = 20_000  # states per RocksDB write batch while filling the table
-OFFSET_KEY = b"__faust\0offset__"  # as Faust's store keeps it (none is written here)
+OFFSET_KEY = PartitionStore.offset_key  # Faust's own key (none is written here)
 
 
 class DiskTable(MutableMapping[str, Any]):
