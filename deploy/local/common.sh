@@ -1,8 +1,8 @@
 # shellcheck shell=bash
-# Sourced by kafka.sh, kafka-cluster.sh and postgres.sh: the helpers they share. The sourcing
-# script sets PROG (its name, for errors) and, before calling port_open, HOST; before calling
+# Sourced by the scripts of deploy/local (each server's, and with-stack.sh): the helpers they share.
+# The sourcing script sets PROG (its name, for errors) and, before calling port_open, HOST; before calling
 # stop_pid, STOP_TIMEOUT (seconds) and PID_FILE, and it defines info; before calling wait_started,
-# also START_TIMEOUT (seconds) and LOG_FILE.
+# also START_TIMEOUT (seconds) and LOG_FILE; before calling ensure_state_dir, STATE_DIR.
 
 die() {
     printf '%s: error: %s\n' "$PROG" "$*" >&2
@@ -86,4 +86,15 @@ wait_started() { # pid name readiness-in-words command [args...]
         fi
         sleep 0.25 # poll interval, not a readiness guess
     done
+}
+
+# The state dir every server keeps its data under: made traversable (PostgreSQL's server runs as
+# the OS user postgres and must reach its data under it; a default umask of 077 would hide it)
+# and kept out of git even if the repo's .gitignore does not list it.
+ensure_state_dir() {
+    if [[ ! -d $STATE_DIR ]]; then
+        mkdir -p -- "$STATE_DIR"
+        chmod 755 -- "$STATE_DIR"
+    fi
+    [[ -e $STATE_DIR/.gitignore ]] || printf '*\n' >"$STATE_DIR/.gitignore"
 }

@@ -254,10 +254,7 @@ start_locked() {
 
 
 with_lock() {
-    if [[ ! -d $STATE_DIR ]]; then # traversable: PostgreSQL's server (OS user postgres) keeps its data under it
-        mkdir -p -- "$STATE_DIR"
-        chmod 755 -- "$STATE_DIR"
-    fi
+    ensure_state_dir
     mkdir -p -- "$CONNECT_DIR"
     chmod 700 -- "$CONNECT_DIR"
     (

@@ -183,14 +183,6 @@ cache_paths() {
 }
 
 # ---------------------------------------------------------------- helpers
-ensure_state_dir() {
-    if [[ ! -d $STATE_DIR ]]; then
-        mkdir -p -- "$STATE_DIR"
-        chmod 755 -- "$STATE_DIR" # postgres.sh's server (OS user postgres) must traverse it
-    fi
-    # Keep runtime state out of git even if the repo's .gitignore does not list it.
-    [[ -e $STATE_DIR/.gitignore ]] || printf '*\n' >"$STATE_DIR/.gitignore"
-}
 
 # env_update KEY VALUE [KEY VALUE ...]: replace only these keys in $ENV_FILE.
 # The file is plain KEY=value lines so both bash `source` and make `include` read it.

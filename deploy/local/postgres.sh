@@ -125,13 +125,6 @@ as_pg() {
     fi
 }
 
-ensure_state_dir() {
-    if [[ ! -d $STATE_DIR ]]; then
-        mkdir -p -- "$STATE_DIR"
-        chmod 755 -- "$STATE_DIR" # the postgres OS user must traverse it
-    fi
-    [[ -e $STATE_DIR/.gitignore ]] || printf '*\n' >"$STATE_DIR/.gitignore"
-}
 
 # env_update KEY VALUE [KEY VALUE ...]: replace only these keys in $ENV_FILE.
 # The file is plain KEY=value lines so both bash `source` and make `include` read it.

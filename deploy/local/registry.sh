@@ -197,13 +197,9 @@ start_locked() {
 
 cmd_start() {
     validate_settings
-    if [[ ! -d $STATE_DIR ]]; then # traversable: PostgreSQL's server (OS user postgres) keeps its data under it
-        mkdir -p -- "$STATE_DIR"
-        chmod 755 -- "$STATE_DIR"
-    fi
+    ensure_state_dir
     mkdir -p -- "$REG_DIR"
     chmod 700 -- "$REG_DIR"
-    [[ -e $STATE_DIR/.gitignore ]] || printf '*\n' >"$STATE_DIR/.gitignore"
     (
         flock -w 120 7 || die "timed out waiting for lock $REG_DIR/.lock"
         start_locked

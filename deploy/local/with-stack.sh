@@ -30,10 +30,9 @@ trap cleanup EXIT
 # The state dir is made here, traversable, before anything starts in the background: the registry's
 # start (umask 077) would otherwise make it private, and PostgreSQL's server (OS user postgres)
 # could not reach its data under it.
-if [[ ! -d $EBBTIDE_STATE_DIR ]]; then
-    mkdir -p -- "$EBBTIDE_STATE_DIR"
-    chmod 755 -- "$EBBTIDE_STATE_DIR"
-fi
+# shellcheck source=common.sh
+. "$SCRIPT_DIR/common.sh"
+PROG=with-stack STATE_DIR=$EBBTIDE_STATE_DIR ensure_state_dir
 # The schema registry needs neither server (its schemas are in a file): it starts beside them.
 registry_start=""
 if ! "$SCRIPT_DIR/registry.sh" status >/dev/null 2>&1; then
