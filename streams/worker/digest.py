@@ -74,6 +74,15 @@ def decode(raw: bytes) -> Digest:
     return _decoder.decode(raw)
 
 
+def _readable(raw: bytes) -> Digest | None:
+    """The digest ``raw`` holds, or None if it cannot be read (a damaged or foreign value: never
+    trusted, so the partition's next start reads its states)."""
+    try:
+        return decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
 def stored(derived: DerivedPartition, label: str) -> tuple[Digest | None, str]:
     """The digest a partition starts from, if its database has a valid one, and why (logged).
     None: its states must be read (no digest, as an older version wrote it; one at another
@@ -84,7 +93,9 @@ def stored(derived: DerivedPartition, label: str) -> tuple[Digest | None, str]:
         if offset is None and derived.is_empty():
             return Digest(), "an empty database"
         return None, f"no digest beside the states at offset {offset}"
-    digest = decode(raw)
+    digest = _readable(raw)
+    if digest is None:
+        return None, "an unreadable digest"
     if digest.offset != offset:
         return None, f"the digest is at offset {digest.offset}, the states at {offset}"
     others = sum(n for policy, n in digest.policies.items() if policy != label)
@@ -104,9 +115,10 @@ def replay(derived: DerivedPartition, records: Replayed, offset: int) -> Writes:
             return {}
         digest = Digest()
     else:
-        digest = decode(raw)
-        if digest.offset != derived.offset():
-            return {DIGEST_KEY: None}  # stale: never taken for valid again
+        found = _readable(raw)
+        if found is None or found.offset != derived.offset():
+            return {DIGEST_KEY: None}  # unreadable or stale: never taken for valid again
+        digest = found
     writes = dict.fromkeys(advance(digest, records), b"")
     digest.offset = offset
     writes[DIGEST_KEY] = encode(digest)

@@ -303,3 +303,18 @@ def test_a_state_replayed_under_a_policy_not_judged_again_calls_for_a_full_start
     assert found.judged == LABEL
     digest.advance(found, [("s:0:h", None, _state("h", Summary(None, 0, "old-policy")))])  # another worker's
     assert found.judged is None
+
+
+def test_an_unreadable_digest_is_not_trusted_and_is_replaced(tmp_path: Path) -> None:
+    table, store = _table(tmp_path)
+    table["s:0:v"] = _state("v", Summary(DAY0 + MS_PER_DAY, 1, LABEL))
+    store.persist({0: 4})
+    store.derived(0).write({DIGEST_KEY: b"\xc1 not a digest"})  # damaged on disk
+    owned = Partitions(StagedTable(table), LABEL, lambda p, s: None)
+    assert owned.index(0).take(DAY0 + MS_PER_DAY) == ["v"]
+    assert owned.starts == {"rebuild": 1} and owned._pending[0] == 1
+    store.persist({})
+    assert _stored_digest(store).offset == 4
+    store.derived(0).write({DIGEST_KEY: b"\xc1"})
+    replayed = digest.replay(store.derived(0), [("s:0:w", None, _state("w", Summary(None, 0, LABEL)))], 5)
+    assert replayed == {DIGEST_KEY: None}
